@@ -1,0 +1,208 @@
+//! image-store messages: blobs, image records, tags.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `blob.stat` request and `blob.read` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub digest: String,
+}
+
+/// A stored blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// `blob.ingest` (an upload stream): the content that follows must hash to `digest`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobIngest {
+    pub digest: String,
+    /// Expected size, when the caller knows it (a manifest says so): more or fewer bytes fail.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Media type; for layer types the store also computes the diff ID and unpacked size.
+    #[serde(default)]
+    pub media_type: Option<String>,
+}
+
+/// What the store knows of a layer blob after ingesting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Digest of the blob as stored (compressed or not).
+    pub digest: String,
+    pub media_type: String,
+    /// Stored (compressed) size.
+    pub size: u64,
+    /// Digest of the uncompressed tar (what the image config lists in `rootfs.diff_ids`).
+    pub diff_id: String,
+    /// Size of the layer's files once unpacked, as dockerd counts it.
+    pub unpacked_size: u64,
+}
+
+/// Result of `blob.ingest`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobIngested {
+    pub blob: BlobInfo,
+    #[serde(default)]
+    pub layer: Option<LayerInfo>,
+}
+
+/// `image.commit`: make an image visible from blobs already in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageCommit {
+    /// Config blob digest (the image ID).
+    pub config: String,
+    /// Layer blob digests, base first, with their media types.
+    pub layers: Vec<LayerRef>,
+    /// The platform manifest's digest and media type, when the image came from a registry.
+    #[serde(default)]
+    pub manifest: Option<BlobRefTyped>,
+    /// Normalized references to point at the image (`docker.io/library/busybox:latest`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Normalized `name@digest` references the image is known by in registries.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub digest: String,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRefTyped {
+    pub digest: String,
+    pub media_type: String,
+}
+
+/// An image as the store records it. The gateway renders Docker's views from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// `sha256:<config digest>`.
+    pub id: String,
+    /// Normalized tag references, sorted.
+    pub repo_tags: Vec<String>,
+    /// Normalized digest references, sorted.
+    pub repo_digests: Vec<String>,
+    pub layers: Vec<LayerInfo>,
+    #[serde(default)]
+    pub manifest: Option<BlobRefTyped>,
+    /// The image config as stored (Docker/OCI image config JSON).
+    pub config: serde_json::Value,
+    /// Size of the config blob.
+    pub config_size: u64,
+    /// Sum of the layers' unpacked sizes.
+    pub size: u64,
+    /// When the image was first stored (RFC 3339).
+    pub stored_at: String,
+    /// When a tag last moved to this image (RFC 3339).
+    #[serde(default)]
+    pub last_tag_time: Option<String>,
+}
+
+/// `image.resolve`: a name, a normalized reference, a digest reference, an ID or an ID prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageResolve {
+    pub name: String,
+}
+
+/// `image.list`: Docker's `filters` (already decoded) and `all`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImageList {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+/// `image.tag`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageTag {
+    /// What to tag (any form `image.resolve` takes).
+    pub source: String,
+    /// Normalized reference of the new tag.
+    pub target: String,
+}
+
+/// `image.delete`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageDelete {
+    pub name: String,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub no_prune: bool,
+    /// Images that containers use: the gateway asks the runtime nodes and passes them on, so the
+    /// store can refuse as dockerd does.
+    #[serde(default)]
+    pub in_use: BTreeMap<String, String>,
+}
+
+/// One row of dockerd's delete response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteItem {
+    /// Familiar reference that was removed.
+    Untagged(String),
+    /// Image ID that was deleted.
+    Deleted(String),
+}
+
+/// `image.prune`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImagePrune {
+    #[serde(default)]
+    pub filters: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub in_use: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PruneReport {
+    pub deleted: Vec<DeleteItem>,
+    pub space_reclaimed: u64,
+}
+
+/// `image.export` (a download stream of a `docker save` tar).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageExport {
+    pub names: Vec<String>,
+}
+
+/// `image.load` (an upload stream of a `docker save` or OCI layout tar). Result: [`LoadReport`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImageLoad {
+    #[serde(default)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Lines as dockerd prints them: `Loaded image: busybox:latest`, `Loaded image ID: sha256:...`.
+    pub lines: Vec<String>,
+}
+
+/// `image.import` (an upload stream of a root filesystem tar, plain or compressed). Result: the
+/// new [`ImageRecord`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImageImport {
+    /// Normalized reference to tag, if any.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Dockerfile-style changes (`CMD ["sh"]`, `ENV A=b`, ...).
+    #[serde(default)]
+    pub changes: Vec<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub variant: Option<String>,
+}

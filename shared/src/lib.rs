@@ -1,0 +1,21 @@
+//! The bus contract of Wharf: every subject, every message type, every error and the streaming
+//! primitive that the gateway and the services share. Nothing else defines wire types.
+
+pub mod connect;
+pub mod error;
+pub mod events;
+pub mod image;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod rpc;
+pub mod service;
+pub mod stream;
+pub mod subjects;
+
+pub use connect::{connect, NatsOptions};
+pub use error::{BusError, ErrorKind};
+pub use rpc::call;
+
+/// Version string every service reports to the NATS service API.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

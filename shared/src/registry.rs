@@ -1,0 +1,200 @@
+//! registry-sync messages: pull and push, with the registry credentials a client sent.
+
+use serde::{Deserialize, Serialize};
+
+/// Docker's AuthConfig, as the CLI sends it base64-encoded in `X-Registry-Auth`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// base64 of `user:password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "serveraddress"
+    )]
+    pub server_address: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "identitytoken"
+    )]
+    pub identity_token: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "registrytoken"
+    )]
+    pub registry_token: Option<String>,
+}
+
+impl RegistryAuth {
+    /// Decodes the `X-Registry-Auth` header (base64url or standard base64 of JSON).
+    pub fn from_header(value: &str) -> Option<RegistryAuth> {
+        use base64::Engine;
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        let engines = [
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+        ];
+        let json = engines.iter().find_map(|e| e.decode(value).ok())?;
+        let auth: RegistryAuth = serde_json::from_slice(&json).ok()?;
+        if auth == RegistryAuth::default() {
+            None
+        } else {
+            Some(auth)
+        }
+    }
+
+    /// Username and password, from the fields or from `auth`.
+    pub fn basic(&self) -> Option<(String, String)> {
+        if let (Some(u), Some(p)) = (&self.username, &self.password) {
+            if !u.is_empty() {
+                return Some((u.clone(), p.clone()));
+            }
+        }
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(self.auth.as_ref()?)
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        let (u, p) = s.split_once(':')?;
+        Some((u.to_string(), p.to_string()))
+    }
+}
+
+/// A platform as `--platform os/arch[/variant]` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Parses `linux/amd64`, `linux/arm64/v8`, `amd64`.
+    pub fn parse(s: &str) -> Option<Platform> {
+        let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty()).collect();
+        let (os, arch, variant) = match parts.as_slice() {
+            [arch] => ("linux", *arch, None),
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] => (*os, *arch, Some(variant.to_string())),
+            _ => return None,
+        };
+        let arch = match arch {
+            "x86_64" | "x86-64" => "amd64",
+            "aarch64" => "arm64",
+            a => a,
+        };
+        Some(Platform {
+            os: os.to_lowercase(),
+            architecture: arch.to_string(),
+            variant,
+        })
+    }
+
+    /// The platform of this host, as Go names it.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "arm" => "arm",
+            "powerpc64" => "ppc64le",
+            "s390x" => "s390x",
+            "riscv64" => "riscv64",
+            other => other,
+        };
+        let variant = if architecture == "arm64" {
+            Some("v8".to_string())
+        } else {
+            None
+        };
+        Platform {
+            os: "linux".to_string(),
+            architecture: architecture.to_string(),
+            variant,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `pull` (a download stream of [`crate::progress::JsonMessage`]s).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// Normalized reference, with a tag or a digest.
+    pub reference: String,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    #[serde(default)]
+    pub auth: Option<RegistryAuth>,
+}
+
+/// `push` (a download stream of progress).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushRequest {
+    pub reference: String,
+    #[serde(default)]
+    pub auth: Option<RegistryAuth>,
+}
+
+/// `info`: how registry-sync reaches registries (shown by `docker info`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RegistrySettings {
+    pub mirrors: Vec<String>,
+    pub insecure_registries: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_auth_header_decodes_docker_cli_encoding() {
+        use base64::Engine;
+        let json = r#"{"username":"u","password":"p","serveraddress":"localhost:5000"}"#;
+        let header = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let auth = RegistryAuth::from_header(&header).unwrap();
+        assert_eq!(auth.basic(), Some(("u".to_string(), "p".to_string())));
+        assert_eq!(auth.server_address.as_deref(), Some("localhost:5000"));
+        assert!(
+            RegistryAuth::from_header(&base64::engine::general_purpose::URL_SAFE.encode("{}"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn platforms_parse_in_cli_spelling() {
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm64/v8")
+                .unwrap()
+                .variant
+                .as_deref(),
+            Some("v8")
+        );
+        assert!(Platform::parse("a/b/c/d").is_none());
+    }
+}

@@ -1,0 +1,351 @@
+//! `wharf up`: the whole stack on one machine. Each service runs as its own child process and is
+//! restarted when it dies; without `--nats-url` a private nats-server (JetStream on, data under the
+//! data root, password generated and kept there) is started and supervised too. SIGTERM or Ctrl-C
+//! stops the services, then NATS.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Settings, UpArgs};
+
+/// Resolves when the process is asked to stop (SIGTERM or SIGINT).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// One supervised child: how to start it again.
+#[derive(Clone)]
+struct Spec {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `spec` until `stop` is cancelled, restarting it when it exits, with a backoff that resets
+/// once a run lasted a while.
+async fn supervise(spec: Spec, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it asks the kernel to stop the child if we die.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("cannot start {}: {e}", spec.name);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        tracing::info!(pid = child.id(), "started {}", spec.name);
+        tokio::select! {
+            status = child.wait() => {
+                tracing::warn!("{} exited ({}); restarting", spec.name, status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()));
+            }
+            _ = stop.cancelled() => {
+                if let Some(pid) = child.id() {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                }
+                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                    tracing::warn!("{} did not stop in {:?}; killing it", spec.name, STOP_GRACE);
+                    let _ = child.kill().await;
+                }
+                tracing::info!("stopped {}", spec.name);
+                return;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn find_nats_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).chain([
+        "/usr/sbin".into(),
+        "/usr/bin".into(),
+        "/usr/local/bin".into(),
+    ]) {
+        let candidate = dir.join("nats-server");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("nats-server not found: install it (Debian: apt-get install nats-server) or pass --nats-url")
+}
+
+/// The private server's password: generated once, kept readable by root only.
+fn nats_password(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("password");
+    if let Ok(p) = std::fs::read_to_string(&path) {
+        if !p.trim().is_empty() {
+            return Ok(p.trim().to_string());
+        }
+    }
+    let mut bytes = [0u8; 24];
+    getrandom(&mut bytes)?;
+    let password = hex_encode(&bytes);
+    std::fs::write(&path, &password)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(password)
+}
+
+fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
+    Ok(())
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the private nats-server's config and returns its spec and client URL.
+fn private_nats(settings: &Settings, up: &UpArgs) -> anyhow::Result<(Spec, String, String)> {
+    let dir = settings.data_root.join("nats");
+    std::fs::create_dir_all(dir.join("jetstream"))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let password = nats_password(&dir)?;
+    let (host, port) = up
+        .nats_listen
+        .rsplit_once(':')
+        .with_context(|| format!("--nats-listen wants host:port, got {}", up.nats_listen))?;
+    let config = format!(
+        "# Written by wharf up; rewritten at every start.\n\
+         server_name: wharf\n\
+         host: \"{host}\"\n\
+         port: {port}\n\
+         max_payload: 1MB\n\
+         jetstream {{\n  store_dir: \"{store}\"\n}}\n\
+         authorization {{\n  user: wharf\n  password: \"{password}\"\n}}\n",
+        store = dir.join("jetstream").display(),
+    );
+    let conf = dir.join("nats-server.conf");
+    std::fs::write(&conf, config)?;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))?;
+    let spec = Spec {
+        name: "nats-server".to_string(),
+        program: find_nats_server(up.nats_server.as_deref())?,
+        args: vec!["-c".to_string(), conf.display().to_string()],
+        env: vec![],
+    };
+    Ok((spec, format!("nats://{host}:{port}"), password))
+}
+
+async fn wait_for_tcp(addr: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nats-server did not start listening on {addr} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// True once the API answers `GET /_ping` on `host`.
+async fn api_answers(host: &str) -> bool {
+    const PING: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: wharf\r\n\r\n";
+    let mut buf = [0u8; 64];
+    let n = if let Some(path) = host.strip_prefix("unix://") {
+        let Ok(mut s) = tokio::net::UnixStream::connect(path).await else {
+            return false;
+        };
+        if s.write_all(PING).await.is_err() {
+            return false;
+        }
+        s.read(&mut buf).await.unwrap_or(0)
+    } else if let Some(addr) = host.strip_prefix("tcp://") {
+        // A TLS listener will not answer plain HTTP; accepting the connection is enough.
+        return tokio::net::TcpStream::connect(addr).await.is_ok();
+    } else {
+        return false;
+    };
+    buf[..n].starts_with(b"HTTP/1.") && buf[..n].windows(3).any(|w| w == b"200")
+}
+
+fn common_args(settings: &Settings) -> Vec<String> {
+    let c = &settings.common;
+    let mut args = vec![
+        "--data-root".to_string(),
+        settings.data_root.display().to_string(),
+    ];
+    let mut opt = |flag: &str, v: &Option<PathBuf>| {
+        if let Some(v) = v {
+            args.push(flag.to_string());
+            args.push(v.display().to_string());
+        }
+    };
+    opt("--nats-nkey", &c.nats_nkey);
+    opt("--nats-creds", &c.nats_creds);
+    opt("--nats-tlscacert", &c.nats_tlscacert);
+    opt("--nats-tlscert", &c.nats_tlscert);
+    opt("--nats-tlskey", &c.nats_tlskey);
+    if c.debug {
+        args.push("--debug".to_string());
+    }
+    if let Some(l) = &c.log_level {
+        args.push("--log-level".to_string());
+        args.push(l.clone());
+    }
+    args
+}
+
+fn service_specs(settings: &Settings, env: &[(String, String)]) -> anyhow::Result<Vec<Spec>> {
+    let exe = std::env::current_exe().context("cannot find the wharf binary")?;
+    let base = common_args(settings);
+    let g = &settings.gateway;
+    let mut gateway = vec!["gateway".to_string()];
+    for h in &g.hosts {
+        gateway.extend(["-H".to_string(), h.clone()]);
+    }
+    if g.tls {
+        gateway.push("--tls".to_string());
+    }
+    if g.tlsverify {
+        gateway.push("--tlsverify".to_string());
+    }
+    for (flag, v) in [
+        ("--tlscacert", &g.tlscacert),
+        ("--tlscert", &g.tlscert),
+        ("--tlskey", &g.tlskey),
+    ] {
+        if let Some(v) = v {
+            gateway.extend([flag.to_string(), v.display().to_string()]);
+        }
+    }
+    if let Some(group) = &g.group {
+        gateway.extend(["--group".to_string(), group.clone()]);
+    }
+    let mut registry = vec!["registry-sync".to_string()];
+    for m in &settings.registry.registry_mirrors {
+        registry.extend(["--registry-mirror".to_string(), m.clone()]);
+    }
+    for r in &settings.registry.insecure_registries {
+        registry.extend(["--insecure-registry".to_string(), r.clone()]);
+    }
+    let mut runtime = vec!["runtime".to_string()];
+    if let Some(n) = &settings.runtime.node_name {
+        runtime.extend(["--node-name".to_string(), n.clone()]);
+    }
+    let specs = [
+        ("image-store", vec!["image-store".to_string()]),
+        ("registry-sync", registry),
+        ("builder", vec!["builder".to_string()]),
+        ("runtime", runtime),
+        ("gateway", gateway),
+    ];
+    Ok(specs
+        .into_iter()
+        .map(|(name, mut args)| {
+            args.extend(base.iter().cloned());
+            Spec {
+                name: name.to_string(),
+                program: exe.clone(),
+                args,
+                env: env.to_vec(),
+            }
+        })
+        .collect())
+}
+
+pub async fn up(settings: Settings, up: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_root)
+        .with_context(|| format!("cannot create data root {}", settings.data_root.display()))?;
+    std::fs::set_permissions(&settings.data_root, std::fs::Permissions::from_mode(0o711))?;
+
+    let stop_services = CancellationToken::new();
+    let stop_nats = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let c = &settings.common;
+    let mut nats_task = None;
+    match &c.nats_url {
+        Some(url) => {
+            env.push(("WHARF_NATS_URL".to_string(), url.clone()));
+            for (k, v) in [
+                ("WHARF_NATS_USER", &c.nats_user),
+                ("WHARF_NATS_PASSWORD", &c.nats_password),
+                ("WHARF_NATS_TOKEN", &c.nats_token),
+            ] {
+                if let Some(v) = v {
+                    env.push((k.to_string(), v.clone()));
+                }
+            }
+        }
+        None => {
+            let (spec, url, password) = private_nats(&settings, &up)?;
+            nats_task = Some(tokio::spawn(supervise(spec, stop_nats.clone())));
+            wait_for_tcp(&up.nats_listen, Duration::from_secs(15)).await?;
+            env.push(("WHARF_NATS_URL".to_string(), url));
+            env.push(("WHARF_NATS_USER".to_string(), "wharf".to_string()));
+            env.push(("WHARF_NATS_PASSWORD".to_string(), password));
+        }
+    }
+    for spec in service_specs(&settings, &env)? {
+        tasks.spawn(supervise(spec, stop_services.clone()));
+    }
+
+    let host = settings.gateway.hosts.first().cloned().unwrap_or_default();
+    let ready = async {
+        let started = Instant::now();
+        while !api_answers(&host).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "Wharf is up in {:.2}s: API on {host}",
+            started.elapsed().as_secs_f64()
+        );
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = ready => {}
+    }
+    tracing::info!("stopping the stack");
+    stop_services.cancel();
+    while tasks.join_next().await.is_some() {}
+    stop_nats.cancel();
+    if let Some(t) = nats_task {
+        let _ = t.await;
+    }
+    println!("Wharf stopped");
+    Ok(())
+}
