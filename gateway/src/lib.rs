@@ -1,6 +1,21 @@
-//! The gateway: the Docker Engine API over HTTP, translated into bus requests.
+#![recursion_limit = "256"]
+//! The gateway: the Docker Engine API over HTTP, translated into bus requests. It keeps no state
+//! that another gateway would need, so any number can run behind a load balancer.
+
+mod error;
+mod listen;
+mod query;
+mod render;
+mod routes;
+mod state;
+mod version;
 
 use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+pub use version::{API_VERSION, MIN_API_VERSION};
 
 /// TLS settings of the TCP listeners (dockerd's `--tls*` flags).
 #[derive(Debug, Clone, Default)]
@@ -24,8 +39,31 @@ pub struct Options {
     pub data_root: PathBuf,
 }
 
-/// Serves the API on every host until the process is told to stop.
+/// Serves the API on every host until the bus connection or the process ends.
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
-    let _ = (client, options);
+    let mut service = wharf_bus::service::start(
+        &client,
+        wharf_bus::subjects::service_name::GATEWAY,
+        "Wharf gateway: the Docker Engine API",
+        wharf_bus::subjects::group::GATEWAY,
+    )
+    .await?;
+    let _ = &mut service;
+    let state = state::AppState::new(client.clone(), options.clone()).await;
+    let app = routes::router(state);
+    let stop = CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    for host in &options.hosts {
+        let listener = listen::bind(host, options.tls.as_ref(), options.socket_group.as_deref())
+            .await
+            .with_context(|| format!("cannot serve the API on {host}"))?;
+        tracing::info!("API listening on {}", listener.describe());
+        servers.spawn(listen::serve(listener, app.clone(), stop.clone()));
+    }
+    let _guard = stop.clone().drop_guard();
+    tokio::select! {
+        _ = service.wait() => {}
+        _ = servers.join_next() => {}
+    }
     Ok(())
 }

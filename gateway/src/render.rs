@@ -1,0 +1,260 @@
+//! dockerd's JSON views of an image record: the list summary, inspect and history.
+
+use serde_json::{json, Map, Value};
+use wharf_bus::image::ImageRecord;
+use wharf_bus::reference::familiarize;
+
+use crate::version::ApiVersion;
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Go's RFC 3339 with nanoseconds, trailing zeros trimmed, as dockerd prints times.
+pub fn go_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos == 0 {
+        format!("{base}Z")
+    } else {
+        let frac = format!("{nanos:09}");
+        format!("{base}.{}Z", frac.trim_end_matches('0'))
+    }
+}
+
+fn parse_time(s: Option<&str>) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s?).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
+
+fn created(record: &ImageRecord) -> Option<chrono::DateTime<chrono::Utc>> {
+    parse_time(record.config.get("created").and_then(Value::as_str))
+}
+
+fn unix(t: Option<chrono::DateTime<chrono::Utc>>) -> i64 {
+    t.map(|t| t.timestamp()).unwrap_or(-62135596800)
+}
+
+pub fn repo_tags(record: &ImageRecord) -> Vec<String> {
+    record.repo_tags.iter().map(|t| familiarize(t)).collect()
+}
+
+pub fn repo_digests(record: &ImageRecord) -> Vec<String> {
+    record.repo_digests.iter().map(|t| familiarize(t)).collect()
+}
+
+/// The image config's `config` as dockerd shows it: every field of Go's `container.Config`,
+/// with the `omitempty` ones left out when empty.
+pub fn container_config(config: Option<&Value>) -> Value {
+    let src = config.and_then(Value::as_object).cloned().unwrap_or_default();
+    let get = |k: &str| src.get(k).cloned().filter(|v| !v.is_null());
+    let mut out = Map::new();
+    let text = |k: &str| get(k).unwrap_or_else(|| json!(""));
+    let flag = |k: &str| get(k).unwrap_or_else(|| json!(false));
+    let null = |k: &str| get(k).unwrap_or(Value::Null);
+    out.insert("Hostname".into(), text("Hostname"));
+    out.insert("Domainname".into(), text("Domainname"));
+    out.insert("User".into(), text("User"));
+    out.insert("AttachStdin".into(), flag("AttachStdin"));
+    out.insert("AttachStdout".into(), flag("AttachStdout"));
+    out.insert("AttachStderr".into(), flag("AttachStderr"));
+    if let Some(p) = get("ExposedPorts").filter(|v| v.as_object().map(|o| !o.is_empty()).unwrap_or(false)) {
+        out.insert("ExposedPorts".into(), p);
+    }
+    out.insert("Tty".into(), flag("Tty"));
+    out.insert("OpenStdin".into(), flag("OpenStdin"));
+    out.insert("StdinOnce".into(), flag("StdinOnce"));
+    out.insert("Env".into(), null("Env"));
+    out.insert("Cmd".into(), null("Cmd"));
+    if let Some(h) = get("Healthcheck") {
+        out.insert("Healthcheck".into(), h);
+    }
+    if get("ArgsEscaped").and_then(|v| v.as_bool()).unwrap_or(false) {
+        out.insert("ArgsEscaped".into(), json!(true));
+    }
+    out.insert("Image".into(), text("Image"));
+    out.insert("Volumes".into(), null("Volumes"));
+    out.insert("WorkingDir".into(), text("WorkingDir"));
+    out.insert("Entrypoint".into(), null("Entrypoint"));
+    if get("NetworkDisabled").and_then(|v| v.as_bool()).unwrap_or(false) {
+        out.insert("NetworkDisabled".into(), json!(true));
+    }
+    if let Some(m) = get("MacAddress").filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false)) {
+        out.insert("MacAddress".into(), m);
+    }
+    out.insert("OnBuild".into(), null("OnBuild"));
+    out.insert("Labels".into(), null("Labels"));
+    if let Some(s) = get("StopSignal").filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false)) {
+        out.insert("StopSignal".into(), s);
+    }
+    if let Some(s) = get("StopTimeout") {
+        out.insert("StopTimeout".into(), s);
+    }
+    if let Some(s) = get("Shell") {
+        out.insert("Shell".into(), s);
+    }
+    Value::Object(out)
+}
+
+/// `GET /images/json` entry.
+pub fn summary(record: &ImageRecord, version: ApiVersion) -> Value {
+    let (tags, digests) = match (repo_tags(record), repo_digests(record)) {
+        // dockerd shows placeholders only for an image with neither tags nor digests.
+        (t, d) if t.is_empty() && d.is_empty() => (vec!["<none>:<none>".to_string()], vec!["<none>@<none>".to_string()]),
+        other => other,
+    };
+    let labels = record.config.get("config").and_then(|c| c.get("Labels")).cloned().filter(|l| !l.is_null());
+    let mut v = json!({
+        "Containers": -1,
+        "Created": unix(created(record)),
+        "Id": record.id,
+        "Labels": labels.unwrap_or_else(|| json!({})),
+        "ParentId": "",
+        "RepoDigests": digests,
+        "RepoTags": tags,
+        "SharedSize": -1,
+        "Size": record.size,
+    });
+    if !version.at_least(1, 44) {
+        v["VirtualSize"] = json!(record.size);
+    }
+    v
+}
+
+/// `GET /images/{name}/json`.
+pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
+    let c = &record.config;
+    let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let created = created(record).map(|t| go_time(&t)).unwrap_or_else(|| ZERO_TIME.to_string());
+    let mut out = Map::new();
+    out.insert("Id".into(), json!(record.id));
+    out.insert("RepoTags".into(), json!(repo_tags(record)));
+    out.insert("RepoDigests".into(), json!(repo_digests(record)));
+    out.insert("Parent".into(), json!(""));
+    out.insert("Comment".into(), json!(s("comment")));
+    out.insert("Created".into(), json!(created));
+    if !version.at_least(1, 45) {
+        out.insert("Container".into(), json!(s("container")));
+        out.insert("ContainerConfig".into(), container_config(c.get("container_config")));
+    }
+    out.insert("DockerVersion".into(), json!(s("docker_version")));
+    out.insert("Author".into(), json!(s("author")));
+    out.insert("Config".into(), container_config(c.get("config")));
+    out.insert("Architecture".into(), json!(s("architecture")));
+    if !s("variant").is_empty() {
+        out.insert("Variant".into(), json!(s("variant")));
+    }
+    out.insert("Os".into(), json!(s("os")));
+    if !s("os.version").is_empty() {
+        out.insert("OsVersion".into(), json!(s("os.version")));
+    }
+    out.insert("Size".into(), json!(record.size));
+    if !version.at_least(1, 44) {
+        out.insert("VirtualSize".into(), json!(record.size));
+    }
+    out.insert("GraphDriver".into(), json!({"Data": null, "Name": "overlay2"}));
+    let layers: Vec<&str> = record.layers.iter().map(|l| l.diff_id.as_str()).collect();
+    out.insert("RootFS".into(), json!({"Type": "layers", "Layers": layers}));
+    out.insert(
+        "Metadata".into(),
+        json!({"LastTagTime": record.last_tag_time.as_deref().and_then(|t| parse_time(Some(t))).map(|t| go_time(&t)).unwrap_or_else(|| ZERO_TIME.to_string())}),
+    );
+    Value::Object(out)
+}
+
+/// `GET /images/{name}/history`: newest first; only the top row carries the image ID and tags,
+/// as for any image pulled from a registry.
+pub fn history(record: &ImageRecord) -> Value {
+    let entries = record.config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut layer_sizes = record.layers.iter().map(|l| l.unpacked_size);
+    let mut rows: Vec<Value> = entries
+        .iter()
+        .map(|h| {
+            let empty = h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
+            let size = if empty { 0 } else { layer_sizes.next().unwrap_or(0) };
+            json!({
+                "Comment": h.get("comment").and_then(Value::as_str).unwrap_or(""),
+                "Created": unix(parse_time(h.get("created").and_then(Value::as_str))),
+                "CreatedBy": h.get("created_by").and_then(Value::as_str).unwrap_or(""),
+                "Id": "<missing>",
+                "Size": size,
+                "Tags": null,
+            })
+        })
+        .collect();
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top["Id"] = json!(record.id);
+        let tags = repo_tags(record);
+        if !tags.is_empty() {
+            top["Tags"] = json!(tags);
+        }
+    }
+    Value::Array(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_bus::image::LayerInfo;
+
+    fn record() -> ImageRecord {
+        ImageRecord {
+            id: "sha256:1111".into(),
+            repo_tags: vec!["docker.io/library/busybox:latest".into()],
+            repo_digests: vec![format!("docker.io/library/busybox@sha256:{}", "2".repeat(64))],
+            layers: vec![LayerInfo {
+                digest: "sha256:aa".into(),
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                size: 10,
+                diff_id: "sha256:bb".into(),
+                unpacked_size: 4000,
+            }],
+            manifest: None,
+            config: json!({
+                "architecture": "amd64", "os": "linux", "created": "2024-05-01T10:00:00.123000Z",
+                "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
+                "history": [
+                    {"created": "2024-05-01T10:00:00Z", "created_by": "ADD rootfs"},
+                    {"created": "2024-05-01T10:00:00Z", "created_by": "CMD [\"sh\"]", "empty_layer": true}
+                ]
+            }),
+            config_size: 100,
+            size: 4000,
+            stored_at: "2024-05-02T00:00:00Z".into(),
+            last_tag_time: None,
+        }
+    }
+
+    #[test]
+    fn inspect_shows_familiar_names_and_full_config() {
+        let v = inspect(&record(), ApiVersion::CURRENT);
+        assert_eq!(v["RepoTags"], json!(["busybox:latest"]));
+        assert_eq!(v["RepoDigests"], json!([format!("busybox@sha256:{}", "2".repeat(64))]));
+        assert_eq!(v["Created"], "2024-05-01T10:00:00.123Z");
+        assert_eq!(v["Config"]["Cmd"], json!(["sh"]));
+        assert_eq!(v["Config"]["Entrypoint"], Value::Null);
+        assert_eq!(v["Config"]["User"], "");
+        assert!(v.get("ContainerConfig").is_none());
+        assert_eq!(v["RootFS"]["Layers"], json!(["sha256:bb"]));
+        assert!(inspect(&record(), ApiVersion(1, 41)).get("VirtualSize").is_some());
+    }
+
+    #[test]
+    fn history_is_newest_first_with_layer_sizes() {
+        let h = history(&record());
+        assert_eq!(h[0]["CreatedBy"], "CMD [\"sh\"]");
+        assert_eq!(h[0]["Size"], 0);
+        assert_eq!(h[0]["Id"], "sha256:1111");
+        assert_eq!(h[0]["Tags"], json!(["busybox:latest"]));
+        assert_eq!(h[1]["Size"], 4000);
+        assert_eq!(h[1]["Id"], "<missing>");
+    }
+
+    #[test]
+    fn dangling_images_list_as_none() {
+        let mut r = record();
+        r.repo_tags.clear();
+        r.repo_digests.clear();
+        let s = summary(&r, ApiVersion::CURRENT);
+        assert_eq!(s["RepoTags"], json!(["<none>:<none>"]));
+        assert_eq!(s["RepoDigests"], json!(["<none>@<none>"]));
+    }
+}

@@ -1,0 +1,406 @@
+//! `/_ping`, `/version`, `/info`, `/events`.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use wharf_bus::events::Event;
+use wharf_bus::subjects;
+
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::state::AppState;
+use crate::version::{API_VERSION, MIN_API_VERSION};
+
+/// Name of the JetStream stream that keeps recent events for `docker events --since`.
+pub const EVENTS_STREAM: &str = "WHARF_EVENTS";
+
+pub async fn ping() -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert("API-Version", HeaderValue::from_static(API_VERSION));
+    headers.insert("Builder-Version", HeaderValue::from_static("1"));
+    headers.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    headers.insert("OSType", HeaderValue::from_static("linux"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    (StatusCode::OK, headers, "OK").into_response()
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub async fn version() -> axum::Json<Value> {
+    let kernel = kernel_version();
+    let engine = json!({
+        "Name": "Engine",
+        "Version": wharf_bus::VERSION,
+        "Details": {
+            "ApiVersion": API_VERSION,
+            "Arch": go_arch(),
+            "BuildTime": "",
+            "Experimental": "false",
+            "GitCommit": option_env!("WHARF_GIT_COMMIT").unwrap_or(""),
+            "GoVersion": "rust",
+            "KernelVersion": kernel,
+            "MinAPIVersion": MIN_API_VERSION,
+            "Os": "linux"
+        }
+    });
+    axum::Json(json!({
+        "Platform": { "Name": "Wharf" },
+        "Components": [engine],
+        "Version": wharf_bus::VERSION,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": option_env!("WHARF_GIT_COMMIT").unwrap_or(""),
+        "GoVersion": "rust",
+        "Os": "linux",
+        "Arch": go_arch(),
+        "KernelVersion": kernel,
+        "BuildTime": ""
+    }))
+}
+
+fn os_pretty_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| "Linux".to_string())
+}
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn cgroup_version() -> &'static str {
+    // cgroup2 at the root means a unified hierarchy; anything else (v1 or hybrid) is v1 to Docker.
+    match nix::sys::statfs::statfs("/sys/fs/cgroup") {
+        Ok(s) if s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => "2",
+        _ => "1",
+    }
+}
+
+pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    // Counts come from the services; a service that is down leaves its count at zero rather than
+    // failing `docker info`.
+    let images: Vec<wharf_bus::image::ImageRecord> = wharf_bus::call(
+        &state.bus,
+        &subjects::subject(subjects::group::IMAGE_STORE, subjects::image_store::IMAGE_LIST),
+        &wharf_bus::image::ImageList { all: true, ..Default::default() },
+    )
+    .await
+    .unwrap_or_default();
+    let registry: wharf_bus::registry::RegistrySettings = wharf_bus::call(
+        &state.bus,
+        &subjects::subject(subjects::group::REGISTRY_SYNC, subjects::registry_sync::INFO),
+        &json!({}),
+    )
+    .await
+    .unwrap_or_default();
+    let mut insecure_cidrs = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
+    let mut index_configs = serde_json::Map::new();
+    index_configs.insert(
+        "docker.io".to_string(),
+        json!({"Name": "docker.io", "Mirrors": registry.mirrors, "Secure": true, "Official": true}),
+    );
+    for r in &registry.insecure_registries {
+        if r.contains('/') {
+            insecure_cidrs.push(r.clone());
+        } else {
+            index_configs.insert(r.clone(), json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}));
+        }
+    }
+    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    Ok(axum::Json(json!({
+        "ID": state.engine_id,
+        "Containers": 0,
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": images.len(),
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["bridge", "host", "null"],
+            "Authorization": null,
+            "Log": ["json-file"]
+        },
+        "MemoryLimit": true,
+        "SwapLimit": false,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": true,
+        "BridgeNfIptables": false,
+        "BridgeNfIp6tables": false,
+        "Debug": false,
+        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        "OomKillDisable": false,
+        "NGoroutines": 0,
+        "SystemTime": now,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version(),
+        "NEventsListener": 0,
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": os_pretty_name(),
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "AllowNondistributableArtifactsCIDRs": [],
+            "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": insecure_cidrs,
+            "IndexConfigs": index_configs,
+            "Mirrors": registry.mirrors
+        },
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem_total(),
+        "GenericResources": null,
+        "DockerRootDir": state.options.data_root.display().to_string(),
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+        "Name": hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": wharf_bus::VERSION,
+        "Runtimes": {"wharf": {"path": "wharf-runtime"}},
+        "DefaultRuntime": "wharf",
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": false,
+            "Error": "",
+            "RemoteManagers": null
+        },
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Warnings": []
+    })))
+}
+
+/// A point in time as `docker events --since/--until` sends it: unix seconds with optional
+/// fraction, or RFC 3339.
+fn parse_time(s: &str) -> ApiResult<i64> {
+    if let Some((secs, frac)) = s.split_once('.') {
+        if let (Ok(secs), true) = (secs.parse::<i64>(), frac.chars().all(|c| c.is_ascii_digit())) {
+            let frac = format!("{frac:0<9}");
+            let nanos: i64 = frac[..9].parse().unwrap_or(0);
+            return Ok(secs * 1_000_000_000 + nanos);
+        }
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs * 1_000_000_000);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_nanos_opt().unwrap_or(0))
+        .map_err(|_| ApiError::bad_request(format!("failed to parse value {s} as a time")))
+}
+
+const EVENT_FILTERS: &[&str] =
+    &["container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope", "service", "type", "volume", "config", "secret"];
+
+/// True when `event` passes dockerd's event filters.
+fn matches(event: &Event, filters: &BTreeMap<String, Vec<String>>) -> bool {
+    let attr = |k: &str| event.actor.attributes.get(k).map(String::as_str);
+    let any = |key: &str, f: &dyn Fn(&str) -> bool| filters.get(key).map(|vs| vs.iter().any(|v| f(v))).unwrap_or(true);
+    any("type", &|v| v == event.kind)
+        && any("event", &|v| v == event.action || event.action.starts_with(&format!("{v}:")))
+        && any("scope", &|v| v == event.scope)
+        && any("container", &|v| {
+            event.kind == "container" && (event.actor.id.starts_with(v) || attr("name") == Some(v))
+        })
+        && any("image", &|v| {
+            let name = attr("image").or(if event.kind == "image" { attr("name") } else { None });
+            event.actor.id == v
+                || name == Some(v)
+                || name.map(|n| n.split(':').next() == Some(v)).unwrap_or(false)
+                || (event.kind == "image" && event.actor.id.trim_start_matches("sha256:").starts_with(v.trim_start_matches("sha256:")))
+        })
+        && any("label", &|v| match v.split_once('=') {
+            Some((k, val)) => attr(k) == Some(val),
+            None => attr(v).is_some(),
+        })
+        && any("volume", &|v| event.kind == "volume" && (event.actor.id == v || attr("name") == Some(v)))
+        && any("network", &|v| event.kind == "network" && (event.actor.id.starts_with(v) || attr("name") == Some(v)))
+        && any("daemon", &|v| event.kind == "daemon" && (event.actor.id == v || attr("name") == Some(v)))
+}
+
+fn render_event(event: &Event, legacy: bool) -> Vec<u8> {
+    let mut v = serde_json::to_value(event).unwrap_or(Value::Null);
+    if legacy && (event.kind == "container" || event.kind == "image") {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("status".into(), json!(event.action));
+            o.insert("id".into(), json!(event.actor.id));
+            if let Some(from) = event.actor.attributes.get("image") {
+                o.insert("from".into(), json!(from));
+            }
+        }
+    }
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Source of events: JetStream (history for `--since`) when the bus has it, a plain
+/// subscription otherwise.
+async fn event_source(
+    state: &AppState,
+    since: Option<i64>,
+) -> ApiResult<futures::stream::BoxStream<'static, Vec<u8>>> {
+    let js = &state.jetstream;
+    let stream = js
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: EVENTS_STREAM.to_string(),
+            subjects: vec![subjects::EVENTS_ALL.to_string()],
+            max_age: std::time::Duration::from_secs(24 * 3600),
+            max_messages: 100_000,
+            ..Default::default()
+        })
+        .await;
+    match stream {
+        Ok(stream) => {
+            let deliver_policy = match since {
+                Some(nanos) => async_nats::jetstream::consumer::DeliverPolicy::ByStartTime {
+                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                },
+                None => async_nats::jetstream::consumer::DeliverPolicy::New,
+            };
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read events: {e}")))?;
+            let messages = consumer
+                .messages()
+                .await
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read events: {e}")))?;
+            Ok(messages.filter_map(|m| async move { m.ok().map(|m| m.payload.to_vec()) }).boxed())
+        }
+        Err(e) => {
+            tracing::debug!("JetStream unavailable for events ({e}); live events only");
+            let sub = state
+                .bus
+                .subscribe(subjects::EVENTS_ALL.to_string())
+                .await
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read events: {e}")))?;
+            Ok(sub.map(|m| m.payload.to_vec()).boxed())
+        }
+    }
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    axum::Extension(version): axum::Extension<crate::version::ApiVersion>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref());
+    let filters = q.filters()?;
+    for key in filters.keys() {
+        if !EVENT_FILTERS.contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+        }
+    }
+    let since = q.get("since").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let until = q.get("until").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let source = event_source(&state, since).await?;
+    let legacy = !version.at_least(1, 52);
+    let now_nanos = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    // With --until in the past or present the stream ends once history is replayed; a future
+    // --until ends it at that time.
+    let deadline = until.map(|u| {
+        let wait = (u - now_nanos()).max(0) as u64;
+        tokio::time::Instant::now() + std::time::Duration::from_nanos(wait) + std::time::Duration::from_millis(50)
+    });
+    let body = futures::stream::unfold((source, deadline), move |(mut source, deadline)| {
+        let filters = filters.clone();
+        async move {
+            loop {
+                let next = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, source.next()).await {
+                        Ok(n) => n,
+                        Err(_) => return None,
+                    },
+                    None => source.next().await,
+                };
+                let raw = next?;
+                let Ok(event) = serde_json::from_slice::<Event>(&raw) else { continue };
+                if let Some(u) = until {
+                    if event.time_nano > u {
+                        return None;
+                    }
+                }
+                if since.map(|s| event.time_nano < s).unwrap_or(false) || !matches(&event, &filters) {
+                    continue;
+                }
+                return Some((Ok::<_, std::io::Error>(render_event(&event, legacy)), (source, deadline)));
+            }
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_parse_as_the_cli_sends_them() {
+        assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(parse_time("1700000000.5").unwrap(), 1_700_000_000_500_000_000);
+        assert!(parse_time("2024-01-01T00:00:00Z").is_ok());
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn event_filters_follow_dockerd() {
+        let ev = Event::now("image", "tag", "sha256:abc", wharf_bus::events::image_attributes("busybox:latest"));
+        let f = |k: &str, v: &str| BTreeMap::from([(k.to_string(), vec![v.to_string()])]);
+        assert!(matches(&ev, &f("type", "image")));
+        assert!(!matches(&ev, &f("type", "container")));
+        assert!(matches(&ev, &f("event", "tag")));
+        assert!(matches(&ev, &f("image", "busybox")));
+        assert!(!matches(&ev, &f("image", "alpine")));
+    }
+}

@@ -1,0 +1,35 @@
+//! What every handler shares: the bus connection and this gateway's settings.
+
+use std::sync::Arc;
+
+use crate::Options;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub bus: async_nats::Client,
+    pub jetstream: async_nats::jetstream::Context,
+    pub options: Options,
+    /// Stable engine ID shown by `docker info`, derived from the host and data root.
+    pub engine_id: String,
+}
+
+impl AppState {
+    pub async fn new(bus: async_nats::Client, options: Options) -> AppState {
+        use sha2::Digest;
+        let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+        let digest = sha2::Sha256::digest(format!("{host}{}", options.data_root.display()).as_bytes());
+        let hex = hex::encode(digest).to_uppercase();
+        let engine_id = hex.as_bytes().chunks(4).take(12).map(|c| String::from_utf8_lossy(c).to_string()).collect::<Vec<_>>().join(":");
+        let jetstream = async_nats::jetstream::new(bus.clone());
+        AppState(Arc::new(Inner { bus, jetstream, options, engine_id }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
