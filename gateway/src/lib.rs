@@ -41,15 +41,18 @@ pub struct Options {
 
 /// Serves the API on every host until the bus connection or the process ends.
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
-    let mut service = wharf_bus::service::start(
+    let service = wharf_bus::service::start(
         &client,
         wharf_bus::subjects::service_name::GATEWAY,
         "Wharf gateway: the Docker Engine API",
         wharf_bus::subjects::group::GATEWAY,
     )
     .await?;
-    let _ = &mut service;
     let state = state::AppState::new(client.clone(), options.clone()).await;
+    // Record events from the start, not only once somebody runs `docker events`.
+    if let Err(e) = routes::system::ensure_events_stream(&state.jetstream).await {
+        tracing::warn!("no JetStream on the bus ({e}): docker events --since will only show live events");
+    }
     let app = routes::router(state);
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();

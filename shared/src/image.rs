@@ -206,3 +206,13 @@ pub struct ImageImport {
     #[serde(default)]
     pub variant: Option<String>,
 }
+
+/// `blob.read` request: a [`BlobRef`] with an optional starting offset (a plain `BlobRef`
+/// decodes as offset 0). The accept reply carries the whole blob's [`BlobInfo`]; the stream
+/// carries the bytes from `offset` on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobRead {
+    pub digest: String,
+    #[serde(default)]
+    pub offset: u64,
+}

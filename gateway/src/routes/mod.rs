@@ -2,7 +2,7 @@
 //! stream), render dockerd's JSON.
 
 mod images;
-mod system;
+pub mod system;
 
 use axum::routing::{get, post};
 use axum::Router;

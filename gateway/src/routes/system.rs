@@ -280,22 +280,27 @@ fn render_event(event: &Event, legacy: bool) -> Vec<u8> {
     line
 }
 
+/// Creates (or finds) the JetStream stream that records every event, so `--since` can replay them.
+pub async fn ensure_events_stream(
+    js: &async_nats::jetstream::Context,
+) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError> {
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: EVENTS_STREAM.to_string(),
+        subjects: vec![subjects::EVENTS_ALL.to_string()],
+        max_age: std::time::Duration::from_secs(24 * 3600),
+        max_messages: 100_000,
+        ..Default::default()
+    })
+    .await
+}
+
 /// Source of events: JetStream (history for `--since`) when the bus has it, a plain
 /// subscription otherwise.
 async fn event_source(
     state: &AppState,
     since: Option<i64>,
 ) -> ApiResult<futures::stream::BoxStream<'static, Vec<u8>>> {
-    let js = &state.jetstream;
-    let stream = js
-        .get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: EVENTS_STREAM.to_string(),
-            subjects: vec![subjects::EVENTS_ALL.to_string()],
-            max_age: std::time::Duration::from_secs(24 * 3600),
-            max_messages: 100_000,
-            ..Default::default()
-        })
-        .await;
+    let stream = ensure_events_stream(&state.jetstream).await;
     match stream {
         Ok(stream) => {
             let deliver_policy = match since {

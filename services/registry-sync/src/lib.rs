@@ -1,4 +1,15 @@
 //! registry-sync: moves images between OCI Distribution registries and the image-store.
+//!
+//! The library ([`client`], [`auth`], [`manifest`], [`pull`]) works without NATS; [`bus`] puts it
+//! on the bus.
+
+pub mod auth;
+pub mod bus;
+pub mod client;
+pub mod manifest;
+pub mod pull;
+
+use std::sync::Arc;
 
 /// Settings of registry-sync workers.
 #[derive(Debug, Clone, Default)]
@@ -11,14 +22,18 @@ pub struct Options {
 
 /// Registers the service and serves until the bus connection ends.
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
-    let _ = options;
-    let running = wharf_bus::service::start(
+    let registries = Arc::new(client::Registries::new(
+        &options.registry_mirrors,
+        &options.insecure_registries,
+    )?);
+    let mut running = wharf_bus::service::start(
         &client,
         wharf_bus::subjects::service_name::REGISTRY_SYNC,
         "Wharf registry sync: pull and push over the OCI Distribution protocol",
         wharf_bus::subjects::group::REGISTRY_SYNC,
     )
     .await?;
+    bus::serve(&mut running, client.clone(), registries).await?;
     running.wait().await;
     Ok(())
 }

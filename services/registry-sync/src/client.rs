@@ -1,0 +1,665 @@
+//! An OCI Distribution client: which endpoints serve a registry, authenticated GETs of manifests
+//! and blobs, and registry errors in the words dockerd uses.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::auth::{self, Challenge, Credentials, TokenError};
+use crate::manifest;
+
+const DOCKER_HUB_DOMAIN: &str = "docker.io";
+const DOCKER_HUB_ENDPOINT: &str = "https://registry-1.docker.io";
+
+/// How registry-sync reaches registries: mirrors, insecure registries, and the HTTP clients.
+pub struct Registries {
+    secure: reqwest::Client,
+    insecure: reqwest::Client,
+    mirrors: Vec<String>,
+    insecure_registries: Vec<String>,
+}
+
+/// One base URL to try for a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https://host[:port]` or `http://host[:port]` (mirrors may add a path).
+    pub base: String,
+    /// TLS certificates go unchecked (insecure registries).
+    pub insecure_tls: bool,
+    /// A mirror: registry errors there move on to the next endpoint instead of failing the pull.
+    pub mirror: bool,
+}
+
+/// A registry failure, before it is put in terms of the image being pulled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry could not be reached: `Get "url": dial tcp ...: connect: connection refused`.
+    #[error("Get \"{url}\": {message}")]
+    Transport { url: String, message: String },
+    /// The registry answered with an error code (`MANIFEST_UNKNOWN`, `DENIED`, ...).
+    #[error("{}: {message}", code_words(code))]
+    Code {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The registry answered with a status and no error document.
+    #[error("received unexpected HTTP status: {status}")]
+    Status { status: String },
+    /// A Basic challenge and nothing to answer it with.
+    #[error("Get \"{url}\": no basic auth credentials")]
+    NoBasicCredentials { url: String },
+    /// The token server would not hand out a token.
+    #[error("{0}")]
+    Token(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RegistryError {
+    /// Transport failures mean "try the next endpoint"; answers from a registry do not, except
+    /// from a mirror.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, RegistryError::Transport { .. })
+    }
+}
+
+/// `MANIFEST_UNKNOWN` -> `manifest unknown`, as Go's errcode prints codes.
+fn code_words(code: &str) -> String {
+    code.replace('_', " ").to_lowercase()
+}
+
+#[derive(Deserialize)]
+struct ErrorDocument {
+    #[serde(default)]
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEntry {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Go's wording of a failed HTTP exchange, which the docker CLI's users know
+/// (`dial tcp 127.0.0.1:5000: connect: connection refused`).
+pub fn describe_http_error(err: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let addr = err
+                .url()
+                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+                .unwrap_or_default();
+            let addr = addr.replace(['[', ']'], "");
+            let addr = match addr.rsplit_once(':') {
+                Some((h, p)) if h.contains(':') => format!("[{h}]:{p}"),
+                _ => addr,
+            };
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    format!("dial tcp {addr}: connect: connection refused")
+                }
+                std::io::ErrorKind::ConnectionReset => {
+                    format!("read tcp {addr}: read: connection reset by peer")
+                }
+                std::io::ErrorKind::TimedOut => format!("dial tcp {addr}: i/o timeout"),
+                _ => format!("dial tcp {addr}: {io}"),
+            };
+        }
+        source = e.source();
+    }
+    // No I/O cause: spell out the chain (TLS, protocol, timeouts).
+    let mut parts = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    if parts.is_empty() {
+        parts.push(err.to_string());
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+/// True for hosts Docker treats as insecure without being told: loopback addresses.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// `host` of `host[:port]` / `[v6]:port`.
+fn host_of(domain: &str) -> &str {
+    if let Some(rest) = domain.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match domain.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => domain,
+    }
+}
+
+fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+impl Registries {
+    pub fn new(mirrors: &[String], insecure_registries: &[String]) -> anyhow::Result<Registries> {
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .read_timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
+                .danger_accept_invalid_certs(insecure)
+                .build()
+        };
+        Ok(Registries {
+            secure: build(false)?,
+            insecure: build(true)?,
+            mirrors: mirrors
+                .iter()
+                .map(|m| {
+                    let m = m.trim().trim_end_matches('/');
+                    if m.contains("://") {
+                        m.to_string()
+                    } else {
+                        format!("https://{m}")
+                    }
+                })
+                .collect(),
+            insecure_registries: insecure_registries.to_vec(),
+        })
+    }
+
+    /// What `docker info` shows.
+    pub fn settings(&self) -> wharf_bus::registry::RegistrySettings {
+        let mut insecure = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
+        for r in &self.insecure_registries {
+            if !insecure.contains(r) {
+                insecure.push(r.clone());
+            }
+        }
+        wharf_bus::registry::RegistrySettings {
+            mirrors: self.mirrors.iter().map(|m| format!("{m}/")).collect(),
+            insecure_registries: insecure,
+        }
+    }
+
+    /// Whether `domain` (`host[:port]`) may be reached over plain HTTP or unverified TLS.
+    pub fn is_insecure(&self, domain: &str) -> bool {
+        let host = host_of(domain);
+        if is_loopback(host) {
+            return true;
+        }
+        let ip = host.parse::<IpAddr>().ok();
+        self.insecure_registries.iter().any(|entry| {
+            let entry = entry.trim();
+            if entry.contains('/') {
+                ip.map(|ip| in_cidr(ip, entry)).unwrap_or(false)
+            } else {
+                entry.eq_ignore_ascii_case(domain)
+            }
+        })
+    }
+
+    /// Endpoints to try for `domain`, in order.
+    pub fn endpoints(&self, domain: &str) -> Vec<Endpoint> {
+        if domain == DOCKER_HUB_DOMAIN {
+            let mut out: Vec<Endpoint> = self
+                .mirrors
+                .iter()
+                .map(|m| Endpoint {
+                    base: m.clone(),
+                    insecure_tls: self.is_insecure(
+                        m.split("://")
+                            .nth(1)
+                            .unwrap_or(m)
+                            .split('/')
+                            .next()
+                            .unwrap_or(""),
+                    ),
+                    mirror: true,
+                })
+                .collect();
+            out.push(Endpoint {
+                base: DOCKER_HUB_ENDPOINT.to_string(),
+                insecure_tls: false,
+                mirror: false,
+            });
+            return out;
+        }
+        let mut out = vec![Endpoint {
+            base: format!("https://{domain}"),
+            insecure_tls: self.is_insecure(domain),
+            mirror: false,
+        }];
+        if self.is_insecure(domain) {
+            out.push(Endpoint {
+                base: format!("http://{domain}"),
+                insecure_tls: true,
+                mirror: false,
+            });
+        }
+        out
+    }
+
+    /// A session with one endpoint for one repository, holding the tokens of one pull.
+    pub fn session(&self, endpoint: Endpoint, path: &str, creds: Credentials) -> Session {
+        let http = if endpoint.insecure_tls {
+            self.insecure.clone()
+        } else {
+            self.secure.clone()
+        };
+        Session {
+            http,
+            endpoint,
+            path: path.to_string(),
+            creds,
+            auth: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// How requests of one scope authenticate, once a challenge was answered.
+#[derive(Debug, Clone)]
+enum Authorization {
+    Bearer(String),
+    Basic(String, String),
+}
+
+/// Talks to one endpoint about one repository. Tokens are cached per scope for the session.
+pub struct Session {
+    http: reqwest::Client,
+    pub endpoint: Endpoint,
+    path: String,
+    creds: Credentials,
+    auth: Mutex<HashMap<String, Authorization>>,
+}
+
+/// A fetched manifest: its bytes, content type and the registry's digest header, if any.
+pub struct FetchedManifest {
+    pub body: Bytes,
+    pub content_type: String,
+    pub docker_content_digest: Option<String>,
+}
+
+impl Session {
+    fn url(&self, tail: &str) -> String {
+        format!("{}/v2/{}", self.endpoint.base, tail)
+    }
+
+    /// `GET /v2/`: tells whether the endpoint is up and learns its challenge early.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.endpoint.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| transport(&url, &e))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // Answer the challenge now so the manifest request goes through first time.
+            // Failures wait for the first real request, whose URL the error then names.
+            let challenges = challenges_of(response.headers());
+            if !challenges.is_empty() {
+                if let Err(e) = self.authorize(&challenges, &url).await {
+                    tracing::debug!("cannot answer the registry's challenge yet: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scope(&self) -> String {
+        auth::pull_scope(&self.path)
+    }
+
+    async fn authorize(&self, challenges: &[Challenge], url: &str) -> Result<(), RegistryError> {
+        let scope = self.scope();
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer { realm, service, .. } => Some((realm, service)),
+            _ => None,
+        });
+        let authorization = if let Some(token) = &self.creds.registry_token {
+            Authorization::Bearer(token.clone())
+        } else if let Some((realm, service)) = bearer {
+            let token =
+                auth::fetch_token(&self.http, realm, service.as_deref(), &scope, &self.creds)
+                    .await
+                    .map_err(|e| token_error(e, &self.creds))?;
+            Authorization::Bearer(token)
+        } else if challenges
+            .iter()
+            .any(|c| matches!(c, Challenge::Basic { .. }))
+        {
+            match &self.creds.basic {
+                Some((u, p)) => Authorization::Basic(u.clone(), p.clone()),
+                None => {
+                    return Err(RegistryError::NoBasicCredentials {
+                        url: url.to_string(),
+                    })
+                }
+            }
+        } else {
+            return Ok(());
+        };
+        self.auth.lock().unwrap().insert(scope, authorization);
+        Ok(())
+    }
+
+    fn authorized(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.auth.lock().unwrap().get(&self.scope()) {
+            Some(Authorization::Bearer(t)) => req = req.bearer_auth(t),
+            Some(Authorization::Basic(u, p)) => req = req.basic_auth(u, Some(p)),
+            None => {}
+        }
+        req
+    }
+
+    /// GET with authentication: answers one 401 challenge and retries once.
+    async fn get(&self, url: &str, headers: HeaderMap) -> Result<reqwest::Response, RegistryError> {
+        let mut answered = false;
+        loop {
+            let req = self.authorized(self.http.get(url).headers(headers.clone()));
+            let response = req.send().await.map_err(|e| transport(url, &e))?;
+            if response.status() == StatusCode::UNAUTHORIZED && !answered {
+                let challenges = challenges_of(response.headers());
+                if !challenges.is_empty() {
+                    answered = true;
+                    self.authorize(&challenges, url).await?;
+                    continue;
+                }
+            }
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            return Err(error_of(response).await);
+        }
+    }
+
+    /// Fetches a manifest by tag or digest, refusing bodies over [`manifest::MAX_MANIFEST_SIZE`].
+    pub async fn manifest(&self, tag_or_digest: &str) -> Result<FetchedManifest, RegistryError> {
+        let url = self.url(&format!("{}/manifests/{}", self.path, tag_or_digest));
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, manifest::ACCEPT.parse().unwrap());
+        let mut response = self.get(&url, headers).await?;
+        let too_big = || {
+            RegistryError::Invalid(format!(
+                "manifest too large: more than {} bytes",
+                manifest::MAX_MANIFEST_SIZE
+            ))
+        };
+        if response.content_length().unwrap_or(0) > manifest::MAX_MANIFEST_SIZE as u64 {
+            return Err(too_big());
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let docker_content_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport(&url, &e))? {
+            if body.len() + chunk.len() > manifest::MAX_MANIFEST_SIZE {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(FetchedManifest {
+            body: body.freeze(),
+            content_type,
+            docker_content_digest,
+        })
+    }
+
+    /// Starts a blob download at `offset` (a Range request when resuming). Returns the response
+    /// and the offset its body starts at: 0 when the registry ignored the range.
+    pub async fn blob(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> Result<(reqwest::Response, u64), RegistryError> {
+        let url = self.url(&format!("{}/blobs/{}", self.path, digest));
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            headers.insert(RANGE, format!("bytes={offset}-").parse().unwrap());
+        }
+        let response = self.get(&url, headers).await?;
+        if offset > 0 && response.status() == StatusCode::PARTIAL_CONTENT {
+            let start = response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse::<u64>().ok());
+            if start == Some(offset) {
+                return Ok((response, offset));
+            }
+            return Err(RegistryError::Invalid(format!(
+                "registry answered a range request for {digest} with the wrong range"
+            )));
+        }
+        Ok((response, 0))
+    }
+
+    /// The URL of a blob, for error messages.
+    pub fn blob_url(&self, digest: &str) -> String {
+        self.url(&format!("{}/blobs/{}", self.path, digest))
+    }
+}
+
+fn transport(url: &str, err: &reqwest::Error) -> RegistryError {
+    RegistryError::Transport {
+        url: url.to_string(),
+        message: describe_http_error(err),
+    }
+}
+
+fn challenges_of(headers: &HeaderMap) -> Vec<Challenge> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(auth::parse_challenges)
+        .collect()
+}
+
+fn token_error(err: TokenError, creds: &Credentials) -> RegistryError {
+    match err {
+        TokenError::Refused { status: 401, body } => {
+            // A token server refusing credentials says so in a registry error document or text.
+            let message = serde_json::from_str::<ErrorDocument>(&body)
+                .ok()
+                .and_then(|d| d.errors.into_iter().next())
+                .map(|e| e.message)
+                .or_else(|| {
+                    serde_json::from_str::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["details"].as_str().map(str::to_string))
+                })
+                .unwrap_or_else(|| {
+                    if creds.is_empty() {
+                        "authentication required".to_string()
+                    } else {
+                        "incorrect username or password".to_string()
+                    }
+                });
+            RegistryError::Code {
+                status: 401,
+                code: "UNAUTHORIZED".into(),
+                message,
+            }
+        }
+        TokenError::Refused { status, body } => {
+            RegistryError::Token(format!("failed to fetch token: {status}: {body}"))
+        }
+        TokenError::Transport(m) => RegistryError::Token(m),
+        TokenError::Malformed(m) => RegistryError::Token(m),
+    }
+}
+
+/// Turns an error response into a [`RegistryError`], reading its error document if it has one.
+async fn error_of(response: reqwest::Response) -> RegistryError {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    let body = &body[..body.len().min(64 * 1024)];
+    if let Ok(doc) = serde_json::from_slice::<ErrorDocument>(body) {
+        if let Some(first) = doc.errors.into_iter().next() {
+            return RegistryError::Code {
+                status: status.as_u16(),
+                code: if first.code.is_empty() {
+                    "UNKNOWN".into()
+                } else {
+                    first.code
+                },
+                message: first.message,
+            };
+        }
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        let text = String::from_utf8_lossy(body).trim().to_string();
+        return RegistryError::Code {
+            status: 401,
+            code: "UNAUTHORIZED".into(),
+            message: if text.is_empty() {
+                "authentication required".into()
+            } else {
+                text
+            },
+        };
+    }
+    if status == StatusCode::NOT_FOUND {
+        // Registries without error documents: dockerd's distribution client reports 404s as
+        // unknown manifests.
+        return RegistryError::Code {
+            status: 404,
+            code: "MANIFEST_UNKNOWN".into(),
+            message: "manifest unknown".into(),
+        };
+    }
+    RegistryError::Status {
+        status: status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registries(insecure: &[&str]) -> Registries {
+        Registries::new(
+            &["http://127.0.0.1:5001".to_string()],
+            &insecure.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn loopback_registries_are_insecure_by_default() {
+        let r = registries(&[]);
+        for d in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.9.9.9",
+            "[::1]:5000",
+        ] {
+            assert!(r.is_insecure(d), "{d}");
+        }
+        assert!(!r.is_insecure("registry.example.com"));
+        assert!(!r.is_insecure("10.1.2.3:5000"));
+    }
+
+    #[test]
+    fn insecure_registries_match_host_port_or_cidr() {
+        let r = registries(&["myreg:5000", "10.0.0.0/8"]);
+        assert!(r.is_insecure("myreg:5000"));
+        assert!(!r.is_insecure("myreg"));
+        assert!(r.is_insecure("10.1.2.3:5000"));
+        assert!(!r.is_insecure("11.1.2.3"));
+    }
+
+    #[test]
+    fn docker_hub_tries_mirrors_first_and_others_fall_back_to_http_only_when_insecure() {
+        let r = registries(&[]);
+        let hub = r.endpoints("docker.io");
+        assert_eq!(
+            hub.iter().map(|e| e.base.as_str()).collect::<Vec<_>>(),
+            ["http://127.0.0.1:5001", "https://registry-1.docker.io"]
+        );
+        assert!(hub[0].mirror && !hub[1].mirror);
+        let local = r.endpoints("127.0.0.1:5000");
+        assert_eq!(
+            local.iter().map(|e| e.base.as_str()).collect::<Vec<_>>(),
+            ["https://127.0.0.1:5000", "http://127.0.0.1:5000"]
+        );
+        assert!(local[0].insecure_tls);
+        let remote = r.endpoints("quay.io");
+        assert_eq!(remote.len(), 1);
+        assert!(!remote[0].insecure_tls);
+    }
+
+    #[test]
+    fn registry_error_codes_read_like_go_errcode() {
+        let e = RegistryError::Code {
+            status: 404,
+            code: "MANIFEST_UNKNOWN".into(),
+            message: "manifest unknown".into(),
+        };
+        assert_eq!(e.to_string(), "manifest unknown: manifest unknown");
+    }
+
+    #[test]
+    fn settings_list_default_loopback_cidrs_for_docker_info() {
+        let s = registries(&["myreg:5000"]).settings();
+        assert_eq!(s.mirrors, ["http://127.0.0.1:5001/"]);
+        assert_eq!(
+            s.insecure_registries,
+            ["::1/128", "127.0.0.0/8", "myreg:5000"]
+        );
+    }
+}
