@@ -1,4 +1,21 @@
 //! image-store: content-addressed blobs and image metadata, served on the bus.
+//!
+//! The domain logic ([`blob_store`], [`image_index`], [`store`], [`archive_export`],
+//! [`archive_load`], [`import`]) works without NATS; [`bus`] is the thin adapter that serves it.
+
+pub mod archive_export;
+pub mod archive_load;
+pub mod blob_store;
+pub mod bus;
+pub mod changes;
+pub mod compression;
+pub mod digest;
+pub mod filters;
+mod fsutil;
+pub mod image_index;
+pub mod import;
+pub mod layer_scan;
+pub mod store;
 
 use std::path::PathBuf;
 
@@ -11,14 +28,27 @@ pub struct Options {
 
 /// Registers the service and serves until the bus connection ends.
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
-    let _ = options;
-    let running = wharf_bus::service::start(
-        &client,
-        wharf_bus::subjects::service_name::IMAGE_STORE,
-        "Wharf image store: blobs, manifests, configs, tags",
-        wharf_bus::subjects::group::IMAGE_STORE,
-    )
-    .await?;
+    let root = options.data_root.join("image-store");
+    let store = tokio::task::spawn_blocking(move || store::ImageStore::open(&root)).await??;
+    let running = bus::serve(client, std::sync::Arc::new(store)).await?;
     running.wait().await;
     Ok(())
+}
+
+/// An I/O failure as a [`wharf_bus::BusError`]: a bus error carried inside (a stream that
+/// failed) comes back as it was; anything else is described with `context`.
+pub(crate) fn bus_error_from_io(err: std::io::Error, context: &str) -> wharf_bus::BusError {
+    if err
+        .get_ref()
+        .map(|e| e.is::<wharf_bus::BusError>())
+        .unwrap_or(false)
+    {
+        return wharf_bus::error::from_io(err);
+    }
+    match err.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+            wharf_bus::BusError::invalid(format!("{context}: {err}"))
+        }
+        _ => wharf_bus::BusError::internal(format!("{context}: {err}")),
+    }
 }

@@ -1,0 +1,447 @@
+//! The bus adapter: decodes requests, runs the store's blocking work off the async runtime,
+//! publishes the events it reports and streams bulk data. It translates; it does not decide.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use wharf_bus::image::{
+    BlobIngest, BlobIngested, BlobRead, BlobRef, ImageCommit, ImageDelete, ImageExport,
+    ImageImport, ImageList, ImageLoad, ImagePrune, ImageResolve, ImageTag,
+};
+use wharf_bus::service::{Reply, Running};
+use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
+use wharf_bus::subjects::{group, image_store as ep, service_name};
+use wharf_bus::{events, rpc, BusError};
+
+use crate::blob_store::IngestSpec;
+use crate::store::{Events, ImageStore};
+
+type Request = Arc<async_nats::service::Request>;
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BusError> + Send + 'static,
+) -> Result<T, BusError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BusError::internal(format!("image store task failed: {e}")))?
+}
+
+async fn publish(client: &async_nats::Client, events: Events) {
+    for e in events {
+        let event = events::Event::now("image", &e.action, &e.id, e.attributes);
+        events::publish(client, &event).await;
+    }
+}
+
+/// Registers the service and serves every image-store endpoint.
+pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow::Result<Running> {
+    let mut running = wharf_bus::service::start(
+        &client,
+        service_name::IMAGE_STORE,
+        "Wharf image store: blobs, manifests, configs, tags",
+        group::IMAGE_STORE,
+    )
+    .await?;
+
+    // Small request/reply calls: decode, run blocking, publish events, answer JSON.
+    macro_rules! call {
+        ($endpoint:expr, $req:ty, |$store:ident, $r:ident, $events:ident| $body:expr) => {{
+            let store = store.clone();
+            let client = client.clone();
+            running
+                .serve(group::IMAGE_STORE, $endpoint, move |request: Request| {
+                    let store = store.clone();
+                    let client = client.clone();
+                    async move {
+                        let $r: $req = rpc::decode(&request.message.payload)?;
+                        let (value, evs) = blocking(move || {
+                            let $store = &*store;
+                            let mut $events = Events::new();
+                            let v = $body?;
+                            Ok((v, $events))
+                        })
+                        .await?;
+                        publish(&client, evs).await;
+                        Reply::json(&value)
+                    }
+                })
+                .await?;
+        }};
+    }
+
+    call!(ep::BLOB_STAT, BlobRef, |s, r, _e| s.blobs.stat(&r.digest));
+    call!(ep::IMAGE_COMMIT, ImageCommit, |s, r, e| s
+        .commit(&r, &mut e));
+    call!(ep::IMAGE_RESOLVE, ImageResolve, |s, r, _e| s
+        .resolve(&r.name));
+    call!(ep::IMAGE_LIST, ImageList, |s, r, _e| s.list(&r));
+    call!(ep::IMAGE_TAG, ImageTag, |s, r, e| s
+        .tag(&r, &mut e)
+        .map(|()| serde_json::json!({})));
+    call!(ep::IMAGE_DELETE, ImageDelete, |s, r, e| s
+        .delete(&r, &mut e));
+    call!(ep::IMAGE_PRUNE, ImagePrune, |s, r, e| s.prune(&r, &mut e));
+
+    let (s, c) = (store.clone(), client.clone());
+    running
+        .serve(group::IMAGE_STORE, ep::BLOB_READ, move |req| {
+            blob_read(s.clone(), c.clone(), req)
+        })
+        .await?;
+    let (s, c) = (store.clone(), client.clone());
+    running
+        .serve(group::IMAGE_STORE, ep::BLOB_INGEST, move |req| {
+            blob_ingest(s.clone(), c.clone(), req)
+        })
+        .await?;
+    let (s, c) = (store.clone(), client.clone());
+    running
+        .serve(group::IMAGE_STORE, ep::IMAGE_EXPORT, move |req| {
+            image_export(s.clone(), c.clone(), req)
+        })
+        .await?;
+    let (s, c) = (store.clone(), client.clone());
+    running
+        .serve(group::IMAGE_STORE, ep::IMAGE_LOAD, move |req| {
+            image_load(s.clone(), c.clone(), req)
+        })
+        .await?;
+    let (s, c) = (store.clone(), client.clone());
+    running
+        .serve(group::IMAGE_STORE, ep::IMAGE_IMPORT, move |req| {
+            image_import(s.clone(), c.clone(), req)
+        })
+        .await?;
+    Ok(running)
+}
+
+/// Streams what a blocking producer sends through `rx` to the requester, then ends the stream
+/// with the producer's outcome.
+async fn stream_out(
+    mut sender: Sender,
+    mut rx: mpsc::Receiver<Bytes>,
+    producer: tokio::task::JoinHandle<Result<(), BusError>>,
+) {
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = sender.send(chunk).await {
+            // The reader went away: stop the producer (its sends now fail) and give up.
+            tracing::debug!("download stream ended early: {e}");
+            drop(rx);
+            let _ = producer.await;
+            return;
+        }
+    }
+    match producer.await {
+        Ok(Ok(())) => {
+            if let Err(e) = sender.finish().await {
+                tracing::debug!("cannot finish download stream: {e}");
+            }
+        }
+        Ok(Err(e)) => sender.fail(&e).await,
+        Err(e) => sender.fail(&BusError::internal(e.to_string())).await,
+    }
+}
+
+async fn blob_read(
+    store: Arc<ImageStore>,
+    client: async_nats::Client,
+    request: Request,
+) -> Result<Reply, BusError> {
+    let r: BlobRead = rpc::decode(&request.message.payload)?;
+    let (info, file) = blocking({
+        let store = store.clone();
+        let digest = r.digest.clone();
+        move || {
+            let info = store.blobs.stat(&digest)?;
+            let file = store.blobs.open_blob(&digest)?;
+            Ok((info, file))
+        }
+    })
+    .await?;
+    if r.offset > info.size {
+        return Err(BusError::invalid(format!(
+            "offset {} is beyond the end of blob {} ({} bytes)",
+            r.offset, info.digest, info.size
+        )));
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let offset = r.offset;
+    let sender = Sender::accept(&client, &request, rpc::encode(&info)?).await?;
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| BusError::internal(format!("cannot read blob: {e}")))?;
+        loop {
+            let mut buf = vec![0u8; CHUNK_SIZE];
+            let n = read_full(&mut file, &mut buf)
+                .map_err(|e| BusError::internal(format!("cannot read blob: {e}")))?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            if tx.blocking_send(Bytes::from(buf)).is_err() {
+                return Ok(());
+            }
+        }
+    });
+    stream_out(sender, rx, producer).await;
+    Ok(Reply::Streamed)
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// What the async side hands the blocking worker of an upload.
+enum Upload {
+    Chunk(Bytes),
+    /// The sender ended the stream successfully; anything else is an abort.
+    End,
+}
+
+/// Feeds an upload stream to a blocking worker; answers the uploader with its result.
+async fn stream_in<T: serde::Serialize + Send + 'static>(
+    receiver: Receiver,
+    client: &async_nats::Client,
+    worker: impl FnOnce(UploadReader) -> Result<(T, Events), BusError> + Send + 'static,
+) {
+    let mut receiver = receiver;
+    let (tx, rx) = mpsc::channel::<Upload>(16);
+    let handle = tokio::task::spawn_blocking(move || worker(UploadReader::new(rx)));
+    let mut stream_error = None;
+    loop {
+        match receiver.next().await {
+            Some(Ok(chunk)) => {
+                if tx.send(Upload::Chunk(chunk)).await.is_err() {
+                    break; // the worker stopped early; its error is the answer
+                }
+            }
+            Some(Err(e)) => {
+                stream_error = Some(e);
+                break;
+            }
+            None => {
+                let _ = tx.send(Upload::End).await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let outcome = match handle.await {
+        Ok(r) => r,
+        Err(e) => Err(BusError::internal(format!("image store task failed: {e}"))),
+    };
+    if let Some(e) = stream_error {
+        // The uploader failed or went away: nothing was committed; tell it if it listens.
+        let _ = receiver.respond(Err(e)).await;
+        return;
+    }
+    let answer = match outcome {
+        Ok((value, evs)) => {
+            publish(client, evs).await;
+            rpc::encode(&value)
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = receiver.respond(answer).await {
+        tracing::debug!("cannot answer upload: {e}");
+    }
+}
+
+/// A blocking `Read` over an upload: ends at `End`, fails if the stream stops without it.
+pub struct UploadReader {
+    rx: mpsc::Receiver<Upload>,
+    current: Bytes,
+    ended: bool,
+}
+
+impl UploadReader {
+    fn new(rx: mpsc::Receiver<Upload>) -> Self {
+        UploadReader {
+            rx,
+            current: Bytes::new(),
+            ended: false,
+        }
+    }
+
+    /// The next chunk; `Ok(None)` at a proper end.
+    fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.current.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.current)));
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        match self.rx.blocking_recv() {
+            Some(Upload::Chunk(c)) => Ok(Some(c)),
+            Some(Upload::End) => {
+                self.ended = true;
+                Ok(None)
+            }
+            None => Err(io::Error::other(BusError::cancelled(
+                "the upload stream ended before it was complete",
+            ))),
+        }
+    }
+}
+
+impl Read for UploadReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.current.is_empty() {
+                match self.next_chunk()? {
+                    Some(c) => self.current = c,
+                    None => return Ok(0),
+                }
+            }
+            if self.current.is_empty() {
+                continue;
+            }
+            let n = buf.len().min(self.current.len());
+            buf[..n].copy_from_slice(&self.current.split_to(n));
+            return Ok(n);
+        }
+    }
+}
+
+async fn blob_ingest(
+    store: Arc<ImageStore>,
+    client: async_nats::Client,
+    request: Request,
+) -> Result<Reply, BusError> {
+    let r: BlobIngest = rpc::decode(&request.message.payload)?;
+    crate::digest::sha256_hex(&r.digest)?;
+    let spec = IngestSpec::for_blob(&r.digest, r.size, r.media_type.as_deref());
+    let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
+    stream_in(receiver, &client, move |mut upload| {
+        let mut ingest = store.blobs.ingest(spec)?;
+        while let Some(chunk) = upload
+            .next_chunk()
+            .map_err(|e| crate::bus_error_from_io(e, "upload failed"))?
+        {
+            ingest.write(chunk)?;
+        }
+        let done = ingest.commit()?;
+        Ok((
+            BlobIngested {
+                blob: done.blob,
+                layer: done.layer.map(|l| l.info),
+            },
+            Events::new(),
+        ))
+    })
+    .await;
+    Ok(Reply::Streamed)
+}
+
+async fn image_load(
+    store: Arc<ImageStore>,
+    client: async_nats::Client,
+    request: Request,
+) -> Result<Reply, BusError> {
+    let _r: ImageLoad = rpc::decode(&request.message.payload)?;
+    let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
+    stream_in(receiver, &client, move |upload| {
+        let mut events = Events::new();
+        let report = crate::archive_load::load(&store, upload, &mut events)?;
+        Ok((report, events))
+    })
+    .await;
+    Ok(Reply::Streamed)
+}
+
+async fn image_import(
+    store: Arc<ImageStore>,
+    client: async_nats::Client,
+    request: Request,
+) -> Result<Reply, BusError> {
+    let r: ImageImport = rpc::decode(&request.message.payload)?;
+    let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
+    stream_in(receiver, &client, move |upload| {
+        let mut events = Events::new();
+        let rec = crate::import::import(&store, upload, &r, &mut events)?;
+        Ok((rec, events))
+    })
+    .await;
+    Ok(Reply::Streamed)
+}
+
+async fn image_export(
+    store: Arc<ImageStore>,
+    client: async_nats::Client,
+    request: Request,
+) -> Result<Reply, BusError> {
+    let r: ImageExport = rpc::decode(&request.message.payload)?;
+    let plan = blocking({
+        let store = store.clone();
+        move || crate::archive_export::plan(&store, &r.names)
+    })
+    .await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let sender = Sender::accept(&client, &request, Bytes::new()).await?;
+    let (events_tx, events_rx) = tokio::sync::oneshot::channel();
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut events = Events::new();
+        let out = ChannelWriter::new(tx);
+        crate::archive_export::write(&store, &plan, out, &mut events)?;
+        let _ = events_tx.send(events);
+        Ok(())
+    });
+    stream_out(sender, rx, producer).await;
+    if let Ok(evs) = events_rx.await {
+        publish(&client, evs).await;
+    }
+    Ok(Reply::Streamed)
+}
+
+/// A blocking `Write` that hands full chunks to the async side.
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK_SIZE),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
+        self.tx
+            .blocking_send(Bytes::from(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_SIZE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_SIZE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}

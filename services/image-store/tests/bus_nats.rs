@@ -1,0 +1,191 @@
+//! The bus adapter against a real nats-server: streaming a multi-MiB blob in and out, and typed
+//! errors coming back.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wharf_bus::image::{BlobInfo, BlobIngest, BlobIngested, BlobRead, BlobRef, ImageResolve};
+use wharf_bus::stream::{Receiver, Sender};
+use wharf_bus::subjects::{group, image_store as ep, subject};
+use wharf_bus::ErrorKind;
+use wharf_image_store::{bus, digest, store::ImageStore};
+
+/// A nats-server on a free loopback port, killed (by its PID) when dropped.
+struct Nats {
+    child: Child,
+    url: String,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server installed");
+        let url = format!("nats://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nats { child, url }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn subj(endpoint: &str) -> String {
+    subject(group::IMAGE_STORE, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_stream_in_and_out_over_real_nats_and_errors_keep_their_kind() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ImageStore::open(dir.path()).unwrap());
+    let service_client = async_nats::connect(&nats.url).await.unwrap();
+    let _running = bus::serve(service_client, store).await.unwrap();
+    let client = async_nats::connect(&nats.url).await.unwrap();
+
+    // A 6 MB layer of noise (as large gzipped: a dozen frames); a layer scan on the way in.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let data: Vec<u8> = (0..6_000_000u32)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let tar = common::tar_of(&[("big", &data)]);
+    let layer = common::gzip(&tar);
+    let d = digest::of_bytes(&layer);
+    let req = BlobIngest {
+        digest: d.clone(),
+        size: Some(layer.len() as u64),
+        media_type: Some(common::GZ.into()),
+    };
+    let (mut tx, _) = Sender::open(
+        &client,
+        &subj(ep::BLOB_INGEST),
+        serde_json::to_vec(&req).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    tx.send(Bytes::from(layer.clone())).await.unwrap();
+    let done: BlobIngested = tx.finish_json().await.unwrap();
+    assert_eq!(done.blob.size, layer.len() as u64);
+    assert!(layer.len() > 5 << 20);
+    let info = done.layer.unwrap();
+    assert_eq!(info.diff_id, digest::of_bytes(&tar));
+    assert_eq!(info.unpacked_size, 6_000_000);
+
+    let stat: BlobInfo = wharf_bus::call(
+        &client,
+        &subj(ep::BLOB_STAT),
+        &BlobRef { digest: d.clone() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(stat.size, layer.len() as u64);
+
+    let (mut rx, accept) = Receiver::open_json(
+        &client,
+        &subj(ep::BLOB_READ),
+        &BlobRef { digest: d.clone() },
+    )
+    .await
+    .unwrap();
+    let accepted: BlobInfo = serde_json::from_slice(&accept).unwrap();
+    assert_eq!(accepted, stat);
+    assert_eq!(rx.collect().await.unwrap(), layer);
+
+    // Reading from an offset.
+    let (mut rx, _) = Receiver::open_json(
+        &client,
+        &subj(ep::BLOB_READ),
+        &BlobRead {
+            digest: d.clone(),
+            offset: 3_000_000,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(rx.collect().await.unwrap(), layer[3_000_000..]);
+
+    // Typed errors: a missing blob, a wrong digest, an unknown image.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let err = wharf_bus::call::<_, BlobInfo>(
+        &client,
+        &subj(ep::BLOB_STAT),
+        &BlobRef {
+            digest: missing.clone(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    let err = Receiver::open_json(
+        &client,
+        &subj(ep::BLOB_READ),
+        &BlobRef {
+            digest: missing.clone(),
+        },
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+
+    let wrong = BlobIngest {
+        digest: missing.clone(),
+        size: None,
+        media_type: Some(common::GZ.into()),
+    };
+    let (mut tx, _) = Sender::open(
+        &client,
+        &subj(ep::BLOB_INGEST),
+        serde_json::to_vec(&wrong).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    tx.send(Bytes::from(layer.clone())).await.unwrap();
+    let err = tx.finish().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Invalid);
+    assert_eq!(
+        err.message,
+        format!("filesystem layer verification failed for digest {missing}")
+    );
+
+    let err = wharf_bus::call::<_, serde_json::Value>(
+        &client,
+        &subj(ep::IMAGE_RESOLVE),
+        &ImageResolve {
+            name: "nope".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (ErrorKind::NotFound, "No such image: nope:latest")
+    );
+    drop(nats);
+}
