@@ -15,7 +15,7 @@ use wharf_bus::BusError;
 use crate::blob_store::{IngestSpec, Ingested, LayerMeta, ScanMode};
 use crate::compression;
 use crate::digest;
-use crate::store::{parse_tag, Events, ImageStore, MAX_CONFIG_SIZE};
+use crate::store::{parse_tag, Events, ImageStore};
 
 /// Largest metadata file (`manifest.json`, `index.json`, configs) read into memory.
 pub const MAX_JSON: u64 = 8 << 20;
@@ -366,7 +366,7 @@ fn load_oci(
     if value.get("manifests").is_some() {
         let index: OciIndex =
             serde_json::from_value(value).map_err(|e| invalid(format!("malformed index: {e}")))?;
-        let arch = host_architecture();
+        let arch = wharf_bus::registry::Platform::host().architecture;
         let pick = index
             .manifests
             .iter()
@@ -422,19 +422,5 @@ fn finish_image(
         report.lines.push(format!("Loaded image ID: {}", rec.id));
     }
     events.push(store.event("load", &rec.id, &rec.id));
-    let _ = MAX_CONFIG_SIZE;
     Ok(())
-}
-
-pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    }
 }

@@ -61,7 +61,7 @@ pub fn import<R: Read>(
         .clone()
         .unwrap_or_else(|| "Imported from -".into());
     let mut image = json!({
-        "architecture": req.architecture.clone().unwrap_or_else(|| crate::archive_load::host_architecture().into()),
+        "architecture": req.architecture.clone().unwrap_or_else(|| wharf_bus::registry::Platform::host().architecture),
         "comment": comment,
         "config": Value::Object(config),
         "created": created,
