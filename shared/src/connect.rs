@@ -25,6 +25,9 @@ pub struct NatsOptions {
 pub async fn connect(opts: &NatsOptions, name: &str) -> Result<async_nats::Client, std::io::Error> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
+        // Inboxes under a per-service prefix let NATS permissions give each service its own
+        // replies and streams only (deploy/nats/accounts.conf).
+        .custom_inbox_prefix(format!("_INBOX.{name}"))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
