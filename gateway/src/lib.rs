@@ -51,7 +51,9 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
     let state = state::AppState::new(client.clone(), options.clone()).await;
     // Record events from the start, not only once somebody runs `docker events`.
     if let Err(e) = routes::system::ensure_events_stream(&state.jetstream).await {
-        tracing::warn!("no JetStream on the bus ({e}): docker events --since will only show live events");
+        tracing::warn!(
+            "no JetStream on the bus ({e}): docker events --since will only show live events"
+        );
     }
     let app = routes::router(state);
     let stop = CancellationToken::new();

@@ -20,8 +20,14 @@ use tower::ServiceExt;
 use crate::TlsOptions;
 
 pub enum Listener {
-    Unix { listener: UnixListener, path: PathBuf },
-    Tcp { listener: TcpListener, tls: Option<TlsAcceptor> },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+    Tcp {
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+    },
 }
 
 impl Listener {
@@ -31,23 +37,38 @@ impl Listener {
             Listener::Tcp { listener, tls } => format!(
                 "{}://{}",
                 if tls.is_some() { "tcp+tls" } else { "tcp" },
-                listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
             ),
         }
     }
 }
 
 /// Binds one `-H` address.
-pub async fn bind(host: &str, tls: Option<&TlsOptions>, group: Option<&str>) -> anyhow::Result<Listener> {
+pub async fn bind(
+    host: &str,
+    tls: Option<&TlsOptions>,
+    group: Option<&str>,
+) -> anyhow::Result<Listener> {
     if let Some(path) = host.strip_prefix("unix://") {
-        let path = PathBuf::from(if path.is_empty() { "/run/wharf/docker.sock" } else { path });
+        let path = PathBuf::from(if path.is_empty() {
+            "/run/wharf/docker.sock"
+        } else {
+            path
+        });
         return bind_unix(path, group).await;
     }
     let addr = host
         .strip_prefix("tcp://")
         .with_context(|| format!("invalid host {host}: use unix:///path or tcp://host:port"))?;
     let default_port = if tls.is_some() { 2376 } else { 2375 };
-    let addr = if addr.rsplit_once(':').map(|(_, p)| p.parse::<u16>().is_ok()).unwrap_or(false) {
+    let addr = if addr
+        .rsplit_once(':')
+        .map(|(_, p)| p.parse::<u16>().is_ok())
+        .unwrap_or(false)
+    {
         addr.to_string()
     } else {
         format!("{addr}:{default_port}")
@@ -68,8 +89,13 @@ pub async fn bind(host: &str, tls: Option<&TlsOptions>, group: Option<&str>) -> 
         Some(t) => Some(tls_acceptor(t)?),
         None => None,
     };
-    let listener = TcpListener::bind(sock).await.with_context(|| format!("cannot listen on tcp://{addr}"))?;
-    Ok(Listener::Tcp { listener, tls: acceptor })
+    let listener = TcpListener::bind(sock)
+        .await
+        .with_context(|| format!("cannot listen on tcp://{addr}"))?;
+    Ok(Listener::Tcp {
+        listener,
+        tls: acceptor,
+    })
 }
 
 async fn bind_unix(path: PathBuf, group: Option<&str>) -> anyhow::Result<Listener> {
@@ -80,9 +106,11 @@ async fn bind_unix(path: PathBuf, group: Option<&str>) -> anyhow::Result<Listene
         if tokio::net::UnixStream::connect(&path).await.is_ok() {
             bail!("{} is in use by another daemon", path.display());
         }
-        std::fs::remove_file(&path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on unix://{}", path.display()))?;
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on unix://{}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
     if let Some(group) = group {
         match nix::unistd::Group::from_name(group) {
@@ -96,27 +124,35 @@ async fn bind_unix(path: PathBuf, group: Option<&str>) -> anyhow::Result<Listene
 
 fn tls_acceptor(t: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(&t.cert).with_context(|| format!("cannot read --tlscert {}", t.cert.display()))?,
+        std::fs::File::open(&t.cert)
+            .with_context(|| format!("cannot read --tlscert {}", t.cert.display()))?,
     ))
     .collect::<Result<Vec<_>, _>>()
     .context("bad --tlscert")?;
     let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(&t.key).with_context(|| format!("cannot read --tlskey {}", t.key.display()))?,
+        std::fs::File::open(&t.key)
+            .with_context(|| format!("cannot read --tlskey {}", t.key.display()))?,
     ))
     .context("bad --tlskey")?
     .context("no private key in --tlskey")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let config = if t.verify {
         let ca = t.ca.as_ref().context("--tlsverify needs --tlscacert")?;
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pemfile::certs(&mut std::io::BufReader::new(
-            std::fs::File::open(ca).with_context(|| format!("cannot read --tlscacert {}", ca.display()))?,
+            std::fs::File::open(ca)
+                .with_context(|| format!("cannot read --tlscacert {}", ca.display()))?,
         )) {
             roots.add(c.context("bad --tlscacert")?)?;
         }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
-        builder.with_client_cert_verifier(verifier).with_single_cert(certs, key)?
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()?;
+        builder
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)?
     } else {
         builder.with_no_client_auth().with_single_cert(certs, key)?
     };

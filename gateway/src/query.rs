@@ -18,11 +18,18 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// dockerd's boolean: absent, empty, `0`, `false`, `none` are false.
@@ -45,7 +52,9 @@ pub fn parse_filters(raw: &str) -> ApiResult<BTreeMap<String, Vec<String>>> {
     }
     let value: serde_json::Value = serde_json::from_str(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    let map = value.as_object().ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
     for (key, values) in map {
         let list: Vec<String> = match values {
             serde_json::Value::Object(m) => m
@@ -53,7 +62,10 @@ pub fn parse_filters(raw: &str) -> ApiResult<BTreeMap<String, Vec<String>>> {
                 .filter(|(_, on)| on.as_bool().unwrap_or(true))
                 .map(|(v, _)| v.clone())
                 .collect(),
-            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             serde_json::Value::String(s) => vec![s.clone()],
             _ => return Err(ApiError::bad_request(format!("invalid filter '{key}'"))),
         };

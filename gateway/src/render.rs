@@ -21,7 +21,9 @@ pub fn go_time(t: &chrono::DateTime<chrono::Utc>) -> String {
 }
 
 fn parse_time(s: Option<&str>) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s?).ok().map(|t| t.with_timezone(&chrono::Utc))
+    chrono::DateTime::parse_from_rfc3339(s?)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 fn created(record: &ImageRecord) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -43,7 +45,10 @@ pub fn repo_digests(record: &ImageRecord) -> Vec<String> {
 /// The image config's `config` as dockerd shows it: every field of Go's `container.Config`,
 /// with the `omitempty` ones left out when empty.
 pub fn container_config(config: Option<&Value>) -> Value {
-    let src = config.and_then(Value::as_object).cloned().unwrap_or_default();
+    let src = config
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let get = |k: &str| src.get(k).cloned().filter(|v| !v.is_null());
     let mut out = Map::new();
     let text = |k: &str| get(k).unwrap_or_else(|| json!(""));
@@ -55,7 +60,9 @@ pub fn container_config(config: Option<&Value>) -> Value {
     out.insert("AttachStdin".into(), flag("AttachStdin"));
     out.insert("AttachStdout".into(), flag("AttachStdout"));
     out.insert("AttachStderr".into(), flag("AttachStderr"));
-    if let Some(p) = get("ExposedPorts").filter(|v| v.as_object().map(|o| !o.is_empty()).unwrap_or(false)) {
+    if let Some(p) =
+        get("ExposedPorts").filter(|v| v.as_object().map(|o| !o.is_empty()).unwrap_or(false))
+    {
         out.insert("ExposedPorts".into(), p);
     }
     out.insert("Tty".into(), flag("Tty"));
@@ -66,22 +73,32 @@ pub fn container_config(config: Option<&Value>) -> Value {
     if let Some(h) = get("Healthcheck") {
         out.insert("Healthcheck".into(), h);
     }
-    if get("ArgsEscaped").and_then(|v| v.as_bool()).unwrap_or(false) {
+    if get("ArgsEscaped")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+    {
         out.insert("ArgsEscaped".into(), json!(true));
     }
     out.insert("Image".into(), text("Image"));
     out.insert("Volumes".into(), null("Volumes"));
     out.insert("WorkingDir".into(), text("WorkingDir"));
     out.insert("Entrypoint".into(), null("Entrypoint"));
-    if get("NetworkDisabled").and_then(|v| v.as_bool()).unwrap_or(false) {
+    if get("NetworkDisabled")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+    {
         out.insert("NetworkDisabled".into(), json!(true));
     }
-    if let Some(m) = get("MacAddress").filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false)) {
+    if let Some(m) =
+        get("MacAddress").filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false))
+    {
         out.insert("MacAddress".into(), m);
     }
     out.insert("OnBuild".into(), null("OnBuild"));
     out.insert("Labels".into(), null("Labels"));
-    if let Some(s) = get("StopSignal").filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false)) {
+    if let Some(s) =
+        get("StopSignal").filter(|v| v.as_str().map(|s| !s.is_empty()).unwrap_or(false))
+    {
         out.insert("StopSignal".into(), s);
     }
     if let Some(s) = get("StopTimeout") {
@@ -97,10 +114,18 @@ pub fn container_config(config: Option<&Value>) -> Value {
 pub fn summary(record: &ImageRecord, version: ApiVersion) -> Value {
     let (tags, digests) = match (repo_tags(record), repo_digests(record)) {
         // dockerd shows placeholders only for an image with neither tags nor digests.
-        (t, d) if t.is_empty() && d.is_empty() => (vec!["<none>:<none>".to_string()], vec!["<none>@<none>".to_string()]),
+        (t, d) if t.is_empty() && d.is_empty() => (
+            vec!["<none>:<none>".to_string()],
+            vec!["<none>@<none>".to_string()],
+        ),
         other => other,
     };
-    let labels = record.config.get("config").and_then(|c| c.get("Labels")).cloned().filter(|l| !l.is_null());
+    let labels = record
+        .config
+        .get("config")
+        .and_then(|c| c.get("Labels"))
+        .cloned()
+        .filter(|l| !l.is_null());
     let mut v = json!({
         "Containers": -1,
         "Created": unix(created(record)),
@@ -122,7 +147,9 @@ pub fn summary(record: &ImageRecord, version: ApiVersion) -> Value {
 pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
     let c = &record.config;
     let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let created = created(record).map(|t| go_time(&t)).unwrap_or_else(|| ZERO_TIME.to_string());
+    let created = created(record)
+        .map(|t| go_time(&t))
+        .unwrap_or_else(|| ZERO_TIME.to_string());
     let mut out = Map::new();
     out.insert("Id".into(), json!(record.id));
     out.insert("RepoTags".into(), json!(repo_tags(record)));
@@ -132,7 +159,10 @@ pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
     out.insert("Created".into(), json!(created));
     if !version.at_least(1, 45) {
         out.insert("Container".into(), json!(s("container")));
-        out.insert("ContainerConfig".into(), container_config(c.get("container_config")));
+        out.insert(
+            "ContainerConfig".into(),
+            container_config(c.get("container_config")),
+        );
     }
     out.insert("DockerVersion".into(), json!(s("docker_version")));
     out.insert("Author".into(), json!(s("author")));
@@ -149,7 +179,10 @@ pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
     if !version.at_least(1, 44) {
         out.insert("VirtualSize".into(), json!(record.size));
     }
-    out.insert("GraphDriver".into(), json!({"Data": null, "Name": "overlay2"}));
+    out.insert(
+        "GraphDriver".into(),
+        json!({"Data": null, "Name": "overlay2"}),
+    );
     let layers: Vec<&str> = record.layers.iter().map(|l| l.diff_id.as_str()).collect();
     out.insert("RootFS".into(), json!({"Type": "layers", "Layers": layers}));
     out.insert(
@@ -162,13 +195,25 @@ pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
 /// `GET /images/{name}/history`: newest first; only the top row carries the image ID and tags,
 /// as for any image pulled from a registry.
 pub fn history(record: &ImageRecord) -> Value {
-    let entries = record.config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+    let entries = record
+        .config
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut layer_sizes = record.layers.iter().map(|l| l.unpacked_size);
     let mut rows: Vec<Value> = entries
         .iter()
         .map(|h| {
-            let empty = h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
-            let size = if empty { 0 } else { layer_sizes.next().unwrap_or(0) };
+            let empty = h
+                .get("empty_layer")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let size = if empty {
+                0
+            } else {
+                layer_sizes.next().unwrap_or(0)
+            };
             json!({
                 "Comment": h.get("comment").and_then(Value::as_str).unwrap_or(""),
                 "Created": unix(parse_time(h.get("created").and_then(Value::as_str))),
@@ -199,7 +244,10 @@ mod tests {
         ImageRecord {
             id: "sha256:1111".into(),
             repo_tags: vec!["docker.io/library/busybox:latest".into()],
-            repo_digests: vec![format!("docker.io/library/busybox@sha256:{}", "2".repeat(64))],
+            repo_digests: vec![format!(
+                "docker.io/library/busybox@sha256:{}",
+                "2".repeat(64)
+            )],
             layers: vec![LayerInfo {
                 digest: "sha256:aa".into(),
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
@@ -227,14 +275,19 @@ mod tests {
     fn inspect_shows_familiar_names_and_full_config() {
         let v = inspect(&record(), ApiVersion::CURRENT);
         assert_eq!(v["RepoTags"], json!(["busybox:latest"]));
-        assert_eq!(v["RepoDigests"], json!([format!("busybox@sha256:{}", "2".repeat(64))]));
+        assert_eq!(
+            v["RepoDigests"],
+            json!([format!("busybox@sha256:{}", "2".repeat(64))])
+        );
         assert_eq!(v["Created"], "2024-05-01T10:00:00.123Z");
         assert_eq!(v["Config"]["Cmd"], json!(["sh"]));
         assert_eq!(v["Config"]["Entrypoint"], Value::Null);
         assert_eq!(v["Config"]["User"], "");
         assert!(v.get("ContainerConfig").is_none());
         assert_eq!(v["RootFS"]["Layers"], json!(["sha256:bb"]));
-        assert!(inspect(&record(), ApiVersion(1, 41)).get("VirtualSize").is_some());
+        assert!(inspect(&record(), ApiVersion(1, 41))
+            .get("VirtualSize")
+            .is_some());
     }
 
     #[test]

@@ -18,12 +18,27 @@ pub struct Inner {
 impl AppState {
     pub async fn new(bus: async_nats::Client, options: Options) -> AppState {
         use sha2::Digest;
-        let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-        let digest = sha2::Sha256::digest(format!("{host}{}", options.data_root.display()).as_bytes());
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let digest =
+            sha2::Sha256::digest(format!("{host}{}", options.data_root.display()).as_bytes());
         let hex = hex::encode(digest).to_uppercase();
-        let engine_id = hex.as_bytes().chunks(4).take(12).map(|c| String::from_utf8_lossy(c).to_string()).collect::<Vec<_>>().join(":");
+        let engine_id = hex
+            .as_bytes()
+            .chunks(4)
+            .take(12)
+            .map(|c| String::from_utf8_lossy(c).to_string())
+            .collect::<Vec<_>>()
+            .join(":");
         let jetstream = async_nats::jetstream::new(bus.clone());
-        AppState(Arc::new(Inner { bus, jetstream, options, engine_id }))
+        AppState(Arc::new(Inner {
+            bus,
+            jetstream,
+            options,
+            engine_id,
+        }))
     }
 }
 

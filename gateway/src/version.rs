@@ -51,10 +51,22 @@ pub fn negotiate(mut req: Request<Body>) -> Result<Request<Body>, Response> {
                 .into_response());
             }
             if parsed < ApiVersion::MIN {
-                return Err(ApiError::bad_request(format!(
+                let message = format!(
                     "client version {parsed} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
-                ))
-                .into_response());
+                );
+                // Clients older than API 1.23 read errors as plain text, as dockerd writes them.
+                if parsed < ApiVersion(1, 23) {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; charset=utf-8",
+                        )],
+                        format!("{message}\n"),
+                    )
+                        .into_response());
+                }
+                return Err(ApiError::bad_request(message).into_response());
             }
             version = parsed;
             let new_path_and_query = match req.uri().query() {
@@ -65,7 +77,12 @@ pub fn negotiate(mut req: Request<Body>) -> Result<Request<Body>, Response> {
             parts.path_and_query = new_path_and_query.parse().ok();
             match axum::http::Uri::from_parts(parts) {
                 Ok(uri) => *req.uri_mut() = uri,
-                Err(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid request path").into_response()),
+                Err(_) => {
+                    return Err(
+                        ApiError::new(StatusCode::BAD_REQUEST, "invalid request path")
+                            .into_response(),
+                    )
+                }
             }
         }
     }
@@ -80,15 +97,24 @@ mod tests {
     fn run(path: &str) -> Result<(String, ApiVersion), StatusCode> {
         let req = Request::builder().uri(path).body(Body::empty()).unwrap();
         match negotiate(req) {
-            Ok(r) => Ok((r.uri().to_string(), *r.extensions().get::<ApiVersion>().unwrap())),
+            Ok(r) => Ok((
+                r.uri().to_string(),
+                *r.extensions().get::<ApiVersion>().unwrap(),
+            )),
             Err(resp) => Err(resp.status()),
         }
     }
 
     #[test]
     fn versioned_and_plain_paths_reach_the_same_route() {
-        assert_eq!(run("/v1.41/images/json?all=1").unwrap(), ("/images/json?all=1".to_string(), ApiVersion(1, 41)));
-        assert_eq!(run("/images/json").unwrap(), ("/images/json".to_string(), ApiVersion::CURRENT));
+        assert_eq!(
+            run("/v1.41/images/json?all=1").unwrap(),
+            ("/images/json?all=1".to_string(), ApiVersion(1, 41))
+        );
+        assert_eq!(
+            run("/images/json").unwrap(),
+            ("/images/json".to_string(), ApiVersion::CURRENT)
+        );
         assert_eq!(run("/v1.45/_ping").unwrap().0, "/_ping");
     }
 

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_bus::image::{
-    DeleteItem, ImageDelete, ImageExport, ImageImport, ImageList, ImageLoad, ImagePrune, ImageRecord, ImageResolve,
-    ImageTag, LoadReport, PruneReport,
+    DeleteItem, ImageDelete, ImageExport, ImageImport, ImageList, ImageLoad, ImagePrune,
+    ImageRecord, ImageResolve, ImageTag, LoadReport, PruneReport,
 };
 use wharf_bus::progress::JsonMessage;
 use wharf_bus::reference::{valid_digest, Reference};
@@ -30,7 +30,14 @@ fn store(op: &str) -> String {
 }
 
 async fn resolve(state: &AppState, name: &str) -> ApiResult<ImageRecord> {
-    Ok(wharf_bus::call(&state.bus, &store(image_store::IMAGE_RESOLVE), &ImageResolve { name: name.to_string() }).await?)
+    Ok(wharf_bus::call(
+        &state.bus,
+        &store(image_store::IMAGE_RESOLVE),
+        &ImageResolve {
+            name: name.to_string(),
+        },
+    )
+    .await?)
 }
 
 pub async fn list(
@@ -42,11 +49,26 @@ pub async fn list(
     let mut filters = q.filters()?;
     // Old clients pass a reference as `filter=`.
     if let Some(f) = q.get("filter").filter(|f| !f.is_empty()) {
-        filters.entry("reference".to_string()).or_default().push(f.to_string());
+        filters
+            .entry("reference".to_string())
+            .or_default()
+            .push(f.to_string());
     }
-    let records: Vec<ImageRecord> =
-        wharf_bus::call(&state.bus, &store(image_store::IMAGE_LIST), &ImageList { all: q.flag("all"), filters }).await?;
-    Ok(axum::Json(Value::Array(records.iter().map(|r| render::summary(r, version)).collect())))
+    let records: Vec<ImageRecord> = wharf_bus::call(
+        &state.bus,
+        &store(image_store::IMAGE_LIST),
+        &ImageList {
+            all: q.flag("all"),
+            filters,
+        },
+    )
+    .await?;
+    Ok(axum::Json(Value::Array(
+        records
+            .iter()
+            .map(|r| render::summary(r, version))
+            .collect(),
+    )))
 }
 
 /// Splits `/images/{name}/{op}` where the name itself may hold slashes.
@@ -64,7 +86,9 @@ pub async fn get_dispatch(
         return Err(ApiError::not_found("page not found"));
     };
     match op {
-        "json" => Ok(axum::Json(render::inspect(&resolve(&state, name).await?, version)).into_response()),
+        "json" => {
+            Ok(axum::Json(render::inspect(&resolve(&state, name).await?, version)).into_response())
+        }
         "history" => Ok(axum::Json(render::history(&resolve(&state, name).await?)).into_response()),
         _ => save(&state, vec![name.to_string()]).await,
     }
@@ -81,7 +105,10 @@ pub async fn post_dispatch(
     let q = Query::parse(raw.as_deref());
     match op {
         "tag" => tag(&state, name, &q).await,
-        _ => Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "push is not implemented yet in Wharf")),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "push is not implemented yet in Wharf",
+        )),
     }
 }
 
@@ -90,7 +117,9 @@ async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {
     let tag = q.get("tag").unwrap_or("");
     let mut target = Reference::parse(repo)?;
     if target.digest.is_some() {
-        return Err(ApiError::bad_request("refusing to create a tag with a digest reference"));
+        return Err(ApiError::bad_request(
+            "refusing to create a tag with a digest reference",
+        ));
     }
     if !tag.is_empty() {
         target = Reference::parse(&format!("{}:{tag}", target.name()))?;
@@ -99,7 +128,10 @@ async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {
     let _: Value = wharf_bus::call(
         &state.bus,
         &store(image_store::IMAGE_TAG),
-        &ImageTag { source: name.to_string(), target: target.to_string() },
+        &ImageTag {
+            source: name.to_string(),
+            target: target.to_string(),
+        },
     )
     .await?;
     Ok(StatusCode::CREATED.into_response())
@@ -111,20 +143,39 @@ pub async fn delete(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<axum::Json<Vec<DeleteItem>>> {
     let q = Query::parse(raw.as_deref());
-    let request = ImageDelete { name, force: q.flag("force"), no_prune: q.flag("noprune"), in_use: Default::default() };
-    Ok(axum::Json(wharf_bus::call(&state.bus, &store(image_store::IMAGE_DELETE), &request).await?))
+    let request = ImageDelete {
+        name,
+        force: q.flag("force"),
+        no_prune: q.flag("noprune"),
+        in_use: Default::default(),
+    };
+    Ok(axum::Json(
+        wharf_bus::call(&state.bus, &store(image_store::IMAGE_DELETE), &request).await?,
+    ))
 }
 
-pub async fn prune(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<axum::Json<Value>> {
+pub async fn prune(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<axum::Json<Value>> {
     let q = Query::parse(raw.as_deref());
     let report: PruneReport = wharf_bus::call(
         &state.bus,
         &store(image_store::IMAGE_PRUNE),
-        &ImagePrune { filters: q.filters()?, in_use: Default::default() },
+        &ImagePrune {
+            filters: q.filters()?,
+            in_use: Default::default(),
+        },
     )
     .await?;
-    let deleted = if report.deleted.is_empty() { Value::Null } else { json!(report.deleted) };
-    Ok(axum::Json(json!({"ImagesDeleted": deleted, "SpaceReclaimed": report.space_reclaimed})))
+    let deleted = if report.deleted.is_empty() {
+        Value::Null
+    } else {
+        json!(report.deleted)
+    };
+    Ok(axum::Json(
+        json!({"ImagesDeleted": deleted, "SpaceReclaimed": report.space_reclaimed}),
+    ))
 }
 
 fn json_line(msg: &JsonMessage) -> Bytes {
@@ -133,12 +184,23 @@ fn json_line(msg: &JsonMessage) -> Bytes {
     Bytes::from(line)
 }
 
+/// dockerd answers a registry's refusal of credentials (on pull or push) as a server error: a 401 would make
+/// the CLI prompt for a login instead of printing the registry's reason.
+fn registry_error(err: BusError) -> ApiError {
+    match err.kind {
+        wharf_bus::ErrorKind::Unauthorized => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.message)
+        }
+        _ => err.into(),
+    }
+}
+
 /// A JSON-progress response from a stream of messages. An error before the first message becomes
 /// an HTTP error status (nothing was sent yet, as in dockerd); a later one is the stream's last line.
 async fn progress_response(mut rx: Receiver) -> ApiResult<Response> {
     let first = match rx.next_json::<JsonMessage>().await {
         Some(Ok(m)) => Some(m),
-        Some(Err(e)) => return Err(e.into()),
+        Some(Err(e)) => return Err(registry_error(e)),
         None => None,
     };
     let rest = futures::stream::unfold(Some(rx), |rx| async move {
@@ -149,8 +211,14 @@ async fn progress_response(mut rx: Receiver) -> ApiResult<Response> {
             None => None,
         }
     });
-    let body = futures::stream::iter(first.map(|m| json_line(&m))).chain(rest).map(Ok::<_, std::io::Error>);
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+    let body = futures::stream::iter(first.map(|m| json_line(&m)))
+        .chain(rest)
+        .map(Ok::<_, std::io::Error>);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 pub async fn create(
@@ -178,26 +246,43 @@ pub async fn create(
     }
     let reference = reference.with_default_tag();
     let platform = match q.get("platform").filter(|p| !p.is_empty()) {
-        Some(p) => Some(Platform::parse(p).ok_or_else(|| ApiError::bad_request(format!("invalid platform: {p}")))?),
+        Some(p) => Some(
+            Platform::parse(p)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid platform: {p}")))?,
+        ),
         None => None,
     };
-    let auth = headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()).and_then(RegistryAuth::from_header);
-    let request = PullRequest { reference: reference.to_string(), platform, auth };
+    let auth = headers
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .and_then(RegistryAuth::from_header);
+    let request = PullRequest {
+        reference: reference.to_string(),
+        platform,
+        auth,
+    };
     let (rx, _) = Receiver::open_json(
         &state.bus,
         &subjects::subject(group::REGISTRY_SYNC, registry_sync::PULL),
         &request,
     )
-    .await?;
+    .await
+    .map_err(registry_error)?;
     progress_response(rx).await
 }
 
 /// Streams an HTTP request body into an upload stream and returns the service's result.
-async fn upload<T: serde::de::DeserializeOwned>(state: &AppState, subject: &str, request: &impl serde::Serialize, body: Body) -> ApiResult<T> {
+async fn upload<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    subject: &str,
+    request: &impl serde::Serialize,
+    body: Body,
+) -> ApiResult<T> {
     let (mut tx, _) = Sender::open(&state.bus, subject, wharf_bus::rpc::encode(request)?).await?;
     let mut data = body.into_data_stream();
     while let Some(chunk) = data.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
         tx.send(chunk).await?;
     }
     Ok(tx.finish_json::<T>().await?)
@@ -205,7 +290,9 @@ async fn upload<T: serde::de::DeserializeOwned>(state: &AppState, subject: &str,
 
 async fn import(state: &AppState, src: &str, q: &Query, body: Body) -> ApiResult<Response> {
     if src != "-" {
-        return Err(ApiError::bad_request(format!("importing from a URL is not supported by Wharf: {src}")));
+        return Err(ApiError::bad_request(format!(
+            "importing from a URL is not supported by Wharf: {src}"
+        )));
     }
     let repo = q.get("repo").unwrap_or("");
     let tag = match repo {
@@ -218,24 +305,42 @@ async fn import(state: &AppState, src: &str, q: &Query, body: Body) -> ApiResult
             Some(r.with_default_tag().to_string())
         }
     };
-    let platform = q.get("platform").filter(|p| !p.is_empty()).and_then(Platform::parse);
+    let platform = q
+        .get("platform")
+        .filter(|p| !p.is_empty())
+        .and_then(Platform::parse);
     let request = ImageImport {
         tag,
         changes: q.all("changes"),
-        message: q.get("message").filter(|m| !m.is_empty()).map(str::to_string),
+        message: q
+            .get("message")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string),
         os: platform.as_ref().map(|p| p.os.clone()),
         architecture: platform.as_ref().map(|p| p.architecture.clone()),
         variant: platform.and_then(|p| p.variant),
     };
-    let record: ImageRecord = upload(state, &store(image_store::IMAGE_IMPORT), &request, body).await?;
+    let record: ImageRecord =
+        upload(state, &store(image_store::IMAGE_IMPORT), &request, body).await?;
     let line = json_line(&JsonMessage::status(record.id.clone(), None));
     Ok(([(header::CONTENT_TYPE, "application/json")], line).into_response())
 }
 
-pub async fn load(State(state): State<AppState>, RawQuery(raw): RawQuery, body: Body) -> ApiResult<Response> {
+pub async fn load(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
-    let report: LoadReport =
-        upload(&state, &store(image_store::IMAGE_LOAD), &ImageLoad { quiet: q.flag("quiet") }, body).await?;
+    let report: LoadReport = upload(
+        &state,
+        &store(image_store::IMAGE_LOAD),
+        &ImageLoad {
+            quiet: q.flag("quiet"),
+        },
+        body,
+    )
+    .await?;
     let mut out = Vec::new();
     for line in &report.lines {
         out.extend_from_slice(&json_line(&JsonMessage::stream(format!("{line}\n"))));
@@ -243,7 +348,10 @@ pub async fn load(State(state): State<AppState>, RawQuery(raw): RawQuery, body: 
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
-pub async fn save_many(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn save_many(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let names = Query::parse(raw.as_deref()).all("names");
     if names.is_empty() {
         return Err(ApiError::bad_request("no images specified"));
@@ -252,16 +360,27 @@ pub async fn save_many(State(state): State<AppState>, RawQuery(raw): RawQuery) -
 }
 
 async fn save(state: &AppState, names: Vec<String>) -> ApiResult<Response> {
-    let (mut rx, _) = Receiver::open_json(&state.bus, &store(image_store::IMAGE_EXPORT), &ImageExport { names }).await?;
+    let (mut rx, _) = Receiver::open_json(
+        &state.bus,
+        &store(image_store::IMAGE_EXPORT),
+        &ImageExport { names },
+    )
+    .await?;
     // Errors before the first byte (an unknown image) become an HTTP error.
     let first = match rx.next().await {
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => return Err(e.into()),
         None => None,
     };
-    let rest = rx.into_stream().map(|r| r.map_err(|e: BusError| std::io::Error::other(e.message)));
+    let rest = rx
+        .into_stream()
+        .map(|r| r.map_err(|e: BusError| std::io::Error::other(e.message)));
     let body = futures::stream::iter(first.map(Ok)).chain(rest);
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(body)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -270,8 +389,14 @@ mod tests {
 
     #[test]
     fn image_paths_split_names_with_slashes() {
-        assert_eq!(split_op("localhost:5000/a/b/json", &["json"]), Some(("localhost:5000/a/b", "json")));
-        assert_eq!(split_op("busybox/history", &["json", "history"]), Some(("busybox", "history")));
+        assert_eq!(
+            split_op("localhost:5000/a/b/json", &["json"]),
+            Some(("localhost:5000/a/b", "json"))
+        );
+        assert_eq!(
+            split_op("busybox/history", &["json", "history"]),
+            Some(("busybox", "history"))
+        );
         assert_eq!(split_op("busybox", &["json"]), None);
     }
 }

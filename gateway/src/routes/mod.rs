@@ -21,7 +21,12 @@ pub fn router(state: AppState) -> Router {
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
-        .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::delete))
+        .route(
+            "/images/{*rest}",
+            get(images::get_dispatch)
+                .post(images::post_dispatch)
+                .delete(images::delete),
+        )
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state)
 }

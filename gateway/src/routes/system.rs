@@ -25,14 +25,22 @@ pub async fn ping() -> Response {
     headers.insert("Builder-Version", HeaderValue::from_static("1"));
     headers.insert("Docker-Experimental", HeaderValue::from_static("false"));
     headers.insert("OSType", HeaderValue::from_static("linux"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     (StatusCode::OK, headers, "OK").into_response()
 }
 
 fn kernel_version() -> String {
-    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn go_arch() -> &'static str {
@@ -79,8 +87,10 @@ fn os_pretty_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_else(|| "Linux".to_string())
 }
@@ -111,14 +121,23 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
     // failing `docker info`.
     let images: Vec<wharf_bus::image::ImageRecord> = wharf_bus::call(
         &state.bus,
-        &subjects::subject(subjects::group::IMAGE_STORE, subjects::image_store::IMAGE_LIST),
-        &wharf_bus::image::ImageList { all: true, ..Default::default() },
+        &subjects::subject(
+            subjects::group::IMAGE_STORE,
+            subjects::image_store::IMAGE_LIST,
+        ),
+        &wharf_bus::image::ImageList {
+            all: true,
+            ..Default::default()
+        },
     )
     .await
     .unwrap_or_default();
     let registry: wharf_bus::registry::RegistrySettings = wharf_bus::call(
         &state.bus,
-        &subjects::subject(subjects::group::REGISTRY_SYNC, subjects::registry_sync::INFO),
+        &subjects::subject(
+            subjects::group::REGISTRY_SYNC,
+            subjects::registry_sync::INFO,
+        ),
         &json!({}),
     )
     .await
@@ -133,10 +152,16 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
         if r.contains('/') {
             insecure_cidrs.push(r.clone());
         } else {
-            index_configs.insert(r.clone(), json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}));
+            index_configs.insert(
+                r.clone(),
+                json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}),
+            );
         }
     }
-    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     Ok(axum::Json(json!({
         "ID": state.engine_id,
@@ -221,7 +246,10 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
 /// fraction, or RFC 3339.
 fn parse_time(s: &str) -> ApiResult<i64> {
     if let Some((secs, frac)) = s.split_once('.') {
-        if let (Ok(secs), true) = (secs.parse::<i64>(), frac.chars().all(|c| c.is_ascii_digit())) {
+        if let (Ok(secs), true) = (
+            secs.parse::<i64>(),
+            frac.chars().all(|c| c.is_ascii_digit()),
+        ) {
             let frac = format!("{frac:0<9}");
             let nanos: i64 = frac[..9].parse().unwrap_or(0);
             return Ok(secs * 1_000_000_000 + nanos);
@@ -235,33 +263,71 @@ fn parse_time(s: &str) -> ApiResult<i64> {
         .map_err(|_| ApiError::bad_request(format!("failed to parse value {s} as a time")))
 }
 
-const EVENT_FILTERS: &[&str] =
-    &["container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope", "service", "type", "volume", "config", "secret"];
+const EVENT_FILTERS: &[&str] = &[
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "service",
+    "type",
+    "volume",
+    "config",
+    "secret",
+];
 
 /// True when `event` passes dockerd's event filters.
 fn matches(event: &Event, filters: &BTreeMap<String, Vec<String>>) -> bool {
     let attr = |k: &str| event.actor.attributes.get(k).map(String::as_str);
-    let any = |key: &str, f: &dyn Fn(&str) -> bool| filters.get(key).map(|vs| vs.iter().any(|v| f(v))).unwrap_or(true);
+    let any = |key: &str, f: &dyn Fn(&str) -> bool| {
+        filters
+            .get(key)
+            .map(|vs| vs.iter().any(|v| f(v)))
+            .unwrap_or(true)
+    };
     any("type", &|v| v == event.kind)
-        && any("event", &|v| v == event.action || event.action.starts_with(&format!("{v}:")))
+        && any("event", &|v| {
+            v == event.action || event.action.starts_with(&format!("{v}:"))
+        })
         && any("scope", &|v| v == event.scope)
         && any("container", &|v| {
             event.kind == "container" && (event.actor.id.starts_with(v) || attr("name") == Some(v))
         })
         && any("image", &|v| {
-            let name = attr("image").or(if event.kind == "image" { attr("name") } else { None });
+            let name = attr("image").or(if event.kind == "image" {
+                attr("name")
+            } else {
+                None
+            });
             event.actor.id == v
                 || name == Some(v)
-                || name.map(|n| n.split(':').next() == Some(v)).unwrap_or(false)
-                || (event.kind == "image" && event.actor.id.trim_start_matches("sha256:").starts_with(v.trim_start_matches("sha256:")))
+                || name
+                    .map(|n| n.split(':').next() == Some(v))
+                    .unwrap_or(false)
+                || (event.kind == "image"
+                    && event
+                        .actor
+                        .id
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:")))
         })
         && any("label", &|v| match v.split_once('=') {
             Some((k, val)) => attr(k) == Some(val),
             None => attr(v).is_some(),
         })
-        && any("volume", &|v| event.kind == "volume" && (event.actor.id == v || attr("name") == Some(v)))
-        && any("network", &|v| event.kind == "network" && (event.actor.id.starts_with(v) || attr("name") == Some(v)))
-        && any("daemon", &|v| event.kind == "daemon" && (event.actor.id == v || attr("name") == Some(v)))
+        && any("volume", &|v| {
+            event.kind == "volume" && (event.actor.id == v || attr("name") == Some(v))
+        })
+        && any("network", &|v| {
+            event.kind == "network" && (event.actor.id.starts_with(v) || attr("name") == Some(v))
+        })
+        && any("daemon", &|v| {
+            event.kind == "daemon" && (event.actor.id == v || attr("name") == Some(v))
+        })
 }
 
 fn render_event(event: &Event, legacy: bool) -> Vec<u8> {
@@ -283,7 +349,8 @@ fn render_event(event: &Event, legacy: bool) -> Vec<u8> {
 /// Creates (or finds) the JetStream stream that records every event, so `--since` can replay them.
 pub async fn ensure_events_stream(
     js: &async_nats::jetstream::Context,
-) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError> {
+) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError>
+{
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: EVENTS_STREAM.to_string(),
         subjects: vec![subjects::EVENTS_ALL.to_string()],
@@ -316,12 +383,21 @@ async fn event_source(
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read events: {e}")))?;
-            let messages = consumer
-                .messages()
-                .await
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read events: {e}")))?;
-            Ok(messages.filter_map(|m| async move { m.ok().map(|m| m.payload.to_vec()) }).boxed())
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("cannot read events: {e}"),
+                    )
+                })?;
+            let messages = consumer.messages().await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot read events: {e}"),
+                )
+            })?;
+            Ok(messages
+                .filter_map(|m| async move { m.ok().map(|m| m.payload.to_vec()) })
+                .boxed())
         }
         Err(e) => {
             tracing::debug!("JetStream unavailable for events ({e}); live events only");
@@ -329,7 +405,12 @@ async fn event_source(
                 .bus
                 .subscribe(subjects::EVENTS_ALL.to_string())
                 .await
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read events: {e}")))?;
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("cannot read events: {e}"),
+                    )
+                })?;
             Ok(sub.map(|m| m.payload.to_vec()).boxed())
         }
     }
@@ -347,8 +428,16 @@ pub async fn events(
             return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
         }
     }
-    let since = q.get("since").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
-    let until = q.get("until").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let since = q
+        .get("since")
+        .filter(|s| !s.is_empty())
+        .map(parse_time)
+        .transpose()?;
+    let until = q
+        .get("until")
+        .filter(|s| !s.is_empty())
+        .map(parse_time)
+        .transpose()?;
     let source = event_source(&state, since).await?;
     let legacy = !version.at_least(1, 52);
     let now_nanos = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
@@ -356,7 +445,9 @@ pub async fn events(
     // --until ends it at that time.
     let deadline = until.map(|u| {
         let wait = (u - now_nanos()).max(0) as u64;
-        tokio::time::Instant::now() + std::time::Duration::from_nanos(wait) + std::time::Duration::from_millis(50)
+        tokio::time::Instant::now()
+            + std::time::Duration::from_nanos(wait)
+            + std::time::Duration::from_millis(50)
     });
     let body = futures::stream::unfold((source, deadline), move |(mut source, deadline)| {
         let filters = filters.clone();
@@ -370,20 +461,30 @@ pub async fn events(
                     None => source.next().await,
                 };
                 let raw = next?;
-                let Ok(event) = serde_json::from_slice::<Event>(&raw) else { continue };
+                let Ok(event) = serde_json::from_slice::<Event>(&raw) else {
+                    continue;
+                };
                 if let Some(u) = until {
                     if event.time_nano > u {
                         return None;
                     }
                 }
-                if since.map(|s| event.time_nano < s).unwrap_or(false) || !matches(&event, &filters) {
+                if since.map(|s| event.time_nano < s).unwrap_or(false) || !matches(&event, &filters)
+                {
                     continue;
                 }
-                return Some((Ok::<_, std::io::Error>(render_event(&event, legacy)), (source, deadline)));
+                return Some((
+                    Ok::<_, std::io::Error>(render_event(&event, legacy)),
+                    (source, deadline),
+                ));
             }
         }
     });
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -393,14 +494,22 @@ mod tests {
     #[test]
     fn event_times_parse_as_the_cli_sends_them() {
         assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000_000_000);
-        assert_eq!(parse_time("1700000000.5").unwrap(), 1_700_000_000_500_000_000);
+        assert_eq!(
+            parse_time("1700000000.5").unwrap(),
+            1_700_000_000_500_000_000
+        );
         assert!(parse_time("2024-01-01T00:00:00Z").is_ok());
         assert!(parse_time("yesterday").is_err());
     }
 
     #[test]
     fn event_filters_follow_dockerd() {
-        let ev = Event::now("image", "tag", "sha256:abc", wharf_bus::events::image_attributes("busybox:latest"));
+        let ev = Event::now(
+            "image",
+            "tag",
+            "sha256:abc",
+            wharf_bus::events::image_attributes("busybox:latest"),
+        );
         let f = |k: &str, v: &str| BTreeMap::from([(k.to_string(), vec![v.to_string()])]);
         assert!(matches(&ev, &f("type", "image")));
         assert!(!matches(&ev, &f("type", "container")));

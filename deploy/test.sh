@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The test command of Wharf: installs what the end-to-end tests need (Debian 12), builds the
+# workspace and runs every test. CI runs it through .ci/run, as root, on a clean clone.
+#
+#   deploy/test.sh                 # everything
+#   deploy/test.sh -E 'binary(api)' # extra arguments go to cargo nextest (or cargo test)
+#
+# The tests start their own nats-server, registries and `wharf up` stacks on loopback ports; they
+# never use a system dockerd (the docker.io package only provides the `docker` CLI here).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+started=$(date +%s)
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------------
+# Packages
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have nats-server || missing+=(nats-server)
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+have skopeo || missing+=(skopeo)
+have htpasswd || missing+=(apache2-utils)
+have docker || [ -x /usr/local/bin/docker ] || missing+=(docker.io)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    if [ "$(id -u)" != 0 ]; then
+        echo "deploy/test.sh: need root to install ${missing[*]} (or install them first)" >&2
+        exit 2
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep package scripts from starting daemons (dockerd, the registry, nats-server): the tests
+    # start what they need themselves.
+    policy_added=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    trap '[ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; policy_added=; fi
+fi
+
+docker_cli=$(command -v docker || echo /usr/local/bin/docker)
+log "tools"
+echo "nats-server:     $( (nats-server --version || /usr/sbin/nats-server --version) 2>&1 | head -1)"
+echo "docker-registry: $(/usr/bin/docker-registry --version 2>&1 | head -1)"
+echo "skopeo:          $(skopeo --version 2>&1 | head -1)"
+echo "docker CLI:      $("$docker_cli" --version 2>&1 | head -1) ($docker_cli)"
+echo "busybox:         $(/bin/busybox 2>&1 | head -1)"
+
+# ---------------------------------------------------------------------------------------------
+# Build, then test
+log "building the workspace and its tests"
+cargo build --workspace --tests
+cargo build --workspace
+
+# Each end-to-end test runs a whole stack; a few at a time suit a 2-core machine.
+threads=${WHARF_TEST_THREADS:-3}
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+    log "cargo nextest run --workspace (test threads: $threads)"
+    timeout --signal=TERM --kill-after=60 1500 \
+        cargo nextest run --workspace --no-fail-fast --test-threads "$threads" \
+        --failure-output final "$@" || status=$?
+else
+    log "cargo test --workspace (test threads: $threads)"
+    timeout --signal=TERM --kill-after=60 1500 \
+        cargo test --workspace --no-fail-fast "$@" -- --test-threads "$threads" || status=$?
+fi
+
+elapsed=$(( $(date +%s) - started ))
+if [ "$status" -eq 0 ]; then
+    log "deploy/test.sh: all tests passed (${elapsed}s)"
+else
+    log "deploy/test.sh: FAILED (exit $status, ${elapsed}s)"
+fi
+exit "$status"
