@@ -1,0 +1,295 @@
+//! The stack as an operator sees it: services riding out a NATS restart, services run one by one
+//! on a shared bus (the multi-host shape), and `docker events` as a view of the event stream.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::fixtures::{self, PushFormat};
+use support::{DockerCli, Nats, Proc, Registry, Stack};
+
+fn small_image(registry: &Registry, name: &str) -> fixtures::Pushed {
+    let spec = fixtures::ImageSpec::busybox_like(name, fixtures::host_arch(), vec![]);
+    fixtures::push_image(
+        registry,
+        &spec,
+        &format!("stack/{name}"),
+        "v1",
+        PushFormat::DockerV2S2,
+    )
+}
+
+/// Retries `docker` until it succeeds or `timeout` passes; returns the last output.
+fn eventually(docker: &DockerCli, args: &[&str], timeout: Duration) -> support::Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = docker.run(args);
+        if out.success() || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn services_reconnect_after_nats_restarts() {
+    if support::skip_on_reference("kills Wharf's nats-server") {
+        return;
+    }
+    let registry = Registry::start();
+    let first = small_image(&registry, "before-restart");
+    let second = small_image(&registry, "after-restart");
+    let stack = Stack::start();
+    let docker = stack.docker();
+    docker.ok(&["pull", &first.reference()]);
+
+    let nats = stack
+        .service_pid("nats-server")
+        .expect("wharf up runs a private nats-server");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(nats as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let restarted = stack.wait_service_restarted("nats-server", nats, Duration::from_secs(20));
+    assert_ne!(restarted, nats);
+
+    // The same service processes (no restart of theirs needed) answer again once reconnected.
+    let image_store = stack.service_pid("image-store").unwrap();
+    let out = eventually(
+        &docker,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &first.reference(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.success(),
+        "image-store answers after the NATS restart: {out}"
+    );
+    assert_eq!(out.stdout.trim(), first.id);
+    let pulled = eventually(
+        &docker,
+        &["pull", &second.reference()],
+        Duration::from_secs(30),
+    );
+    assert!(
+        pulled.success(),
+        "a pull works after the NATS restart: {pulled}"
+    );
+    assert_eq!(docker.inspect(&second.reference())["Id"], second.id);
+    assert_eq!(
+        stack.service_pid("image-store"),
+        Some(image_store),
+        "image-store reconnected instead of restarting"
+    );
+}
+
+#[test]
+fn services_run_alone_share_a_bus_and_serve_the_cli() {
+    if support::skip_on_reference("runs Wharf's services one by one") {
+        return;
+    }
+    let registry = Registry::start();
+    let pushed = small_image(&registry, "split");
+    let nats = Nats::start(Some(("svc", "secret")));
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let host = format!("unix://{}", socket.display());
+    let config = dir.path().join("daemon.json");
+    std::fs::write(&config, "{}").unwrap();
+    // Each service as its own process with its own data root, as on separate hosts; two
+    // registry-sync workers share the queue group.
+    let services: Vec<(&str, Vec<String>)> = vec![
+        ("image-store", vec![]),
+        ("registry-sync", vec![]),
+        ("registry-sync", vec![]),
+        ("builder", vec![]),
+        ("runtime", vec!["--node-name".into(), "node-a".into()]),
+        ("gateway", vec!["-H".into(), host.clone()]),
+    ];
+    let mut procs: Vec<Proc> = Vec::new();
+    for (i, (service, extra)) in services.iter().enumerate() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg(service)
+            .args(extra)
+            .arg("--data-root")
+            .arg(dir.path().join(format!("host{i}")))
+            .arg("--config-file")
+            .arg(&config)
+            .env("WHARF_NATS_URL", &nats.url)
+            .env("WHARF_NATS_USER", "svc")
+            .env("WHARF_NATS_PASSWORD", "secret");
+        let log = dir.path().join(format!("{service}-{i}.log"));
+        procs.push(Proc::start(
+            service,
+            cmd,
+            Some(&log),
+            libc::SIGTERM,
+            Duration::from_secs(10),
+            false,
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !support::ping(&socket) {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not answer on {host}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let docker = DockerCli::new(&host);
+    let out = eventually(
+        &docker,
+        &["pull", &pushed.reference()],
+        Duration::from_secs(20),
+    );
+    assert!(out.success(), "pull through separately run services: {out}");
+    assert_eq!(docker.inspect(&pushed.reference())["Id"], pushed.id);
+    let ids = docker.image_ids(&[]);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // Stopping the image store makes image calls fail with a clear 'not running' error.
+    procs[0].stop();
+    let out = docker.run(&["images"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("image-store service is not running"),
+        "{out}"
+    );
+}
+
+fn events(docker: &DockerCli, since: &str, until: &str, filters: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "events",
+        "--since",
+        since,
+        "--until",
+        until,
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}",
+    ];
+    for f in filters {
+        args.push("--filter");
+        args.push(f);
+    }
+    docker.ok(&args).lines()
+}
+
+#[test]
+fn docker_events_replays_and_filters_image_events() {
+    if support::skip_on_reference("compares Wharf's event stream") {
+        return;
+    }
+    let registry = Registry::start();
+    let pushed = small_image(&registry, "events");
+    let stack = Stack::start();
+    let docker = stack.docker();
+    let since = chrono_like_now();
+    docker.ok(&["pull", &pushed.reference()]);
+    docker.ok(&["tag", &pushed.reference(), "events-copy:1"]);
+    docker.ok(&["rmi", "events-copy:1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let until = chrono_like_now();
+
+    let all = events(&docker, &since, &until, &[]);
+    let pulled = format!("image pull {} {}", pushed.reference(), pushed.repository);
+    assert!(all.contains(&pulled), "{pulled:?} in {all:#?}");
+    assert!(
+        all.contains(&format!("image tag {} events-copy:1", pushed.id)),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter()
+            .any(|l| l.starts_with(&format!("image untag {}", pushed.id))),
+        "{all:#?}"
+    );
+    let tag_pos = all
+        .iter()
+        .position(|l| l.contains("events-copy:1"))
+        .unwrap();
+    let untag_pos = all
+        .iter()
+        .position(|l| l.starts_with("image untag"))
+        .unwrap();
+    assert!(tag_pos < untag_pos, "events keep their order: {all:#?}");
+
+    let only_untag = events(&docker, &since, &until, &["event=untag"]);
+    assert!(
+        !only_untag.is_empty() && only_untag.iter().all(|l| l.starts_with("image untag")),
+        "{only_untag:#?}"
+    );
+    let containers = events(&docker, &since, &until, &["type=container"]);
+    assert!(containers.is_empty(), "{containers:#?}");
+    let bad = docker.run(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "colour=red",
+    ]);
+    assert!(!bad.success());
+    assert!(bad.stderr.contains("invalid filter 'colour'"), "{bad}");
+}
+
+#[test]
+fn docker_events_streams_live_events() {
+    if support::skip_on_reference("compares Wharf's event stream") {
+        return;
+    }
+    let registry = Registry::start();
+    let pushed = small_image(&registry, "live");
+    let stack = Stack::start();
+    let docker = stack.docker();
+    docker.ok(&["pull", &pushed.reference()]);
+    // --since now (and no --until): replay from now on, then follow live, so the watcher cannot
+    // miss the tag whatever the moment its request reaches the gateway.
+    let since = chrono_like_now();
+    let mut watch = docker.command(&[
+        "events",
+        "--since",
+        &since,
+        "--filter",
+        "event=tag",
+        "--format",
+        "{{.Action}} {{index .Actor.Attributes \"name\"}}",
+    ]);
+    watch
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    let mut child = support::spawn(watch, libc::SIGKILL).unwrap();
+    docker.ok(&["tag", &pushed.reference(), "live-copy:7"]);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(line.expect("a live tag event"), "tag live-copy:7");
+}
+
+/// Now as unix seconds with nanoseconds, the form the CLI sends for --since/--until.
+fn chrono_like_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
