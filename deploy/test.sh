@@ -6,7 +6,7 @@
 #   deploy/test.sh -E 'binary(api)' # extra arguments go to cargo nextest (or cargo test)
 #
 # The tests start their own nats-server, registries and `wharf up` stacks on loopback ports; they
-# never use a system dockerd (the docker.io package only provides the `docker` CLI here).
+# never use a system dockerd (one test starts a private dockerd of its own to compare with).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,7 +23,9 @@ have nats-server || missing+=(nats-server)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 have skopeo || missing+=(skopeo)
 have htpasswd || missing+=(apache2-utils)
-have docker || [ -x /usr/local/bin/docker ] || missing+=(docker.io)
+# docker.io brings the docker CLI when there is none, and the dockerd that tests/dockerd_parity.rs
+# runs privately to compare Wharf with.
+{ have docker || [ -x /usr/local/bin/docker ]; } && have dockerd || missing+=(docker.io)
 
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing: ${missing[*]}"
