@@ -346,8 +346,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     };
     let settings = merge(&cli.common, g, r, rt)?;
     if let Command::Up(up) = &cli.command {
-        // Validate the gateway settings before starting anything.
-        gateway_options(&settings)?;
+        // Refuse bad API settings before starting anything.
+        wharf_gateway::check(&gateway_options(&settings)?).await?;
         return crate::supervisor::up(settings, up.clone()).await;
     }
     let name = match &cli.command {

@@ -39,6 +39,18 @@ pub struct Options {
     pub data_root: PathBuf,
 }
 
+/// Checks the listen addresses, TLS files and socket group without binding anything, so a bad
+/// setting fails `wharf up` at once instead of a gateway that restarts forever.
+pub async fn check(options: &Options) -> anyhow::Result<()> {
+    for host in &options.hosts {
+        listen::resolve(host, options.tls.as_ref())
+            .await
+            .with_context(|| format!("cannot serve the API on {host}"))?;
+    }
+    listen::socket_gid(options.socket_group.as_deref())?;
+    Ok(())
+}
+
 /// Serves the API on every host until the bus connection or the process ends.
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
     let service = wharf_bus::service::start(

@@ -46,19 +46,25 @@ impl Listener {
     }
 }
 
-/// Binds one `-H` address.
-pub async fn bind(
-    host: &str,
-    tls: Option<&TlsOptions>,
-    group: Option<&str>,
-) -> anyhow::Result<Listener> {
+/// Where one `-H` address listens, after checking it: unix path, or TCP address with its TLS
+/// acceptor. Checking reads the certificates but binds nothing, so `wharf up` can refuse a bad
+/// setting before it starts any service.
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp {
+        addr: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    },
+}
+
+/// Parses and checks one `-H` address.
+pub async fn resolve(host: &str, tls: Option<&TlsOptions>) -> anyhow::Result<Endpoint> {
     if let Some(path) = host.strip_prefix("unix://") {
-        let path = PathBuf::from(if path.is_empty() {
+        return Ok(Endpoint::Unix(PathBuf::from(if path.is_empty() {
             "/run/wharf/docker.sock"
         } else {
             path
-        });
-        return bind_unix(path, group).await;
+        })));
     }
     let addr = host
         .strip_prefix("tcp://")
@@ -85,20 +91,42 @@ pub async fn bind(
              use --tlsverify with --tlscacert, --tlscert and --tlskey, or listen on a loopback address"
         );
     }
-    let acceptor = match tls {
+    let tls = match tls {
         Some(t) => Some(tls_acceptor(t)?),
         None => None,
     };
-    let listener = TcpListener::bind(sock)
-        .await
-        .with_context(|| format!("cannot listen on tcp://{addr}"))?;
-    Ok(Listener::Tcp {
-        listener,
-        tls: acceptor,
-    })
+    Ok(Endpoint::Tcp { addr: sock, tls })
 }
 
-async fn bind_unix(path: PathBuf, group: Option<&str>) -> anyhow::Result<Listener> {
+/// The group `-G` names, which must exist (as with dockerd).
+pub fn socket_gid(group: Option<&str>) -> anyhow::Result<Option<nix::unistd::Gid>> {
+    match group {
+        None => Ok(None),
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => Ok(Some(g.gid)),
+            _ => bail!("group {name} not found: cannot give the API socket to it"),
+        },
+    }
+}
+
+/// Binds one `-H` address.
+pub async fn bind(
+    host: &str,
+    tls: Option<&TlsOptions>,
+    group: Option<&str>,
+) -> anyhow::Result<Listener> {
+    match resolve(host, tls).await? {
+        Endpoint::Unix(path) => bind_unix(path, socket_gid(group)?).await,
+        Endpoint::Tcp { addr, tls } => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on tcp://{addr}"))?;
+            Ok(Listener::Tcp { listener, tls })
+        }
+    }
+}
+
+async fn bind_unix(path: PathBuf, gid: Option<nix::unistd::Gid>) -> anyhow::Result<Listener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -112,12 +140,9 @@ async fn bind_unix(path: PathBuf, group: Option<&str>) -> anyhow::Result<Listene
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("cannot listen on unix://{}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
-    if let Some(group) = group {
-        match nix::unistd::Group::from_name(group) {
-            Ok(Some(g)) => nix::unistd::chown(&path, None, Some(g.gid))
-                .with_context(|| format!("cannot give {} to group {group}", path.display()))?,
-            _ => tracing::warn!("group {group} not found; {} stays root's", path.display()),
-        }
+    if let Some(gid) = gid {
+        nix::unistd::chown(&path, None, Some(gid))
+            .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
     }
     Ok(Listener::Unix { listener, path })
 }

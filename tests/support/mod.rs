@@ -354,6 +354,47 @@ pub fn run(mut cmd: Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Outpu
     }
 }
 
+/// Runs `cmd` in its own process group until it exits, or until `timeout` (then the whole group
+/// is killed and `code` is None); stdout and stderr go through files, so children that keep them
+/// open cannot hold the call up. Whatever the process left in its group is killed at the end.
+pub fn run_group(mut cmd: Command, timeout: Duration) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .process_group(0);
+    let program = format!("{:?}", cmd.get_program());
+    let mut child =
+        spawn(cmd, libc::SIGKILL).unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            // SAFETY: kill(2) on the process group led by the PID we started.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: as above; the group is named by the PID we started.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let mut stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n[still running after {timeout:?}: killed]"));
+    }
+    Output {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // nats-server
 
@@ -642,6 +683,8 @@ pub fn parse_http_response(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) 
 pub struct StackOptions {
     pub registry_mirrors: Vec<String>,
     pub insecure_registries: Vec<String>,
+    /// More arguments of `wharf up` (`-G`, more `-H`, `--tls*`), after the harness's own.
+    pub extra_args: Vec<String>,
 }
 
 /// `wharf up` with its own data root, API socket and private nats-server.
@@ -719,6 +762,7 @@ impl Stack {
             for r in &options.insecure_registries {
                 cmd.arg("--insecure-registry").arg(r);
             }
+            cmd.args(&options.extra_args);
             // A config file the test controls, so /etc/wharf/daemon.json of the machine is not read.
             let config = dir.path().join("daemon.json");
             std::fs::write(&config, "{}").unwrap();
