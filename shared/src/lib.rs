@@ -2,6 +2,7 @@
 //! primitive that the gateway and the services share. Nothing else defines wire types.
 
 pub mod connect;
+pub mod digest;
 pub mod error;
 pub mod events;
 pub mod image;

@@ -92,11 +92,7 @@ impl JsonMessage {
     }
 }
 
-/// Short 12-hex form of a digest or ID (`sha256:` dropped), as progress ids and `docker images` show.
-pub fn short_id(digest: &str) -> String {
-    let hex = digest.rsplit(':').next().unwrap_or(digest);
-    hex.chars().take(12).collect()
-}
+pub use crate::digest::short_id;
 
 /// Human size in dockerd's style (`1.2MB`, decimal units).
 pub fn human_size(n: u64) -> String {

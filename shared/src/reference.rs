@@ -97,24 +97,19 @@ fn valid_tag(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.' || *c == b'-')
 }
 
-/// Checks a `sha256:<64 hex>` digest.
-pub fn valid_digest(d: &str) -> bool {
-    match d.split_once(':') {
-        Some(("sha256", hex)) => {
-            hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        }
-        _ => false,
-    }
-}
+pub use crate::digest::is_sha256 as valid_digest;
 
 impl Reference {
     /// Parses a reference the way `docker pull NAME` does.
     pub fn parse(input: &str) -> Result<Reference, BusError> {
         if input.is_empty() || input.len() > 4096 {
             return Err(invalid());
+        }
+        if crate::digest::is_hex64(input) {
+            // A bare 64-hex string is an image ID, never a repository.
+            return Err(BusError::invalid(format!(
+                "invalid repository name ({input}), cannot specify 64-byte hexadecimal strings"
+            )));
         }
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => {
@@ -331,6 +326,13 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_full_image_id_is_not_a_repository_name() {
+        let id = "a".repeat(64);
+        assert!(Reference::parse(&id).unwrap_err().message.contains("cannot specify 64-byte hexadecimal strings"));
+        assert!(Reference::parse(&format!("{id}:tag")).is_ok());
     }
 
     #[test]
