@@ -11,7 +11,8 @@ pub const DEFAULT_HOST: &str = "unix:///run/wharf/docker.sock";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/wharf";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/wharf/daemon.json";
 
-#[derive(Parser, Debug)]
+// No Debug on the types that hold the NATS password: nothing can print it by accident.
+#[derive(Parser)]
 #[command(
     name = "wharf",
     version,
@@ -42,7 +43,7 @@ pub enum Command {
 }
 
 /// Options every command takes.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Clone, Default)]
 pub struct Common {
     /// NATS server URL(s), comma-separated. `wharf up` starts its own nats-server without it.
     #[arg(long, global = true, env = "WHARF_NATS_URL")]
@@ -193,7 +194,7 @@ impl ConfigFile {
 }
 
 /// Settings after merging flags over the config file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub common: Common,
     pub data_root: PathBuf,
@@ -278,11 +279,12 @@ pub fn nats_options(c: &Common) -> wharf_bus::NatsOptions {
     }
 }
 
-pub fn init_logging(cli: &Cli) {
-    let level = if cli.common.debug {
+/// Logging as the merged settings ask (so `debug` and `log-level` in the config file count too).
+pub fn init_logging(common: &Common) {
+    let level = if common.debug {
         "debug".to_string()
     } else {
-        cli.common
+        common
             .log_level
             .clone()
             .unwrap_or_else(|| "info".to_string())
@@ -345,6 +347,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         _ => (&none_g, &none_r, &none_rt),
     };
     let settings = merge(&cli.common, g, r, rt)?;
+    init_logging(&settings.common);
     if let Command::Up(up) = &cli.command {
         // Refuse bad API settings before starting anything.
         wharf_gateway::check(&gateway_options(&settings)?).await?;

@@ -117,22 +117,10 @@ fn nats_password(dir: &Path) -> anyhow::Result<String> {
             return Ok(p.trim().to_string());
         }
     }
-    let mut bytes = [0u8; 24];
-    getrandom(&mut bytes)?;
-    let password = hex_encode(&bytes);
+    let password = hex::encode(rand::random::<[u8; 24]>());
     std::fs::write(&path, &password)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(password)
-}
-
-fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
-    Ok(())
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes the private nats-server's config and returns its spec and client URL.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How to reach and authenticate to NATS. Every service and the gateway take the same options.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NatsOptions {
     /// Comma-separated server URLs (`nats://host:4222`, `tls://host:4222`).
     pub url: String,
@@ -19,6 +19,37 @@ pub struct NatsOptions {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub require_tls: bool,
+}
+
+impl std::fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NatsOptions")
+            .field("url", &redact_url(&self.url))
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("token", &hidden(&self.token))
+            .field("nkey_file", &self.nkey_file)
+            .field("creds_file", &self.creds_file)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("require_tls", &self.require_tls)
+            .finish()
+    }
+}
+
+/// The URL list with any `user:password@` taken out, for messages and logs.
+pub fn redact_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}<redacted>@{}", &u[..scheme + 3], &u[at + 1..])
+            }
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Connects with endless reconnects: services ride out a NATS restart instead of dying with it.
@@ -41,14 +72,23 @@ pub async fn connect(opts: &NatsOptions, name: &str) -> Result<async_nats::Clien
         .event_callback(|event| async move {
             tracing::info!(%event, "nats connection event");
         });
-    if let (Some(user), Some(password)) = (&opts.user, &opts.password) {
-        options = options.user_and_password(user.clone(), password.clone());
+    match (&opts.user, &opts.password) {
+        (Some(user), Some(password)) => {
+            options = options.user_and_password(user.clone(), password.clone())
+        }
+        (None, None) => {}
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "NATS user and password go together: give both or neither",
+            ))
+        }
     }
     if let Some(token) = &opts.token {
         options = options.token(token.clone());
     }
     if let Some(path) = &opts.nkey_file {
-        let seed = std::fs::read_to_string(path)?;
+        let seed = tokio::fs::read_to_string(path).await?;
         options = options.nkey(seed.trim().to_string());
     }
     if let Some(path) = &opts.creds_file {
@@ -71,11 +111,36 @@ pub async fn connect(opts: &NatsOptions, name: &str) -> Result<async_nats::Clien
         .map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("bad NATS URL {}: {e}", opts.url),
+                format!("bad NATS URL {}: {e}", redact_url(&opts.url)),
             )
         })?;
-    options
-        .connect(urls)
-        .await
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string()))
+    options.connect(urls).await.map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("{} ({})", e, redact_url(&opts.url)),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_debug_output_never_show_secrets() {
+        assert_eq!(
+            redact_url("nats://u:pw@h:4222,nats://h2:4222"),
+            "nats://<redacted>@h:4222,nats://h2:4222"
+        );
+        let o = NatsOptions {
+            url: "nats://a:b@h".into(),
+            password: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("a:b@"),
+            "{shown}"
+        );
+    }
 }

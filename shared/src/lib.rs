@@ -13,6 +13,7 @@ pub mod rpc;
 pub mod service;
 pub mod stream;
 pub mod subjects;
+pub mod testkit;
 
 pub use connect::{connect, NatsOptions};
 pub use error::{BusError, ErrorKind};

@@ -94,26 +94,33 @@ impl JsonMessage {
 
 pub use crate::digest::short_id;
 
-/// Human size in dockerd's style (`1.2MB`, decimal units).
+/// Human size as dockerd (go-units `HumanSize`) writes it: decimal units, four significant
+/// digits (`4.261MB`, `12.35MB`, `534.5MB`).
 pub fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut v = n as f64;
     let mut i = 0;
     while v >= 1000.0 && i < units.len() - 1 {
         v /= 1000.0;
         i += 1;
     }
-    if v >= 100.0 || i == 0 {
-        format!("{:.0}{}", v, units[i])
+    // %.4g: four significant digits, trailing zeros dropped.
+    let decimals = if v >= 1000.0 {
+        0
+    } else if v >= 100.0 {
+        1
     } else if v >= 10.0 {
-        format!("{:.1}{}", v, units[i])
+        2
     } else {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[i]
-    }
+        3
+    };
+    let text = format!("{v:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{}", units[i])
 }
 
 fn bar(current: u64, total: Option<u64>) -> String {
@@ -149,7 +156,9 @@ mod tests {
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(4_261_000), "4.261MB");
         assert_eq!(human_size(12_300_000), "12.3MB");
+        assert_eq!(human_size(12_345_678), "12.35MB");
         assert_eq!(human_size(534_000_000), "534MB");
+        assert_eq!(human_size(534_512_345), "534.5MB");
     }
 
     #[test]

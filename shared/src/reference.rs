@@ -331,7 +331,10 @@ mod tests {
     #[test]
     fn a_full_image_id_is_not_a_repository_name() {
         let id = "a".repeat(64);
-        assert!(Reference::parse(&id).unwrap_err().message.contains("cannot specify 64-byte hexadecimal strings"));
+        assert!(Reference::parse(&id)
+            .unwrap_err()
+            .message
+            .contains("cannot specify 64-byte hexadecimal strings"));
         assert!(Reference::parse(&format!("{id}:tag")).is_ok());
     }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Docker's AuthConfig, as the CLI sends it base64-encoded in `X-Registry-Auth`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -30,6 +30,21 @@ pub struct RegistryAuth {
         rename = "registrytoken"
     )]
     pub registry_token: Option<String>,
+}
+
+/// Shows who, never the secrets.
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("auth", &hidden(&self.auth))
+            .field("server_address", &self.server_address)
+            .field("identity_token", &hidden(&self.identity_token))
+            .field("registry_token", &hidden(&self.registry_token))
+            .finish()
+    }
 }
 
 impl RegistryAuth {

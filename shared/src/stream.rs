@@ -153,7 +153,6 @@ fn peer_of(headers: Option<&async_nats::HeaderMap>) -> Result<String> {
 }
 
 async fn accept_reply(
-    client: &async_nats::Client,
     request: &async_nats::service::Request,
     inbox: &str,
     payload: Bytes,
@@ -164,7 +163,6 @@ async fn accept_reply(
         .respond_with_headers(Ok(payload), h)
         .await
         .map_err(|e| BusError::unavailable(format!("cannot answer stream request: {e}")))?;
-    let _ = client;
     Ok(())
 }
 
@@ -190,6 +188,8 @@ pub struct Sender {
     seq: u64,
     expects_result: bool,
     finished: bool,
+    /// The receiver's answer, when it came before the end of the stream (it needed no more).
+    early_result: Option<Bytes>,
     _heartbeat: Heartbeat,
 }
 
@@ -204,7 +204,7 @@ impl Sender {
         let peer = peer_of(request.message.headers.as_ref())?;
         let inbox = client.new_inbox();
         let control = subscribe(client, &inbox).await?;
-        accept_reply(client, request, &inbox, payload).await?;
+        accept_reply(request, &inbox, payload).await?;
         Ok(Sender::new(client, peer, control, false))
     }
 
@@ -236,6 +236,7 @@ impl Sender {
             seq: 0,
             expects_result,
             finished: false,
+            early_result: None,
         }
     }
 
@@ -254,8 +255,15 @@ impl Sender {
     }
 
     async fn send_frame(&mut self, piece: Bytes) -> Result<()> {
-        while self.credit == 0 {
-            self.await_control(false).await?;
+        while self.credit == 0 && self.early_result.is_none() {
+            if let Some(result) = self.await_control(false).await? {
+                self.early_result = Some(result);
+            }
+        }
+        if self.early_result.is_some() {
+            // The receiver already answered: what is left is not wanted; drop it quietly so the
+            // caller can drain its source and collect the answer from `finish`.
+            return Ok(());
         }
         self.credit -= 1;
         let mut h = headers(Frame::Data);
@@ -312,6 +320,9 @@ impl Sender {
 
     /// Ends the stream successfully. For uploads, waits for and returns the service's result.
     pub async fn finish(mut self) -> Result<Bytes> {
+        if let Some(result) = self.early_result.take() {
+            return Ok(result);
+        }
         publish(&self.client, &self.peer, Frame::End, Bytes::new()).await?;
         if !self.expects_result {
             self.finished = true;
@@ -393,7 +404,7 @@ impl Receiver {
         let peer = peer_of(request.message.headers.as_ref())?;
         let inbox = client.new_inbox();
         let data = subscribe(client, &inbox).await?;
-        accept_reply(client, request, &inbox, payload).await?;
+        accept_reply(request, &inbox, payload).await?;
         Receiver::new(client, peer, data).await
     }
 

@@ -221,6 +221,15 @@ async fn progress_response(mut rx: Receiver) -> ApiResult<Response> {
         .into_response())
 }
 
+fn parse_platform(q: &Query) -> ApiResult<Option<Platform>> {
+    match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Platform::parse(p)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid platform: {p}"))),
+        None => Ok(None),
+    }
+}
+
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -245,13 +254,7 @@ pub async fn create(
         None => {}
     }
     let reference = reference.with_default_tag();
-    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
-        Some(p) => Some(
-            Platform::parse(p)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid platform: {p}")))?,
-        ),
-        None => None,
-    };
+    let platform = parse_platform(&q)?;
     let auth = headers
         .get("X-Registry-Auth")
         .and_then(|v| v.to_str().ok())
@@ -271,7 +274,8 @@ pub async fn create(
     progress_response(rx).await
 }
 
-/// Streams an HTTP request body into an upload stream and returns the service's result.
+/// Streams an HTTP request body into an upload stream and returns the service's result. Body
+/// chunks (often 8-32 KiB from the CLI) are gathered into full frames.
 async fn upload<T: serde::de::DeserializeOwned>(
     state: &AppState,
     subject: &str,
@@ -280,10 +284,17 @@ async fn upload<T: serde::de::DeserializeOwned>(
 ) -> ApiResult<T> {
     let (mut tx, _) = Sender::open(&state.bus, subject, wharf_bus::rpc::encode(request)?).await?;
     let mut data = body.into_data_stream();
+    let mut frame = bytes::BytesMut::with_capacity(wharf_bus::stream::CHUNK_SIZE);
     while let Some(chunk) = data.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
-        tx.send(chunk).await?;
+        frame.extend_from_slice(&chunk);
+        if frame.len() >= wharf_bus::stream::CHUNK_SIZE {
+            tx.send(frame.split().freeze()).await?;
+        }
+    }
+    if !frame.is_empty() {
+        tx.send(frame.freeze()).await?;
     }
     Ok(tx.finish_json::<T>().await?)
 }
@@ -305,10 +316,7 @@ async fn import(state: &AppState, src: &str, q: &Query, body: Body) -> ApiResult
             Some(r.with_default_tag().to_string())
         }
     };
-    let platform = q
-        .get("platform")
-        .filter(|p| !p.is_empty())
-        .and_then(Platform::parse);
+    let platform = parse_platform(q)?;
     let request = ImageImport {
         tag,
         changes: q.all("changes"),

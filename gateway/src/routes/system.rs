@@ -43,12 +43,8 @@ fn kernel_version() -> String {
         .unwrap_or_default()
 }
 
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
+fn go_arch() -> String {
+    wharf_bus::registry::Platform::host().architecture
 }
 
 pub async fn version() -> axum::Json<Value> {
@@ -252,11 +248,18 @@ fn parse_time(s: &str) -> ApiResult<i64> {
         ) {
             let frac = format!("{frac:0<9}");
             let nanos: i64 = frac[..9].parse().unwrap_or(0);
-            return Ok(secs * 1_000_000_000 + nanos);
+            return secs
+                .checked_mul(1_000_000_000)
+                .and_then(|n| n.checked_add(nanos))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("failed to parse value {s} as a time"))
+                });
         }
     }
     if let Ok(secs) = s.parse::<i64>() {
-        return Ok(secs * 1_000_000_000);
+        return secs
+            .checked_mul(1_000_000_000)
+            .ok_or_else(|| ApiError::bad_request(format!("failed to parse value {s} as a time")));
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_nanos_opt().unwrap_or(0))
@@ -330,9 +333,11 @@ fn matches(event: &Event, filters: &BTreeMap<String, Vec<String>>) -> bool {
         })
 }
 
-fn render_event(event: &Event, legacy: bool) -> Vec<u8> {
+/// Docker's event JSON; container and image events also carry the `status`, `id` and `from`
+/// fields that every API version up to 1.51 keeps.
+fn render_event(event: &Event) -> Vec<u8> {
     let mut v = serde_json::to_value(event).unwrap_or(Value::Null);
-    if legacy && (event.kind == "container" || event.kind == "image") {
+    if event.kind == "container" || event.kind == "image" {
         if let Some(o) = v.as_object_mut() {
             o.insert("status".into(), json!(event.action));
             o.insert("id".into(), json!(event.actor.id));
@@ -361,14 +366,26 @@ pub async fn ensure_events_stream(
     .await
 }
 
+/// An event as read from the bus, with how many recorded events follow it (JetStream only).
+struct Recorded {
+    payload: Vec<u8>,
+    pending: Option<u64>,
+}
+
 /// Source of events: JetStream (history for `--since`) when the bus has it, a plain
-/// subscription otherwise.
+/// subscription otherwise. Also returns how many recorded events the replay holds (`None`
+/// without JetStream).
 async fn event_source(
     state: &AppState,
     since: Option<i64>,
-) -> ApiResult<futures::stream::BoxStream<'static, Vec<u8>>> {
-    let stream = ensure_events_stream(&state.jetstream).await;
-    match stream {
+) -> ApiResult<(futures::stream::BoxStream<'static, Recorded>, Option<u64>)> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read events: {e}"),
+        )
+    };
+    match ensure_events_stream(&state.jetstream).await {
         Ok(stream) => {
             let deliver_policy = match since {
                 Some(nanos) => async_nats::jetstream::consumer::DeliverPolicy::ByStartTime {
@@ -377,27 +394,28 @@ async fn event_source(
                 },
                 None => async_nats::jetstream::consumer::DeliverPolicy::New,
             };
-            let consumer = stream
+            let mut consumer = stream
                 .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
                     deliver_policy,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("cannot read events: {e}"),
-                    )
-                })?;
-            let messages = consumer.messages().await.map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("cannot read events: {e}"),
-                )
-            })?;
-            Ok(messages
-                .filter_map(|m| async move { m.ok().map(|m| m.payload.to_vec()) })
-                .boxed())
+                .map_err(|e| unavailable(&e))?;
+            let recorded = consumer
+                .info()
+                .await
+                .map(|i| i.num_pending)
+                .map_err(|e| unavailable(&e))?;
+            let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
+            let source = messages.filter_map(|m| async move {
+                let m = m.ok()?;
+                let pending = m.info().ok().map(|i| i.pending);
+                Some(Recorded {
+                    payload: m.payload.to_vec(),
+                    pending,
+                })
+            });
+            Ok((source.boxed(), Some(recorded)))
         }
         Err(e) => {
             tracing::debug!("JetStream unavailable for events ({e}); live events only");
@@ -405,22 +423,28 @@ async fn event_source(
                 .bus
                 .subscribe(subjects::EVENTS_ALL.to_string())
                 .await
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("cannot read events: {e}"),
-                    )
-                })?;
-            Ok(sub.map(|m| m.payload.to_vec()).boxed())
+                .map_err(|e| unavailable(&e))?;
+            Ok((
+                sub.map(|m| Recorded {
+                    payload: m.payload.to_vec(),
+                    pending: None,
+                })
+                .boxed(),
+                None,
+            ))
         }
     }
 }
 
-pub async fn events(
-    State(state): State<AppState>,
-    axum::Extension(version): axum::Extension<crate::version::ApiVersion>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
+/// When the response ends: with an `until` in the past, once the recorded events are replayed;
+/// with one in the future, at that time; without one, never.
+enum End {
+    AfterReplay,
+    At(tokio::time::Instant),
+    Never,
+}
+
+pub async fn events(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let filters = q.filters()?;
     for key in filters.keys() {
@@ -438,45 +462,47 @@ pub async fn events(
         .filter(|s| !s.is_empty())
         .map(parse_time)
         .transpose()?;
-    let source = event_source(&state, since).await?;
-    let legacy = !version.at_least(1, 52);
-    let now_nanos = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    // With --until in the past or present the stream ends once history is replayed; a future
-    // --until ends it at that time.
-    let deadline = until.map(|u| {
-        let wait = (u - now_nanos()).max(0) as u64;
-        tokio::time::Instant::now()
-            + std::time::Duration::from_nanos(wait)
-            + std::time::Duration::from_millis(50)
-    });
-    let body = futures::stream::unfold((source, deadline), move |(mut source, deadline)| {
+    let (source, recorded) = event_source(&state, since).await?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let end = match until {
+        Some(u) if u <= now && recorded.is_some() => End::AfterReplay,
+        Some(u) => End::At(
+            tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64),
+        ),
+        None => End::Never,
+    };
+    if matches!(end, End::AfterReplay) && recorded == Some(0) {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], Body::empty()).into_response());
+    }
+    let body = futures::stream::unfold(Some(source), move |source| {
         let filters = filters.clone();
+        let end_at = match end {
+            End::At(t) => Some(t),
+            _ => None,
+        };
+        let after_replay = matches!(end, End::AfterReplay);
         async move {
+            let mut source = source?;
             loop {
-                let next = match deadline {
-                    Some(d) => match tokio::time::timeout_at(d, source.next()).await {
-                        Ok(n) => n,
-                        Err(_) => return None,
-                    },
+                let next = match end_at {
+                    Some(t) => tokio::time::timeout_at(t, source.next()).await.ok()?,
                     None => source.next().await,
-                };
-                let raw = next?;
-                let Ok(event) = serde_json::from_slice::<Event>(&raw) else {
-                    continue;
-                };
-                if let Some(u) = until {
-                    if event.time_nano > u {
-                        return None;
+                }?;
+                let last = after_replay && next.pending == Some(0);
+                let event = serde_json::from_slice::<Event>(&next.payload).ok();
+                let wanted = event.as_ref().filter(|e| {
+                    until.map(|u| e.time_nano <= u).unwrap_or(true)
+                        && since.map(|s| e.time_nano >= s).unwrap_or(true)
+                        && matches(e, &filters)
+                });
+                match (wanted, last) {
+                    (Some(e), last) => {
+                        let rest = if last { None } else { Some(source) };
+                        return Some((Ok::<_, std::io::Error>(render_event(e)), rest));
                     }
+                    (None, true) => return None,
+                    (None, false) => continue,
                 }
-                if since.map(|s| event.time_nano < s).unwrap_or(false) || !matches(&event, &filters)
-                {
-                    continue;
-                }
-                return Some((
-                    Ok::<_, std::io::Error>(render_event(&event, legacy)),
-                    (source, deadline),
-                ));
             }
         }
     });
@@ -500,6 +526,10 @@ mod tests {
         );
         assert!(parse_time("2024-01-01T00:00:00Z").is_ok());
         assert!(parse_time("yesterday").is_err());
+        assert!(
+            parse_time("99999999999999999").is_err(),
+            "overflow is a bad request, not a panic"
+        );
     }
 
     #[test]

@@ -1,0 +1,181 @@
+//! The streaming primitive against a real nats-server: order and size, credit, early answers,
+//! cancellation and dead peers.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use wharf_bus::service::{self, Reply};
+use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE, IDLE_TIMEOUT, WINDOW};
+use wharf_bus::testkit::NatsServer;
+use wharf_bus::ErrorKind;
+
+const GROUP: &str = "wharf.v1.streamtest";
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// A service whose `download` sends `n` bytes and whose `upload` answers with the byte count,
+/// or (for `early`) answers after the first chunk.
+async fn test_service(nats: &NatsServer) -> service::Running {
+    let client = nats.client().await;
+    let mut running = service::start(&client, "wharf-streamtest", "stream tests", GROUP)
+        .await
+        .unwrap();
+    let c = client.clone();
+    running
+        .serve(GROUP, "download", move |req| {
+            let c = c.clone();
+            async move {
+                let n: usize = wharf_bus::rpc::decode(&req.message.payload)?;
+                let mut tx = Sender::accept(&c, &req, Bytes::new()).await?;
+                tx.send(Bytes::from(pattern(n))).await?;
+                tx.finish().await?;
+                Ok(Reply::Streamed)
+            }
+        })
+        .await
+        .unwrap();
+    let c = client.clone();
+    running
+        .serve(GROUP, "upload", move |req| {
+            let c = c.clone();
+            async move {
+                let early: bool = wharf_bus::rpc::decode(&req.message.payload)?;
+                let mut rx = Receiver::accept(&c, &req, Bytes::new()).await?;
+                let mut total = 0usize;
+                while let Some(chunk) = rx.next().await {
+                    total += chunk?.len();
+                    if early {
+                        break;
+                    }
+                }
+                rx.respond(wharf_bus::rpc::encode(&total)).await?;
+                Ok(Reply::Streamed)
+            }
+        })
+        .await
+        .unwrap();
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_megabyte_download_arrives_whole_and_in_order() {
+    let nats = NatsServer::start();
+    let _svc = test_service(&nats).await;
+    let client = nats.client().await;
+    let n = 20 * CHUNK_SIZE + 12345;
+    let (mut rx, _) = Receiver::open_json(&client, &format!("{GROUP}.download"), &n)
+        .await
+        .unwrap();
+    assert_eq!(rx.collect().await.unwrap(), pattern(n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_ends_with_the_services_answer() {
+    let nats = NatsServer::start();
+    let _svc = test_service(&nats).await;
+    let client = nats.client().await;
+    let (mut tx, _) = Sender::open(
+        &client,
+        &format!("{GROUP}.upload"),
+        wharf_bus::rpc::encode(&false).unwrap(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        tx.send(Bytes::from(vec![1u8; 300_000])).await.unwrap();
+    }
+    assert_eq!(tx.finish_json::<usize>().await.unwrap(), 3_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_comes_before_the_end_is_kept_for_finish() {
+    let nats = NatsServer::start();
+    let _svc = test_service(&nats).await;
+    let client = nats.client().await;
+    let (mut tx, _) = Sender::open(
+        &client,
+        &format!("{GROUP}.upload"),
+        wharf_bus::rpc::encode(&true).unwrap(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    // Far more than one window: the sender must notice the answer instead of waiting for credit.
+    for _ in 0..(4 * WINDOW) {
+        tx.send(Bytes::from(vec![0u8; CHUNK_SIZE])).await.unwrap();
+    }
+    assert_eq!(tx.finish_json::<usize>().await.unwrap(), CHUNK_SIZE);
+    assert!(
+        started.elapsed() < IDLE_TIMEOUT,
+        "no idle wait: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_goes_away_cancels_the_writer() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let mut running = service::start(&client, "wharf-streamtest", "stream tests", GROUP)
+        .await
+        .unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(1);
+    let c = client.clone();
+    running
+        .serve(GROUP, "endless", move |req| {
+            let (c, done_tx) = (c.clone(), done_tx.clone());
+            async move {
+                let mut tx = Sender::accept(&c, &req, Bytes::new()).await?;
+                let err = loop {
+                    if let Err(e) = tx.send(Bytes::from(vec![0u8; 1024])).await {
+                        break e;
+                    }
+                };
+                done_tx.send(err).await.unwrap();
+                Ok(Reply::Streamed)
+            }
+        })
+        .await
+        .unwrap();
+    let (mut rx, _) = Receiver::open(&client, &format!("{GROUP}.endless"), Bytes::new())
+        .await
+        .unwrap();
+    rx.next().await.unwrap().unwrap();
+    drop(rx);
+    let err = tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
+        .await
+        .expect("the writer stops")
+        .unwrap();
+    assert_eq!(err.kind, ErrorKind::Cancelled, "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_writer_is_noticed_within_the_idle_timeout() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let mut requests = client.subscribe(format!("{GROUP}.silent")).await.unwrap();
+    let c = client.clone();
+    tokio::spawn(async move {
+        // Accepts, then never sends anything (no frames, no heartbeats): a crashed service.
+        let req = requests.next().await.unwrap();
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(wharf_bus::stream::HDR_PEER, c.new_inbox().as_str());
+        c.publish_with_headers(req.reply.unwrap(), h, Bytes::new())
+            .await
+            .unwrap();
+    });
+    let (mut rx, _) = Receiver::open(&client, &format!("{GROUP}.silent"), Bytes::new())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = rx.next().await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert!(
+        started.elapsed() < IDLE_TIMEOUT + Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
