@@ -6,6 +6,11 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use wharf_bus::registry::RegistryAuth;
 
+use crate::client::{read_capped, MAX_ERROR_BODY, REDACTED};
+
+/// Largest token response read: tokens are a few KiB; a bigger answer is refused, not buffered.
+pub const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+
 /// One challenge from a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -94,8 +99,9 @@ fn parse_params(mut s: &str) -> (HashMap<String, String>, &str) {
     (params, s)
 }
 
-/// What a client gave us to authenticate with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a client gave us to authenticate with. `Debug` shows which kinds are present, never the
+/// password or tokens.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub basic: Option<(String, String)>,
     /// OAuth refresh token (`identitytoken` from `docker login` against token servers).
@@ -122,6 +128,20 @@ impl Credentials {
     }
 }
 
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| REDACTED);
+        f.debug_struct("Credentials")
+            .field(
+                "basic",
+                &self.basic.as_ref().map(|(user, _)| (user, REDACTED)),
+            )
+            .field("identity_token", &secret(&self.identity_token))
+            .field("registry_token", &secret(&self.registry_token))
+            .finish()
+    }
+}
+
 /// The pull scope of a repository, as the token spec spells it.
 pub fn pull_scope(path: &str) -> String {
     format!("repository:{path}:pull")
@@ -143,6 +163,8 @@ pub enum TokenError {
     Refused { status: u16, body: String },
     #[error("{0}")]
     Transport(String),
+    #[error("token response too large: more than {MAX_TOKEN_RESPONSE} bytes")]
+    TooLarge,
     #[error("malformed token response: {0}")]
     Malformed(String),
 }
@@ -157,7 +179,7 @@ pub async fn fetch_token(
 ) -> Result<String, TokenError> {
     let transport =
         |e: reqwest::Error| TokenError::Transport(crate::client::describe_http_error(&e));
-    let response = if let Some(refresh) = &creds.identity_token {
+    let mut response = if let Some(refresh) = &creds.identity_token {
         // OAuth2 refresh-token grant, as docker does for identity tokens.
         let mut form = vec![
             ("grant_type", "refresh_token"),
@@ -185,14 +207,25 @@ pub async fn fetch_token(
         req.send().await.map_err(transport)?
     };
     let status = response.status();
-    let body = response.bytes().await.map_err(transport)?;
     if !status.is_success() {
+        let (body, _) = read_capped(&mut response, MAX_ERROR_BODY)
+            .await
+            .map_err(transport)?;
         return Err(TokenError::Refused {
             status: status.as_u16(),
             body: String::from_utf8_lossy(&body[..body.len().min(4096)])
                 .trim()
                 .to_string(),
         });
+    }
+    if response.content_length().unwrap_or(0) > MAX_TOKEN_RESPONSE as u64 {
+        return Err(TokenError::TooLarge);
+    }
+    let (body, over) = read_capped(&mut response, MAX_TOKEN_RESPONSE)
+        .await
+        .map_err(transport)?;
+    if over {
+        return Err(TokenError::TooLarge);
     }
     let parsed: TokenResponse =
         serde_json::from_slice(&body).map_err(|e| TokenError::Malformed(e.to_string()))?;
@@ -272,5 +305,24 @@ mod tests {
         assert_eq!(c.basic, Some(("u".into(), "p:w".into())));
         assert_eq!(c.identity_token, None);
         assert!(Credentials::from_auth(None).is_empty());
+    }
+
+    #[test]
+    fn credentials_debug_shows_the_user_and_redacts_password_and_tokens() {
+        let c = Credentials {
+            basic: Some(("alice".into(), "hunter2".into())),
+            identity_token: Some("refresh-secret".into()),
+            registry_token: Some("bearer-secret".into()),
+        };
+        let shown = format!("{c:?} {c:#?}");
+        for secret in ["hunter2", "refresh-secret", "bearer-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("alice"));
+        assert!(shown.contains("<redacted>"));
+        assert_eq!(
+            format!("{:?}", Credentials::default()),
+            "Credentials { basic: None, identity_token: None, registry_token: None }"
+        );
     }
 }

@@ -14,8 +14,11 @@ use serde::Deserialize;
 use crate::auth::{self, Challenge, Credentials, TokenError};
 use crate::manifest;
 
-const DOCKER_HUB_DOMAIN: &str = "docker.io";
 const DOCKER_HUB_ENDPOINT: &str = "https://registry-1.docker.io";
+
+/// Most of a registry's error body that is read: enough for any error document, and a registry
+/// streaming gigabytes of "error" costs no more than this.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// How registry-sync reaches registries: mirrors, insecure registries, and the HTTP clients.
 pub struct Registries {
@@ -23,6 +26,8 @@ pub struct Registries {
     insecure: reqwest::Client,
     mirrors: Vec<String>,
     insecure_registries: Vec<String>,
+    /// Docker Hub's registry endpoint, after the mirrors.
+    hub_endpoint: String,
 }
 
 /// One base URL to try for a registry.
@@ -131,6 +136,29 @@ pub fn describe_http_error(err: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
+/// `host[:port]` of a mirror URL (`https://host:port/path`).
+fn mirror_authority(url: &str) -> &str {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    rest.split('/').next().unwrap_or("")
+}
+
+/// Reads at most `cap` bytes of a body in chunks, never more; says whether any was left unread.
+pub(crate) async fn read_capped(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(Bytes, bool), reqwest::Error> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body.freeze(), true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), false))
+}
+
 /// True for hosts Docker treats as insecure without being told: loopback addresses.
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -192,22 +220,42 @@ impl Registries {
                 .danger_accept_invalid_certs(insecure)
                 .build()
         };
+        let mirrors = mirrors
+            .iter()
+            .map(|m| {
+                let m = m.trim().trim_end_matches('/');
+                let m = if m.contains("://") {
+                    m.to_string()
+                } else {
+                    format!("https://{m}")
+                };
+                // As dockerd: credentials belong in `docker login`, not in a URL that ends up in
+                // `docker info`, error messages and logs.
+                // The message hides the userinfo it complains about.
+                if let Some(at) = mirror_authority(&m).rfind('@') {
+                    let (scheme, rest) = m.split_once("://").unwrap_or(("https", &m));
+                    anyhow::bail!(
+                        "invalid mirror: username/password not allowed in URI \"{scheme}://<redacted>@{}\"",
+                        &rest[at + 1..]
+                    );
+                }
+                Ok(m)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Registries {
             secure: build(false)?,
             insecure: build(true)?,
-            mirrors: mirrors
-                .iter()
-                .map(|m| {
-                    let m = m.trim().trim_end_matches('/');
-                    if m.contains("://") {
-                        m.to_string()
-                    } else {
-                        format!("https://{m}")
-                    }
-                })
-                .collect(),
+            mirrors,
             insecure_registries: insecure_registries.to_vec(),
+            hub_endpoint: DOCKER_HUB_ENDPOINT.to_string(),
         })
+    }
+
+    /// Reaches Docker Hub at `base` instead of `https://registry-1.docker.io` (tests point it at
+    /// a loopback port, so nothing leaves the machine).
+    pub fn with_hub_endpoint(mut self, base: &str) -> Registries {
+        self.hub_endpoint = base.trim_end_matches('/').to_string();
+        self
     }
 
     /// What `docker info` shows.
@@ -243,25 +291,18 @@ impl Registries {
 
     /// Endpoints to try for `domain`, in order.
     pub fn endpoints(&self, domain: &str) -> Vec<Endpoint> {
-        if domain == DOCKER_HUB_DOMAIN {
+        if domain == wharf_bus::reference::DEFAULT_DOMAIN {
             let mut out: Vec<Endpoint> = self
                 .mirrors
                 .iter()
                 .map(|m| Endpoint {
                     base: m.clone(),
-                    insecure_tls: self.is_insecure(
-                        m.split("://")
-                            .nth(1)
-                            .unwrap_or(m)
-                            .split('/')
-                            .next()
-                            .unwrap_or(""),
-                    ),
+                    insecure_tls: self.is_insecure(mirror_authority(m)),
                     mirror: true,
                 })
                 .collect();
             out.push(Endpoint {
-                base: DOCKER_HUB_ENDPOINT.to_string(),
+                base: self.hub_endpoint.clone(),
                 insecure_tls: false,
                 mirror: false,
             });
@@ -300,10 +341,33 @@ impl Registries {
 }
 
 /// How requests of one scope authenticate, once a challenge was answered.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Authorization {
     Bearer(String),
     Basic(String, String),
+}
+
+/// Tokens and passwords never reach logs or panics.
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Authorization::Bearer(_) => f.debug_tuple("Bearer").field(&REDACTED).finish(),
+            Authorization::Basic(user, _) => {
+                f.debug_tuple("Basic").field(user).field(&REDACTED).finish()
+            }
+        }
+    }
+}
+
+/// Shown in place of a secret in `Debug` output.
+pub(crate) struct Redacted;
+
+pub(crate) const REDACTED: Redacted = Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Talks to one endpoint about one repository. Tokens are cached per scope for the session.
@@ -442,15 +506,14 @@ impl Session {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(&url, &e))? {
-            if body.len() + chunk.len() > manifest::MAX_MANIFEST_SIZE {
-                return Err(too_big());
-            }
-            body.extend_from_slice(&chunk);
+        let (body, over) = read_capped(&mut response, manifest::MAX_MANIFEST_SIZE)
+            .await
+            .map_err(|e| transport(&url, &e))?;
+        if over {
+            return Err(too_big());
         }
         Ok(FetchedManifest {
-            body: body.freeze(),
+            body,
             content_type,
             docker_content_digest,
         })
@@ -539,15 +602,18 @@ fn token_error(err: TokenError, creds: &Credentials) -> RegistryError {
             RegistryError::Token(format!("failed to fetch token: {status}: {body}"))
         }
         TokenError::Transport(m) => RegistryError::Token(m),
+        e @ TokenError::TooLarge => RegistryError::Token(e.to_string()),
         TokenError::Malformed(m) => RegistryError::Token(m),
     }
 }
 
 /// Turns an error response into a [`RegistryError`], reading its error document if it has one.
-async fn error_of(response: reqwest::Response) -> RegistryError {
+async fn error_of(mut response: reqwest::Response) -> RegistryError {
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
-    let body = &body[..body.len().min(64 * 1024)];
+    let (body, _) = read_capped(&mut response, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    let body = &body[..];
     if let Ok(doc) = serde_json::from_slice::<ErrorDocument>(body) {
         if let Some(first) = doc.errors.into_iter().next() {
             return RegistryError::Code {
@@ -641,6 +707,43 @@ mod tests {
         let remote = r.endpoints("quay.io");
         assert_eq!(remote.len(), 1);
         assert!(!remote[0].insecure_tls);
+    }
+
+    #[test]
+    fn docker_hub_endpoint_can_be_pointed_elsewhere_after_the_mirrors() {
+        let r = registries(&[]).with_hub_endpoint("http://127.0.0.1:9/");
+        let hub = r.endpoints("docker.io");
+        assert_eq!(
+            hub.iter().map(|e| e.base.as_str()).collect::<Vec<_>>(),
+            ["http://127.0.0.1:5001", "http://127.0.0.1:9"]
+        );
+    }
+
+    #[test]
+    fn mirrors_with_credentials_in_the_url_are_refused() {
+        let err = Registries::new(&["https://user:secret@mirror.example/".to_string()], &[])
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "invalid mirror: username/password not allowed in URI \"https://<redacted>@mirror.example\""
+        );
+        // An `@` in the path is no userinfo.
+        Registries::new(&["https://mirror.example/@team".to_string()], &[]).unwrap();
+    }
+
+    #[test]
+    fn authorization_debug_redacts_tokens_and_passwords() {
+        let bearer = format!("{:?}", Authorization::Bearer("tok-secret".into()));
+        assert_eq!(bearer, "Bearer(<redacted>)");
+        let basic = format!(
+            "{:#?}",
+            Authorization::Basic("alice".into(), "pw-secret".into())
+        );
+        assert!(
+            !basic.contains("pw-secret") && basic.contains("alice"),
+            "{basic}"
+        );
     }
 
     #[test]

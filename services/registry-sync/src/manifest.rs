@@ -1,8 +1,8 @@
 //! Manifests and indexes as registries serve them: parsing, media type checks and platform
 //! selection. Only Docker schema 2 and OCI formats are accepted; schema 1 is long gone from dockerd.
 
-use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
+use serde::{Deserialize, Deserializer};
+use wharf_bus::digest::is_sha256;
 use wharf_bus::registry::Platform;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -34,6 +34,10 @@ application/vnd.oci.image.index.v1+json";
 /// Largest manifest accepted: registries cap theirs at 4 MiB too.
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
+/// Largest image config accepted: image-store refuses bigger ones at commit, so a manifest
+/// declaring one is refused before anything is downloaded.
+pub const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
     #[error("unsupported manifest format")]
@@ -50,6 +54,15 @@ pub enum ManifestError {
     NoMatch(String),
     #[error("invalid descriptor digest {0}")]
     Digest(String),
+    #[error("invalid manifest: image config of {0} bytes is larger than the {MAX_CONFIG_SIZE}-byte limit")]
+    ConfigTooLarge(u64),
+    /// dockerd's words (20.10 and later) when the config names another platform.
+    #[error("image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}")]
+    PlatformMismatch {
+        reference: String,
+        wanted: String,
+        actual: String,
+    },
 }
 
 /// A content descriptor (`mediaType`, `digest`, `size`, optional platform).
@@ -58,9 +71,17 @@ pub struct Descriptor {
     #[serde(rename = "mediaType", default)]
     pub media_type: String,
     pub digest: String,
+    /// OCI sizes are int64: negative ones are refused as malformed, never wrapped around.
+    #[serde(deserialize_with = "descriptor_size")]
     pub size: u64,
     #[serde(default)]
     pub platform: Option<DescriptorPlatform>,
+}
+
+fn descriptor_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let size = i64::deserialize(deserializer)?;
+    u64::try_from(size)
+        .map_err(|_| serde::de::Error::custom(format!("negative descriptor size {size}")))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -108,11 +129,6 @@ struct Raw {
     manifests: Option<Vec<Descriptor>>,
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// Parses a manifest body. `content_type` is the response's `Content-Type`; the body's own
 /// `mediaType` wins when present, and an OCI body without one is told apart by its fields.
 /// `name` is the reference, for dockerd's schema 1 message.
@@ -147,7 +163,7 @@ pub fn parse(body: &[u8], content_type: &str, name: &str) -> Result<Manifest, Ma
         None => return Err(ManifestError::Format),
     };
     let check = |d: &Descriptor| {
-        if wharf_bus::reference::valid_digest(&d.digest) {
+        if is_sha256(&d.digest) {
             Ok(())
         } else {
             Err(ManifestError::Digest(d.digest.clone()))
@@ -192,6 +208,9 @@ impl ImageManifest {
         if !config_type.is_empty() && config_type != DOCKER_CONFIG && config_type != OCI_CONFIG {
             return Err(ManifestError::NotAnImage(config_type.to_string()));
         }
+        if self.config.size > MAX_CONFIG_SIZE {
+            return Err(ManifestError::ConfigTooLarge(self.config.size));
+        }
         for layer in &self.layers {
             if !LAYER_TYPES.contains(&layer.media_type.as_str()) {
                 return Err(ManifestError::LayerType(layer.media_type.clone()));
@@ -199,6 +218,47 @@ impl ImageManifest {
         }
         Ok(())
     }
+}
+
+/// The platform fields of an image config.
+#[derive(Deserialize)]
+struct ConfigPlatform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+/// Checks that the image config `config` is for `wanted` (os and architecture; variants are
+/// left to index selection, where an arm/v7 host may take a v6 image). `reference` names the
+/// image in dockerd's message.
+pub fn check_config_platform(
+    config: &[u8],
+    wanted: &Platform,
+    reference: &str,
+) -> Result<(), ManifestError> {
+    let have: ConfigPlatform = serde_json::from_slice(config)
+        .map_err(|e| ManifestError::Malformed(format!("image config: {e}")))?;
+    // The shared parser spells architectures as Go does (`x86_64` is `amd64`).
+    let actual = Platform::parse(&format!("{}/{}", have.os, have.architecture));
+    let matches = actual
+        .as_ref()
+        .map(|a| a.os.eq_ignore_ascii_case(&wanted.os) && a.architecture == wanted.architecture)
+        .unwrap_or(false);
+    if matches {
+        return Ok(());
+    }
+    let mut shown = format!("{}/{}", have.os, have.architecture);
+    if let Some(v) = have.variant.filter(|v| !v.is_empty()) {
+        shown = format!("{shown}/{v}");
+    }
+    Err(ManifestError::PlatformMismatch {
+        reference: reference.to_string(),
+        wanted: wanted.to_string(),
+        actual: shown,
+    })
 }
 
 /// dockerd's text when no entry of an index fits `platform`.
@@ -399,6 +459,68 @@ mod tests {
                 .to_string(),
             "Encountered remote \"application/vnd.cncf.helm.config.v1+json\"(unknown) when fetching"
         );
+    }
+
+    #[test]
+    fn negative_descriptor_sizes_are_malformed() {
+        let body = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": digest('c'), "size": 5},
+            "layers": [{"mediaType": LAYER_TYPES[0], "digest": digest('1'), "size": -1}]
+        });
+        let err = parse(body.to_string().as_bytes(), "", "x").unwrap_err();
+        assert!(
+            matches!(&err, ManifestError::Malformed(m) if m.contains("negative descriptor size -1")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_config_over_8_mib_is_an_invalid_manifest() {
+        let mk = |size: u64| ImageManifest {
+            media_type: OCI_MANIFEST.into(),
+            config: Descriptor {
+                media_type: OCI_CONFIG.into(),
+                digest: digest('c'),
+                size,
+                platform: None,
+            },
+            layers: vec![],
+        };
+        mk(MAX_CONFIG_SIZE).validate().unwrap();
+        let err = mk(MAX_CONFIG_SIZE + 1).validate().unwrap_err();
+        assert_eq!(err, ManifestError::ConfigTooLarge(MAX_CONFIG_SIZE + 1));
+        assert_eq!(
+            err.to_string(),
+            "invalid manifest: image config of 8388609 bytes is larger than the 8388608-byte limit"
+        );
+    }
+
+    #[test]
+    fn a_config_for_another_platform_fails_with_dockerds_message() {
+        let amd64 = br#"{"os":"linux","architecture":"amd64","rootfs":{}}"#;
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let err =
+            check_config_platform(amd64, &arm64, "docker.io/library/busybox:latest").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image with reference docker.io/library/busybox:latest was found but does not match \
+             the specified platform: wanted linux/arm64, actual: linux/amd64"
+        );
+        check_config_platform(amd64, &Platform::parse("linux/amd64").unwrap(), "x").unwrap();
+        // Variants are the index's business: an arm64 config without one is still arm64/v8.
+        let arm64_config = br#"{"os":"linux","architecture":"arm64"}"#;
+        check_config_platform(
+            arm64_config,
+            &Platform::parse("linux/arm64/v8").unwrap(),
+            "x",
+        )
+        .unwrap();
+        let v7 = br#"{"os":"linux","architecture":"arm","variant":"v7"}"#;
+        assert!(check_config_platform(v7, &arm64, "x")
+            .unwrap_err()
+            .to_string()
+            .ends_with("actual: linux/arm/v7"));
     }
 
     #[test]

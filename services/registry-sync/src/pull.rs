@@ -9,17 +9,18 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
+use wharf_bus::digest::{sha256_of, short_id};
 use wharf_bus::image::{
     BlobIngest, BlobIngested, BlobRefTyped, ImageCommit, ImageRecord, LayerRef,
 };
-use wharf_bus::progress::{short_id, JsonMessage, ProgressDetail};
+use wharf_bus::progress::{JsonMessage, ProgressDetail};
 use wharf_bus::reference::Reference;
 use wharf_bus::registry::{Platform, PullRequest};
 use wharf_bus::stream::CHUNK_SIZE;
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::auth::Credentials;
-use crate::client::{Registries, RegistryError, Session};
+use crate::client::{read_capped, Endpoint, Registries, RegistryError, Session};
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError};
 
 /// Layers downloaded at once; the rest wait, as with dockerd's `max-concurrent-downloads`.
@@ -97,6 +98,9 @@ pub struct Plan {
     manifest_digest: String,
     manifest_bytes: Bytes,
     manifest: ImageManifest,
+    /// The platform the config must name: the one asked for, or the one picked from an index.
+    /// `None` for a single image pulled without `--platform`, which dockerd takes as it is.
+    platform: Option<Platform>,
 }
 
 impl Plan {
@@ -108,6 +112,10 @@ impl Plan {
     }
     pub fn manifest(&self) -> &ImageManifest {
         &self.manifest
+    }
+    /// Where the manifest was found (a mirror, or the registry itself).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.session.endpoint
     }
 }
 
@@ -157,6 +165,8 @@ pub fn translate(err: RegistryError, reference: &Reference) -> BusError {
 fn manifest_error(err: ManifestError) -> BusError {
     match err {
         ManifestError::NoMatch(m) => BusError::not_found(m),
+        // dockerd files a platform mismatch under "not found" too.
+        e @ ManifestError::PlatformMismatch { .. } => BusError::not_found(e.to_string()),
         other => BusError::invalid(other.to_string()),
     }
 }
@@ -207,7 +217,7 @@ pub async fn resolve(registries: &Registries, request: &PullRequest) -> Result<P
 }
 
 fn verify_manifest_digest(body: &[u8], expected: &str) -> Result<(), BusError> {
-    if manifest::sha256_digest(body) != expected {
+    if sha256_of(body) != expected {
         return Err(BusError::invalid(format!(
             "manifest verification failed for digest {expected}"
         )));
@@ -230,13 +240,18 @@ async fn plan(
             verify_manifest_digest(&fetched.body, header)?;
             header.clone()
         }
-        (None, _) => manifest::sha256_digest(&fetched.body),
+        (None, _) => sha256_of(&fetched.body),
     };
     let name = reference.to_string();
     let parsed =
         manifest::parse(&fetched.body, &fetched.content_type, &name).map_err(manifest_error)?;
-    let (manifest, manifest_digest, manifest_bytes) = match parsed {
-        Manifest::Image(m) => (m, top_digest.clone(), fetched.body),
+    let (manifest, manifest_digest, manifest_bytes, platform) = match parsed {
+        Manifest::Image(m) => (
+            m,
+            top_digest.clone(),
+            fetched.body,
+            request.platform.clone(),
+        ),
         Manifest::Index(index) => {
             let platform = request.platform.clone().unwrap_or_else(Platform::host);
             let entry = manifest::select_platform(&index, &platform).map_err(manifest_error)?;
@@ -248,7 +263,7 @@ async fn plan(
             match manifest::parse(&inner.body, &inner.content_type, &name)
                 .map_err(manifest_error)?
             {
-                Manifest::Image(m) => (m, entry.digest.clone(), inner.body),
+                Manifest::Image(m) => (m, entry.digest.clone(), inner.body, Some(platform)),
                 Manifest::Index(_) => {
                     return Err(BusError::invalid("unsupported manifest format"));
                 }
@@ -263,6 +278,7 @@ async fn plan(
         manifest_digest,
         manifest_bytes,
         manifest,
+        platform,
     })
 }
 
@@ -353,32 +369,27 @@ pub async fn fetch<S: ContentStore>(
 
     let session = &plan.session;
     let config_download = async {
-        if !have_config {
-            download(session, reference, store, config, None)
-                .await
-                .map_err(|e| match e.kind {
-                    ErrorKind::Invalid if e.message.starts_with("filesystem layer") => {
-                        BusError::invalid(format!(
-                            "image config verification failed for digest {}",
-                            config.digest
-                        ))
-                    }
-                    _ => e,
-                })?;
+        // The config is read even when the store has it: it is small (validate() caps it), and
+        // only its content says which platform the image is for. A mismatch fails the pull
+        // before anything is committed, and drops the layer downloads under way.
+        if !have_config || plan.platform.is_some() {
+            let bytes = fetch_config(session, reference, config).await?;
+            if let Some(wanted) = &plan.platform {
+                manifest::check_config_platform(&bytes, wanted, &reference.to_string())
+                    .map_err(manifest_error)?;
+            }
+            if !have_config {
+                store_bytes(store, &config.digest, &config.media_type, bytes).await?;
+            }
         }
         if !have_manifest {
-            let mut w = store
-                .ingest(BlobIngest {
-                    digest: plan.manifest_digest.clone(),
-                    size: Some(plan.manifest_bytes.len() as u64),
-                    media_type: Some(plan.manifest.media_type.clone()),
-                })
-                .await
-                .map_err(store_error)?;
-            w.write(plan.manifest_bytes.clone())
-                .await
-                .map_err(store_error)?;
-            w.finish().await.map_err(store_error)?;
+            store_bytes(
+                store,
+                &plan.manifest_digest,
+                &plan.manifest.media_type,
+                plan.manifest_bytes.clone(),
+            )
+            .await?;
         }
         Ok::<_, BusError>(())
     };
@@ -387,14 +398,7 @@ pub async fn fetch<S: ContentStore>(
     for (i, layer, id) in &jobs {
         let (order, progress, i, layer) = (&order, &progress, *i, *layer);
         layer_futures.push(async move {
-            download(
-                session,
-                reference,
-                store,
-                layer,
-                Some((progress, id.as_str())),
-            )
-            .await?;
+            download(session, reference, store, layer, progress, id).await?;
             order.lock().unwrap().complete(i, progress);
             Ok::<_, BusError>(())
         });
@@ -445,6 +449,83 @@ pub async fn fetch<S: ContentStore>(
     })
 }
 
+/// Puts a blob already in memory (a manifest or config) into the store.
+async fn store_bytes<S: ContentStore>(
+    store: &S,
+    digest: &str,
+    media_type: &str,
+    bytes: Bytes,
+) -> Result<(), BusError> {
+    let mut w = store
+        .ingest(BlobIngest {
+            digest: digest.to_string(),
+            size: Some(bytes.len() as u64),
+            media_type: Some(media_type.to_string()),
+        })
+        .await
+        .map_err(store_error)?;
+    w.write(bytes).await.map_err(store_error)?;
+    w.finish().await.map_err(store_error)?;
+    Ok(())
+}
+
+/// Reads the image config into memory (it is at most [`manifest::MAX_CONFIG_SIZE`] bytes, the
+/// manifest was validated) and checks its digest; dropped connections start over.
+async fn fetch_config(
+    session: &Session,
+    reference: &Reference,
+    config: &Descriptor,
+) -> Result<Bytes, BusError> {
+    let digest = config.digest.as_str();
+    let verification = || {
+        BusError::invalid(format!(
+            "image config verification failed for digest {digest}"
+        ))
+    };
+    let mut attempts = 0u32;
+    loop {
+        let (mut response, _) = match session.blob(digest, 0).await {
+            Ok(r) => r,
+            Err(e) if e.is_transport() && attempts < MAX_RESUMES => {
+                attempts += 1;
+                tracing::warn!(%digest, "config request failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(200 * attempts as u64)).await;
+                continue;
+            }
+            Err(e) => return Err(translate(e, reference)),
+        };
+        if response.content_length().unwrap_or(0) > config.size {
+            return Err(verification());
+        }
+        match read_capped(&mut response, config.size as usize).await {
+            // More bytes than the descriptor declares is a verification failure, not a reason
+            // to keep reading.
+            Ok((_, true)) => return Err(verification()),
+            Ok((bytes, false)) => {
+                let check = bytes.clone();
+                let actual = tokio::task::spawn_blocking(move || sha256_of(&check))
+                    .await
+                    .map_err(|e| BusError::internal(format!("hashing the config: {e}")))?;
+                if actual != digest {
+                    return Err(verification());
+                }
+                return Ok(bytes);
+            }
+            Err(e) if attempts < MAX_RESUMES => {
+                attempts += 1;
+                tracing::warn!(%digest, "config download dropped, retrying: {e}");
+            }
+            Err(e) => {
+                return Err(BusError::unavailable(format!(
+                    "Get \"{}\": {}",
+                    session.blob_url(digest),
+                    crate::client::describe_http_error(&e)
+                )))
+            }
+        }
+    }
+}
+
 /// Streams one blob from the registry into the store, resuming dropped connections with Range
 /// requests. Bytes go out in frames of [`CHUNK_SIZE`]; the store checks the digest at the end.
 async fn download<S: ContentStore>(
@@ -452,7 +533,8 @@ async fn download<S: ContentStore>(
     reference: &Reference,
     store: &S,
     blob: &Descriptor,
-    progress: Option<(&Progress, &str)>,
+    progress: &Progress,
+    id: &str,
 ) -> Result<BlobIngested, BusError> {
     let digest = blob.digest.as_str();
     let size = blob.size;
@@ -484,6 +566,10 @@ async fn download<S: ContentStore>(
             }
             Err(e) => return Err(translate(e, reference)),
         };
+        // A body announced longer than the descriptor says is refused before it is read.
+        if start.saturating_add(response.content_length().unwrap_or(0)) > size {
+            return Err(verification());
+        }
         // A registry that ignored the Range header sends it all again: skip what we have.
         let mut skip = offset - start;
         loop {
@@ -521,14 +607,12 @@ async fn download<S: ContentStore>(
                 let full = std::mem::replace(&mut buf, BytesMut::with_capacity(CHUNK_SIZE));
                 writer.write(full.freeze()).await.map_err(store_error)?;
             }
-            if let Some((progress, id)) = progress {
-                let due = last_report
-                    .map(|t| t.elapsed() >= PROGRESS_INTERVAL)
-                    .unwrap_or(true);
-                if due || offset == size {
-                    last_report = Some(Instant::now());
-                    progress.send(JsonMessage::progress("Downloading", id, offset, Some(size)));
-                }
+            let due = last_report
+                .map(|t| t.elapsed() >= PROGRESS_INTERVAL)
+                .unwrap_or(true);
+            if due || offset == size {
+                last_report = Some(Instant::now());
+                progress.send(JsonMessage::progress("Downloading", id, offset, Some(size)));
             }
         }
     }
@@ -538,15 +622,11 @@ async fn download<S: ContentStore>(
     if offset != size {
         return Err(verification());
     }
-    if let Some((progress, id)) = progress {
-        progress.layer(id, "Verifying Checksum");
-    }
+    progress.layer(id, "Verifying Checksum");
     let ingested = writer.finish().await.map_err(|e| match e.kind {
         ErrorKind::Invalid => verification(),
         _ => store_error(e),
     })?;
-    if let Some((progress, id)) = progress {
-        progress.layer(id, "Download complete");
-    }
+    progress.layer(id, "Download complete");
     Ok(ingested)
 }

@@ -1,6 +1,8 @@
 //! The Bearer token flow against an axum server playing registry and token server, and the pull
 //! library used without NATS (an in-memory content store).
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,16 +12,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use wharf_bus::image::{BlobInfo, BlobIngest, BlobIngested, ImageCommit, ImageRecord};
+use support::{sha256, MemStore};
 use wharf_bus::registry::{PullRequest, RegistryAuth};
-use wharf_bus::{BusError, ErrorKind};
+use wharf_bus::ErrorKind;
 use wharf_registry_sync::client::Registries;
-use wharf_registry_sync::pull::{self, BlobWriter, ContentStore, Progress};
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
+use wharf_registry_sync::pull::{self, Progress};
 
 struct Fake {
     base: String,
@@ -189,80 +186,6 @@ async fn start_fake(layer: Vec<u8>) -> (Arc<Fake>, String, String) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let host = base.trim_start_matches("http://").to_string();
     (fake, host, layer_digest)
-}
-
-#[derive(Default)]
-struct MemInner {
-    blobs: Mutex<HashMap<String, Vec<u8>>>,
-    commits: Mutex<Vec<ImageCommit>>,
-}
-
-/// An in-memory content store that checks digests like image-store does.
-#[derive(Default, Clone)]
-struct MemStore(Arc<MemInner>);
-
-struct MemWriter {
-    store: MemStore,
-    digest: String,
-    data: Vec<u8>,
-}
-
-impl BlobWriter for MemWriter {
-    async fn write(&mut self, data: Bytes) -> Result<(), BusError> {
-        self.data.extend_from_slice(&data);
-        Ok(())
-    }
-    async fn finish(self) -> Result<BlobIngested, BusError> {
-        if sha256(&self.data) != self.digest {
-            return Err(BusError::invalid("digest mismatch"));
-        }
-        let size = self.data.len() as u64;
-        self.store
-            .0
-            .blobs
-            .lock()
-            .unwrap()
-            .insert(self.digest.clone(), self.data);
-        Ok(BlobIngested {
-            blob: BlobInfo {
-                digest: self.digest,
-                size,
-            },
-            layer: None,
-        })
-    }
-}
-
-impl ContentStore for MemStore {
-    type Writer = MemWriter;
-    async fn has_blob(&self, digest: &str) -> Result<bool, BusError> {
-        Ok(self.0.blobs.lock().unwrap().contains_key(digest))
-    }
-    async fn ingest(&self, ingest: BlobIngest) -> Result<MemWriter, BusError> {
-        Ok(MemWriter {
-            store: self.clone(),
-            digest: ingest.digest,
-            data: Vec::new(),
-        })
-    }
-    async fn image_id(&self, _reference: &str) -> Result<Option<String>, BusError> {
-        Ok(None)
-    }
-    async fn commit(&self, commit: ImageCommit) -> Result<ImageRecord, BusError> {
-        self.0.commits.lock().unwrap().push(commit.clone());
-        Ok(ImageRecord {
-            id: commit.config,
-            repo_tags: commit.tags,
-            repo_digests: commit.repo_digests,
-            layers: vec![],
-            manifest: commit.manifest,
-            config: serde_json::Value::Null,
-            config_size: 0,
-            size: 0,
-            stored_at: String::new(),
-            last_tag_time: None,
-        })
-    }
 }
 
 fn alice(password: &str) -> Option<RegistryAuth> {

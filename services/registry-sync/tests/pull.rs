@@ -250,6 +250,44 @@ async fn manifest_list_pull_picks_linux_amd64_and_records_the_list_digest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_the_image_is_not_for_fails_like_dockerd_and_commits_nothing() {
+    let registry = Registry::start(None);
+    let layout = tempfile::tempdir().unwrap();
+    oci_layout(layout.path(), "t", &[busybox_image(0)]);
+    let name = format!("{}/bb/amd", registry.host());
+    push(
+        layout.path(),
+        "t",
+        &format!("{name}:t"),
+        &["--format", "v2s2"],
+    );
+    let bus = Bus::start(Options::default()).await;
+
+    let mut req = request(&format!("{name}:t"));
+    req.platform = Platform::parse("linux/arm64");
+    let (messages, err) = bus.pull(req).await;
+    let err = err.unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert_eq!(
+        err.message,
+        format!(
+            "image with reference {name}:t was found but does not match the specified platform: \
+             wanted linux/arm64, actual: linux/amd64"
+        )
+    );
+    // As with dockerd, the error ends a pull stream that had started.
+    assert_eq!(statuses(&messages)[0], "t: Pulling from bb/amd");
+    assert!(bus.store.lock().unwrap().commits.is_empty());
+
+    // The platform the image is for pulls.
+    let mut req = request(&format!("{name}:t"));
+    req.platform = Platform::parse("linux/amd64");
+    let (_, err) = bus.pull(req).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(bus.store.lock().unwrap().commits.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_by_digest_verifies_the_manifest_and_does_not_tag() {
     let registry = Registry::start(None);
     let layout = tempfile::tempdir().unwrap();

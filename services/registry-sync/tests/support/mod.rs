@@ -21,6 +21,7 @@ use wharf_bus::service::Reply;
 use wharf_bus::stream::Receiver;
 use wharf_bus::subjects::{self, group, image_store, registry_sync};
 use wharf_bus::BusError;
+use wharf_registry_sync::pull::{BlobWriter, ContentStore};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -50,9 +51,7 @@ impl Drop for Process {
     }
 }
 
-pub fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
+pub use wharf_bus::digest::sha256_of as sha256;
 
 /// A distribution registry on a free loopback port, its storage in a temp dir.
 pub struct Registry {
@@ -343,7 +342,7 @@ pub async fn start_store_double(client: &async_nats::Client) -> Arc<Mutex<StoreS
                         return Ok(Reply::Streamed);
                     }
                 }
-                let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+                let digest = wharf_bus::digest::finish(hasher);
                 let result = if digest != ingest.digest {
                     Err(BusError::invalid(format!(
                         "digest mismatch: expected {}, got {digest}",
@@ -531,4 +530,78 @@ pub fn statuses(messages: &[JsonMessage]) -> Vec<String> {
             None => m.status.clone().unwrap_or_default(),
         })
         .collect()
+}
+
+#[derive(Default)]
+pub struct MemInner {
+    pub blobs: Mutex<HashMap<String, Vec<u8>>>,
+    pub commits: Mutex<Vec<ImageCommit>>,
+}
+
+/// An in-memory content store that checks digests like image-store does, for pulls without NATS.
+#[derive(Default, Clone)]
+pub struct MemStore(pub Arc<MemInner>);
+
+pub struct MemWriter {
+    store: MemStore,
+    digest: String,
+    data: Vec<u8>,
+}
+
+impl BlobWriter for MemWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), BusError> {
+        self.data.extend_from_slice(&data);
+        Ok(())
+    }
+    async fn finish(self) -> Result<BlobIngested, BusError> {
+        if sha256(&self.data) != self.digest {
+            return Err(BusError::invalid("digest mismatch"));
+        }
+        let size = self.data.len() as u64;
+        self.store
+            .0
+            .blobs
+            .lock()
+            .unwrap()
+            .insert(self.digest.clone(), self.data);
+        Ok(BlobIngested {
+            blob: BlobInfo {
+                digest: self.digest,
+                size,
+            },
+            layer: None,
+        })
+    }
+}
+
+impl ContentStore for MemStore {
+    type Writer = MemWriter;
+    async fn has_blob(&self, digest: &str) -> Result<bool, BusError> {
+        Ok(self.0.blobs.lock().unwrap().contains_key(digest))
+    }
+    async fn ingest(&self, ingest: BlobIngest) -> Result<MemWriter, BusError> {
+        Ok(MemWriter {
+            store: self.clone(),
+            digest: ingest.digest,
+            data: Vec::new(),
+        })
+    }
+    async fn image_id(&self, _reference: &str) -> Result<Option<String>, BusError> {
+        Ok(None)
+    }
+    async fn commit(&self, commit: ImageCommit) -> Result<ImageRecord, BusError> {
+        self.0.commits.lock().unwrap().push(commit.clone());
+        Ok(ImageRecord {
+            id: commit.config,
+            repo_tags: commit.tags,
+            repo_digests: commit.repo_digests,
+            layers: vec![],
+            manifest: commit.manifest,
+            config: serde_json::Value::Null,
+            config_size: 0,
+            size: 0,
+            stored_at: String::new(),
+            last_tag_time: None,
+        })
+    }
 }
