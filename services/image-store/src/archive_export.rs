@@ -11,8 +11,8 @@ use wharf_bus::reference::{self, Reference};
 use wharf_bus::BusError;
 
 use crate::compression;
-use crate::digest;
 use crate::store::{Events, ImageStore, MAX_CONFIG_SIZE};
+use wharf_bus::digest;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -86,7 +86,7 @@ pub fn plan(store: &ImageStore, names: &[String]) -> Result<ExportPlan, BusError
     Ok(ExportPlan { images })
 }
 
-fn header(path: &str, size: u64, dir: bool) -> tar::Header {
+fn header(size: u64, dir: bool) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(if dir {
         tar::EntryType::Directory
@@ -96,12 +96,11 @@ fn header(path: &str, size: u64, dir: bool) -> tar::Header {
     h.set_mode(if dir { 0o755 } else { 0o644 });
     h.set_size(size);
     h.set_mtime(0);
-    let _ = path;
     h
 }
 
 fn add_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> io::Result<()> {
-    let mut h = header(path, data.len() as u64, false);
+    let mut h = header(data.len() as u64, false);
     tar.append_data(&mut h, path, data)
 }
 
@@ -115,7 +114,7 @@ pub fn write<W: Write>(
     let io_err = |e: io::Error| crate::bus_error_from_io(e, "cannot write the image archive");
     let mut tar = tar::Builder::new(out);
     for dir in ["blobs/", "blobs/sha256/"] {
-        let mut h = header(dir, 0, true);
+        let mut h = header(0, true);
         tar.append_data(&mut h, dir, io::empty()).map_err(io_err)?;
     }
     let mut written: BTreeSet<String> = BTreeSet::new();
@@ -134,7 +133,7 @@ pub fn write<W: Write>(
                 let (_, plain) = compression::decompress(BufReader::with_capacity(1 << 20, file))
                     .map_err(io_err)?;
                 let mut counted = Counted { inner: plain, n: 0 };
-                let mut h = header(&path, meta.tar_size, false);
+                let mut h = header(meta.tar_size, false);
                 tar.append_data(&mut h, &path, (&mut counted).take(meta.tar_size))
                     .map_err(io_err)?;
                 if counted.n != meta.tar_size {
@@ -163,7 +162,7 @@ pub fn write<W: Write>(
             "layers": layer_descriptors,
         }))
         .map_err(|e| BusError::internal(e.to_string()))?;
-        let manifest_digest = digest::of_bytes(&manifest);
+        let manifest_digest = digest::sha256_of(&manifest);
         let manifest_hex = digest::sha256_hex(&manifest_digest)?.to_string();
         if written.insert(manifest_hex.clone()) {
             add_bytes(&mut tar, &format!("blobs/sha256/{manifest_hex}"), &manifest)

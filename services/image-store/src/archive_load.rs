@@ -3,22 +3,24 @@
 //! OCI image layouts, optionally gzip/zstd compressed. The input is untrusted: paths must stay
 //! inside the archive, JSON is size-capped and every digest is checked.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, Read};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use serde::Deserialize;
-use wharf_bus::image::{BlobRefTyped, ImageRecord, LoadReport};
+use wharf_bus::digest;
+use wharf_bus::image::{BlobRefTyped, LoadReport};
 use wharf_bus::reference::{self, Reference};
 use wharf_bus::BusError;
 
-use crate::blob_store::{IngestSpec, Ingested, LayerMeta, ScanMode};
+use crate::blob_store::{BlobVersion, IngestSpec, Ingested, LayerMeta, ScanMode};
 use crate::compression;
-use crate::digest;
-use crate::store::{parse_tag, Events, ImageStore};
+use crate::store::{parse_tag, Created, Events, ImageStore};
 
 /// Largest metadata file (`manifest.json`, `index.json`, configs) read into memory.
 pub const MAX_JSON: u64 = 8 << 20;
+/// Most metadata a load keeps in memory, all files together.
+pub const MAX_METADATA: u64 = 32 << 20;
 /// Most members an archive may have.
 pub const MAX_MEMBERS: usize = 100_000;
 const CHUNK: usize = 512 << 10;
@@ -87,8 +89,10 @@ fn is_metadata(path: &str) -> bool {
 
 struct Staged {
     members: HashMap<String, Member>,
+    /// Bytes of the metadata files kept in memory.
+    metadata_size: u64,
     /// Blobs this load created (absent before), removed again unless an image uses them.
-    created: BTreeSet<String>,
+    created: BTreeMap<String, BlobVersion>,
 }
 
 impl Staged {
@@ -144,17 +148,10 @@ pub fn load<R: Read + Send>(
     let mut staged = stage(store, plain)?;
     let mut created = std::mem::take(&mut staged.created);
     let result = record_images(store, &staged, &mut created, events);
-    // Blobs the archive brought that no image took are dropped again.
-    let mut used = BTreeSet::new();
-    for rec in store.list(&Default::default()).unwrap_or_default() {
-        used.insert(rec.id.clone());
-        used.extend(rec.layers.iter().map(|l| l.digest.clone()));
-        if let Some(m) = &rec.manifest {
-            used.insert(m.digest.clone());
-        }
-    }
-    for d in created.difference(&used) {
-        let _ = store.blobs.delete(d);
+    // Blobs the archive brought that no image took are dropped again (unless someone else
+    // stored or found them meanwhile).
+    if let Err(e) = store.drop_unused_blobs(&created) {
+        tracing::warn!("cannot drop the blobs a load left unused: {}", e.message);
     }
     result
 }
@@ -173,8 +170,10 @@ fn stage<R: Read>(store: &ImageStore, plain: R) -> Result<Staged, BusError> {
     };
     let mut staged = Staged {
         members: HashMap::new(),
-        created: BTreeSet::new(),
+        metadata_size: 0,
+        created: BTreeMap::new(),
     };
+    let mut buf = BytesMut::new();
     let mut archive = tar::Archive::new(plain);
     for entry in archive.entries().map_err(io_err)? {
         let mut entry = entry.map_err(io_err)?;
@@ -208,9 +207,13 @@ fn stage<R: Read>(store: &ImageStore, plain: R) -> Result<Staged, BusError> {
             if size > MAX_JSON {
                 return Err(invalid(format!("{path} is larger than {MAX_JSON} bytes")));
             }
-            let mut buf = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut buf).map_err(io_err)?;
-            staged.members.insert(path, Member::Small(buf));
+            staged.metadata_size += size;
+            if staged.metadata_size > MAX_METADATA {
+                return Err(invalid("metadata too large"));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data).map_err(io_err)?;
+            staged.members.insert(path, Member::Small(data));
             continue;
         }
         let expected = path
@@ -221,34 +224,23 @@ fn stage<R: Read>(store: &ImageStore, plain: R) -> Result<Staged, BusError> {
             // Other algorithms or stray files: not ours to trust.
             continue;
         }
-        let existed = expected.as_deref().is_some_and(|d| store.blobs.exists(d));
         let mut ingest = store.blobs.ingest(IngestSpec {
             expected,
             size: Some(size),
             media_type: None,
             scan: ScanMode::Probe,
         })?;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            // Fill whole chunks: the first one decides whether the content is scanned as a layer.
-            let mut filled = 0;
-            while filled < CHUNK {
-                let n = entry.read(&mut buf[filled..]).map_err(io_err)?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
-            if filled == 0 {
-                break;
-            }
-            ingest.write(Bytes::copy_from_slice(&buf[..filled]))?;
+        // Whole chunks: the first one decides whether the content is scanned as a layer.
+        while let Some(chunk) =
+            crate::chunks::read_chunk(&mut entry, &mut buf, CHUNK).map_err(io_err)?
+        {
+            ingest.write(chunk)?;
         }
         let done = ingest.commit().map_err(|e| {
             BusError::new(e.kind, format!("invalid archive: {path}: {}", e.message))
         })?;
-        if !existed {
-            staged.created.insert(done.blob.digest.clone());
+        if let Some(version) = done.created {
+            staged.created.insert(done.blob.digest.clone(), version);
         }
         staged.members.insert(path, Member::Blob(done));
     }
@@ -300,7 +292,7 @@ struct OciManifest {
 fn record_images(
     store: &ImageStore,
     staged: &Staged,
-    created: &mut BTreeSet<String>,
+    created: &mut BTreeMap<String, BlobVersion>,
     events: &mut Events,
 ) -> Result<LoadReport, BusError> {
     let mut report = LoadReport::default();
@@ -308,19 +300,20 @@ fn record_images(
         let (entries, _): (Vec<ManifestEntry>, _) = staged.json(store, "manifest.json")?;
         for e in entries {
             let (_, config) = staged.json::<serde_json::Value>(store, &e.config)?;
-            let config_digest = digest::of_bytes(&config);
-            if !store.blobs.exists(&config_digest) {
-                created.insert(config_digest.clone());
-                store.blobs.put(&config, None)?;
+            let stored = store.blobs.put(&config, None)?;
+            if let Some(version) = stored.created {
+                created.insert(stored.blob.digest.clone(), version);
             }
             let layers = e
                 .layers
                 .iter()
                 .map(|p| staged.layer(store, p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let rec = store.create(&config_digest, layers, None)?;
             let tags = e.repo_tags.unwrap_or_default();
-            finish_image(store, &rec, &tags, &mut report, events)?;
+            let keys = tag_keys(&tags)?;
+            let image =
+                store.create(&stored.blob.digest, layers, None, &keys, &mut Events::new())?;
+            finish_image(store, &image, &keys, &mut report, events);
         }
         return Ok(report);
     }
@@ -333,9 +326,10 @@ fn record_images(
                 .or_else(|| d.annotations.get("org.opencontainers.image.ref.name"))
                 .filter(|n| Reference::parse(n).is_ok_and(|r| r.tag.is_some()))
                 .cloned();
-            let rec = load_oci(store, staged, &d, 0)?;
             let tags: Vec<String> = tag.into_iter().collect();
-            finish_image(store, &rec, &tags, &mut report, events)?;
+            let keys = tag_keys(&tags)?;
+            let image = load_oci(store, staged, &d, &keys, 0)?;
+            finish_image(store, &image, &keys, &mut report, events);
         }
         return Ok(report);
     }
@@ -351,8 +345,9 @@ fn load_oci(
     store: &ImageStore,
     staged: &Staged,
     d: &Descriptor,
+    tags: &[String],
     depth: usize,
-) -> Result<ImageRecord, BusError> {
+) -> Result<Created, BusError> {
     if depth > 4 {
         return Err(invalid("index nesting too deep"));
     }
@@ -377,7 +372,7 @@ fn load_oci(
             })
             .or_else(|| index.manifests.first())
             .ok_or_else(|| invalid("empty image index"))?;
-        return load_oci(store, staged, pick, depth + 1);
+        return load_oci(store, staged, pick, tags, depth + 1);
     }
     let manifest: OciManifest =
         serde_json::from_slice(&raw).map_err(|e| invalid(format!("malformed manifest: {e}")))?;
@@ -388,6 +383,7 @@ fn load_oci(
         .iter()
         .map(|l| staged.layer(store, &blob_path(&l.digest)?))
         .collect::<Result<Vec<_>, _>>()?;
+    // dockerd tags loaded images without `tag` events.
     store.create(
         &manifest.config.digest,
         layers,
@@ -395,32 +391,36 @@ fn load_oci(
             digest: d.digest.clone(),
             media_type,
         }),
+        tags,
+        &mut Events::new(),
     )
 }
 
+/// The tag keys of `tags`, all checked before anything is recorded.
+fn tag_keys(tags: &[String]) -> Result<Vec<String>, BusError> {
+    tags.iter().map(|t| parse_tag(t)).collect()
+}
+
+/// Reports a recorded image as dockerd does.
 fn finish_image(
     store: &ImageStore,
-    rec: &ImageRecord,
-    tags: &[String],
+    created: &Created,
+    keys: &[String],
     report: &mut LoadReport,
     events: &mut Events,
-) -> Result<(), BusError> {
-    let mut ignored = Events::new();
-    for t in tags {
-        let key = parse_tag(t)?;
-        let familiar = reference::familiarize(&key);
-        if let Some(old) = store.get_ref(&key).filter(|o| *o != rec.id) {
+) {
+    let id = &created.image.id;
+    for (key, old) in keys.iter().zip(&created.retagged_from) {
+        let familiar = reference::familiarize(key);
+        if let Some(old) = old {
             report.lines.push(format!(
                 "The image {familiar} already exists, renaming the old one with ID {old} to empty string"
             ));
         }
-        // dockerd tags loaded images without `tag` events.
-        store.tag_id(&rec.id, &key, &mut ignored)?;
         report.lines.push(format!("Loaded image: {familiar}"));
     }
-    if tags.is_empty() {
-        report.lines.push(format!("Loaded image ID: {}", rec.id));
+    if keys.is_empty() {
+        report.lines.push(format!("Loaded image ID: {id}"));
     }
-    events.push(store.event("load", &rec.id, &rec.id));
-    Ok(())
+    events.push(store.event("load", id, id));
 }

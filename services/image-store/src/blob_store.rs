@@ -2,11 +2,19 @@
 //! half-visible: an ingest writes a private temp file in `<root>/ingest/`, checks size and
 //! digest, syncs it and renames it into place. What the store learnt of a layer (diff ID,
 //! unpacked size) sits beside it in `<root>/layers/sha256/<hex>.json`.
+//!
+//! The lease rule: a blob's file modification time is when it was last stored or found
+//! ("Already exists", [`BlobStore::touch`]). Garbage collection never deletes a blob used more
+//! recently than [`GC_GRACE`] ago, so content a pull or build is about to commit survives a
+//! concurrent `rmi` or `prune` until the image that holds it is recorded. Stores, touches and
+//! deletes are serialized per store, so a blob is never deleted just as it is renewed.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -15,8 +23,8 @@ use wharf_bus::image::{BlobInfo, LayerInfo};
 use wharf_bus::BusError;
 
 use crate::compression::{self, Compression};
-use crate::digest;
 use crate::layer_scan::{self, LayerDigest, PipelinedScan};
+use wharf_bus::digest;
 
 /// What the store keeps about a layer blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,15 +73,47 @@ impl IngestSpec {
     }
 }
 
+/// How long a stored or touched blob is safe from garbage collection (see the lease rule).
+pub const GC_GRACE: Duration = Duration::from_secs(10 * 60);
+
 /// A committed ingest.
 #[derive(Debug, Clone)]
 pub struct Ingested {
     pub blob: BlobInfo,
     pub layer: Option<LayerMeta>,
+    /// Set when this ingest created the blob (it was absent): the version it wrote.
+    pub created: Option<BlobVersion>,
+}
+
+/// One version of a blob file: touching it or storing it again makes another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobVersion {
+    dev: u64,
+    ino: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl BlobVersion {
+    fn of(meta: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        BlobVersion {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
 }
 
 pub struct BlobStore {
     root: PathBuf,
+    /// Held while a blob file is made visible, touched or deleted.
+    lease: Arc<Mutex<()>>,
+}
+
+fn lock(lease: &Mutex<()>) -> MutexGuard<'_, ()> {
+    lease.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 static INGEST_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -89,6 +129,7 @@ impl BlobStore {
         }
         Ok(BlobStore {
             root: root.to_path_buf(),
+            lease: Arc::new(Mutex::new(())),
         })
     }
 
@@ -123,6 +164,30 @@ impl BlobStore {
 
     pub fn exists(&self, digest: &str) -> bool {
         self.stat(digest).is_ok()
+    }
+
+    /// Stats a blob and marks it as just used, renewing its lease: a caller that found it
+    /// ("Already exists") has [`GC_GRACE`] to commit the image that uses it.
+    pub fn touch(&self, digest: &str) -> Result<BlobInfo, BusError> {
+        let path = self.path(digest)?;
+        let _lease = lock(&self.lease);
+        let info = self.stat(digest)?;
+        let renewed = File::open(&path).and_then(|f| f.set_modified(SystemTime::now()));
+        if let Err(e) = renewed {
+            tracing::warn!("cannot renew the lease of blob {digest}: {e}");
+        }
+        Ok(info)
+    }
+
+    /// Digests of every stored blob.
+    pub fn digests(&self) -> Result<Vec<String>, BusError> {
+        let dir = fs::read_dir(self.root.join("blobs/sha256"))
+            .map_err(|e| BusError::internal(format!("cannot list blobs: {e}")))?;
+        Ok(dir
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| digest::is_hex64(name))
+            .map(|hex| format!("sha256:{hex}"))
+            .collect())
     }
 
     pub fn open_blob(&self, digest: &str) -> Result<File, BusError> {
@@ -194,6 +259,7 @@ impl BlobStore {
         };
         Ok(Ingest {
             root: self.root.clone(),
+            lease: self.lease.clone(),
             temp,
             file: Some(file),
             hasher: Sha256::new(),
@@ -220,6 +286,34 @@ impl BlobStore {
 
     /// Removes a blob and its layer record; returns the bytes freed (0 if it was gone).
     pub fn delete(&self, digest: &str) -> Result<u64, BusError> {
+        let _lease = lock(&self.lease);
+        self.delete_locked(digest)
+    }
+
+    /// Garbage collection's delete: removes the blob unless it was stored or touched less
+    /// than `grace` ago (the lease rule). Returns the bytes freed.
+    pub fn delete_idle(&self, digest: &str, grace: Duration) -> Result<u64, BusError> {
+        let _lease = lock(&self.lease);
+        let Ok(meta) = fs::metadata(self.path(digest)?) else {
+            return Ok(0);
+        };
+        let used = meta.modified().unwrap_or_else(|_| SystemTime::now());
+        if used.elapsed().unwrap_or_default() < grace {
+            return Ok(0);
+        }
+        self.delete_locked(digest)
+    }
+
+    /// Removes the blob if its file is still `version`: nobody stored or touched it since.
+    pub fn delete_version(&self, digest: &str, version: BlobVersion) -> Result<u64, BusError> {
+        let _lease = lock(&self.lease);
+        match fs::metadata(self.path(digest)?) {
+            Ok(meta) if BlobVersion::of(&meta) == version => self.delete_locked(digest),
+            _ => Ok(0),
+        }
+    }
+
+    fn delete_locked(&self, digest: &str) -> Result<u64, BusError> {
         let hex = digest::sha256_hex(digest)?;
         let path = self.path(digest)?;
         let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -259,6 +353,7 @@ fn layer_meta(digest: &str, media_type: &str, size: u64, d: LayerDigest) -> Laye
 /// A blob being written. Dropped without [`Ingest::commit`], it leaves nothing behind.
 pub struct Ingest {
     root: PathBuf,
+    lease: Arc<Mutex<()>>,
     temp: PathBuf,
     file: Option<File>,
     hasher: Sha256,
@@ -383,19 +478,30 @@ impl Ingest {
             _ => None,
         };
         let file = self.file.take().expect("ingest file open until commit");
-        file.sync_all()
+        // Its lease starts now, however long the upload took.
+        file.set_modified(SystemTime::now())
+            .and_then(|()| file.sync_all())
             .map_err(|e| BusError::internal(format!("cannot sync blob: {e}")))?;
         drop(file);
         let store = BlobStore {
             root: self.root.clone(),
+            lease: self.lease.clone(),
         };
         // The layer record goes first: once the blob is visible, so is what we know of it.
         if let Some(meta) = &layer {
             store.write_layer_meta(&hex, meta)?;
         }
         let dest = self.root.join("blobs/sha256").join(&hex);
-        fs::rename(&self.temp, &dest)
-            .map_err(|e| BusError::internal(format!("cannot store blob {actual}: {e}")))?;
+        let created = {
+            let _lease = lock(&self.lease);
+            let existed = dest.exists();
+            fs::rename(&self.temp, &dest)
+                .map_err(|e| BusError::internal(format!("cannot store blob {actual}: {e}")))?;
+            match existed {
+                true => None,
+                false => fs::metadata(&dest).ok().map(|m| BlobVersion::of(&m)),
+            }
+        };
         self.committed = true;
         crate::fsutil::sync_dir(&self.root.join("blobs/sha256"));
         Ok(Ingested {
@@ -404,6 +510,7 @@ impl Ingest {
                 size: self.written,
             },
             layer,
+            created,
         })
     }
 }
@@ -465,7 +572,7 @@ mod tests {
     fn ingest_with_the_right_digest_is_readable_afterwards() {
         let (_d, s) = store();
         let data = b"hello blob".repeat(500);
-        let dg = digest::of_bytes(&data);
+        let dg = digest::sha256_of(&data);
         let r = ingest_all(
             &s,
             IngestSpec::for_blob(&dg, Some(data.len() as u64), None),
@@ -482,7 +589,7 @@ mod tests {
     #[test]
     fn wrong_digest_fails_and_leaves_nothing_visible() {
         let (_d, s) = store();
-        let wrong = digest::of_bytes(b"other");
+        let wrong = digest::sha256_of(b"other");
         let err = ingest_all(&s, IngestSpec::for_blob(&wrong, None, None), b"content").unwrap_err();
         assert_eq!(err.kind, ErrorKind::Invalid);
         assert!(
@@ -491,7 +598,7 @@ mod tests {
             err.message
         );
         assert_eq!(s.stat(&wrong).unwrap_err().kind, ErrorKind::NotFound);
-        assert!(!s.exists(&digest::of_bytes(b"content")));
+        assert!(!s.exists(&digest::sha256_of(b"content")));
         assert!(ingest_dir_is_empty(&s));
     }
 
@@ -499,7 +606,7 @@ mod tests {
     fn a_layer_with_the_wrong_digest_fails_with_dockerds_text() {
         let (_d, s) = store();
         let layer = gzip(&build_tar(&[Item::File("a", b"x")]));
-        let wrong = digest::of_bytes(b"nope");
+        let wrong = digest::sha256_of(b"nope");
         let err = ingest_all(
             &s,
             IngestSpec::for_blob(&wrong, None, Some(GZ_LAYER)),
@@ -516,7 +623,7 @@ mod tests {
     fn short_and_long_content_fail_the_expected_size() {
         let (_d, s) = store();
         let data = b"0123456789";
-        let dg = digest::of_bytes(data);
+        let dg = digest::sha256_of(data);
         let short = ingest_all(&s, IngestSpec::for_blob(&dg, Some(11), None), data).unwrap_err();
         assert!(short.message.contains("size mismatch"), "{}", short.message);
         let mut i = s.ingest(IngestSpec::for_blob(&dg, Some(5), None)).unwrap();
@@ -531,7 +638,7 @@ mod tests {
     fn a_partial_ingest_is_never_visible_and_is_cleaned_up_when_dropped() {
         let (_d, s) = store();
         let data = vec![9u8; 100_000];
-        let dg = digest::of_bytes(&data);
+        let dg = digest::sha256_of(&data);
         let mut i = s.ingest(IngestSpec::for_blob(&dg, None, None)).unwrap();
         i.write(Bytes::copy_from_slice(&data[..50_000])).unwrap();
         assert!(!s.exists(&dg));
@@ -546,7 +653,7 @@ mod tests {
         let s = Arc::new(s);
         let data: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let layer = gzip(&build_tar(&[Item::File("big", &data)]));
-        let dg = digest::of_bytes(&layer);
+        let dg = digest::sha256_of(&layer);
         let layer = Arc::new(layer);
         let threads: Vec<_> = (0..4)
             .map(|_| {
@@ -569,14 +676,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tar = build_tar(&[Item::File("f", &[1u8; 4096]), Item::Symlink("l", "f")]);
         let zst = zstd::encode_all(&tar[..], 3).unwrap();
-        let dg = digest::of_bytes(&zst);
+        let dg = digest::sha256_of(&zst);
         {
             let s = BlobStore::open(dir.path()).unwrap();
             // The media type claims gzip: the content decides.
             let r = ingest_all(&s, IngestSpec::for_blob(&dg, None, Some(GZ_LAYER)), &zst).unwrap();
             let layer = r.layer.unwrap();
             assert_eq!(layer.compression, Compression::Zstd);
-            assert_eq!(layer.info.diff_id, digest::of_bytes(&tar));
+            assert_eq!(layer.info.diff_id, digest::sha256_of(&tar));
         }
         let s = BlobStore::open(dir.path()).unwrap();
         let meta = s.layer(&dg, GZ_LAYER).unwrap();
@@ -585,11 +692,55 @@ mod tests {
     }
 
     #[test]
+    fn garbage_collection_spares_blobs_used_within_the_grace_period() {
+        let (_d, s) = store();
+        let dg = s.put(b"config", None).unwrap().blob.digest;
+        assert_eq!(s.delete_idle(&dg, GC_GRACE).unwrap(), 0);
+        assert!(s.exists(&dg), "just stored");
+        let old = SystemTime::now() - 2 * GC_GRACE;
+        File::open(s.path(&dg).unwrap())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        s.touch(&dg).unwrap();
+        assert_eq!(s.delete_idle(&dg, GC_GRACE).unwrap(), 0);
+        assert!(s.exists(&dg), "just found by a stat");
+        File::open(s.path(&dg).unwrap())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(s.delete_idle(&dg, GC_GRACE).unwrap(), 6);
+        assert!(!s.exists(&dg));
+    }
+
+    #[test]
+    fn a_blob_is_deleted_by_version_only_if_nobody_renewed_it() {
+        let (_d, s) = store();
+        let first = s.put(b"blob", None).unwrap();
+        let version = first.created.expect("the first store creates the blob");
+        assert!(s.put(b"blob", None).unwrap().created.is_none());
+        assert_eq!(s.delete_version(&first.blob.digest, version).unwrap(), 0);
+        assert!(s.exists(&first.blob.digest), "stored again since");
+        let again = s.put(b"other", None).unwrap();
+        s.touch(&again.blob.digest).unwrap();
+        s.delete_version(&again.blob.digest, again.created.unwrap())
+            .unwrap();
+        assert!(s.exists(&again.blob.digest), "touched since");
+        let last = s.put(b"last", None).unwrap();
+        assert_eq!(
+            s.delete_version(&last.blob.digest, last.created.unwrap())
+                .unwrap(),
+            4
+        );
+        assert!(!s.exists(&last.blob.digest));
+    }
+
+    #[test]
     fn a_malformed_layer_is_invalid() {
         let (_d, s) = store();
         let mut gz = gzip(&build_tar(&[Item::File("f", &[1u8; 100_000])]));
         gz.truncate(gz.len() - 20);
-        let dg = digest::of_bytes(&gz);
+        let dg = digest::sha256_of(&gz);
         let err = ingest_all(&s, IngestSpec::for_blob(&dg, None, Some(GZ_LAYER)), &gz).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Invalid);
         assert!(

@@ -1,11 +1,11 @@
 //! The bus adapter: decodes requests, runs the store's blocking work off the async runtime,
 //! publishes the events it reports and streams bulk data. It translates; it does not decide.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, Semaphore};
 use wharf_bus::image::{
     BlobIngest, BlobIngested, BlobRead, BlobRef, ImageCommit, ImageDelete, ImageExport,
     ImageImport, ImageList, ImageLoad, ImagePrune, ImageResolve, ImageTag,
@@ -19,6 +19,10 @@ use crate::blob_store::IngestSpec;
 use crate::store::{Events, ImageStore};
 
 type Request = Arc<async_nats::service::Request>;
+
+/// Uploads (blob ingests, loads, imports) served at once: each holds a blocking thread for its
+/// whole length, so many pulls must not take the whole blocking pool. More wait their turn.
+pub const MAX_UPLOADS: usize = 32;
 
 /// Runs `f` on the blocking pool.
 async fn blocking<T: Send + 'static>(
@@ -72,7 +76,8 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
         }};
     }
 
-    call!(ep::BLOB_STAT, BlobRef, |s, r, _e| s.blobs.stat(&r.digest));
+    // A pull that finds a blob ("Already exists") commits it later: the stat renews its lease.
+    call!(ep::BLOB_STAT, BlobRef, |s, r, _e| s.blobs.touch(&r.digest));
     call!(ep::IMAGE_COMMIT, ImageCommit, |s, r, e| s
         .commit(&r, &mut e));
     call!(ep::IMAGE_RESOLVE, ImageResolve, |s, r, _e| s
@@ -91,10 +96,11 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
             blob_read(s.clone(), c.clone(), req)
         })
         .await?;
-    let (s, c) = (store.clone(), client.clone());
+    let uploads = Arc::new(Semaphore::new(MAX_UPLOADS));
+    let (s, c, u) = (store.clone(), client.clone(), uploads.clone());
     running
         .serve(group::IMAGE_STORE, ep::BLOB_INGEST, move |req| {
-            blob_ingest(s.clone(), c.clone(), req)
+            blob_ingest(s.clone(), c.clone(), u.clone(), req)
         })
         .await?;
     let (s, c) = (store.clone(), client.clone());
@@ -103,16 +109,16 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
             image_export(s.clone(), c.clone(), req)
         })
         .await?;
-    let (s, c) = (store.clone(), client.clone());
+    let (s, c, u) = (store.clone(), client.clone(), uploads.clone());
     running
         .serve(group::IMAGE_STORE, ep::IMAGE_LOAD, move |req| {
-            image_load(s.clone(), c.clone(), req)
+            image_load(s.clone(), c.clone(), u.clone(), req)
         })
         .await?;
-    let (s, c) = (store.clone(), client.clone());
+    let (s, c, u) = (store.clone(), client.clone(), uploads);
     running
         .serve(group::IMAGE_STORE, ep::IMAGE_IMPORT, move |req| {
-            image_import(s.clone(), c.clone(), req)
+            image_import(s.clone(), c.clone(), u.clone(), req)
         })
         .await?;
     Ok(running)
@@ -172,36 +178,20 @@ async fn blob_read(
     let sender = Sender::accept(&client, &request, rpc::encode(&info)?).await?;
     let producer = tokio::task::spawn_blocking(move || {
         let mut file = file;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| BusError::internal(format!("cannot read blob: {e}")))?;
-        loop {
-            let mut buf = vec![0u8; CHUNK_SIZE];
-            let n = read_full(&mut file, &mut buf)
-                .map_err(|e| BusError::internal(format!("cannot read blob: {e}")))?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.truncate(n);
-            if tx.blocking_send(Bytes::from(buf)).is_err() {
-                return Ok(());
+        let read_error = |e: io::Error| BusError::internal(format!("cannot read blob: {e}"));
+        file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
+        let mut buf = BytesMut::new();
+        while let Some(chunk) =
+            crate::chunks::read_chunk(&mut file, &mut buf, CHUNK_SIZE).map_err(read_error)?
+        {
+            if tx.blocking_send(chunk).is_err() {
+                break;
             }
         }
+        Ok(())
     });
     stream_out(sender, rx, producer).await;
     Ok(Reply::Streamed)
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// What the async side hands the blocking worker of an upload.
@@ -212,51 +202,84 @@ enum Upload {
 }
 
 /// Feeds an upload stream to a blocking worker; answers the uploader with its result.
+///
+/// A worker that succeeds before the stream ends (a loader stops at the tar's end marker) is
+/// answered only once the uploader has sent everything: the rest is read and dropped, so the
+/// answer never races the uploader's last frames. A failure is answered at once.
 async fn stream_in<T: serde::Serialize + Send + 'static>(
     receiver: Receiver,
     client: &async_nats::Client,
+    uploads: Arc<Semaphore>,
     worker: impl FnOnce(UploadReader) -> Result<(T, Events), BusError> + Send + 'static,
 ) {
     let mut receiver = receiver;
+    let permit = uploads
+        .acquire_owned()
+        .await
+        .expect("the upload semaphore is never closed");
     let (tx, rx) = mpsc::channel::<Upload>(16);
-    let handle = tokio::task::spawn_blocking(move || worker(UploadReader::new(rx)));
-    let mut stream_error = None;
-    loop {
+    let mut handle = Some(tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        worker(UploadReader::new(rx))
+    }));
+    let mut upload = Some(tx);
+    let mut early = None;
+    let stream_error = loop {
         match receiver.next().await {
             Some(Ok(chunk)) => {
+                let Some(tx) = &upload else {
+                    continue; // the worker is done: drain what the uploader still sends
+                };
                 if tx.send(Upload::Chunk(chunk)).await.is_err() {
-                    break; // the worker stopped early; its error is the answer
+                    upload = None;
+                    let outcome = join(handle.take()).await;
+                    let failed = outcome.is_err();
+                    early = Some(outcome);
+                    if failed {
+                        break None;
+                    }
                 }
             }
-            Some(Err(e)) => {
-                stream_error = Some(e);
-                break;
-            }
+            Some(Err(e)) => break Some(e),
             None => {
-                let _ = tx.send(Upload::End).await;
-                break;
+                if let Some(tx) = upload.take() {
+                    let _ = tx.send(Upload::End).await;
+                }
+                break None;
             }
         }
-    }
-    drop(tx);
-    let outcome = match handle.await {
-        Ok(r) => r,
-        Err(e) => Err(BusError::internal(format!("image store task failed: {e}"))),
     };
-    if let Some(e) = stream_error {
-        // The uploader failed or went away: nothing was committed; tell it if it listens.
-        let _ = receiver.respond(Err(e)).await;
-        return;
-    }
+    drop(upload);
+    let outcome = match early {
+        Some(outcome) => outcome,
+        None => join(handle.take()).await,
+    };
     let answer = match outcome {
         Ok((value, evs)) => {
+            // What the worker committed stays committed, whatever became of the stream.
             publish(client, evs).await;
             rpc::encode(&value)
         }
         Err(e) => Err(e),
     };
+    // An uploader that failed or went away hears its own error, if it listens at all.
+    let answer = match stream_error {
+        Some(e) => Err(e),
+        None => answer,
+    };
     if let Err(e) = receiver.respond(answer).await {
         tracing::debug!("cannot answer upload: {e}");
+    }
+}
+
+async fn join<T>(
+    handle: Option<tokio::task::JoinHandle<Result<T, BusError>>>,
+) -> Result<T, BusError> {
+    match handle {
+        Some(h) => h
+            .await
+            .map_err(|e| BusError::internal(format!("image store task failed: {e}")))?,
+        None => Err(BusError::internal("image store task joined twice")),
     }
 }
 
@@ -274,6 +297,11 @@ impl UploadReader {
             current: Bytes::new(),
             ended: false,
         }
+    }
+
+    /// The upload's chunks as they arrive, without copies; an error ends them.
+    fn into_chunks(mut self) -> impl Iterator<Item = io::Result<Bytes>> {
+        std::iter::from_fn(move || self.next_chunk().transpose())
     }
 
     /// The next chunk; `Ok(None)` at a proper end.
@@ -297,7 +325,7 @@ impl UploadReader {
     }
 }
 
-impl Read for UploadReader {
+impl io::Read for UploadReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.current.is_empty() {
@@ -310,7 +338,8 @@ impl Read for UploadReader {
                 continue;
             }
             let n = buf.len().min(self.current.len());
-            buf[..n].copy_from_slice(&self.current.split_to(n));
+            buf[..n].copy_from_slice(&self.current[..n]);
+            bytes::Buf::advance(&mut self.current, n);
             return Ok(n);
         }
     }
@@ -319,13 +348,14 @@ impl Read for UploadReader {
 async fn blob_ingest(
     store: Arc<ImageStore>,
     client: async_nats::Client,
+    uploads: Arc<Semaphore>,
     request: Request,
 ) -> Result<Reply, BusError> {
     let r: BlobIngest = rpc::decode(&request.message.payload)?;
-    crate::digest::sha256_hex(&r.digest)?;
+    wharf_bus::digest::sha256_hex(&r.digest)?;
     let spec = IngestSpec::for_blob(&r.digest, r.size, r.media_type.as_deref());
     let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
-    stream_in(receiver, &client, move |mut upload| {
+    stream_in(receiver, &client, uploads, move |mut upload| {
         let mut ingest = store.blobs.ingest(spec)?;
         while let Some(chunk) = upload
             .next_chunk()
@@ -349,11 +379,12 @@ async fn blob_ingest(
 async fn image_load(
     store: Arc<ImageStore>,
     client: async_nats::Client,
+    uploads: Arc<Semaphore>,
     request: Request,
 ) -> Result<Reply, BusError> {
     let _r: ImageLoad = rpc::decode(&request.message.payload)?;
     let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
-    stream_in(receiver, &client, move |upload| {
+    stream_in(receiver, &client, uploads, move |upload| {
         let mut events = Events::new();
         let report = crate::archive_load::load(&store, upload, &mut events)?;
         Ok((report, events))
@@ -365,13 +396,14 @@ async fn image_load(
 async fn image_import(
     store: Arc<ImageStore>,
     client: async_nats::Client,
+    uploads: Arc<Semaphore>,
     request: Request,
 ) -> Result<Reply, BusError> {
     let r: ImageImport = rpc::decode(&request.message.payload)?;
     let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
-    stream_in(receiver, &client, move |upload| {
+    stream_in(receiver, &client, uploads, move |upload| {
         let mut events = Events::new();
-        let rec = crate::import::import(&store, upload, &r, &mut events)?;
+        let rec = crate::import::import_chunks(&store, upload.into_chunks(), &r, &mut events)?;
         Ok((rec, events))
     })
     .await;
@@ -409,14 +441,14 @@ async fn image_export(
 /// A blocking `Write` that hands full chunks to the async side.
 struct ChannelWriter {
     tx: mpsc::Sender<Bytes>,
-    buf: Vec<u8>,
+    buf: BytesMut,
 }
 
 impl ChannelWriter {
     fn new(tx: mpsc::Sender<Bytes>) -> Self {
         ChannelWriter {
             tx,
-            buf: Vec::with_capacity(CHUNK_SIZE),
+            buf: BytesMut::with_capacity(CHUNK_SIZE),
         }
     }
 
@@ -424,9 +456,10 @@ impl ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(CHUNK_SIZE);
         self.tx
-            .blocking_send(Bytes::from(chunk))
+            .blocking_send(chunk)
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
     }
 }

@@ -76,100 +76,148 @@ pub fn created(config: &serde_json::Value) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Go's `path.Match`: `*` any run of non-`/`, `?` one non-`/`, `[a-z]` / `[^a-z]` classes,
-/// `\` escapes. A malformed pattern is an error.
-pub fn glob_match(pattern: &str, name: &str) -> Result<bool, BusError> {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    glob_at(&p, &n).map_err(|_| BusError::invalid("syntax error in pattern"))
+/// Longest `reference` filter pattern accepted.
+pub const MAX_PATTERN: usize = 512;
+
+/// A parsed Go `path.Match` pattern: `*` any run of non-`/`, `?` one non-`/`, `[a-z]` classes
+/// (negated by `^` or `!`), `\` escapes. Parsed once, matched in O(pattern × name) without
+/// recursion: like Go, each starred chunk takes the leftmost place it fits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    chunks: Vec<Chunk>,
 }
 
-fn glob_at(p: &[char], n: &[char]) -> Result<bool, ()> {
-    let Some((&first, rest)) = p.split_first() else {
-        return Ok(n.is_empty());
-    };
-    match first {
-        '*' => {
-            // Try every split that does not cross a '/'.
-            for i in 0..=n.len() {
-                if glob_at(rest, &n[i..])? {
-                    return Ok(true);
-                }
-                if i < n.len() && n[i] == '/' {
-                    break;
-                }
-            }
-            // Validate the remainder even when nothing matched.
-            Ok(false)
+/// A run of non-star items, after any number of stars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunk {
+    star: bool,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    Char(char),
+    /// `?`
+    Any,
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+fn bad_pattern() -> BusError {
+    BusError::invalid("syntax error in pattern")
+}
+
+impl Glob {
+    /// Parses `pattern`; a malformed or overlong one is an `invalid` error.
+    pub fn parse(pattern: &str) -> Result<Glob, BusError> {
+        if pattern.len() > MAX_PATTERN {
+            return Err(BusError::invalid(format!(
+                "invalid reference filter: pattern longer than {MAX_PATTERN} bytes"
+            )));
         }
-        '?' => match n.split_first() {
-            Some((&c, nrest)) if c != '/' => glob_at(rest, nrest),
-            _ => Ok(false),
-        },
-        '[' => {
-            let (matched, after) = class(rest, n.first().copied())?;
-            match (matched, n.split_first()) {
-                (true, Some((_, nrest))) => glob_at(after, nrest),
-                _ => Ok(false),
+        let mut chunks = Vec::new();
+        let mut p = pattern.chars().peekable();
+        while p.peek().is_some() {
+            let mut star = false;
+            while p.next_if_eq(&'*').is_some() {
+                star = true;
+            }
+            let mut items = Vec::new();
+            while let Some(c) = p.next_if(|&c| c != '*') {
+                items.push(match c {
+                    '?' => Item::Any,
+                    '\\' => Item::Char(p.next().ok_or_else(bad_pattern)?),
+                    '[' => parse_class(&mut p)?,
+                    c => Item::Char(c),
+                });
+            }
+            chunks.push(Chunk { star, items });
+        }
+        Ok(Glob { chunks })
+    }
+
+    /// Whether `name` matches, all of it.
+    pub fn matches(&self, name: &str) -> bool {
+        let name: Vec<char> = name.chars().collect();
+        let mut rest = &name[..];
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let last = i + 1 == self.chunks.len();
+            if chunk.star && chunk.items.is_empty() {
+                // A trailing star takes the rest, unless it holds a `/`.
+                return !rest.contains(&'/');
+            }
+            // Where the chunk may start: here, or (after a star) any later place the star can
+            // reach without crossing a `/`.
+            let reach = match chunk.star {
+                true => rest.iter().position(|&c| c == '/').unwrap_or(rest.len()),
+                false => 0,
+            };
+            let found = (0..=reach).find_map(|skip| {
+                let after = chunk.match_at(&rest[skip..])?;
+                (!last || after.is_empty()).then_some(after)
+            });
+            match found {
+                Some(after) => rest = after,
+                None => return false,
             }
         }
-        '\\' => match (rest.split_first(), n.split_first()) {
-            (Some((&e, prest)), Some((&c, nrest))) => {
-                if e == c {
-                    glob_at(prest, nrest)
-                } else {
-                    Ok(false)
-                }
-            }
-            (None, _) => Err(()),
-            _ => Ok(false),
-        },
-        c => match n.split_first() {
-            Some((&x, nrest)) if x == c => glob_at(rest, nrest),
-            _ => Ok(false),
-        },
+        rest.is_empty()
     }
 }
 
-/// Parses a `[...]` class (after the `[`); returns whether `c` is in it and the pattern after.
-fn class(p: &[char], c: Option<char>) -> Result<(bool, &[char]), ()> {
-    let mut i = 0;
-    let negated = p.first() == Some(&'^');
-    if negated {
-        i += 1;
+impl Chunk {
+    /// Matches the items at the start of `s`; returns what follows.
+    fn match_at<'a>(&self, s: &'a [char]) -> Option<&'a [char]> {
+        if s.len() < self.items.len() {
+            return None;
+        }
+        for (item, &c) in self.items.iter().zip(s) {
+            let ok = match item {
+                Item::Char(x) => *x == c,
+                Item::Any => c != '/',
+                Item::Class { negated, ranges } => {
+                    ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+                }
+            };
+            if !ok {
+                return None;
+            }
+        }
+        Some(&s[self.items.len()..])
     }
-    let mut matched = false;
-    let mut first = true;
+}
+
+/// Parses a class after its `[`, up to and including its `]`: Go's rules (non-empty, `-` and
+/// `]` escaped where they would be ambiguous).
+fn parse_class(p: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<Item, BusError> {
+    let negated = p.next_if(|&c| c == '^' || c == '!').is_some();
+    let mut ranges = Vec::new();
     loop {
-        let Some(&ch) = p.get(i) else { return Err(()) };
-        if ch == ']' && !first {
-            i += 1;
-            break;
+        if !ranges.is_empty() && p.next_if_eq(&']').is_some() {
+            return Ok(Item::Class { negated, ranges });
         }
-        first = false;
-        let mut lo = ch;
-        if lo == '\\' {
-            i += 1;
-            lo = *p.get(i).ok_or(())?;
-        }
-        i += 1;
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&x| x != ']') {
-            hi = p[i + 1];
-            if hi == '\\' {
-                hi = *p.get(i + 2).ok_or(())?;
-                i += 1;
-            }
-            i += 2;
-        }
-        if let Some(c) = c {
-            if lo <= c && c <= hi {
-                matched = true;
-            }
-        }
+        let lo = class_char(p)?;
+        let hi = match p.next_if_eq(&'-') {
+            Some(_) => class_char(p)?,
+            None => lo,
+        };
+        ranges.push((lo, hi));
     }
-    let ok = c.is_some_and(|c| c != '/') && (matched != negated);
-    Ok((ok, &p[i..]))
+}
+
+fn class_char(p: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char, BusError> {
+    match p.next() {
+        None | Some('-') | Some(']') => Err(bad_pattern()),
+        Some('\\') => p.next().ok_or_else(bad_pattern),
+        Some(c) => Ok(c),
+    }
+}
+
+/// Go's `path.Match` of one pattern against one name (see [`Glob`]).
+pub fn glob_match(pattern: &str, name: &str) -> Result<bool, BusError> {
+    Ok(Glob::parse(pattern)?.matches(name))
 }
 
 /// Docker's timestamp filter values: a Go duration before `now` (`10m`, `1h30m`), Unix seconds
@@ -270,6 +318,30 @@ mod tests {
         assert!(!glob_match("b[^u]sybox", "busybox").unwrap());
         assert!(glob_match("a\\*", "a*").unwrap());
         assert!(glob_match("[", "x").is_err());
+        assert!(glob_match("[]a]", "a").is_err());
+        assert!(glob_match("a\\", "a").is_err());
+        assert!(glob_match("[!a]x", "bx").unwrap());
+        assert!(glob_match("[\\]]", "]").unwrap());
+        assert!(glob_match("*/b*x", "a/bxyx").unwrap());
+        assert!(!glob_match("a*", "ab/c").unwrap());
+        assert!(glob_match("*c", "abc").unwrap());
+        assert!(glob_match("", "").unwrap());
+        assert!(!glob_match("", "a").unwrap());
+        assert!(glob_match("**", "ab").unwrap());
+    }
+
+    #[test]
+    fn pathological_patterns_match_in_linear_time_and_long_ones_are_refused() {
+        let name = "a".repeat(400);
+        let pattern = format!("{}b", "a*".repeat(200));
+        let start = std::time::Instant::now();
+        assert!(!glob_match(&pattern, &name).unwrap());
+        assert!(glob_match(&"*a".repeat(200), &name).unwrap());
+        assert!(start.elapsed() < std::time::Duration::from_millis(500));
+        let err = glob_match(&"a".repeat(MAX_PATTERN + 1), "a").unwrap_err();
+        assert_eq!(err.kind, wharf_bus::ErrorKind::Invalid);
+        // Deep nesting is only ever iterated: no recursion to overflow.
+        assert!(!glob_match(&"[a]".repeat(170), &name).unwrap());
     }
 
     #[test]

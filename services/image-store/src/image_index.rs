@@ -2,7 +2,7 @@
 //! table (normalized reference -> image ID) in `<root>/refs.json`. Every change is written
 //! atomically before it is visible in memory, so a restart sees a consistent index.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,8 @@ use wharf_bus::image::ImageRecord;
 use wharf_bus::reference::{self, Reference};
 use wharf_bus::BusError;
 
-use crate::digest;
 use crate::fsutil::write_atomic;
+use wharf_bus::digest;
 
 pub struct ImageIndex {
     root: PathBuf,
@@ -20,6 +20,8 @@ pub struct ImageIndex {
     images: BTreeMap<String, ImageRecord>,
     /// Normalized reference (`docker.io/library/busybox:latest`, `...@sha256:...`) -> image ID.
     refs: BTreeMap<String, String>,
+    /// The same table the other way round: image ID -> its references, sorted.
+    refs_by_image: HashMap<String, BTreeSet<String>>,
 }
 
 impl ImageIndex {
@@ -47,15 +49,29 @@ impl ImageIndex {
             Err(e) => return Err(e),
         };
         refs.retain(|_, id| images.contains_key(id));
+        let mut refs_by_image: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (r, id) in &refs {
+            refs_by_image
+                .entry(id.clone())
+                .or_default()
+                .insert(r.clone());
+        }
         Ok(ImageIndex {
             root: root.to_path_buf(),
             images,
             refs,
+            refs_by_image,
         })
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &String> {
-        self.images.keys()
+    /// Every stored record, by ID, without its references.
+    pub fn records(&self) -> impl Iterator<Item = &ImageRecord> {
+        self.images.values()
+    }
+
+    /// The stored record of `id`, without its references.
+    pub fn record(&self, id: &str) -> Option<&ImageRecord> {
+        self.images.get(id)
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -64,30 +80,33 @@ impl ImageIndex {
 
     /// The record of `id` with its references.
     pub fn get(&self, id: &str) -> Option<ImageRecord> {
-        let mut rec = self.images.get(id)?.clone();
-        for (r, target) in &self.refs {
-            if target == id {
-                if r.contains('@') {
-                    rec.repo_digests.push(r.clone());
-                } else {
-                    rec.repo_tags.push(r.clone());
-                }
-            }
-        }
-        Some(rec)
+        self.images.get(id).map(|rec| self.with_refs(rec))
     }
 
-    pub fn all(&self) -> Vec<ImageRecord> {
-        self.images.keys().filter_map(|id| self.get(id)).collect()
+    /// A copy of `rec` with its references filled in.
+    pub fn with_refs(&self, rec: &ImageRecord) -> ImageRecord {
+        let mut rec = rec.clone();
+        for r in self.refs_by_image.get(&rec.id).into_iter().flatten() {
+            if r.contains('@') {
+                rec.repo_digests.push(r.clone());
+            } else {
+                rec.repo_tags.push(r.clone());
+            }
+        }
+        rec
+    }
+
+    /// Whether any reference points at `id`.
+    pub fn is_referenced(&self, id: &str) -> bool {
+        self.refs_by_image.get(id).is_some_and(|r| !r.is_empty())
     }
 
     /// References (tags and digests) pointing at `id`, sorted.
     pub fn refs_of(&self, id: &str) -> Vec<String> {
-        self.refs
-            .iter()
-            .filter(|(_, t)| *t == id)
-            .map(|(r, _)| r.clone())
-            .collect()
+        self.refs_by_image
+            .get(id)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn target(&self, full_ref: &str) -> Option<&String> {
@@ -111,10 +130,13 @@ impl ImageIndex {
 
     /// Removes an image and every reference to it.
     pub fn remove(&mut self, id: &str) -> io::Result<()> {
-        let before = self.refs.len();
-        self.refs.retain(|_, t| t != id);
-        if self.refs.len() != before {
-            self.save_refs()?;
+        if let Some(refs) = self.refs_by_image.remove(id) {
+            for r in &refs {
+                self.refs.remove(r);
+            }
+            if !refs.is_empty() {
+                self.save_refs()?;
+            }
         }
         let hex = id.strip_prefix("sha256:").unwrap_or(id);
         match fs::remove_file(self.root.join("images").join(format!("{hex}.json"))) {
@@ -126,27 +148,51 @@ impl ImageIndex {
         Ok(())
     }
 
-    /// Points `full_ref` at `id`; returns the image it pointed at before.
-    pub fn set_ref(&mut self, full_ref: &str, id: &str) -> io::Result<Option<String>> {
-        let old = self.refs.insert(full_ref.to_string(), id.to_string());
-        if old.as_deref() != Some(id) {
-            if let Err(e) = self.save_refs() {
-                match &old {
-                    Some(o) => self.refs.insert(full_ref.to_string(), o.clone()),
-                    None => self.refs.remove(full_ref),
-                };
-                return Err(e);
-            }
+    /// Points `full_ref` at `id`, which must be stored; returns the image it pointed at before.
+    pub fn set_ref(&mut self, full_ref: &str, id: &str) -> Result<Option<String>, BusError> {
+        if !self.images.contains_key(id) {
+            return Err(no_such_image(id));
         }
+        let old = self.refs.insert(full_ref.to_string(), id.to_string());
+        if old.as_deref() == Some(id) {
+            return Ok(old);
+        }
+        if let Err(e) = self.save_refs() {
+            match &old {
+                Some(o) => self.refs.insert(full_ref.to_string(), o.clone()),
+                None => self.refs.remove(full_ref),
+            };
+            return Err(BusError::internal(format!("image store: {e}")));
+        }
+        if let Some(o) = &old {
+            self.unlink_ref(o, full_ref);
+        }
+        self.refs_by_image
+            .entry(id.to_string())
+            .or_default()
+            .insert(full_ref.to_string());
         Ok(old)
     }
 
     pub fn remove_ref(&mut self, full_ref: &str) -> io::Result<Option<String>> {
-        let old = self.refs.remove(full_ref);
-        if old.is_some() {
-            self.save_refs()?;
+        let Some(old) = self.refs.remove(full_ref) else {
+            return Ok(None);
+        };
+        if let Err(e) = self.save_refs() {
+            self.refs.insert(full_ref.to_string(), old);
+            return Err(e);
         }
-        Ok(old)
+        self.unlink_ref(&old, full_ref);
+        Ok(Some(old))
+    }
+
+    fn unlink_ref(&mut self, id: &str, full_ref: &str) {
+        if let Some(refs) = self.refs_by_image.get_mut(id) {
+            refs.remove(full_ref);
+            if refs.is_empty() {
+                self.refs_by_image.remove(id);
+            }
+        }
     }
 
     /// Updates a record in memory and on disk (say, its last tag time).
@@ -209,4 +255,65 @@ pub fn reference_key(r: &Reference) -> String {
 
 pub fn no_such_image(what: &str) -> BusError {
     BusError::not_found(format!("No such image: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_bus::ErrorKind;
+
+    fn record(id: &str) -> ImageRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "repo_tags": [], "repo_digests": [], "size": 0, "layers": [], "config": {}, "config_size": 2,
+            "stored_at": "2024-01-01T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reference_to_an_unknown_image_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = ImageIndex::open(dir.path()).unwrap();
+        let id = format!("sha256:{}", "a".repeat(64));
+        let err = index.set_ref("docker.io/library/a:1", &id).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert!(index.target("docker.io/library/a:1").is_none());
+        index.put(record(&id)).unwrap();
+        index.set_ref("docker.io/library/a:1", &id).unwrap();
+        index.remove(&id).unwrap();
+        assert!(index.set_ref("docker.io/library/a:2", &id).is_err());
+        assert!(index.target("docker.io/library/a:1").is_none());
+    }
+
+    #[test]
+    fn references_are_found_by_image_as_they_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = ImageIndex::open(dir.path()).unwrap();
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        index.put(record(&a)).unwrap();
+        index.put(record(&b)).unwrap();
+        let pinned = format!("docker.io/library/x@sha256:{}", "c".repeat(64));
+        index.set_ref("docker.io/library/x:1", &a).unwrap();
+        index.set_ref(&pinned, &a).unwrap();
+        assert_eq!(
+            index.get(&a).unwrap().repo_tags,
+            vec!["docker.io/library/x:1"]
+        );
+        assert_eq!(
+            index.set_ref("docker.io/library/x:1", &b).unwrap(),
+            Some(a.clone())
+        );
+        assert_eq!(index.refs_of(&a), vec![pinned.clone()]);
+        assert_eq!(index.refs_of(&b), vec!["docker.io/library/x:1"]);
+        index.remove_ref(&pinned).unwrap();
+        assert!(!index.is_referenced(&a));
+        let reopened = ImageIndex::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened.get(&b).unwrap().repo_tags,
+            vec!["docker.io/library/x:1"]
+        );
+    }
 }

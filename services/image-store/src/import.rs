@@ -1,7 +1,5 @@
 //! `docker import`: a root filesystem tar (plain or compressed) becomes a one-layer image.
 
-use std::io::Read;
-
 use bytes::Bytes;
 use serde_json::{json, Value};
 use wharf_bus::image::{ImageImport, ImageRecord};
@@ -14,9 +12,21 @@ use crate::store::{Events, ImageStore};
 /// What import writes as `docker_version`.
 pub const DOCKER_VERSION: &str = "28.0.0";
 
-pub fn import<R: Read>(
+/// Imports the root filesystem tar `input` (plain or compressed).
+pub fn import<R: std::io::Read>(
     store: &ImageStore,
-    mut input: R,
+    input: R,
+    req: &ImageImport,
+    events: &mut Events,
+) -> Result<ImageRecord, BusError> {
+    import_chunks(store, crate::chunks::chunks(input, 512 << 10), req, events)
+}
+
+/// Like [`import`], with the input as the chunks of an upload, taken as they arrive (an error
+/// ends the import).
+pub fn import_chunks(
+    store: &ImageStore,
+    chunks: impl IntoIterator<Item = std::io::Result<Bytes>>,
     req: &ImageImport,
     events: &mut Events,
 ) -> Result<ImageRecord, BusError> {
@@ -40,15 +50,10 @@ pub fn import<R: Read>(
         media_type: None,
         scan: ScanMode::Layer,
     })?;
-    let mut buf = vec![0u8; 512 << 10];
-    loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(|e| crate::bus_error_from_io(e, "cannot read the imported archive"))?;
-        if n == 0 {
-            break;
-        }
-        ingest.write(Bytes::copy_from_slice(&buf[..n]))?;
+    for chunk in chunks {
+        let chunk =
+            chunk.map_err(|e| crate::bus_error_from_io(e, "cannot read the imported archive"))?;
+        ingest.write(chunk)?;
     }
     let layer = ingest
         .commit()?
@@ -75,12 +80,9 @@ pub fn import<R: Read>(
     }
     let raw = serde_json::to_vec(&image).map_err(|e| BusError::internal(e.to_string()))?;
     let config_blob = store.blobs.put(&raw, None)?;
-    let rec = store.create(&config_blob.blob.digest, vec![layer], None)?;
-    if let Some(key) = target {
-        store.tag_id(&rec.id, &key, events)?;
-    }
+    let tags: Vec<String> = target.into_iter().collect();
+    let created = store.create(&config_blob.blob.digest, vec![layer], None, &tags, events)?;
+    let rec = created.image;
     events.push(store.event("import", &rec.id, &rec.id));
-    store
-        .get(&rec.id)
-        .ok_or_else(|| BusError::internal("imported image vanished"))
+    Ok(rec)
 }

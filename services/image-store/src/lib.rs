@@ -8,8 +8,8 @@ pub mod archive_load;
 pub mod blob_store;
 pub mod bus;
 pub mod changes;
+mod chunks;
 pub mod compression;
-pub mod digest;
 pub mod filters;
 mod fsutil;
 pub mod image_index;
@@ -38,13 +38,11 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
 /// An I/O failure as a [`wharf_bus::BusError`]: a bus error carried inside (a stream that
 /// failed) comes back as it was; anything else is described with `context`.
 pub(crate) fn bus_error_from_io(err: std::io::Error, context: &str) -> wharf_bus::BusError {
-    if err
-        .get_ref()
-        .map(|e| e.is::<wharf_bus::BusError>())
-        .unwrap_or(false)
-    {
-        return wharf_bus::error::from_io(err);
-    }
+    // One check, as `wharf_bus::error::from_io` makes it, but keeping `context` for the rest.
+    let err = match err.downcast::<wharf_bus::BusError>() {
+        Ok(carried) => return carried,
+        Err(err) => err,
+    };
     match err.kind() {
         std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
             wharf_bus::BusError::invalid(format!("{context}: {err}"))

@@ -2,10 +2,12 @@
 //! resolving, listing, deleting and pruning images. Mutations report the events dockerd would
 //! log into an [`Events`] list; the bus adapter publishes them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::RwLock;
+use std::time::Duration;
 
+use wharf_bus::digest::{self, short_id};
 use wharf_bus::image::{
     BlobRefTyped, DeleteItem, ImageCommit, ImageDelete, ImageList, ImagePrune, ImageRecord,
     ImageTag, LayerInfo, PruneReport,
@@ -13,8 +15,7 @@ use wharf_bus::image::{
 use wharf_bus::reference::{self, Reference};
 use wharf_bus::BusError;
 
-use crate::blob_store::{BlobStore, LayerMeta};
-use crate::digest::{self, short_id};
+use crate::blob_store::{BlobStore, BlobVersion, LayerMeta, GC_GRACE};
 use crate::filters;
 use crate::image_index::{self, reference_key, ImageIndex};
 
@@ -34,6 +35,26 @@ pub type Events = Vec<ImageEvent>;
 pub struct ImageStore {
     pub blobs: BlobStore,
     index: RwLock<ImageIndex>,
+    /// The lease rule's grace period (see [`crate::blob_store`]).
+    gc_grace: Duration,
+}
+
+/// An image recorded by [`ImageStore::create`].
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The record, with its references.
+    pub image: ImageRecord,
+    /// For each tag asked for, in order: the image that held it before, if another.
+    pub retagged_from: Vec<Option<String>>,
+}
+
+/// An image checked against its blobs, ready to be recorded.
+struct Prepared {
+    id: String,
+    config: serde_json::Value,
+    config_size: u64,
+    layers: Vec<LayerMeta>,
+    manifest: Option<BlobRefTyped>,
 }
 
 fn internal(e: impl std::fmt::Display) -> BusError {
@@ -51,8 +72,9 @@ fn user_of<'a>(in_use: &'a BTreeMap<String, String>, id: &str) -> Option<&'a Str
         .or_else(|| in_use.get(id.strip_prefix("sha256:").unwrap_or(id)))
 }
 
+/// A delete conflict that `force` overrides. (dockerd's "cannot be forced" conflict, an image
+/// used by a running container, needs container states the request does not carry.)
 struct Conflict {
-    hard: bool,
     used: bool,
     message: String,
 }
@@ -60,13 +82,8 @@ struct Conflict {
 impl Conflict {
     fn error(&self, id: &str) -> BusError {
         BusError::conflict(format!(
-            "conflict: unable to delete {} ({}) - {}",
+            "conflict: unable to delete {} (must be forced) - {}",
             short_id(id),
-            if self.hard {
-                "cannot be forced"
-            } else {
-                "must be forced"
-            },
             self.message
         ))
     }
@@ -77,7 +94,15 @@ impl ImageStore {
         Ok(ImageStore {
             blobs: BlobStore::open(root)?,
             index: RwLock::new(ImageIndex::open(root)?),
+            gc_grace: GC_GRACE,
         })
+    }
+
+    /// Changes the lease rule's grace period ([`GC_GRACE`] by default); zero lets garbage
+    /// collection take unreferenced blobs at once.
+    pub fn with_gc_grace(mut self, grace: Duration) -> Self {
+        self.gc_grace = grace;
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, ImageIndex> {
@@ -91,7 +116,7 @@ impl ImageStore {
     pub fn event(&self, action: &str, id: &str, name: &str) -> ImageEvent {
         let labels = self
             .read()
-            .get(id)
+            .record(id)
             .map(|r| filters::config_labels(&r.config))
             .unwrap_or_default();
         event_with_labels(action, id, name, labels)
@@ -140,59 +165,96 @@ impl ImageStore {
                 Ok(reference_key(&r))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rec = self.create(&req.config, layers, req.manifest.clone())?;
+        let image = self.prepare(&req.config, layers, req.manifest.clone())?;
+        // One write guard from record to references: a prune never sees the image untagged.
         let mut index = self.write();
+        let id = self.create_locked(&mut index, image)?;
         for key in digests {
-            index.set_ref(&key, &rec.id).map_err(internal)?;
+            index.set_ref(&key, &id)?;
         }
         for key in tags {
-            self.move_tag(&mut index, &key, &rec.id, events)?;
+            self.move_tag(&mut index, &key, &id, events)?;
         }
-        index.get(&rec.id).ok_or_else(|| internal("image vanished"))
+        index.get(&id).ok_or_else(|| internal("image vanished"))
     }
 
-    /// Records an image from stored blobs (no references). Checks the config against the
-    /// layers; an image already known keeps its first store time.
+    /// Records an image from stored blobs and points the tag keys `tags` at it (in one step,
+    /// so no prune sees it untagged). Checks the config against the layers; an image already
+    /// known keeps its first store time.
     pub fn create(
         &self,
         config_digest: &str,
         layers: Vec<LayerMeta>,
         manifest: Option<BlobRefTyped>,
-    ) -> Result<ImageRecord, BusError> {
+        tags: &[String],
+        events: &mut Events,
+    ) -> Result<Created, BusError> {
+        let image = self.prepare(config_digest, layers, manifest)?;
+        let mut index = self.write();
+        let id = self.create_locked(&mut index, image)?;
+        let retagged_from = tags
+            .iter()
+            .map(|key| self.move_tag(&mut index, key, &id, events))
+            .collect::<Result<_, _>>()?;
+        let image = index.get(&id).ok_or_else(|| internal("image vanished"))?;
+        Ok(Created {
+            image,
+            retagged_from,
+        })
+    }
+
+    /// The checks that need no lock: the config is read, parsed and matched to the layers.
+    fn prepare(
+        &self,
+        config_digest: &str,
+        layers: Vec<LayerMeta>,
+        manifest: Option<BlobRefTyped>,
+    ) -> Result<Prepared, BusError> {
         digest::sha256_hex(config_digest)?;
         let raw = self.blobs.read_small(config_digest, MAX_CONFIG_SIZE)?;
         let config = parse_config(&raw)?;
         check_diff_ids(&config, &layers)?;
-        let id = config_digest.to_string();
-        let mut index = self.write();
-        // Re-checked under the lock: a delete's garbage collection may have run meanwhile.
-        for blob in std::iter::once(config_digest)
-            .chain(layers.iter().map(|l| l.info.digest.as_str()))
-            .chain(manifest.iter().map(|m| m.digest.as_str()))
+        Ok(Prepared {
+            id: config_digest.to_string(),
+            config,
+            config_size: raw.len() as u64,
+            layers,
+            manifest,
+        })
+    }
+
+    /// Stores the record of a prepared image under the caller's write guard; returns its ID.
+    fn create_locked(&self, index: &mut ImageIndex, image: Prepared) -> Result<String, BusError> {
+        // Re-checked under the lock: a garbage collection may have run since `prepare`.
+        for blob in std::iter::once(image.id.as_str())
+            .chain(image.layers.iter().map(|l| l.info.digest.as_str()))
+            .chain(image.manifest.iter().map(|m| m.digest.as_str()))
         {
             self.blobs.stat(blob)?;
         }
-        let previous = index.get(&id);
+        let previous = index.record(&image.id);
         let rec = ImageRecord {
-            id: id.clone(),
+            id: image.id.clone(),
             repo_tags: vec![],
             repo_digests: vec![],
-            size: layers.iter().map(|l| l.info.unpacked_size).sum(),
-            layers: layers
+            size: image.layers.iter().map(|l| l.info.unpacked_size).sum(),
+            manifest: image
+                .manifest
+                .or_else(|| previous.and_then(|p| p.manifest.clone())),
+            layers: image
+                .layers
                 .into_iter()
                 .map(|l| l.info)
                 .collect::<Vec<LayerInfo>>(),
-            manifest: manifest.or_else(|| previous.as_ref().and_then(|p| p.manifest.clone())),
-            config,
-            config_size: raw.len() as u64,
+            config: image.config,
+            config_size: image.config_size,
             stored_at: previous
-                .as_ref()
                 .map(|p| p.stored_at.clone())
                 .unwrap_or_else(now_rfc3339),
-            last_tag_time: previous.as_ref().and_then(|p| p.last_tag_time.clone()),
+            last_tag_time: previous.and_then(|p| p.last_tag_time.clone()),
         };
-        index.put(rec.clone()).map_err(internal)?;
-        Ok(rec)
+        index.put(rec).map_err(internal)?;
+        Ok(image.id)
     }
 
     /// Points the tag `key` at `id`; returns the image that held it before, if another.
@@ -203,13 +265,13 @@ impl ImageStore {
         id: &str,
         events: &mut Events,
     ) -> Result<Option<String>, BusError> {
-        let old = index.set_ref(key, id).map_err(internal)?;
+        let old = index.set_ref(key, id)?;
         let now = now_rfc3339();
         index
             .update(id, |r| r.last_tag_time = Some(now))
             .map_err(internal)?;
         let labels = index
-            .get(id)
+            .record(id)
             .map(|r| filters::config_labels(&r.config))
             .unwrap_or_default();
         events.push(event_with_labels(
@@ -219,21 +281,6 @@ impl ImageStore {
             labels,
         ));
         Ok(old.filter(|o| o != id))
-    }
-
-    /// Tags an image in place; returns the image that held the tag before, if another.
-    pub fn tag_id(
-        &self,
-        id: &str,
-        target: &str,
-        events: &mut Events,
-    ) -> Result<Option<String>, BusError> {
-        let key = parse_tag(target)?;
-        let mut index = self.write();
-        if !index.contains(id) {
-            return Err(image_index::no_such_image(id));
-        }
-        self.move_tag(&mut index, &key, id, events)
     }
 
     pub fn tag(&self, req: &ImageTag, events: &mut Events) -> Result<(), BusError> {
@@ -254,7 +301,7 @@ impl ImageStore {
         let index = self.read();
         let created_of = |name: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, BusError> {
             let id = index.resolve(name)?;
-            Ok(index.get(&id).and_then(|r| filters::created(&r.config)))
+            Ok(index.record(&id).and_then(|r| filters::created(&r.config)))
         };
         let mut before: Option<chrono::DateTime<chrono::Utc>> = None;
         for v in f.get("before").into_iter().flatten() {
@@ -273,10 +320,15 @@ impl ImageStore {
                 since = Some(since.map_or(t, |s| s.max(t)));
             }
         }
-        let patterns = f.get("reference").cloned().unwrap_or_default();
+        let patterns = f
+            .get("reference")
+            .into_iter()
+            .flatten()
+            .map(|p| filters::Glob::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let labels = f.get("label").cloned().unwrap_or_default();
         let mut out = Vec::new();
-        for mut rec in index.all() {
+        for rec in index.records() {
             let created = filters::created(&rec.config);
             if let Some(b) = before {
                 if created.is_none_or(|c| c >= b) {
@@ -293,22 +345,10 @@ impl ImageStore {
             {
                 continue;
             }
+            let mut rec = index.with_refs(rec);
             if !patterns.is_empty() {
-                let keep = |r: &String| reference_matches(&patterns, r);
-                let mut tags = Vec::new();
-                for r in rec.repo_tags.drain(..) {
-                    if keep(&r)? {
-                        tags.push(r);
-                    }
-                }
-                let mut digests = Vec::new();
-                for r in rec.repo_digests.drain(..) {
-                    if keep(&r)? {
-                        digests.push(r);
-                    }
-                }
-                rec.repo_tags = tags;
-                rec.repo_digests = digests;
+                rec.repo_tags.retain(|r| reference_matches(&patterns, r));
+                rec.repo_digests.retain(|r| reference_matches(&patterns, r));
             }
             if rec.repo_tags.is_empty() && rec.repo_digests.is_empty() {
                 if (f.contains_key("dangling") && !dangling_only) || !patterns.is_empty() {
@@ -330,22 +370,26 @@ impl ImageStore {
         events: &mut Events,
     ) -> Result<Vec<DeleteItem>, BusError> {
         let mut index = self.write();
-        let (items, _) = self.delete_locked(&mut index, req, events)?;
+        let items = self.delete_locked(&mut index, req, events)?;
+        if items.iter().any(|i| matches!(i, DeleteItem::Deleted(_))) {
+            self.collect_garbage(&index)?;
+        }
         Ok(items)
     }
 
+    /// Removes references or the image; the caller collects garbage afterwards.
     fn delete_locked(
         &self,
         index: &mut ImageIndex,
         req: &ImageDelete,
         events: &mut Events,
-    ) -> Result<(Vec<DeleteItem>, u64), BusError> {
+    ) -> Result<Vec<DeleteItem>, BusError> {
         let id = index.resolve(&req.name)?;
         let mut items = Vec::new();
         let mut refs = index.refs_of(&id);
         let user = user_of(&req.in_use, &id);
         let labels = index
-            .get(&id)
+            .record(&id)
             .map(|r| filters::config_labels(&r.config))
             .unwrap_or_default();
         let untag_event = || event_with_labels("untag", &id, &id, labels.clone());
@@ -383,7 +427,7 @@ impl ImageStore {
                 }
             }
             if !refs.is_empty() {
-                return Ok((items, 0));
+                return Ok(items);
             }
             quiet = true;
         } else if is_single_reference(&refs) {
@@ -398,8 +442,8 @@ impl ImageStore {
         }
         // What is left: delete the image itself unless something still holds it.
         if let Some(c) = self.conflict(index, &id, user, req.force, true) {
-            if quiet && (!index.refs_of(&id).is_empty() || c.used) {
-                return Ok((items, 0));
+            if quiet && (index.is_referenced(&id) || c.used) {
+                return Ok(items);
             }
             return Err(c.error(&id));
         }
@@ -408,15 +452,10 @@ impl ImageStore {
             events.push(untag_event());
             items.push(DeleteItem::Untagged(reference::familiarize(&r)));
         }
-        let rec = index.get(&id);
         index.remove(&id).map_err(internal)?;
         events.push(event_with_labels("delete", &id, &id, labels.clone()));
         items.push(DeleteItem::Deleted(id.clone()));
-        let freed = match rec {
-            Some(rec) => self.collect_garbage(index, &rec)?,
-            None => 0,
-        };
-        Ok((items, freed))
+        Ok(items)
     }
 
     /// dockerd's delete conflicts. `in_use` holds containers of unknown state: they count as
@@ -432,35 +471,47 @@ impl ImageStore {
         if force {
             return None;
         }
-        if active_refs && !index.refs_of(id).is_empty() {
+        if active_refs && index.is_referenced(id) {
             return Some(Conflict {
-                hard: false,
                 used: false,
                 message: "image is referenced in multiple repositories".into(),
             });
         }
         user.map(|c| Conflict {
-            hard: false,
             used: true,
             message: format!("image is being used by stopped container {}", short_id(c)),
         })
     }
 
-    /// Removes the blobs of a deleted image that no remaining image references.
-    fn collect_garbage(&self, index: &ImageIndex, gone: &ImageRecord) -> Result<u64, BusError> {
-        let mut referenced = BTreeSet::new();
-        for id in index.ids() {
-            if let Some(rec) = index.get(id) {
-                referenced.extend(blobs_of(&rec));
-            }
-        }
+    /// Removes the blobs no image references, under the lease rule: a blob stored or touched
+    /// within the grace period stays (a pull or load may be about to commit it) and goes in a
+    /// later collection. Runs under the index write guard, so no commit interleaves.
+    fn collect_garbage(&self, index: &ImageIndex) -> Result<u64, BusError> {
+        let referenced: HashSet<&str> = index.records().flat_map(blobs_of).collect();
         let mut freed = 0;
-        for blob in blobs_of(gone) {
-            if !referenced.contains(&blob) {
-                freed += self.blobs.delete(&blob)?;
+        for blob in self.blobs.digests()? {
+            if !referenced.contains(blob.as_str()) {
+                freed += self.blobs.delete_idle(&blob, self.gc_grace)?;
             }
         }
         Ok(freed)
+    }
+
+    /// Deletes the blobs `created` (by a load that gave up on them, say) that no image
+    /// references and nobody stored or touched since: under the index write guard, so an image
+    /// committed meanwhile keeps them.
+    pub fn drop_unused_blobs(
+        &self,
+        created: &BTreeMap<String, BlobVersion>,
+    ) -> Result<(), BusError> {
+        let index = self.write();
+        let referenced: HashSet<&str> = index.records().flat_map(blobs_of).collect();
+        for (blob, version) in created {
+            if !referenced.contains(blob.as_str()) {
+                self.blobs.delete_version(blob, *version)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn prune(&self, req: &ImagePrune, events: &mut Events) -> Result<PruneReport, BusError> {
@@ -476,7 +527,8 @@ impl ImageStore {
         let not_labels = f.get("label!").cloned().unwrap_or_default();
         let mut index = self.write();
         let mut report = PruneReport::default();
-        for rec in index.all() {
+        let mut doomed: Vec<Vec<String>> = Vec::new();
+        for rec in index.records() {
             if let Some(u) = until {
                 if filters::created(&rec.config).is_none_or(|c| c > u) {
                     continue;
@@ -494,13 +546,13 @@ impl ImageStore {
                 continue;
             }
             let refs = index.refs_of(&rec.id);
-            let names: Vec<String> = if refs.is_empty() {
-                vec![rec.id.clone()]
+            if refs.is_empty() {
+                doomed.push(vec![rec.id.clone()]);
             } else if !dangling_only || !refs.iter().any(|r| !r.contains('@')) {
-                refs
-            } else {
-                continue;
-            };
+                doomed.push(refs);
+            }
+        }
+        for names in doomed {
             for name in names {
                 let del = ImageDelete {
                     name,
@@ -509,14 +561,12 @@ impl ImageStore {
                     in_use: req.in_use.clone(),
                 };
                 match self.delete_locked(&mut index, &del, events) {
-                    Ok((items, freed)) => {
-                        report.deleted.extend(items);
-                        report.space_reclaimed += freed;
-                    }
+                    Ok(items) => report.deleted.extend(items),
                     Err(e) => tracing::debug!("prune skips {}: {}", del.name, e.message),
                 }
             }
         }
+        report.space_reclaimed = self.collect_garbage(&index)?;
         let mut attributes = BTreeMap::new();
         attributes.insert("reclaimed".into(), report.space_reclaimed.to_string());
         events.push(ImageEvent {
@@ -549,11 +599,6 @@ pub fn parse_tag(target: &str) -> Result<String, BusError> {
     if r.digest.is_some() {
         return Err(BusError::invalid(
             "refusing to create a tag with a digest reference",
-        ));
-    }
-    if digest::is_hex64(r.path.rsplit('/').next().unwrap_or_default()) && r.path.len() == 64 {
-        return Err(BusError::invalid(
-            "refusing to create an ambiguous tag using digest algorithm as name",
         ));
     }
     Ok(reference_key(&r))
@@ -595,32 +640,24 @@ fn is_single_reference(refs: &[String]) -> bool {
     canonical.len() == 1 && canonical.contains(&ref_name(single))
 }
 
-fn reference_matches(patterns: &[String], full: &str) -> Result<bool, BusError> {
+fn reference_matches(patterns: &[filters::Glob], full: &str) -> bool {
     let Ok(r) = Reference::parse(full) else {
-        return Ok(false);
+        return false;
     };
     let tag_only = match &r.tag {
         Some(_) => r.to_string(),
         None => r.clone().with_default_tag().to_string(),
     };
     let targets = [r.familiar(), r.familiar_name(), tag_only, r.name()];
-    for p in patterns {
-        for t in &targets {
-            if filters::glob_match(p, t)? {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
+    patterns
+        .iter()
+        .any(|p| targets.iter().any(|t| p.matches(t)))
 }
 
-fn blobs_of(rec: &ImageRecord) -> Vec<String> {
-    let mut v = vec![rec.id.clone()];
-    v.extend(rec.layers.iter().map(|l| l.digest.clone()));
-    if let Some(m) = &rec.manifest {
-        v.push(m.digest.clone());
-    }
-    v
+fn blobs_of(rec: &ImageRecord) -> impl Iterator<Item = &str> {
+    std::iter::once(rec.id.as_str())
+        .chain(rec.layers.iter().map(|l| l.digest.as_str()))
+        .chain(rec.manifest.iter().map(|m| m.digest.as_str()))
 }
 
 /// Parses a Docker/OCI image config; it must list the layers' diff IDs.

@@ -7,10 +7,11 @@ use std::io::Write;
 
 use common::*;
 use serde_json::json;
+use wharf_bus::digest;
 use wharf_bus::image::ImageImport;
 use wharf_bus::ErrorKind;
 use wharf_image_store::store::{Events, ImageStore};
-use wharf_image_store::{archive_export, archive_load, digest, import};
+use wharf_image_store::{archive_export, archive_load, import};
 
 fn save(store: &ImageStore, names: &[&str]) -> Vec<u8> {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
@@ -97,7 +98,7 @@ fn save_writes_an_oci_layout_with_manifest_json_and_uncompressed_layers() {
     let layer_path = manifest[0]["Layers"][0].as_str().unwrap();
     let layer = read_member(&tar, layer_path);
     // Uncompressed: its digest is the diff ID.
-    assert_eq!(digest::of_bytes(&layer), rec.layers[0].diff_id);
+    assert_eq!(digest::sha256_of(&layer), rec.layers[0].diff_id);
     let index: serde_json::Value =
         serde_json::from_slice(&read_member(&tar, "index.json")).unwrap();
     assert_eq!(
@@ -178,7 +179,7 @@ fn loading_over_an_existing_tag_renames_the_old_image_like_dockerd() {
 /// dockerd 20.10's `docker save`: `<v1 id>/layer.tar`, `<v1 id>/json`, `<config hex>.json`,
 /// `manifest.json`, `repositories`, with a repeated layer stored as a symlink.
 fn legacy_archive(layer_tar: &[u8], config: &[u8], tag: &str) -> Vec<u8> {
-    let config_hex = &digest::of_bytes(config)[7..];
+    let config_hex = &digest::sha256_of(config)[7..];
     let v1a = "a".repeat(64);
     let v1b = "b".repeat(64);
     let manifest = json!([{
@@ -202,7 +203,7 @@ fn legacy_archive(layer_tar: &[u8], config: &[u8], tag: &str) -> Vec<u8> {
 #[test]
 fn load_accepts_dockerd_20_10_legacy_archives_with_symlinked_layers() {
     let layer = tar_of(&[("bin/tool", &[5u8; 3000])]);
-    let diff = digest::of_bytes(&layer);
+    let diff = digest::sha256_of(&layer);
     let config = config_json(
         &[diff.clone(), diff.clone()],
         "2023-01-01T00:00:00Z",
@@ -213,7 +214,7 @@ fn load_accepts_dockerd_20_10_legacy_archives_with_symlinked_layers() {
     let report = archive_load::load(&s, &archive[..], &mut Events::new()).unwrap();
     assert_eq!(report.lines, vec!["Loaded image: old:tag"]);
     let rec = s.resolve("old:tag").unwrap();
-    assert_eq!(rec.id, digest::of_bytes(&config));
+    assert_eq!(rec.id, digest::sha256_of(&config));
     assert_eq!(rec.layers.len(), 2);
     assert_eq!(
         rec.layers[0].digest, diff,
@@ -225,10 +226,10 @@ fn load_accepts_dockerd_20_10_legacy_archives_with_symlinked_layers() {
 #[test]
 fn load_accepts_a_plain_oci_layout_with_gzip_layers() {
     let layer = gzip(&tar_of(&[("f", b"oci")]));
-    let layer_d = digest::of_bytes(&layer);
-    let diff = digest::of_bytes(&tar_of(&[("f", b"oci")]));
+    let layer_d = digest::sha256_of(&layer);
+    let diff = digest::sha256_of(&tar_of(&[("f", b"oci")]));
     let config = config_json(&[diff], "2023-01-01T00:00:00Z", json!(null));
-    let config_d = digest::of_bytes(&config);
+    let config_d = digest::sha256_of(&config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -236,7 +237,7 @@ fn load_accepts_a_plain_oci_layout_with_gzip_layers() {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_d, "size": layer.len()}],
     }))
     .unwrap();
-    let manifest_d = digest::of_bytes(&manifest);
+    let manifest_d = digest::sha256_of(&manifest);
     let index = json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_d, "size": manifest.len(),
         "annotations": {"io.containerd.image.name": "docker.io/library/oci:1"}}]});
@@ -412,4 +413,20 @@ fn loads_a_real_docker_save_and_exports_it_back() {
         archive_export::write(&s, &plan, &mut f, &mut Events::new()).unwrap();
         f.flush().unwrap();
     }
+}
+
+#[test]
+fn load_refuses_archives_whose_metadata_together_exceeds_the_memory_budget() {
+    // Each member is under the per-file cap; together they are more than a load keeps in RAM.
+    let member = vec![b' '; 7 << 20];
+    let mut b = ArchiveBuilder::new();
+    for i in 0..6 {
+        b = b.file(&format!("{i}.json"), &member);
+    }
+    let (_d, s) = open();
+    let err = archive_load::load(&s, &b.finish()[..], &mut Events::new()).unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (ErrorKind::Invalid, "invalid archive: metadata too large")
+    );
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use wharf_bus::digest;
 use wharf_bus::image::{BlobInfo, BlobIngest, BlobIngested, BlobRead, BlobRef, ImageResolve};
 use wharf_bus::stream::{Receiver, Sender};
 use wharf_bus::subjects::{group, image_store as ep, subject};
 use wharf_bus::ErrorKind;
-use wharf_image_store::{bus, digest, store::ImageStore};
+use wharf_image_store::{bus, store::ImageStore};
 
 /// A nats-server on a free loopback port, killed (by its PID) when dropped.
 struct Nats {
@@ -76,7 +77,7 @@ async fn blobs_stream_in_and_out_over_real_nats_and_errors_keep_their_kind() {
         .collect();
     let tar = common::tar_of(&[("big", &data)]);
     let layer = common::gzip(&tar);
-    let d = digest::of_bytes(&layer);
+    let d = digest::sha256_of(&layer);
     let req = BlobIngest {
         digest: d.clone(),
         size: Some(layer.len() as u64),
@@ -94,7 +95,7 @@ async fn blobs_stream_in_and_out_over_real_nats_and_errors_keep_their_kind() {
     assert_eq!(done.blob.size, layer.len() as u64);
     assert!(layer.len() > 5 << 20);
     let info = done.layer.unwrap();
-    assert_eq!(info.diff_id, digest::of_bytes(&tar));
+    assert_eq!(info.diff_id, digest::sha256_of(&tar));
     assert_eq!(info.unpacked_size, 6_000_000);
 
     let stat: BlobInfo = wharf_bus::call(
@@ -187,5 +188,55 @@ async fn blobs_stream_in_and_out_over_real_nats_and_errors_keep_their_kind() {
         (err.kind, err.message.as_str()),
         (ErrorKind::NotFound, "No such image: nope:latest")
     );
+    drop(nats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_with_data_after_the_archive_answers_once_the_upload_ends() {
+    // `cat a.tar b.tar | docker load`: the loader stops at the first end-of-archive marker; the
+    // service must still take the rest of the upload before it answers.
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ImageStore::open(dir.path()).unwrap());
+    let mut events = wharf_image_store::store::Events::new();
+    common::image(
+        &store,
+        b"first",
+        "2024-01-01T00:00:00Z",
+        &["docker.io/library/first:1"],
+        &mut events,
+    );
+    let plan = wharf_image_store::archive_export::plan(&store, &["first:1".to_string()]).unwrap();
+    let mut archive = Vec::new();
+    wharf_image_store::archive_export::write(&store, &plan, &mut archive, &mut events).unwrap();
+    let mut trailing = archive.clone();
+    trailing.extend(std::iter::repeat_n(0x5au8, 24 << 20));
+
+    let other = tempfile::tempdir().unwrap();
+    let target = Arc::new(ImageStore::open(other.path()).unwrap());
+    let service_client = async_nats::connect(&nats.url).await.unwrap();
+    let _running = bus::serve(service_client, target.clone()).await.unwrap();
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let (mut tx, _) = Sender::open(
+        &client,
+        &subj(ep::IMAGE_LOAD),
+        serde_json::to_vec(&wharf_bus::image::ImageLoad::default())
+            .unwrap()
+            .into(),
+    )
+    .await
+    .unwrap();
+    for chunk in archive
+        .iter()
+        .chain(trailing.iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .chunks(512 << 10)
+    {
+        tx.send(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    let report: wharf_bus::image::LoadReport = tx.finish_json().await.unwrap();
+    assert_eq!(report.lines, vec!["Loaded image: first:1"]);
+    assert!(target.resolve("first:1").is_ok());
     drop(nats);
 }

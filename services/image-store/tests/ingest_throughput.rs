@@ -8,8 +8,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use bytes::Bytes;
+use wharf_bus::digest;
 use wharf_image_store::blob_store::{BlobStore, IngestSpec};
-use wharf_image_store::digest;
 
 /// A tar of files that compress roughly 2.4:1, like typical distribution layers.
 fn layer_tar(total: usize) -> Vec<u8> {
@@ -56,7 +56,7 @@ fn a_gzip_layer_ingests_about_as_fast_as_zlib_alone_inflates_it() {
             e.finish().unwrap()
         }
     };
-    let d = digest::of_bytes(&gz);
+    let d = digest::sha256_of(&gz);
     println!("layer: {} MB gzip", gz.len() / 1_000_000);
     let chunks: Vec<Bytes> = gz.chunks(512 << 10).map(Bytes::copy_from_slice).collect();
     let dir = tempfile::tempdir().unwrap();
@@ -105,7 +105,7 @@ fn ingest_phases_timing() {
     std::io::copy(&mut dec, &mut std::io::sink()).unwrap();
     println!("gunzip only: {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    let _ = digest::of_bytes(&tar);
+    let _ = digest::sha256_of(&tar);
     println!("sha256 of tar: {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     wharf_image_store::layer_scan::scan(&gz[..]).unwrap();

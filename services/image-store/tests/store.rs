@@ -591,3 +591,88 @@ fn metadata_survives_a_restart() {
     assert_eq!(rec.size, 1);
     assert_eq!(rec.layers.len(), 1);
 }
+
+#[test]
+fn a_commit_racing_prune_always_ends_tagged_and_intact() {
+    // Prune runs in a loop while images are committed with a tag: no commit may see its new
+    // (briefly untagged) image pruned, nor leave a tag pointing at a removed image. (The
+    // default grace period keeps the blobs of each commit-to-be.)
+    let dir = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(dir.path()).unwrap();
+    let s = std::sync::Arc::new(s);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                s.prune(&ImagePrune::default(), &mut Events::new()).unwrap();
+            }
+        })
+    };
+    for i in 0..60 {
+        let tag = format!("docker.io/library/race:{i}");
+        let (layer, diff_id) = put_layer(&s, &tar_of(&[("file", format!("{i}").as_bytes())]));
+        let config = config_json(&[diff_id], "2024-01-01T00:00:00Z", json!(null));
+        let c = s.blobs.put(&config, None).unwrap().blob.digest;
+        let rec = s
+            .commit(
+                &ImageCommit {
+                    config: c,
+                    layers: vec![LayerRef {
+                        digest: layer.clone(),
+                        media_type: GZ.into(),
+                    }],
+                    manifest: None,
+                    tags: vec![tag.clone()],
+                    repo_digests: vec![],
+                },
+                &mut Events::new(),
+            )
+            .unwrap_or_else(|e| panic!("commit {i}: {}", e.message));
+        assert_eq!(rec.repo_tags, vec![tag.clone()]);
+        assert_eq!(s.resolve(&tag).unwrap().id, rec.id);
+        assert!(s.blobs.exists(&layer), "commit {i} lost its layer");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    pruner.join().unwrap();
+}
+
+#[test]
+fn garbage_collection_keeps_blobs_younger_than_the_grace_period() {
+    // A pull may have found a layer "Already exists" (or just ingested it) and not committed
+    // yet: deleting the only image using it must not take the blob away.
+    let dir = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(dir.path()).unwrap();
+    let mut ev = Events::new();
+    let a = image(
+        &s,
+        b"a",
+        "2024-01-01T00:00:00Z",
+        &["docker.io/library/a:1"],
+        &mut ev,
+    );
+    let items = s.delete(&del("a:1", false), &mut ev).unwrap();
+    assert!(items.contains(&DeleteItem::Deleted(a.id.clone())));
+    assert_eq!(s.resolve(&a.id).unwrap_err().kind, ErrorKind::NotFound);
+    assert!(s.blobs.exists(&a.layers[0].digest), "a young layer stays");
+    assert!(s.blobs.exists(&a.id), "a young config stays");
+}
+
+#[test]
+fn reference_filters_with_pathological_patterns_answer_fast_or_are_refused() {
+    let (_d, s) = open();
+    let mut ev = Events::new();
+    let name = format!("docker.io/library/{}:1", "a".repeat(100));
+    image(&s, b"a", "2024-01-01T00:00:00Z", &[&name], &mut ev);
+    let start = std::time::Instant::now();
+    let pattern = format!("{}b", "a*".repeat(60));
+    assert!(list(&s, &[("reference", &pattern)]).unwrap().is_empty());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+    let long = "a".repeat(513);
+    let err = list(&s, &[("reference", &long)]).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Invalid);
+}

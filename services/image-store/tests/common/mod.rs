@@ -5,9 +5,9 @@ use std::io::Write;
 
 use bytes::Bytes;
 use serde_json::json;
+use wharf_bus::digest;
 use wharf_bus::image::{ImageCommit, ImageRecord, LayerRef};
 use wharf_image_store::blob_store::IngestSpec;
-use wharf_image_store::digest;
 use wharf_image_store::store::{Events, ImageStore};
 
 pub const GZ: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -31,16 +31,19 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// A store whose garbage collection takes unreferenced blobs at once (no lease grace period).
 pub fn open() -> (tempfile::TempDir, ImageStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(dir.path()).unwrap();
+    let store = ImageStore::open(dir.path())
+        .unwrap()
+        .with_gc_grace(std::time::Duration::ZERO);
     (dir, store)
 }
 
 /// Stores a gzip layer; returns (blob digest, diff ID).
 pub fn put_layer(store: &ImageStore, tar: &[u8]) -> (String, String) {
     let gz = gzip(tar);
-    let d = digest::of_bytes(&gz);
+    let d = digest::sha256_of(&gz);
     let mut i = store
         .blobs
         .ingest(IngestSpec::for_blob(&d, Some(gz.len() as u64), Some(GZ)))
