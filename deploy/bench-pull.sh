@@ -120,35 +120,61 @@ image=127.0.0.1:$rport/bench/big:latest
 echo "== pushing to $image"
 skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$layout:bench" "docker://$image"
 
-sock=$run_dir/docker.sock
-nport=$(free_port)
-"$wharf" up --data-root "$run_dir/data" -H "unix://$sock" --nats-listen "127.0.0.1:$nport" \
-    > "$run_dir/wharf.log" 2>&1 &
-pids+=($!)
-wharf_host=unix://$sock
-for _ in $(seq 1 600); do
-    DOCKER_HOST=$wharf_host "$docker_cli" version >/dev/null 2>&1 && break
-    sleep 0.1
-done
-DOCKER_HOST=$wharf_host "$docker_cli" version >/dev/null || { tail -30 "$run_dir/wharf.log"; exit 1; }
+# A fresh stack (empty data root) before every Wharf run: image-store keeps unreferenced blobs for a
+# grace period after `rmi` (the lease rule, docs/decisions.md), so a re-pull into the same store
+# would find its layers still there and not measure a cold pull.
+wharf_pid=
+wharf_host=
+fresh_wharf() {
+    if [ -n "$wharf_pid" ]; then
+        kill -TERM "$wharf_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$wharf_pid" 2>/dev/null || break; sleep 0.1; done
+        rm -rf "$run_dir/data"
+    fi
+    local sock=$run_dir/docker.sock nport
+    nport=$(free_port)
+    "$wharf" up --data-root "$run_dir/data" -H "unix://$sock" --nats-listen "127.0.0.1:$nport" \
+        >> "$run_dir/wharf.log" 2>&1 &
+    wharf_pid=$!
+    pids+=("$wharf_pid")
+    wharf_host=unix://$sock
+    for _ in $(seq 1 600); do
+        DOCKER_HOST=$wharf_host "$docker_cli" version >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    tail -30 "$run_dir/wharf.log" >&2
+    exit 1
+}
 
-# Times `docker pull` against $1, $runs times, the image removed before each; prints the median.
+# Times `docker pull` against $1 (or a fresh Wharf when $1 is "wharf"), $runs times, the image
+# removed before each; prints the median.
 bench() {
     local host=$1 name=$2 times=() t0 t1
     for r in $(seq 1 "$runs"); do
-        DOCKER_HOST=$host "$docker_cli" rmi -f "$image" >/dev/null 2>&1 || true
+        if [ "$host" = wharf ]; then
+            fresh_wharf
+            host_now=$wharf_host
+        else
+            host_now=$host
+            DOCKER_HOST=$host "$docker_cli" rmi -f "$image" >/dev/null 2>&1 || true
+        fi
         t0=$(date +%s.%N)
-        DOCKER_HOST=$host "$docker_cli" pull -q "$image" >/dev/null
+        DOCKER_HOST=$host_now "$docker_cli" pull -q "$image" >/dev/null
         t1=$(date +%s.%N)
         times+=("$(echo "$t1 $t0" | awk '{printf "%.3f", $1 - $2}')")
         echo "   $name run $r: ${times[-1]}s" >&2
     done
-    DOCKER_HOST=$host "$docker_cli" rmi -f "$image" >/dev/null 2>&1 || true
+    DOCKER_HOST=$host_now "$docker_cli" rmi -f "$image" >/dev/null 2>&1 || true
+    # bench runs in a subshell: stop its last stack here, the EXIT trap cannot see its PID.
+    if [ "$host" = wharf ]; then
+        kill -TERM "$wharf_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$wharf_pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'
 }
 
 echo "== docker pull against Wharf ($runs runs)"
-wharf_median=$(bench "$wharf_host" wharf)
+wharf_median=$(bench wharf wharf)
 echo "Wharf median: ${wharf_median}s"
 if [ -n "$reference" ]; then
     echo "== docker pull against $reference ($runs runs)"
