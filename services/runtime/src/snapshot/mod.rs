@@ -1,0 +1,32 @@
+//! Layer snapshots of this node: every image layer unpacked once per chain ID into a directory
+//! that overlayfs can use as a lower layer.
+//!
+//! - [`Snapshotter`] (in `snapshotter`): layout, once-only preparation, atomic publication;
+//!   removal of unused snapshots in `gc`.
+//! - [`BlobSource`]: where blobs come from ([`BusBlobSource`] over image-store,
+//!   [`DirBlobSource`] over files).
+//! - `layer_unpack`, `decompress`, `extract`, `beneath`, `entry_path`, `metadata`, `whiteout`:
+//!   turning a hostile layer blob into a directory, never writing outside it.
+
+mod beneath;
+mod blob_source;
+mod chain_id;
+mod channel_reader;
+mod decompress;
+mod entry_path;
+mod error;
+mod extract;
+mod gc;
+mod hashing_reader;
+mod layer_unpack;
+mod metadata;
+mod snapshotter;
+mod whiteout;
+
+pub use blob_source::{BlobSource, BlobStream, BusBlobSource, DirBlobSource};
+pub use chain_id::chain_ids;
+pub use error::{Result, SnapshotError};
+pub use snapshotter::{SnapshotInfo, Snapshotter};
+
+/// The xattr that marks a directory opaque for overlayfs.
+pub const OPAQUE_XATTR: &str = whiteout::OPAQUE_XATTR;
