@@ -6,6 +6,7 @@ pub mod digest;
 pub mod error;
 pub mod events;
 pub mod image;
+pub mod layer;
 pub mod progress;
 pub mod reference;
 pub mod registry;

@@ -10,9 +10,9 @@ use wharf_bus::image::ImageRecord;
 use wharf_bus::reference::{self, Reference};
 use wharf_bus::BusError;
 
-use crate::compression;
 use crate::store::{Events, ImageStore, MAX_CONFIG_SIZE};
 use wharf_bus::digest;
+use wharf_bus::layer as compression;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -14,8 +14,8 @@ use wharf_bus::reference::{self, Reference};
 use wharf_bus::BusError;
 
 use crate::blob_store::{BlobVersion, IngestSpec, Ingested, LayerMeta, ScanMode};
-use crate::compression;
 use crate::store::{parse_tag, Created, Events, ImageStore};
+use wharf_bus::layer as compression;
 
 /// Largest metadata file (`manifest.json`, `index.json`, configs) read into memory.
 pub const MAX_JSON: u64 = 8 << 20;

@@ -22,9 +22,9 @@ use sha2::{Digest as _, Sha256};
 use wharf_bus::image::{BlobInfo, LayerInfo};
 use wharf_bus::BusError;
 
-use crate::compression::{self, Compression};
 use crate::layer_scan::{self, LayerDigest, PipelinedScan};
 use wharf_bus::digest;
+use wharf_bus::layer::{self as compression, Compression};
 
 /// What the store keeps about a layer blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

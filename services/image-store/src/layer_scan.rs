@@ -12,9 +12,8 @@ use std::sync::mpsc;
 use std::thread;
 
 use bytes::{Bytes, BytesMut};
-use sha2::{Digest as _, Sha256};
 
-use crate::compression::{self, Compression};
+use wharf_bus::layer::{self as compression, Compression, HashingReader};
 
 /// What a layer's tar stream says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,11 +58,7 @@ pub fn scan<R: Read + Send>(input: R) -> io::Result<LayerDigest> {
 }
 
 fn scan_tar<R: Read>(plain: R, compression: Compression) -> io::Result<LayerDigest> {
-    let hashing = HashingReader {
-        inner: plain,
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let hashing = HashingReader::new(plain);
     // Large buffered reads keep the hasher on big chunks while the tar parser reads headers
     // 512 bytes at a time.
     let mut buffered = BufReader::with_capacity(1 << 20, hashing);
@@ -72,9 +67,9 @@ fn scan_tar<R: Read>(plain: R, compression: Compression) -> io::Result<LayerDige
     io::copy(&mut buffered, &mut io::sink()).map_err(invalid)?;
     let hashing = buffered.into_inner();
     Ok(LayerDigest {
-        diff_id: wharf_bus::digest::finish(hashing.hasher),
+        diff_id: hashing.digest(),
         unpacked_size,
-        tar_size: hashing.count,
+        tar_size: hashing.count(),
         compression,
     })
 }
@@ -125,21 +120,6 @@ fn normalize(path: &[u8]) -> Vec<u8> {
         }
     }
     out.join(&b'/')
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
 }
 
 /// A `Read` over chunks sent through a channel; the end of the channel is the end of input.

@@ -9,7 +9,6 @@ pub mod blob_store;
 pub mod bus;
 pub mod changes;
 mod chunks;
-pub mod compression;
 pub mod filters;
 mod fsutil;
 pub mod image_index;

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use wharf_bus::digest;
@@ -15,42 +13,7 @@ use wharf_bus::subjects::{group, image_store as ep, subject};
 use wharf_bus::ErrorKind;
 use wharf_image_store::{bus, store::ImageStore};
 
-/// A nats-server on a free loopback port, killed (by its PID) when dropped.
-struct Nats {
-    child: Child,
-    url: String,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server installed");
-        let url = format!("nats://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nats { child, url }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use wharf_bus::testkit::NatsServer as Nats;
 
 fn subj(endpoint: &str) -> String {
     subject(group::IMAGE_STORE, endpoint)

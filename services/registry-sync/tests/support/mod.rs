@@ -111,18 +111,6 @@ impl Registry {
     }
 }
 
-pub fn start_nats() -> (Process, u16) {
-    let port = free_port();
-    let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    (Process(child), port)
-}
-
 /// A tar with the given regular files.
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
@@ -434,7 +422,7 @@ pub async fn start_store_double(client: &async_nats::Client) -> Arc<Mutex<StoreS
 pub struct Bus {
     pub client: async_nats::Client,
     pub store: Arc<Mutex<StoreState>>,
-    _nats: Process,
+    _nats: wharf_bus::testkit::NatsServer,
 }
 
 impl Bus {
@@ -447,10 +435,9 @@ impl Bus {
         options: wharf_registry_sync::Options,
         data_root: Option<PathBuf>,
     ) -> Bus {
-        let (nats, port) = start_nats();
-        let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
-            .await
-            .unwrap();
+        let nats = wharf_bus::testkit::NatsServer::start();
+        let port = nats.port;
+        let client = nats.client().await;
         let store = match data_root {
             None => start_store_double(&client).await,
             Some(data_root) => {

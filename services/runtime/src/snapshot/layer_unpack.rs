@@ -4,10 +4,10 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::decompress::{self, Compression};
+use wharf_bus::layer::{self, Compression, HashingReader};
+
 use super::error::{Result, SnapshotError};
 use super::extract;
-use super::hashing_reader::HashingReader;
 
 /// The digests a layer must have.
 #[derive(Debug, Clone)]
@@ -27,12 +27,12 @@ pub(crate) struct Unpacked {
 /// Unpacks the blob read from `raw` into the empty directory `dest` and checks its digests.
 /// On error `dest` holds a partial tree: the caller discards it.
 pub(crate) fn unpack_verified(
-    raw: impl Read,
+    raw: impl Read + Send,
     dest: &Path,
     expected: &Expected,
 ) -> Result<Unpacked> {
     let mut blob = HashingReader::new(raw);
-    let (decoded, compression) = decompress::decompressed(&mut blob)
+    let (compression, decoded) = layer::decompress(&mut blob)
         .map_err(|e| SnapshotError::reading("reading the layer blob", e))?;
     let mut tar_stream = HashingReader::new(decoded);
     extract::extract(&mut tar_stream, dest)?;
