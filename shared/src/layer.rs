@@ -2,7 +2,7 @@
 //! bytes (never trusted from a media type alone) and a reader that hashes what passes through it,
 //! so digests are checked in the same pass that uses the bytes.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use sha2::{Digest as _, Sha256};
 
@@ -47,8 +47,9 @@ impl Compression {
 
 /// Wraps `input` in the decompressor its first bytes call for: gzip (any number of members, as
 /// Go reads them), zstd (any number of frames) or none. xz and bzip2 are recognized but not
-/// decoded: they fail with a clear message.
-pub fn decompress<'a, R: Read + Send + 'a>(
+/// decoded: they fail with a clear message. `input` is buffered by the caller (a large
+/// `BufReader` keeps the inflater on big reads, which is where layer ingest spends its time).
+pub fn decompress<'a, R: BufRead + Send + 'a>(
     mut input: R,
 ) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     // Peek without losing bytes: a stream's first read may be shorter than the magic.
@@ -65,8 +66,8 @@ pub fn decompress<'a, R: Read + Send + 'a>(
     let whole = io::Cursor::new(head).chain(input);
     let reader: Box<dyn Read + Send + 'a> = match compression {
         Compression::None => Box::new(whole),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(whole)?),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(whole)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(whole)?),
         Compression::Xz | Compression::Bzip2 => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -184,7 +185,8 @@ mod tests {
             (zst, Compression::Zstd),
             (data.clone(), Compression::None),
         ] {
-            let (found, mut reader) = decompress(Trickle(raw, 0)).unwrap();
+            let (found, mut reader) =
+                decompress(io::BufReader::with_capacity(1, Trickle(raw, 0))).unwrap();
             assert_eq!(found, expected);
             let mut out = Vec::new();
             reader.read_to_end(&mut out).unwrap();

@@ -32,8 +32,9 @@ pub(crate) fn unpack_verified(
     expected: &Expected,
 ) -> Result<Unpacked> {
     let mut blob = HashingReader::new(raw);
-    let (compression, decoded) = layer::decompress(&mut blob)
-        .map_err(|e| SnapshotError::reading("reading the layer blob", e))?;
+    let (compression, decoded) =
+        layer::decompress(std::io::BufReader::with_capacity(256 << 10, &mut blob))
+            .map_err(|e| SnapshotError::reading("reading the layer blob", e))?;
     let mut tar_stream = HashingReader::new(decoded);
     extract::extract(&mut tar_stream, dest)?;
     // The diff ID covers everything after the end-of-archive marker too.
