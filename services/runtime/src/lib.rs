@@ -1,7 +1,9 @@
 //! runtime: runs containers on its host (issue 3); for now it registers on the bus as a node and
 //! answers health so the stack and `nats micro ls` see it. [`snapshot`] unpacks image layers
-//! into overlayfs lower directories (used by container creation).
+//! into overlayfs lower directories (used by container creation); [`cgroups`] limits, pauses,
+//! measures and kills containers' processes.
 
+pub mod cgroups;
 pub mod snapshot;
 
 use std::path::PathBuf;
