@@ -4,6 +4,7 @@
 //! measures and kills containers' processes.
 
 pub mod cgroups;
+pub mod container;
 pub mod snapshot;
 
 use std::path::PathBuf;

@@ -1,0 +1,158 @@
+//! Starting a container's init: fork into the spec's namespaces, set the container up in the
+//! child, exec. The child reports a failure before exec on a close-on-exec pipe; a successful
+//! exec closes the pipe, so the parent reads either a message or EOF.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::{umask, Mode};
+use nix::sys::wait::waitpid;
+use nix::unistd::{self, ForkResult, Pid};
+use oci_spec::runtime::Spec;
+
+use super::capabilities::{self, CapSets};
+use super::error::{LaunchError, Result, StepError, StepResult};
+use super::namespaces::{Namespaces, PidForChildren};
+use super::{devices, mounts, process, rootfs};
+use nix::sched::CloneFlags;
+
+/// The descriptors that become the container's stdin, stdout and stderr; `None` inherits ours.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Starts the init process of a container described by `spec`, with `rootfs` (a prepared
+/// directory) as its root, and returns its PID (in our PID namespace). It is our child: wait
+/// for it with `waitpid`. Fails with the container's own message when setup or exec fails.
+pub fn launch(spec: &Spec, rootfs: &Path, stdio: Stdio) -> Result<Pid> {
+    let args = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
+    if args.is_empty() {
+        return Err(LaunchError::InvalidSpec("process.args is empty".into()));
+    }
+    let rootfs = rootfs
+        .canonicalize()
+        .map_err(|e| LaunchError::InvalidSpec(format!("rootfs {}: {e}", rootfs.display())))?;
+    let namespaces = Namespaces::from_spec(spec)?;
+    let (report_r, report_w) =
+        unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e))?;
+
+    let pid_ns = PidForChildren::enter(&namespaces.pid)?;
+    // SAFETY: the child only makes system calls and allocates (glibc's fork keeps malloc
+    // usable in the child), and never returns: it execs or exits.
+    let forked = unsafe { unistd::fork() };
+    match forked {
+        Ok(ForkResult::Child) => {
+            std::mem::forget(pid_ns);
+            drop(report_r);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                child(spec, &rootfs, &namespaces, stdio)
+            }));
+            let message = match outcome {
+                Ok(e) => e.0,
+                Err(_) => "container setup panicked".to_string(),
+            };
+            let _ = unistd::write(&report_w, message.as_bytes());
+            // SAFETY: leave without running the parent's exit handlers or destructors.
+            unsafe { libc::_exit(127) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(pid_ns);
+            drop(report_w);
+            drop(stdio);
+            let mut message = String::new();
+            let _ = std::fs::File::from(report_r).read_to_string(&mut message);
+            if message.is_empty() {
+                Ok(child)
+            } else {
+                let _ = waitpid(child, None);
+                Err(LaunchError::Setup(message))
+            }
+        }
+        Err(e) => Err(LaunchError::os("fork", e)),
+    }
+}
+
+/// The child's setup, in order; returns only on failure.
+fn child(spec: &Spec, rootfs: &Path, namespaces: &Namespaces, stdio: Stdio) -> StepError {
+    match setup(spec, rootfs, namespaces, stdio) {
+        Err(e) => e,
+        Ok(()) => {
+            let process = spec.process().as_ref().expect("checked");
+            let args = process.args().clone().unwrap_or_default();
+            let env = process.env().clone().unwrap_or_default();
+            match process::find_executable(&args[0], &env) {
+                Ok(program) => process::exec(&program, &args, &env),
+                Err(e) => e,
+            }
+        }
+    }
+}
+
+fn setup(spec: &Spec, rootfs: &Path, namespaces: &Namespaces, stdio: Stdio) -> StepResult<()> {
+    let process = spec.process().as_ref().expect("checked");
+    let linux = spec.linux().clone().unwrap_or_default();
+
+    // A clean signal state: Rust ignores SIGPIPE, and exec keeps ignored signals ignored.
+    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| StepError::os("sigprocmask", e))?;
+    // SAFETY: restoring the default disposition installs no handler.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .map_err(|e| StepError::os("reset SIGPIPE", e))?;
+    unistd::setsid().map_err(|e| StepError::os("setsid", e))?;
+    for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
+        if let Some(fd) = fd {
+            // SAFETY: dup2 onto a standard descriptor number.
+            let rc = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+            nix::errno::Errno::result(rc).map_err(|e| StepError::os("dup2 stdio", e))?;
+        }
+    }
+    // Nothing of ours but stdio may reach the container (the report pipe closes at exec).
+    // SAFETY: marks descriptors close-on-exec; closes none.
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
+    umask(Mode::empty());
+
+    namespaces.enter()?;
+    rootfs::make_private()?;
+    let root = rootfs::bind_self(rootfs)?;
+    mounts::mount_all(&root, spec.mounts().as_deref().unwrap_or_default())?;
+    devices::create_all(&root, linux.devices().as_deref().unwrap_or_default())?;
+    drop(root);
+    rootfs::pivot(rootfs)?;
+    rootfs::mask(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::read_only(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        rootfs::read_only_root()?;
+    }
+    if let Some(hostname) = spec.hostname() {
+        if !namespaces.has(CloneFlags::CLONE_NEWUTS) {
+            return Err(StepError("a hostname needs its own uts namespace".into()));
+        }
+        unistd::sethostname(hostname).map_err(|e| StepError::os("sethostname", e))?;
+    }
+    process::apply_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if process.no_new_privileges() == Some(true) {
+        process::set_no_new_privs()?;
+    }
+    let caps = CapSets::from_spec(process.capabilities().as_ref());
+    capabilities::drop_bounding(caps.bounding)?;
+    capabilities::keep_caps(true)?;
+    process::set_user(process.user())?;
+    capabilities::keep_caps(false)?;
+    capabilities::apply(&caps)?;
+    umask(Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022) as libc::mode_t,
+    ));
+    let cwd = process.cwd();
+    unistd::chdir(cwd).map_err(|e| StepError::os(format!("chdir {}", cwd.display()), e))?;
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Container launcher: from an OCI runtime [`Spec`](oci_spec::runtime::Spec) and a prepared root
+//! file system to a running init process in new namespaces (issue 3). No runc binary: the
+//! kernel calls are made here, with nix and libc.
+//!
+//! - `spec`: Docker's defaults as a `Spec` ([`default_spec`]) and rlimit clamping.
+//! - `namespaces`: which namespaces to create or join, and entering them.
+//! - `beneath`: resolving paths inside the root file system without escaping it.
+//! - `mounts`: the spec's mounts (and their fstab-style options).
+//! - `devices`: device nodes and the /dev symlinks.
+//! - `rootfs`: mount propagation, pivot_root, masked and read-only paths.
+//! - `capabilities`: bounding, effective, permitted, inheritable and ambient sets.
+//! - `process`: rlimits, user, no_new_privs, executable lookup and execve.
+//! - `launch`: fork, the child's setup sequence, and its error pipe ([`launch`]).
+//!
+//! This is blocking code: async callers use `spawn_blocking`.
+
+mod beneath;
+mod capabilities;
+mod devices;
+mod error;
+mod launch;
+mod mounts;
+mod namespaces;
+mod process;
+mod rootfs;
+mod spec;
+
+pub use capabilities::{cap_number, docker_default_capabilities};
+pub use error::{LaunchError, Result};
+pub use launch::{launch, Stdio};
+pub use spec::{clamp_rlimits, default_spec, host_hard_limit};

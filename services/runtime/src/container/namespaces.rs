@@ -1,0 +1,132 @@
+//! Which namespaces a container gets, and entering them. A namespace without a path is new; one
+//! with a path (say a network namespace prepared by the network code) is joined with setns.
+//!
+//! The PID namespace is special: unshare(CLONE_NEWPID) only affects children, so the launching
+//! thread enters it for its children just around the fork ([`PidForChildren`]), which makes
+//! the forked child PID 1 of the new namespace and still the launcher's own child to wait for.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::fcntl::{self, OFlag};
+use nix::sched::{self, CloneFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::error::{LaunchError, Result, StepError, StepResult};
+
+/// The spec's namespaces, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Namespaces {
+    /// Namespaces (other than PID) to create in the child.
+    pub new: CloneFlags,
+    /// Namespaces (other than PID) to join in the child.
+    pub join: Vec<(PathBuf, CloneFlags)>,
+    /// The PID namespace: absent (host's), new (`Some(None)`) or joined by path.
+    pub pid: Option<Option<PathBuf>>,
+}
+
+impl Namespaces {
+    pub(crate) fn from_spec(spec: &Spec) -> Result<Namespaces> {
+        let mut out = Namespaces {
+            new: CloneFlags::empty(),
+            join: Vec::new(),
+            pid: None,
+        };
+        let list = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        for ns in list {
+            let flag = match ns.typ() {
+                LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+                LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+                LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+                LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+                LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                LinuxNamespaceType::Pid => {
+                    out.pid = Some(ns.path().clone());
+                    continue;
+                }
+                other => {
+                    return Err(LaunchError::InvalidSpec(format!(
+                        "namespace {other} is not supported"
+                    )))
+                }
+            };
+            match ns.path() {
+                Some(path) => out.join.push((path.clone(), flag)),
+                None => out.new |= flag,
+            }
+        }
+        if !out.has(CloneFlags::CLONE_NEWNS) {
+            // Everything below mounts and pivots: doing that in the host's namespace would
+            // rearrange the host.
+            return Err(LaunchError::InvalidSpec(
+                "a new mount namespace is required".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Whether the container has its own namespace of this kind (new or joined).
+    pub(crate) fn has(&self, flag: CloneFlags) -> bool {
+        self.new.contains(flag) || self.join.iter().any(|(_, f)| f.contains(flag))
+    }
+
+    /// In the child: joins the namespaces given by path, then creates the new ones.
+    pub(crate) fn enter(&self) -> StepResult<()> {
+        // Open every path first: joining a mount namespace would change what they name.
+        let mut fds = Vec::with_capacity(self.join.len());
+        for (path, flag) in &self.join {
+            let fd = open_ns(path)
+                .map_err(|e| StepError::os(format!("open namespace {}", path.display()), e))?;
+            fds.push((fd, *flag, path));
+        }
+        for (fd, flag, path) in fds {
+            sched::setns(fd, flag)
+                .map_err(|e| StepError::os(format!("join namespace {}", path.display()), e))?;
+        }
+        sched::unshare(self.new).map_err(|e| StepError::os("unshare namespaces", e))
+    }
+}
+
+fn open_ns(path: &std::path::Path) -> nix::Result<OwnedFd> {
+    fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// The launching thread's PID namespace for children, switched to the container's until
+/// dropped (which switches back, so later forks of this thread are unaffected).
+pub(crate) struct PidForChildren {
+    original: OwnedFd,
+}
+
+impl PidForChildren {
+    pub(crate) fn enter(pid: &Option<Option<PathBuf>>) -> Result<Option<PidForChildren>> {
+        let Some(pid) = pid else { return Ok(None) };
+        let original = open_ns("/proc/thread-self/ns/pid_for_children".as_ref())
+            .map_err(|e| LaunchError::os("open our pid namespace", e))?;
+        match pid {
+            None => sched::unshare(CloneFlags::CLONE_NEWPID)
+                .map_err(|e| LaunchError::os("unshare pid namespace", e))?,
+            Some(path) => {
+                let fd = open_ns(path).map_err(|e| {
+                    LaunchError::os(format!("open namespace {}", path.display()), e)
+                })?;
+                sched::setns(fd, CloneFlags::CLONE_NEWPID).map_err(|e| {
+                    LaunchError::os(format!("join namespace {}", path.display()), e)
+                })?;
+            }
+        }
+        Ok(Some(PidForChildren { original }))
+    }
+}
+
+impl Drop for PidForChildren {
+    fn drop(&mut self) {
+        if let Err(e) = sched::setns(&self.original, CloneFlags::CLONE_NEWPID) {
+            tracing::error!("cannot return to our pid namespace for children: {e}");
+        }
+    }
+}

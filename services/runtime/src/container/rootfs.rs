@@ -1,0 +1,148 @@
+//! The container's root: private propagation, the rootfs bound on itself, pivot_root, then the
+//! masked and read-only paths (done after pivot, against the container's own /proc and /sys).
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{self, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{self, Mode, SFlag};
+use nix::sys::statvfs::{fstatvfs, FsFlags};
+use nix::unistd;
+
+use super::beneath::{self, Create};
+use super::error::{StepError, StepResult};
+use super::mounts;
+
+fn none() -> Option<&'static str> {
+    None
+}
+
+/// Stops our mounts from propagating to the host (and the host's to us).
+pub(crate) fn make_private() -> StepResult<()> {
+    mount(
+        none(),
+        "/",
+        none(),
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        none(),
+    )
+    .map_err(|e| StepError::os("make mounts private", e))
+}
+
+/// Binds the rootfs on itself (pivot_root needs a mount point) and opens the new mount.
+pub(crate) fn bind_self(rootfs: &Path) -> StepResult<OwnedFd> {
+    mount(
+        Some(rootfs),
+        rootfs,
+        none(),
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none(),
+    )
+    .map_err(|e| StepError::os(format!("bind rootfs {}", rootfs.display()), e))?;
+    fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StepError::os("open rootfs", e))
+}
+
+/// Makes the rootfs `/` and detaches the old root.
+pub(crate) fn pivot(rootfs: &Path) -> StepResult<()> {
+    unistd::chdir(rootfs).map_err(|e| StepError::os("chdir rootfs", e))?;
+    // pivot_root(".", "."): the old root is stacked under the new one, then detached, so no
+    // directory for it is needed inside the rootfs.
+    unistd::pivot_root(".", ".").map_err(|e| StepError::os("pivot_root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| StepError::os("unmount old root", e))?;
+    unistd::chdir("/").map_err(|e| StepError::os("chdir /", e))
+}
+
+fn open_root() -> StepResult<OwnedFd> {
+    fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StepError::os("open /", e))
+}
+
+/// Hides each path: /dev/null over a file, an empty read-only tmpfs over a directory.
+pub(crate) fn mask(paths: &[String]) -> StepResult<()> {
+    let root = open_root()?;
+    for path in paths {
+        let target = match beneath::open(&root, Path::new(path), Create::Nothing) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(StepError::os(format!("mask {path}"), e)),
+        };
+        let st = stat::fstat(&target).map_err(|e| StepError::os(format!("stat {path}"), e))?;
+        let result = if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            mount(
+                Some("tmpfs"),
+                &beneath::fd_path(&target),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                none(),
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                &beneath::fd_path(&target),
+                none(),
+                MsFlags::MS_BIND,
+                none(),
+            )
+        };
+        result.map_err(|e| StepError::os(format!("mask {path}"), e))?;
+    }
+    Ok(())
+}
+
+/// Makes each path read-only, keeping the flags (nosuid, noexec...) its mount already has.
+pub(crate) fn read_only(paths: &[String]) -> StepResult<()> {
+    let root = open_root()?;
+    for path in paths {
+        let dest = Path::new(path);
+        let target = match beneath::open(&root, dest, Create::Nothing) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(StepError::os(format!("read-only {path}"), e)),
+        };
+        mount(
+            Some(&beneath::fd_path(&target)),
+            &beneath::fd_path(&target),
+            none(),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none(),
+        )
+        .map_err(|e| StepError::os(format!("bind {path}"), e))?;
+        let flags = locked_flags(&target)?;
+        mounts::remount(&root, dest, MsFlags::MS_RDONLY | MsFlags::MS_REC | flags)
+            .map_err(|e| StepError(format!("read-only {path}: {}", e.0)))?;
+    }
+    Ok(())
+}
+
+/// Remounts `/` read-only (`root.readonly` in the spec).
+pub(crate) fn read_only_root() -> StepResult<()> {
+    let root = open_root()?;
+    let flags = locked_flags(&root)?;
+    mounts::remount(&root, Path::new("/"), MsFlags::MS_RDONLY | flags)
+}
+
+fn locked_flags(fd: &OwnedFd) -> StepResult<MsFlags> {
+    let st = fstatvfs(fd).map_err(|e| StepError::os("statvfs", e))?;
+    let mut flags = MsFlags::empty();
+    for (have, keep) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if st.flags().contains(have) {
+            flags |= keep;
+        }
+    }
+    Ok(flags)
+}
