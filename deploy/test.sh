@@ -23,6 +23,9 @@ have nats-server || missing+=(nats-server)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 have skopeo || missing+=(skopeo)
 have htpasswd || missing+=(apache2-utils)
+# The runtime's tests build network namespaces, bridges and nftables rules.
+have ip || missing+=(iproute2)
+have nft || missing+=(nftables)
 # docker.io brings the docker CLI when there is none, and the dockerd that tests/dockerd_parity.rs
 # runs privately to compare Wharf with.
 { have docker || [ -x /usr/local/bin/docker ]; } && have dockerd || missing+=(docker.io)
