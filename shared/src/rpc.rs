@@ -7,6 +7,17 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{BusError, Result};
 
+/// Waits between retries of a request nobody answered yet (about 3 s in all).
+const NO_RESPONDERS_BACKOFF: [Duration; 7] = [
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1200),
+];
+
 /// Default deadline of a small call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -47,14 +58,25 @@ pub async fn raw_request(
     payload: Bytes,
     timeout: Duration,
 ) -> Result<async_nats::Message> {
-    let request = async_nats::Request::new()
-        .headers(headers)
-        .payload(payload)
-        .timeout(Some(timeout));
-    let reply = client
-        .send_request(subject.to_string(), request)
-        .await
-        .map_err(|e| request_error(subject, e))?;
+    // A service that is starting or being restarted by its supervisor has no responders for a
+    // moment: retry that briefly before calling it unavailable.
+    let mut backoff = NO_RESPONDERS_BACKOFF.iter();
+    let reply = loop {
+        let request = async_nats::Request::new()
+            .headers(headers.clone())
+            .payload(payload.clone())
+            .timeout(Some(timeout));
+        match client.send_request(subject.to_string(), request).await {
+            Ok(reply) => break reply,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                match backoff.next() {
+                    Some(delay) => tokio::time::sleep(*delay).await,
+                    None => return Err(request_error(subject, e)),
+                }
+            }
+            Err(e) => return Err(request_error(subject, e)),
+        }
+    };
     if let Some(err) = BusError::from_headers(reply.headers.as_ref()) {
         return Err(err);
     }

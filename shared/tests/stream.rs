@@ -57,6 +57,9 @@ async fn test_service(nats: &NatsServer) -> service::Running {
         })
         .await
         .unwrap();
+    // The endpoints are subscriptions of this connection: make sure the server has them before
+    // another connection sends requests.
+    client.flush().await.unwrap();
     running
 }
 
