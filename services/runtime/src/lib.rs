@@ -5,6 +5,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod network;
 pub mod snapshot;
 
 use std::path::PathBuf;

@@ -1,0 +1,254 @@
+//! One bridge network: the bridge, its subnet's addresses, and its firewall table, and the
+//! attach/detach of containers to it.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::error::{NetworkError, Result};
+use super::firewall::Firewall;
+use super::ipam::Ipam;
+use super::links::{IpRoute2, Links};
+use super::ports::PortMapping;
+use super::subnet::Subnet;
+use super::sysctl;
+
+/// Where a network lives. The defaults (`wharf0`, 172.30.0.0/16, `table ip wharf`) differ from
+/// Docker's (`docker0`, 172.17.0.0/16, iptables) so both engines run side by side.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub table: String,
+    /// Directory of the IPAM state file.
+    pub state_dir: PathBuf,
+}
+
+impl NetworkConfig {
+    pub fn new(state_dir: impl Into<PathBuf>) -> NetworkConfig {
+        NetworkConfig {
+            bridge: "wharf0".to_owned(),
+            subnet: Subnet::default(),
+            table: "wharf".to_owned(),
+            state_dir: state_dir.into(),
+        }
+    }
+}
+
+/// A container's place on the network, as attach made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    /// The host end of the veth pair, on the bridge.
+    pub host_interface: String,
+    /// The container end, inside its namespace.
+    pub interface: String,
+    pub ports: Vec<PortMapping>,
+}
+
+/// Interface name of a container's network end.
+const CONTAINER_INTERFACE: &str = "eth0";
+/// Linux interface names hold at most 15 bytes.
+const IFNAMSIZ_MAX: usize = 15;
+
+/// A bridge network on this host.
+pub struct BridgeNetwork<L: Links = IpRoute2> {
+    config: NetworkConfig,
+    links: L,
+    firewall: Firewall,
+    ipam: Mutex<Ipam>,
+}
+
+impl BridgeNetwork<IpRoute2> {
+    /// Opens the network's IPAM state; nothing on the host changes until [`Self::setup`].
+    pub fn open(config: NetworkConfig) -> Result<Self> {
+        Self::with_links(config, IpRoute2)
+    }
+}
+
+impl<L: Links> BridgeNetwork<L> {
+    pub fn with_links(config: NetworkConfig, links: L) -> Result<Self> {
+        check_interface_name(&config.bridge)?;
+        let firewall = Firewall::new(&config.table)?;
+        let ipam = Mutex::new(Ipam::open(config.subnet, &config.state_dir)?);
+        Ok(BridgeNetwork {
+            config,
+            links,
+            firewall,
+            ipam,
+        })
+    }
+
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    pub fn firewall(&self) -> &Firewall {
+        &self.firewall
+    }
+
+    /// The bridge (with the gateway address, up), IPv4 forwarding, 127.0.0.1 routing into the
+    /// bridge, and the firewall table. Safe to repeat, e.g. at every runtime start.
+    pub fn setup(&self) -> Result<()> {
+        let bridge = &self.config.bridge;
+        let subnet = self.config.subnet;
+        if !self.links.exists(bridge)? {
+            self.links.add_bridge(bridge)?;
+        }
+        self.links
+            .set_address(bridge, subnet.gateway(), subnet.prefix())?;
+        self.links.set_up(bridge)?;
+        sysctl::enable_ip_forward()?;
+        sysctl::enable_route_localnet(bridge)?;
+        self.firewall.setup(subnet, bridge)
+    }
+
+    /// Connects the network namespace at `netns` (e.g. `/proc/<pid>/ns/net`) of `container`:
+    /// an address, a veth pair with `eth0` inside, a default route via the gateway, and DNAT
+    /// rules for `ports`. On failure, what was done is undone.
+    pub fn attach(
+        &self,
+        container: &str,
+        netns: &Path,
+        ports: &[PortMapping],
+    ) -> Result<Attachment> {
+        check_container_id(container)?;
+        let host_interface = host_interface_name(container);
+        if self.links.exists(&host_interface)? {
+            return Err(NetworkError::invalid(
+                format!("container {container}"),
+                format!("{host_interface} exists: already attached, or an ID prefix clash"),
+            ));
+        }
+        let address = self.lock_ipam().allocate(container)?;
+        let subnet = self.config.subnet;
+        let attachment = Attachment {
+            address,
+            prefix: subnet.prefix(),
+            gateway: subnet.gateway(),
+            host_interface,
+            interface: CONTAINER_INTERFACE.to_owned(),
+            ports: ports.to_vec(),
+        };
+        let connect = || -> Result<()> {
+            self.links.add_veth(
+                &attachment.host_interface,
+                &self.config.bridge,
+                CONTAINER_INTERFACE,
+                netns,
+            )?;
+            self.links.configure_inside(
+                netns,
+                CONTAINER_INTERFACE,
+                address,
+                attachment.prefix,
+                attachment.gateway,
+            )?;
+            self.firewall.publish(container, address, ports)
+        };
+        if let Err(e) = connect() {
+            let _ = self.firewall.unpublish(container);
+            let _ = self.links.delete(&attachment.host_interface);
+            let _ = self.lock_ipam().release(container);
+            return Err(e);
+        }
+        Ok(attachment)
+    }
+
+    /// Removes the container's DNAT rules and veth pair and releases its address. Safe to
+    /// repeat, and works after the container's namespace is gone.
+    pub fn detach(&self, container: &str) -> Result<()> {
+        check_container_id(container)?;
+        self.firewall.unpublish(container)?;
+        self.links.delete(&host_interface_name(container))?;
+        self.lock_ipam().release(container)?;
+        Ok(())
+    }
+
+    /// The address allocated to `container`, if attached.
+    pub fn address_of(&self, container: &str) -> Option<Ipv4Addr> {
+        self.lock_ipam().address_of(container)
+    }
+
+    /// Removes the firewall table, the veths on the bridge (deleting a bridge only frees its
+    /// ports) and the bridge. Address allocations stay in the state file, so a later
+    /// [`Self::detach`] of a known container still releases its address.
+    pub fn teardown(&self) -> Result<()> {
+        self.firewall.teardown()?;
+        let bridge = &self.config.bridge;
+        if !self.links.exists(bridge)? {
+            return Ok(());
+        }
+        for port in self.links.ports_of(bridge)? {
+            self.links.delete(&port)?;
+        }
+        self.links.delete(bridge)
+    }
+
+    fn lock_ipam(&self) -> std::sync::MutexGuard<'_, Ipam> {
+        // A panic while holding the lock cannot leave Ipam half-changed (it saves before it
+        // returns), so a poisoned lock is still usable.
+        self.ipam.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `veth` + the start of the container ID, within the 15-byte interface name limit.
+pub fn host_interface_name(container: &str) -> String {
+    let keep = IFNAMSIZ_MAX - "veth".len();
+    format!("veth{}", &container[..container.len().min(keep)])
+}
+
+/// Container IDs become interface names and nft comments: keep them plain.
+fn check_container_id(container: &str) -> Result<()> {
+    let plain = !container.is_empty()
+        && container.len() <= 128
+        && container
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        Ok(())
+    } else {
+        Err(NetworkError::invalid(
+            format!("container ID {container:?}"),
+            "use letters, digits, _ and -",
+        ))
+    }
+}
+
+fn check_interface_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= IFNAMSIZ_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if plain {
+        Ok(())
+    } else {
+        Err(NetworkError::invalid(
+            format!("interface name {name:?}"),
+            "at most 15 letters, digits, _, - or .",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_interface_names_fit_the_kernel_limit() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(host_interface_name(id), "veth0123456789a");
+        assert_eq!(host_interface_name("ab"), "vethab");
+    }
+
+    #[test]
+    fn container_ids_that_would_break_names_are_refused() {
+        assert!(check_container_id("abc-123_x").is_ok());
+        for id in ["", "a b", "a/b", "a\"b", "ä"] {
+            assert!(check_container_id(id).is_err(), "{id:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Address allocation for one subnet, persisted so allocations survive a runtime restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{NetworkError, Result};
+use super::subnet::Subnet;
+
+const STATE_FILE: &str = "ipam.json";
+
+/// The file's content: the subnet it belongs to, each container's address, and the last address
+/// handed out (allocation continues after it, so a released address is not reused at once).
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    subnet: String,
+    #[serde(default)]
+    last: Option<Ipv4Addr>,
+    allocations: BTreeMap<String, Ipv4Addr>,
+}
+
+/// Container addresses of one subnet; every change is written to `<state_dir>/ipam.json`
+/// (temporary file + rename) before it is returned.
+#[derive(Debug)]
+pub struct Ipam {
+    subnet: Subnet,
+    path: PathBuf,
+    last: Option<Ipv4Addr>,
+    allocations: BTreeMap<String, Ipv4Addr>,
+}
+
+impl Ipam {
+    /// Loads the allocations from `state_dir` (creating the directory), or starts empty.
+    pub fn open(subnet: Subnet, state_dir: &Path) -> Result<Ipam> {
+        fs::create_dir_all(state_dir)
+            .map_err(|e| NetworkError::io("creating state directory", state_dir, e))?;
+        let path = state_dir.join(STATE_FILE);
+        let mut ipam = Ipam {
+            subnet,
+            path,
+            last: None,
+            allocations: BTreeMap::new(),
+        };
+        let bytes = match fs::read(&ipam.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ipam),
+            Err(e) => return Err(NetworkError::io("reading", &ipam.path, e)),
+        };
+        let state: State =
+            serde_json::from_slice(&bytes).map_err(|source| NetworkError::StateFormat {
+                path: ipam.path.clone(),
+                source,
+            })?;
+        if state.subnet != subnet.to_string() {
+            return Err(NetworkError::SubnetMismatch {
+                path: ipam.path.clone(),
+                found: state.subnet,
+                configured: subnet.to_string(),
+            });
+        }
+        for (container, &address) in &state.allocations {
+            if !ipam.is_container_address(address) {
+                return Err(NetworkError::CorruptState {
+                    path: ipam.path.clone(),
+                    container: container.clone(),
+                    address,
+                });
+            }
+        }
+        ipam.last = state.last.filter(|a| ipam.is_container_address(*a));
+        ipam.allocations = state.allocations;
+        Ok(ipam)
+    }
+
+    pub fn subnet(&self) -> Subnet {
+        self.subnet
+    }
+
+    /// The address of `container`, allocating one if it has none (so a retried attach gets the
+    /// same address).
+    pub fn allocate(&mut self, container: &str) -> Result<Ipv4Addr> {
+        if let Some(&address) = self.allocations.get(container) {
+            return Ok(address);
+        }
+        let address = self
+            .next_free()
+            .ok_or_else(|| NetworkError::SubnetExhausted {
+                subnet: self.subnet.to_string(),
+                capacity: self.capacity(),
+            })?;
+        self.allocations.insert(container.to_owned(), address);
+        let previous_last = self.last.replace(address);
+        if let Err(e) = self.save() {
+            self.allocations.remove(container);
+            self.last = previous_last;
+            return Err(e);
+        }
+        Ok(address)
+    }
+
+    /// Frees the address of `container`; returns it, or `None` if it had none.
+    pub fn release(&mut self, container: &str) -> Result<Option<Ipv4Addr>> {
+        let Some(address) = self.allocations.remove(container) else {
+            return Ok(None);
+        };
+        if let Err(e) = self.save() {
+            self.allocations.insert(container.to_owned(), address);
+            return Err(e);
+        }
+        Ok(Some(address))
+    }
+
+    pub fn address_of(&self, container: &str) -> Option<Ipv4Addr> {
+        self.allocations.get(container).copied()
+    }
+
+    pub fn allocations(&self) -> &BTreeMap<String, Ipv4Addr> {
+        &self.allocations
+    }
+
+    fn capacity(&self) -> u32 {
+        let range = self.subnet.container_range();
+        range.end() - range.start() + 1
+    }
+
+    fn is_container_address(&self, address: Ipv4Addr) -> bool {
+        self.subnet.container_range().contains(&u32::from(address))
+    }
+
+    /// The first free address after `last`, wrapping around to the start of the range.
+    fn next_free(&self) -> Option<Ipv4Addr> {
+        let used: BTreeSet<u32> = self.allocations.values().map(|a| u32::from(*a)).collect();
+        let range = self.subnet.container_range();
+        let (first, end) = (*range.start(), *range.end());
+        let start = match self.last {
+            Some(last) if u32::from(last) < end => u32::from(last) + 1,
+            _ => first,
+        };
+        (start..=end)
+            .chain(first..start)
+            .find(|candidate| !used.contains(candidate))
+            .map(Ipv4Addr::from)
+    }
+
+    /// Writes the state to a temporary file in the same directory, syncs it, and renames it over
+    /// the state file, so a crash leaves either the old or the new state, never a torn one.
+    fn save(&self) -> Result<()> {
+        let state = State {
+            subnet: self.subnet.to_string(),
+            last: self.last,
+            allocations: self.allocations.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&state).expect("IPAM state serializes");
+        let temporary = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&temporary)?;
+            file.write_all(&bytes)?;
+            file.sync_all()
+        };
+        write().map_err(|e| NetworkError::io("writing", &temporary, e))?;
+        fs::rename(&temporary, &self.path)
+            .map_err(|e| NetworkError::io("renaming into place", &self.path, e))?;
+        if let Some(dir) = self.path.parent() {
+            // The rename itself must reach the disk for the allocation to survive a power loss.
+            if let Ok(dir) = fs::File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(text: &str) -> Subnet {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn allocation_starts_after_the_gateway_and_is_stable_per_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ipam = Ipam::open(subnet("10.88.0.0/24"), dir.path()).unwrap();
+        assert_eq!(ipam.allocate("a").unwrap(), Ipv4Addr::new(10, 88, 0, 2));
+        assert_eq!(ipam.allocate("b").unwrap(), Ipv4Addr::new(10, 88, 0, 3));
+        assert_eq!(ipam.allocate("a").unwrap(), Ipv4Addr::new(10, 88, 0, 2));
+        assert_eq!(ipam.address_of("b"), Some(Ipv4Addr::new(10, 88, 0, 3)));
+    }
+
+    #[test]
+    fn released_addresses_return_to_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ipam = Ipam::open(subnet("10.88.0.0/30"), dir.path()).unwrap();
+        let only = ipam.allocate("a").unwrap();
+        assert_eq!(ipam.release("a").unwrap(), Some(only));
+        assert_eq!(ipam.release("a").unwrap(), None);
+        assert_eq!(ipam.allocate("b").unwrap(), only);
+    }
+
+    #[test]
+    fn allocations_survive_reopening_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = subnet("10.88.0.0/24");
+        {
+            let mut ipam = Ipam::open(net, dir.path()).unwrap();
+            ipam.allocate("a").unwrap();
+            ipam.allocate("b").unwrap();
+            ipam.release("a").unwrap();
+        }
+        let mut ipam = Ipam::open(net, dir.path()).unwrap();
+        assert_eq!(ipam.address_of("a"), None);
+        assert_eq!(ipam.address_of("b"), Some(Ipv4Addr::new(10, 88, 0, 3)));
+        // Allocation continues after the last address handed out.
+        assert_eq!(ipam.allocate("c").unwrap(), Ipv4Addr::new(10, 88, 0, 4));
+        assert!(!dir.path().join("ipam.json.tmp").exists());
+    }
+
+    #[test]
+    fn exhausted_subnet_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // /29: network, gateway, broadcast and five container addresses.
+        let mut ipam = Ipam::open(subnet("10.88.0.0/29"), dir.path()).unwrap();
+        for n in 0..5 {
+            ipam.allocate(&format!("c{n}")).unwrap();
+        }
+        let err = ipam.allocate("one-too-many").unwrap_err();
+        assert!(matches!(
+            err,
+            NetworkError::SubnetExhausted { capacity: 5, .. }
+        ));
+        assert!(
+            err.to_string().contains("10.88.0.0/29 is exhausted"),
+            "{err}"
+        );
+        ipam.release("c2").unwrap();
+        assert_eq!(
+            ipam.allocate("one-too-many").unwrap(),
+            Ipv4Addr::new(10, 88, 0, 4)
+        );
+    }
+
+    #[test]
+    fn state_of_another_subnet_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Ipam::open(subnet("10.88.0.0/24"), dir.path())
+            .unwrap()
+            .allocate("a")
+            .unwrap();
+        let err = Ipam::open(subnet("10.89.0.0/24"), dir.path()).unwrap_err();
+        assert!(matches!(err, NetworkError::SubnetMismatch { .. }), "{err}");
+    }
+}

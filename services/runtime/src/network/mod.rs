@@ -1,0 +1,37 @@
+//! Container networking that coexists with a dockerd on the same host (issue 3): Wharf's own
+//! bridge (`wharf0`), subnet (172.30.0.0/16) and nftables table (`table ip wharf`).
+//!
+//! - `subnet`: IPv4 subnets, the gateway and the container address range ([`Subnet`]).
+//! - `ipam`: per-container addresses, persisted atomically in a JSON file ([`Ipam`]).
+//! - `links`: bridges, veth pairs, addresses and routes behind the [`Links`] trait, done with
+//!   iproute2's `ip` ([`IpRoute2`]).
+//! - `sysctl`: IPv4 forwarding and the bridge's `route_localnet`.
+//! - `ports`: Docker's `-p [ip:]hostPort:containerPort[/proto]` ([`PortMapping`]).
+//! - `firewall`: masquerade and published-port DNAT in Wharf's nftables table ([`Firewall`]).
+//! - `bridge_network`: setup, attach, detach and teardown of one network ([`BridgeNetwork`]).
+//!
+//! Published ports answer on 127.0.0.1 through DNAT in the nat output hook plus
+//! `route_localnet=1` on the bridge only (and a masquerade of 127.0.0.0/8 into the bridge),
+//! rather than a userland proxy: no extra process per port, and the container sees a real
+//! connection. The sysctl is per interface and disappears with the bridge.
+//!
+//! This is blocking code (it runs `ip` and `nft`): async callers use `spawn_blocking`.
+
+mod bridge_network;
+mod command;
+mod error;
+mod firewall;
+mod ipam;
+mod links;
+mod ports;
+mod subnet;
+mod sysctl;
+
+pub use bridge_network::{host_interface_name, Attachment, BridgeNetwork, NetworkConfig};
+pub use error::{NetworkError, Result};
+pub use firewall::Firewall;
+pub use ipam::Ipam;
+pub use links::{IpRoute2, Links};
+pub use ports::{PortMapping, Protocol};
+pub use subnet::{Subnet, DEFAULT_SUBNET};
+pub use sysctl::{enable_ip_forward, enable_route_localnet};
