@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod container;
 pub mod network;
 pub mod snapshot;
+pub mod volume;
 
 use std::path::PathBuf;
 
