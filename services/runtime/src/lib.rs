@@ -5,6 +5,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod logs;
 pub mod network;
 pub mod snapshot;
 pub mod volume;
