@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod container;
 pub mod logs;
 pub mod network;
+pub mod shim;
 pub mod snapshot;
 pub mod volume;
 

@@ -1,0 +1,76 @@
+//! The state file: how the runtime learns a container's state, also after it restarted
+//! (the shim outlives it). Written whole to a temporary file and renamed over, so a reader
+//! sees the old state or the new one, never half of either.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, ShimError};
+
+/// Whether the container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Exited,
+}
+
+/// A container's state as its shim records it; times are RFC 3339 with nanoseconds, as Docker
+/// spells them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    /// The init's PID in the host's PID namespace.
+    pub pid: i32,
+    pub status: Status,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Only known when the container has a cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_killed: Option<bool>,
+}
+
+impl ShimState {
+    /// Reads the state file at `path`.
+    pub fn read(path: &Path) -> Result<ShimState> {
+        let bytes = std::fs::read(path).map_err(|source| ShimError::State {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| ShimError::CorruptState {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Replaces the state file at `path` atomically (and durably).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let io = |source| ShimError::State {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = temporary_path(path);
+        let json = serde_json::to_vec(self).expect("a ShimState serializes");
+        let mut file = File::create(&tmp).map_err(io)?;
+        file.write_all(&json).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // The rename itself is durable once the directory is.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
