@@ -10,6 +10,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Tools the engine and its tests run (nats-server, ip, nft, dockerd) live in the sbin directories,
+# which a non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 started=$(date +%s)
 
 log() { printf '\n=== %s\n' "$*"; }

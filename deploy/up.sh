@@ -8,6 +8,9 @@
 # Every argument goes to `wharf up` (see `wharf up --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Tools the engine and its tests run (nats-server, ip, nft, dockerd) live in the sbin directories,
+# which a non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

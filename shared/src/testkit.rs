@@ -4,6 +4,20 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `nats-server` from PATH, or where Debian installs it (PATH may lack the sbin directories).
+fn nats_server_binary() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([
+            "/usr/sbin".into(),
+            "/usr/bin".into(),
+            "/usr/local/bin".into(),
+        ])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "nats-server".into())
+}
+
 pub struct NatsServer {
     child: Child,
     pub port: u16,
@@ -20,7 +34,7 @@ impl NatsServer {
             .expect("a free loopback port");
         let dir = std::env::temp_dir().join(format!("wharf-nats-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let child = Command::new("nats-server")
+        let child = Command::new(nats_server_binary())
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(&dir)
             .stdout(Stdio::null())
