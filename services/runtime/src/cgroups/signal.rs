@@ -3,6 +3,7 @@
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::cgroup::Cgroup;
 use super::error::{CgroupError, Result};
 
 /// Sends `signal` to each pid; a process that exited meanwhile (ESRCH) is not an error.
@@ -20,4 +21,15 @@ pub(crate) fn signal_each(pids: &[Pid], signal: Signal) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sends `signal` to every task of `group` while it is frozen: frozen tasks cannot fork, so the
+/// list is complete, and the signal lands on thaw. Without a freezer it signals the tasks as listed.
+pub(crate) fn signal_frozen<G: Cgroup + ?Sized>(group: &G, signal: Signal) -> Result<()> {
+    let frozen = group.freeze().is_ok();
+    let sent = signal_each(&group.pids()?, signal);
+    if frozen {
+        group.thaw()?;
+    }
+    sent
 }

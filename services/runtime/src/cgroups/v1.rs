@@ -12,7 +12,7 @@ use super::error::{CgroupError, Result};
 use super::files::{self, keyed_value};
 use super::group_path::GroupPath;
 use super::resources::{MemorySwap, Resources};
-use super::signal::signal_each;
+use super::signal::{signal_each, signal_frozen};
 use super::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 
 /// v1 reports "no limit" as the largest page-aligned i64; anything this large is unlimited.
@@ -272,13 +272,7 @@ impl Cgroup for V1Group {
         if signal != Signal::SIGKILL || !self.dirs.contains_key("freezer") {
             return signal_each(&self.pids()?, signal);
         }
-        // Frozen tasks cannot fork, so the list is complete; the kill lands on thaw.
-        let frozen = self.freeze().is_ok();
-        let sent = signal_each(&self.pids()?, signal);
-        if frozen {
-            self.thaw()?;
-        }
-        sent
+        signal_frozen(self, signal)
     }
 
     fn destroy(&self) -> Result<()> {

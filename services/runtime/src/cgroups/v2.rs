@@ -12,7 +12,7 @@ use super::error::{CgroupError, Result};
 use super::files::{self, keyed_value};
 use super::group_path::GroupPath;
 use super::resources::{Resources, CPU_PERIOD_US};
-use super::signal::signal_each;
+use super::signal::{signal_each, signal_frozen};
 use super::stats::{CpuStats, MemoryStats, PidsStats, Stats};
 
 /// The controllers Wharf enables for its groups, where the parent offers them.
@@ -212,12 +212,7 @@ impl Cgroup for V2Group {
         if kill.exists() {
             return files::write(&kill, "1");
         }
-        let frozen = self.freeze().is_ok();
-        let sent = signal_each(&self.pids()?, signal);
-        if frozen {
-            self.thaw()?;
-        }
-        sent
+        signal_frozen(self, signal)
     }
 
     fn destroy(&self) -> Result<()> {
