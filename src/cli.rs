@@ -123,6 +123,21 @@ pub struct RuntimeArgs {
     /// Name of this runtime node (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Label of this node (`key=value`, repeatable) for placement (`--label wharf.node=NAME`).
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+    /// Bridge of the default network (dockerd's `--bridge`; Wharf's default is wharf0).
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// Subnet of the default network, CIDR (default 172.30.0.0/16; never docker0's).
+    #[arg(long)]
+    pub fixed_cidr: Option<String>,
+    /// nftables table (family ip) holding Wharf's NAT rules (default wharf).
+    #[arg(long)]
+    pub firewall_table: Option<String>,
+    /// The wharf-shim program (default: next to this binary, else on PATH).
+    #[arg(long, env = "WHARF_SHIM")]
+    pub shim_binary: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -169,6 +184,8 @@ pub struct ConfigFile {
     pub nats_tlscert: Option<PathBuf>,
     pub nats_tlskey: Option<PathBuf>,
     pub node_name: Option<String>,
+    pub bridge: Option<String>,
+    pub fixed_cidr: Option<String>,
 }
 
 impl ConfigFile {
@@ -251,6 +268,9 @@ pub fn merge(
     };
     let rt = RuntimeArgs {
         node_name: or(runtime.node_name.clone(), file.node_name),
+        bridge: or(runtime.bridge.clone(), file.bridge),
+        fixed_cidr: or(runtime.fixed_cidr.clone(), file.fixed_cidr),
+        ..runtime.clone()
     };
     Ok(Settings {
         common: c,
@@ -388,11 +408,22 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Builder => wharf_builder::run(client).await,
             Command::Runtime(_) => {
+                let rt = &settings.runtime;
+                let mut labels = std::collections::BTreeMap::new();
+                for l in &rt.node_labels {
+                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                    labels.insert(k.to_string(), v.to_string());
+                }
                 wharf_runtime::run(
                     client,
                     wharf_runtime::Options {
                         data_root: settings.data_root.clone(),
                         node_name: node_name(&settings),
+                        labels,
+                        bridge: rt.bridge.clone(),
+                        subnet: rt.fixed_cidr.clone(),
+                        firewall_table: rt.firewall_table.clone(),
+                        shim_binary: rt.shim_binary.clone(),
                     },
                 )
                 .await

@@ -250,8 +250,24 @@ fn service_specs(settings: &Settings, env: &[(String, String)]) -> anyhow::Resul
         registry.extend(["--insecure-registry".to_string(), r.clone()]);
     }
     let mut runtime = vec!["runtime".to_string()];
-    if let Some(n) = &settings.runtime.node_name {
+    let rt = &settings.runtime;
+    if let Some(n) = &rt.node_name {
         runtime.extend(["--node-name".to_string(), n.clone()]);
+    }
+    for l in &rt.node_labels {
+        runtime.extend(["--node-label".to_string(), l.clone()]);
+    }
+    for (flag, value) in [
+        ("--bridge", &rt.bridge),
+        ("--fixed-cidr", &rt.fixed_cidr),
+        ("--firewall-table", &rt.firewall_table),
+    ] {
+        if let Some(v) = value {
+            runtime.extend([flag.to_string(), v.clone()]);
+        }
+    }
+    if let Some(shim) = &rt.shim_binary {
+        runtime.extend(["--shim-binary".to_string(), shim.display().to_string()]);
     }
     let specs = [
         ("image-store", vec!["image-store".to_string()]),

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use wharf_bus::nodes::Roster;
+
+use crate::error::{ApiError, ApiResult};
 use crate::Options;
 
 #[derive(Clone)]
@@ -13,6 +16,8 @@ pub struct Inner {
     pub options: Options,
     /// Stable engine ID shown by `docker info`, derived from the host and data root.
     pub engine_id: String,
+    /// The runtime nodes; started with the gateway, or on first use if the bus refused then.
+    roster: tokio::sync::OnceCell<Roster>,
 }
 
 impl AppState {
@@ -33,12 +38,29 @@ impl AppState {
             .collect::<Vec<_>>()
             .join(":");
         let jetstream = async_nats::jetstream::new(bus.clone());
-        AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             bus,
             jetstream,
             options,
             engine_id,
-        }))
+            roster: tokio::sync::OnceCell::new(),
+        }));
+        if let Err(e) = state.roster().await {
+            tracing::warn!(
+                "cannot follow runtime nodes yet ({}); will retry on first use",
+                e.message
+            );
+        }
+        state
+    }
+
+    /// The runtime node roster, started now if it could not be at startup.
+    pub async fn roster(&self) -> ApiResult<Roster> {
+        self.roster
+            .get_or_try_init(|| Roster::start(self.bus.clone()))
+            .await
+            .cloned()
+            .map_err(ApiError::from)
     }
 }
 

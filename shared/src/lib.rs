@@ -2,11 +2,13 @@
 //! primitive that the gateway and the services share. Nothing else defines wire types.
 
 pub mod connect;
+pub mod container;
 pub mod digest;
 pub mod error;
 pub mod events;
 pub mod image;
 pub mod layer;
+pub mod nodes;
 pub mod progress;
 pub mod reference;
 pub mod registry;

@@ -8,7 +8,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::error::{BusError, Result};
 
 /// Waits between retries of a request nobody answered yet (about 3 s in all).
-const NO_RESPONDERS_BACKOFF: [Duration; 7] = [
+pub(crate) const NO_RESPONDERS_BACKOFF: [Duration; 7] = [
     Duration::from_millis(25),
     Duration::from_millis(50),
     Duration::from_millis(100),

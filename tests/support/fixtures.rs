@@ -191,6 +191,8 @@ pub struct ImageSpec {
     pub labels: BTreeMap<String, String>,
     pub layers: Vec<Layer>,
     pub history: Vec<History>,
+    /// More keys of the config's `config` object (Entrypoint, ExposedPorts, Volumes, User...).
+    pub extra_config: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ImageSpec {
@@ -232,6 +234,7 @@ impl ImageSpec {
             labels,
             layers,
             history,
+            extra_config: serde_json::Map::new(),
         }
     }
 
@@ -266,6 +269,9 @@ impl ImageSpec {
         });
         if let Some(v) = &self.variant {
             config["variant"] = v.clone().into();
+        }
+        for (k, v) in &self.extra_config {
+            config["config"][k] = v.clone();
         }
         serde_json::to_vec(&config).unwrap()
     }

@@ -698,6 +698,75 @@ pub struct Stack {
     pub options: StackOptions,
     /// `wharf up`; None when the tests run against a reference engine (see [`reference_host`]).
     pub proc: Option<Proc>,
+    /// This stack's own bridge, subnet and nftables table (stacks run side by side).
+    pub net: Option<StackNet>,
+}
+
+/// A bridge name, subnet and firewall table no other test stack on this host uses, held by an
+/// exclusive lock on `/tmp/wharf-e2e-net-<n>.lock` for the stack's life.
+pub struct StackNet {
+    pub index: u32,
+    pub bridge: String,
+    pub subnet: String,
+    pub table: String,
+    _lock: std::fs::File,
+}
+
+impl StackNet {
+    pub fn claim() -> StackNet {
+        use std::os::fd::AsRawFd;
+        for index in 0..250u32 {
+            let path = format!("/tmp/wharf-e2e-net-{index}.lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let net = StackNet {
+                    index,
+                    bridge: format!("wharfe2e{index}"),
+                    subnet: format!("10.231.{index}.0/24"),
+                    table: format!("wharf_e2e_{index}"),
+                    _lock: file,
+                };
+                net.clean();
+                return net;
+            }
+        }
+        panic!("no free test network (250 stacks at once?)");
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--bridge".into(),
+            self.bridge.clone(),
+            "--fixed-cidr".into(),
+            self.subnet.clone(),
+            "--firewall-table".into(),
+            self.table.clone(),
+        ]
+    }
+
+    /// Removes the bridge (and its veths) and the table a stack left behind.
+    pub fn clean(&self) {
+        let quiet = |program: &str, args: &[&str]| {
+            if let Some(p) = find_program(
+                program,
+                &[&format!("/usr/sbin/{program}"), &format!("/sbin/{program}")],
+            ) {
+                let _ = Command::new(p)
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        };
+        quiet("nft", &["delete", "table", "ip", &self.table]);
+        quiet("ip", &["link", "delete", &self.bridge]);
+    }
 }
 
 /// `WHARF_E2E_REFERENCE_HOST=unix:///tmp/cmp-docker.sock`: run the CLI tests against that engine
@@ -744,8 +813,10 @@ impl Stack {
                 nats_port: 0,
                 options,
                 proc: None,
+                net: None,
             };
         }
+        let net = StackNet::claim();
         for attempt in 0..3 {
             let nats_port = free_port();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
@@ -762,6 +833,7 @@ impl Stack {
             for r in &options.insecure_registries {
                 cmd.arg("--insecure-registry").arg(r);
             }
+            cmd.args(net.args());
             cmd.args(&options.extra_args);
             // A config file the test controls, so /etc/wharf/daemon.json of the machine is not read.
             let config = dir.path().join("daemon.json");
@@ -792,6 +864,7 @@ impl Stack {
                         nats_port,
                         options,
                         proc: Some(proc),
+                        net: Some(net),
                     };
                 }
                 std::thread::sleep(Duration::from_millis(25));
@@ -872,10 +945,83 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Removes every container (their shims outlive `wharf up` by design), then anything still
+    /// mounted under the stack's directory.
+    fn remove_containers(&self) {
+        if self.proc.is_none() {
+            return;
+        }
+        if self.answers() {
+            let docker = self.docker();
+            let ids = docker.run_timeout(&["ps", "-aq"], Duration::from_secs(30));
+            let ids: Vec<String> = ids.lines();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = docker.run_timeout(&args, Duration::from_secs(60));
+            }
+        }
+    }
+
+    /// Kills (by the PIDs their state files record) containers left behind, and unmounts what
+    /// is still mounted under the stack's directory.
+    fn reap_leftovers(&self) {
+        let containers = self.data_root.join("runtime/containers");
+        if let Ok(entries) = std::fs::read_dir(&containers) {
+            for e in entries.flatten() {
+                let cgroup_procs = [
+                    format!(
+                        "/sys/fs/cgroup/pids/wharf/{}/cgroup.procs",
+                        e.file_name().to_string_lossy()
+                    ),
+                    format!(
+                        "/sys/fs/cgroup/wharf/{}/cgroup.procs",
+                        e.file_name().to_string_lossy()
+                    ),
+                ];
+                for procs in cgroup_procs {
+                    if let Ok(text) = std::fs::read_to_string(&procs) {
+                        for pid in text
+                            .split_whitespace()
+                            .filter_map(|p| p.parse::<i32>().ok())
+                        {
+                            // SAFETY: a signal to a PID listed in the container's own cgroup.
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                    }
+                }
+            }
+        }
+        let prefix = self.dir.path().display().to_string();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<String> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            if let Ok(c) = std::ffi::CString::new(p) {
+                // SAFETY: unmounting a path under our own temporary directory.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
+        self.remove_containers();
         // Stop (and on a panic, show the log of) the stack before its directory goes.
         drop(self.proc.take());
+        if self.net.is_some() {
+            self.reap_leftovers();
+        }
+        if let Some(net) = &self.net {
+            net.clean();
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! The Docker Engine API routes. Handlers are thin: parse the request, make one bus call (or
 //! stream), render dockerd's JSON.
 
+mod containers;
 mod images;
 pub mod system;
+mod volumes;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::error::ApiError;
@@ -26,6 +28,28 @@ pub fn router(state: AppState) -> Router {
             get(images::get_dispatch)
                 .post(images::post_dispatch)
                 .delete(images::delete),
+        )
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/{name}", delete(containers::remove))
+        .route("/containers/{name}/json", get(containers::inspect))
+        .route("/containers/{name}/logs", get(containers::logs))
+        .route("/containers/{name}/start", post(containers::start))
+        .route("/containers/{name}/stop", post(containers::stop))
+        .route("/containers/{name}/restart", post(containers::restart))
+        .route("/containers/{name}/kill", post(containers::kill))
+        .route("/containers/{name}/pause", post(containers::pause))
+        .route("/containers/{name}/unpause", post(containers::unpause))
+        .route("/containers/{name}/rename", post(containers::rename))
+        .route("/containers/{name}/resize", post(containers::resize))
+        .route("/containers/{name}/wait", post(containers::wait))
+        .route("/containers/{name}/attach", post(containers::attach))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
         )
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state)

@@ -154,6 +154,12 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
             );
         }
     }
+    // Container counts are the sums of the runtime nodes' last announcements.
+    let nodes = match state.roster().await {
+        Ok(roster) => roster.nodes_or_discover().await,
+        Err(_) => Vec::new(),
+    };
+    let count = |f: fn(&wharf_bus::container::NodeInfo) -> u64| nodes.iter().map(f).sum::<u64>();
     let hostname = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -161,10 +167,10 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     Ok(axum::Json(json!({
         "ID": state.engine_id,
-        "Containers": 0,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "Containers": count(|n| n.containers),
+        "ContainersRunning": count(|n| n.running),
+        "ContainersPaused": count(|n| n.paused),
+        "ContainersStopped": count(|n| n.stopped),
         "Images": images.len(),
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],

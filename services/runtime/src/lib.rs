@@ -1,5 +1,4 @@
-//! runtime: runs containers on its host (issue 3); for now it registers on the bus as a node and
-//! answers health so the stack and `nats micro ls` see it. [`snapshot`] unpacks image layers
+//! runtime: runs containers on its host. [`service`] is the node on the bus. [`snapshot`] unpacks image layers
 //! into overlayfs lower directories (used by container creation); [`cgroups`] limits, pauses,
 //! measures and kills containers' processes.
 
@@ -11,27 +10,53 @@ pub mod shim;
 pub mod snapshot;
 pub mod volume;
 
+pub mod service;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Settings of one runtime node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Wharf's data root; the runtime keeps its files under `<data_root>/runtime`.
     pub data_root: PathBuf,
     /// Node name (defaults to the host name).
     pub node_name: String,
+    /// Labels for placement.
+    pub labels: BTreeMap<String, String>,
+    /// Bridge of the default network (`wharf0`).
+    pub bridge: Option<String>,
+    /// Subnet of the default network (`172.30.0.0/16`).
+    pub subnet: Option<String>,
+    /// nftables table of the NAT rules (`wharf`).
+    pub firewall_table: Option<String>,
+    /// The `wharf-shim` program.
+    pub shim_binary: Option<PathBuf>,
 }
 
-/// Registers the service and serves until the bus connection ends.
+/// Opens the node, adopts its running containers and serves until the bus connection ends.
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
-    let _ = options;
-    let running = wharf_bus::service::start(
-        &client,
-        wharf_bus::subjects::service_name::RUNTIME,
-        "Wharf runtime: containers on this node",
-        wharf_bus::subjects::group::RUNTIME,
-    )
-    .await?;
-    running.wait().await;
-    Ok(())
+    let root = options.data_root.join("runtime");
+    let mut network = network::NetworkConfig::new(root.join("network"));
+    if let Some(b) = options.bridge {
+        network.bridge = b;
+    }
+    if let Some(s) = options.subnet {
+        network.subnet = s
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid --fixed-cidr {s}: {e}"))?;
+    }
+    if let Some(t) = options.firewall_table {
+        network.table = t;
+    }
+    let node = service::NodeOptions {
+        root,
+        name: options.node_name,
+        labels: options.labels,
+        shim_binary: options
+            .shim_binary
+            .unwrap_or_else(shim::default_shim_binary),
+        network,
+    };
+    service::run(client, node).await
 }

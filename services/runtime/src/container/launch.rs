@@ -16,7 +16,7 @@ use oci_spec::runtime::Spec;
 use super::capabilities::{self, CapSets};
 use super::error::{LaunchError, Result, StepError, StepResult};
 use super::namespaces::{Namespaces, PidForChildren};
-use super::{devices, mounts, process, rootfs};
+use super::{devices, mounts, process, rootfs, terminal};
 use nix::sched::CloneFlags;
 
 /// The descriptors that become the container's stdin, stdout and stderr; `None` inherits ours.
@@ -27,10 +27,40 @@ pub struct Stdio {
     pub stderr: Option<OwnedFd>,
 }
 
+/// What the init does before it enters its namespaces, beyond the spec.
+#[derive(Debug, Default, Clone)]
+pub struct LaunchOptions {
+    /// Cgroup directories the init joins (writing its PID to each `cgroup.procs`) before it
+    /// enters its namespaces, so nothing it does escapes the limits.
+    pub cgroup_dirs: Vec<std::path::PathBuf>,
+    /// Give the init a new terminal of its own devpts as stdin, stdout, stderr and
+    /// controlling terminal (its `stdio` is then replaced); its master side is returned.
+    pub terminal: bool,
+    /// The terminal's initial size (rows, columns).
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// A launched init: its PID and, with [`LaunchOptions::terminal`], its terminal's master.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: Pid,
+    pub terminal: Option<OwnedFd>,
+}
+
 /// Starts the init process of a container described by `spec`, with `rootfs` (a prepared
 /// directory) as its root, and returns its PID (in our PID namespace). It is our child: wait
 /// for it with `waitpid`. Fails with the container's own message when setup or exec fails.
 pub fn launch(spec: &Spec, rootfs: &Path, stdio: Stdio) -> Result<Pid> {
+    launch_with(spec, rootfs, stdio, &LaunchOptions::default()).map(|l| l.pid)
+}
+
+/// [`launch`] with [`LaunchOptions`].
+pub fn launch_with(
+    spec: &Spec,
+    rootfs: &Path,
+    stdio: Stdio,
+    options: &LaunchOptions,
+) -> Result<Launched> {
     let args = spec
         .process()
         .as_ref()
@@ -45,6 +75,10 @@ pub fn launch(spec: &Spec, rootfs: &Path, stdio: Stdio) -> Result<Pid> {
     let namespaces = Namespaces::from_spec(spec)?;
     let (report_r, report_w) =
         unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e))?;
+    let terminal = match options.terminal {
+        true => Some(terminal::socket_pair()?),
+        false => None,
+    };
 
     let pid_ns = PidForChildren::enter(&namespaces.pid)?;
     // SAFETY: the child only makes system calls and allocates (glibc's fork keeps malloc
@@ -55,7 +89,8 @@ pub fn launch(spec: &Spec, rootfs: &Path, stdio: Stdio) -> Result<Pid> {
             std::mem::forget(pid_ns);
             drop(report_r);
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                child(spec, &rootfs, &namespaces, stdio)
+                let socket = terminal.as_ref().map(|(child_end, _)| child_end);
+                child(spec, &rootfs, &namespaces, stdio, options, socket)
             }));
             let message = match outcome {
                 Ok(e) => e.0,
@@ -72,7 +107,21 @@ pub fn launch(spec: &Spec, rootfs: &Path, stdio: Stdio) -> Result<Pid> {
             let mut message = String::new();
             let _ = std::fs::File::from(report_r).read_to_string(&mut message);
             if message.is_empty() {
-                Ok(child)
+                let terminal = match &terminal {
+                    Some((_, ours)) => match terminal::receive(ours) {
+                        Ok(master) => Some(master),
+                        Err(e) => {
+                            let _ = signal::kill(child, Signal::SIGKILL);
+                            let _ = waitpid(child, None);
+                            return Err(e);
+                        }
+                    },
+                    None => None,
+                };
+                Ok(Launched {
+                    pid: child,
+                    terminal,
+                })
             } else {
                 let _ = waitpid(child, None);
                 Err(LaunchError::Setup(message))
@@ -83,8 +132,15 @@ pub fn launch(spec: &Spec, rootfs: &Path, stdio: Stdio) -> Result<Pid> {
 }
 
 /// The child's setup, in order; returns only on failure.
-fn child(spec: &Spec, rootfs: &Path, namespaces: &Namespaces, stdio: Stdio) -> StepError {
-    match setup(spec, rootfs, namespaces, stdio) {
+fn child(
+    spec: &Spec,
+    rootfs: &Path,
+    namespaces: &Namespaces,
+    stdio: Stdio,
+    options: &LaunchOptions,
+    terminal: Option<&OwnedFd>,
+) -> StepError {
+    match setup(spec, rootfs, namespaces, stdio, options, terminal) {
         Err(e) => e,
         Ok(()) => {
             let process = spec.process().as_ref().expect("checked");
@@ -98,23 +154,47 @@ fn child(spec: &Spec, rootfs: &Path, namespaces: &Namespaces, stdio: Stdio) -> S
     }
 }
 
-fn setup(spec: &Spec, rootfs: &Path, namespaces: &Namespaces, stdio: Stdio) -> StepResult<()> {
+fn setup(
+    spec: &Spec,
+    rootfs: &Path,
+    namespaces: &Namespaces,
+    stdio: Stdio,
+    options: &LaunchOptions,
+    terminal: Option<&OwnedFd>,
+) -> StepResult<()> {
     let process = spec.process().as_ref().expect("checked");
     let linux = spec.linux().clone().unwrap_or_default();
 
     // A clean signal state: Rust ignores SIGPIPE, and exec keeps ignored signals ignored.
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| StepError::os("sigprocmask", e))?;
-    // SAFETY: restoring the default disposition installs no handler.
-    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
-        .map_err(|e| StepError::os("reset SIGPIPE", e))?;
+    // Likewise every signal the launcher ignores (a shim ignores SIGTERM, SIGINT, SIGHUP).
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: restoring the default disposition installs no handler.
+        unsafe { signal::signal(signal, SigHandler::SigDfl) }
+            .map_err(|e| StepError::os(format!("reset {signal}"), e))?;
+    }
     unistd::setsid().map_err(|e| StepError::os("setsid", e))?;
     for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         if let Some(fd) = fd {
+            if fd.as_raw_fd() == target {
+                // Already in place (dup2 onto itself would leave it close-on-exec).
+                // SAFETY: integer-only fcntl on a standard descriptor.
+                let rc = unsafe { libc::fcntl(target, libc::F_SETFD, 0) };
+                nix::errno::Errno::result(rc).map_err(|e| StepError::os("fcntl stdio", e))?;
+                std::mem::forget(fd);
+                continue;
+            }
             // SAFETY: dup2 onto a standard descriptor number.
             let rc = unsafe { libc::dup2(fd.as_raw_fd(), target) };
             nix::errno::Errno::result(rc).map_err(|e| StepError::os("dup2 stdio", e))?;
         }
+    }
+    // Join the cgroups first, so that everything after (mounts included) is charged there.
+    for dir in &options.cgroup_dirs {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, b"0")
+            .map_err(|e| StepError(format!("join cgroup {}: {e}", dir.display())))?;
     }
     // Nothing of ours but stdio may reach the container (the report pipe closes at exec).
     // SAFETY: marks descriptors close-on-exec; closes none.
@@ -128,6 +208,9 @@ fn setup(spec: &Spec, rootfs: &Path, namespaces: &Namespaces, stdio: Stdio) -> S
     devices::create_all(&root, linux.devices().as_deref().unwrap_or_default())?;
     drop(root);
     rootfs::pivot(rootfs)?;
+    if let Some(socket) = terminal {
+        terminal::open_and_send(socket, options.console_size)?;
+    }
     rootfs::mask(linux.masked_paths().as_deref().unwrap_or_default())?;
     rootfs::read_only(linux.readonly_paths().as_deref().unwrap_or_default())?;
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {

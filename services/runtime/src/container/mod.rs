@@ -10,6 +10,7 @@
 //! - `rootfs`: mount propagation, pivot_root, masked and read-only paths.
 //! - `capabilities`: bounding, effective, permitted, inheritable and ambient sets.
 //! - `process`: rlimits, user, no_new_privs, executable lookup and execve.
+//! - `terminal`: a TTY from the container's own devpts, its master sent back to the launcher.
 //! - `launch`: fork, the child's setup sequence, and its error pipe ([`launch`]).
 //!
 //! This is blocking code: async callers use `spawn_blocking`.
@@ -24,8 +25,15 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod spec;
+mod terminal;
 
 pub use capabilities::{cap_number, docker_default_capabilities};
 pub use error::{LaunchError, Result};
-pub use launch::{launch, Stdio};
-pub use spec::{clamp_rlimits, default_spec, host_hard_limit};
+pub use launch::{launch, launch_with, LaunchOptions, Launched, Stdio};
+pub use spec::{clamp_rlimits, default_spec, host_hard_limit, DEFAULT_PATH};
+
+/// Creates the directory `dir` (and its parents) inside the root file system open at `root`,
+/// resolving every component inside it (`docker create` makes the working directory so).
+pub fn mkdir_in_root(root: &std::os::fd::OwnedFd, dir: &std::path::Path) -> nix::Result<()> {
+    beneath::open(root, dir, beneath::Create::Dir).map(drop)
+}

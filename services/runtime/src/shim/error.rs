@@ -1,26 +1,10 @@
-//! What can go wrong in a shim.
+//! What can go wrong between the runtime and a shim.
 
 use std::path::PathBuf;
 
-use crate::container::LaunchError;
-use crate::logs::LogError;
-
-/// Errors of the shim.
+/// Errors of the shim client and the state file.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
-    /// The container could not be started.
-    #[error(transparent)]
-    Launch(#[from] LaunchError),
-    /// The container's log could not be written.
-    #[error(transparent)]
-    Log(#[from] LogError),
-    /// A kernel call failed.
-    #[error("{context}: {source}")]
-    Os {
-        context: String,
-        #[source]
-        source: nix::Error,
-    },
     /// The state file could not be written or read.
     #[error("state file {}: {source}", path.display())]
     State {
@@ -35,14 +19,28 @@ pub enum ShimError {
         #[source]
         source: serde_json::Error,
     },
-    /// `wait` was called twice, or `kill` after the container was reaped.
-    #[error("container {0} has already exited")]
-    Exited(String),
+    /// No shim answers for this bundle (socket missing, refused, or closed before answering):
+    /// the container's last state is in the state file.
+    #[error("shim of {} is gone", bundle.display())]
+    Gone { bundle: PathBuf },
+    /// The shim refused the request; its message (a launch error in Docker's words).
+    #[error("{0}")]
+    Refused(String),
+    /// Starting or talking to the shim failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The shim's answer was not what the protocol says.
+    #[error("shim protocol: {0}")]
+    Protocol(String),
 }
 
 impl ShimError {
-    pub(crate) fn os(context: impl Into<String>, source: nix::Error) -> Self {
-        ShimError::Os {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ShimError::Io {
             context: context.into(),
             source,
         }

@@ -1,23 +1,28 @@
-//! The per-container shim as a library: it starts a container's init, owns its stdio, and
-//! outlives the runtime service (a later step runs it as a detached `wharf shim` process).
+//! The per-container shim: a detached `wharf-shim <bundle>` process per container that starts
+//! the container's init, owns its stdio (json-file log, attach clients, TTY), reaps it and
+//! records its state, and outlives the runtime service that started it.
 //!
-//! - `config`: what the runtime hands a shim ([`ShimConfig`]).
-//! - `state`: the state file the runtime reads back after a restart ([`ShimState`]).
-//! - `pump`: copying the container's stdout and stderr into its json-file log.
+//! - `protocol`: the contract between runtime and shim ([`ShimLaunch`], [`ShimRequest`],
+//!   [`ShimReply`], the bundle's file names).
+//! - `state`: the state file the runtime reads back once the shim is gone ([`ShimState`]).
+//! - `server`: the shim process itself, one thread and one poll loop ([`serve`]).
+//! - `conn`: one client connection of the shim, with bounded buffers.
+//! - `client`: the runtime's async side ([`ShimClient`]).
 //! - `exit`: Docker's exit-code convention.
-//! - `running`: [`Shim::start`], [`Shim::wait`] and [`Shim::kill`].
 //!
-//! This is blocking code: async callers use `spawn_blocking`.
+//! `server` is blocking, single-threaded code meant for its own process; `client` is async.
 
-mod config;
+mod client;
+mod conn;
 mod error;
 mod exit;
-mod pump;
-mod running;
+mod protocol;
+mod server;
 mod state;
 
-pub use config::ShimConfig;
+pub use client::{default_shim_binary, ShimClient};
 pub use error::{Result, ShimError};
 pub use exit::exit_code;
-pub use running::Shim;
+pub use protocol::{ShimLaunch, ShimReply, ShimRequest, LAUNCH_FILE, SOCKET_FILE, STATE_FILE};
+pub use server::serve;
 pub use state::{ShimState, Status};

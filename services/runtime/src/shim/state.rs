@@ -14,6 +14,8 @@ use super::error::{Result, ShimError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// The shim is up; the container is not started yet (`pid` is 0).
+    Created,
     Running,
     Exited,
 }
@@ -22,7 +24,7 @@ pub enum Status {
 /// spells them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShimState {
-    /// The init's PID in the host's PID namespace.
+    /// The init's PID in the host's PID namespace (0 before start).
     pub pid: i32,
     pub status: Status,
     pub started_at: String,

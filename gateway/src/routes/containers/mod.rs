@@ -1,0 +1,481 @@
+//! `/containers/...`: the container half of the Engine API. Containers live on runtime nodes;
+//! a path's name or ID is resolved on every node ([`resolve::locate`]) and the request goes to
+//! the node that holds the container.
+
+mod attach;
+#[cfg(test)]
+mod bus_tests;
+mod list;
+mod logs;
+pub(crate) mod resolve;
+mod wait;
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use wharf_bus::container::{
+    node_subject, op, ById, Changed, CreateBody, CreateRequest, CreateResponse, InspectRequest,
+    KillRequest, RemoveRequest, RenameRequest, ResizeRequest, ResolveMatch, StopRequest,
+};
+use wharf_bus::rpc::DEFAULT_TIMEOUT;
+
+pub use attach::attach;
+pub use list::list;
+pub use logs::logs;
+pub use wait::wait;
+
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::state::AppState;
+use crate::version::ApiVersion;
+
+/// Extra time a node gets beyond a stop's grace period before the gateway gives up on it.
+const STOP_MARGIN: Duration = Duration::from_secs(30);
+/// Deadline of a stop whose grace period is the container's own (unknown here) or unbounded.
+const LONG_STOP: Duration = Duration::from_secs(600);
+/// Removing a container may delete a large writable layer.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Calls `op` on the node holding `target`.
+async fn call_node<Req: Serialize, Resp: DeserializeOwned>(
+    state: &AppState,
+    target: &ResolveMatch,
+    op: &str,
+    request: &Req,
+    timeout: Duration,
+) -> ApiResult<Resp> {
+    Ok(wharf_bus::rpc::call_with_timeout(
+        &state.bus,
+        &node_subject(&target.node, op),
+        request,
+        timeout,
+    )
+    .await?)
+}
+
+/// Calls `op` on the node holding `target` for its success alone (the reply body is ignored).
+async fn command_node<Req: Serialize>(
+    state: &AppState,
+    target: &ResolveMatch,
+    op: &str,
+    request: &Req,
+    timeout: Duration,
+) -> ApiResult<()> {
+    wharf_bus::rpc::raw_request(
+        &state.bus,
+        &node_subject(&target.node, op),
+        async_nats::HeaderMap::new(),
+        wharf_bus::rpc::encode(request)?,
+        timeout,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adjusts the roster's counts of `node` until its next announcement, so that containers
+/// created in quick succession spread over the nodes.
+async fn note_counts(
+    state: &AppState,
+    node: &str,
+    change: impl FnOnce(&mut wharf_bus::container::NodeInfo),
+) {
+    let Ok(roster) = state.roster().await else {
+        return;
+    };
+    if let Some(mut info) = roster.nodes().into_iter().find(|n| n.name == node) {
+        change(&mut info);
+        roster.note(info);
+    }
+}
+
+/// dockerd's reading of a create body: JSON only, one document, with a config in it.
+fn parse_create_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<CreateBody> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::bad_request(format!(
+                "unsupported Content-Type header ({ct}): must be 'application/json'"
+            )));
+        }
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid JSON: got EOF while reading request body",
+        ));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let has_config = value
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .any(|k| k != "HostConfig" && k != "NetworkingConfig")
+        })
+        .unwrap_or(false);
+    if !has_config {
+        return Err(ApiError::bad_request(
+            "config cannot be empty in order to create a container",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref());
+    let body = parse_create_body(&headers, &body)?;
+    let name = q.get("name").unwrap_or("");
+    if !name.is_empty() {
+        resolve::check_name(name)?;
+        resolve::ensure_name_free(&state, name).await?;
+    }
+    let nodes = resolve::nodes(&state).await?;
+    let node = resolve::place(&nodes, &body.config.labels)?.name.clone();
+    let request = CreateRequest {
+        name: if name.is_empty() {
+            String::new()
+        } else {
+            resolve::slashed(name)
+        },
+        body,
+        platform: q
+            .get("platform")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+    };
+    let created: CreateResponse = wharf_bus::rpc::call_with_timeout(
+        &state.bus,
+        &node_subject(&node, op::CREATE),
+        &request,
+        // Creating may unpack the image's layers first.
+        Duration::from_secs(300),
+    )
+    .await?;
+    note_counts(&state, &node, |n| {
+        n.containers += 1;
+        n.stopped += 1;
+    })
+    .await;
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+pub async fn inspect(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<axum::Json<Value>> {
+    let q = Query::parse(raw.as_deref());
+    let target = resolve::locate(&state, &name).await?;
+    let request = InspectRequest {
+        id: target.id.clone(),
+        size: q.flag("size"),
+    };
+    Ok(axum::Json(
+        call_node(&state, &target, op::INSPECT, &request, DEFAULT_TIMEOUT).await?,
+    ))
+}
+
+fn no_content_or_not_modified(changed: Changed) -> StatusCode {
+    if changed.changed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    }
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    // A non-nil JSON object is at least 7 bytes; an unknown length is a body too.
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.map(|l| l > 7).unwrap_or(false) || headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(ApiError::bad_request(
+            "starting container with non-empty request body was deprecated since API v1.22 and removed in v1.24",
+        ));
+    }
+    let target = resolve::locate(&state, &name).await?;
+    let request = ById {
+        id: target.id.clone(),
+    };
+    // Starting may mount the rootfs and set up the network.
+    let changed: Changed = call_node(
+        &state,
+        &target,
+        op::START,
+        &request,
+        Duration::from_secs(120),
+    )
+    .await?;
+    if changed.changed {
+        note_counts(&state, &target.node, |n| {
+            n.running += 1;
+            n.stopped = n.stopped.saturating_sub(1);
+        })
+        .await;
+    }
+    Ok(no_content_or_not_modified(changed))
+}
+
+/// `t` and (API 1.42 on) `signal` of a stop or restart.
+fn stop_request(id: String, q: &Query, version: ApiVersion) -> ApiResult<StopRequest> {
+    let timeout = match q.get("t").filter(|t| !t.is_empty()) {
+        Some(t) => Some(t.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("strconv.Atoi: parsing \"{t}\": invalid syntax"))
+        })?),
+        None => None,
+    };
+    let signal = if version.at_least(1, 42) {
+        q.get("signal")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    } else {
+        None
+    };
+    Ok(StopRequest {
+        id,
+        signal,
+        timeout,
+    })
+}
+
+fn stop_deadline(request: &StopRequest) -> Duration {
+    match request.timeout {
+        Some(t) if t >= 0 => Duration::from_secs(t as u64) + STOP_MARGIN,
+        _ => LONG_STOP,
+    }
+}
+
+pub async fn stop(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    let mut request = stop_request(String::new(), &q, version)?;
+    let target = resolve::locate(&state, &name).await?;
+    request.id = target.id.clone();
+    let changed: Changed =
+        call_node(&state, &target, op::STOP, &request, stop_deadline(&request)).await?;
+    Ok(no_content_or_not_modified(changed))
+}
+
+pub async fn restart(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    let mut request = stop_request(String::new(), &q, version)?;
+    let target = resolve::locate(&state, &name).await?;
+    request.id = target.id.clone();
+    let deadline = stop_deadline(&request) + Duration::from_secs(90);
+    command_node(&state, &target, op::RESTART, &request, deadline).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn kill(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    // dockerd puts every kill failure, a missing container included, in this context.
+    let context = |e: ApiError| {
+        ApiError::new(
+            e.status,
+            format!("cannot kill container: {name}: {}", e.message),
+        )
+    };
+    let target = resolve::locate(&state, &name).await.map_err(context)?;
+    let request = KillRequest {
+        id: target.id.clone(),
+        signal: q.get("signal").unwrap_or("").to_string(),
+    };
+    command_node(&state, &target, op::KILL, &request, DEFAULT_TIMEOUT)
+        .await
+        .map_err(context)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn by_id_command(state: &AppState, name: &str, op: &str) -> ApiResult<StatusCode> {
+    let target = resolve::locate(state, name).await?;
+    let request = ById {
+        id: target.id.clone(),
+    };
+    command_node(state, &target, op, &request, DEFAULT_TIMEOUT).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    by_id_command(&state, &name, op::PAUSE).await
+}
+
+pub async fn unpause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    by_id_command(&state, &name, op::UNPAUSE).await
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    let new_name = q.get("name").unwrap_or("");
+    if new_name.is_empty() {
+        return Err(ApiError::bad_request(
+            "Neither old nor new names may be empty",
+        ));
+    }
+    let target = resolve::locate(&state, &name).await?;
+    let new_name = resolve::slashed(new_name);
+    if resolve::slashed(&target.name) == new_name {
+        return Err(ApiError::bad_request(
+            "Renaming a container with the same name as its current name",
+        ));
+    }
+    let allocating = |e: ApiError| {
+        ApiError::new(
+            e.status,
+            format!("Error when allocating new name: {}", e.message),
+        )
+    };
+    resolve::check_name(&new_name).map_err(allocating)?;
+    resolve::ensure_name_free(&state, &new_name)
+        .await
+        .map_err(allocating)?;
+    let request = RenameRequest {
+        id: target.id.clone(),
+        name: new_name.trim_start_matches('/').to_string(),
+    };
+    command_node(&state, &target, op::RENAME, &request, DEFAULT_TIMEOUT).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A terminal dimension as dockerd reads it: absent is 0.
+fn dimension(q: &Query, key: &str, what: &str) -> ApiResult<u16> {
+    let v = q.get(key).unwrap_or("");
+    if v.is_empty() {
+        return Ok(0);
+    }
+    v.parse::<u16>()
+        .map_err(|e| ApiError::bad_request(format!("invalid resize {what} \"{v}\": {e}")))
+}
+
+pub async fn resize(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    let height = dimension(&q, "h", "height")?;
+    let width = dimension(&q, "w", "width")?;
+    let target = resolve::locate(&state, &name).await?;
+    let request = ResizeRequest {
+        id: target.id.clone(),
+        height,
+        width,
+    };
+    command_node(&state, &target, op::RESIZE, &request, DEFAULT_TIMEOUT).await?;
+    Ok(StatusCode::OK)
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    let target = resolve::locate(&state, &name).await?;
+    let request = RemoveRequest {
+        id: target.id.clone(),
+        force: q.flag("force"),
+        volumes: q.flag("v"),
+    };
+    command_node(&state, &target, op::REMOVE, &request, REMOVE_TIMEOUT).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_bodies_are_json_with_a_config() {
+        let json = HeaderMap::from_iter([(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        )]);
+        let body = parse_create_body(&json, br#"{"Image":"busybox","Cmd":["true"]}"#).unwrap();
+        assert_eq!(body.config.image, "busybox");
+        assert_eq!(
+            parse_create_body(&json, b"").unwrap_err().message,
+            "invalid JSON: got EOF while reading request body"
+        );
+        assert!(parse_create_body(&json, b"{\"Image\":")
+            .unwrap_err()
+            .message
+            .starts_with("invalid JSON: "));
+        assert_eq!(
+            parse_create_body(&json, br#"{"HostConfig":{}}"#)
+                .unwrap_err()
+                .message,
+            "config cannot be empty in order to create a container"
+        );
+        let text = HeaderMap::from_iter([(header::CONTENT_TYPE, "text/plain".parse().unwrap())]);
+        assert_eq!(
+            parse_create_body(&text, b"{}").unwrap_err().message,
+            "unsupported Content-Type header (text/plain): must be 'application/json'"
+        );
+        // No content type is fine, as with dockerd.
+        assert!(parse_create_body(&HeaderMap::new(), br#"{"Image":"x"}"#).is_ok());
+    }
+
+    #[test]
+    fn stop_takes_t_and_the_signal_from_api_1_42() {
+        let q = Query::parse(Some("t=5&signal=SIGINT"));
+        let r = stop_request("c".into(), &q, ApiVersion(1, 45)).unwrap();
+        assert_eq!((r.timeout, r.signal.as_deref()), (Some(5), Some("SIGINT")));
+        assert_eq!(stop_deadline(&r), Duration::from_secs(5) + STOP_MARGIN);
+        let r = stop_request("c".into(), &q, ApiVersion(1, 41)).unwrap();
+        assert_eq!(r.signal, None);
+        let r = stop_request("c".into(), &Query::parse(Some("t=-1")), ApiVersion(1, 45)).unwrap();
+        assert_eq!(stop_deadline(&r), LONG_STOP);
+        assert!(stop_request("c".into(), &Query::parse(Some("t=x")), ApiVersion(1, 45)).is_err());
+    }
+
+    #[test]
+    fn resize_dimensions_default_to_zero_and_must_be_numbers() {
+        let q = Query::parse(Some("h=40&w=abc"));
+        assert_eq!(dimension(&q, "h", "height").unwrap(), 40);
+        assert_eq!(dimension(&q, "x", "height").unwrap(), 0);
+        assert!(dimension(&q, "w", "width")
+            .unwrap_err()
+            .message
+            .starts_with("invalid resize width \"abc\""));
+    }
+}

@@ -1,0 +1,529 @@
+//! From a create request and its image to the container's effective config, and from a
+//! container record to its OCI runtime spec.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use oci_spec::runtime::{
+    Capability, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, Spec, UserBuilder,
+};
+use serde_json::Value;
+use wharf_bus::container::{ContainerConfig, HealthConfig, HostConfig};
+use wharf_bus::BusError;
+
+use crate::container::{clamp_rlimits, default_spec, docker_default_capabilities};
+
+use super::record::{ContainerPaths, ContainerRecord};
+use super::user::ResolvedUser;
+
+/// The container's config with the image's defaults filled in, as dockerd merges them.
+pub fn merge_image_config(mut config: ContainerConfig, image: &Value) -> ContainerConfig {
+    let ic = image.get("config").cloned().unwrap_or(Value::Null);
+    let strings = |v: Option<&Value>| -> Option<Vec<String>> {
+        v.and_then(|v| v.as_array()).map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+    };
+    // Env: the image's, overridden key by key by the container's.
+    let mut env: Vec<String> = strings(ic.get("Env")).unwrap_or_default();
+    for e in std::mem::take(&mut config.env) {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()) || !e.contains('='));
+        env.push(e);
+    }
+    config.env = env;
+    // An entrypoint given on create resets the image's Cmd (dockerd).
+    if config.entrypoint.is_none() {
+        config.entrypoint = strings(ic.get("Entrypoint"));
+        if config.cmd.is_none() {
+            config.cmd = strings(ic.get("Cmd"));
+        }
+    }
+    if config.working_dir.is_empty() {
+        config.working_dir = ic
+            .get("WorkingDir")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+    }
+    if config.user.is_empty() {
+        config.user = ic
+            .get("User")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+    }
+    if let Some(ports) = ic.get("ExposedPorts").and_then(|v| v.as_object()) {
+        let mine = config.exposed_ports.get_or_insert_with(BTreeMap::new);
+        for (k, v) in ports {
+            mine.entry(k.clone()).or_insert(v.clone());
+        }
+    }
+    if let Some(vols) = ic.get("Volumes").and_then(|v| v.as_object()) {
+        let mine = config.volumes.get_or_insert_with(BTreeMap::new);
+        for (k, v) in vols {
+            mine.entry(k.clone()).or_insert(v.clone());
+        }
+    }
+    if config.stop_signal.is_none() {
+        config.stop_signal = ic
+            .get("StopSignal")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+    }
+    if config.healthcheck.is_none() {
+        config.healthcheck = ic
+            .get("Healthcheck")
+            .and_then(|h| serde_json::from_value::<HealthConfig>(h.clone()).ok());
+    }
+    if let Some(labels) = ic.get("Labels").and_then(|v| v.as_object()) {
+        for (k, v) in labels {
+            if let Some(v) = v.as_str() {
+                config.labels.entry(k.clone()).or_insert(v.to_string());
+            }
+        }
+    }
+    if config.on_build.is_none() {
+        config.on_build = strings(ic.get("OnBuild"));
+    }
+    if config.shell.is_none() {
+        config.shell = strings(ic.get("Shell"));
+    }
+    config
+}
+
+/// `Path` and `Args` of the container (entrypoint then cmd); dockerd's 400 when empty.
+pub fn command(config: &ContainerConfig) -> Result<(String, Vec<String>), BusError> {
+    let mut all: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+    // `--entrypoint ""` clears the image's entrypoint.
+    if all.len() == 1 && all[0].is_empty() {
+        all.clear();
+    }
+    all.extend(config.cmd.clone().unwrap_or_default());
+    if all.is_empty() {
+        return Err(BusError::invalid("No command specified"));
+    }
+    let path = all.remove(0);
+    Ok((path, all))
+}
+
+/// Docker's environment: the config's, with PATH, HOSTNAME, HOME and TERM as dockerd and runc
+/// add them.
+fn environment(rec: &ContainerRecord, user: &ResolvedUser) -> Vec<String> {
+    let mut env = Vec::new();
+    let has = |env: &Vec<String>, key: &str| {
+        env.iter()
+            .any(|e: &String| e.starts_with(&format!("{key}=")))
+    };
+    if !rec.config.env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(crate::container::DEFAULT_PATH.to_string());
+    }
+    env.push(format!("HOSTNAME={}", rec.config.hostname));
+    if rec.config.tty {
+        env.push("TERM=xterm".to_string());
+    }
+    for e in &rec.config.env {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x: &String| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", user.home));
+    }
+    env
+}
+
+fn capability(name: &str) -> Result<Capability, BusError> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    Capability::from_str(bare)
+        .map_err(|_| BusError::invalid(format!("unknown capability: \"CAP_{bare}\"")))
+}
+
+/// All capabilities the kernel knows (for `--privileged` and `--cap-add ALL`).
+fn all_capabilities() -> HashSet<Capability> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    let names = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    names
+        .iter()
+        .take(last as usize + 1)
+        .filter_map(|n| capability(n).ok())
+        .collect()
+}
+
+/// The capability set of a container: Docker's default, `--cap-add`, `--cap-drop`,
+/// `--privileged`.
+pub fn capabilities(host: &HostConfig) -> Result<HashSet<Capability>, BusError> {
+    if host.privileged {
+        return Ok(all_capabilities());
+    }
+    let mut caps: HashSet<Capability> = docker_default_capabilities().into_iter().collect();
+    for name in &host.cap_drop {
+        if name.eq_ignore_ascii_case("ALL") {
+            caps.clear();
+        } else {
+            caps.remove(&capability(name)?);
+        }
+    }
+    for name in &host.cap_add {
+        if name.eq_ignore_ascii_case("ALL") {
+            caps = all_capabilities();
+        } else {
+            caps.insert(capability(name)?);
+        }
+    }
+    Ok(caps)
+}
+
+fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    Some(match name {
+        "core" => PosixRlimitType::RlimitCore,
+        "cpu" => PosixRlimitType::RlimitCpu,
+        "data" => PosixRlimitType::RlimitData,
+        "fsize" => PosixRlimitType::RlimitFsize,
+        "locks" => PosixRlimitType::RlimitLocks,
+        "memlock" => PosixRlimitType::RlimitMemlock,
+        "msgqueue" => PosixRlimitType::RlimitMsgqueue,
+        "nice" => PosixRlimitType::RlimitNice,
+        "nofile" => PosixRlimitType::RlimitNofile,
+        "nproc" => PosixRlimitType::RlimitNproc,
+        "rss" => PosixRlimitType::RlimitRss,
+        "rtprio" => PosixRlimitType::RlimitRtprio,
+        "rttime" => PosixRlimitType::RlimitRttime,
+        "sigpending" => PosixRlimitType::RlimitSigpending,
+        "stack" => PosixRlimitType::RlimitStack,
+        "as" => PosixRlimitType::RlimitAs,
+        _ => return None,
+    })
+}
+
+/// Checks `--ulimit` names (dockerd's texts).
+pub fn check_ulimits(host: &HostConfig) -> Result<(), BusError> {
+    for u in &host.ulimits {
+        if rlimit_type(&u.name).is_none() {
+            return Err(BusError::invalid(format!(
+                "invalid ulimit type: {}",
+                u.name
+            )));
+        }
+        if u.soft > u.hard {
+            return Err(BusError::invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn bind(destination: &str, source: &Path, options: &[&str]) -> Mount {
+    MountBuilder::default()
+        .destination(destination)
+        .typ("bind")
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .expect("mount")
+}
+
+/// The OCI spec of a container about to start.
+pub fn spec(
+    rec: &ContainerRecord,
+    paths: &ContainerPaths,
+    user: &ResolvedUser,
+    netns: Option<&Path>,
+) -> Result<Spec, BusError> {
+    let host = &rec.host_config;
+    let mut args = vec![rec.path.clone()];
+    args.extend(rec.args.iter().cloned());
+    let mut spec = default_spec(&rec.config.hostname, args);
+
+    // Process: user, env, cwd, caps, rlimits, no-new-privileges, terminal.
+    let mut process = spec.process().clone().expect("default process");
+    let mut oci_user = UserBuilder::default()
+        .uid(user.uid)
+        .gid(user.gid)
+        .build()
+        .expect("user");
+    if !user.additional_gids.is_empty() {
+        oci_user.set_additional_gids(Some(user.additional_gids.clone()));
+    }
+    process.set_user(oci_user);
+    process.set_env(Some(environment(rec, user)));
+    let cwd = if rec.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        rec.config.working_dir.clone()
+    };
+    process.set_cwd(cwd.into());
+    process.set_terminal(Some(rec.config.tty));
+    let caps = capabilities(host)?;
+    let mut sets = process
+        .capabilities()
+        .clone()
+        .expect("default capabilities");
+    sets.set_bounding(Some(caps.clone()));
+    sets.set_effective(Some(caps.clone()));
+    sets.set_permitted(Some(caps));
+    process.set_capabilities(Some(sets));
+    let mut rlimits = process.rlimits().clone().unwrap_or_default();
+    for u in &host.ulimits {
+        let typ = rlimit_type(&u.name)
+            .ok_or_else(|| BusError::invalid(format!("invalid ulimit type: {}", u.name)))?;
+        rlimits.retain(|r| r.typ() != typ);
+        rlimits.push(
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(u.soft.max(0) as u64)
+                .hard(u.hard.max(0) as u64)
+                .build()
+                .expect("rlimit"),
+        );
+    }
+    clamp_rlimits(&mut rlimits);
+    process.set_rlimits(Some(rlimits));
+    if host.security_opt.iter().any(|o| {
+        o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
+    }) {
+        process.set_no_new_privileges(Some(true));
+    }
+    spec.set_process(Some(process));
+
+    // Root.
+    if host.readonly_rootfs {
+        let mut root = spec.root().clone().expect("default root");
+        root.set_readonly(Some(true));
+        spec.set_root(Some(root));
+    }
+
+    // Mounts: Docker's, /dev/shm sized, the /etc files, then volumes, binds and tmpfs.
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if host.shm_size > 0 {
+        for m in mounts.iter_mut() {
+            if m.destination() == Path::new("/dev/shm") {
+                m.set_options(Some(vec![
+                    "nosuid".into(),
+                    "noexec".into(),
+                    "nodev".into(),
+                    "mode=1777".into(),
+                    format!("size={}", host.shm_size),
+                ]));
+            }
+        }
+    }
+    if host.privileged {
+        for m in mounts.iter_mut() {
+            if m.destination() == Path::new("/sys") {
+                m.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
+            }
+        }
+    }
+    let user_mounts: Vec<&str> = rec.mounts.iter().map(|m| m.destination.as_str()).collect();
+    for (dest, file) in [
+        ("/etc/resolv.conf", paths.resolv_conf()),
+        ("/etc/hostname", paths.hostname()),
+        ("/etc/hosts", paths.hosts()),
+    ] {
+        if !user_mounts.contains(&dest) {
+            let mut options = vec!["rbind", "rprivate"];
+            if host.readonly_rootfs {
+                options.push("ro");
+            }
+            mounts.push(bind(dest, &file, &options));
+        }
+    }
+    for m in &rec.mounts {
+        match m.kind.as_str() {
+            "tmpfs" => {
+                let mut options: Vec<String> =
+                    vec!["nosuid".into(), "nodev".into(), "noexec".into()];
+                options.extend(
+                    m.options
+                        .split(',')
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_string),
+                );
+                mounts.push(
+                    MountBuilder::default()
+                        .destination(m.destination.as_str())
+                        .typ("tmpfs")
+                        .source("tmpfs")
+                        .options(options)
+                        .build()
+                        .expect("mount"),
+                );
+            }
+            _ => {
+                let mut options = vec!["rbind", "rprivate"];
+                if !m.rw {
+                    options.push("ro");
+                }
+                mounts.push(bind(&m.destination, Path::new(&m.source), &options));
+            }
+        }
+    }
+    spec.set_mounts(Some(mounts));
+
+    // Linux: namespaces, masked and read-only paths.
+    let mut linux = spec.linux().clone().expect("default linux");
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    match rec.host_config.network_mode.as_str() {
+        "host" => namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network),
+        _ => {
+            if let Some(netns) = netns {
+                namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+                namespaces.push(
+                    LinuxNamespaceBuilder::default()
+                        .typ(LinuxNamespaceType::Network)
+                        .path(netns)
+                        .build()
+                        .expect("namespace"),
+                );
+            }
+        }
+    }
+    if host.uts_mode == "host" {
+        namespaces.retain(|n| n.typ() != LinuxNamespaceType::Uts);
+        spec.set_hostname(None);
+    }
+    if host.pid_mode == "host" {
+        namespaces.retain(|n| n.typ() != LinuxNamespaceType::Pid);
+    }
+    if host.ipc_mode == "host" {
+        namespaces.retain(|n| n.typ() != LinuxNamespaceType::Ipc);
+    }
+    linux.set_namespaces(Some(namespaces));
+    if host.privileged {
+        linux.set_masked_paths(Some(Vec::new()));
+        linux.set_readonly_paths(Some(Vec::new()));
+    }
+    if let Some(masked) = &host.masked_paths {
+        linux.set_masked_paths(Some(masked.clone()));
+    }
+    if let Some(ro) = &host.readonly_paths {
+        linux.set_readonly_paths(Some(ro.clone()));
+    }
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn image_defaults_fill_what_the_create_left_out() {
+        let image = json!({"config": {"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"],
+            "Entrypoint": null, "WorkingDir": "/srv", "ExposedPorts": {"80/tcp": {}},
+            "Labels": {"l": "image"}}});
+        let mut config = ContainerConfig {
+            env: vec!["A=2".into()],
+            ..Default::default()
+        };
+        config.labels.insert("l".into(), "mine".into());
+        let merged = merge_image_config(config, &image);
+        assert_eq!(merged.env, ["PATH=/bin", "A=2"]);
+        assert_eq!(merged.cmd.as_deref().unwrap(), ["sh"]);
+        assert_eq!(merged.working_dir, "/srv");
+        assert!(merged.exposed_ports.unwrap().contains_key("80/tcp"));
+        assert_eq!(merged.labels["l"], "mine");
+    }
+
+    #[test]
+    fn an_entrypoint_on_create_drops_the_images_cmd() {
+        let image = json!({"config": {"Entrypoint": ["/init"], "Cmd": ["serve"]}});
+        let config = ContainerConfig {
+            entrypoint: Some(vec!["echo".into()]),
+            ..Default::default()
+        };
+        let merged = merge_image_config(config, &image);
+        assert_eq!(command(&merged).unwrap(), ("echo".to_string(), vec![]));
+        let merged = merge_image_config(ContainerConfig::default(), &image);
+        assert_eq!(
+            command(&merged).unwrap(),
+            ("/init".to_string(), vec!["serve".to_string()])
+        );
+        assert_eq!(
+            command(&ContainerConfig::default()).unwrap_err().message,
+            "No command specified"
+        );
+    }
+
+    #[test]
+    fn capabilities_follow_add_drop_and_privileged() {
+        let host = HostConfig {
+            cap_add: vec!["NET_ADMIN".into()],
+            cap_drop: vec!["CAP_CHOWN".into()],
+            ..Default::default()
+        };
+        let caps = capabilities(&host).unwrap();
+        assert!(caps.contains(&Capability::NetAdmin));
+        assert!(!caps.contains(&Capability::Chown));
+        assert!(caps.contains(&Capability::Kill));
+        let host = HostConfig {
+            cap_drop: vec!["all".into()],
+            ..Default::default()
+        };
+        assert!(capabilities(&host).unwrap().is_empty());
+        let host = HostConfig {
+            privileged: true,
+            ..Default::default()
+        };
+        assert!(capabilities(&host).unwrap().contains(&Capability::SysAdmin));
+        let host = HostConfig {
+            cap_add: vec!["BOGUS".into()],
+            ..Default::default()
+        };
+        assert!(capabilities(&host).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! Host-side preparation of a container: its overlayfs root and its network namespace.
+//! Blocking; async callers use `spawn_blocking`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+/// Mounts the overlay `lower` (top first) + `upper` at `target`, unless already mounted.
+/// An image without layers gets `empty` as its only lower directory.
+pub fn mount_rootfs(
+    lower: &[PathBuf],
+    empty: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> std::io::Result<()> {
+    for dir in [upper, work, target, empty] {
+        std::fs::create_dir_all(dir)?;
+    }
+    if is_mountpoint(target)? {
+        return Ok(());
+    }
+    let lowers: Vec<String> = if lower.is_empty() {
+        vec![empty.display().to_string()]
+    } else {
+        lower.iter().map(|p| p.display().to_string()).collect()
+    };
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if options.len() >= 4096 {
+        return Err(std::io::Error::other(format!(
+            "image has too many layers for one overlay mount ({} layers)",
+            lower.len()
+        )));
+    }
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|e| std::io::Error::other(format!("mount overlay on {}: {e}", target.display())))
+}
+
+/// Unmounts `target` if something is mounted there.
+pub fn unmount(target: &Path) -> std::io::Result<()> {
+    match umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(std::io::Error::other(format!(
+            "unmount {}: {e}",
+            target.display()
+        ))),
+    }
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+pub fn is_mountpoint(path: &Path) -> std::io::Result<bool> {
+    let meta = std::fs::metadata(path)?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let parent_meta = std::fs::metadata(parent)?;
+    Ok(meta.dev() != parent_meta.dev() || meta.ino() == parent_meta.ino())
+}
+
+/// Creates a network namespace held by a bind mount on `path` (an empty file), so the network
+/// can be set up before the container's init joins it, and outlives its processes until
+/// [`remove_netns`]. The namespace is made on a short-lived thread (unshare affects only it).
+pub fn create_netns(path: &Path) -> std::io::Result<()> {
+    if path.exists() && is_nsfs(path) {
+        return Ok(());
+    }
+    std::fs::File::create(path)?;
+    let target = path.to_path_buf();
+    let outcome = std::thread::spawn(move || -> std::io::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| std::io::Error::other(format!("unshare net: {e}")))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| std::io::Error::other(format!("bind netns on {}: {e}", target.display())))?;
+        // Bring up the loopback interface inside.
+        loopback_up()
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("netns thread panicked"))?;
+    if outcome.is_err() {
+        let _ = umount2(path, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(path);
+    }
+    outcome
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    // SIOCSIFFLAGS on "lo" with IFF_UP, in the calling thread's network namespace.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo\0".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: plain ioctls on a socket we own with a zeroed, named ifreq.
+    let rc = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) };
+    if rc == 0 {
+        unsafe {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req);
+        }
+    }
+    unsafe { libc::close(sock) };
+    Ok(())
+}
+
+fn is_nsfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type().0 as i64 == 0x6e736673)
+        .unwrap_or(false)
+}
+
+/// Releases the namespace held at `path` (the kernel frees it with its last user).
+pub fn remove_netns(path: &Path) -> std::io::Result<()> {
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// `/etc/resolv.conf` for a container: the host's, without loopback name servers (they are
+/// unreachable from the container); Google's public servers when none is left, as Docker does.
+/// `--dns`, `--dns-search` and `--dns-option` replace the host's values.
+pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
+    let mut servers = Vec::new();
+    let mut host_search = Vec::new();
+    let mut host_options = Vec::new();
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                if let Some(s) = words.next() {
+                    if !s.starts_with("127.") && s != "::1" {
+                        servers.push(s.to_string());
+                    }
+                }
+            }
+            Some("search") | Some("domain") => host_search = words.map(str::to_string).collect(),
+            Some("options") => host_options = words.map(str::to_string).collect(),
+            _ => {}
+        }
+    }
+    if !dns.is_empty() {
+        servers = dns.to_vec();
+    }
+    if servers.is_empty() {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    let search = if search.is_empty() {
+        host_search
+    } else {
+        search.to_vec()
+    };
+    let options = if options.is_empty() {
+        host_options
+    } else {
+        options.to_vec()
+    };
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+/// `/etc/hosts` for a container as Docker writes it.
+pub fn hosts_file(address: Option<&str>, hostname: &str, extra: &[String]) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for e in extra {
+        if let Some((host, ip)) = e.split_once(':') {
+            out.push_str(&format!("{ip}\t{host}\n"));
+        }
+    }
+    if let Some(address) = address {
+        out.push_str(&format!("{address}\t{hostname}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_drops_loopback_servers_like_docker() {
+        let host = "nameserver 127.0.0.53\nsearch corp.example\noptions edns0\n";
+        assert_eq!(
+            resolv_conf(host, &[], &[], &[]),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch corp.example\noptions edns0\n"
+        );
+        assert_eq!(
+            resolv_conf("nameserver 10.0.0.2\n", &["1.1.1.1".into()], &[], &[]),
+            "nameserver 1.1.1.1\n"
+        );
+    }
+
+    #[test]
+    fn hosts_file_names_the_container() {
+        let text = hosts_file(Some("172.30.0.2"), "abc123", &["db:10.0.0.9".into()]);
+        assert!(text.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(text.ends_with("10.0.0.9\tdb\n172.30.0.2\tabc123\n"));
+    }
+}

@@ -1,0 +1,1471 @@
+//! Create, start, stop, kill, wait, remove, pause, rename; what happens when a container
+//! exits (restart policy, `--rm`); adopting containers after a runtime restart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use wharf_bus::container::{Changed, CreateRequest, CreateResponse, HostConfig, WaitResponse};
+use wharf_bus::image::{ImageRecord, ImageResolve};
+use wharf_bus::subjects::{group, image_store, subject};
+use wharf_bus::BusError;
+
+use crate::cgroups::{self, Resources};
+use crate::logs::format_go_rfc3339_nano;
+use crate::network::{PortMapping, Protocol};
+use crate::shim::{ShimClient, ShimLaunch, ShimState};
+use crate::snapshot::Snapshotter;
+
+use super::build;
+use super::host;
+use super::names;
+use super::record::{
+    ContainerPaths, ContainerRecord, MountPoint, NetworkState, PublishedPort, State, Status,
+    ZERO_TIME,
+};
+use super::streams;
+use super::user;
+use super::{internal, Container, Node, Phase};
+
+/// Default grace period of `docker stop`.
+const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+fn blocking_err(e: tokio::task::JoinError) -> BusError {
+    BusError::internal(format!("runtime task failed: {e}"))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BusError> + Send + 'static,
+) -> Result<T, BusError> {
+    tokio::task::spawn_blocking(f).await.map_err(blocking_err)?
+}
+
+fn new_id() -> String {
+    loop {
+        let bytes: [u8; 32] = rand::random();
+        let id = hex::encode(bytes);
+        // dockerd avoids IDs whose short form is all digits (it would read as a number).
+        if !id[..12].bytes().all(|b| b.is_ascii_digit()) {
+            return id;
+        }
+    }
+}
+
+/// Reserves `name` (with slash) for `id` on this node.
+fn reserve_name(node: &Node, name: &str, id: &str) -> Result<(), BusError> {
+    let mut names = node.names.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(other) = names.get(name) {
+        return Err(BusError::conflict(format!(
+            "Conflict. The container name \"{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+        )));
+    }
+    names.insert(name.to_string(), id.to_string());
+    Ok(())
+}
+
+fn release_name(node: &Node, name: &str, id: &str) {
+    let mut names = node.names.lock().unwrap_or_else(|e| e.into_inner());
+    if names.get(name).map(String::as_str) == Some(id) {
+        names.remove(name);
+    }
+}
+
+fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
+    build::check_ulimits(host)?;
+    match host.restart_policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(BusError::invalid(format!(
+                "invalid restart policy '{other}'"
+            )))
+        }
+    }
+    if host.restart_policy.maximum_retry_count < 0 {
+        return Err(BusError::invalid(
+            "invalid restart policy: maximum retry count cannot be negative",
+        ));
+    }
+    if host.restart_policy.maximum_retry_count > 0 && host.restart_policy.name != "on-failure" {
+        return Err(BusError::invalid(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )));
+    }
+    if host.auto_remove && !matches!(host.restart_policy.name.as_str(), "" | "no") {
+        return Err(BusError::invalid(
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    match host.network_mode.as_str() {
+        "" | "default" | "bridge" | "host" | "none" => {}
+        other => {
+            return Err(BusError::not_found(format!("network {other} not found")));
+        }
+    }
+    if host.memory > 0 && (host.memory as u64) < (6 * 1024 * 1024) {
+        return Err(BusError::invalid("Minimum memory limit allowed is 6MB"));
+    }
+    if host.nano_cpus > 0 && host.cpu_quota > 0 {
+        return Err(BusError::invalid(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    if host.nano_cpus > 0 {
+        let max = cgroups::host_cpus() as i64 * 1_000_000_000;
+        if host.nano_cpus > max {
+            return Err(BusError::invalid(format!(
+                "Range of CPUs is from 0.01 to {}.00, as there are only {} CPUs available",
+                cgroups::host_cpus(),
+                cgroups::host_cpus()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /containers/create` on this node.
+pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateResponse, BusError> {
+    let body = req.body;
+    if body.config.image.is_empty() {
+        return Err(BusError::invalid(
+            "Config cannot be empty in order to create a container",
+        ));
+    }
+    check_host_config(&body.host_config)?;
+    let image: ImageRecord = wharf_bus::call(
+        &node.client,
+        &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
+        &ImageResolve {
+            name: body.config.image.clone(),
+        },
+    )
+    .await?;
+    let id = new_id();
+    let mut config = build::merge_image_config(body.config.clone(), &image.config);
+    if config.hostname.is_empty() {
+        config.hostname = id[..12].to_string();
+    }
+    let (path, args) = build::command(&config)?;
+    let name = if req.name.is_empty() {
+        let mut attempt = 0;
+        loop {
+            let candidate = format!("/{}", names::generate(attempt));
+            if reserve_name(node, &candidate, &id).is_ok() {
+                break candidate;
+            }
+            attempt += 1;
+        }
+    } else {
+        let name = format!("/{}", req.name.trim_start_matches('/'));
+        reserve_name(node, &name, &id)?;
+        name
+    };
+    let paths = ContainerPaths::new(&node.containers_dir, &id);
+    let made = prepare(
+        node,
+        &id,
+        &paths,
+        &image,
+        config,
+        body.host_config,
+        body.networking_config,
+    )
+    .await;
+    let (config, host_config, networking_config, mounts, chain_ids) = match made {
+        Ok(m) => m,
+        Err(e) => {
+            release_name(node, &name, &id);
+            let dir = paths.clone();
+            let _ = tokio::task::spawn_blocking(move || discard(&dir)).await;
+            return Err(e);
+        }
+    };
+    let now = Utc::now();
+    let record = ContainerRecord {
+        id: id.clone(),
+        name: name.clone(),
+        created: format_go_rfc3339_nano(now),
+        created_nanos: now.timestamp_nanos_opt().unwrap_or(0),
+        path,
+        args,
+        image_name: config.image.clone(),
+        config,
+        host_config,
+        networking_config,
+        image_id: image.id.clone(),
+        chain_ids,
+        state: State {
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            ..Default::default()
+        },
+        restart_count: 0,
+        network: None,
+        mounts,
+        has_been_started: false,
+        platform: "linux".into(),
+    };
+    if let Err(e) = record.save(&paths.dir) {
+        release_name(node, &name, &id);
+        let dir = paths.clone();
+        let _ = tokio::task::spawn_blocking(move || discard(&dir)).await;
+        return Err(internal("cannot save the container", e));
+    }
+    let container = Arc::new(Container {
+        id: id.clone(),
+        paths,
+        record: Mutex::new(record.clone()),
+        op_lock: tokio::sync::Mutex::new(()),
+        phase: tokio::sync::watch::channel(Phase::default()).0,
+        pending_attaches: Mutex::new(Vec::new()),
+    });
+    node.containers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), container);
+    node.publish_event(&record, "create", &[]).await;
+    Ok(CreateResponse {
+        id,
+        warnings: Vec::new(),
+    })
+}
+
+type Prepared = (
+    wharf_bus::container::ContainerConfig,
+    HostConfig,
+    wharf_bus::container::NetworkingConfig,
+    Vec<MountPoint>,
+    Vec<String>,
+);
+
+/// Unpacks the image, mounts the root, creates the volumes and fills them from the image.
+async fn prepare(
+    node: &Arc<Node>,
+    id: &str,
+    paths: &ContainerPaths,
+    image: &ImageRecord,
+    config: wharf_bus::container::ContainerConfig,
+    host_config: HostConfig,
+    networking: wharf_bus::container::NetworkingConfig,
+) -> Result<Prepared, BusError> {
+    std::fs::create_dir_all(&paths.dir).map_err(|e| internal("cannot create the container", e))?;
+    let chain_ids =
+        Snapshotter::chain_ids_of(image).map_err(|e| BusError::invalid(e.to_string()))?;
+    let lower = node
+        .snapshots
+        .prepare_image(image, &node.blobs)
+        .await
+        .map_err(|e| internal("cannot unpack the image", e))?;
+    let node2 = node.clone();
+    let id = id.to_string();
+    let paths = paths.clone();
+    blocking(move || {
+        let rootfs = paths.rootfs();
+        host::mount_rootfs(
+            &lower,
+            &node2.options.root.join("empty"),
+            &paths.upper(),
+            &paths.work(),
+            &rootfs,
+        )
+        .map_err(|e| internal("cannot mount the container's root", e))?;
+        let mounts = plan_mounts(&node2, &id, &config, &host_config, &rootfs)?;
+        if !config.working_dir.is_empty() {
+            make_dir_in_root(&rootfs, &config.working_dir);
+        }
+        Ok((config, host_config, networking, mounts, chain_ids))
+    })
+    .await
+}
+
+fn make_dir_in_root(rootfs: &Path, dir: &str) {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    if let Ok(root) = open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        let _ = crate::container::mkdir_in_root(&root, Path::new(dir));
+    }
+}
+
+fn volume_error(e: crate::volume::VolumeError) -> BusError {
+    use crate::volume::VolumeError as V;
+    match e {
+        V::InvalidParameter(m) => BusError::invalid(m),
+        V::NotFound(_) => BusError::not_found(e.to_string()),
+        V::InUse { .. } | V::Conflict(_) => BusError::conflict(e.to_string()),
+        other => BusError::internal(other.to_string()),
+    }
+}
+
+/// Binds, named and anonymous volumes, `--mount` and `--tmpfs`, as dockerd plans them.
+fn plan_mounts(
+    node: &Node,
+    id: &str,
+    config: &wharf_bus::container::ContainerConfig,
+    host: &HostConfig,
+    rootfs: &Path,
+) -> Result<Vec<MountPoint>, BusError> {
+    let mut mounts: Vec<MountPoint> = Vec::new();
+    let volume = |name: Option<&str>,
+                  dest: &str,
+                  rw: bool,
+                  copy: bool,
+                  mode: &str|
+     -> Result<MountPoint, BusError> {
+        let v = node
+            .volumes
+            .create(name, BTreeMap::new(), BTreeMap::new())
+            .map_err(volume_error)?;
+        node.volumes.acquire(&v.name, id).map_err(volume_error)?;
+        if copy {
+            let target = rootfs.join(dest.trim_start_matches('/'));
+            if let Err(e) = node.volumes.populate_from(&v.name, &target) {
+                tracing::warn!(volume = %v.name, "copy-up: {e}");
+            }
+        }
+        Ok(MountPoint {
+            kind: "volume".into(),
+            name: v.name.clone(),
+            source: v.mountpoint.display().to_string(),
+            destination: dest.to_string(),
+            mode: mode.to_string(),
+            rw,
+            propagation: String::new(),
+            anonymous: name.is_none(),
+            options: String::new(),
+        })
+    };
+    let check_dest = |dest: &str, kind: &str| -> Result<(), BusError> {
+        if !dest.starts_with('/') {
+            return Err(BusError::invalid(format!(
+                "invalid mount config for type \"{kind}\": invalid mount path: '{dest}' mount path must be absolute"
+            )));
+        }
+        if dest == "/" {
+            return Err(BusError::invalid(format!(
+                "invalid mount config for type \"{kind}\": invalid specification: destination can't be '/'"
+            )));
+        }
+        Ok(())
+    };
+    let taken = |mounts: &Vec<MountPoint>, dest: &str| -> Result<(), BusError> {
+        if mounts.iter().any(|m| m.destination == dest) {
+            return Err(BusError::invalid(format!("Duplicate mount point: {dest}")));
+        }
+        Ok(())
+    };
+    for spec in &host.binds {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (src, dest, opts) = match parts.as_slice() {
+            [src, dest] => (*src, *dest, ""),
+            [src, dest, opts] => (*src, *dest, *opts),
+            _ => {
+                return Err(BusError::invalid(format!(
+                    "invalid volume specification: '{spec}'"
+                )))
+            }
+        };
+        let dest = dest.trim_end_matches('/');
+        let kind = if src.starts_with('/') {
+            "bind"
+        } else {
+            "volume"
+        };
+        check_dest(dest, kind)?;
+        taken(&mounts, dest)?;
+        let opt_list: Vec<&str> = opts.split(',').filter(|o| !o.is_empty()).collect();
+        for o in &opt_list {
+            if !matches!(
+                *o,
+                "ro" | "rw"
+                    | "z"
+                    | "Z"
+                    | "nocopy"
+                    | "rprivate"
+                    | "private"
+                    | "rshared"
+                    | "shared"
+                    | "rslave"
+                    | "slave"
+                    | "consistent"
+                    | "cached"
+                    | "delegated"
+            ) {
+                return Err(BusError::invalid(format!("invalid mode: {o}")));
+            }
+        }
+        let rw = !opt_list.contains(&"ro");
+        if kind == "bind" {
+            let source = PathBuf::from(src);
+            if !source.exists() {
+                std::fs::create_dir_all(&source)
+                    .map_err(|e| internal(format!("cannot create bind source {src}"), e))?;
+            }
+            mounts.push(MountPoint {
+                kind: "bind".into(),
+                name: String::new(),
+                source: src.to_string(),
+                destination: dest.to_string(),
+                mode: opts.to_string(),
+                rw,
+                propagation: "rprivate".into(),
+                anonymous: false,
+                options: String::new(),
+            });
+        } else {
+            let copy = !opt_list.contains(&"nocopy");
+            let mp = volume(Some(src), dest, rw, copy, "z")?;
+            mounts.push(MountPoint {
+                mode: opts.to_string(),
+                ..mp
+            });
+        }
+    }
+    for m in &host.mounts {
+        let dest = m.target.trim_end_matches('/');
+        check_dest(dest, &m.r#type)?;
+        taken(&mounts, dest)?;
+        match m.r#type.as_str() {
+            "bind" => {
+                if !Path::new(&m.source).exists() {
+                    return Err(BusError::invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                mounts.push(MountPoint {
+                    kind: "bind".into(),
+                    name: String::new(),
+                    source: m.source.clone(),
+                    destination: dest.to_string(),
+                    mode: String::new(),
+                    rw: !m.read_only,
+                    propagation: "rprivate".into(),
+                    anonymous: false,
+                    options: String::new(),
+                });
+            }
+            "volume" => {
+                let nocopy = m
+                    .volume_options
+                    .as_ref()
+                    .and_then(|o| o.get("NoCopy"))
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                let name = (!m.source.is_empty()).then_some(m.source.as_str());
+                let mp = volume(name, dest, !m.read_only, !nocopy, "z")?;
+                mounts.push(MountPoint {
+                    mode: String::new(),
+                    ..mp
+                });
+            }
+            "tmpfs" => {
+                let mut options = Vec::new();
+                if let Some(o) = &m.tmpfs_options {
+                    if let Some(size) = o.get("SizeBytes").and_then(|v| v.as_i64()) {
+                        options.push(format!("size={size}"));
+                    }
+                    if let Some(mode) = o.get("Mode").and_then(|v| v.as_u64()) {
+                        options.push(format!("mode={mode:o}"));
+                    }
+                }
+                mounts.push(MountPoint {
+                    kind: "tmpfs".into(),
+                    name: String::new(),
+                    source: String::new(),
+                    destination: dest.to_string(),
+                    mode: String::new(),
+                    rw: !m.read_only,
+                    propagation: String::new(),
+                    anonymous: false,
+                    options: options.join(","),
+                });
+            }
+            other => return Err(BusError::invalid(format!("mount type unknown: {other}"))),
+        }
+    }
+    for (dest, options) in &host.tmpfs {
+        check_dest(dest, "tmpfs")?;
+        taken(&mounts, dest)?;
+        mounts.push(MountPoint {
+            kind: "tmpfs".into(),
+            name: String::new(),
+            source: String::new(),
+            destination: dest.clone(),
+            mode: String::new(),
+            rw: !options.split(',').any(|o| o == "ro"),
+            propagation: String::new(),
+            anonymous: false,
+            options: options.clone(),
+        });
+    }
+    if let Some(volumes) = &config.volumes {
+        for dest in volumes.keys() {
+            let dest = dest.trim_end_matches('/');
+            if mounts.iter().any(|m| m.destination == dest) {
+                continue;
+            }
+            check_dest(dest, "volume")?;
+            let mp = volume(None, dest, true, true, "")?;
+            mounts.push(mp);
+        }
+    }
+    Ok(mounts)
+}
+
+/// Removes what create made (after a failed create or at remove).
+fn discard(paths: &ContainerPaths) {
+    let _ = host::unmount(&paths.rootfs());
+    let _ = host::remove_netns(&paths.netns());
+    if let Err(e) = std::fs::remove_dir_all(&paths.dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %paths.dir.display(), "cannot remove container files: {e}");
+        }
+    }
+}
+
+/// `docker start`.
+pub async fn start(node: &Arc<Node>, c: &Arc<Container>) -> Result<Changed, BusError> {
+    let _held = c.op_lock.lock().await;
+    match c.status() {
+        Status::Running | Status::Paused => return Ok(Changed { changed: false }),
+        Status::Removing => {
+            return Err(BusError::conflict(format!(
+                "container is marked for removal and cannot be started"
+            )))
+        }
+        Status::Dead => {
+            return Err(BusError::conflict(format!(
+                "cannot start a dead container {}",
+                c.id
+            )))
+        }
+        _ => {}
+    }
+    c.update(|r| r.state.stopped_by_user = false)?;
+    if let Err(e) = start_locked(node, c).await {
+        drop(_held);
+        // dockerd removes an AutoRemove container whose start failed.
+        if c.with(|r| r.host_config.auto_remove) {
+            if let Err(rm) = remove(node, c, true, true).await {
+                tracing::warn!(container = %c.id, "--rm after a failed start: {}", rm.message);
+            }
+        }
+        return Err(e);
+    }
+    Ok(Changed { changed: true })
+}
+
+fn ports_of(rec: &ContainerRecord) -> Result<Vec<PortMapping>, BusError> {
+    let mut out = Vec::new();
+    let mut bindings = rec.host_config.port_bindings.clone();
+    if rec.host_config.publish_all_ports {
+        if let Some(exposed) = &rec.config.exposed_ports {
+            for port in exposed.keys() {
+                bindings
+                    .entry(port.clone())
+                    .or_insert_with(|| vec![wharf_bus::container::PortBinding::default()]);
+            }
+        }
+    }
+    for (port, list) in bindings {
+        let (number, proto) = port.split_once('/').unwrap_or((port.as_str(), "tcp"));
+        let container_port: u16 = number
+            .parse()
+            .map_err(|_| BusError::invalid(format!("invalid port specification: \"{port}\"")))?;
+        let protocol = match proto {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Err(BusError::invalid(format!("invalid proto: {other}"))),
+        };
+        for b in list {
+            let host_ip = match b.host_ip.as_str() {
+                "" | "0.0.0.0" => None,
+                "::" => None,
+                ip => Some(
+                    ip.parse()
+                        .map_err(|_| BusError::invalid(format!("invalid IP address: {ip}")))?,
+                ),
+            };
+            let host_port = if b.host_port.is_empty() || b.host_port == "0" {
+                free_port(protocol)?
+            } else {
+                b.host_port
+                    .parse()
+                    .map_err(|_| BusError::invalid(format!("invalid hostPort: {}", b.host_port)))?
+            };
+            out.push(PortMapping {
+                host_ip,
+                host_port,
+                container_port,
+                protocol,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A free host port from the ephemeral range, for `-P` and `-p 80`.
+fn free_port(protocol: Protocol) -> Result<u16, BusError> {
+    let port = match protocol {
+        Protocol::Tcp => std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()),
+        Protocol::Udp => std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.local_addr()),
+    }
+    .map_err(|e| internal("cannot pick a host port", e))?
+    .port();
+    Ok(port)
+}
+
+/// A published port already in use by another container of this node.
+fn port_conflict(node: &Node, me: &str, ports: &[PortMapping]) -> Option<String> {
+    for c in node.all() {
+        if c.id == me {
+            continue;
+        }
+        let taken = c.with(|r| {
+            r.network
+                .as_ref()
+                .map(|n| n.ports.clone())
+                .unwrap_or_default()
+        });
+        for p in ports {
+            if taken
+                .iter()
+                .any(|t| t.host_port == p.host_port && t.protocol == p.protocol.as_str())
+            {
+                return Some(format!(
+                    "driver failed programming external connectivity on endpoint {} ({}): Bind for 0.0.0.0:{} failed: port is already allocated",
+                    c.with(|r| r.short_name().to_string()),
+                    me,
+                    p.host_port
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Starts the container (op_lock held): network, spec, cgroup, shim.
+///
+/// Boxed: an exit can restart the container, so start, monitor and exit refer to each other.
+pub(crate) fn start_locked<'a>(
+    node: &'a Arc<Node>,
+    c: &'a Arc<Container>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BusError>> + Send + 'a>> {
+    Box::pin(start_locked_inner(node, c))
+}
+
+async fn start_locked_inner(node: &Arc<Node>, c: &Arc<Container>) -> Result<(), BusError> {
+    let rec = c.snapshot();
+    let outcome = launch(node, c, &rec).await;
+    match outcome {
+        Ok(state) => {
+            let started_at = state.started_at.clone();
+            c.update(|r| {
+                r.state.status = Status::Running;
+                r.state.pid = state.pid;
+                r.state.started_at = started_at;
+                r.state.exit_code = 0;
+                r.state.error.clear();
+                r.state.oom_killed = false;
+                r.has_been_started = true;
+            })?;
+            c.phase.send_modify(|p| p.running = true);
+            let rec = c.snapshot();
+            node.publish_event(&rec, "start", &[]).await;
+            tokio::spawn(monitor(node.clone(), c.clone()));
+            Ok(())
+        }
+        Err((err, code)) => {
+            let message = err.message.clone();
+            let _ = c.update(|r| {
+                r.state.exit_code = code;
+                r.state.error = message;
+                if r.has_been_started {
+                    r.state.status = Status::Exited;
+                }
+            });
+            let paths = c.paths.clone();
+            let node2 = node.clone();
+            let id = c.id.clone();
+            let _ = tokio::task::spawn_blocking(move || teardown(&node2, &id, &paths)).await;
+            c.update(|r| r.network = None)?;
+            Err(err)
+        }
+    }
+}
+
+/// Exit code dockerd records for a start failure (the CLI derives its own from the text).
+fn start_failure_code(message: &str) -> i64 {
+    if message.contains("executable file not found")
+        || message.contains("no such file or directory")
+    {
+        127
+    } else if message.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
+async fn launch(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    rec: &ContainerRecord,
+) -> Result<ShimState, (BusError, i64)> {
+    let fail = |e: BusError| (e, 128);
+    let ports = ports_of(rec).map_err(fail)?;
+    if let Some(conflict) = port_conflict(node, &c.id, &ports) {
+        return Err(fail(BusError::internal(conflict)));
+    }
+    let lower: Vec<PathBuf> = rec
+        .chain_ids
+        .iter()
+        .rev()
+        .map(|chain| node.snapshots.fs_path(chain))
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(internal("image layers", e)))?;
+    let node2 = node.clone();
+    let paths = c.paths.clone();
+    let rec2 = rec.clone();
+    // Host side: root, /etc files, network, user, spec, cgroup.
+    let prepared = blocking(
+        move || -> Result<(ShimLaunch, Option<NetworkState>), BusError> {
+            let rec = rec2;
+            host::mount_rootfs(
+                &lower,
+                &node2.options.root.join("empty"),
+                &paths.upper(),
+                &paths.work(),
+                &paths.rootfs(),
+            )
+            .map_err(|e| internal("cannot mount the container's root", e))?;
+            let io = |what: &str, e: std::io::Error| internal(format!("cannot write {what}"), e);
+            std::fs::write(paths.hostname(), format!("{}\n", rec.config.hostname))
+                .map_err(|e| io("hostname", e))?;
+            let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let h = &rec.host_config;
+            std::fs::write(
+                paths.resolv_conf(),
+                host::resolv_conf(&host_resolv, &h.dns, &h.dns_search, &h.dns_options),
+            )
+            .map_err(|e| io("resolv.conf", e))?;
+            let mode = h.network_mode.as_str();
+            let mut netns = None;
+            let mut network = None;
+            if mode != "host" {
+                host::create_netns(&paths.netns())
+                    .map_err(|e| internal("cannot create the network namespace", e))?;
+                netns = Some(paths.netns());
+            }
+            if matches!(mode, "" | "default" | "bridge") {
+                let bridge = node2.network.as_ref().ok_or_else(|| {
+                    BusError::unavailable("the bridge network is not available on this node")
+                })?;
+                let attachment = bridge
+                    .attach(&rec.id, &paths.netns(), &ports)
+                    .map_err(|e| {
+                        internal("cannot connect the container to the bridge network", e)
+                    })?;
+                network = Some(NetworkState {
+                    address: attachment.address.to_string(),
+                    prefix: attachment.prefix,
+                    gateway: attachment.gateway.to_string(),
+                    mac: mac_for(attachment.address),
+                    ports: ports
+                        .iter()
+                        .map(|p| PublishedPort {
+                            container_port: p.container_port,
+                            protocol: p.protocol.as_str().to_string(),
+                            host_ip: p
+                                .host_ip
+                                .map(|ip| ip.to_string())
+                                .unwrap_or_else(|| "0.0.0.0".into()),
+                            host_port: p.host_port,
+                        })
+                        .collect(),
+                });
+            }
+            let address = network.as_ref().map(|n| n.address.clone());
+            let hosts = if mode == "host" {
+                std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+            } else {
+                host::hosts_file(address.as_deref(), &rec.config.hostname, &h.extra_hosts)
+            };
+            std::fs::write(paths.hosts(), hosts).map_err(|e| io("hosts", e))?;
+            let user = user::resolve(&paths.rootfs(), &rec.config.user, &h.group_add)
+                .map_err(|m| BusError::invalid(format!("unable to find user: {m}")))?;
+            let spec = build::spec(&rec, &paths, &user, netns.as_deref())?;
+            let mut cgroup_dirs = Vec::new();
+            if let Some(layout) = &node2.cgroups {
+                let group = cgroups::create(layout, &format!("wharf/{}", rec.id))
+                    .map_err(|e| internal("cannot create the container's cgroup", e))?;
+                group
+                    .apply(&resources(h))
+                    .map_err(|e| BusError::invalid(e.to_string()))?;
+                cgroup_dirs = group.dirs();
+            }
+            let log_config = &h.log_config.config;
+            let launch = ShimLaunch {
+                id: rec.id.clone(),
+                spec,
+                rootfs: paths.rootfs(),
+                log_path: paths.log(&rec.id),
+                log_max_size: log_config.get("max-size").and_then(|s| parse_size(s)),
+                log_max_files: log_config
+                    .get("max-file")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1),
+                tty: rec.config.tty,
+                open_stdin: rec.config.open_stdin,
+                // The node decides what a client's end of stdin means (see streams).
+                stdin_once: false,
+                console_size: h.console_size.map(|[h, w]| (h as u16, w as u16)),
+                cgroup_dirs,
+            };
+            Ok((launch, network))
+        },
+    )
+    .await
+    .map_err(fail)?;
+    let (launch, network) = prepared;
+    c.update(|r| r.network = network.clone()).map_err(fail)?;
+    let shim = ShimClient::spawn(&node.options.shim_binary, &c.paths.dir, &launch)
+        .await
+        .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
+    streams::connect_pending(c, &shim).await;
+    match shim.start().await {
+        Ok(state) => Ok(state),
+        Err(e) => {
+            let message = format!("failed to create task for container: {e}: unknown");
+            let code = start_failure_code(&message);
+            Err((BusError::invalid(message), code))
+        }
+    }
+}
+
+/// A locally administered MAC derived from the address, as Docker derives it.
+fn mac_for(address: std::net::Ipv4Addr) -> String {
+    let o = address.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1024),
+        'm' => (&t[..t.len() - 1], 1024 * 1024),
+        'g' => (&t[..t.len() - 1], 1024 * 1024 * 1024),
+        _ => (t.as_str(), 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+fn resources(h: &HostConfig) -> Resources {
+    let mut r = Resources::default();
+    if h.memory > 0 {
+        r.memory = Some(h.memory as u64);
+        r.memory_swap = match h.memory_swap {
+            0 => cgroups::MemorySwap::Default,
+            -1 => cgroups::MemorySwap::Unlimited,
+            n => cgroups::MemorySwap::Total(n as u64),
+        };
+    }
+    if h.nano_cpus > 0 {
+        r.nano_cpus = Some(h.nano_cpus as u64);
+    } else if h.cpu_quota > 0 {
+        let period = if h.cpu_period > 0 {
+            h.cpu_period
+        } else {
+            100_000
+        };
+        r.nano_cpus = Some((h.cpu_quota as u64 * 1_000_000_000) / period as u64);
+    }
+    if h.cpu_shares > 0 {
+        r.cpu_shares = Some(h.cpu_shares as u64);
+    }
+    if let Some(p) = h.pids_limit.filter(|p| *p > 0) {
+        r.pids_limit = Some(p as u64);
+    }
+    r
+}
+
+/// Undoes what a start set up on the host (network, netns, cgroup). Safe to repeat.
+fn teardown(node: &Node, id: &str, paths: &ContainerPaths) {
+    if let Some(bridge) = &node.network {
+        if let Err(e) = bridge.detach(id) {
+            tracing::warn!(container = %id, "network detach: {e}");
+        }
+    }
+    let _ = host::remove_netns(&paths.netns());
+    if let Some(layout) = &node.cgroups {
+        if let Ok(group) = cgroups::open(layout, &format!("wharf/{id}")) {
+            let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
+            if let Err(e) = group.destroy() {
+                tracing::warn!(container = %id, "cgroup: {e}");
+            }
+        }
+    }
+}
+
+/// Waits for the container's exit (through its shim) and records it.
+async fn monitor(node: Arc<Node>, c: Arc<Container>) {
+    let shim = ShimClient::open(&c.paths.dir);
+    let state = match shim.wait().await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(container = %c.id, "lost the shim ({e}); reading its state file");
+            final_state_without_shim(&node, &c).await
+        }
+    };
+    on_exit(node, c, state).await;
+}
+
+/// The exit as the state file recorded it; when the shim died before recording one, the
+/// container's processes are killed through its cgroup and the exit is 137.
+async fn final_state_without_shim(node: &Arc<Node>, c: &Arc<Container>) -> ShimState {
+    let path = c.paths.state();
+    if let Ok(state) = ShimState::read(&path) {
+        if state.exit_code.is_some() {
+            return state;
+        }
+    }
+    let node2 = node.clone();
+    let id = c.id.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(layout) = &node2.cgroups {
+            if let Ok(group) = cgroups::open(layout, &format!("wharf/{id}")) {
+                let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    })
+    .await;
+    let mut state = ShimState::read(&path).unwrap_or_else(|_| ShimState {
+        pid: 0,
+        status: crate::shim::Status::Exited,
+        started_at: ZERO_TIME.into(),
+        exit_code: None,
+        finished_at: None,
+        oom_killed: None,
+    });
+    state.exit_code = Some(137);
+    state.finished_at = Some(format_go_rfc3339_nano(Utc::now()));
+    state
+}
+
+/// Records an exit, releases the host resources, then applies the restart policy or `--rm`.
+pub(crate) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState) {
+    let code = state.exit_code.unwrap_or(255) as i64;
+    let node2 = node.clone();
+    let id = c.id.clone();
+    let paths = c.paths.clone();
+    let oom = tokio::task::spawn_blocking(move || {
+        let oom = node2.cgroups.as_ref().and_then(|layout| {
+            cgroups::open(layout, &format!("wharf/{id}"))
+                .ok()
+                .and_then(|g| g.oom_killed().ok())
+        });
+        teardown(&node2, &id, &paths);
+        oom.unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
+    let oom = oom || state.oom_killed.unwrap_or(false);
+    let finished = state
+        .finished_at
+        .clone()
+        .unwrap_or_else(|| format_go_rfc3339_nano(Utc::now()));
+    let _ = c.update(|r| {
+        r.state.status = Status::Exited;
+        r.state.pid = 0;
+        r.state.exit_code = code;
+        r.state.finished_at = finished;
+        r.state.oom_killed = oom;
+        r.network = None;
+    });
+    c.phase.send_modify(|p| {
+        p.exits += 1;
+        p.exit_code = code;
+        p.running = false;
+    });
+    let rec = c.snapshot();
+    if oom {
+        node.publish_event(&rec, "oom", &[]).await;
+    }
+    node.publish_event(&rec, "die", &[("exitCode", code.to_string())])
+        .await;
+
+    let policy = rec.host_config.restart_policy.clone();
+    let restart = !rec.state.stopped_by_user
+        && match policy.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                code != 0
+                    && (policy.maximum_retry_count == 0
+                        || rec.restart_count < policy.maximum_retry_count)
+            }
+            _ => false,
+        };
+    if restart {
+        let delay = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 9));
+        let _ = c.update(|r| {
+            r.state.status = Status::Restarting;
+            r.restart_count += 1;
+        });
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _held = c.op_lock.lock().await;
+            if c.status() != Status::Restarting {
+                return;
+            }
+            if let Err(e) = start_locked(&node, &c).await {
+                tracing::warn!(container = %c.id, "restart failed: {}", e.message);
+                let _ = c.update(|r| r.state.status = Status::Exited);
+            }
+        });
+        return;
+    }
+    if rec.host_config.auto_remove {
+        if let Err(e) = remove(&node, &c, true, true).await {
+            tracing::warn!(container = %c.id, "--rm: {}", e.message);
+        }
+    }
+}
+
+/// Parses a signal as Docker accepts it: `SIGKILL`, `KILL`, `9`.
+pub fn parse_signal(text: &str) -> Result<i32, BusError> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        if n > 0 && n <= 64 {
+            return Ok(n);
+        }
+        return Err(BusError::invalid(format!("Invalid signal: {text}")));
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| BusError::invalid(format!("Invalid signal: {text}")))
+}
+
+async fn signal(c: &Container, signal: i32) -> Result<(), BusError> {
+    ShimClient::open(&c.paths.dir)
+        .kill(signal)
+        .await
+        .map_err(|e| internal(format!("cannot signal container {}", c.id), e))
+}
+
+/// Waits until the container has exited more than `seen` times, at most `timeout`.
+async fn exited_after(c: &Container, seen: u64, timeout: Option<Duration>) -> bool {
+    let mut rx = c.phase.subscribe();
+    let done = async {
+        loop {
+            if rx.borrow_and_update().exits > seen {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, done).await.is_ok(),
+        None => {
+            done.await;
+            true
+        }
+    }
+}
+
+/// `docker stop`: the stop signal, then SIGKILL after the grace period.
+pub async fn stop(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    sig: Option<String>,
+    timeout: Option<i64>,
+) -> Result<Changed, BusError> {
+    let _held = c.op_lock.lock().await;
+    stop_locked(node, c, sig, timeout).await
+}
+
+async fn stop_locked(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    sig: Option<String>,
+    timeout: Option<i64>,
+) -> Result<Changed, BusError> {
+    let rec = c.snapshot();
+    if rec.state.status == Status::Restarting {
+        c.update(|r| {
+            r.state.status = Status::Exited;
+            r.state.stopped_by_user = true;
+        })?;
+        return Ok(Changed { changed: true });
+    }
+    if !rec.state.status.is_live() {
+        return Ok(Changed { changed: false });
+    }
+    c.update(|r| r.state.stopped_by_user = true)?;
+    let seen = c.phase.borrow().exits;
+    let signal_name = sig
+        .filter(|s| !s.is_empty())
+        .or(rec.config.stop_signal.clone())
+        .unwrap_or_else(|| "SIGTERM".into());
+    let number = parse_signal(&signal_name)?;
+    let timeout = timeout
+        .or(rec.config.stop_timeout)
+        .unwrap_or(DEFAULT_STOP_TIMEOUT);
+    if rec.state.status == Status::Paused {
+        freeze(node, c, false).await?;
+    }
+    node.publish_event(&rec, "kill", &[("signal", number.to_string())])
+        .await;
+    let _ = signal(c, number).await;
+    let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+    if !exited_after(c, seen, grace).await {
+        node.publish_event(&rec, "kill", &[("signal", "9".into())])
+            .await;
+        let _ = signal(c, 9).await;
+        exited_after(c, seen, Some(Duration::from_secs(30))).await;
+    }
+    node.publish_event(&c.snapshot(), "stop", &[]).await;
+    Ok(Changed { changed: true })
+}
+
+/// `docker restart`.
+pub async fn restart(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    sig: Option<String>,
+    timeout: Option<i64>,
+) -> Result<Changed, BusError> {
+    let _held = c.op_lock.lock().await;
+    stop_locked(node, c, sig, timeout).await?;
+    c.update(|r| r.state.stopped_by_user = false)?;
+    start_locked(node, c).await?;
+    node.publish_event(&c.snapshot(), "restart", &[]).await;
+    Ok(Changed { changed: true })
+}
+
+/// `docker kill`.
+pub async fn kill(node: &Arc<Node>, c: &Arc<Container>, sig: &str) -> Result<(), BusError> {
+    let rec = c.snapshot();
+    let number = if sig.is_empty() {
+        9
+    } else {
+        parse_signal(sig)?
+    };
+    if !rec.state.status.is_live() {
+        return Err(BusError::conflict(format!(
+            "Cannot kill container: {}: Container {} is not running",
+            rec.id, rec.id
+        )));
+    }
+    if rec.state.status == Status::Paused && number == 9 {
+        let _ = freeze(node, c, false).await;
+    }
+    signal(c, number).await?;
+    node.publish_event(&rec, "kill", &[("signal", number.to_string())])
+        .await;
+    Ok(())
+}
+
+/// `docker wait` with its conditions.
+pub async fn wait(node: &Arc<Node>, id: &str, condition: &str) -> Result<WaitResponse, BusError> {
+    let c = node.get(id)?;
+    let mut rx = c.phase.subscribe();
+    let start = rx.borrow_and_update().clone();
+    let response = |code: i64| WaitResponse {
+        status_code: code,
+        error: None,
+    };
+    match condition {
+        "" | "not-running" => {
+            let status = c.status();
+            if !status.is_live() && status != Status::Restarting {
+                return Ok(response(c.with(|r| r.state.exit_code)));
+            }
+            loop {
+                if rx.changed().await.is_err() {
+                    return Ok(response(start.exit_code));
+                }
+                let p = rx.borrow_and_update().clone();
+                if p.exits > start.exits && !p.running && c.status() != Status::Restarting {
+                    return Ok(response(p.exit_code));
+                }
+                if p.removed {
+                    return Ok(response(p.exit_code));
+                }
+            }
+        }
+        "next-exit" => loop {
+            if rx.changed().await.is_err() {
+                return Ok(response(start.exit_code));
+            }
+            let p = rx.borrow_and_update().clone();
+            if p.exits > start.exits || p.removed {
+                return Ok(response(p.exit_code));
+            }
+        },
+        "removed" => {
+            if start.removed {
+                return Ok(response(start.exit_code));
+            }
+            loop {
+                if rx.changed().await.is_err() {
+                    let code = c.with(|r| r.state.exit_code);
+                    return Ok(response(code));
+                }
+                let p = rx.borrow_and_update().clone();
+                if p.removed {
+                    return Ok(response(p.exit_code));
+                }
+            }
+        }
+        other => Err(BusError::invalid(format!("invalid condition: \"{other}\""))),
+    }
+}
+
+/// `docker rm`.
+pub async fn remove(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    force: bool,
+    volumes: bool,
+) -> Result<(), BusError> {
+    let _held = c.op_lock.lock().await;
+    let rec = c.snapshot();
+    if rec.state.status == Status::Removing {
+        return Err(BusError::conflict(format!(
+            "removal of container {} is already in progress",
+            rec.id
+        )));
+    }
+    if rec.state.status.is_live() || rec.state.status == Status::Restarting {
+        if !force {
+            let what = if rec.state.status == Status::Paused {
+                "paused"
+            } else {
+                "running"
+            };
+            return Err(BusError::conflict(format!(
+                "You cannot remove a {what} container {}. Stop the container before attempting removal or force remove",
+                rec.id
+            )));
+        }
+        c.update(|r| r.state.stopped_by_user = true)?;
+        if rec.state.status == Status::Restarting {
+            c.update(|r| r.state.status = Status::Exited)?;
+        } else {
+            let seen = c.phase.borrow().exits;
+            if rec.state.status == Status::Paused {
+                let _ = freeze(node, c, false).await;
+            }
+            node.publish_event(&rec, "kill", &[("signal", "9".into())])
+                .await;
+            let _ = signal(c, 9).await;
+            exited_after(c, seen, Some(Duration::from_secs(30))).await;
+        }
+    }
+    c.update(|r| r.state.status = Status::Removing)?;
+    let rec = c.snapshot();
+    let node2 = node.clone();
+    let paths = c.paths.clone();
+    let id = c.id.clone();
+    let mounts = rec.mounts.clone();
+    blocking(move || {
+        teardown(&node2, &id, &paths);
+        for m in mounts.iter().filter(|m| m.kind == "volume") {
+            let _ = node2.volumes.release(&m.name, &id);
+            if volumes && m.anonymous {
+                if let Err(e) = node2.volumes.remove(&m.name, false) {
+                    tracing::warn!(volume = %m.name, "cannot remove anonymous volume: {e}");
+                }
+            }
+        }
+        discard(&paths);
+        Ok(())
+    })
+    .await?;
+    node.containers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&c.id);
+    release_name(node, &rec.name, &rec.id);
+    c.phase.send_modify(|p| p.removed = true);
+    node.publish_event(&rec, "destroy", &[]).await;
+    Ok(())
+}
+
+async fn freeze(node: &Arc<Node>, c: &Arc<Container>, on: bool) -> Result<(), BusError> {
+    let Some(layout) = node.cgroups.clone() else {
+        return Err(BusError::unavailable(
+            "cgroups are not available on this node",
+        ));
+    };
+    let id = c.id.clone();
+    blocking(move || {
+        let group =
+            cgroups::open(&layout, &format!("wharf/{id}")).map_err(|e| internal("cgroup", e))?;
+        if on { group.freeze() } else { group.thaw() }.map_err(|e| internal("cgroup", e))
+    })
+    .await
+}
+
+/// `docker pause` (`on`) and `docker unpause`.
+pub async fn pause(node: &Arc<Node>, c: &Arc<Container>, on: bool) -> Result<(), BusError> {
+    let _held = c.op_lock.lock().await;
+    let rec = c.snapshot();
+    match (rec.state.status, on) {
+        (Status::Running, true) => {}
+        (Status::Paused, false) => {}
+        (Status::Paused, true) => {
+            return Err(BusError::conflict(format!(
+                "Container {} is already paused",
+                rec.id
+            )))
+        }
+        (Status::Running, false) => {
+            return Err(BusError::conflict(format!(
+                "Container {} is not paused",
+                rec.id
+            )))
+        }
+        _ => {
+            return Err(BusError::conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )))
+        }
+    }
+    freeze(node, c, on).await?;
+    c.update(|r| r.state.status = if on { Status::Paused } else { Status::Running })?;
+    node.publish_event(&rec, if on { "pause" } else { "unpause" }, &[])
+        .await;
+    Ok(())
+}
+
+/// `docker rename`.
+pub async fn rename(node: &Arc<Node>, c: &Arc<Container>, new: &str) -> Result<(), BusError> {
+    let new = format!("/{}", new.trim_start_matches('/'));
+    let old = c.with(|r| r.name.clone());
+    if new == old {
+        return Err(BusError::invalid(format!(
+            "Renaming a container with the same name as its current name"
+        )));
+    }
+    reserve_name(node, &new, &c.id)?;
+    c.update(|r| r.name = new.clone())?;
+    release_name(node, &old, &c.id);
+    node.publish_event(&c.snapshot(), "rename", &[("oldName", old.clone())])
+        .await;
+    Ok(())
+}
+
+/// Loads every container record and adopts the containers whose shims still run; applies the
+/// restart policy to those that ended while no runtime watched.
+pub async fn restore(node: &Arc<Node>) {
+    let entries = match std::fs::read_dir(&node.containers_dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("cannot read {}: {e}", node.containers_dir.display());
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let rec = match ContainerRecord::load(&dir) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "skipping container without a readable record: {e}");
+                continue;
+            }
+        };
+        if rec.state.status == Status::Removing {
+            // A remove was interrupted: finish it.
+            let paths = ContainerPaths::new(&node.containers_dir, &rec.id);
+            let node2 = node.clone();
+            let id = rec.id.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                teardown(&node2, &id, &paths);
+                discard(&paths);
+            })
+            .await;
+            continue;
+        }
+        let c = Arc::new(Container {
+            id: rec.id.clone(),
+            paths: ContainerPaths::new(&node.containers_dir, &rec.id),
+            record: Mutex::new(rec.clone()),
+            op_lock: tokio::sync::Mutex::new(()),
+            phase: tokio::sync::watch::channel(Phase {
+                exit_code: rec.state.exit_code,
+                running: rec.state.status.is_live(),
+                ..Default::default()
+            })
+            .0,
+            pending_attaches: Mutex::new(Vec::new()),
+        });
+        node.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.name.clone(), rec.id.clone());
+        node.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.id.clone(), c.clone());
+        match rec.state.status {
+            Status::Running | Status::Paused => {
+                let shim = ShimClient::open(&c.paths.dir);
+                match shim.state().await {
+                    Ok(state) if state.exit_code.is_none() => {
+                        tracing::info!(container = %rec.id, "adopted running container");
+                        tokio::spawn(monitor(node.clone(), c.clone()));
+                    }
+                    Ok(state) => {
+                        tokio::spawn(on_exit(node.clone(), c.clone(), state));
+                    }
+                    Err(_) => {
+                        let state = final_state_without_shim(node, &c).await;
+                        tokio::spawn(on_exit(node.clone(), c.clone(), state));
+                    }
+                }
+            }
+            Status::Restarting => {
+                let _ = c.update(|r| r.state.status = Status::Exited);
+                restart_on_boot(node, &c);
+            }
+            Status::Exited | Status::Created => restart_on_boot(node, &c),
+            _ => {}
+        }
+    }
+}
+
+/// Starts an exited container whose policy says it should run whenever the engine does.
+fn restart_on_boot(node: &Arc<Node>, c: &Arc<Container>) {
+    let rec = c.snapshot();
+    let wanted = rec.has_been_started
+        && match rec.host_config.restart_policy.name.as_str() {
+            "always" => true,
+            "unless-stopped" => !rec.state.stopped_by_user,
+            _ => false,
+        };
+    if wanted {
+        let node = node.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            let _held = c.op_lock.lock().await;
+            if let Err(e) = start_locked(&node, &c).await {
+                tracing::warn!(container = %c.id, "restart at boot failed: {}", e.message);
+            }
+        });
+    }
+}

@@ -1,0 +1,483 @@
+//! The runtime node on the bus: its containers, their records, and the endpoints the gateway
+//! calls (`wharf.v1.runtime.node.<node>.<op>` and the broadcast `wharf.v1.runtime.all.<op>`).
+//!
+//! - `record`: the persisted container record and its files.
+//! - `build`: image defaults merged into the config; the OCI spec of a container.
+//! - `user`: `-u` resolved in the image's passwd and group files.
+//! - `host`: overlay root, network namespace, /etc files.
+//! - `lifecycle`: create, start, stop, kill, wait, remove, and what happens at exit.
+//! - `views`: `docker inspect` and `docker ps` shapes, resolve, filters.
+//! - `streams`: logs, attach and stdin.
+//! - `names`: generated container names.
+
+pub mod build;
+pub mod host;
+mod lifecycle;
+mod names;
+pub mod record;
+mod streams;
+pub mod user;
+mod views;
+mod volumes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use wharf_bus::container::{self as bus, op, NodeInfo};
+use wharf_bus::service::Reply;
+use wharf_bus::{BusError, ErrorKind};
+
+use crate::cgroups::Layout;
+use crate::network::{BridgeNetwork, NetworkConfig};
+use crate::snapshot::{BusBlobSource, Snapshotter};
+use crate::volume::VolumeStore;
+
+use record::{ContainerPaths, ContainerRecord, Status};
+
+/// Settings of one runtime node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// `<data-root>/runtime`.
+    pub root: PathBuf,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The `wharf-shim` program.
+    pub shim_binary: PathBuf,
+    /// Bridge, subnet and firewall table of the default network.
+    pub network: NetworkConfig,
+}
+
+/// What waiters watch: exits and removal.
+#[derive(Debug, Clone, Default)]
+pub struct Phase {
+    pub exits: u64,
+    pub exit_code: i64,
+    pub running: bool,
+    pub removed: bool,
+}
+
+/// One container of this node.
+pub struct Container {
+    pub id: String,
+    pub paths: ContainerPaths,
+    pub record: Mutex<ContainerRecord>,
+    /// Serializes start, stop, restart and remove of this container.
+    pub op_lock: tokio::sync::Mutex<()>,
+    pub phase: tokio::sync::watch::Sender<Phase>,
+    /// Attaches made while the container was not running: joined to the shim at start.
+    pub pending_attaches: Mutex<Vec<streams::PendingAttach>>,
+}
+
+impl Container {
+    pub fn snapshot(&self) -> ContainerRecord {
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut ContainerRecord) -> R) -> R {
+        f(&mut self.record.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Applies `f` and writes the record.
+    pub fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> Result<(), BusError> {
+        let mut rec = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut rec);
+        rec.save(&self.paths.dir)
+            .map_err(|e| BusError::internal(format!("cannot save container {}: {e}", self.id)))
+    }
+
+    pub fn status(&self) -> Status {
+        self.with(|r| r.state.status)
+    }
+}
+
+/// The node: everything its handlers share.
+pub struct Node {
+    pub options: NodeOptions,
+    pub client: async_nats::Client,
+    pub containers_dir: PathBuf,
+    pub snapshots: Snapshotter,
+    pub blobs: BusBlobSource,
+    pub network: Option<BridgeNetwork>,
+    pub volumes: VolumeStore,
+    pub cgroups: Option<Layout>,
+    pub containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Names (with slash) to IDs, including names reserved by creates in progress.
+    pub names: Mutex<HashMap<String, String>>,
+    pub stdin_slots: streams::StdinSlots,
+}
+
+impl Node {
+    pub fn get(&self, id: &str) -> Result<Arc<Container>, BusError> {
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| BusError::not_found(format!("No such container: {id}")))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn info(&self) -> NodeInfo {
+        let mut info = NodeInfo {
+            name: self.options.name.clone(),
+            labels: self.options.labels.clone(),
+            cgroup_version: match &self.cgroups {
+                Some(Layout::V2 { .. }) => "2".into(),
+                Some(_) => "1".into(),
+                None => String::new(),
+            },
+            cgroup_driver: "cgroupfs".into(),
+            bridge: self.options.network.bridge.clone(),
+            subnet: self.options.network.subnet.to_string(),
+            ..Default::default()
+        };
+        for c in self.all() {
+            info.containers += 1;
+            match c.status() {
+                Status::Running | Status::Restarting => info.running += 1,
+                Status::Paused => info.paused += 1,
+                _ => info.stopped += 1,
+            }
+        }
+        info
+    }
+
+    pub async fn publish_event(
+        &self,
+        rec: &ContainerRecord,
+        action: &str,
+        extra: &[(&str, String)],
+    ) {
+        let mut attributes = std::collections::BTreeMap::new();
+        for (k, v) in &rec.config.labels {
+            attributes.insert(k.clone(), v.clone());
+        }
+        attributes.insert("image".to_string(), rec.image_name.clone());
+        attributes.insert("name".to_string(), rec.short_name().to_string());
+        for (k, v) in extra {
+            attributes.insert(k.to_string(), v.clone());
+        }
+        let event = wharf_bus::events::Event::now("container", action, &rec.id, attributes);
+        wharf_bus::events::publish(&self.client, &event).await;
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, BusError> {
+    wharf_bus::rpc::decode(payload).inspect_err(|e| {
+        tracing::warn!(
+            payload = %String::from_utf8_lossy(&payload[..payload.len().min(200)]),
+            "{}: {}", std::any::type_name::<T>(), e.message
+        )
+    })
+}
+
+/// Opens the node's stores, adopts the containers an earlier process left running, registers
+/// the endpoints and serves until the bus connection ends.
+pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Result<()> {
+    if !bus::valid_node_name(&options.name) {
+        anyhow::bail!(
+            "invalid node name {:?}: use letters, digits, '-' and '_' (at most 64)",
+            options.name
+        );
+    }
+    let containers_dir = options.root.join("containers");
+    std::fs::create_dir_all(&containers_dir)?;
+    let snapshots = Snapshotter::open(options.root.join("snapshots"))?;
+    let volumes = VolumeStore::open(options.root.join("volumes"))?;
+    let cgroups = match Layout::detect() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("no cgroups ({e}): containers run without limits or stats");
+            None
+        }
+    };
+    let network = {
+        let config = options.network.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<BridgeNetwork> {
+            std::fs::create_dir_all(&config.state_dir)?;
+            let net = BridgeNetwork::open(config)?;
+            net.setup()?;
+            Ok(net)
+        })
+        .await?
+    };
+    let network = match network {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::error!("bridge network unavailable ({e:#}): containers get no network");
+            None
+        }
+    };
+    let node = Arc::new(Node {
+        blobs: BusBlobSource::new(client.clone()),
+        client: client.clone(),
+        containers_dir,
+        snapshots,
+        network,
+        volumes,
+        cgroups,
+        containers: Mutex::new(HashMap::new()),
+        names: Mutex::new(HashMap::new()),
+        stdin_slots: streams::StdinSlots::default(),
+        options,
+    });
+    lifecycle::restore(&node).await;
+
+    let mut running = wharf_bus::service::start(
+        &client,
+        wharf_bus::subjects::service_name::RUNTIME,
+        "Wharf runtime: containers on this node",
+        wharf_bus::subjects::group::RUNTIME,
+    )
+    .await?;
+    let group = format!(
+        "{}.runtime.node.{}",
+        wharf_bus::subjects::PREFIX,
+        node.options.name
+    );
+    macro_rules! endpoint {
+        ($op:expr, $handler:expr) => {{
+            let node = node.clone();
+            running
+                .serve(&group, $op, move |request| {
+                    let node = node.clone();
+                    async move { $handler(node, request).await }
+                })
+                .await?;
+        }};
+    }
+    endpoint!(
+        op::CREATE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            Reply::json(&lifecycle::create(&n, decode(&r.message.payload)?).await?)
+        }
+    );
+    endpoint!(
+        op::START,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ById = decode(&r.message.payload)?;
+            Reply::json(&lifecycle::start(&n, &n.get(&req.id)?).await?)
+        }
+    );
+    endpoint!(
+        op::STOP,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::StopRequest = decode(&r.message.payload)?;
+            Reply::json(&lifecycle::stop(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
+        }
+    );
+    endpoint!(
+        op::RESTART,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::StopRequest = decode(&r.message.payload)?;
+            Reply::json(&lifecycle::restart(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
+        }
+    );
+    endpoint!(
+        op::KILL,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::KillRequest = decode(&r.message.payload)?;
+            lifecycle::kill(&n, &n.get(&req.id)?, &req.signal).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::WAIT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::WaitRequest = decode(&r.message.payload)?;
+            Reply::json(&lifecycle::wait(&n, &req.id, &req.condition).await?)
+        }
+    );
+    endpoint!(
+        op::REMOVE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::RemoveRequest = decode(&r.message.payload)?;
+            lifecycle::remove(&n, &n.get(&req.id)?, req.force, req.volumes).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::INSPECT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::InspectRequest = decode(&r.message.payload)?;
+            let c = n.get(&req.id)?;
+            Reply::json(&views::inspect(&n, &c, req.size).await)
+        }
+    );
+    endpoint!(
+        op::PAUSE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ById = decode(&r.message.payload)?;
+            lifecycle::pause(&n, &n.get(&req.id)?, true).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::UNPAUSE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ById = decode(&r.message.payload)?;
+            lifecycle::pause(&n, &n.get(&req.id)?, false).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::RENAME,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::RenameRequest = decode(&r.message.payload)?;
+            lifecycle::rename(&n, &n.get(&req.id)?, &req.name).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::RESIZE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ResizeRequest = decode(&r.message.payload)?;
+            streams::resize(&n, &n.get(&req.id)?, req.height, req.width).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::VOLUME_CREATE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            Reply::json(&volumes::create(&n, decode(&r.message.payload)?).await?)
+        }
+    );
+    endpoint!(
+        op::VOLUME_REMOVE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            volumes::remove(&n, decode(&r.message.payload)?).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::LOGS,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::LogsRequest = decode(&r.message.payload)?;
+            let c = n.get(&req.id)?;
+            streams::logs(&n, c, req, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::ATTACH,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::AttachRequest = decode(&r.message.payload)?;
+            let c = n.get(&req.id)?;
+            streams::attach(&n, c, req, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::STDIN,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::StdinRequest = decode(&r.message.payload)?;
+            streams::stdin(&n, req, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+
+    let subject = bus::all_subject(">");
+    let broadcast_requests = client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
+    tokio::spawn(broadcasts(node.clone(), broadcast_requests));
+    // Subscriptions are in place: make sure the server has them before anyone hears of us.
+    let _ = client.flush().await;
+    tokio::spawn(announce(node.clone()));
+    tracing::info!(node = %node.options.name, "runtime node ready");
+    running.wait().await;
+    Ok(())
+}
+
+/// Answers the requests every node gets (`wharf.v1.runtime.all.<op>`).
+async fn broadcasts(node: Arc<Node>, mut requests: async_nats::Subscriber) {
+    let prefix = bus::all_subject("");
+    while let Some(message) = requests.next().await {
+        let node = node.clone();
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            let Some(reply) = message.reply.clone() else {
+                return;
+            };
+            let op = message.subject.as_str().strip_prefix(&prefix).unwrap_or("");
+            let answer: Result<Bytes, BusError> = match op {
+                op::PING => wharf_bus::rpc::encode(&node.info()),
+                op::LIST => match decode::<bus::ListRequest>(&message.payload) {
+                    Ok(req) => views::list(&node, &req)
+                        .await
+                        .and_then(|r| wharf_bus::rpc::encode(&r)),
+                    Err(e) => Err(e),
+                },
+                op::RESOLVE => match decode::<bus::ResolveRequest>(&message.payload) {
+                    Ok(req) => wharf_bus::rpc::encode(&views::resolve(&node, &req.name_or_id)),
+                    Err(e) => Err(e),
+                },
+                op::VOLUME_LIST => decode::<bus::VolumeListRequest>(&message.payload)
+                    .and_then(|req| volumes::list(&node, &req))
+                    .and_then(|r| wharf_bus::rpc::encode(&r)),
+                op::VOLUME_PRUNE => match decode::<bus::VolumeListRequest>(&message.payload) {
+                    Ok(req) => volumes::prune(&node, req)
+                        .await
+                        .and_then(|r| wharf_bus::rpc::encode(&r)),
+                    Err(e) => Err(e),
+                },
+                other => Err(BusError::invalid(format!(
+                    "unknown broadcast operation {other}"
+                ))),
+            };
+            let sent = match answer {
+                Ok(payload) => node.client.publish(reply, payload).await,
+                Err(err) => {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(
+                        async_nats::service::NATS_SERVICE_ERROR_CODE,
+                        err.kind.code().to_string().as_str(),
+                    );
+                    headers.insert(
+                        async_nats::service::NATS_SERVICE_ERROR,
+                        err.message.as_str(),
+                    );
+                    node.client
+                        .publish_with_headers(reply, headers, Bytes::new())
+                        .await
+                }
+            };
+            if let Err(e) = sent {
+                tracing::warn!("cannot answer broadcast: {e}");
+            }
+        });
+    }
+}
+
+/// Tells gateways this node exists, at start and every few seconds.
+async fn announce(node: Arc<Node>) {
+    let mut tick =
+        tokio::time::interval(std::time::Duration::from_secs(bus::ANNOUNCE_INTERVAL_SECS));
+    loop {
+        tick.tick().await;
+        if let Ok(payload) = wharf_bus::rpc::encode(&node.info()) {
+            let _ = node.client.publish(bus::ANNOUNCE_SUBJECT, payload).await;
+        }
+    }
+}
+
+/// Maps an error kind the way handlers want for internal failures.
+pub(crate) fn internal(context: impl std::fmt::Display, e: impl std::fmt::Display) -> BusError {
+    BusError::new(ErrorKind::Internal, format!("{context}: {e}"))
+}

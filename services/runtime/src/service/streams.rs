@@ -1,0 +1,492 @@
+//! Streams between a container and the gateway: `docker logs`, `docker attach` (and the
+//! attach `docker run` makes before it starts the container), stdin, TTY resize.
+//!
+//! Output of an attach comes from the shim's socket, already framed as the HTTP body wants it
+//! (multiplexed without a TTY, raw with one), and goes out as a bus stream. Stdin comes as a
+//! separate upload that names the attach it belongs to; the two meet in [`StdinSlots`]. The
+//! node, not the shim, decides what the end of a client's stdin means: with `StdinOnce` it
+//! closes the container's stdin; detaching (Docker's detach keys) never does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+use wharf_bus::container::{AttachRequest, LogsRequest, StdinRequest, StreamInfo};
+use wharf_bus::stream::{Receiver, Sender};
+use wharf_bus::BusError;
+
+use crate::logs::{multiplex_frame, payload, LogReader, ReadOptions};
+use crate::shim::ShimClient;
+
+use super::record::Status;
+use super::{internal, Container, Node};
+
+/// An attach waiting for the container to start.
+pub struct PendingAttach {
+    pub token: u64,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub deliver: tokio::sync::oneshot::Sender<UnixStream>,
+}
+
+/// Where an attach leaves its stdin end for the matching upload.
+#[derive(Default)]
+pub struct Slot {
+    writer: tokio::sync::Mutex<Option<OwnedWriteHalf>>,
+    ready: tokio::sync::Notify,
+    detach: CancellationToken,
+    detach_keys: Mutex<Vec<u8>>,
+}
+
+#[derive(Default)]
+pub struct StdinSlots(Mutex<HashMap<String, Arc<Slot>>>);
+
+impl StdinSlots {
+    fn get_or_create(&self, id: &str) -> Arc<Slot> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn remove(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
+/// Docker's detach keys (`ctrl-p,ctrl-q`, `a,ctrl-b`, ...) as bytes.
+pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>, BusError> {
+    if text.is_empty() {
+        return Ok(vec![16, 17]);
+    }
+    let mut out = Vec::new();
+    for key in text.split(',') {
+        let k = key.trim();
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            let b = c.as_bytes();
+            if b.len() != 1 {
+                return Err(BusError::invalid(format!("Unknown character: '{k}'")));
+            }
+            let code = match b[0] {
+                b'a'..=b'z' => b[0] - b'a' + 1,
+                b'@' => 0,
+                b'[' => 27,
+                b'\\' => 28,
+                b']' => 29,
+                b'^' => 30,
+                b'_' => 31,
+                _ => return Err(BusError::invalid(format!("Unknown character: '{k}'"))),
+            };
+            out.push(code);
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(BusError::invalid(format!("Unknown character: '{k}'")));
+        }
+    }
+    Ok(out)
+}
+
+/// Joins the attaches made before start to the freshly started shim.
+pub async fn connect_pending(c: &Container, shim: &ShimClient) {
+    let pending: Vec<PendingAttach> =
+        std::mem::take(&mut *c.pending_attaches.lock().unwrap_or_else(|e| e.into_inner()));
+    for p in pending {
+        match shim.attach(p.stdin, p.stdout, p.stderr).await {
+            Ok(stream) => {
+                let _ = p.deliver.send(stream);
+            }
+            Err(e) => tracing::warn!(container = %c.id, "attach at start: {e}"),
+        }
+    }
+}
+
+async fn shim_stream(
+    c: &Arc<Container>,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<Option<UnixStream>, BusError> {
+    let live = |s: Status| matches!(s, Status::Running | Status::Paused);
+    if live(c.status()) {
+        let stream = ShimClient::open(&c.paths.dir)
+            .attach(stdin, stdout, stderr)
+            .await
+            .map_err(|e| internal("cannot attach", e))?;
+        return Ok(Some(stream));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let token: u64 = rand::random();
+    c.pending_attaches
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(PendingAttach {
+            token,
+            stdin,
+            stdout,
+            stderr,
+            deliver: tx,
+        });
+    // Started meanwhile, after start took the pending list? Then attach directly.
+    if live(c.status()) {
+        let taken_back = {
+            let mut pending = c.pending_attaches.lock().unwrap_or_else(|e| e.into_inner());
+            let before = pending.len();
+            pending.retain(|p| p.token != token);
+            pending.len() != before
+        };
+        if taken_back {
+            let stream = ShimClient::open(&c.paths.dir)
+                .attach(stdin, stdout, stderr)
+                .await
+                .map_err(|e| internal("cannot attach", e))?;
+            return Ok(Some(stream));
+        }
+    }
+    let mut phase = c.phase.subscribe();
+    tokio::select! {
+        stream = rx => Ok(stream.ok()),
+        _ = async {
+            loop {
+                if phase.changed().await.is_err() || phase.borrow().removed { return; }
+            }
+        } => Ok(None),
+    }
+}
+
+/// `POST /containers/{id}/attach`: streams the container's output until it ends.
+pub async fn attach(
+    node: &Arc<Node>,
+    c: Arc<Container>,
+    req: AttachRequest,
+    request: &async_nats::service::Request,
+) -> Result<(), BusError> {
+    let (tty, stdin_once, open_stdin) =
+        c.with(|r| (r.config.tty, r.config.stdin_once, r.config.open_stdin));
+    let keys = parse_detach_keys(&req.detach_keys)?;
+    let want_stdin = req.stdin && open_stdin;
+    let slot = want_stdin.then(|| {
+        let slot = node.stdin_slots.get_or_create(&req.attach_id);
+        *slot.detach_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
+        slot
+    });
+    let mut sender = Sender::accept(
+        &node.client,
+        request,
+        wharf_bus::rpc::encode(&StreamInfo { tty })?,
+    )
+    .await?;
+    let _ = stdin_once;
+    if req.logs {
+        let options = ReadOptions {
+            stdout: req.stdout,
+            stderr: req.stderr,
+            ..Default::default()
+        };
+        let path = c.paths.log(&c.id);
+        if path.exists() {
+            let entries = tokio::task::spawn_blocking(move || LogReader::new(path).read(&options))
+                .await
+                .map_err(|e| internal("logs", e))?
+                .map_err(|e| internal("logs", e))?;
+            let mut out = Vec::new();
+            for e in &entries {
+                let bytes = payload(e, false);
+                if tty {
+                    out.extend_from_slice(&bytes);
+                } else {
+                    out.extend_from_slice(&multiplex_frame(e.stream, &bytes));
+                }
+            }
+            if !out.is_empty() {
+                sender.send(Bytes::from(out)).await?;
+            }
+        }
+    }
+    let stream = match shim_stream(&c, want_stdin, req.stdout, req.stderr).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let _ = sender.finish().await;
+            if let Some(_) = slot {
+                node.stdin_slots.remove(&req.attach_id);
+            }
+            return Ok(());
+        }
+        Err(e) => {
+            sender.fail(&e).await;
+            return Ok(());
+        }
+    };
+    let (mut read, write) = stream.into_split();
+    let detach = match &slot {
+        Some(slot) => {
+            *slot.writer.lock().await = Some(write);
+            slot.ready.notify_one();
+            slot.detach.clone()
+        }
+        None => {
+            drop(write);
+            CancellationToken::new()
+        }
+    };
+    let node2 = node.clone();
+    let attach_id = req.attach_id.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            tokio::select! {
+                n = read.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => { let _ = sender.finish().await; break; }
+                    Ok(n) => {
+                        if sender.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+                _ = detach.cancelled() => { let _ = sender.finish().await; break; }
+            }
+        }
+        if want_stdin {
+            node2.stdin_slots.remove(&attach_id);
+        }
+    });
+    Ok(())
+}
+
+/// The stdin upload of an attach: bytes into the container until the client's stdin ends.
+pub async fn stdin(
+    node: &Arc<Node>,
+    req: StdinRequest,
+    request: &async_nats::service::Request,
+) -> Result<(), BusError> {
+    let c = node.get(&req.id)?;
+    let stdin_once = c.with(|r| r.config.stdin_once);
+    let slot = node.stdin_slots.get_or_create(&req.attach_id);
+    let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
+    let node = node.clone();
+    tokio::spawn(async move {
+        // The attach hands over its writer once the shim connection exists (possibly only
+        // at start).
+        let mut writer = loop {
+            if let Some(w) = slot.writer.lock().await.take() {
+                break Some(w);
+            }
+            tokio::select! {
+                _ = slot.ready.notified() => {}
+                _ = slot.detach.cancelled() => break None,
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => break None,
+            }
+        };
+        let keys = slot
+            .detach_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut matched = 0usize;
+        let mut ended_by_client = false;
+        while let Some(frame) = receiver.next().await {
+            let Ok(bytes) = frame else { break };
+            let Some(w) = writer.as_mut() else { continue };
+            // Docker's detach keys: the sequence itself is never delivered.
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut detached = false;
+            for &b in bytes.iter() {
+                if !keys.is_empty() && b == keys[matched] {
+                    matched += 1;
+                    if matched == keys.len() {
+                        detached = true;
+                        break;
+                    }
+                    continue;
+                }
+                if matched > 0 {
+                    out.extend_from_slice(&keys[..matched]);
+                    matched = 0;
+                }
+                out.push(b);
+            }
+            if !out.is_empty() && w.write_all(&out).await.is_err() {
+                break;
+            }
+            if detached {
+                slot.detach.cancel();
+                writer = None;
+                break;
+            }
+        }
+        if writer.is_some() && !slot.detach.is_cancelled() {
+            ended_by_client = true;
+        }
+        if ended_by_client && stdin_once {
+            let _ = ShimClient::open(&c.paths.dir).close_stdin().await;
+        }
+        // Keep the writer open until the attach ends: closing it is not a stdin close.
+        if let Some(w) = writer {
+            slot.detach.cancelled().await;
+            drop(w);
+        }
+        node.stdin_slots.remove(&req.attach_id);
+    });
+    Ok(())
+}
+
+/// `POST /containers/{id}/resize`.
+pub async fn resize(
+    _node: &Arc<Node>,
+    c: &Arc<Container>,
+    height: u16,
+    width: u16,
+) -> Result<(), BusError> {
+    if !matches!(c.status(), Status::Running | Status::Paused) {
+        return Err(BusError::conflict(format!(
+            "Container {} is not running",
+            c.id
+        )));
+    }
+    ShimClient::open(&c.paths.dir)
+        .resize(height, width)
+        .await
+        .map_err(|e| internal("cannot resize the TTY", e))
+}
+
+fn seconds_to_nanos(s: f64) -> Option<i64> {
+    (s > 0.0).then(|| (s * 1e9) as i64)
+}
+
+/// `GET /containers/{id}/logs`.
+pub async fn logs(
+    node: &Arc<Node>,
+    c: Arc<Container>,
+    req: LogsRequest,
+    request: &async_nats::service::Request,
+) -> Result<(), BusError> {
+    let tty = c.with(|r| r.config.tty);
+    let tail = match req.tail.as_str() {
+        "" | "all" => None,
+        n => match n.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n as usize),
+            _ => None,
+        },
+    };
+    let options = ReadOptions {
+        since: seconds_to_nanos(req.since),
+        until: seconds_to_nanos(req.until),
+        tail,
+        stdout: req.stdout,
+        stderr: req.stderr,
+        timestamps: req.timestamps,
+    };
+    let mut sender = Sender::accept(
+        &node.client,
+        request,
+        wharf_bus::rpc::encode(&StreamInfo { tty })?,
+    )
+    .await?;
+    let path = c.paths.log(&c.id);
+    let frame = move |e: &crate::logs::LogEntry| -> Vec<u8> {
+        let bytes = payload(e, options.timestamps);
+        if tty {
+            bytes
+        } else {
+            multiplex_frame(e.stream, &bytes)
+        }
+    };
+    tokio::spawn(async move {
+        if !path.exists() {
+            let _ = sender.finish().await;
+            return;
+        }
+        if !req.follow {
+            let read =
+                tokio::task::spawn_blocking(move || LogReader::new(path).read(&options)).await;
+            match read {
+                Ok(Ok(entries)) => {
+                    let mut out = Vec::new();
+                    for e in &entries {
+                        out.extend_from_slice(&frame(e));
+                        if out.len() >= 256 * 1024 {
+                            if sender
+                                .send(Bytes::from(std::mem::take(&mut out)))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {
+                        return;
+                    }
+                    let _ = sender.finish().await;
+                }
+                Ok(Err(e)) => sender.fail(&internal("cannot read the log", e)).await,
+                Err(e) => sender.fail(&internal("cannot read the log", e)).await,
+            }
+            return;
+        }
+        let follow = match tokio::task::spawn_blocking(move || {
+            LogReader::new(path).follow(&options)
+        })
+        .await
+        {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return sender.fail(&internal("cannot follow the log", e)).await,
+            Err(e) => return sender.fail(&internal("cannot follow the log", e)).await,
+        };
+        let mut follow = follow.with_poll_interval(Duration::from_millis(50));
+        let stop = follow.stopper();
+        // Following ends once the container is not running (after the rest is read).
+        let mut phase = c.phase.subscribe();
+        let watcher = tokio::spawn(async move {
+            loop {
+                let p = phase.borrow_and_update().clone();
+                if !p.running || p.removed {
+                    stop.stop();
+                    return;
+                }
+                if phase.changed().await.is_err() {
+                    stop.stop();
+                    return;
+                }
+            }
+        });
+        let _ = node;
+        while let Some(entry) = follow.next_async().await {
+            match entry {
+                Ok(e) => {
+                    if sender.send(Bytes::from(frame(&e))).await.is_err() {
+                        watcher.abort();
+                        return;
+                    }
+                }
+                Err(e) => {
+                    watcher.abort();
+                    return sender.fail(&internal("cannot follow the log", e)).await;
+                }
+            }
+        }
+        watcher.abort();
+        let _ = sender.finish().await;
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_as_docker() {
+        assert_eq!(parse_detach_keys("").unwrap(), vec![16, 17]);
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), vec![1, b'x']);
+        assert!(parse_detach_keys("ctrl-aa").is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! The runtime's side of the shim protocol: starting a `wharf-shim` process for a bundle and
+//! asking it things, one connection per request. A shim that is gone (the container exited
+//! and its shim with it, or the shim died) is [`ShimError::Gone`]: the state file then has
+//! the container's last state ([`ShimClient::read_state_file`]).
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::process::Command;
+
+use super::error::{Result, ShimError};
+use super::protocol::{ShimLaunch, ShimReply, ShimRequest, LAUNCH_FILE, SOCKET_FILE, STATE_FILE};
+use super::state::ShimState;
+
+/// How long a new shim may take to say `ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest answer line accepted.
+const MAX_REPLY: usize = 1024 * 1024;
+
+/// The shim of one bundle directory.
+#[derive(Debug, Clone)]
+pub struct ShimClient {
+    bundle: PathBuf,
+}
+
+/// `wharf-shim` next to the running executable if it is there, else the first on `PATH`, else
+/// the path next to the executable (whose absence the spawn then reports).
+pub fn default_shim_binary() -> PathBuf {
+    const NAME: &str = "wharf-shim";
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(NAME)))
+        .unwrap_or_else(|| PathBuf::from(NAME));
+    if sibling.is_file() {
+        return sibling;
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(NAME))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or(sibling)
+}
+
+impl ShimClient {
+    /// Writes `launch` to the bundle's `shim.json` and starts `shim_binary` for the bundle in
+    /// a session of its own. Returns once the shim listens (the container is not started
+    /// yet: see [`ShimClient::start`]); the shim's own error otherwise.
+    pub async fn spawn(
+        shim_binary: &Path,
+        bundle: &Path,
+        launch: &ShimLaunch,
+    ) -> Result<ShimClient> {
+        let json = serde_json::to_vec(launch).map_err(|e| ShimError::Protocol(e.to_string()))?;
+        let launch_path = bundle.join(LAUNCH_FILE);
+        tokio::task::spawn_blocking(move || write_atomically(&launch_path, &json))
+            .await
+            .map_err(|e| ShimError::io("write shim.json", std::io::Error::other(e)))??;
+
+        let mut command = Command::new(shim_binary);
+        command
+            .arg(bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            // Only a crash before `ready` writes here; then the shim points stderr elsewhere.
+            .stderr(Stdio::inherit())
+            .kill_on_drop(false);
+        // SAFETY: setsid is async-signal-safe and touches no memory of ours.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| ShimError::io(format!("start {}", shim_binary.display()), e))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        let read = tokio::time::timeout(READY_TIMEOUT, async {
+            BufReader::new(stdout).read_line(&mut line).await
+        })
+        .await;
+        if read.is_err() {
+            let _ = child.start_kill();
+        }
+        // The shim outlives us or exits on its own; either way no zombie stays behind.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        match read {
+            Err(_) => Err(ShimError::Protocol(format!(
+                "{} was not ready after {READY_TIMEOUT:?}",
+                shim_binary.display()
+            ))),
+            Ok(Err(e)) => Err(ShimError::io("read the shim's first line", e)),
+            Ok(Ok(_)) => match line.trim_end_matches('\n') {
+                "ready" => Ok(ShimClient::open(bundle)),
+                other => match other.strip_prefix("error ") {
+                    Some(message) => Err(ShimError::Refused(message.to_string())),
+                    None if other.is_empty() => Err(ShimError::Protocol(
+                        "the shim exited before it was ready".into(),
+                    )),
+                    None => Err(ShimError::Protocol(format!(
+                        "unexpected first line {other:?}"
+                    ))),
+                },
+            },
+        }
+    }
+
+    /// The shim of `bundle`, started earlier (possibly by an earlier runtime process).
+    pub fn open(bundle: &Path) -> ShimClient {
+        ShimClient {
+            bundle: bundle.to_path_buf(),
+        }
+    }
+
+    pub fn bundle(&self) -> &Path {
+        &self.bundle
+    }
+
+    /// The state file as the shim last wrote it: what to use once the shim is gone.
+    pub fn read_state_file(&self) -> Result<ShimState> {
+        ShimState::read(&self.bundle.join(STATE_FILE))
+    }
+
+    /// Launches the container; its state (running, with its PID), or the launch error in
+    /// Docker's words ([`ShimError::Refused`]).
+    pub async fn start(&self) -> Result<ShimState> {
+        let reply = self.ask(&ShimRequest::Start).await?.1;
+        state_of(reply)
+    }
+
+    /// Attaches to the container's output (and stdin with `stdin`). The stream then carries
+    /// the output (multiplexed without a TTY) until the container's output ends; writes to it
+    /// go to the container's stdin, and shutting down its writing half ends that stdin.
+    pub async fn attach(&self, stdin: bool, stdout: bool, stderr: bool) -> Result<UnixStream> {
+        let request = ShimRequest::Attach {
+            stdin,
+            stdout,
+            stderr,
+        };
+        let (stream, reply) = self.ask(&request).await?;
+        refused(reply)?;
+        Ok(stream)
+    }
+
+    /// Sends `signal` to the container's init.
+    pub async fn kill(&self, signal: i32) -> Result<()> {
+        refused(self.ask(&ShimRequest::Kill { signal }).await?.1)
+    }
+
+    /// Sets the container's terminal size.
+    pub async fn resize(&self, height: u16, width: u16) -> Result<()> {
+        refused(self.ask(&ShimRequest::Resize { height, width }).await?.1)
+    }
+
+    /// Closes the container's stdin (after what attached clients already sent).
+    pub async fn close_stdin(&self) -> Result<()> {
+        refused(self.ask(&ShimRequest::CloseStdin).await?.1)
+    }
+
+    /// Waits for the container to exit; its final state.
+    pub async fn wait(&self) -> Result<ShimState> {
+        state_of(self.ask(&ShimRequest::Wait).await?.1)
+    }
+
+    /// The container's current state.
+    pub async fn state(&self) -> Result<ShimState> {
+        state_of(self.ask(&ShimRequest::State).await?.1)
+    }
+
+    fn gone(&self) -> ShimError {
+        ShimError::Gone {
+            bundle: self.bundle.clone(),
+        }
+    }
+
+    /// Connects through the open bundle directory (the socket's path may be too long for
+    /// `sun_path`).
+    async fn connect(&self) -> Result<UnixStream> {
+        // Opening a directory does not block for long; no need for a blocking thread.
+        let dir = match std::fs::File::open(&self.bundle) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.gone()),
+            Err(e) => return Err(ShimError::io(format!("open {}", self.bundle.display()), e)),
+        };
+        let path = format!("/proc/self/fd/{}/{SOCKET_FILE}", dir.as_raw_fd());
+        let connected = UnixStream::connect(&path).await;
+        drop(dir);
+        connected.map_err(|e| self.lost(e, "connect to"))
+    }
+
+    fn lost(&self, e: std::io::Error, doing: &str) -> ShimError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            NotFound | ConnectionRefused | ConnectionReset | BrokenPipe | UnexpectedEof => {
+                self.gone()
+            }
+            _ => ShimError::io(format!("{doing} the shim of {}", self.bundle.display()), e),
+        }
+    }
+
+    /// Sends `request` and reads the answer line, leaving anything after it in the stream.
+    async fn ask(&self, request: &ShimRequest) -> Result<(UnixStream, ShimReply)> {
+        let mut stream = self.connect().await?;
+        let mut line = serde_json::to_vec(request).expect("a request serializes");
+        line.push(b'\n');
+        stream
+            .write_all(&line)
+            .await
+            .map_err(|e| self.lost(e, "write to"))?;
+        // Byte by byte: an attach's output follows the answer at once and must stay unread.
+        let mut answer = Vec::new();
+        loop {
+            let byte = stream
+                .read_u8()
+                .await
+                .map_err(|e| self.lost(e, "read from"))?;
+            if byte == b'\n' {
+                break;
+            }
+            if answer.len() >= MAX_REPLY {
+                return Err(ShimError::Protocol("answer line too long".into()));
+            }
+            answer.push(byte);
+        }
+        let reply = serde_json::from_slice(&answer)
+            .map_err(|e| ShimError::Protocol(format!("bad answer: {e}")))?;
+        Ok((stream, reply))
+    }
+}
+
+fn refused(reply: ShimReply) -> Result<()> {
+    if reply.ok {
+        Ok(())
+    } else {
+        Err(ShimError::Refused(reply.error.unwrap_or_default()))
+    }
+}
+
+fn state_of(reply: ShimReply) -> Result<ShimState> {
+    let state = reply.state.clone();
+    refused(reply)?;
+    state.ok_or_else(|| ShimError::Protocol("answer without a state".into()))
+}
+
+/// Writes `path` whole through a temporary file renamed over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let io = |e| ShimError::io(format!("write {}", path.display()), e);
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)
+}

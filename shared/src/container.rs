@@ -1,0 +1,705 @@
+//! Containers on the bus: the messages between the gateway and runtime nodes.
+//!
+//! Requests about one container go to the node holding it, on
+//! `wharf.v1.runtime.node.<node>.<op>` ([`node_subject`]). Requests about every container
+//! (`docker ps`, resolving a name or ID prefix) go to all nodes at once on
+//! `wharf.v1.runtime.all.<op>` ([`all_subject`]); every node answers and the gateway merges
+//! (see [`crate::nodes`]). The create body is Docker's own (`ContainerConfig` + `HostConfig` +
+//! `NetworkingConfig`), so the types below use Docker's field names.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::subjects::PREFIX;
+
+/// Operations a node answers on its own subject (`wharf.v1.runtime.node.<node>.<op>`).
+pub mod op {
+    pub const CREATE: &str = "container.create";
+    pub const START: &str = "container.start";
+    pub const STOP: &str = "container.stop";
+    pub const RESTART: &str = "container.restart";
+    pub const KILL: &str = "container.kill";
+    pub const WAIT: &str = "container.wait";
+    pub const REMOVE: &str = "container.remove";
+    pub const INSPECT: &str = "container.inspect";
+    /// Stream: the container's log, as `docker logs` frames it.
+    pub const LOGS: &str = "container.logs";
+    /// Stream: the container's live output (`docker attach`, `docker run` without `-d`).
+    pub const ATTACH: &str = "container.attach";
+    /// Upload: bytes for the container's stdin, paired with an attach by `attach_id`.
+    pub const STDIN: &str = "container.stdin";
+    pub const RESIZE: &str = "container.resize";
+    pub const PAUSE: &str = "container.pause";
+    pub const UNPAUSE: &str = "container.unpause";
+    pub const RENAME: &str = "container.rename";
+    /// Broadcast: every node lists its containers.
+    pub const LIST: &str = "container.list";
+    /// Broadcast: every node names its containers matching a name or ID prefix.
+    pub const RESOLVE: &str = "container.resolve";
+    /// Broadcast: every node says who it is ([`super::NodeInfo`]).
+    pub const PING: &str = "node.ping";
+    /// Node: create a volume ([`super::VolumeCreateRequest`]); answers Docker's volume JSON.
+    pub const VOLUME_CREATE: &str = "volume.create";
+    /// Node: remove a volume ([`super::VolumeRemoveRequest`]).
+    pub const VOLUME_REMOVE: &str = "volume.remove";
+    /// Broadcast: every node lists its volumes ([`super::VolumeListRequest`]).
+    pub const VOLUME_LIST: &str = "volume.list";
+    /// Broadcast: every node prunes its volumes ([`super::VolumeListRequest`]).
+    pub const VOLUME_PRUNE: &str = "volume.prune";
+}
+
+/// Subject of `op` on node `node`.
+pub fn node_subject(node: &str, op: &str) -> String {
+    format!("{PREFIX}.runtime.node.{node}.{op}")
+}
+
+/// Subject of broadcast `op` (every node answers).
+pub fn all_subject(op: &str) -> String {
+    format!("{PREFIX}.runtime.all.{op}")
+}
+
+/// Subject nodes announce themselves on, every [`ANNOUNCE_INTERVAL_SECS`] seconds.
+pub const ANNOUNCE_SUBJECT: &str = "wharf.v1.runtime.announce";
+pub const ANNOUNCE_INTERVAL_SECS: u64 = 2;
+
+/// Whether `name` can be a node name (one NATS subject token).
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A runtime node as it announces itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Labels a create can ask for (`--label wharf.node.<key>=<value>`... see docs/runtime.md).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub containers: u64,
+    pub running: u64,
+    pub paused: u64,
+    pub stopped: u64,
+    /// Kernel, OS and cgroup facts for `docker info`.
+    #[serde(default)]
+    pub cgroup_version: String,
+    #[serde(default)]
+    pub cgroup_driver: String,
+    #[serde(default)]
+    pub bridge: String,
+    #[serde(default)]
+    pub subnet: String,
+}
+
+/// Docker's `HealthConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub retries: i32,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+fn is_zero_i32(v: &i32) -> bool {
+    *v == 0
+}
+
+/// Docker's container `Config` (what `docker inspect` shows under `Config`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub domainname: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub open_stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub env: Vec<String>,
+    #[serde(default, deserialize_with = "string_or_vec")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_escaped: Option<bool>,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub volumes: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub working_dir: String,
+    #[serde(default, deserialize_with = "string_or_vec")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default)]
+    pub on_build: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "null_map")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+}
+
+/// One published port binding (`HostIp`, `HostPort`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    #[serde(default)]
+    pub host_ip: String,
+    #[serde(default)]
+    pub host_port: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogConfig {
+    #[serde(default)]
+    pub r#type: String,
+    #[serde(default, deserialize_with = "null_map")]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Soft")]
+    pub soft: i64,
+    #[serde(rename = "Hard")]
+    pub hard: i64,
+}
+
+/// Docker's `Mount` (`--mount`, and what `Mounts` in inspect is made from).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountSpec {
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub r#type: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<Value>,
+}
+
+/// Docker's `HostConfig`: the fields Wharf acts on are typed; the rest are kept as sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    #[serde(default, deserialize_with = "null_vec")]
+    pub binds: Vec<String>,
+    #[serde(default)]
+    pub container_id_file: String,
+    #[serde(default)]
+    pub log_config: LogConfig,
+    #[serde(default)]
+    pub network_mode: String,
+    #[serde(default, deserialize_with = "null_map")]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    #[serde(default)]
+    pub auto_remove: bool,
+    #[serde(default)]
+    pub volume_driver: String,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub volumes_from: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub mounts: Vec<MountSpec>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub cap_add: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub dns: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub dns_options: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub dns_search: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub extra_hosts: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub group_add: Vec<String>,
+    #[serde(default)]
+    pub ipc_mode: String,
+    #[serde(default)]
+    pub cgroup: String,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub links: Vec<String>,
+    #[serde(default)]
+    pub oom_score_adj: i64,
+    #[serde(default)]
+    pub pid_mode: String,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub publish_all_ports: bool,
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub security_opt: Vec<String>,
+    #[serde(default, deserialize_with = "null_map")]
+    pub tmpfs: BTreeMap<String, String>,
+    #[serde(default, rename = "UTSMode")]
+    pub uts_mode: String,
+    #[serde(default)]
+    pub userns_mode: String,
+    #[serde(default)]
+    pub shm_size: i64,
+    #[serde(default)]
+    pub runtime: String,
+    #[serde(default)]
+    pub isolation: String,
+    #[serde(default)]
+    pub cpu_shares: i64,
+    #[serde(default)]
+    pub memory: i64,
+    #[serde(default)]
+    pub nano_cpus: i64,
+    #[serde(default)]
+    pub cpu_period: i64,
+    #[serde(default)]
+    pub cpu_quota: i64,
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    #[serde(default)]
+    pub memory_reservation: i64,
+    #[serde(default)]
+    pub memory_swap: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub ulimits: Vec<Ulimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<[u32; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+/// Per-network settings of a create (`NetworkingConfig.EndpointsConfig.<net>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    #[serde(default, deserialize_with = "null_vec")]
+    pub aliases: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub links: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkingConfig {
+    #[serde(default, deserialize_with = "null_map")]
+    pub endpoints_config: BTreeMap<String, EndpointSettings>,
+}
+
+/// The body of `POST /containers/create`: `Config` with `HostConfig` and `NetworkingConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateBody {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: HostConfig,
+    #[serde(rename = "NetworkingConfig", default)]
+    pub networking_config: NetworkingConfig,
+}
+
+/// `container.create`: the gateway has checked the name is free on every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// `/name` or empty for a generated name.
+    pub name: String,
+    pub body: CreateBody,
+    /// `--platform`, if given.
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateResponse {
+    pub id: String,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// A request about one container, by full ID (the gateway resolved it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ById {
+    pub id: String,
+}
+
+/// `container.stop` and `container.restart`: `signal` and `timeout` as `docker stop -s/-t` give
+/// them (`None`: the container's StopSignal/StopTimeout, else SIGTERM and 10 s).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StopRequest {
+    pub id: String,
+    #[serde(default)]
+    pub signal: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<i64>,
+}
+
+/// `container.start`/`container.stop` answer: `changed: false` is dockerd's 304 (already
+/// started / already stopped).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Changed {
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillRequest {
+    pub id: String,
+    /// Signal name or number as the client gave it; empty: SIGKILL.
+    #[serde(default)]
+    pub signal: String,
+}
+
+/// `container.wait`: `condition` is `not-running` (default), `next-exit` or `removed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitRequest {
+    pub id: String,
+    #[serde(default)]
+    pub condition: String,
+}
+
+/// Docker's wait answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitResponse {
+    pub status_code: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WaitError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitError {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    pub id: String,
+    #[serde(default)]
+    pub force: bool,
+    /// `-v`: remove the container's anonymous volumes too.
+    #[serde(default)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InspectRequest {
+    pub id: String,
+    /// `--size`: compute SizeRw and SizeRootFs.
+    #[serde(default)]
+    pub size: bool,
+}
+
+/// `container.list`, answered by every node with its matching containers in Docker's
+/// `/containers/json` shape; the gateway sorts (newest first) and cuts to `limit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListRequest {
+    #[serde(default)]
+    pub all: bool,
+    /// `-n`/`--last`: the newest N (any state); the node returns at most this many.
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub size: bool,
+    /// Docker's filters: name -> values.
+    #[serde(default)]
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub node: String,
+    /// `/containers/json` entries, each with a `Created` (unix seconds) the gateway sorts by,
+    /// and `_created_nanos` for a stable order (removed by the gateway).
+    pub containers: Vec<Value>,
+}
+
+/// `container.resolve`: which containers an ID, ID prefix or name may mean.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveRequest {
+    pub name_or_id: String,
+}
+
+/// One candidate; `exact` when it matched the whole ID or the name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveMatch {
+    pub id: String,
+    pub name: String,
+    pub node: String,
+    /// `id` (full ID), `name` or `prefix`.
+    pub how: MatchKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchKind {
+    Id,
+    Name,
+    Prefix,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResolveResponse {
+    pub node: String,
+    pub matches: Vec<ResolveMatch>,
+}
+
+/// `container.logs` (a stream of frames, each already framed for the HTTP body: 8-byte
+/// multiplex headers unless the container has a TTY).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogsRequest {
+    pub id: String,
+    #[serde(default)]
+    pub follow: bool,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default)]
+    pub stderr: bool,
+    /// Unix seconds (with fraction), 0 for none.
+    #[serde(default)]
+    pub since: f64,
+    #[serde(default)]
+    pub until: f64,
+    #[serde(default)]
+    pub timestamps: bool,
+    /// `all` or a number.
+    #[serde(default)]
+    pub tail: String,
+}
+
+/// Accept payload of `container.logs` and `container.attach`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// The container has a TTY: frames are raw, not multiplexed.
+    pub tty: bool,
+}
+
+/// `container.attach`: a stream of the container's output from now on (frames framed as for
+/// logs), ending when the container's output ends. When `stdin` is set, the gateway opens a
+/// `container.stdin` upload with the same `attach_id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub id: String,
+    /// Chosen by the gateway; pairs the stdin upload with this attach.
+    pub attach_id: String,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default)]
+    pub stderr: bool,
+    /// Replay the log first (`logs=1`).
+    #[serde(default)]
+    pub logs: bool,
+    /// Docker's detach keys (`ctrl-p,ctrl-q` when empty).
+    #[serde(default)]
+    pub detach_keys: String,
+}
+
+/// Opening payload of `container.stdin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StdinRequest {
+    pub id: String,
+    pub attach_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResizeRequest {
+    pub id: String,
+    pub height: u16,
+    pub width: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameRequest {
+    pub id: String,
+    /// New name without the leading slash; the gateway checked it is free on every node.
+    pub name: String,
+}
+
+/// `docker volume create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeCreateRequest {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default, deserialize_with = "null_map")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_map")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeRemoveRequest {
+    pub name: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `volume.list` and `volume.prune`: Docker's filters (prune applies only to the node's own).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumeListRequest {
+    #[serde(default)]
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+/// One node's volumes in Docker's shape (`Name`, `Driver`, `Mountpoint`, ...); with `size`
+/// each carries `UsageData`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumeListResponse {
+    pub node: String,
+    pub volumes: Vec<Value>,
+}
+
+/// One node's prune result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumePruneResponse {
+    #[serde(default)]
+    pub volumes_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}
+
+fn null_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn null_map<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    K: Deserialize<'de> + Ord,
+    V: Deserialize<'de>,
+{
+    Ok(Option::<BTreeMap<K, V>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Docker accepts `Cmd`/`Entrypoint` as a string too (old clients); a string is one argument.
+fn string_or_vec<'de, D>(d: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Either>::deserialize(d)? {
+        None => None,
+        Some(Either::One(s)) => Some(vec![s]),
+        Some(Either::Many(v)) => Some(v),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_docker_cli_create_body_parses_with_nulls_and_strings() {
+        let body: CreateBody = serde_json::from_str(
+            r#"{"Hostname":"","Env":null,"Cmd":["sh","-c","exit 7"],"Image":"busybox",
+                "Entrypoint":"echo","Labels":null,"Volumes":{"/data":{}},
+                "HostConfig":{"Binds":null,"PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]},
+                  "RestartPolicy":{"Name":"no"},"AutoRemove":true,"Mounts":null,"Tmpfs":null,
+                  "Ulimits":[{"Name":"nofile","Soft":1024,"Hard":2048}],"UTSMode":""},
+                "NetworkingConfig":{"EndpointsConfig":{"net1":{"Aliases":["db"]}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(body.config.cmd.as_deref().unwrap(), ["sh", "-c", "exit 7"]);
+        assert_eq!(body.config.entrypoint.as_deref().unwrap(), ["echo"]);
+        assert!(body.config.env.is_empty());
+        assert!(body.host_config.auto_remove);
+        assert_eq!(
+            body.host_config.port_bindings["80/tcp"][0].host_port,
+            "8080"
+        );
+        assert_eq!(body.host_config.ulimits[0].hard, 2048);
+        assert_eq!(
+            body.networking_config.endpoints_config["net1"].aliases,
+            ["db"]
+        );
+    }
+
+    #[test]
+    fn subjects_address_one_node_or_all() {
+        assert_eq!(
+            node_subject("n1", op::START),
+            "wharf.v1.runtime.node.n1.container.start"
+        );
+        assert_eq!(all_subject(op::LIST), "wharf.v1.runtime.all.container.list");
+        assert!(valid_node_name("node-1_a"));
+        assert!(!valid_node_name("a.b"));
+        assert!(!valid_node_name(""));
+    }
+}
