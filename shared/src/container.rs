@@ -48,6 +48,42 @@ pub mod op {
     pub const VOLUME_LIST: &str = "volume.list";
     /// Broadcast: every node prunes its volumes ([`super::VolumeListRequest`]).
     pub const VOLUME_PRUNE: &str = "volume.prune";
+    /// Node: `POST /containers/{id}/exec` ([`super::ExecCreateRequest`] -> [`super::ExecCreated`]).
+    pub const EXEC_CREATE: &str = "exec.create";
+    /// Node, stream: run an exec attached ([`super::ExecStartRequest`]); frames as for attach,
+    /// stdin through [`STDIN`] with the same `attach_id` and `id` = the exec ID.
+    pub const EXEC_START: &str = "exec.start";
+    /// Node: run an exec detached ([`super::ExecStartRequest`]) -> `{}` once it runs.
+    pub const EXEC_START_DETACHED: &str = "exec.start-detached";
+    /// Node: `GET /exec/{id}/json` ([`super::ExecRef`]) -> Docker's exec inspect JSON.
+    pub const EXEC_INSPECT: &str = "exec.inspect";
+    /// Node: TTY size of an exec ([`super::ExecResizeRequest`]).
+    pub const EXEC_RESIZE: &str = "exec.resize";
+    /// Broadcast: which node holds exec `id` ([`super::ExecRef`] -> [`super::ExecLocation`]).
+    pub const EXEC_LOCATE: &str = "exec.locate";
+    /// Node, stream: `docker stats` ([`super::StatsRequest`]); each frame one JSON object.
+    pub const STATS: &str = "container.stats";
+    /// Node: `docker top` ([`super::TopRequest`]) -> `{"Titles":[..],"Processes":[[..]]}`.
+    pub const TOP: &str = "container.top";
+    /// Node: `docker update` ([`super::UpdateRequest`]) -> `{"Warnings":[..]}`.
+    pub const UPDATE: &str = "container.update";
+    /// Broadcast: `docker container prune` ([`super::ListRequest`] filters) ->
+    /// [`super::ContainerPruneResponse`].
+    pub const PRUNE: &str = "container.prune";
+    /// Node: `docker network create` ([`super::NetworkCreateRequest`]) -> `{"Id","Warning"}`.
+    pub const NETWORK_CREATE: &str = "network.create";
+    /// Node: `docker network rm` ([`super::NetworkRef`]).
+    pub const NETWORK_REMOVE: &str = "network.remove";
+    /// Node: `docker network connect` ([`super::NetworkConnectRequest`]).
+    pub const NETWORK_CONNECT: &str = "network.connect";
+    /// Node: `docker network disconnect` ([`super::NetworkConnectRequest`]).
+    pub const NETWORK_DISCONNECT: &str = "network.disconnect";
+    /// Broadcast: every node lists its networks ([`super::VolumeListRequest`] filters) ->
+    /// [`super::NetworkListResponse`]. The predefined `bridge`, `host` and `none` come from
+    /// every node; the gateway shows each name once.
+    pub const NETWORK_LIST: &str = "network.list";
+    /// Broadcast: `docker network prune` -> [`super::NetworkPruneResponse`].
+    pub const NETWORK_PRUNE: &str = "network.prune";
 }
 
 /// Subject of `op` on node `node`.
@@ -579,6 +615,167 @@ pub struct RenameRequest {
     pub id: String,
     /// New name without the leading slash; the gateway checked it is free on every node.
     pub name: String,
+}
+
+/// Docker's `ExecConfig` (the body of `POST /containers/{id}/exec`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecConfig {
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
+    #[serde(default)]
+    pub detach_keys: String,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub env: Vec<String>,
+    #[serde(default, deserialize_with = "null_vec")]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub working_dir: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<[u32; 2]>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecCreateRequest {
+    /// The container's full ID.
+    pub id: String,
+    pub config: ExecConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecCreated {
+    pub id: String,
+}
+
+/// An exec by its ID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRef {
+    pub exec_id: String,
+}
+
+/// Which node holds an exec (`found: false` from the others).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecLocation {
+    pub node: String,
+    pub found: bool,
+}
+
+/// `POST /exec/{id}/start`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecStartRequest {
+    pub exec_id: String,
+    /// Pairs the stdin upload with this start (attached starts only).
+    #[serde(default)]
+    pub attach_id: String,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub console_size: Option<[u32; 2]>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecResizeRequest {
+    pub exec_id: String,
+    pub height: u16,
+    pub width: u16,
+}
+
+/// `GET /containers/{id}/stats`: `stream` false gives one frame (two samples apart, as dockerd
+/// does unless `one_shot`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsRequest {
+    pub id: String,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default)]
+    pub one_shot: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopRequest {
+    pub id: String,
+    /// `ps` options (`-ef` by default).
+    #[serde(default)]
+    pub ps_args: String,
+}
+
+/// `POST /containers/{id}/update`: the resources part of a HostConfig and a restart policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    pub id: String,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerPruneResponse {
+    #[serde(default)]
+    pub containers_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}
+
+/// `POST /networks/create` (Docker's body).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkCreateRequest {
+    pub name: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    #[serde(default, rename = "IPAM")]
+    pub ipam: Option<Value>,
+    #[serde(default, deserialize_with = "null_map")]
+    pub options: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_map")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, rename = "EnableIPv6")]
+    pub enable_ipv6: Option<bool>,
+}
+
+/// A network by its full ID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkRef {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkConnectRequest {
+    /// The network's full ID.
+    pub network: String,
+    /// The container's full ID.
+    pub container: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// One node's networks in Docker's shape (`Name`, `Id`, `Driver`, `IPAM`, `Containers`, ...).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkListResponse {
+    pub node: String,
+    pub networks: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkPruneResponse {
+    #[serde(default)]
+    pub networks_deleted: Vec<String>,
 }
 
 /// `docker volume create`.

@@ -3,6 +3,7 @@
 
 mod containers;
 mod images;
+mod networks;
 pub mod system;
 mod volumes;
 
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
+        .route("/containers/prune", post(containers::prune))
         .route("/containers/{name}", delete(containers::remove))
         .route("/containers/{name}/json", get(containers::inspect))
         .route("/containers/{name}/logs", get(containers::logs))
@@ -44,6 +46,22 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{name}/resize", post(containers::resize))
         .route("/containers/{name}/wait", post(containers::wait))
         .route("/containers/{name}/attach", post(containers::attach))
+        .route("/containers/{name}/exec", post(containers::exec::create))
+        .route("/containers/{name}/stats", get(containers::stats))
+        .route("/containers/{name}/top", get(containers::top))
+        .route("/containers/{name}/update", post(containers::update))
+        .route("/exec/{id}/start", post(containers::exec::start))
+        .route("/exec/{id}/resize", post(containers::exec::resize))
+        .route("/exec/{id}/json", get(containers::exec::inspect))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))

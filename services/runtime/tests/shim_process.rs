@@ -61,6 +61,8 @@ impl Bundle {
             stdin_once: false,
             console_size: None,
             cgroup_dirs: Vec::new(),
+            no_log: false,
+            exec: None,
         }
     }
 

@@ -5,9 +5,15 @@
 mod attach;
 #[cfg(test)]
 mod bus_tests;
+pub mod exec;
+mod hijack;
+pub(crate) mod json_body;
 mod list;
 mod logs;
+mod prune;
 pub(crate) mod resolve;
+mod stats;
+mod update;
 mod wait;
 
 use std::time::Duration;
@@ -23,12 +29,16 @@ use serde_json::Value;
 use wharf_bus::container::{
     node_subject, op, ById, Changed, CreateBody, CreateRequest, CreateResponse, InspectRequest,
     KillRequest, RemoveRequest, RenameRequest, ResizeRequest, ResolveMatch, StopRequest,
+    TopRequest,
 };
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
 
 pub use attach::attach;
 pub use list::list;
 pub use logs::logs;
+pub use prune::prune;
+pub use stats::stats;
+pub use update::update;
 pub use wait::wait;
 
 use crate::error::{ApiError, ApiResult};
@@ -141,8 +151,18 @@ pub async fn create(
         resolve::check_name(name)?;
         resolve::ensure_name_free(&state, name).await?;
     }
+    // A user network decides the node (networks are local to theirs); the body still names
+    // it as the client did, which the node resolves.
+    let home = super::networks::home_of(&state, &body).await?;
     let nodes = resolve::nodes(&state).await?;
-    let node = resolve::place(&nodes, &body.config.labels)?.name.clone();
+    let node = match &home {
+        Some((network, home)) => {
+            resolve::place_with_network(&nodes, &body.config.labels, network, home)?
+        }
+        None => resolve::place(&nodes, &body.config.labels)?,
+    }
+    .name
+    .clone();
     let request = CreateRequest {
         name: if name.is_empty() {
             String::new()
@@ -184,6 +204,27 @@ pub async fn inspect(
     };
     Ok(axum::Json(
         call_node(&state, &target, op::INSPECT, &request, DEFAULT_TIMEOUT).await?,
+    ))
+}
+
+pub async fn top(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<axum::Json<Value>> {
+    let q = Query::parse(raw.as_deref());
+    let target = resolve::locate(&state, &name).await?;
+    let request = TopRequest {
+        id: target.id.clone(),
+        // dockerd's default when the client gives none.
+        ps_args: q
+            .get("ps_args")
+            .filter(|a| !a.is_empty())
+            .unwrap_or("-ef")
+            .to_string(),
+    };
+    Ok(axum::Json(
+        call_node(&state, &target, op::TOP, &request, DEFAULT_TIMEOUT).await?,
     ))
 }
 

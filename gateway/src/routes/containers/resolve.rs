@@ -116,6 +116,28 @@ pub fn place<'a>(
         .ok_or_else(no_node)
 }
 
+/// Where a new container goes when a user network it joins lives on `home` (networks are
+/// local to a node, and a container joins only its own node's). A `wharf.node` label naming
+/// another node contradicts that: the client's error (400).
+pub fn place_with_network<'a>(
+    nodes: &'a [NodeInfo],
+    labels: &BTreeMap<String, String>,
+    network: &str,
+    home: &str,
+) -> ApiResult<&'a NodeInfo> {
+    if let Some(wanted) = labels.get(NODE_LABEL).filter(|w| *w != home) {
+        return Err(ApiError::bad_request(format!(
+            "label {NODE_LABEL}={wanted} asks for node {wanted}, but network {network} is on node {home}"
+        )));
+    }
+    nodes.iter().find(|n| n.name == home).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("runtime node {home} holding network {network} is not connected"),
+        )
+    })
+}
+
 /// The connected nodes (discovering them when none is known).
 pub async fn nodes(state: &AppState) -> ApiResult<Vec<NodeInfo>> {
     Ok(state.roster().await?.nodes_or_discover().await)
@@ -295,6 +317,34 @@ mod tests {
         let err = place(&nodes, &labels).unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert_eq!(err.message, "no runtime node named z");
+    }
+
+    #[test]
+    fn a_user_network_decides_placement_and_a_contrary_label_is_refused() {
+        let nodes = vec![node("a", 0, 0), node("b", 9, 9)];
+        let none = BTreeMap::new();
+        assert_eq!(
+            place_with_network(&nodes, &none, "front", "b")
+                .unwrap()
+                .name,
+            "b"
+        );
+        let same = BTreeMap::from([(NODE_LABEL.to_string(), "b".to_string())]);
+        assert_eq!(
+            place_with_network(&nodes, &same, "front", "b")
+                .unwrap()
+                .name,
+            "b"
+        );
+        let other = BTreeMap::from([(NODE_LABEL.to_string(), "a".to_string())]);
+        let err = place_with_network(&nodes, &other, "front", "b").unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.message,
+            "label wharf.node=a asks for node a, but network front is on node b"
+        );
+        let gone = place_with_network(&nodes, &none, "front", "z").unwrap_err();
+        assert_eq!(gone.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

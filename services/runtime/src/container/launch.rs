@@ -1,6 +1,9 @@
 //! Starting a container's init: fork into the spec's namespaces, set the container up in the
 //! child, exec. The child reports a failure before exec on a close-on-exec pipe; a successful
 //! exec closes the pipe, so the parent reads either a message or EOF.
+//!
+//! An exec ([`exec_with`]) forks the same way but joins a running container instead of setting
+//! one up: its cgroups, its init's namespaces (and so its root), then the process's own setup.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,7 +18,7 @@ use oci_spec::runtime::Spec;
 
 use super::capabilities::{self, CapSets};
 use super::error::{LaunchError, Result, StepError, StepResult};
-use super::namespaces::{Namespaces, PidForChildren};
+use super::namespaces::{Namespaces, PidForChildren, ProcessNamespaces};
 use super::{devices, mounts, process, rootfs, terminal};
 use nix::sched::CloneFlags;
 
@@ -61,6 +64,36 @@ pub fn launch_with(
     stdio: Stdio,
     options: &LaunchOptions,
 ) -> Result<Launched> {
+    process_args(spec)?;
+    let rootfs = rootfs
+        .canonicalize()
+        .map_err(|e| LaunchError::InvalidSpec(format!("rootfs {}: {e}", rootfs.display())))?;
+    let namespaces = Namespaces::from_spec(spec)?;
+    let pid_ns = PidForChildren::enter(&namespaces.pid)?;
+    fork_child(stdio, options, pid_ns, |stdio, terminal| {
+        child(spec, &rootfs, &namespaces, stdio, options, terminal)
+    })
+}
+
+/// Runs `spec.process` inside the running container whose init is `pid` (in our PID
+/// namespace), as `docker exec` does: in the cgroups of `options.cgroup_dirs` and in the
+/// init's namespaces, with the container's root. The spec's root, mounts and namespaces are
+/// not used (the container has them all). Like [`launch_with`], the process is our child and
+/// failures are the process's own, in Docker's words.
+pub fn exec_with(spec: &Spec, pid: i32, stdio: Stdio, options: &LaunchOptions) -> Result<Launched> {
+    process_args(spec)?;
+    let namespaces = ProcessNamespaces::open(pid)?;
+    let pid_ns = namespaces
+        .pid
+        .as_ref()
+        .map(PidForChildren::join)
+        .transpose()?;
+    fork_child(stdio, options, pid_ns, |stdio, terminal| {
+        exec_child(spec, &namespaces, stdio, options, terminal)
+    })
+}
+
+fn process_args(spec: &Spec) -> Result<()> {
     let args = spec
         .process()
         .as_ref()
@@ -69,10 +102,17 @@ pub fn launch_with(
     if args.is_empty() {
         return Err(LaunchError::InvalidSpec("process.args is empty".into()));
     }
-    let rootfs = rootfs
-        .canonicalize()
-        .map_err(|e| LaunchError::InvalidSpec(format!("rootfs {}: {e}", rootfs.display())))?;
-    let namespaces = Namespaces::from_spec(spec)?;
+    Ok(())
+}
+
+/// Forks (in the PID namespace `pid_ns` switched to, if any) a child that runs `in_child`, which
+/// execs or returns why it could not; waits for that outcome and, with a terminal, its master.
+fn fork_child(
+    stdio: Stdio,
+    options: &LaunchOptions,
+    pid_ns: Option<PidForChildren>,
+    in_child: impl FnOnce(Stdio, Option<&OwnedFd>) -> StepError,
+) -> Result<Launched> {
     let (report_r, report_w) =
         unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e))?;
     let terminal = match options.terminal {
@@ -80,7 +120,6 @@ pub fn launch_with(
         false => None,
     };
 
-    let pid_ns = PidForChildren::enter(&namespaces.pid)?;
     // SAFETY: the child only makes system calls and allocates (glibc's fork keeps malloc
     // usable in the child), and never returns: it execs or exits.
     let forked = unsafe { unistd::fork() };
@@ -90,7 +129,7 @@ pub fn launch_with(
             drop(report_r);
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let socket = terminal.as_ref().map(|(child_end, _)| child_end);
-                child(spec, &rootfs, &namespaces, stdio, options, socket)
+                in_child(stdio, socket)
             }));
             let message = match outcome {
                 Ok(e) => e.0,
@@ -142,15 +181,41 @@ fn child(
 ) -> StepError {
     match setup(spec, rootfs, namespaces, stdio, options, terminal) {
         Err(e) => e,
-        Ok(()) => {
-            let process = spec.process().as_ref().expect("checked");
-            let args = process.args().clone().unwrap_or_default();
-            let env = process.env().clone().unwrap_or_default();
-            match process::find_executable(&args[0], &env) {
-                Ok(program) => process::exec(&program, &args, &env),
-                Err(e) => e,
-            }
+        Ok(()) => run(spec),
+    }
+}
+
+/// The exec's child: into the container, then the same process setup as an init's.
+fn exec_child(
+    spec: &Spec,
+    namespaces: &ProcessNamespaces,
+    stdio: Stdio,
+    options: &LaunchOptions,
+    terminal: Option<&OwnedFd>,
+) -> StepError {
+    let setup = || -> StepResult<()> {
+        detach(stdio, options)?;
+        namespaces.enter()?;
+        // The container's /dev/ptmx now: the terminal is of its devpts.
+        if let Some(socket) = terminal {
+            terminal::open_and_send(socket, options.console_size)?;
         }
+        become_process(spec)
+    };
+    match setup() {
+        Err(e) => e,
+        Ok(()) => run(spec),
+    }
+}
+
+/// Finds the program (on the process's PATH, in the root we are in now) and execs it.
+fn run(spec: &Spec) -> StepError {
+    let process = spec.process().as_ref().expect("checked");
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    match process::find_executable(&args[0], &env) {
+        Ok(program) => process::exec(&program, &args, &env),
+        Err(e) => e,
     }
 }
 
@@ -162,9 +227,37 @@ fn setup(
     options: &LaunchOptions,
     terminal: Option<&OwnedFd>,
 ) -> StepResult<()> {
-    let process = spec.process().as_ref().expect("checked");
     let linux = spec.linux().clone().unwrap_or_default();
+    detach(stdio, options)?;
+    umask(Mode::empty());
 
+    namespaces.enter()?;
+    rootfs::make_private()?;
+    let root = rootfs::bind_self(rootfs)?;
+    mounts::mount_all(&root, spec.mounts().as_deref().unwrap_or_default())?;
+    devices::create_all(&root, linux.devices().as_deref().unwrap_or_default())?;
+    drop(root);
+    rootfs::pivot(rootfs)?;
+    if let Some(socket) = terminal {
+        terminal::open_and_send(socket, options.console_size)?;
+    }
+    rootfs::mask(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::read_only(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        rootfs::read_only_root()?;
+    }
+    if let Some(hostname) = spec.hostname() {
+        if !namespaces.has(CloneFlags::CLONE_NEWUTS) {
+            return Err(StepError("a hostname needs its own uts namespace".into()));
+        }
+        unistd::sethostname(hostname).map_err(|e| StepError::os("sethostname", e))?;
+    }
+    become_process(spec)
+}
+
+/// The child's first steps, in the launcher's namespaces still: a clean signal state, a
+/// session of its own, its stdio, its cgroups, and no other descriptor of ours past exec.
+fn detach(stdio: Stdio, options: &LaunchOptions) -> StepResult<()> {
     // A clean signal state: Rust ignores SIGPIPE, and exec keeps ignored signals ignored.
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| StepError::os("sigprocmask", e))?;
@@ -191,6 +284,7 @@ fn setup(
         }
     }
     // Join the cgroups first, so that everything after (mounts included) is charged there.
+    // The paths are the host's: this is before any namespace is entered.
     for dir in &options.cgroup_dirs {
         let procs = dir.join("cgroup.procs");
         std::fs::write(&procs, b"0")
@@ -199,29 +293,13 @@ fn setup(
     // Nothing of ours but stdio may reach the container (the report pipe closes at exec).
     // SAFETY: marks descriptors close-on-exec; closes none.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
-    umask(Mode::empty());
+    Ok(())
+}
 
-    namespaces.enter()?;
-    rootfs::make_private()?;
-    let root = rootfs::bind_self(rootfs)?;
-    mounts::mount_all(&root, spec.mounts().as_deref().unwrap_or_default())?;
-    devices::create_all(&root, linux.devices().as_deref().unwrap_or_default())?;
-    drop(root);
-    rootfs::pivot(rootfs)?;
-    if let Some(socket) = terminal {
-        terminal::open_and_send(socket, options.console_size)?;
-    }
-    rootfs::mask(linux.masked_paths().as_deref().unwrap_or_default())?;
-    rootfs::read_only(linux.readonly_paths().as_deref().unwrap_or_default())?;
-    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        rootfs::read_only_root()?;
-    }
-    if let Some(hostname) = spec.hostname() {
-        if !namespaces.has(CloneFlags::CLONE_NEWUTS) {
-            return Err(StepError("a hostname needs its own uts namespace".into()));
-        }
-        unistd::sethostname(hostname).map_err(|e| StepError::os("sethostname", e))?;
-    }
+/// Inside the container's root: the process's rlimits, privileges, user, umask and working
+/// directory, the last steps before exec.
+fn become_process(spec: &Spec) -> StepResult<()> {
+    let process = spec.process().as_ref().expect("checked");
     process::apply_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if process.no_new_privileges() == Some(true) {
         process::set_no_new_privs()?;
@@ -236,6 +314,13 @@ fn setup(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
     ));
     let cwd = process.cwd();
-    unistd::chdir(cwd).map_err(|e| StepError::os(format!("chdir {}", cwd.display()), e))?;
+    // runc's words, which Docker passes on.
+    unistd::chdir(cwd).map_err(|e| {
+        StepError(format!(
+            "chdir to cwd ({:?}) set in config.json failed: {}",
+            cwd.display().to_string(),
+            e.desc().to_lowercase()
+        ))
+    })?;
     Ok(())
 }

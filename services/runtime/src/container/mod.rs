@@ -11,7 +11,8 @@
 //! - `capabilities`: bounding, effective, permitted, inheritable and ambient sets.
 //! - `process`: rlimits, user, no_new_privs, executable lookup and execve.
 //! - `terminal`: a TTY from the container's own devpts, its master sent back to the launcher.
-//! - `launch`: fork, the child's setup sequence, and its error pipe ([`launch`]).
+//! - `launch`: fork, the child's setup sequence, and its error pipe ([`launch`]); the same
+//!   for a process joining a running container ([`exec_with`]).
 //!
 //! This is blocking code: async callers use `spawn_blocking`.
 
@@ -29,7 +30,7 @@ mod terminal;
 
 pub use capabilities::{cap_number, docker_default_capabilities};
 pub use error::{LaunchError, Result};
-pub use launch::{launch, launch_with, LaunchOptions, Launched, Stdio};
+pub use launch::{exec_with, launch, launch_with, LaunchOptions, Launched, Stdio};
 pub use spec::{clamp_rlimits, default_spec, host_hard_limit, DEFAULT_PATH};
 
 /// Creates the directory `dir` (and its parents) inside the root file system open at `root`,

@@ -4,8 +4,11 @@
 //! The PID namespace is special: unshare(CLONE_NEWPID) only affects children, so the launching
 //! thread enters it for its children just around the fork ([`PidForChildren`]), which makes
 //! the forked child PID 1 of the new namespace and still the launcher's own child to wait for.
+//!
+//! An exec joins the namespaces of a running container's init instead ([`ProcessNamespaces`]),
+//! its PID namespace the same way, around the fork.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::fcntl::{self, OFlag};
@@ -121,6 +124,15 @@ impl PidForChildren {
         }
         Ok(Some(PidForChildren { original }))
     }
+
+    /// Switches to the PID namespace open at `ns` for children.
+    pub(crate) fn join(ns: &OwnedFd) -> Result<PidForChildren> {
+        let original = open_ns("/proc/thread-self/ns/pid_for_children".as_ref())
+            .map_err(|e| LaunchError::os("open our pid namespace", e))?;
+        sched::setns(ns, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| LaunchError::os("join the container's pid namespace", e))?;
+        Ok(PidForChildren { original })
+    }
 }
 
 impl Drop for PidForChildren {
@@ -128,5 +140,77 @@ impl Drop for PidForChildren {
         if let Err(e) = sched::setns(&self.original, CloneFlags::CLONE_NEWPID) {
             tracing::error!("cannot return to our pid namespace for children: {e}");
         }
+    }
+}
+
+/// The namespaces of a running process (a container's init) that differ from ours, each open,
+/// so that an exec joins exactly that process's namespaces even if it exits meanwhile.
+#[derive(Debug)]
+pub(crate) struct ProcessNamespaces {
+    /// In joining order: the mount namespace last, as it changes what paths name.
+    others: Vec<(OwnedFd, CloneFlags, &'static str)>,
+    /// Its PID namespace, for [`PidForChildren::join`].
+    pub pid: Option<OwnedFd>,
+}
+
+impl ProcessNamespaces {
+    /// Opens the namespaces of process `pid` (in our PID namespace) that are not ours.
+    pub(crate) fn open(pid: i32) -> Result<ProcessNamespaces> {
+        let gone = |e: nix::errno::Errno| match e {
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH => {
+                LaunchError::Setup(format!("container process {pid} is not running"))
+            }
+            e => LaunchError::os(format!("open the namespaces of process {pid}"), e),
+        };
+        // Every namespace through one open directory of the process: should it exit and its
+        // PID be reused meanwhile, the opens fail rather than find the new process.
+        let dir = fcntl::open(
+            format!("/proc/{pid}").as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(gone)?;
+        let mut out = ProcessNamespaces {
+            others: Vec::new(),
+            pid: None,
+        };
+        for (name, flag) in [
+            ("ipc", CloneFlags::CLONE_NEWIPC),
+            ("uts", CloneFlags::CLONE_NEWUTS),
+            ("net", CloneFlags::CLONE_NEWNET),
+            ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+            ("pid", CloneFlags::CLONE_NEWPID),
+            ("mnt", CloneFlags::CLONE_NEWNS),
+        ] {
+            let theirs = fcntl::openat(
+                dir.as_fd(),
+                format!("ns/{name}").as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(gone)?;
+            let ours = nix::sys::stat::stat(format!("/proc/self/ns/{name}").as_str())
+                .map_err(|e| LaunchError::os(format!("stat our {name} namespace"), e))?;
+            let same = nix::sys::stat::fstat(theirs.as_fd())
+                .map(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino))
+                .map_err(|e| LaunchError::os(format!("stat the {name} namespace"), e))?;
+            if same {
+                continue;
+            }
+            match flag {
+                CloneFlags::CLONE_NEWPID => out.pid = Some(theirs),
+                _ => out.others.push((theirs, flag, name)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// In the child: joins them (the PID namespace aside), the mount namespace last.
+    pub(crate) fn enter(&self) -> StepResult<()> {
+        for (fd, flag, name) in &self.others {
+            sched::setns(fd, *flag)
+                .map_err(|e| StepError::os(format!("join the container's {name} namespace"), e))?;
+        }
+        Ok(())
     }
 }

@@ -114,8 +114,28 @@ impl<L: Links> BridgeNetwork<L> {
         netns: &Path,
         ports: &[PortMapping],
     ) -> Result<Attachment> {
+        self.attach_as(
+            container,
+            netns,
+            ports,
+            &host_interface_name(container),
+            CONTAINER_INTERFACE,
+        )
+    }
+
+    /// Like [`Self::attach`] with chosen interface names: `host_interface` on the bridge,
+    /// `interface` inside (`eth1` for a second network).
+    pub fn attach_as(
+        &self,
+        container: &str,
+        netns: &Path,
+        ports: &[PortMapping],
+        host_interface: &str,
+        interface: &str,
+    ) -> Result<Attachment> {
         check_container_id(container)?;
-        let host_interface = host_interface_name(container);
+        check_interface_name(host_interface)?;
+        let host_interface = host_interface.to_owned();
         if self.links.exists(&host_interface)? {
             return Err(NetworkError::invalid(
                 format!("container {container}"),
@@ -129,19 +149,19 @@ impl<L: Links> BridgeNetwork<L> {
             prefix: subnet.prefix(),
             gateway: subnet.gateway(),
             host_interface,
-            interface: CONTAINER_INTERFACE.to_owned(),
+            interface: interface.to_owned(),
             ports: ports.to_vec(),
         };
         let connect = || -> Result<()> {
             self.links.add_veth(
                 &attachment.host_interface,
                 &self.config.bridge,
-                CONTAINER_INTERFACE,
+                interface,
                 netns,
             )?;
             self.links.configure_inside(
                 netns,
-                CONTAINER_INTERFACE,
+                interface,
                 address,
                 attachment.prefix,
                 attachment.gateway,
@@ -155,6 +175,15 @@ impl<L: Links> BridgeNetwork<L> {
             return Err(e);
         }
         Ok(attachment)
+    }
+
+    /// Like [`Self::detach`] for an attachment made with [`Self::attach_as`].
+    pub fn detach_as(&self, container: &str, host_interface: &str) -> Result<()> {
+        check_container_id(container)?;
+        self.firewall.unpublish(container)?;
+        self.links.delete(host_interface)?;
+        self.lock_ipam().release(container)?;
+        Ok(())
     }
 
     /// Removes the container's DNAT rules and veth pair and releases its address. Safe to

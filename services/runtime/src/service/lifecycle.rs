@@ -97,12 +97,6 @@ fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
             "can't create 'AutoRemove' container with restart policy",
         ));
     }
-    match host.network_mode.as_str() {
-        "" | "default" | "bridge" | "host" | "none" => {}
-        other => {
-            return Err(BusError::not_found(format!("network {other} not found")));
-        }
-    }
     if host.memory > 0 && (host.memory as u64) < (6 * 1024 * 1024) {
         return Err(BusError::invalid("Minimum memory limit allowed is 6MB"));
     }
@@ -133,6 +127,10 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
         ));
     }
     check_host_config(&body.host_config)?;
+    super::networks::resolve_mode(node, &body.host_config.network_mode)?;
+    for name in body.networking_config.endpoints_config.keys() {
+        super::networks::resolve_mode(node, name)?;
+    }
     let image: ImageRecord = wharf_bus::call(
         &node.client,
         &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
@@ -202,6 +200,7 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
         },
         restart_count: 0,
         network: None,
+        connected: Vec::new(),
         mounts,
         has_been_started: false,
         platform: "linux".into(),
@@ -676,6 +675,11 @@ async fn start_locked_inner(node: &Arc<Node>, c: &Arc<Container>) -> Result<(), 
             })?;
             c.phase.send_modify(|p| p.running = true);
             let rec = c.snapshot();
+            let nets = user_nets(&rec);
+            if !nets.is_empty() {
+                let node2 = node.clone();
+                let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets)).await;
+            }
             node.publish_event(&rec, "start", &[]).await;
             tokio::spawn(monitor(node.clone(), c.clone()));
             Ok(())
@@ -734,7 +738,7 @@ async fn launch(
     let rec2 = rec.clone();
     // Host side: root, /etc files, network, user, spec, cgroup.
     let prepared = blocking(
-        move || -> Result<(ShimLaunch, Option<NetworkState>), BusError> {
+        move || -> Result<(ShimLaunch, Option<NetworkState>, Vec<NetworkState>), BusError> {
             let rec = rec2;
             host::mount_rootfs(
                 &lower,
@@ -762,39 +766,24 @@ async fn launch(
                     .map_err(|e| internal("cannot create the network namespace", e))?;
                 netns = Some(paths.netns());
             }
-            if matches!(mode, "" | "default" | "bridge") {
-                let bridge = node2.network.as_ref().ok_or_else(|| {
-                    BusError::unavailable("the bridge network is not available on this node")
-                })?;
-                let attachment = bridge
-                    .attach(&rec.id, &paths.netns(), &ports)
-                    .map_err(|e| {
-                        internal("cannot connect the container to the bridge network", e)
-                    })?;
-                network = Some(NetworkState {
-                    address: attachment.address.to_string(),
-                    prefix: attachment.prefix,
-                    gateway: attachment.gateway.to_string(),
-                    mac: mac_for(attachment.address),
-                    ports: ports
-                        .iter()
-                        .map(|p| PublishedPort {
-                            container_port: p.container_port,
-                            protocol: p.protocol.as_str().to_string(),
-                            host_ip: p
-                                .host_ip
-                                .map(|ip| ip.to_string())
-                                .unwrap_or_else(|| "0.0.0.0".into()),
-                            host_port: p.host_port,
-                        })
-                        .collect(),
-                });
+            let mut connected = Vec::new();
+            if mode != "host" && mode != "none" {
+                let attached = attach_networks(&node2, &rec, &paths.netns(), &ports)?;
+                let mut attached = attached.into_iter();
+                network = attached.next();
+                connected = attached.collect();
             }
             let address = network.as_ref().map(|n| n.address.clone());
             let hosts = if mode == "host" {
                 std::fs::read_to_string("/etc/hosts").unwrap_or_default()
             } else {
-                host::hosts_file(address.as_deref(), &rec.config.hostname, &h.extra_hosts)
+                let nets: Vec<String> = network
+                    .iter()
+                    .chain(connected.iter())
+                    .map(|n| n.network_id.clone())
+                    .filter(|id| !id.is_empty())
+                    .collect();
+                hosts_text(&node2, &rec, address.as_deref(), &nets)
             };
             std::fs::write(paths.hosts(), hosts).map_err(|e| io("hosts", e))?;
             let user = user::resolve(&paths.rootfs(), &rec.config.user, &h.group_add)
@@ -826,14 +815,20 @@ async fn launch(
                 stdin_once: false,
                 console_size: h.console_size.map(|[h, w]| (h as u16, w as u16)),
                 cgroup_dirs,
+                no_log: false,
+                exec: None,
             };
-            Ok((launch, network))
+            Ok((launch, network, connected))
         },
     )
     .await
     .map_err(fail)?;
-    let (launch, network) = prepared;
-    c.update(|r| r.network = network.clone()).map_err(fail)?;
+    let (launch, network, connected) = prepared;
+    c.update(|r| {
+        r.network = network.clone();
+        r.connected = connected.clone();
+    })
+    .map_err(fail)?;
     let shim = ShimClient::spawn(&node.options.shim_binary, &c.paths.dir, &launch)
         .await
         .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
@@ -865,7 +860,7 @@ fn parse_size(text: &str) -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mult)
 }
 
-fn resources(h: &HostConfig) -> Resources {
+pub(crate) fn resources(h: &HostConfig) -> Resources {
     let mut r = Resources::default();
     if h.memory > 0 {
         r.memory = Some(h.memory as u64);
@@ -896,6 +891,10 @@ fn resources(h: &HostConfig) -> Resources {
 
 /// Undoes what a start set up on the host (network, netns, cgroup). Safe to repeat.
 fn teardown(node: &Node, id: &str, paths: &ContainerPaths) {
+    let states = ContainerRecord::load(&paths.dir)
+        .map(|r| r.network.into_iter().chain(r.connected).collect::<Vec<_>>())
+        .unwrap_or_default();
+    detach_networks(node, id, &states);
     if let Some(bridge) = &node.network {
         if let Err(e) = bridge.detach(id) {
             tracing::warn!(container = %id, "network detach: {e}");
@@ -910,6 +909,211 @@ fn teardown(node: &Node, id: &str, paths: &ContainerPaths) {
             }
         }
     }
+}
+
+/// Detaches the container from the user networks in `states` (the default bridge is
+/// detached by the caller).
+fn detach_networks(node: &Node, id: &str, states: &[NetworkState]) {
+    for n in states.iter().filter(|n| !n.network_id.is_empty()) {
+        if let Some(net) = node.networks.find(&n.network_id) {
+            if let Err(e) = net.bridge.detach_as(id, &n.host_interface) {
+                tracing::warn!(container = %id, network = %n.network_name, "detach: {e}");
+            }
+        }
+    }
+}
+
+fn published(ports: &[PortMapping]) -> Vec<PublishedPort> {
+    ports
+        .iter()
+        .map(|p| PublishedPort {
+            container_port: p.container_port,
+            protocol: p.protocol.as_str().to_string(),
+            host_ip: p
+                .host_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "0.0.0.0".into()),
+            host_port: p.host_port,
+        })
+        .collect()
+}
+
+/// The networks a container joins at start, in order: its `NetworkMode` network, then the
+/// others its endpoints config names. Published ports go on the first.
+fn wanted_networks(
+    node: &Node,
+    rec: &ContainerRecord,
+) -> Result<Vec<Option<Arc<super::networks::UserNetwork>>>, BusError> {
+    let mode = rec.host_config.network_mode.as_str();
+    let primary = super::networks::resolve_mode(node, mode)?;
+    let mut out = vec![primary.clone()];
+    for name in rec.networking_config.endpoints_config.keys() {
+        if matches!(name.as_str(), "bridge" | "default" | "host" | "none") || name == mode {
+            continue;
+        }
+        let net = super::networks::resolve_mode(node, name)?;
+        if let Some(net) = net {
+            if primary
+                .as_ref()
+                .is_some_and(|p| p.record.id == net.record.id)
+            {
+                continue;
+            }
+            out.push(Some(net));
+        }
+    }
+    Ok(out)
+}
+
+fn aliases_for(rec: &ContainerRecord, net: &super::networks::NetworkRecord) -> Vec<String> {
+    let mut aliases: Vec<String> = rec
+        .networking_config
+        .endpoints_config
+        .iter()
+        .filter(|(k, _)| *k == &net.name || *k == &net.id)
+        .flat_map(|(_, e)| e.aliases.iter().cloned())
+        .collect();
+    aliases.dedup();
+    aliases
+}
+
+/// Attaches a starting container to its networks; undoes its attachments on failure.
+fn attach_networks(
+    node: &Node,
+    rec: &ContainerRecord,
+    netns: &Path,
+    ports: &[PortMapping],
+) -> Result<Vec<NetworkState>, BusError> {
+    let mut done: Vec<NetworkState> = Vec::new();
+    let outcome = (|| -> Result<(), BusError> {
+        for (i, net) in wanted_networks(node, rec)?.into_iter().enumerate() {
+            let ports = if i == 0 { ports } else { &[][..] };
+            let interface = format!("eth{i}");
+            let state = match net {
+                None => {
+                    let bridge = node.network.as_ref().ok_or_else(|| {
+                        BusError::unavailable("the bridge network is not available on this node")
+                    })?;
+                    let a = bridge.attach_as(
+                        &rec.id,
+                        netns,
+                        ports,
+                        &crate::network::host_interface_name(&rec.id),
+                        &interface,
+                    );
+                    let a = a.map_err(|e| {
+                        internal("cannot connect the container to the bridge network", e)
+                    })?;
+                    NetworkState {
+                        network_id: String::new(),
+                        network_name: "bridge".into(),
+                        host_interface: a.host_interface.clone(),
+                        aliases: Vec::new(),
+                        address: a.address.to_string(),
+                        prefix: a.prefix,
+                        gateway: a.gateway.to_string(),
+                        mac: mac_for(a.address),
+                        ports: published(ports),
+                    }
+                }
+                Some(net) => {
+                    let host_if = super::networks::host_interface(&rec.id, &net.record.id);
+                    let a = net
+                        .bridge
+                        .attach_as(&rec.id, netns, ports, &host_if, &interface)
+                        .map_err(|e| {
+                            internal(
+                                format!(
+                                    "cannot connect the container to network {}",
+                                    net.record.name
+                                ),
+                                e,
+                            )
+                        })?;
+                    NetworkState {
+                        network_id: net.record.id.clone(),
+                        network_name: net.record.name.clone(),
+                        host_interface: host_if,
+                        aliases: aliases_for(rec, &net.record),
+                        address: a.address.to_string(),
+                        prefix: a.prefix,
+                        gateway: a.gateway.to_string(),
+                        mac: mac_for(a.address),
+                        ports: published(ports),
+                    }
+                }
+            };
+            done.push(state);
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        detach_networks(node, &rec.id, &done);
+        if let Some(bridge) = &node.network {
+            let _ = bridge.detach(&rec.id);
+        }
+        return Err(e);
+    }
+    Ok(done)
+}
+
+/// A container's /etc/hosts: Docker's fixed lines, `--add-host`, its own address, and its
+/// peers on the user networks `nets`.
+fn hosts_text(
+    node: &Node,
+    rec: &ContainerRecord,
+    address: Option<&str>,
+    nets: &[String],
+) -> String {
+    let mut text = host::hosts_file(address, &rec.config.hostname, &rec.host_config.extra_hosts);
+    for (ip, names) in super::networks::peers(node, &rec.id, nets) {
+        text.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    }
+    text
+}
+
+/// Rewrites (in place: it is bind-mounted) the /etc/hosts of every running container on the
+/// user networks `nets`, so they find each other by name.
+pub(crate) fn refresh_hosts(node: &Node, nets: &[String]) {
+    if nets.is_empty() {
+        return;
+    }
+    for c in node.all() {
+        let rec = c.snapshot();
+        if !rec.state.status.is_live() {
+            continue;
+        }
+        let mine: Vec<String> = rec
+            .network
+            .iter()
+            .chain(rec.connected.iter())
+            .map(|n| n.network_id.clone())
+            .filter(|id| !id.is_empty())
+            .collect();
+        if !mine.iter().any(|id| nets.contains(id)) {
+            continue;
+        }
+        let address = rec.network.as_ref().map(|n| n.address.clone());
+        let text = hosts_text(node, &rec, address.as_deref(), &mine);
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(c.paths.hosts())
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+/// User network IDs a record is attached to.
+fn user_nets(rec: &ContainerRecord) -> Vec<String> {
+    rec.network
+        .iter()
+        .chain(rec.connected.iter())
+        .map(|n| n.network_id.clone())
+        .filter(|id| !id.is_empty())
+        .collect()
 }
 
 /// Waits for the container's exit (through its shim) and records it.
@@ -963,6 +1167,7 @@ pub(crate) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
     let node2 = node.clone();
     let id = c.id.clone();
     let paths = c.paths.clone();
+    let nets = c.with(|r| user_nets(r));
     let oom = tokio::task::spawn_blocking(move || {
         let oom = node2.cgroups.as_ref().and_then(|layout| {
             cgroups::open(layout, &format!("wharf/{id}"))
@@ -992,6 +1197,10 @@ pub(crate) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
         p.exit_code = code;
         p.running = false;
     });
+    if !nets.is_empty() {
+        let node2 = node.clone();
+        let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets)).await;
+    }
     let rec = c.snapshot();
     if oom {
         node.publish_event(&rec, "oom", &[]).await;
@@ -1300,6 +1509,7 @@ pub async fn remove(
         .unwrap_or_else(|e| e.into_inner())
         .remove(&c.id);
     release_name(node, &rec.name, &rec.id);
+    super::exec::forget_container(node, &rec.id);
     c.phase.send_modify(|p| p.removed = true);
     node.publish_event(&rec, "destroy", &[]).await;
     Ok(())
@@ -1468,4 +1678,144 @@ fn restart_on_boot(node: &Arc<Node>, c: &Arc<Container>) {
             }
         });
     }
+}
+
+/// `docker network connect`.
+pub async fn connect(
+    node: &Arc<Node>,
+    req: wharf_bus::container::NetworkConnectRequest,
+) -> Result<(), BusError> {
+    let c = node.get(&req.container)?;
+    let net = node
+        .networks
+        .find(&req.network)
+        .ok_or_else(|| BusError::not_found(format!("network {} not found", req.network)))?;
+    let _held = c.op_lock.lock().await;
+    let rec = c.snapshot();
+    if super::networks::wants_network(&rec, &net.record) {
+        return Err(BusError::forbidden(format!(
+            "endpoint with name {} already exists in network {}",
+            rec.short_name(),
+            net.record.name
+        )));
+    }
+    c.update(|r| {
+        r.networking_config.endpoints_config.insert(
+            net.record.name.clone(),
+            wharf_bus::container::EndpointSettings {
+                aliases: req.aliases.clone(),
+                links: Vec::new(),
+            },
+        );
+    })?;
+    if rec.state.status.is_live() {
+        let node2 = node.clone();
+        let c2 = c.clone();
+        let net2 = net.clone();
+        let aliases = req.aliases.clone();
+        let state = blocking(move || {
+            let rec = c2.snapshot();
+            let index = rec.network.iter().count() + rec.connected.len();
+            let host_if = super::networks::host_interface(&rec.id, &net2.record.id);
+            let a = net2
+                .bridge
+                .attach_as(
+                    &rec.id,
+                    &c2.paths.netns(),
+                    &[],
+                    &host_if,
+                    &format!("eth{index}"),
+                )
+                .map_err(|e| {
+                    internal(format!("cannot connect to network {}", net2.record.name), e)
+                })?;
+            let _ = node2;
+            Ok(NetworkState {
+                network_id: net2.record.id.clone(),
+                network_name: net2.record.name.clone(),
+                host_interface: host_if,
+                aliases,
+                address: a.address.to_string(),
+                prefix: a.prefix,
+                gateway: a.gateway.to_string(),
+                mac: mac_for(a.address),
+                ports: Vec::new(),
+            })
+        })
+        .await?;
+        c.update(|r| r.connected.push(state))?;
+        let nets = c.with(|r| user_nets(r));
+        let node2 = node.clone();
+        let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets)).await;
+    }
+    let mut attrs = BTreeMap::new();
+    attrs.insert("container".to_string(), c.id.clone());
+    attrs.insert("name".to_string(), net.record.name.clone());
+    attrs.insert("type".to_string(), "bridge".to_string());
+    let event = wharf_bus::events::Event::now("network", "connect", &net.record.id, attrs);
+    wharf_bus::events::publish(&node.client, &event).await;
+    Ok(())
+}
+
+/// `docker network disconnect`.
+pub async fn disconnect(
+    node: &Arc<Node>,
+    req: wharf_bus::container::NetworkConnectRequest,
+) -> Result<(), BusError> {
+    let c = node.get(&req.container)?;
+    let net = node
+        .networks
+        .find(&req.network)
+        .ok_or_else(|| BusError::not_found(format!("network {} not found", req.network)))?;
+    let _held = c.op_lock.lock().await;
+    let rec = c.snapshot();
+    if !super::networks::wants_network(&rec, &net.record) {
+        return Err(BusError::forbidden(format!(
+            "container {} is not connected to network {}",
+            rec.id, net.record.name
+        )));
+    }
+    let nets_before = user_nets(&rec);
+    let states: Vec<NetworkState> = rec
+        .network
+        .iter()
+        .chain(rec.connected.iter())
+        .filter(|n| n.network_id == net.record.id)
+        .cloned()
+        .collect();
+    let net2 = net.clone();
+    let id = c.id.clone();
+    blocking(move || {
+        for s in &states {
+            let _ = net2.bridge.detach_as(&id, &s.host_interface);
+        }
+        Ok(())
+    })
+    .await?;
+    c.update(|r| {
+        r.networking_config
+            .endpoints_config
+            .retain(|k, _| k != &net.record.name && k != &net.record.id);
+        r.connected.retain(|n| n.network_id != net.record.id);
+        if r.network
+            .as_ref()
+            .is_some_and(|n| n.network_id == net.record.id)
+        {
+            r.network = None;
+        }
+        if r.host_config.network_mode == net.record.name
+            || r.host_config.network_mode == net.record.id
+        {
+            r.host_config.network_mode = "none".into();
+        }
+    })?;
+    let node2 = node.clone();
+    let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets_before)).await;
+    let mut attrs = BTreeMap::new();
+    attrs.insert("container".to_string(), c.id.clone());
+    attrs.insert("name".to_string(), net.record.name.clone());
+    attrs.insert("type".to_string(), "bridge".to_string());
+    let event = wharf_bus::events::Event::now("network", "disconnect", &net.record.id, attrs);
+    wharf_bus::events::publish(&node.client, &event).await;
+    Ok(())
 }

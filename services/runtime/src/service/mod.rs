@@ -11,9 +11,12 @@
 //! - `names`: generated container names.
 
 pub mod build;
+mod exec;
+mod extras;
 pub mod host;
 mod lifecycle;
 mod names;
+pub mod networks;
 pub mod record;
 mod streams;
 pub mod user;
@@ -111,6 +114,8 @@ pub struct Node {
     /// Names (with slash) to IDs, including names reserved by creates in progress.
     pub names: Mutex<HashMap<String, String>>,
     pub stdin_slots: streams::StdinSlots,
+    pub execs: exec::Execs,
+    pub networks: networks::Networks,
 }
 
 impl Node {
@@ -223,6 +228,11 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
             None
         }
     };
+    let user_networks = {
+        let dir = options.root.join("networks");
+        let table = options.network.table.clone();
+        tokio::task::spawn_blocking(move || networks::Networks::open(dir, &table)).await?
+    };
     let node = Arc::new(Node {
         blobs: BusBlobSource::new(client.clone()),
         client: client.clone(),
@@ -234,6 +244,8 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         containers: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
         stdin_slots: streams::StdinSlots::default(),
+        execs: exec::Execs::default(),
+        networks: user_networks,
         options,
     });
     lifecycle::restore(&node).await;
@@ -365,6 +377,94 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         }
     );
     endpoint!(
+        op::EXEC_CREATE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            Reply::json(&exec::create(&n, decode(&r.message.payload)?).await?)
+        }
+    );
+    endpoint!(
+        op::EXEC_START,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            exec::start_attached(&n, decode(&r.message.payload)?, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(op::EXEC_START_DETACHED, |n: Arc<Node>,
+                                        r: Arc<
+        async_nats::service::Request,
+    >| async move {
+        exec::start_detached(&n, decode(&r.message.payload)?).await?;
+        Reply::json(&serde_json::json!({}))
+    });
+    endpoint!(
+        op::EXEC_INSPECT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ExecRef = decode(&r.message.payload)?;
+            Reply::json(&exec::inspect(&n, &req.exec_id)?)
+        }
+    );
+    endpoint!(
+        op::EXEC_RESIZE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ExecResizeRequest = decode(&r.message.payload)?;
+            exec::resize(&n, &req.exec_id, req.height, req.width).await?;
+            Reply::json(&serde_json::json!({}))
+        }
+    );
+    endpoint!(
+        op::STATS,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::StatsRequest = decode(&r.message.payload)?;
+            let c = n.get(&req.id)?;
+            extras::stats(&n, c, req, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::TOP,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::TopRequest = decode(&r.message.payload)?;
+            let c = n.get(&req.id)?;
+            Reply::json(&extras::top(&n, &c, req).await?)
+        }
+    );
+    endpoint!(
+        op::UPDATE,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::UpdateRequest = decode(&r.message.payload)?;
+            let c = n.get(&req.id)?;
+            Reply::json(&extras::update(&n, &c, req.body).await?)
+        }
+    );
+    endpoint!(op::NETWORK_CREATE, |n: Arc<Node>,
+                                   r: Arc<
+        async_nats::service::Request,
+    >| async move {
+        Reply::json(&networks::create(&n, decode(&r.message.payload)?).await?)
+    });
+    endpoint!(op::NETWORK_REMOVE, |n: Arc<Node>,
+                                   r: Arc<
+        async_nats::service::Request,
+    >| async move {
+        let req: bus::NetworkRef = decode(&r.message.payload)?;
+        networks::remove(&n, &req.id).await?;
+        Reply::json(&serde_json::json!({}))
+    });
+    endpoint!(op::NETWORK_CONNECT, |n: Arc<Node>,
+                                    r: Arc<
+        async_nats::service::Request,
+    >| async move {
+        lifecycle::connect(&n, decode(&r.message.payload)?).await?;
+        Reply::json(&serde_json::json!({}))
+    });
+    endpoint!(op::NETWORK_DISCONNECT, |n: Arc<Node>,
+                                       r: Arc<
+        async_nats::service::Request,
+    >| async move {
+        lifecycle::disconnect(&n, decode(&r.message.payload)?).await?;
+        Reply::json(&serde_json::json!({}))
+    });
+    endpoint!(
         op::LOGS,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::LogsRequest = decode(&r.message.payload)?;
@@ -426,6 +526,27 @@ async fn broadcasts(node: Arc<Node>, mut requests: async_nats::Subscriber) {
                 },
                 op::RESOLVE => match decode::<bus::ResolveRequest>(&message.payload) {
                     Ok(req) => wharf_bus::rpc::encode(&views::resolve(&node, &req.name_or_id)),
+                    Err(e) => Err(e),
+                },
+                op::EXEC_LOCATE => decode::<bus::ExecRef>(&message.payload).and_then(|req| {
+                    wharf_bus::rpc::encode(&bus::ExecLocation {
+                        node: node.options.name.clone(),
+                        found: node.execs.get(&req.exec_id).is_some(),
+                    })
+                }),
+                op::PRUNE => match decode::<bus::ListRequest>(&message.payload) {
+                    Ok(req) => extras::prune(&node, &req)
+                        .await
+                        .and_then(|r| wharf_bus::rpc::encode(&r)),
+                    Err(e) => Err(e),
+                },
+                op::NETWORK_LIST => decode::<bus::VolumeListRequest>(&message.payload)
+                    .and_then(|req| networks::list(&node, &req.filters))
+                    .and_then(|r| wharf_bus::rpc::encode(&r)),
+                op::NETWORK_PRUNE => match decode::<bus::VolumeListRequest>(&message.payload) {
+                    Ok(req) => networks::prune(&node, &req.filters)
+                        .await
+                        .and_then(|r| wharf_bus::rpc::encode(&r)),
                     Err(e) => Err(e),
                 },
                 op::VOLUME_LIST => decode::<bus::VolumeListRequest>(&message.payload)

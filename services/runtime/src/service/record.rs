@@ -75,6 +75,16 @@ pub struct PublishedPort {
 /// The container's place on the bridge network while it runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkState {
+    /// The user network's ID; empty for the default bridge.
+    #[serde(default)]
+    pub network_id: String,
+    #[serde(default)]
+    pub network_name: String,
+    /// The veth end on the host (empty: the default bridge's naming).
+    #[serde(default)]
+    pub host_interface: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
     pub address: String,
     pub prefix: u8,
     pub gateway: String,
@@ -131,6 +141,9 @@ pub struct ContainerRecord {
     pub restart_count: i64,
     #[serde(default)]
     pub network: Option<NetworkState>,
+    /// Further networks the container is attached to while it runs (eth1, eth2, ...).
+    #[serde(default)]
+    pub connected: Vec<NetworkState>,
     #[serde(default)]
     pub mounts: Vec<MountPoint>,
     /// Resolved `-u`: uid, gid and supplementary gids.

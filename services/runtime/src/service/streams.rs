@@ -171,13 +171,9 @@ pub async fn attach(
 ) -> Result<(), BusError> {
     let (tty, stdin_once, open_stdin) =
         c.with(|r| (r.config.tty, r.config.stdin_once, r.config.open_stdin));
-    let keys = parse_detach_keys(&req.detach_keys)?;
+    parse_detach_keys(&req.detach_keys)?;
     let want_stdin = req.stdin && open_stdin;
-    let slot = want_stdin.then(|| {
-        let slot = node.stdin_slots.get_or_create(&req.attach_id);
-        *slot.detach_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
-        slot
-    });
+    let slot = want_stdin.then(|| slot_for(node, &req.attach_id, &req.detach_keys));
     let mut sender = Sender::accept(
         &node.client,
         request,
@@ -225,21 +221,40 @@ pub async fn attach(
             return Ok(());
         }
     };
-    let (mut read, write) = stream.into_split();
-    let detach = match &slot {
-        Some(slot) => {
-            *slot.writer.lock().await = Some(write);
-            slot.ready.notify_one();
-            slot.detach.clone()
-        }
-        None => {
-            drop(write);
-            CancellationToken::new()
-        }
-    };
-    let node2 = node.clone();
-    let attach_id = req.attach_id.clone();
+    pump(node.clone(), stream, sender, slot, req.attach_id.clone());
+    Ok(())
+}
+
+/// The stdin slot of an attach (or exec start) with its detach keys.
+pub fn slot_for(node: &Node, attach_id: &str, detach_keys: &str) -> Arc<Slot> {
+    let slot = node.stdin_slots.get_or_create(attach_id);
+    let keys = parse_detach_keys(detach_keys).unwrap_or_else(|_| vec![16, 17]);
+    *slot.detach_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
+    slot
+}
+
+/// Copies a shim attach connection's output into `sender` until it ends (or the client
+/// detaches); hands its write half to the stdin upload through `slot`.
+pub fn pump(
+    node: Arc<Node>,
+    stream: UnixStream,
+    mut sender: Sender,
+    slot: Option<Arc<Slot>>,
+    attach_id: String,
+) {
     tokio::spawn(async move {
+        let (mut read, write) = stream.into_split();
+        let detach = match &slot {
+            Some(slot) => {
+                *slot.writer.lock().await = Some(write);
+                slot.ready.notify_one();
+                slot.detach.clone()
+            }
+            None => {
+                drop(write);
+                CancellationToken::new()
+            }
+        };
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             tokio::select! {
@@ -254,11 +269,12 @@ pub async fn attach(
                 _ = detach.cancelled() => { let _ = sender.finish().await; break; }
             }
         }
-        if want_stdin {
-            node2.stdin_slots.remove(&attach_id);
+        if let Some(slot) = slot {
+            // Lets a stdin upload still waiting for the writer give up.
+            slot.detach.cancel();
+            node.stdin_slots.remove(&attach_id);
         }
     });
-    Ok(())
 }
 
 /// The stdin upload of an attach: bytes into the container until the client's stdin ends.
@@ -267,8 +283,14 @@ pub async fn stdin(
     req: StdinRequest,
     request: &async_nats::service::Request,
 ) -> Result<(), BusError> {
-    let c = node.get(&req.id)?;
-    let stdin_once = c.with(|r| r.config.stdin_once);
+    // The target is an exec (its stdin ends with the client's) or a container.
+    let (bundle, stdin_once) = match super::exec::stdin_target(node, &req.id) {
+        Some(dir) => (dir, true),
+        None => {
+            let c = node.get(&req.id)?;
+            (c.paths.dir.clone(), c.with(|r| r.config.stdin_once))
+        }
+    };
     let slot = node.stdin_slots.get_or_create(&req.attach_id);
     let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
     let node = node.clone();
@@ -326,7 +348,7 @@ pub async fn stdin(
             ended_by_client = true;
         }
         if ended_by_client && stdin_once {
-            let _ = ShimClient::open(&c.paths.dir).close_stdin().await;
+            let _ = ShimClient::open(&bundle).close_stdin().await;
         }
         // Keep the writer open until the attach ends: closing it is not a stdin close.
         if let Some(w) = writer {

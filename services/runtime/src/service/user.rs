@@ -140,7 +140,8 @@ fn resolve_with(
             })?,
         };
     }
-    let mut additional = Vec::new();
+    // runc keeps the primary group among the supplementary ones.
+    let mut additional = vec![gid];
     // Supplementary groups from /etc/group only when no group was given explicitly (runc).
     if group_part.is_none() {
         if let Some(name) = &name {
@@ -190,16 +191,16 @@ mod tests {
         let u = r("www", &[]).unwrap();
         assert_eq!(
             (u.uid, u.gid, u.additional_gids.clone()),
-            (33, 33, vec![29, 50])
+            (33, 33, vec![33, 29, 50])
         );
         assert_eq!(u.home, "/var/www");
         let u = r("33:staff", &[]).unwrap();
         assert_eq!((u.uid, u.gid), (33, 50));
-        assert!(u.additional_gids.is_empty());
+        assert_eq!(u.additional_gids, [50]);
         let u = r("1234:4321", &[]).unwrap();
         assert_eq!((u.uid, u.gid), (1234, 4321));
         let u = r("", &["audio", "77"]).unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids), (0, 0, vec![29, 77]));
+        assert_eq!((u.uid, u.gid, u.additional_gids), (0, 0, vec![0, 29, 77]));
     }
 
     #[test]

@@ -285,7 +285,7 @@ async fn sizes(node: &Arc<Node>, c: &Arc<Container>) -> (u64, u64) {
 }
 
 /// Bytes of regular files under `dir` (not following symlinks, not crossing mounts).
-fn du(dir: &std::path::Path) -> u64 {
+pub(crate) fn du(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];

@@ -23,6 +23,8 @@ mod state;
 pub use client::{default_shim_binary, ShimClient};
 pub use error::{Result, ShimError};
 pub use exit::exit_code;
-pub use protocol::{ShimLaunch, ShimReply, ShimRequest, LAUNCH_FILE, SOCKET_FILE, STATE_FILE};
+pub use protocol::{
+    ExecInto, ShimLaunch, ShimReply, ShimRequest, LAUNCH_FILE, SOCKET_FILE, STATE_FILE,
+};
 pub use server::serve;
 pub use state::{ShimState, Status};

@@ -21,6 +21,13 @@
 //! The shim exits once the container has exited, its output is logged, the state file says
 //! `exited`, every `wait` has been answered and every attach connection has been given the
 //! last of the output.
+//!
+//! An exec shim (`docker exec`) is the same program with a bundle of its own and
+//! [`ShimLaunch::exec`] set: its process joins a running container (its cgroups and
+//! namespaces) instead of being a new one. Everything else is the same, except that its output
+//! goes to attach clients only, never to a log, as Docker does not log exec output. When the
+//! container's init dies the exec's process dies with its PID namespace and the shim records
+//! that exit like any other.
 
 use std::path::PathBuf;
 
@@ -41,9 +48,13 @@ pub const STATE_FILE: &str = "state.json";
 pub struct ShimLaunch {
     pub id: String,
     pub spec: Spec,
-    /// The prepared root file system (overlay mounted by the runtime).
+    /// The prepared root file system (overlay mounted by the runtime). Unused with `exec`.
     pub rootfs: PathBuf,
+    /// The json-file log. Unused with `no_log` or `exec`.
     pub log_path: PathBuf,
+    /// Write no log at all (Docker's `--log-driver none`); attach clients still get the output.
+    #[serde(default)]
+    pub no_log: bool,
     #[serde(default)]
     pub log_max_size: Option<u64>,
     pub log_max_files: u32,
@@ -60,8 +71,20 @@ pub struct ShimLaunch {
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
     /// Cgroup directories the init joins before exec (each gets its PID in `cgroup.procs`).
+    /// For an exec, the container's.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// Run `spec.process` inside this running container instead of starting a container:
+    /// the spec's root, mounts and namespaces are ignored then, and nothing is logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecInto>,
+}
+
+/// The running container an exec joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInto {
+    /// The container init's PID in the host's PID namespace (its shim's state `pid`).
+    pub pid: i32,
 }
 
 /// The first line of every connection.

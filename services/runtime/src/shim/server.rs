@@ -4,6 +4,10 @@
 //!
 //! The init is the shim's child and only this loop reaps it: a signal sent by its PID before
 //! the reap cannot reach another process, and none is sent after.
+//!
+//! An exec shim ([`ShimLaunch::exec`]) is this same loop around a process that joined a
+//! running container; it keeps no log. Its process is its child too, in the container's PID
+//! namespace: when the container's init dies the kernel kills it, and it is reaped as usual.
 
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -150,8 +154,14 @@ impl Server {
             Mode::empty(),
         )
         .map_err(|e| format!("open {}: {e}", bundle.display()))?;
-        let log = LogWriter::create(&launch.log_path, launch.log_max_size, launch.log_max_files)
-            .map_err(|e| e.to_string())?;
+        // Docker logs no exec output.
+        let log = match launch.no_log || launch.exec.is_some() {
+            true => None,
+            false => Some(
+                LogWriter::create(&launch.log_path, launch.log_max_size, launch.log_max_files)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
         let state = ShimState {
             pid: 0,
             status: Status::Created,
@@ -179,7 +189,7 @@ impl Server {
             state_path,
             dir,
             listener: Some(listener),
-            log: Some(log),
+            log,
             state,
             container: None,
             conns: Vec::new(),
@@ -221,13 +231,15 @@ impl Server {
                 self.reap();
             }
             self.write_stdin();
+            // Before the flush: a client that finish() turns to closing and that has nothing
+            // left to get is let go now, not once poll next wakes up (the drain's end).
+            self.finish_if_done();
             for conn in &mut self.conns {
                 if !conn.dead {
                     conn.flush();
                 }
             }
             self.conns.retain(|c| !c.dead);
-            self.finish_if_done();
         }
         self.conns.clear();
         self.close_listener();
@@ -466,9 +478,11 @@ impl Server {
             (stdio, Some((out_r, err_r, stdin)))
         };
         // launch drops its copies of the child's ends: the output ends when the container's does.
-        let launched =
-            container::launch_with(&self.launch.spec, &self.launch.rootfs, stdio, &options)
-                .map_err(|e| e.to_string())?;
+        let launched = match self.launch.exec {
+            Some(into) => container::exec_with(&self.launch.spec, into.pid, stdio, &options),
+            None => container::launch_with(&self.launch.spec, &self.launch.rootfs, stdio, &options),
+        }
+        .map_err(|e| e.to_string())?;
         let pid = launched.pid;
         let (stdout, stderr, stdin) = match (pipes, launched.terminal) {
             (Some((out, err, stdin)), _) => (out, Some(err), stdin),

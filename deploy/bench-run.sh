@@ -1,0 +1,597 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): containers against Wharf and, side by side, a reference engine.
+#
+#   deploy/bench-run.sh                                # Wharf only
+#   deploy/bench-run.sh --dockerd                      # and a private dockerd (Debian's docker.io,
+#                                                      # its own containerd, its own bridge)
+#   deploy/bench-run.sh unix:///tmp/cmp-docker.sock    # and an engine that is already running
+#
+# Per engine, with a tiny busybox image pulled from a loopback registry beforehand:
+#   1. `docker run --rm IMAGE /bin/true`, wall time (median of RUNS, after one untimed run)
+#   2. `docker run -d IMAGE sleep 3600`, wall time (median of RUNS; those containers are removed)
+#   3. IDLE_N idle containers (`run -d ... sleep 3600`): memory per container, (a) host used memory
+#      (MemTotal - MemAvailable) after minus before, over N; (b) Pss of the per-container shims
+#      (wharf-shim; containerd-shim-runc-v2) over N, the containers' own `sleep` not counted, and
+#      the growth of the daemons' RSS (Wharf's runtime service and whole stack; dockerd+containerd)
+#   4. `docker ps` and `docker ps -a` with those N running (median of RUNS); `rm -f` of all N
+#   5. BIG=1: `docker pull` then the first `docker run --rm` of bench-pull.sh's 534 MB image with a
+#      busybox layer on top (BIG_RUNS, default 3; every Wharf run on an empty data root, the
+#      reference's copy removed before each run)
+#
+# Env: RUNS (default 10), IDLE_N (default 50), SETTLE (seconds before memory is read, default 3),
+# BIG, BIG_RUNS, BENCH_CACHE (default /var/tmp/wharf-bench, shared with bench-pull.sh), KEEP=1 (keep
+# the run directory with the engines' data; by default only the logs stay).
+# The registry listens on 127.0.0.1, which dockerd treats as insecure (plain HTTP) by default.
+# Wharf runs from copies of target/release/{wharf,wharf-shim} in the run directory, so a rebuild
+# during the run changes nothing and its shims are told apart by their executable's path.
+# Against an already running reference engine only the containers this script made are removed;
+# its `docker ps` figures then include whatever else it runs.
+set -Eeuo pipefail
+export LC_ALL=C
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+reference=
+private_dockerd=
+case "${1:-}" in
+    "") ;;
+    --dockerd) private_dockerd=1 ;;
+    unix://* | tcp://*) reference=$1 ;;
+    -h | --help) sed -n '2,/^set -Eeuo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--dockerd | unix:///path/docker.sock]" >&2; exit 2 ;;
+esac
+runs=${RUNS:-10}
+idle_n=${IDLE_N:-50}
+settle=${SETTLE:-3}
+big=${BIG:-}
+big_runs=${BIG_RUNS:-3}
+cache=${BENCH_CACHE:-/var/tmp/wharf-bench}
+docker_cli=$(command -v docker || echo /usr/local/bin/docker)
+mkdir -p "$cache"
+trap 'echo "FAILED (line $LINENO): $BASH_COMMAND" >&2' ERR
+
+free_port() {
+    local p
+    while :; do
+        p=$(( 20000 + RANDOM % 40000 ))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+run_dir=$(mktemp -d /tmp/wharf-bench.XXXXXX)
+export DOCKER_CONFIG=$run_dir/docker-config # no credential helpers or plugins of the user's
+mkdir -p "$DOCKER_CONFIG"
+
+pids=()
+# Engines whose containers are removed at exit: "host private|external".
+engines_up=()
+bridge_made=
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.2; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+cleanup() {
+    local status=$? e
+    trap - ERR
+    for e in "${engines_up[@]}"; do remove_containers ${e} || true; done
+    if [ "$status" -ne 0 ]; then
+        for log in wharf.log dockerd.log; do
+            [ -s "$run_dir/$log" ] && { echo "--- last lines of $run_dir/$log" >&2; tail -25 "$run_dir/$log" >&2; }
+        done
+    fi
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    [ -n "$bridge_made" ] && ip link delete "$bridge_made" 2>/dev/null || true
+    if [ -z "${KEEP:-}" ]; then
+        rm -rf "$run_dir/data" "$run_dir/dockerd" "$run_dir/dexec" "$run_dir/bin" 2>/dev/null ||
+            echo "note: could not remove all of $run_dir (mounts left behind?)" >&2
+    fi
+    echo "(logs in $run_dir)" >&2
+}
+trap cleanup EXIT
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+used_kib() { awk '/^MemTotal:/ {t=$2} /^MemAvailable:/ {a=$2} END {print t - a}' /proc/meminfo; }
+rss_kib() { awk '/^VmRSS:/ {print $2; f=1} END {if (!f) print 0}' "/proc/$1/status" 2>/dev/null || echo 0; }
+children_of() { # direct children of PID $1
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(awk '{print $4}' "$p/stat" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"
+    done
+    return 0
+}
+sum_rss() { local s=0 p; for p in "$@"; do s=$(( s + $(rss_kib "$p") )); done; echo "$s"; }
+
+# Pss (KiB) of the shims of our containers: processes whose executable matches the glob $1 and,
+# when file $2 is given, whose command line holds one of the container IDs listed in it.
+# Prints "count sum". Only the shims themselves: their children (the containers) are not counted.
+shim_pss() {
+    local pattern=$1 ids=${2:-} count=0 sum=0 p exe cmd id pss ok
+    local -A want=()
+    if [ -n "$ids" ]; then while read -r id; do want[$id]=1; done < "$ids"; fi
+    for p in /proc/[0-9]*; do
+        exe=$(readlink "$p/exe" 2>/dev/null) || continue
+        exe=${exe% (deleted)}
+        # shellcheck disable=SC2053
+        [[ $exe == $pattern ]] || continue
+        if [ -n "$ids" ]; then
+            cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+            ok=
+            for id in $(grep -oE '[0-9a-f]{64}' <<<"$cmd" || true); do [ -n "${want[$id]:-}" ] && ok=1; done
+            [ -n "$ok" ] || continue
+        fi
+        pss=$(awk '/^Pss:/ {print $2}' "$p/smaps_rollup" 2>/dev/null) || continue
+        [ -n "$pss" ] || continue
+        count=$(( count + 1 ))
+        sum=$(( sum + pss ))
+    done
+    echo "$count $sum"
+}
+
+# remove_containers HOST private|external: every container on a private engine; on an external
+# one only those this script recorded.
+remove_containers() {
+    local host=$1 kind=$2 ids
+    if [ "$kind" = private ]; then
+        ids=$(DOCKER_HOST=$host timeout 60 "$docker_cli" ps -aq 2>/dev/null || true)
+    else
+        ids=$(cat "$run_dir"/ids.* 2>/dev/null | sort -u || true)
+    fi
+    [ -z "$ids" ] && return 0
+    # shellcheck disable=SC2086
+    DOCKER_HOST=$host timeout 600 "$docker_cli" rm -f $ids >/dev/null 2>&1 || true
+    [ "$kind" = external ] && rm -f "$run_dir"/ids.*
+    return 0
+}
+
+echo "== building wharf and wharf-shim (release)"
+cargo build --release -p wharf -p wharf-runtime --bins
+mkdir -p "$run_dir/bin"
+cp target/release/wharf target/release/wharf-shim "$run_dir/bin/"
+wharf=$run_dir/bin/wharf
+wharf_shim=$run_dir/bin/wharf-shim
+
+case "$(uname -m)" in
+    x86_64) arch=amd64 ;;
+    aarch64) arch=arm64 ;;
+    *) arch=$(uname -m) ;;
+esac
+
+# -------------------------------------------------------------------------------------------
+# The busybox image: an OCI layout made once from busybox-static's /bin/busybox, kept in the cache.
+[ -x /bin/busybox ] || { echo "/bin/busybox is missing (apt-get install busybox-static)" >&2; exit 1; }
+small=$cache/oci-busybox
+applets=(sh true sleep cat echo ls ps env)
+small_spec="busybox $(sha256sum /bin/busybox | cut -c1-16) ${applets[*]} $arch"
+blob() { # moves file $1 into layout $2, prints its digest
+    local d
+    d=$(sha256sum "$1" | cut -d' ' -f1)
+    mv "$1" "$2/blobs/sha256/$d"
+    echo "$d"
+}
+if [ ! -f "$small/index.json" ] || [ "$(cat "$small/.spec" 2>/dev/null)" != "$small_spec" ]; then
+    echo "== making the busybox image in $small (once)"
+    work=$cache/build-busybox
+    rm -rf "$work" "$small"
+    mkdir -p "$work/root/bin" "$small/blobs/sha256"
+    for d in dev proc sys tmp etc root; do mkdir -p "$work/root/$d"; done
+    chmod 1777 "$work/root/tmp"
+    cp /bin/busybox "$work/root/bin/busybox"
+    for a in "${applets[@]}"; do ln -s busybox "$work/root/bin/$a"; done
+    tar -C "$work/root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$work/layer.tar" .
+    diff=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+    gzip -n -6 -c "$work/layer.tar" > "$work/layer.tar.gz"
+    lsize=$(stat -c %s "$work/layer.tar.gz")
+    ldigest=$(blob "$work/layer.tar.gz" "$small")
+    printf '{"architecture":"%s","os":"linux","created":"2024-05-01T12:00:00Z","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"busybox-static"}]}' \
+        "$arch" "$diff" > "$work/config.json"
+    csize=$(stat -c %s "$work/config.json")
+    cdigest=$(blob "$work/config.json" "$small")
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
+        "$cdigest" "$csize" "$ldigest" "$lsize" > "$work/manifest.json"
+    msize=$(stat -c %s "$work/manifest.json")
+    mdigest=$(blob "$work/manifest.json" "$small")
+    printf '{"imageLayoutVersion":"1.0.0"}' > "$small/oci-layout"
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' \
+        "$mdigest" "$msize" > "$small/index.json"
+    rm -rf "$work"
+    echo "$small_spec" > "$small/.spec"
+fi
+
+# -------------------------------------------------------------------------------------------
+# BIG=1: bench-pull.sh's image (same generation code, same cache, so either script reuses the
+# other's), plus the busybox layer on top so that it can run /bin/true.
+if [ -n "$big" ]; then
+    command -v jq >/dev/null || { echo "BIG=1 needs jq" >&2; exit 1; }
+    layout=$cache/oci
+    # Keep in step with deploy/bench-pull.sh (the spec string is the cache key of both scripts).
+    layer_mib=(220 170 119)
+    spec="layers ${layer_mib[*]} MiB, 60/128 random"
+    if [ ! -f "$layout/index.json" ] || [ "$(cat "$layout/.spec" 2>/dev/null)" != "$spec" ]; then
+        echo "== generating the big benchmark image in $layout (once)"
+        work=$cache/build
+        rm -rf "$work" "$layout"
+        mkdir -p "$work" "$layout/blobs/sha256"
+        layers_json=""
+        diff_ids=""
+        for i in 0 1 2; do
+            dir=$work/layer$i/data/layer$i
+            mkdir -p "$dir"
+            files=$(( layer_mib[i] / 16 ))
+            rest=$(( layer_mib[i] - files * 16 ))
+            for f in $(seq 1 "$files"); do
+                for _ in $(seq 1 128); do head -c 61440 /dev/urandom; head -c 69632 /dev/zero; done > "$dir/file$f.bin"
+            done
+            if [ "$rest" -gt 0 ]; then
+                for _ in $(seq 1 $(( rest * 8 ))); do head -c 61440 /dev/urandom; head -c 69632 /dev/zero; done > "$dir/rest.bin"
+            fi
+            tar -C "$work/layer$i" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$work/layer$i.tar" .
+            diff=$(sha256sum "$work/layer$i.tar" | cut -d' ' -f1)
+            gzip -n -6 -c "$work/layer$i.tar" > "$work/layer$i.tar.gz"
+            size=$(stat -c %s "$work/layer$i.tar.gz")
+            d=$(blob "$work/layer$i.tar.gz" "$layout")
+            layers_json+="${layers_json:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$d\",\"size\":$size}"
+            diff_ids+="${diff_ids:+,}\"sha256:$diff\""
+            rm -f "$work/layer$i.tar"
+        done
+        printf '{"architecture":"amd64","os":"linux","created":"2024-05-01T12:00:00Z","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[%s]},"history":[{"created_by":"layer 0"},{"created_by":"layer 1"},{"created_by":"layer 2"}]}' \
+            "$diff_ids" > "$work/config.json"
+        csize=$(stat -c %s "$work/config.json")
+        cdigest=$(blob "$work/config.json" "$layout")
+        printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' \
+            "$cdigest" "$csize" "$layers_json" > "$work/manifest.json"
+        msize=$(stat -c %s "$work/manifest.json")
+        mdigest=$(blob "$work/manifest.json" "$layout")
+        printf '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
+        printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' \
+            "$mdigest" "$msize" > "$layout/index.json"
+        rm -rf "$work" "$cache/registry"
+        echo "$spec" > "$layout/.spec"
+    fi
+    # The runnable variant: the big image's layers (hard links), then the busybox layer.
+    bigrun=$cache/oci-bigrun
+    bigrun_spec="$spec + $small_spec"
+    if [ ! -f "$bigrun/index.json" ] || [ "$(cat "$bigrun/.spec" 2>/dev/null)" != "$bigrun_spec" ]; then
+        echo "== making the runnable big image in $bigrun (once)"
+        rm -rf "$bigrun"
+        mkdir -p "$bigrun/blobs/sha256"
+        bmf=$(jq -r '.manifests[0].digest | sub("sha256:"; "")' "$layout/index.json")
+        smf=$(jq -r '.manifests[0].digest | sub("sha256:"; "")' "$small/index.json")
+        bcfg=$(jq -r '.config.digest | sub("sha256:"; "")' "$layout/blobs/sha256/$bmf")
+        scfg=$(jq -r '.config.digest | sub("sha256:"; "")' "$small/blobs/sha256/$smf")
+        for d in $(jq -r '.layers[].digest | sub("sha256:"; "")' "$layout/blobs/sha256/$bmf"); do
+            ln -f "$layout/blobs/sha256/$d" "$bigrun/blobs/sha256/$d" 2>/dev/null || cp "$layout/blobs/sha256/$d" "$bigrun/blobs/sha256/$d"
+        done
+        sl=$(jq -r '.layers[0].digest | sub("sha256:"; "")' "$small/blobs/sha256/$smf")
+        cp "$small/blobs/sha256/$sl" "$bigrun/blobs/sha256/$sl"
+        tmpd=$(mktemp -d "$cache/bigrun.XXXXXX")
+        jq -c --slurpfile s "$small/blobs/sha256/$scfg" --arg arch "$arch" \
+            '.architecture = $arch | .config = $s[0].config | .rootfs.diff_ids += $s[0].rootfs.diff_ids | .history += $s[0].history' \
+            "$layout/blobs/sha256/$bcfg" > "$tmpd/config.json"
+        csize=$(stat -c %s "$tmpd/config.json")
+        cdigest=$(blob "$tmpd/config.json" "$bigrun")
+        jq -c --slurpfile s "$small/blobs/sha256/$smf" --arg cd "sha256:$cdigest" --argjson cs "$csize" \
+            '.config.digest = $cd | .config.size = $cs | .layers += $s[0].layers' \
+            "$layout/blobs/sha256/$bmf" > "$tmpd/manifest.json"
+        msize=$(stat -c %s "$tmpd/manifest.json")
+        mdigest=$(blob "$tmpd/manifest.json" "$bigrun")
+        printf '{"imageLayoutVersion":"1.0.0"}' > "$bigrun/oci-layout"
+        printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' \
+            "$mdigest" "$msize" > "$bigrun/index.json"
+        rm -rf "$tmpd"
+        echo "$bigrun_spec" > "$bigrun/.spec"
+    fi
+fi
+
+# -------------------------------------------------------------------------------------------
+# Registry
+rport=$(free_port)
+cat > "$run_dir/registry.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $cache/registry
+http:
+  addr: 127.0.0.1:$rport
+YAML
+/usr/bin/docker-registry serve "$run_dir/registry.yml" > "$run_dir/registry.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.1; done
+image=127.0.0.1:$rport/bench/busybox:latest
+echo "== pushing $image"
+skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$small:bench" "docker://$image"
+if [ -n "$big" ]; then
+    big_image=127.0.0.1:$rport/bench/bigrun:latest
+    echo "== pushing $big_image"
+    skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$bigrun:bench" "docker://$big_image"
+fi
+
+# -------------------------------------------------------------------------------------------
+# Engines
+wharf_pid=
+wharf_host=unix://$run_dir/docker.sock
+start_wharf() { # a stack on an empty data root
+    local nport
+    nport=$(free_port)
+    rm -rf "$run_dir/data"
+    "$wharf" up --data-root "$run_dir/data" -H "$wharf_host" --nats-listen "127.0.0.1:$nport" \
+        >> "$run_dir/wharf.log" 2>&1 &
+    wharf_pid=$!
+    pids+=("$wharf_pid")
+    for _ in $(seq 1 600); do
+        if DOCKER_HOST=$wharf_host "$docker_cli" version >/dev/null 2>&1; then
+            engines_up+=("$wharf_host private")
+            return 0
+        fi
+        kill -0 "$wharf_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "wharf up did not answer" >&2
+    exit 1
+}
+stop_wharf() { # containers outlive `wharf up` (live-restore): remove them first
+    remove_containers "$wharf_host" private
+    stop_pid "$wharf_pid"
+    engines_up=()
+    wharf_pid=
+}
+
+dockerd_pid=
+dockerd_host=unix://$run_dir/dockerd.sock
+start_dockerd() {
+    local bin octet
+    bin=$(command -v dockerd || echo /usr/sbin/dockerd)
+    [ -x "$bin" ] || { echo "dockerd is missing (apt-get install docker.io)" >&2; exit 1; }
+    if [ -S /run/containerd/containerd.sock ]; then
+        echo "note: /run/containerd/containerd.sock exists: dockerd 20.10 uses that system containerd instead of its own" >&2
+    fi
+    # Its own bridge, never docker0 (another dockerd on this host may own that one, and --bip
+    # would re-address it), on a /16 no route uses yet (IDLE_N=500 needs more than a /24).
+    dockerd_bridge=wbd${run_dir##*.}
+    for octet in 29 28 27 26 25 24; do
+        ip route show | grep -q "^172\.$octet\." || break
+        octet=
+    done
+    [ -n "$octet" ] || { echo "no free 172.24-29.0.0/16 for dockerd's bridge" >&2; exit 1; }
+    ip link add "$dockerd_bridge" type bridge
+    bridge_made=$dockerd_bridge
+    ip addr add "172.$octet.0.1/16" dev "$dockerd_bridge"
+    ip link set "$dockerd_bridge" up
+    # --iptables=false: dockerd would set the FORWARD policy to DROP host-wide (Wharf's and the
+    # tests' bridges too); nothing here needs NAT.
+    "$bin" --data-root "$run_dir/dockerd" --exec-root "$run_dir/dexec" --pidfile "$run_dir/dockerd.pid" \
+        -H "$dockerd_host" --bridge "$dockerd_bridge" --iptables=false --ip6tables=false \
+        > "$run_dir/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    pids+=("$dockerd_pid")
+    for _ in $(seq 1 600); do
+        if DOCKER_HOST=$dockerd_host "$docker_cli" version >/dev/null 2>&1; then
+            engines_up+=("$dockerd_host private")
+            return 0
+        fi
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "dockerd did not start" >&2
+    exit 1
+}
+stop_dockerd() {
+    remove_containers "$dockerd_host" private
+    stop_pid "$dockerd_pid"
+    engines_up=()
+    dockerd_pid=
+}
+
+# The daemons' processes of an engine (not the shims, not the containers).
+daemon_pids() { # $1 = wharf|dockerd|external
+    local p
+    case $1 in
+        wharf)
+            echo "$wharf_pid"
+            for p in $(children_of "$wharf_pid"); do
+                [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$wharf_shim" ] || echo "$p"
+            done
+            ;;
+        dockerd)
+            echo "$dockerd_pid"
+            children_of "$dockerd_pid"
+            ;;
+        external)
+            # The process listening on the socket, and its containerd if it has one as a child.
+            p=$(ss -xlpn 2>/dev/null | grep -F " ${reference#unix://} " | grep -oE 'pid=[0-9]+' | head -1 | cut -d= -f2 || true)
+            [ -n "$p" ] && { echo "$p"; children_of "$p"; }
+            ;;
+    esac
+    return 0
+}
+runtime_pid() { # Wharf's runtime service: the child `wharf runtime ...` of `wharf up`
+    local p
+    for p in $(children_of "$wharf_pid"); do
+        [ "$(tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | sed -n 2p)" = runtime ] && { echo "$p"; return 0; }
+    done
+    return 0
+}
+
+declare -A R=()
+dk() { DOCKER_HOST=$host "$docker_cli" "$@"; }
+
+# measure NAME HOST KIND(wharf|dockerd|external): phases 1-4 against a running engine.
+measure() {
+    local name=$1 host=$2 kind=$3 t0 t1 times id i ids_file before_used after_used
+    local before_daemons after_daemons before_rt=0 after_rt=0 rt shims pattern running
+    echo "== $name: pulling $image"
+    dk pull -q "$image" >/dev/null
+    dk run --rm "$image" /bin/true # untimed: the first run may set up a snapshot or network
+
+    echo "== $name: docker run --rm IMAGE /bin/true ($runs runs)"
+    times=()
+    for r in $(seq 1 "$runs"); do
+        t0=$(now); dk run --rm "$image" /bin/true; t1=$(now)
+        times+=("$(elapsed "$t0" "$t1")")
+    done
+    echo "   ${times[*]}"
+    R[$name.run_rm]=$(printf '%s\n' "${times[@]}" | median)
+
+    echo "== $name: docker run -d IMAGE sleep 3600 ($runs runs)"
+    times=()
+    ids_file=$run_dir/ids.$name.detached
+    for r in $(seq 1 "$runs"); do
+        t0=$(now); id=$(dk run -d "$image" sleep 3600); t1=$(now)
+        echo "$id" >> "$ids_file"
+        times+=("$(elapsed "$t0" "$t1")")
+    done
+    echo "   ${times[*]}"
+    R[$name.run_d]=$(printf '%s\n' "${times[@]}" | median)
+    # shellcheck disable=SC2046
+    dk rm -f $(cat "$ids_file") >/dev/null
+    rm -f "$ids_file"
+
+    echo "== $name: $idle_n idle containers"
+    sleep "$settle"
+    before_used=$(used_kib)
+    mapfile -t dpids < <(daemon_pids "$kind")
+    before_daemons=$(sum_rss "${dpids[@]}")
+    if [ "$kind" = wharf ]; then rt=$(runtime_pid); before_rt=$(rss_kib "${rt:?no runtime service under wharf up}"); fi
+    ids_file=$run_dir/ids.$name.idle
+    t0=$(now)
+    for i in $(seq 1 "$idle_n"); do
+        dk run -d "$image" sleep 3600 >> "$ids_file"
+    done
+    t1=$(now)
+    R[$name.idle_start]=$(elapsed "$t0" "$t1")
+    sleep "$settle"
+    running=$(dk ps -q --no-trunc | grep -cFf "$ids_file" || true)
+    if [ "$running" -ne "$idle_n" ]; then
+        echo "$name: only $running of $idle_n idle containers are running" >&2
+        dk ps -a --no-trunc | grep -Ff "$ids_file" | grep -v ' Up ' | head -5 >&2 || true
+        exit 1
+    fi
+    after_used=$(used_kib)
+    after_daemons=$(sum_rss "${dpids[@]}")
+    if [ "$kind" = wharf ]; then
+        after_rt=$(rss_kib "$rt")
+        shims=$(shim_pss "$wharf_shim")
+    else
+        shims=$(shim_pss '*/containerd-shim*' "$ids_file")
+    fi
+    R[$name.mem_host]=$(( (after_used - before_used) / idle_n ))
+    R[$name.shim_count]=${shims% *}
+    R[$name.shim_pss]=$(( ${shims#* } / idle_n ))
+    R[$name.daemons_growth]=$(( after_daemons - before_daemons ))
+    R[$name.rt_growth]=$(( after_rt - before_rt ))
+    echo "   started in ${R[$name.idle_start]}s; host used memory +$(( after_used - before_used )) KiB;" \
+        "${R[$name.shim_count]} shims, Pss ${shims#* } KiB; daemons RSS $before_daemons -> $after_daemons KiB" \
+        "$([ "$kind" = wharf ] && echo "(runtime $before_rt -> $after_rt KiB)")"
+    [ "${R[$name.shim_count]}" -eq "$idle_n" ] ||
+        echo "   note: found ${R[$name.shim_count]} shim processes for $idle_n containers" >&2
+
+    echo "== $name: docker ps / ps -a with $idle_n running ($runs runs each)"
+    for what in ps ps_a; do
+        times=()
+        for r in $(seq 1 "$runs"); do
+            if [ $what = ps ]; then t0=$(now); dk ps >/dev/null; t1=$(now)
+            else t0=$(now); dk ps -a >/dev/null; t1=$(now); fi
+            times+=("$(elapsed "$t0" "$t1")")
+        done
+        echo "   $what: ${times[*]}"
+        R[$name.$what]=$(printf '%s\n' "${times[@]}" | median)
+    done
+
+    echo "== $name: docker rm -f of the $idle_n"
+    t0=$(now)
+    # shellcheck disable=SC2046
+    dk rm -f $(cat "$ids_file") >/dev/null
+    t1=$(now)
+    rm -f "$ids_file"
+    R[$name.rm_all]=$(elapsed "$t0" "$t1")
+}
+
+# measure_big NAME HOST KIND: pull then first run of the big image, BIG_RUNS times, each cold.
+measure_big() {
+    local name=$1 host=$2 kind=$3 pulls=() firsts=() totals=() t0 t1 t2
+    echo "== $name: docker pull + first docker run --rm of the big image ($big_runs runs)"
+    for r in $(seq 1 "$big_runs"); do
+        if [ "$kind" = wharf ]; then
+            stop_wharf
+            start_wharf
+        else
+            dk rmi -f "$big_image" "$image" >/dev/null 2>&1 || true
+        fi
+        t0=$(now); dk pull -q "$big_image" >/dev/null; t1=$(now)
+        dk run --rm "$big_image" /bin/true; t2=$(now)
+        pulls+=("$(elapsed "$t0" "$t1")"); firsts+=("$(elapsed "$t1" "$t2")"); totals+=("$(elapsed "$t0" "$t2")")
+        echo "   run $r: pull ${pulls[-1]}s, first run ${firsts[-1]}s"
+    done
+    [ "$kind" = wharf ] || dk rmi -f "$big_image" >/dev/null 2>&1 || true
+    R[$name.big_pull]=$(printf '%s\n' "${pulls[@]}" | median)
+    R[$name.big_first]=$(printf '%s\n' "${firsts[@]}" | median)
+    R[$name.big_total]=$(printf '%s\n' "${totals[@]}" | median)
+}
+
+start_wharf
+measure wharf "$wharf_host" wharf
+[ -n "$big" ] && measure_big wharf "$wharf_host" wharf
+stop_wharf
+
+ref_name=
+if [ -n "$private_dockerd" ]; then
+    ref_name=dockerd
+    start_dockerd
+    ref_version=$(DOCKER_HOST=$dockerd_host "$docker_cli" version -f '{{.Server.Version}}')
+    measure dockerd "$dockerd_host" dockerd
+    [ -n "$big" ] && measure_big dockerd "$dockerd_host" dockerd
+    stop_dockerd
+elif [ -n "$reference" ]; then
+    ref_name=reference
+    ref_version=$(DOCKER_HOST=$reference "$docker_cli" version -f '{{.Server.Version}}')
+    engines_up+=("$reference external")
+    measure reference "$reference" external
+    [ -n "$big" ] && measure_big reference "$reference" external
+    DOCKER_HOST=$reference "$docker_cli" rmi -f "$image" >/dev/null 2>&1 || true
+    engines_up=()
+fi
+
+# -------------------------------------------------------------------------------------------
+echo
+echo "================ bench-run summary ================"
+echo "$(nproc) cores, $(awk '/^MemTotal:/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); RUNS=$runs IDLE_N=$idle_n; medians unless noted"
+[ -n "$ref_name" ] && echo "reference: $ref_name ${ref_version:-} (${reference:-$dockerd_host})"
+row() { # label key unit
+    local w=${R[wharf.$2]:-} r=
+    [ -n "$ref_name" ] && r=${R[$ref_name.$2]:-}
+    if [ -n "$ref_name" ]; then
+        printf '%-46s %12s %12s %8s\n' "$1" "$w" "$r" \
+            "$(awk -v a="$w" -v b="$r" 'BEGIN {if (a != "" && b != "" && b + 0 != 0) printf "%.2f", a / b; else print "-"}')"
+    else
+        printf '%-46s %12s\n' "$1" "$w"
+    fi
+}
+if [ -n "$ref_name" ]; then
+    printf '%-46s %12s %12s %8s\n' "" Wharf "$ref_name" ratio
+else
+    printf '%-46s %12s\n' "" Wharf
+fi
+row "run --rm IMAGE /bin/true (s)" run_rm
+row "run -d IMAGE sleep 3600 (s)" run_d
+row "start $idle_n idle containers, total (s)" idle_start
+row "idle: host used memory / container (KiB)" mem_host
+echo "  (host-wide MemTotal-MemAvailable: anything else running on the host shows up in it)"
+row "idle: shim Pss / container (KiB)" shim_pss
+row "idle: shim processes found" shim_count
+row "idle: daemons' RSS growth, total (KiB)" daemons_growth
+[ -n "$ref_name" ] && echo "  (daemons: Wharf = wharf up + its services + nats-server; dockerd = dockerd + its containerd)"
+printf '%-46s %12s\n' "idle: Wharf runtime service RSS growth (KiB)" "${R[wharf.rt_growth]}"
+row "docker ps, $idle_n running (s)" ps
+row "docker ps -a, $idle_n running (s)" ps_a
+row "rm -f of the $idle_n, total (s)" rm_all
+if [ -n "$big" ]; then
+    row "big image: pull (s)" big_pull
+    row "big image: first run --rm /bin/true (s)" big_first
+    row "big image: pull + first run (s)" big_total
+fi

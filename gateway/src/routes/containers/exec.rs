@@ -1,0 +1,418 @@
+//! `docker exec`: `POST /containers/{name}/exec` creates an exec on the container's node;
+//! `/exec/{id}/...` finds the node holding the exec (every node is asked) and starts, inspects or
+//! resizes it there. An attached start takes the connection over as attach does.
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::Value;
+use wharf_bus::container::{
+    node_subject, op, ExecConfig, ExecCreateRequest, ExecCreated, ExecLocation, ExecRef,
+    ExecResizeRequest, ExecStartRequest, StdinRequest,
+};
+use wharf_bus::rpc::DEFAULT_TIMEOUT;
+use wharf_bus::stream::{Receiver, Sender};
+use wharf_bus::{BusError, ErrorKind};
+
+use super::attach::attach_id;
+use super::hijack::{self, Output};
+use super::json_body::read_json;
+use super::logs::{mux_frame, stream_content_type};
+use super::{call_node, dimension, resolve};
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::state::AppState;
+use crate::version::ApiVersion;
+
+/// A detached start answers once the process runs, which may take a while on a busy node.
+const DETACHED_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest exec start body read (it is three small fields).
+const START_BODY_LIMIT: usize = 64 * 1024;
+
+fn no_such_exec(id: &str) -> ApiError {
+    ApiError::not_found(format!("No such exec instance: {id}"))
+}
+
+/// The body of `POST /exec/{id}/start`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartBody {
+    #[serde(default)]
+    detach: bool,
+    #[serde(default)]
+    tty: bool,
+    #[serde(default)]
+    console_size: Option<[u32; 2]>,
+}
+
+impl StartBody {
+    /// dockerd's reading: a console size only with a TTY, and only from API 1.42 on.
+    fn console_size(&self, version: ApiVersion) -> Option<[u32; 2]> {
+        self.console_size
+            .filter(|_| self.tty && version.at_least(1, 42))
+    }
+}
+
+/// The exec a create body asks for, as dockerd checks it before looking at the container.
+fn exec_config(headers: &HeaderMap, body: &[u8], version: ApiVersion) -> ApiResult<ExecConfig> {
+    let mut config: ExecConfig = read_json(headers, body)?;
+    if config.cmd.is_empty() {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
+    if !version.at_least(1, 42) {
+        config.console_size = None;
+    }
+    Ok(config)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let config = exec_config(&headers, &body, version)?;
+    let target = resolve::locate(&state, &name).await?;
+    let request = ExecCreateRequest {
+        id: target.id.clone(),
+        config,
+    };
+    let created: ExecCreated =
+        call_node(&state, &target, op::EXEC_CREATE, &request, DEFAULT_TIMEOUT).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+/// The node that says it holds the exec.
+fn holder(exec_id: &str, answers: Vec<ExecLocation>) -> ApiResult<String> {
+    answers
+        .into_iter()
+        .find(|a| a.found)
+        .map(|a| a.node)
+        .ok_or_else(|| no_such_exec(exec_id))
+}
+
+/// Which node holds exec `exec_id`.
+async fn locate(state: &AppState, exec_id: &str) -> ApiResult<String> {
+    if exec_id.is_empty() {
+        return Err(no_such_exec(exec_id));
+    }
+    let answers: Vec<ExecLocation> = state
+        .roster()
+        .await?
+        .gather(
+            op::EXEC_LOCATE,
+            &ExecRef {
+                exec_id: exec_id.to_string(),
+            },
+        )
+        .await?;
+    holder(exec_id, answers)
+}
+
+async fn call_exec<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    state: &AppState,
+    node: &str,
+    op: &str,
+    request: &Req,
+    timeout: Duration,
+) -> ApiResult<Resp> {
+    Ok(
+        wharf_bus::rpc::call_with_timeout(&state.bus, &node_subject(node, op), request, timeout)
+            .await?,
+    )
+}
+
+/// Calls `op` on `node` for its success alone (the reply body is ignored).
+async fn command_exec<Req: serde::Serialize>(
+    state: &AppState,
+    node: &str,
+    op: &str,
+    request: &Req,
+    timeout: Duration,
+) -> ApiResult<()> {
+    wharf_bus::rpc::raw_request(
+        &state.bus,
+        &node_subject(node, op),
+        async_nats::HeaderMap::new(),
+        wharf_bus::rpc::encode(request)?,
+        timeout,
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn inspect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let node = locate(&state, &id).await?;
+    let request = ExecRef { exec_id: id };
+    Ok(axum::Json(
+        call_exec(&state, &node, op::EXEC_INSPECT, &request, DEFAULT_TIMEOUT).await?,
+    ))
+}
+
+pub async fn resize(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    let height = dimension(&q, "h", "height")?;
+    let width = dimension(&q, "w", "width")?;
+    let node = locate(&state, &id).await?;
+    let request = ExecResizeRequest {
+        exec_id: id,
+        height,
+        width,
+    };
+    command_exec(&state, &node, op::EXEC_RESIZE, &request, DEFAULT_TIMEOUT).await?;
+    Ok(StatusCode::OK)
+}
+
+/// Whether dockerd refuses a start with an HTTP error, before it hijacks the connection: the
+/// exec or its container is gone, or the container is not running, paused or restarting
+/// (`Container <id> is ...`). Every other failure is told inside the hijacked stream.
+fn refused_before_hijack(err: &BusError) -> bool {
+    match err.kind {
+        ErrorKind::NotFound => true,
+        ErrorKind::Conflict => err.message.starts_with("Container "),
+        _ => false,
+    }
+}
+
+/// A failed exec as dockerd writes it to the hijacked stream: the error and CRLF, on stdout.
+fn error_chunk(message: &str, tty: bool) -> Bytes {
+    let text = format!("{message}\r\n");
+    if tty {
+        Bytes::from(text)
+    } else {
+        mux_frame(1, text.as_bytes())
+    }
+}
+
+/// The exec's output, an error ending it told in the stream as dockerd tells it.
+fn telling_errors<S>(output: S, tty: bool) -> Output
+where
+    S: Stream<Item = wharf_bus::error::Result<Bytes>> + Send + 'static,
+{
+    futures::stream::unfold(Some(output.boxed()), move |output| async move {
+        let mut output = output?;
+        match output.next().await {
+            Some(Ok(chunk)) => Some((Ok(chunk), Some(output))),
+            Some(Err(e)) => Some((Ok(error_chunk(&e.message, tty)), None)),
+            None => None,
+        }
+    })
+    .boxed()
+}
+
+/// Whether the exec was created to read stdin (`OpenStdin` of its inspect JSON).
+async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<bool> {
+    let inspect: Value = call_exec(
+        state,
+        node,
+        op::EXEC_INSPECT,
+        &ExecRef {
+            exec_id: exec_id.to_string(),
+        },
+        DEFAULT_TIMEOUT,
+    )
+    .await?;
+    Ok(inspect
+        .get("OpenStdin")
+        .and_then(Value::as_bool)
+        .unwrap_or(false))
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    Path(id): Path<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, START_BODY_LIMIT)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let options: StartBody = read_json(&parts.headers, &body)?;
+    let node = locate(&state, &id).await?;
+    let mut start = ExecStartRequest {
+        exec_id: id.clone(),
+        attach_id: String::new(),
+        tty: options.tty,
+        console_size: options.console_size(version),
+    };
+
+    if options.detach {
+        command_exec(
+            &state,
+            &node,
+            op::EXEC_START_DETACHED,
+            &start,
+            DETACHED_START_TIMEOUT,
+        )
+        .await?;
+        return Ok(StatusCode::OK.into_response());
+    }
+
+    let stdin = reads_stdin(&state, &node, &id).await?;
+    start.attach_id = attach_id();
+    // Output first, before answering: nothing the process writes may be lost.
+    let opened =
+        Receiver::open_json(&state.bus, &node_subject(&node, op::EXEC_START), &start).await;
+    let (output, input) = match opened {
+        Ok((rx, _accept)) => {
+            let input = if stdin {
+                open_stdin(&state, &node, &id, &start.attach_id).await
+            } else {
+                None
+            };
+            (telling_errors(rx.into_stream(), options.tty), input)
+        }
+        Err(e) if refused_before_hijack(&e) => return Err(e.into()),
+        Err(e) => (
+            telling_errors(futures::stream::once(async move { Err(e) }), options.tty),
+            None,
+        ),
+    };
+    let request = Request::from_parts(parts, axum::body::Body::empty());
+    Ok(hijack::take_over(
+        request,
+        stream_content_type(options.tty, version),
+        output,
+        input,
+    ))
+}
+
+/// The stdin upload of an attached start. A refusal (the process may have ended already) leaves
+/// the start without stdin rather than failing it.
+async fn open_stdin(
+    state: &AppState,
+    node: &str,
+    exec_id: &str,
+    attach_id: &str,
+) -> Option<Sender> {
+    let request = StdinRequest {
+        id: exec_id.to_string(),
+        attach_id: attach_id.to_string(),
+    };
+    let payload = wharf_bus::rpc::encode(&request).ok()?;
+    match Sender::open(&state.bus, &node_subject(node, op::STDIN), payload).await {
+        Ok((tx, _)) => Some(tx),
+        Err(e) => {
+            tracing::debug!("exec {exec_id}: no stdin upload: {}", e.message);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header;
+
+    fn json() -> HeaderMap {
+        HeaderMap::from_iter([(header::CONTENT_TYPE, "application/json".parse().unwrap())])
+    }
+
+    #[test]
+    fn an_exec_needs_a_command() {
+        for body in [&b""[..], br#"{"Cmd":null}"#, br#"{"Cmd":[],"Tty":true}"#] {
+            let err = exec_config(&json(), body, ApiVersion(1, 45)).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.message, "No exec command specified");
+        }
+        let config = exec_config(
+            &json(),
+            br#"{"Cmd":["sh"],"AttachStdin":true,"Tty":true,"ConsoleSize":[24,80]}"#,
+            ApiVersion(1, 45),
+        )
+        .unwrap();
+        assert_eq!(config.cmd, ["sh"]);
+        assert!(config.attach_stdin && config.tty);
+        assert_eq!(config.console_size, Some([24, 80]));
+    }
+
+    #[test]
+    fn console_sizes_count_from_api_1_42_and_only_with_a_tty() {
+        let body = br#"{"Cmd":["sh"],"ConsoleSize":[24,80]}"#;
+        let config = exec_config(&json(), body, ApiVersion(1, 41)).unwrap();
+        assert_eq!(config.console_size, None);
+        let start: StartBody = read_json(
+            &json(),
+            br#"{"Detach":false,"Tty":true,"ConsoleSize":[24,80]}"#,
+        )
+        .unwrap();
+        assert_eq!(start.console_size(ApiVersion(1, 45)), Some([24, 80]));
+        assert_eq!(start.console_size(ApiVersion(1, 41)), None);
+        let start: StartBody =
+            read_json(&json(), br#"{"Tty":false,"ConsoleSize":[24,80]}"#).unwrap();
+        assert_eq!(start.console_size(ApiVersion(1, 45)), None);
+        let start: StartBody = read_json(&HeaderMap::new(), b"").unwrap();
+        assert!(!start.detach && !start.tty);
+    }
+
+    #[test]
+    fn the_exec_is_on_the_node_that_found_it() {
+        let at = |node: &str, found| ExecLocation {
+            node: node.into(),
+            found,
+        };
+        assert_eq!(
+            holder("e1", vec![at("n1", false), at("n2", true)]).unwrap(),
+            "n2"
+        );
+        let err = holder("e1", vec![at("n1", false)]).unwrap_err();
+        assert_eq!(err.status, StatusCode::NOT_FOUND);
+        assert_eq!(err.message, "No such exec instance: e1");
+        assert!(holder("e1", vec![]).is_err());
+    }
+
+    #[test]
+    fn only_missing_or_unrunnable_containers_are_refused_before_the_hijack() {
+        assert!(refused_before_hijack(&BusError::not_found(
+            "No such exec instance: e1"
+        )));
+        assert!(refused_before_hijack(&BusError::conflict(
+            "Container abc is paused, unpause the container before exec"
+        )));
+        assert!(!refused_before_hijack(&BusError::conflict(
+            "exec command e1 is already running"
+        )));
+        assert!(!refused_before_hijack(&BusError::internal(
+            "OCI runtime exec failed"
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_failed_exec_is_told_on_stdout_in_the_stream() {
+        let failing = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"out")),
+            Err(BusError::internal("exec failed")),
+            Ok(Bytes::from_static(b"never")),
+        ]);
+        let told: Vec<_> = telling_errors(failing, false)
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        assert_eq!(told.len(), 2);
+        assert_eq!(&told[0][..], b"out");
+        assert_eq!(told[1], mux_frame(1, b"exec failed\r\n"));
+        let raw: Vec<_> = telling_errors(
+            futures::stream::once(async { Err(BusError::internal("boom")) }),
+            true,
+        )
+        .map(|c| c.unwrap())
+        .collect()
+        .await;
+        assert_eq!(raw, [Bytes::from_static(b"boom\r\n")]);
+    }
+}

@@ -1,0 +1,347 @@
+//! `docker exec`: an extra process in a running container, run by its own exec-mode shim
+//! (bundle `<container>/exec/<exec-id>`). Exec records live in memory, as dockerd keeps them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use wharf_bus::container::{
+    ExecConfig, ExecCreateRequest, ExecCreated, ExecStartRequest, StreamInfo,
+};
+use wharf_bus::stream::Sender;
+use wharf_bus::BusError;
+
+use crate::cgroups;
+use crate::shim::{ExecInto, ShimClient, ShimLaunch, ShimState};
+
+use super::record::Status;
+use super::streams;
+use super::{build, internal, user, Container, Node};
+
+/// One exec instance.
+pub struct Exec {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub dir: PathBuf,
+    pub state: Mutex<ExecState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecState {
+    pub started: bool,
+    pub running: bool,
+    pub pid: i32,
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Default)]
+pub struct Execs(pub Mutex<HashMap<String, Arc<Exec>>>);
+
+impl Execs {
+    pub fn get(&self, id: &str) -> Option<Arc<Exec>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+fn no_such_exec(id: &str) -> BusError {
+    BusError::not_found(format!("No such exec instance: {id}"))
+}
+
+fn check_running(c: &Container) -> Result<(), BusError> {
+    match c.status() {
+        Status::Running => Ok(()),
+        Status::Paused => Err(BusError::conflict(format!(
+            "Container {} is paused, unpause the container before exec",
+            c.id
+        ))),
+        Status::Restarting => Err(BusError::conflict(format!(
+            "Container {} is restarting, wait until the container is running",
+            c.id
+        ))),
+        _ => Err(BusError::conflict(format!(
+            "Container {} is not running",
+            c.id
+        ))),
+    }
+}
+
+/// `POST /containers/{id}/exec`.
+pub async fn create(node: &Arc<Node>, req: ExecCreateRequest) -> Result<ExecCreated, BusError> {
+    let c = node.get(&req.id)?;
+    if req.config.cmd.is_empty() {
+        return Err(BusError::invalid("No exec command specified"));
+    }
+    check_running(&c)?;
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let exec = Arc::new(Exec {
+        dir: c.paths.dir.join("exec").join(&id),
+        id: id.clone(),
+        container_id: c.id.clone(),
+        config: req.config.clone(),
+        state: Mutex::new(ExecState::default()),
+    });
+    node.execs
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), exec);
+    let rec = c.snapshot();
+    let action = format!("exec_create: {}", req.config.cmd.join(" "));
+    node.publish_event(&rec, &action, &[("execID", id.clone())])
+        .await;
+    Ok(ExecCreated { id })
+}
+
+/// The exec's launch settings: the container's spec with the exec's process.
+async fn launch_settings(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    exec: &Exec,
+    tty: bool,
+    console_size: Option<[u32; 2]>,
+) -> Result<ShimLaunch, BusError> {
+    let rec = c.snapshot();
+    let paths = c.paths.clone();
+    let config = exec.config.clone();
+    let layout = node.cgroups.clone();
+    let exec_dir = exec.dir.clone();
+    let id = exec.id.clone();
+    tokio::task::spawn_blocking(move || -> Result<ShimLaunch, BusError> {
+        let user_spec = if config.user.is_empty() {
+            rec.config.user.clone()
+        } else {
+            config.user.clone()
+        };
+        let resolved = user::resolve(&paths.rootfs(), &user_spec, &rec.host_config.group_add)
+            .map_err(|m| BusError::invalid(format!("unable to find user {user_spec}: {m}")))?;
+        // The container's spec with the exec's process (its mounts and namespaces are unused).
+        let mut exec_rec = rec.clone();
+        exec_rec.path = config.cmd[0].clone();
+        exec_rec.args = config.cmd[1..].to_vec();
+        exec_rec.config.tty = tty;
+        exec_rec.config.env.extend(config.env.iter().cloned());
+        if !config.working_dir.is_empty() {
+            exec_rec.config.working_dir = config.working_dir.clone();
+        }
+        if config.privileged {
+            exec_rec.host_config.privileged = true;
+        }
+        let spec = build::spec(&exec_rec, &paths, &resolved, None)?;
+        std::fs::create_dir_all(&exec_dir).map_err(|e| internal("cannot create the exec", e))?;
+        let cgroup_dirs = match &layout {
+            Some(l) => cgroups::open(l, &format!("wharf/{}", rec.id))
+                .map(|g| g.dirs())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok(ShimLaunch {
+            id,
+            spec,
+            rootfs: paths.rootfs(),
+            log_path: exec_dir.join("unused-json.log"),
+            log_max_size: None,
+            log_max_files: 1,
+            tty,
+            open_stdin: config.attach_stdin,
+            stdin_once: false,
+            console_size: console_size.map(|[h, w]| (h as u16, w as u16)),
+            cgroup_dirs,
+            no_log: true,
+            exec: Some(ExecInto { pid: rec.state.pid }),
+        })
+    })
+    .await
+    .map_err(|e| internal("exec", e))?
+}
+
+async fn spawn_and_start(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    exec: &Arc<Exec>,
+    req: &ExecStartRequest,
+    attach: Option<(bool, bool, bool)>,
+) -> Result<Option<tokio::net::UnixStream>, BusError> {
+    check_running(c)?;
+    {
+        let mut st = exec.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.started {
+            return Err(BusError::conflict(format!(
+                "Error: Exec command {} has already run",
+                exec.id
+            )));
+        }
+        st.started = true;
+    }
+    let tty = req.tty || exec.config.tty;
+    let launch = launch_settings(
+        node,
+        c,
+        exec,
+        tty,
+        req.console_size.or(exec.config.console_size),
+    )
+    .await?;
+    let shim = ShimClient::spawn(&node.options.shim_binary, &exec.dir, &launch)
+        .await
+        .map_err(|e| internal("cannot start the exec's shim", e))?;
+    let stream = match attach {
+        Some((i, o, e)) => Some(
+            shim.attach(i, o, e)
+                .await
+                .map_err(|e| internal("cannot attach to the exec", e))?,
+        ),
+        None => None,
+    };
+    match shim.start().await {
+        Ok(state) => {
+            let mut st = exec.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.running = true;
+            st.pid = state.pid;
+        }
+        Err(e) => {
+            let message = format!("OCI runtime exec failed: exec failed: unable to start container process: {e}: unknown");
+            // dockerd records 126 for any exec that could not start.
+            let code = 126;
+            exec.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .exit_code = Some(code);
+            let _ = std::fs::remove_dir_all(&exec.dir);
+            return Err(BusError::invalid(message));
+        }
+    }
+    let rec = c.snapshot();
+    let action = format!("exec_start: {}", exec.config.cmd.join(" "));
+    node.publish_event(&rec, &action, &[("execID", exec.id.clone())])
+        .await;
+    tokio::spawn(monitor(node.clone(), c.clone(), exec.clone(), shim));
+    Ok(stream)
+}
+
+async fn monitor(node: Arc<Node>, c: Arc<Container>, exec: Arc<Exec>, shim: ShimClient) {
+    let state: Option<ShimState> = match shim.wait().await {
+        Ok(s) => Some(s),
+        Err(_) => shim.read_state_file().ok(),
+    };
+    let code = state.and_then(|s| s.exit_code).unwrap_or(137) as i64;
+    {
+        let mut st = exec.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.running = false;
+        st.exit_code = Some(code);
+    }
+    let dir = exec.dir.clone();
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+    let rec = c.snapshot();
+    node.publish_event(
+        &rec,
+        "exec_die",
+        &[("execID", exec.id.clone()), ("exitCode", code.to_string())],
+    )
+    .await;
+}
+
+fn find(node: &Node, exec_id: &str) -> Result<(Arc<Exec>, Arc<Container>), BusError> {
+    let exec = node
+        .execs
+        .get(exec_id)
+        .ok_or_else(|| no_such_exec(exec_id))?;
+    let c = node.get(&exec.container_id)?;
+    Ok((exec, c))
+}
+
+/// `POST /exec/{id}/start` with `Detach`.
+pub async fn start_detached(node: &Arc<Node>, req: ExecStartRequest) -> Result<(), BusError> {
+    let (exec, c) = find(node, &req.exec_id)?;
+    spawn_and_start(node, &c, &exec, &req, None).await.map(drop)
+}
+
+/// `POST /exec/{id}/start` attached: the exec's output as a stream, stdin through the
+/// matching upload.
+pub async fn start_attached(
+    node: &Arc<Node>,
+    req: ExecStartRequest,
+    request: &async_nats::service::Request,
+) -> Result<(), BusError> {
+    let (exec, c) = find(node, &req.exec_id)?;
+    let cfg = &exec.config;
+    let tty = req.tty || cfg.tty;
+    let want_stdin = cfg.attach_stdin && !req.attach_id.is_empty();
+    let slot = want_stdin.then(|| streams::slot_for(node, &req.attach_id, &cfg.detach_keys));
+    let stream = spawn_and_start(
+        node,
+        &c,
+        &exec,
+        &req,
+        Some((want_stdin, cfg.attach_stdout, cfg.attach_stderr)),
+    )
+    .await?
+    .expect("attached");
+    let sender = Sender::accept(
+        &node.client,
+        request,
+        wharf_bus::rpc::encode(&StreamInfo { tty })?,
+    )
+    .await?;
+    streams::pump(node.clone(), stream, sender, slot, req.attach_id.clone());
+    Ok(())
+}
+
+/// Whether `id` is an exec of this node (for the stdin upload), with its shim bundle.
+pub fn stdin_target(node: &Node, id: &str) -> Option<PathBuf> {
+    node.execs.get(id).map(|e| e.dir.clone())
+}
+
+/// `GET /exec/{id}/json`.
+pub fn inspect(node: &Node, exec_id: &str) -> Result<Value, BusError> {
+    let (exec, _c) = find(node, exec_id)?;
+    let st = exec.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let cfg = &exec.config;
+    Ok(json!({
+        "ID": exec.id,
+        "Running": st.running,
+        "ExitCode": st.exit_code,
+        "ProcessConfig": {
+            "tty": cfg.tty,
+            "entrypoint": cfg.cmd.first().cloned().unwrap_or_default(),
+            "arguments": cfg.cmd.iter().skip(1).cloned().collect::<Vec<_>>(),
+            "privileged": cfg.privileged,
+            "user": cfg.user,
+        },
+        "OpenStdin": cfg.attach_stdin,
+        "OpenStderr": cfg.attach_stderr,
+        "OpenStdout": cfg.attach_stdout,
+        "CanRemove": false,
+        "ContainerID": exec.container_id,
+        "DetachKeys": cfg.detach_keys,
+        "Pid": st.pid,
+    }))
+}
+
+/// `POST /exec/{id}/resize`.
+pub async fn resize(
+    node: &Arc<Node>,
+    exec_id: &str,
+    height: u16,
+    width: u16,
+) -> Result<(), BusError> {
+    let (exec, _c) = find(node, exec_id)?;
+    ShimClient::open(&exec.dir)
+        .resize(height, width)
+        .await
+        .map_err(|e| internal("cannot resize the exec's TTY", e))
+}
+
+/// Forgets the execs of a removed container.
+pub fn forget_container(node: &Node, container_id: &str) {
+    node.execs
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|_, e| e.container_id != container_id);
+}
