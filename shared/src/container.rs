@@ -84,6 +84,20 @@ pub mod op {
     pub const NETWORK_LIST: &str = "network.list";
     /// Broadcast: `docker network prune` -> [`super::NetworkPruneResponse`].
     pub const NETWORK_PRUNE: &str = "network.prune";
+    /// Node: stat a path in a container ([`super::ArchiveRequest`]) -> [`super::PathStat`].
+    pub const ARCHIVE_STAT: &str = "container.archive.stat";
+    /// Node, stream: a tar of a path in a container ([`super::ArchiveRequest`]); accept payload
+    /// [`super::PathStat`].
+    pub const ARCHIVE_GET: &str = "container.archive.get";
+    /// Node, upload: a tar to extract at a directory in a container ([`super::ArchiveRequest`]);
+    /// result `{}`.
+    pub const ARCHIVE_PUT: &str = "container.archive.put";
+    /// Node, stream: `docker export` ([`super::ById`]): a tar of the container's file system.
+    pub const EXPORT: &str = "container.export";
+    /// Node: `docker diff` ([`super::ById`]) -> `[{"Path","Kind"}]` (0 modified, 1 added, 2 deleted).
+    pub const CHANGES: &str = "container.changes";
+    /// Node: `docker commit` ([`super::CommitRequest`]) -> `{"Id": "sha256:..."}`.
+    pub const COMMIT: &str = "container.commit";
 }
 
 /// Subject of `op` on node `node`.
@@ -776,6 +790,55 @@ pub struct NetworkListResponse {
 pub struct NetworkPruneResponse {
     #[serde(default)]
     pub networks_deleted: Vec<String>,
+}
+
+/// A path in a container (`docker cp`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ArchiveRequest {
+    pub id: String,
+    pub path: String,
+    /// PUT: refuse to replace a directory with a non-directory or the reverse.
+    #[serde(default)]
+    pub no_overwrite_dir_non_dir: bool,
+    /// PUT: keep the archive's owners (`docker cp -a`); else files belong to the container's
+    /// root... as dockerd does.
+    #[serde(default)]
+    pub copy_uid_gid: bool,
+}
+
+/// Docker's `X-Docker-Container-Path-Stat` (base64 JSON in the header).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode` bits (type bits in Go's layout: dir 1<<31, symlink 1<<27, ...).
+    pub mode: u32,
+    /// RFC 3339.
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// `POST /commit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub id: String,
+    /// `repo[:tag]` to tag the new image with (empty: untagged).
+    #[serde(default)]
+    pub reference: String,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub author: String,
+    /// Pause the container while committing (default true in dockerd).
+    #[serde(default)]
+    pub pause: bool,
+    /// Dockerfile instructions (`--change`).
+    #[serde(default)]
+    pub changes: Vec<String>,
+    /// A config to merge over the container's (the request body).
+    #[serde(default)]
+    pub config: Option<Value>,
 }
 
 /// `docker volume create`.

@@ -137,6 +137,31 @@ async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {
     Ok(StatusCode::CREATED.into_response())
 }
 
+/// Image IDs that containers on any node use, each with one of those containers (the store
+/// refuses to delete them as dockerd does).
+async fn images_in_use(state: &AppState) -> ApiResult<std::collections::BTreeMap<String, String>> {
+    use wharf_bus::container::{op, ListRequest, ListResponse};
+    let lists: Vec<ListResponse> = state
+        .roster()
+        .await?
+        .gather(
+            op::LIST,
+            &ListRequest {
+                all: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut used = std::collections::BTreeMap::new();
+    for c in lists.iter().flat_map(|l| l.containers.iter()) {
+        if let (Some(image), Some(id)) = (c["ImageID"].as_str(), c["Id"].as_str()) {
+            used.entry(image.to_string())
+                .or_insert_with(|| id.to_string());
+        }
+    }
+    Ok(used)
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -147,7 +172,7 @@ pub async fn delete(
         name,
         force: q.flag("force"),
         no_prune: q.flag("noprune"),
-        in_use: Default::default(),
+        in_use: images_in_use(&state).await?,
     };
     Ok(axum::Json(
         wharf_bus::call(&state.bus, &store(image_store::IMAGE_DELETE), &request).await?,
@@ -164,7 +189,7 @@ pub async fn prune(
         &store(image_store::IMAGE_PRUNE),
         &ImagePrune {
             filters: q.filters()?,
-            in_use: Default::default(),
+            in_use: images_in_use(&state).await?,
         },
     )
     .await?;

@@ -1,6 +1,8 @@
 //! The Docker Engine API routes. Handlers are thin: parse the request, make one bus call (or
 //! stream), render dockerd's JSON.
 
+#[path = "containers/archive.rs"]
+mod container_files;
 mod containers;
 mod images;
 mod networks;
@@ -50,6 +52,15 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{name}/stats", get(containers::stats))
         .route("/containers/{name}/top", get(containers::top))
         .route("/containers/{name}/update", post(containers::update))
+        .route(
+            "/containers/{name}/archive",
+            get(container_files::get)
+                .head(container_files::head)
+                .put(container_files::put),
+        )
+        .route("/containers/{name}/export", get(container_files::export))
+        .route("/containers/{name}/changes", get(container_files::changes))
+        .route("/commit", post(container_files::commit))
         .route("/exec/{id}/start", post(containers::exec::start))
         .route("/exec/{id}/resize", post(containers::exec::resize))
         .route("/exec/{id}/json", get(containers::exec::inspect))

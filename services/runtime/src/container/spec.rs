@@ -45,10 +45,14 @@ const READONLY_PATHS: [&str; 5] = [
 /// default capability set. Callers adjust the result (user, env, cwd, rlimits) before launch.
 pub fn default_spec(hostname: &str, args: Vec<String>) -> Spec {
     let caps: Capabilities = docker_default_capabilities();
+    // Docker gives no inheritable or ambient capabilities (oci-spec's builder defaults would
+    // put three in each).
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
         .build()
         .expect("capabilities");
     let mut rlimits = vec![PosixRlimitBuilder::default()

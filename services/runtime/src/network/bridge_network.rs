@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use super::error::{NetworkError, Result};
 use super::firewall::Firewall;
 use super::ipam::Ipam;
-use super::links::{IpRoute2, Links};
+use super::links::Links;
+use super::netlink::Netlink;
 use super::ports::PortMapping;
 use super::subnet::Subnet;
 use super::sysctl;
@@ -54,24 +55,24 @@ const CONTAINER_INTERFACE: &str = "eth0";
 const IFNAMSIZ_MAX: usize = 15;
 
 /// A bridge network on this host.
-pub struct BridgeNetwork<L: Links = IpRoute2> {
+pub struct BridgeNetwork<L: Links = Netlink> {
     config: NetworkConfig,
     links: L,
     firewall: Firewall,
     ipam: Mutex<Ipam>,
 }
 
-impl BridgeNetwork<IpRoute2> {
+impl BridgeNetwork<Netlink> {
     /// Opens the network's IPAM state; nothing on the host changes until [`Self::setup`].
     pub fn open(config: NetworkConfig) -> Result<Self> {
-        Self::with_links(config, IpRoute2)
+        Self::with_links(config, Netlink)
     }
 }
 
 impl<L: Links> BridgeNetwork<L> {
     pub fn with_links(config: NetworkConfig, links: L) -> Result<Self> {
         check_interface_name(&config.bridge)?;
-        let firewall = Firewall::new(&config.table)?;
+        let firewall = Firewall::new(&config.table, &config.state_dir)?;
         let ipam = Mutex::new(Ipam::open(config.subnet, &config.state_dir)?);
         Ok(BridgeNetwork {
             config,
@@ -137,10 +138,9 @@ impl<L: Links> BridgeNetwork<L> {
         check_interface_name(host_interface)?;
         let host_interface = host_interface.to_owned();
         if self.links.exists(&host_interface)? {
-            return Err(NetworkError::invalid(
-                format!("container {container}"),
-                format!("{host_interface} exists: already attached, or an ID prefix clash"),
-            ));
+            // Left by an earlier run of this container whose namespace the kernel is still
+            // tearing down (see `release`): it is ours to remove.
+            self.links.delete(&host_interface)?;
         }
         let address = self.lock_ipam().allocate(container)?;
         let subnet = self.config.subnet;
@@ -182,6 +182,16 @@ impl<L: Links> BridgeNetwork<L> {
         check_container_id(container)?;
         self.firewall.unpublish(container)?;
         self.links.delete(host_interface)?;
+        self.lock_ipam().release(container)?;
+        Ok(())
+    }
+
+    /// Removes the container's DNAT rules and releases its address but leaves the veth pair:
+    /// for a caller about to drop the container's network namespace, whose destruction takes
+    /// the pair with it (the kernel deletes a veth in ~20 ms; this way nobody waits for it).
+    pub fn release(&self, container: &str) -> Result<()> {
+        check_container_id(container)?;
+        self.firewall.unpublish(container)?;
         self.lock_ipam().release(container)?;
         Ok(())
     }

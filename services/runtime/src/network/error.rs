@@ -42,6 +42,13 @@ pub enum NetworkError {
     /// An external command (`ip`, `nft`) failed; `stderr` is its own message.
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
+    /// A netlink request to the kernel failed; `source` carries the kernel's errno.
+    #[error("{operation}: {source}")]
+    Netlink {
+        operation: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// An output of `nft -j` that does not have the expected shape.
     #[error("unexpected nft output: {0}")]
     NftOutput(String),

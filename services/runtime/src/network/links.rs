@@ -1,10 +1,10 @@
 //! Links, addresses and routes: the small interface the network code needs from the kernel,
-//! implemented with the `ip` program from iproute2.
+//! and an implementation of it with the `ip` program from iproute2 ([`IpRoute2`]).
 //!
-//! Why `ip` and not a netlink crate: iproute2 is on every Debian host the runtime targets, its
-//! behaviour is what operators debug with, it needs no async runtime (the launcher is blocking
-//! code), and it adds no dependency tree. The trait keeps the choice replaceable by netlink
-//! calls later without touching the callers.
+//! The default implementation is [`super::netlink::Netlink`] (rtnetlink requests, no process
+//! per step: an `ip` call costs a few milliseconds, a netlink request tens of microseconds).
+//! `IpRoute2` stays for comparison and as a fallback: its commands are what operators debug
+//! with.
 
 use std::net::Ipv4Addr;
 use std::path::Path;

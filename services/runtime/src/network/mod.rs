@@ -3,11 +3,13 @@
 //!
 //! - `subnet`: IPv4 subnets, the gateway and the container address range ([`Subnet`]).
 //! - `ipam`: per-container addresses, persisted atomically in a JSON file ([`Ipam`]).
-//! - `links`: bridges, veth pairs, addresses and routes behind the [`Links`] trait, done with
+//! - `links`: bridges, veth pairs, addresses and routes behind the [`Links`] trait;
+//!   `netlink` does them with rtnetlink requests ([`Netlink`], the default), `links` also has
 //!   iproute2's `ip` ([`IpRoute2`]).
 //! - `sysctl`: IPv4 forwarding and the bridge's `route_localnet`.
 //! - `ports`: Docker's `-p [ip:]hostPort:containerPort[/proto]` ([`PortMapping`]).
 //! - `firewall`: masquerade and published-port DNAT in Wharf's nftables table ([`Firewall`]).
+//! - `nft`: nftables scripts run in-process through libnftables, or by the `nft` program.
 //! - `bridge_network`: setup, attach, detach and teardown of one network ([`BridgeNetwork`]).
 //!
 //! Published ports answer on 127.0.0.1 through DNAT in the nat output hook plus
@@ -15,7 +17,7 @@
 //! rather than a userland proxy: no extra process per port, and the container sees a real
 //! connection. The sysctl is per interface and disappears with the bridge.
 //!
-//! This is blocking code (it runs `ip` and `nft`): async callers use `spawn_blocking`.
+//! This is blocking code (netlink sockets and nftables): async callers use `spawn_blocking`.
 
 mod bridge_network;
 mod command;
@@ -23,6 +25,8 @@ mod error;
 mod firewall;
 mod ipam;
 mod links;
+mod netlink;
+mod nft;
 mod ports;
 mod subnet;
 mod sysctl;
@@ -32,6 +36,7 @@ pub use error::{NetworkError, Result};
 pub use firewall::Firewall;
 pub use ipam::Ipam;
 pub use links::{IpRoute2, Links};
+pub use netlink::Netlink;
 pub use ports::{PortMapping, Protocol};
 pub use subnet::{Subnet, DEFAULT_SUBNET};
 pub use sysctl::{enable_ip_forward, enable_route_localnet};

@@ -193,10 +193,22 @@ fn all_capabilities() -> HashSet<Capability> {
         "BPF",
         "CHECKPOINT_RESTORE",
     ];
+    // Only what this process may still hand out (its bounding set): in a restricted
+    // environment `--privileged` gets what the host allows, as with runc.
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
     names
         .iter()
+        .enumerate()
         .take(last as usize + 1)
-        .filter_map(|n| capability(n).ok())
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .filter_map(|(_, n)| capability(n).ok())
         .collect()
 }
 
@@ -314,6 +326,8 @@ pub fn spec(
     sets.set_bounding(Some(caps.clone()));
     sets.set_effective(Some(caps.clone()));
     sets.set_permitted(Some(caps));
+    sets.set_inheritable(Some(HashSet::new()));
+    sets.set_ambient(Some(HashSet::new()));
     process.set_capabilities(Some(sets));
     let mut rlimits = process.rlimits().clone().unwrap_or_default();
     for u in &host.ulimits {
@@ -331,11 +345,11 @@ pub fn spec(
     }
     clamp_rlimits(&mut rlimits);
     process.set_rlimits(Some(rlimits));
-    if host.security_opt.iter().any(|o| {
+    // Explicit either way: oci-spec's process defaults would set no_new_privs.
+    let no_new_privileges = host.security_opt.iter().any(|o| {
         o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
-    }) {
-        process.set_no_new_privileges(Some(true));
-    }
+    });
+    process.set_no_new_privileges(Some(no_new_privileges));
     spec.set_process(Some(process));
 
     // Root.

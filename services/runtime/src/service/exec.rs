@@ -21,6 +21,9 @@ use super::{build, internal, user, Container, Node};
 
 /// One exec instance.
 pub struct Exec {
+    /// Becomes true once the exit code is recorded (an attached start ends its stream only
+    /// then: the CLI reads the exit code right after the stream ends).
+    pub exited: tokio::sync::watch::Sender<bool>,
     pub id: String,
     pub container_id: String,
     pub config: ExecConfig,
@@ -80,6 +83,7 @@ pub async fn create(node: &Arc<Node>, req: ExecCreateRequest) -> Result<ExecCrea
     check_running(&c)?;
     let id = hex::encode(rand::random::<[u8; 32]>());
     let exec = Arc::new(Exec {
+        exited: tokio::sync::watch::channel(false).0,
         dir: c.paths.dir.join("exec").join(&id),
         id: id.clone(),
         container_id: c.id.clone(),
@@ -235,6 +239,7 @@ async fn monitor(node: Arc<Node>, c: Arc<Container>, exec: Arc<Exec>, shim: Shim
         st.running = false;
         st.exit_code = Some(code);
     }
+    exec.exited.send_replace(true);
     let dir = exec.dir.clone();
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     let rec = c.snapshot();
@@ -288,7 +293,14 @@ pub async fn start_attached(
         wharf_bus::rpc::encode(&StreamInfo { tty })?,
     )
     .await?;
-    streams::pump(node.clone(), stream, sender, slot, req.attach_id.clone());
+    streams::pump(
+        node.clone(),
+        stream,
+        sender,
+        slot,
+        req.attach_id.clone(),
+        Some(exec.exited.subscribe()),
+    );
     Ok(())
 }
 
@@ -344,4 +356,71 @@ pub fn forget_container(node: &Node, container_id: &str) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|_, e| e.container_id != container_id);
+}
+
+/// Runs `cmd` in the container as an exec nobody sees (health checks): its exit code and the
+/// first 4 KiB of its output, or `None` for the code when it ran past `timeout` (then killed).
+pub async fn run_captured(
+    node: &Arc<Node>,
+    c: &Arc<Container>,
+    cmd: Vec<String>,
+    timeout: std::time::Duration,
+) -> Result<(Option<i64>, String), BusError> {
+    use tokio::io::AsyncReadExt;
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let exec = Arc::new(Exec {
+        exited: tokio::sync::watch::channel(false).0,
+        dir: c.paths.dir.join("exec").join(&id),
+        id,
+        container_id: c.id.clone(),
+        config: ExecConfig {
+            attach_stdout: true,
+            attach_stderr: true,
+            cmd,
+            ..Default::default()
+        },
+        state: Mutex::new(ExecState::default()),
+    });
+    let req = ExecStartRequest {
+        exec_id: exec.id.clone(),
+        attach_id: String::new(),
+        tty: false,
+        console_size: None,
+    };
+    let mut stream = spawn_and_start(node, c, &exec, &req, Some((false, true, true)))
+        .await?
+        .expect("attached");
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(timeout, stream.read_to_end(&mut raw)).await;
+    if read.is_err() {
+        let _ = ShimClient::open(&exec.dir).kill(9).await;
+        return Ok((None, String::new()));
+    }
+    // The exit code follows the end of the output closely.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let code = loop {
+        if let Some(code) = exec
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .exit_code
+        {
+            break code;
+        }
+        if std::time::Instant::now() > deadline {
+            break -1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    // Output arrives framed with Docker's 8-byte headers.
+    let mut text = Vec::new();
+    let mut rest = &raw[..];
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let end = (8 + len).min(rest.len());
+        text.extend_from_slice(&rest[8..end]);
+        rest = &rest[end..];
+    }
+    text.truncate(4096);
+    Ok((Some(code), String::from_utf8_lossy(&text).to_string()))
 }

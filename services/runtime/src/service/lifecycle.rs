@@ -674,6 +674,7 @@ async fn start_locked_inner(node: &Arc<Node>, c: &Arc<Container>) -> Result<(), 
                 r.has_been_started = true;
             })?;
             c.phase.send_modify(|p| p.running = true);
+            super::health::start(node, c, c.phase.borrow().exits);
             let rec = c.snapshot();
             let nets = user_nets(&rec);
             if !nets.is_empty() {
@@ -737,6 +738,7 @@ async fn launch(
     let paths = c.paths.clone();
     let rec2 = rec.clone();
     // Host side: root, /etc files, network, user, spec, cgroup.
+    let t_prep = std::time::Instant::now();
     let prepared = blocking(
         move || -> Result<(ShimLaunch, Option<NetworkState>, Vec<NetworkState>), BusError> {
             let rec = rec2;
@@ -767,8 +769,10 @@ async fn launch(
                 netns = Some(paths.netns());
             }
             let mut connected = Vec::new();
+            let t_net = std::time::Instant::now();
             if mode != "host" && mode != "none" {
                 let attached = attach_networks(&node2, &rec, &paths.netns(), &ports)?;
+                tracing::debug!(container = %rec.id, elapsed = ?t_net.elapsed(), "networks attached");
                 let mut attached = attached.into_iter();
                 network = attached.next();
                 connected = attached.collect();
@@ -824,17 +828,24 @@ async fn launch(
     .await
     .map_err(fail)?;
     let (launch, network, connected) = prepared;
+    tracing::debug!(container = %c.id, elapsed = ?t_prep.elapsed(), "host side prepared");
     c.update(|r| {
         r.network = network.clone();
         r.connected = connected.clone();
     })
     .map_err(fail)?;
+    let t_shim = std::time::Instant::now();
     let shim = ShimClient::spawn(&node.options.shim_binary, &c.paths.dir, &launch)
         .await
         .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
+    tracing::debug!(container = %c.id, elapsed = ?t_shim.elapsed(), "shim ready");
     streams::connect_pending(c, &shim).await;
+    let t_start = std::time::Instant::now();
     match shim.start().await {
-        Ok(state) => Ok(state),
+        Ok(state) => {
+            tracing::debug!(container = %c.id, elapsed = ?t_start.elapsed(), "container started");
+            Ok(state)
+        }
         Err(e) => {
             let message = format!("failed to create task for container: {e}: unknown");
             let code = start_failure_code(&message);
@@ -894,10 +905,12 @@ fn teardown(node: &Node, id: &str, paths: &ContainerPaths) {
     let states = ContainerRecord::load(&paths.dir)
         .map(|r| r.network.into_iter().chain(r.connected).collect::<Vec<_>>())
         .unwrap_or_default();
-    detach_networks(node, id, &states);
+    // Addresses and published ports are released now; the veths go with the namespace
+    // (removed next), which the kernel tears down on its own time.
+    release_networks(node, id, &states);
     if let Some(bridge) = &node.network {
-        if let Err(e) = bridge.detach(id) {
-            tracing::warn!(container = %id, "network detach: {e}");
+        if let Err(e) = bridge.release(id) {
+            tracing::warn!(container = %id, "network release: {e}");
         }
     }
     let _ = host::remove_netns(&paths.netns());
@@ -906,6 +919,17 @@ fn teardown(node: &Node, id: &str, paths: &ContainerPaths) {
             let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
             if let Err(e) = group.destroy() {
                 tracing::warn!(container = %id, "cgroup: {e}");
+            }
+        }
+    }
+}
+
+/// Releases the container's addresses and ports on the user networks in `states`.
+fn release_networks(node: &Node, id: &str, states: &[NetworkState]) {
+    for n in states.iter().filter(|n| !n.network_id.is_empty()) {
+        if let Some(net) = node.networks.find(&n.network_id) {
+            if let Err(e) = net.bridge.release(id) {
+                tracing::warn!(container = %id, network = %n.network_name, "release: {e}");
             }
         }
     }

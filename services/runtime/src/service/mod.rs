@@ -10,9 +10,12 @@
 //! - `streams`: logs, attach and stdin.
 //! - `names`: generated container names.
 
+mod archive;
 pub mod build;
+mod commit;
 mod exec;
 mod extras;
+mod health;
 pub mod host;
 mod lifecycle;
 mod names;
@@ -488,6 +491,49 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
             let req: bus::StdinRequest = decode(&r.message.payload)?;
             streams::stdin(&n, req, &r).await?;
             Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::ARCHIVE_STAT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            Reply::json(&archive::stat(&n, decode(&r.message.payload)?).await?)
+        }
+    );
+    endpoint!(
+        op::ARCHIVE_GET,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            archive::get(&n, decode(&r.message.payload)?, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::ARCHIVE_PUT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            archive::put(&n, decode(&r.message.payload)?, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::EXPORT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ById = decode(&r.message.payload)?;
+            archive::export(&n, n.get(&req.id)?, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::CHANGES,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::ById = decode(&r.message.payload)?;
+            Reply::json(&archive::changes(&n, n.get(&req.id)?).await?)
+        }
+    );
+    endpoint!(
+        op::COMMIT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            let req: bus::CommitRequest = decode(&r.message.payload)?;
+            let c = n.get(&req.id)?;
+            Reply::json(&commit::commit(&n, c, req).await?)
         }
     );
 

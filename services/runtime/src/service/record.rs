@@ -58,6 +58,26 @@ pub struct State {
     /// Set by `docker stop`/`kill`/`restart` so the restart policy leaves the exit alone.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// The health check's verdicts, when the container has one.
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// Docker's `State.Health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    pub failing_streak: i64,
+    pub log: Vec<HealthResult>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthResult {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i64,
+    pub output: String,
 }
 
 /// Go's zero time as Docker prints it.

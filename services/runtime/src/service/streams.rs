@@ -221,7 +221,14 @@ pub async fn attach(
             return Ok(());
         }
     };
-    pump(node.clone(), stream, sender, slot, req.attach_id.clone());
+    pump(
+        node.clone(),
+        stream,
+        sender,
+        slot,
+        req.attach_id.clone(),
+        None,
+    );
     Ok(())
 }
 
@@ -241,8 +248,10 @@ pub fn pump(
     mut sender: Sender,
     slot: Option<Arc<Slot>>,
     attach_id: String,
+    before_end: Option<tokio::sync::watch::Receiver<bool>>,
 ) {
     tokio::spawn(async move {
+        let mut before_end = before_end;
         let (mut read, write) = stream.into_split();
         let detach = match &slot {
             Some(slot) => {
@@ -259,7 +268,17 @@ pub fn pump(
         loop {
             tokio::select! {
                 n = read.read(&mut buf) => match n {
-                    Ok(0) | Err(_) => { let _ = sender.finish().await; break; }
+                    Ok(0) | Err(_) => {
+                        if let Some(done) = before_end.as_mut() {
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_secs(5),
+                                done.wait_for(|d| *d),
+                            )
+                            .await;
+                        }
+                        let _ = sender.finish().await;
+                        break;
+                    }
                     Ok(n) => {
                         if sender.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
                             break;

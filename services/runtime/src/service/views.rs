@@ -56,7 +56,15 @@ pub fn status_text(rec: &ContainerRecord) -> String {
             .unwrap_or_default()
     };
     match rec.state.status {
-        Status::Running => format!("Up {}", since(&rec.state.started_at)),
+        Status::Running => {
+            let health = match rec.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            format!("Up {}{health}", since(&rec.state.started_at))
+        }
         Status::Paused => format!("Up {} (Paused)", since(&rec.state.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -256,6 +264,15 @@ pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> Value 
             "Networks": networks,
         },
     });
+    if let Some(h) = &s.health {
+        out["State"]["Health"] = json!({
+            "Status": h.status,
+            "FailingStreak": h.failing_streak,
+            "Log": h.log.iter().map(|l| json!({
+                "Start": l.start, "End": l.end, "ExitCode": l.exit_code, "Output": l.output,
+            })).collect::<Vec<_>>(),
+        });
+    }
     if size {
         let (rw, root) = sizes(node, c).await;
         out["SizeRw"] = json!(rw);

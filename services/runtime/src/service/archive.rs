@@ -1,0 +1,1288 @@
+//! `docker cp`, `docker export` and `docker diff`: a container's files read and written from the
+//! host through its mounted root (`<container>/rootfs`, mounted from create to removal).
+//!
+//! Safety: a path the client names is resolved with `openat2(RESOLVE_IN_ROOT)` on the rootfs, so
+//! symlinks in the container (absolute or `..`) resolve as if the rootfs were `/`. Trees are then
+//! walked from descriptors, one name at a time with `O_NOFOLLOW`, so a symlink met on the way is
+//! archived as a symlink, never followed. An upload is extracted with the target directory as
+//! the root of every lookup (as dockerd's chrooted untar does): names with `..` climbing out are
+//! refused, parents that are symlinks resolve inside the target, the last name is never
+//! followed, and hard links can only point inside the target.
+//!
+//! Volumes and bind mounts are not seen: they are mounted in the container's namespace only.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nix::errno::Errno;
+use nix::fcntl::{self, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{self, FileStat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{self, Gid, Uid, UnlinkatFlags};
+use serde_json::{json, Value};
+use wharf_bus::container::{ArchiveRequest, PathStat};
+use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
+use wharf_bus::BusError;
+
+use super::record::Status;
+use super::{internal, Container, Node};
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// Mount points the runtime makes in every container (dockerd keeps them in its init layer, so
+/// they never show in `docker diff` or in a commit while they are empty placeholders).
+const INIT_PATHS: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/dev/console",
+    "/.dockerenv",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/mtab",
+];
+
+/// Parents of [`INIT_PATHS`]: they exist below the container in dockerd's init layer.
+const INIT_PARENTS: &[&str] = &["/dev", "/etc"];
+
+// ---------------------------------------------------------------------------------------------
+// Resolution inside the container's root.
+
+fn in_root(root: &impl AsFd, path: &[u8], flags: OFlag) -> nix::Result<OwnedFd> {
+    let path: &[u8] = if path.is_empty() { b"." } else { path };
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    fcntl::openat2(root, OsStr::from_bytes(path), how)
+}
+
+/// A path of the container as dockerd's `ResolvePath` splits it: the directory part resolved in
+/// the root (symlinks followed inside it), the last name kept as it is.
+struct Resolved {
+    dir: OwnedFd,
+    /// The last name; `None` when the path names the directory itself (`/`, `dir/`, `dir/.`).
+    base: Option<OsString>,
+    /// What dockerd calls the path's base name (`/` for the root, `.` for `dir/.`).
+    name: String,
+}
+
+/// `path` made absolute and cleaned, keeping a trailing `/` or `/.` (Go's
+/// `PreserveTrailingDotOrSeparator`).
+fn absolute(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = format!("/{}", parts.join("/"));
+    if path.ends_with("/.") || path == "." {
+        if !out.ends_with('/') {
+            out.push('/');
+        }
+        out.push('.');
+    } else if path.ends_with('/') && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
+/// Go's `filepath.Base`.
+fn go_base(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".into();
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
+}
+
+fn open_root(c: &Container) -> Result<OwnedFd, BusError> {
+    fcntl::open(
+        &c.paths.rootfs(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| internal("cannot open the container's root", e))
+}
+
+fn not_found(path: &str, id: &str) -> BusError {
+    BusError::not_found(format!("Could not find the file {path} in container {id}"))
+}
+
+fn resolve(root: &OwnedFd, path: &str, id: &str) -> Result<Resolved, BusError> {
+    let abs = absolute(path);
+    let (dir, base) = abs.rsplit_once('/').unwrap_or(("", &abs));
+    let failed = |e: Errno| match e {
+        Errno::ENOENT | Errno::ENOTDIR => not_found(path, id),
+        e => internal(format!("cannot resolve {path}"), e),
+    };
+    let dir =
+        in_root(root, dir.as_bytes(), OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(failed)?;
+    let base = match base {
+        "" | "." => None,
+        b => Some(OsString::from(b)),
+    };
+    if let Some(b) = &base {
+        stat::fstatat(&dir, b.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(failed)?;
+    }
+    Ok(Resolved {
+        dir,
+        base,
+        name: go_base(&abs),
+    })
+}
+
+fn stat_of(r: &Resolved) -> nix::Result<FileStat> {
+    match &r.base {
+        Some(b) => stat::fstatat(&r.dir, b.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW),
+        None => stat::fstat(&r.dir),
+    }
+}
+
+fn file_type(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT)
+}
+
+/// Go's `os.FileMode` of a stat.
+fn go_mode(st: &FileStat) -> u32 {
+    let mut mode = st.st_mode & 0o777;
+    let bits = st.st_mode;
+    if bits & libc::S_ISUID != 0 {
+        mode |= 1 << 23;
+    }
+    if bits & libc::S_ISGID != 0 {
+        mode |= 1 << 22;
+    }
+    if bits & libc::S_ISVTX != 0 {
+        mode |= 1 << 20;
+    }
+    mode |= match file_type(st) {
+        SFlag::S_IFDIR => 1 << 31,
+        SFlag::S_IFLNK => 1 << 27,
+        SFlag::S_IFIFO => 1 << 25,
+        SFlag::S_IFSOCK => 1 << 24,
+        SFlag::S_IFBLK => 1 << 26,
+        SFlag::S_IFCHR => (1 << 26) | (1 << 21),
+        _ => 0,
+    };
+    mode
+}
+
+/// Go's RFC 3339 with nanoseconds (trailing zeros dropped), in UTC.
+fn go_time(secs: i64, nanos: i64) -> String {
+    let t = chrono::DateTime::from_timestamp(secs, nanos.clamp(0, 999_999_999) as u32)
+        .unwrap_or_default();
+    let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    if nanos > 0 {
+        let frac = format!("{:09}", nanos);
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Where a symlink at `abs` leads, resolved inside the root, as an absolute container path.
+fn link_target(root: &OwnedFd, rootfs: &Path, abs: &str, r: &Resolved) -> String {
+    if let Ok(fd) = in_root(root, abs.as_bytes(), OFlag::O_PATH) {
+        let real_root = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
+        if let Ok(host) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+            if let Ok(rel) = host.strip_prefix(&real_root) {
+                return format!("/{}", rel.display());
+            }
+        }
+    }
+    // A dangling link: its target, made absolute from its directory.
+    let Some(base) = &r.base else {
+        return String::new();
+    };
+    let target = fcntl::readlinkat(&r.dir, base.as_os_str()).unwrap_or_default();
+    let target = target.to_string_lossy();
+    if target.starts_with('/') {
+        absolute(&target)
+    } else {
+        let parent = abs.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        absolute(&format!("{parent}/{target}"))
+    }
+}
+
+fn path_stat(
+    c: &Container,
+    root: &OwnedFd,
+    req: &ArchiveRequest,
+) -> Result<(Resolved, PathStat), BusError> {
+    let r = resolve(root, &req.path, &c.id)?;
+    let st = stat_of(&r).map_err(|e| internal(format!("cannot stat {}", req.path), e))?;
+    let link = if file_type(&st) == SFlag::S_IFLNK {
+        link_target(root, &c.paths.rootfs(), &absolute(&req.path), &r)
+    } else {
+        String::new()
+    };
+    let stat = PathStat {
+        name: r.name.clone(),
+        size: st.st_size,
+        mode: go_mode(&st),
+        mtime: go_time(st.st_mtime, st.st_mtime_nsec),
+        link_target: link,
+    };
+    Ok((r, stat))
+}
+
+fn check_path(req: &ArchiveRequest) -> Result<(), BusError> {
+    if req.path.is_empty() {
+        return Err(BusError::invalid("bad parameter: pathcannot be empty"));
+    }
+    Ok(())
+}
+
+/// `HEAD /containers/{id}/archive`.
+pub async fn stat(node: &Arc<Node>, req: ArchiveRequest) -> Result<PathStat, BusError> {
+    check_path(&req)?;
+    let c = node.get(&req.id)?;
+    tokio::task::spawn_blocking(move || {
+        let root = open_root(&c)?;
+        path_stat(&c, &root, &req).map(|(_, s)| s)
+    })
+    .await
+    .map_err(|e| internal("stat", e))?
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading trees into tar streams.
+
+/// Writes tar entries (GNU long names when needed), as Docker's archives read.
+pub(super) struct TarOut<W: Write> {
+    out: W,
+    /// Hard links: the first name of every multiply linked inode.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    pub(super) entries: u64,
+}
+
+impl<W: Write> TarOut<W> {
+    pub(super) fn new(out: W) -> Self {
+        TarOut {
+            out,
+            links: HashMap::new(),
+            entries: 0,
+        }
+    }
+
+    fn long(&mut self, kind: u8, value: &[u8]) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_size(value.len() as u64 + 1);
+        h.set_cksum();
+        self.out.write_all(h.as_bytes())?;
+        self.out.write_all(value)?;
+        self.out.write_all(&[0])?;
+        self.pad(value.len() as u64 + 1)
+    }
+
+    fn pad(&mut self, size: u64) -> io::Result<()> {
+        let rest = (512 - size % 512) % 512;
+        self.out.write_all(&vec![0u8; rest as usize])
+    }
+
+    /// Appends one entry; `data` must give exactly the header's size.
+    pub(super) fn append(
+        &mut self,
+        mut h: tar::Header,
+        name: &[u8],
+        link: Option<&[u8]>,
+        data: Option<&mut dyn Read>,
+    ) -> io::Result<()> {
+        if name.len() > 100 {
+            self.long(b'L', name)?;
+        }
+        let n = name.len().min(100);
+        h.as_old_mut().name = [0; 100];
+        h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
+        if let Some(link) = link {
+            if link.len() > 100 {
+                self.long(b'K', link)?;
+            }
+            let n = link.len().min(100);
+            h.as_old_mut().linkname = [0; 100];
+            h.as_old_mut().linkname[..n].copy_from_slice(&link[..n]);
+        }
+        h.set_cksum();
+        self.out.write_all(h.as_bytes())?;
+        let size = h.entry_size()?;
+        if let Some(data) = data {
+            let copied = io::copy(&mut data.take(size), &mut self.out)?;
+            if copied < size {
+                // The file shrank while read: keep the archive consistent.
+                io::copy(&mut io::repeat(0).take(size - copied), &mut self.out)?;
+            }
+        }
+        self.pad(size)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(&[0u8; 1024])?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    /// Appends `name` in `parent` (stat `st`) as `tar_name`, not following it if a symlink.
+    pub(super) fn append_file(
+        &mut self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        tar_name: &[u8],
+        st: &FileStat,
+    ) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(st.st_uid as u64);
+        h.set_gid(st.st_gid as u64);
+        h.set_mtime(st.st_mtime.max(0) as u64);
+        h.set_size(0);
+        let kind = file_type(st);
+        if kind != SFlag::S_IFDIR && st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.links.get(&key).cloned() {
+                h.set_entry_type(tar::EntryType::Link);
+                return self.append(h, tar_name, Some(&first), None);
+            }
+            self.links.insert(key, tar_name.to_vec());
+        }
+        match kind {
+            SFlag::S_IFDIR => {
+                h.set_entry_type(tar::EntryType::Directory);
+                let mut dir_name = tar_name.to_vec();
+                if !dir_name.ends_with(b"/") {
+                    dir_name.push(b'/');
+                }
+                self.append(h, &dir_name, None, None)
+            }
+            SFlag::S_IFLNK => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                let target = fcntl::readlinkat(parent, name).map_err(io::Error::from)?;
+                self.append(h, tar_name, Some(target.as_bytes()), None)
+            }
+            SFlag::S_IFREG => {
+                // O_NONBLOCK: if the file was swapped for a fifo meanwhile, opening never blocks.
+                let fd = fcntl::openat(
+                    parent,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io::Error::from)?;
+                let now = stat::fstat(&fd).map_err(io::Error::from)?;
+                if file_type(&now) != SFlag::S_IFREG {
+                    return Ok(());
+                }
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(now.st_size.max(0) as u64);
+                let mut file = std::fs::File::from(fd);
+                self.append(h, tar_name, None, Some(&mut file))
+            }
+            SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
+                h.set_entry_type(match kind {
+                    SFlag::S_IFCHR => tar::EntryType::Char,
+                    SFlag::S_IFBLK => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                });
+                if kind != SFlag::S_IFIFO {
+                    h.set_device_major(libc::major(st.st_rdev))?;
+                    h.set_device_minor(libc::minor(st.st_rdev))?;
+                }
+                self.append(h, tar_name, None, None)
+            }
+            // Sockets have no tar form (dockerd skips them too).
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The names in a directory, sorted (as Go's walk visits them).
+pub(super) fn names_in(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+    let fd = fcntl::openat(dir, ".", DIR_FLAGS, Mode::empty()).map_err(io::Error::from)?;
+    let mut listing = nix::dir::Dir::from_fd(fd).map_err(io::Error::from)?;
+    let mut names = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(io::Error::from)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_os_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+pub(super) fn open_dir(parent: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    fcntl::openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(io::Error::from)
+}
+
+pub(super) fn join_name(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    if !out.is_empty() && !out.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
+/// Appends everything below `dir`, each name prefixed with `prefix`.
+fn append_tree<W: Write>(tar: &mut TarOut<W>, dir: &OwnedFd, prefix: &[u8]) -> io::Result<()> {
+    for name in names_in(dir)? {
+        let st = match stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Removed meanwhile (a running container).
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let tar_name = join_name(prefix, name.as_bytes());
+        tar.append_file(dir, &name, &tar_name, &st)?;
+        if file_type(&st) == SFlag::S_IFDIR {
+            match open_dir(dir, &name) {
+                Ok(child) => append_tree(tar, &child, &tar_name)?,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `Write` handing full chunks to an async task.
+pub(super) struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    pub(super) fn new(tx: tokio::sync::mpsc::Sender<Bytes>) -> Self {
+        ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK_SIZE),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK_SIZE),
+        ));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_SIZE {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Runs the blocking tar `producer` and streams what it writes through `sender`.
+fn stream_tar(
+    mut sender: Sender,
+    producer: impl FnOnce(&mut TarOut<ChunkWriter>) -> io::Result<()> + Send + 'static,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let work = tokio::task::spawn_blocking(move || {
+            let mut tar = TarOut::new(ChunkWriter::new(tx));
+            producer(&mut tar)?;
+            tar.finish().map(drop)
+        });
+        while let Some(chunk) = rx.recv().await {
+            if sender.send(chunk).await.is_err() {
+                // The client went away: the producer stops at its next chunk.
+                drop(rx);
+                let _ = work.await;
+                return;
+            }
+        }
+        match work.await {
+            Ok(Ok(())) => {
+                let _ = sender.finish().await;
+            }
+            Ok(Err(e)) => sender.fail(&internal("cannot archive", e)).await,
+            Err(e) => sender.fail(&internal("cannot archive", e)).await,
+        }
+    });
+}
+
+/// `GET /containers/{id}/archive`: a tar of the path, its stat in the accept payload.
+pub async fn get(
+    node: &Arc<Node>,
+    req: ArchiveRequest,
+    request: &async_nats::service::Request,
+) -> Result<(), BusError> {
+    check_path(&req)?;
+    let c = node.get(&req.id)?;
+    let (resolved, stat) = {
+        let c = c.clone();
+        let req = req.clone();
+        tokio::task::spawn_blocking(move || {
+            let root = open_root(&c)?;
+            path_stat(&c, &root, &req)
+        })
+        .await
+        .map_err(|e| internal("archive", e))??
+    };
+    let sender = Sender::accept(&node.client, request, wharf_bus::rpc::encode(&stat)?).await?;
+    stream_tar(sender, move |tar| {
+        // Entries are named from dockerd's base name (`/` for the root, `.` for `dir/.`).
+        let prefix = resolved.name.as_bytes().to_vec();
+        match &resolved.base {
+            Some(base) => {
+                let st = stat::fstatat(
+                    &resolved.dir,
+                    base.as_os_str(),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(io::Error::from)?;
+                tar.append_file(&resolved.dir, base, &prefix, &st)?;
+                if file_type(&st) == SFlag::S_IFDIR {
+                    let dir = open_dir(&resolved.dir, base)?;
+                    append_tree(tar, &dir, &prefix)?;
+                }
+            }
+            None => {
+                let st = stat::fstat(&resolved.dir).map_err(io::Error::from)?;
+                tar.append_file(&resolved.dir, OsStr::new("."), &prefix, &st)?;
+                append_tree(tar, &resolved.dir, &prefix)?;
+            }
+        }
+        Ok(())
+    });
+    Ok(())
+}
+
+/// `GET /containers/{id}/export`: the container's whole file system.
+pub async fn export(
+    node: &Arc<Node>,
+    c: Arc<Container>,
+    request: &async_nats::service::Request,
+) -> Result<(), BusError> {
+    let root = {
+        let c = c.clone();
+        tokio::task::spawn_blocking(move || {
+            let root = open_root(&c)?;
+            fcntl::openat(&root, ".", DIR_FLAGS, Mode::empty())
+                .map_err(|e| internal("cannot open the container's root", e))
+        })
+        .await
+        .map_err(|e| internal("export", e))??
+    };
+    let sender = Sender::accept(&node.client, request, Bytes::new()).await?;
+    stream_tar(sender, move |tar| append_tree(tar, &root, b""));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extraction.
+
+/// Reads the chunks an async task hands over.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
+}
+
+struct Extraction<'a> {
+    /// The target directory: the root of every lookup.
+    target: OwnedFd,
+    /// The path as the client gave it (for messages).
+    dest: &'a str,
+    no_overwrite_dir_non_dir: bool,
+    owner: Option<(u32, u32)>,
+    dir_times: Vec<(Vec<u8>, TimeSpec)>,
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// An entry name cleaned as Go's `filepath.Clean`; `None` when it climbs out.
+fn clean_entry(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for part in raw.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p.to_vec()),
+        }
+    }
+    Some(parts)
+}
+
+fn remove_tree(parent: &OwnedFd, name: &OsStr) -> nix::Result<()> {
+    let st = match stat::fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if file_type(&st) != SFlag::S_IFDIR {
+        return unistd::unlinkat(parent, name, UnlinkatFlags::NoRemoveDir);
+    }
+    let dir = fcntl::openat(parent, name, DIR_FLAGS, Mode::empty())?;
+    let names =
+        names_in(&dir).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    for child in names {
+        remove_tree(&dir, &child)?;
+    }
+    unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)
+}
+
+impl Extraction<'_> {
+    /// The parent directory of `parts`, created if missing, resolved inside the target.
+    fn parent(&self, parts: &[Vec<u8>]) -> io::Result<OwnedFd> {
+        let joined = parts.join(&b'/');
+        if !joined.is_empty() {
+            crate::container::mkdir_in_root(&self.target, Path::new(OsStr::from_bytes(&joined)))
+                .map_err(io::Error::from)?;
+        }
+        in_root(&self.target, &joined, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(io::Error::from)
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> io::Result<()> {
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            return Ok(());
+        }
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let parts = clean_entry(&raw)
+            .ok_or_else(|| bad(format!("{shown:?} is outside of {:?}", self.dest)))?;
+        let Some((name, dirs)) = parts.split_last() else {
+            // The target itself (`./`): dockerd leaves it alone.
+            return Ok(());
+        };
+        let name = OsStr::from_bytes(name);
+        let parent = self.parent(dirs)?;
+        let is_dir = kind == tar::EntryType::Directory;
+        if let Some(existing) = match stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(e.into()),
+        } {
+            let existing_dir = file_type(&existing) == SFlag::S_IFDIR;
+            if self.no_overwrite_dir_non_dir && existing_dir && !is_dir {
+                return Err(bad(format!(
+                    "cannot overwrite directory {:?} with non-directory {shown:?}",
+                    parts_path(&parts)
+                )));
+            }
+            if self.no_overwrite_dir_non_dir && !existing_dir && is_dir {
+                return Err(bad(format!(
+                    "cannot overwrite non-directory {:?} with directory {shown:?}",
+                    parts_path(&parts)
+                )));
+            }
+            if !(existing_dir && is_dir) {
+                remove_tree(&parent, name)?;
+            }
+        }
+        let header = entry.header();
+        let (uid, gid) = self
+            .owner
+            .unwrap_or((header.uid()? as u32, header.gid()? as u32));
+        let mode = Mode::from_bits_truncate((header.mode()? & 0o7777) as libc::mode_t);
+        let mtime = TimeSpec::new(header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0);
+        let own = |fd: &OwnedFd, name: &OsStr| {
+            unistd::fchownat(
+                fd,
+                name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        match kind {
+            tar::EntryType::Directory => {
+                match stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                own(&parent, name)?;
+                stat::fchmodat(&parent, name, mode, stat::FchmodatFlags::NoFollowSymlink)?;
+                self.dir_times.push((parts.join(&b'/'), mtime));
+                return Ok(());
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let fd = fcntl::openat(
+                    &parent,
+                    name,
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )?;
+                let mut file = std::fs::File::from(fd);
+                io::copy(entry, &mut file)?;
+                let fd = OwnedFd::from(file);
+                unistd::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+                stat::fchmod(&fd, mode)?;
+                stat::futimens(&fd, &mtime, &mtime)?;
+                return Ok(());
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(format!("{shown:?}: a symlink without a target")))?;
+                // Stored as it is, never followed here.
+                unistd::symlinkat(OsStr::from_bytes(&target), &parent, name)?;
+                own(&parent, name)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(format!("{shown:?}: a hard link without a target")))?;
+                let tparts = clean_entry(&target)
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "invalid hardlink {:?} -> {:?}",
+                            shown,
+                            String::from_utf8_lossy(&target)
+                        ))
+                    })?;
+                let (tname, tdirs) = tparts.split_last().expect("not empty");
+                let tparent = in_root(
+                    &self.target,
+                    &tdirs.join(&b'/'),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                )?;
+                let tname = OsStr::from_bytes(tname);
+                let tst = stat::fstatat(&tparent, tname, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                if file_type(&tst) == SFlag::S_IFDIR {
+                    return Err(bad(format!("{shown:?}: a hard link to a directory")));
+                }
+                unistd::linkat(&tparent, tname, &parent, name, AtFlags::empty())?;
+                if file_type(&tst) != SFlag::S_IFLNK {
+                    own(&parent, name)?;
+                    stat::fchmodat(&parent, name, mode, stat::FchmodatFlags::NoFollowSymlink)?;
+                }
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let flag = match kind {
+                    tar::EntryType::Char => SFlag::S_IFCHR,
+                    tar::EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                stat::mknodat(
+                    &parent,
+                    name,
+                    flag,
+                    mode,
+                    stat::makedev(major as u64, minor as u64),
+                )?;
+                own(&parent, name)?;
+                stat::fchmodat(&parent, name, mode, stat::FchmodatFlags::NoFollowSymlink)?;
+            }
+            other => {
+                return Err(bad(format!(
+                    "unhandled tar header type {}",
+                    other.as_byte()
+                )))
+            }
+        }
+        stat::utimensat(
+            &parent,
+            name,
+            &mtime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )?;
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<()> {
+        for (path, mtime) in self.dir_times.iter().rev() {
+            if let Ok(fd) = in_root(&self.target, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+                let _ = stat::futimens(&fd, mtime, mtime);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parts_path(parts: &[Vec<u8>]) -> String {
+    format!("/{}", String::from_utf8_lossy(&parts.join(&b'/')))
+}
+
+fn extract(
+    c: &Container,
+    req: &ArchiveRequest,
+    owner: Option<(u32, u32)>,
+    target: OwnedFd,
+    input: impl Read,
+) -> io::Result<()> {
+    let _ = c;
+    let mut x = Extraction {
+        target,
+        dest: &req.path,
+        no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,
+        owner,
+        dir_times: Vec::new(),
+    };
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        x.entry(&mut entry)?;
+    }
+    x.finish()
+}
+
+/// `PUT /containers/{id}/archive`: extracts the uploaded tar into the directory at the path.
+pub async fn put(
+    node: &Arc<Node>,
+    req: ArchiveRequest,
+    request: &async_nats::service::Request,
+) -> Result<(), BusError> {
+    check_path(&req)?;
+    let c = node.get(&req.id)?;
+    let rec = c.snapshot();
+    if matches!(rec.state.status, Status::Removing | Status::Dead) {
+        return Err(BusError::conflict(format!(
+            "container {} is marked for removal and cannot be modified",
+            c.id
+        )));
+    }
+    let (target, owner) = {
+        let c = c.clone();
+        let req = req.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, BusError> {
+            let root = open_root(&c)?;
+            // The last name is followed too: extracting to a symlink to a directory works.
+            let target = in_root(
+                &root,
+                absolute(&req.path).as_bytes(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            )
+            .map_err(|e| match e {
+                Errno::ENOENT => not_found(&req.path, &c.id),
+                Errno::ENOTDIR => BusError::internal("extraction point is not a directory"),
+                e => internal(format!("cannot resolve {}", req.path), e),
+            })?;
+            if c.with(|r| r.host_config.readonly_rootfs) {
+                return Err(BusError::forbidden("container rootfs is marked read-only"));
+            }
+            let owner = if req.copy_uid_gid {
+                let user = c.with(|r| r.config.user.clone());
+                if user.is_empty() {
+                    None
+                } else {
+                    let u = super::user::resolve(&c.paths.rootfs(), &user, &[])
+                        .map_err(BusError::invalid)?;
+                    Some((u.uid, u.gid))
+                }
+            } else {
+                None
+            };
+            Ok((target, owner))
+        })
+        .await
+        .map_err(|e| internal("extract", e))??
+    };
+    let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
+    let node = node.clone();
+    tokio::spawn(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        let work = {
+            let c = c.clone();
+            let req = req.clone();
+            tokio::task::spawn_blocking(move || {
+                let reader = ChunkReader {
+                    rx,
+                    current: Bytes::new(),
+                };
+                extract(&c, &req, owner, target, reader)
+            })
+        };
+        let mut stream_error = None;
+        while let Some(frame) = receiver.next().await {
+            match frame {
+                Ok(chunk) => {
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::other(e.message.clone()))).await;
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let outcome = match work.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidInput => {
+                Err(BusError::invalid(e.to_string()))
+            }
+            Ok(Err(e)) => Err(internal("cannot extract the archive", e)),
+            Err(e) => Err(internal("cannot extract the archive", e)),
+        };
+        if stream_error.is_some() {
+            return;
+        }
+        match outcome {
+            Ok(()) => {
+                let rec = c.snapshot();
+                node.publish_event(&rec, "extract-to-dir", &[]).await;
+                let _ = receiver.respond(wharf_bus::rpc::encode(&json!({}))).await;
+            }
+            Err(e) => {
+                let _ = receiver.respond(Err(e)).await;
+            }
+        }
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changes.
+
+/// Whether `path` (components below a layer root) exists in the layer at `root`, looked up
+/// without following any symlink.
+fn in_layer(root: &Path, parts: &[&[u8]]) -> bool {
+    let Ok(fd) = fcntl::open(root, DIR_FLAGS, Mode::empty()) else {
+        return false;
+    };
+    let Some((name, dirs)) = parts.split_last() else {
+        return true;
+    };
+    let how = OpenHow::new().flags(DIR_FLAGS).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    );
+    let joined = dirs.join(&b'/');
+    let parent = if joined.is_empty() {
+        fd
+    } else {
+        match fcntl::openat2(&fd, OsStr::from_bytes(&joined), how) {
+            Ok(p) => p,
+            Err(_) => return false,
+        }
+    };
+    stat::fstatat(
+        &parent,
+        OsStr::from_bytes(name),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .is_ok()
+}
+
+fn layer_stat(root: &Path, parts: &[&[u8]]) -> Option<FileStat> {
+    let fd = fcntl::open(root, DIR_FLAGS, Mode::empty()).ok()?;
+    let (name, dirs) = parts.split_last()?;
+    let joined = dirs.join(&b'/');
+    let parent = if joined.is_empty() {
+        fd
+    } else {
+        let how = OpenHow::new().flags(DIR_FLAGS).resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+        fcntl::openat2(&fd, OsStr::from_bytes(&joined), how).ok()?
+    };
+    stat::fstatat(
+        &parent,
+        OsStr::from_bytes(name),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .ok()
+}
+
+/// Whether a directory is opaque for overlayfs.
+pub(super) fn is_opaque(dir: &OwnedFd) -> bool {
+    let name = std::ffi::CString::new(crate::snapshot::OPAQUE_XATTR).expect("no NUL");
+    let mut buf = [0u8; 4];
+    // SAFETY: a valid descriptor, a NUL-terminated name and a buffer of the given size.
+    let n = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
+pub(super) fn is_whiteout(st: &FileStat) -> bool {
+    file_type(st) == SFlag::S_IFCHR && st.st_rdev == 0
+}
+
+/// Whether the upper entry at `path` is one of the runtime's empty mount points.
+pub(super) fn is_placeholder(path: &str, parent: &OwnedFd, name: &OsStr, st: &FileStat) -> bool {
+    if !INIT_PATHS.contains(&path) {
+        return false;
+    }
+    match file_type(st) {
+        SFlag::S_IFREG => st.st_size == 0,
+        SFlag::S_IFDIR => open_dir(parent, name)
+            .and_then(|d| names_in(&d))
+            .map(|n| n.is_empty() || path == "/dev")
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+struct DiffWalk<'a> {
+    lowers: &'a [PathBuf],
+    out: Vec<(String, u8)>,
+}
+
+impl DiffWalk<'_> {
+    fn lower_stat(&self, path: &str) -> Option<FileStat> {
+        let parts: Vec<&[u8]> = path
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        self.lowers.iter().find_map(|l| layer_stat(l, &parts))
+    }
+
+    fn exists_below(&self, path: &str) -> bool {
+        if INIT_PARENTS.contains(&path) || INIT_PATHS.contains(&path) {
+            return true;
+        }
+        let parts: Vec<&[u8]> = path
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        self.lowers.iter().any(|l| in_layer(l, &parts))
+    }
+
+    /// Walks `dir` (at container path `prefix`); returns whether anything below was reported.
+    fn walk(&mut self, dir: &OwnedFd, prefix: &str) -> io::Result<bool> {
+        let mut any = false;
+        for name in names_in(dir)? {
+            let Ok(st) = stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            let path = format!("{}/{}", prefix, name.to_string_lossy());
+            if is_placeholder(&path, dir, &name, &st) {
+                continue;
+            }
+            if is_whiteout(&st) {
+                self.out.push((path, 2));
+                any = true;
+                continue;
+            }
+            if file_type(&st) == SFlag::S_IFDIR {
+                let child = open_dir(dir, &name)?;
+                if is_opaque(&child) {
+                    // dockerd reports an opaque directory as deleted, its contents as added.
+                    self.out.push((path.clone(), 2));
+                    self.walk(&child, &path)?;
+                    any = true;
+                    continue;
+                }
+                let mark = self.out.len();
+                let below = self.walk(&child, &path)?;
+                if !self.exists_below(&path) {
+                    self.out.insert(mark, (path, 1));
+                    any = true;
+                } else {
+                    let changed_itself = self.lower_stat(&path).is_some_and(|l| {
+                        file_type(&l) != SFlag::S_IFDIR
+                            || l.st_mode != st.st_mode
+                            || l.st_uid != st.st_uid
+                            || l.st_gid != st.st_gid
+                    });
+                    if below || changed_itself {
+                        self.out.insert(mark, (path, 0));
+                        any = true;
+                    }
+                }
+                continue;
+            }
+            let kind = if self.exists_below(&path) { 0 } else { 1 };
+            self.out.push((path, kind));
+            any = true;
+        }
+        Ok(any)
+    }
+}
+
+/// The image's layer directories of a container, top first.
+pub(super) fn lower_dirs(node: &Node, c: &Container) -> Result<Vec<PathBuf>, BusError> {
+    let chain_ids = c.with(|r| r.chain_ids.clone());
+    chain_ids
+        .iter()
+        .rev()
+        .map(|id| {
+            node.snapshots
+                .fs_path(id)
+                .map_err(|e| internal("cannot find the image's layers", e))
+        })
+        .collect()
+}
+
+/// dockerd's changes of the upper directory against the lower ones (0 modified, 1 added,
+/// 2 deleted), sorted by path. Blocking.
+pub(super) fn changed_paths(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<(String, u8)>> {
+    let dir = fcntl::open(upper, DIR_FLAGS, Mode::empty()).map_err(io::Error::from)?;
+    let mut walk = DiffWalk {
+        lowers,
+        out: Vec::new(),
+    };
+    walk.walk(&dir, "")?;
+    let mut seen = BTreeSet::new();
+    let mut rows: Vec<(String, u8)> = walk
+        .out
+        .into_iter()
+        .filter(|(p, _)| seen.insert(p.clone()))
+        .collect();
+    rows.sort();
+    Ok(rows)
+}
+
+/// `GET /containers/{id}/changes`: the upper layer against the image's layers.
+pub async fn changes(node: &Arc<Node>, c: Arc<Container>) -> Result<Value, BusError> {
+    let lowers = lower_dirs(node, &c)?;
+    let upper = c.paths.upper();
+    let rows = tokio::task::spawn_blocking(move || changed_paths(&upper, &lowers))
+        .await
+        .map_err(|e| internal("changes", e))?
+        .map_err(|e| internal("cannot read the container's changes", e))?;
+    // dockerd answers `null` for none.
+    if rows.is_empty() {
+        return Ok(Value::Null);
+    }
+    Ok(Value::Array(
+        rows.into_iter()
+            .map(|(path, kind)| json!({"Path": path, "Kind": kind}))
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_made_absolute_keeping_a_trailing_slash_or_dot() {
+        assert_eq!(absolute("etc/passwd"), "/etc/passwd");
+        assert_eq!(absolute("/a/../../b/"), "/b/");
+        assert_eq!(absolute("/www/."), "/www/.");
+        assert_eq!(absolute("/"), "/");
+        assert_eq!(go_base("/"), "/");
+        assert_eq!(go_base("/www/"), "www");
+        assert_eq!(go_base("/www/."), ".");
+    }
+
+    #[test]
+    fn entry_names_climbing_out_are_refused() {
+        assert!(clean_entry(b"../x").is_none());
+        assert!(clean_entry(b"a/../../x").is_none());
+        assert_eq!(
+            clean_entry(b"/abs/./x").unwrap(),
+            vec![b"abs".to_vec(), b"x".to_vec()]
+        );
+        assert_eq!(clean_entry(b"a/../b").unwrap(), vec![b"b".to_vec()]);
+        assert!(clean_entry(b"./").unwrap().is_empty());
+    }
+
+    #[test]
+    fn times_print_as_go_does() {
+        assert_eq!(go_time(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(go_time(1, 500_000_000), "1970-01-01T00:00:01.5Z");
+    }
+
+    #[test]
+    fn extraction_stays_inside_the_target() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target_path = root.path().join("t");
+        std::fs::create_dir(&target_path).unwrap();
+        std::os::unix::fs::symlink(outside.path(), target_path.join("evil")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, "evil/pwned", &b"hi"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        let target = fcntl::open(&target_path, DIR_FLAGS, Mode::empty()).unwrap();
+        let mut x = Extraction {
+            target,
+            dest: "/t",
+            no_overwrite_dir_non_dir: false,
+            owner: None,
+            dir_times: vec![],
+        };
+        let mut archive = tar::Archive::new(&data[..]);
+        for e in archive.entries().unwrap() {
+            x.entry(&mut e.unwrap()).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        let landed = target_path
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("pwned");
+        assert_eq!(std::fs::read(landed).unwrap(), b"hi");
+    }
+}

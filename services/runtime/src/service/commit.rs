@@ -1,0 +1,686 @@
+//! `docker commit`: the container's upper directory becomes a layer on top of its image.
+//!
+//! The layer is a plain tar of what `docker diff` reports (overlay whiteouts written as `.wh.`
+//! files, opaque directories with `.wh..wh..opq`), stored through image-store's blob ingest
+//! like any pulled layer; the image config is the parent's with the new diff ID and history row,
+//! and the container's config (with `--change` applied and merged as dockerd's `merge` does).
+//!
+//! `--change` is applied here with a small parser of the instructions dockerd allows for commit
+//! (image-store's parser is not reachable over the bus; HEALTHCHECK is not supported).
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{self, FileStat, SFlag};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use wharf_bus::container::CommitRequest;
+use wharf_bus::image::{
+    BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, LayerRef,
+};
+use wharf_bus::stream::{Sender, CHUNK_SIZE};
+use wharf_bus::subjects::{group, image_store, subject};
+use wharf_bus::BusError;
+
+use super::archive::{self, TarOut};
+use super::record::Status;
+use super::{internal, lifecycle, Container, Node};
+
+/// Media type of the committed layer: an uncompressed tar, as dockerd stores it.
+const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar";
+const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
+/// What commit writes as `docker_version`.
+const DOCKER_VERSION: &str = "28.0.0";
+
+/// A `Write` to a file that hashes and counts what passes.
+struct HashingFile {
+    file: io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(data)?;
+        self.hasher.update(&data[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Writes the layer entries below `dir` (container path `prefix`) that `keep` lists.
+fn append_layer<W: Write>(
+    tar: &mut TarOut<W>,
+    dir: &OwnedFd,
+    prefix: &str,
+    keep: &HashSet<String>,
+) -> io::Result<()> {
+    for name in archive::names_in(dir)? {
+        let path = format!("{prefix}/{}", name.to_string_lossy());
+        if !keep.contains(&path) {
+            continue;
+        }
+        let Ok(st) = stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let tar_name = path.trim_start_matches('/').as_bytes().to_vec();
+        if archive::is_whiteout(&st) {
+            let parent = tar_name[..tar_name.len() - name.len()].to_vec();
+            let mut wh = parent;
+            wh.extend_from_slice(b".wh.");
+            wh.extend_from_slice(name.as_bytes());
+            tar.append(marker(&st, 0o600), &wh, None, None)?;
+            continue;
+        }
+        tar.append_file(dir, &name, &tar_name, &st)?;
+        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR {
+            let child = archive::open_dir(dir, &name)?;
+            if archive::is_opaque(&child) {
+                let opq = archive::join_name(&tar_name, b".wh..wh..opq");
+                tar.append(marker(&st, st.st_mode & 0o777), &opq, None, None)?;
+            }
+            append_layer(tar, &child, &path, keep)?;
+        }
+    }
+    Ok(())
+}
+
+/// An empty regular file owned as `st` (whiteout markers).
+fn marker(st: &FileStat, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_uid(st.st_uid as u64);
+    h.set_gid(st.st_gid as u64);
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+/// Writes the layer tar of the container's changes to `out`; `None` when nothing changed.
+fn write_layer(upper: &Path, lowers: &[PathBuf], out: &Path) -> io::Result<Option<(String, u64)>> {
+    let changes = archive::changed_paths(upper, lowers)?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let keep: HashSet<String> = changes.into_iter().map(|(p, _)| p).collect();
+    let file = std::fs::File::create(out)?;
+    let mut tar = TarOut::new(HashingFile {
+        file: io::BufWriter::new(file),
+        hasher: Sha256::new(),
+        size: 0,
+    });
+    let dir = nix::fcntl::open(
+        upper,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    append_layer(&mut tar, &dir, "", &keep)?;
+    let mut w = tar.finish()?;
+    w.file.flush()?;
+    w.file.get_ref().sync_all()?;
+    let digest = format!("sha256:{}", hex::encode(w.hasher.finalize()));
+    Ok(Some((digest, w.size)))
+}
+
+/// Stores `data` (read from `file` or given) as a blob in image-store.
+async fn ingest(
+    client: &async_nats::Client,
+    digest: &str,
+    size: u64,
+    media_type: &str,
+    source: Source<'_>,
+) -> Result<BlobIngested, BusError> {
+    let request = BlobIngest {
+        digest: digest.to_string(),
+        size: Some(size),
+        media_type: Some(media_type.to_string()),
+    };
+    let (mut tx, _) = Sender::open(
+        client,
+        &subject(group::IMAGE_STORE, image_store::BLOB_INGEST),
+        wharf_bus::rpc::encode(&request)?,
+    )
+    .await?;
+    match source {
+        Source::Bytes(data) => tx.send(Bytes::copy_from_slice(data)).await?,
+        Source::File(path) => {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| internal("cannot read the layer", e))?;
+            let mut buf = vec![0u8; CHUNK_SIZE];
+            loop {
+                let n = file
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| internal("cannot read the layer", e))?;
+                if n == 0 {
+                    break;
+                }
+                tx.send(Bytes::copy_from_slice(&buf[..n])).await?;
+            }
+        }
+    }
+    tx.finish_json().await
+}
+
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// `POST /commit`.
+pub async fn commit(
+    node: &Arc<Node>,
+    c: Arc<Container>,
+    req: CommitRequest,
+) -> Result<Value, BusError> {
+    let rec = c.snapshot();
+    match rec.state.status {
+        Status::Dead => {
+            return Err(BusError::conflict(format!(
+                "You cannot commit container {} which is Dead",
+                c.id
+            )))
+        }
+        Status::Removing => {
+            return Err(BusError::conflict(format!(
+                "You cannot commit container {} which is being removed",
+                c.id
+            )))
+        }
+        _ => {}
+    }
+    // The config first: a bad `--change` fails before any work.
+    let container_config =
+        serde_json::to_value(&rec.config).map_err(|e| internal("container config", e))?;
+    let base = match &req.config {
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        _ => container_config.clone(),
+    };
+    let mut config = match base {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    apply_changes(&req.changes, &mut config)?;
+    merge(
+        &mut config,
+        container_config.as_object().cloned().unwrap_or_default(),
+    );
+
+    let paused = req.pause && rec.state.status == Status::Running;
+    if paused {
+        lifecycle::pause(node, &c, true).await?;
+    }
+    let layer = {
+        let upper = c.paths.upper();
+        let lowers = archive::lower_dirs(node, &c)?;
+        let out = c
+            .paths
+            .dir
+            .join(format!("commit-{:016x}.tar", rand::random::<u64>()));
+        let out2 = out.clone();
+        let written = tokio::task::spawn_blocking(move || write_layer(&upper, &lowers, &out2))
+            .await
+            .map_err(|e| internal("commit", e));
+        if paused {
+            if let Err(e) = lifecycle::pause(node, &c, false).await {
+                tracing::warn!(container = %c.id, "unpause after commit: {}", e.message);
+            }
+        }
+        let written = written?.map_err(|e| internal("cannot write the layer", e));
+        let stored = match written {
+            Ok(Some((digest, size))) => ingest(
+                &node.client,
+                &digest,
+                size,
+                LAYER_MEDIA_TYPE,
+                Source::File(&out),
+            )
+            .await
+            .map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&out).await;
+        stored?
+    };
+
+    let parent: ImageRecord = wharf_bus::rpc::call(
+        &node.client,
+        &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
+        &ImageResolve {
+            name: rec.image_id.clone(),
+        },
+    )
+    .await?;
+    let mut layers: Vec<LayerRef> = parent
+        .layers
+        .iter()
+        .map(|l| LayerRef {
+            digest: l.digest.clone(),
+            media_type: l.media_type.clone(),
+        })
+        .collect();
+    let mut diff_ids: Vec<Value> = parent.config["rootfs"]["diff_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(l) = &layer {
+        let info = l
+            .layer
+            .as_ref()
+            .ok_or_else(|| BusError::internal("image-store did not scan the layer"))?;
+        diff_ids.push(json!(info.diff_id));
+        layers.push(LayerRef {
+            digest: info.digest.clone(),
+            media_type: info.media_type.clone(),
+        });
+    }
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let created_by = rec.config.cmd.clone().unwrap_or_default().join(" ");
+    let mut row = Map::new();
+    row.insert("created".into(), json!(created));
+    if !req.author.is_empty() {
+        row.insert("author".into(), json!(req.author));
+    }
+    row.insert("created_by".into(), json!(created_by));
+    if !req.comment.is_empty() {
+        row.insert("comment".into(), json!(req.comment));
+    }
+    if layer.is_none() {
+        row.insert("empty_layer".into(), json!(true));
+    }
+    let mut history = parent.config["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    history.push(Value::Object(row));
+
+    // Keys in Go's order (sorted), as dockerd writes image configs.
+    let p = &parent.config;
+    let mut image = Map::new();
+    image.insert(
+        "architecture".into(),
+        p.get("architecture").cloned().unwrap_or(json!("amd64")),
+    );
+    if !req.author.is_empty() {
+        image.insert("author".into(), json!(req.author));
+    }
+    if !req.comment.is_empty() {
+        image.insert("comment".into(), json!(req.comment));
+    }
+    image.insert("config".into(), Value::Object(config));
+    image.insert("container".into(), json!(c.id));
+    image.insert("container_config".into(), container_config);
+    image.insert("created".into(), json!(created));
+    image.insert("docker_version".into(), json!(DOCKER_VERSION));
+    image.insert("history".into(), Value::Array(history));
+    image.insert("os".into(), p.get("os").cloned().unwrap_or(json!("linux")));
+    for key in ["os.features", "os.version"] {
+        if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
+            image.insert(key.into(), v.clone());
+        }
+    }
+    image.insert(
+        "rootfs".into(),
+        json!({"type": "layers", "diff_ids": diff_ids}),
+    );
+    if let Some(v) = p.get("variant").filter(|v| !v.is_null()) {
+        image.insert("variant".into(), v.clone());
+    }
+    let raw = serde_json::to_vec(&Value::Object(image)).map_err(|e| internal("image config", e))?;
+    let digest = wharf_bus::digest::sha256_of(&raw);
+    ingest(
+        &node.client,
+        &digest,
+        raw.len() as u64,
+        CONFIG_MEDIA_TYPE,
+        Source::Bytes(&raw),
+    )
+    .await?;
+    let tags: Vec<String> = if req.reference.is_empty() {
+        vec![]
+    } else {
+        vec![req.reference.clone()]
+    };
+    let committed: ImageRecord = wharf_bus::rpc::call(
+        &node.client,
+        &subject(group::IMAGE_STORE, image_store::IMAGE_COMMIT),
+        &ImageCommit {
+            config: digest,
+            layers,
+            manifest: None,
+            tags,
+            repo_digests: vec![],
+        },
+    )
+    .await?;
+    let image_ref = if req.reference.is_empty() {
+        String::new()
+    } else {
+        wharf_bus::reference::familiarize(&req.reference)
+    };
+    node.publish_event(
+        &c.snapshot(),
+        "commit",
+        &[
+            ("comment", req.comment.clone()),
+            ("imageID", committed.id.clone()),
+            ("imageRef", image_ref),
+        ],
+    )
+    .await;
+    Ok(json!({ "Id": committed.id }))
+}
+
+/// dockerd's `merge`: what the user's config leaves unset comes from the container's.
+fn merge(user: &mut Map<String, Value>, image: Map<String, Value>) {
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        _ => false,
+    };
+    for key in ["User", "WorkingDir", "StopSignal"] {
+        if empty(user.get(key)) && !empty(image.get(key)) {
+            user.insert(key.into(), image[key].clone());
+        }
+    }
+    for key in ["ExposedPorts", "Volumes", "Labels"] {
+        if let Some(Value::Object(from)) = image.get(key) {
+            let to = user.entry(key.to_string()).or_insert(Value::Null);
+            if !to.is_object() {
+                *to = json!({});
+            }
+            let to = to.as_object_mut().expect("object");
+            for (k, v) in from {
+                to.entry(k.clone()).or_insert(v.clone());
+            }
+        }
+    }
+    if let Some(Value::Array(image_env)) = image.get("Env") {
+        if empty(user.get("Env")) {
+            user.insert("Env".into(), Value::Array(image_env.clone()));
+        } else if let Some(Value::Array(env)) = user.get_mut("Env") {
+            let key = |v: &Value| {
+                v.as_str()
+                    .unwrap_or("")
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let keys: HashSet<String> = env.iter().map(key).collect();
+            for e in image_env {
+                if !keys.contains(&key(e)) {
+                    env.push(e.clone());
+                }
+            }
+        }
+    }
+    if empty(user.get("Entrypoint")) {
+        if empty(user.get("Cmd")) {
+            user.insert(
+                "Cmd".into(),
+                image.get("Cmd").cloned().unwrap_or(Value::Null),
+            );
+        }
+        if matches!(user.get("Entrypoint"), None | Some(Value::Null)) {
+            user.insert(
+                "Entrypoint".into(),
+                image.get("Entrypoint").cloned().unwrap_or(Value::Null),
+            );
+        }
+    }
+    if empty(user.get("Healthcheck")) {
+        if let Some(h) = image.get("Healthcheck") {
+            user.insert("Healthcheck".into(), h.clone());
+        }
+    }
+}
+
+/// Applies Dockerfile instructions (`docker commit --change`) to `config`.
+fn apply_changes(changes: &[String], config: &mut Map<String, Value>) -> Result<(), BusError> {
+    let mut cmd_set = false;
+    for change in changes {
+        for line in change.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (word, rest) = match line.split_once(char::is_whitespace) {
+                Some((w, r)) => (w.to_ascii_lowercase(), r.trim()),
+                None => (line.to_ascii_lowercase(), ""),
+            };
+            let required = |what: &str| {
+                if rest.is_empty() {
+                    Err(BusError::invalid(format!(
+                        "{what} requires at least one argument"
+                    )))
+                } else {
+                    Ok(())
+                }
+            };
+            match word.as_str() {
+                "cmd" => {
+                    config.insert("Cmd".into(), json!(command(rest)));
+                    cmd_set = true;
+                }
+                "entrypoint" => {
+                    config.insert("Entrypoint".into(), json!(command(rest)));
+                    if !cmd_set {
+                        config.insert("Cmd".into(), Value::Null);
+                    }
+                }
+                "env" | "label" => {
+                    required(&word.to_ascii_uppercase())?;
+                    for (k, v) in pairs(rest)? {
+                        if word == "env" {
+                            let list = array(config, "Env");
+                            let entry = json!(format!("{k}={v}"));
+                            let prefix = format!("{k}=");
+                            match list
+                                .iter_mut()
+                                .find(|e| e.as_str().is_some_and(|s| s.starts_with(&prefix)))
+                            {
+                                Some(e) => *e = entry,
+                                None => list.push(entry),
+                            }
+                        } else {
+                            object(config, "Labels").insert(k, json!(v));
+                        }
+                    }
+                }
+                "expose" => {
+                    required("EXPOSE")?;
+                    for p in words(rest) {
+                        let port = if p.contains('/') {
+                            p.to_ascii_lowercase()
+                        } else {
+                            format!("{p}/tcp")
+                        };
+                        object(config, "ExposedPorts").insert(port, json!({}));
+                    }
+                }
+                "user" => {
+                    required("USER")?;
+                    config.insert("User".into(), json!(rest));
+                }
+                "workdir" => {
+                    required("WORKDIR")?;
+                    let dir = if rest.starts_with('/') {
+                        rest.to_string()
+                    } else {
+                        let base = config
+                            .get("WorkingDir")
+                            .and_then(Value::as_str)
+                            .filter(|w| !w.is_empty())
+                            .unwrap_or("/")
+                            .to_string();
+                        format!("{base}/{rest}")
+                    };
+                    let clean: Vec<&str> = dir
+                        .split('/')
+                        .filter(|p| !p.is_empty() && *p != ".")
+                        .collect();
+                    config.insert("WorkingDir".into(), json!(format!("/{}", clean.join("/"))));
+                }
+                "volume" => {
+                    required("VOLUME")?;
+                    let list =
+                        serde_json::from_str::<Vec<String>>(rest).unwrap_or_else(|_| words(rest));
+                    for v in list {
+                        object(config, "Volumes").insert(v, json!({}));
+                    }
+                }
+                "onbuild" => {
+                    required("ONBUILD")?;
+                    array(config, "OnBuild").push(json!(rest));
+                }
+                other => {
+                    return Err(BusError::invalid(format!(
+                        "{other} is not a valid change command"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exec form (a JSON array) or shell form (`/bin/sh -c`).
+fn command(rest: &str) -> Vec<String> {
+    if rest.starts_with('[') {
+        if let Ok(list) = serde_json::from_str::<Vec<String>>(rest) {
+            return list;
+        }
+    }
+    vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
+}
+
+fn object<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let v = config.entry(key.to_string()).or_insert(Value::Null);
+    if !v.is_object() {
+        *v = json!({});
+    }
+    v.as_object_mut().expect("object")
+}
+
+fn array<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
+    let v = config.entry(key.to_string()).or_insert(Value::Null);
+    if !v.is_array() {
+        *v = json!([]);
+    }
+    v.as_array_mut().expect("array")
+}
+
+/// `k=v k2="v 2"`, or the legacy `k value with spaces`.
+fn pairs(rest: &str) -> Result<Vec<(String, String)>, BusError> {
+    let tokens = words(rest);
+    if tokens.first().is_some_and(|t| !t.contains('=')) {
+        let (k, v) = rest
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| BusError::invalid(format!("{rest} must have two arguments")))?;
+        return Ok(vec![(k.to_string(), words(v.trim()).join(" "))]);
+    }
+    tokens
+        .into_iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(BusError::invalid(format!(
+                "Syntax error - can't find = in {t:?}. Must be of the form: name=value"
+            ))),
+        })
+        .collect()
+}
+
+/// Splits on blanks, honouring quotes and backslash escapes; quotes are removed.
+fn words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, '"') | (None, '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => cur.push(c),
+            (_, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                in_word = true;
+            }
+            (_, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_as_dockerd_applies_them() {
+        let mut c = Map::new();
+        c.insert("Cmd".into(), json!(["sh"]));
+        apply_changes(
+            &[
+                r#"CMD ["cat","/hello"]"#.to_string(),
+                "ENV A=1 B=\"two words\"".to_string(),
+                "EXPOSE 80".to_string(),
+                "WORKDIR data".to_string(),
+            ],
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(c["Cmd"], json!(["cat", "/hello"]));
+        assert_eq!(c["Env"], json!(["A=1", "B=two words"]));
+        assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}}));
+        assert_eq!(c["WorkingDir"], json!("/data"));
+        let err = apply_changes(&["RUN true".to_string()], &mut c).unwrap_err();
+        assert_eq!(err.message, "run is not a valid change command");
+    }
+
+    #[test]
+    fn merge_keeps_the_container_config_under_the_changes() {
+        let mut user = Map::new();
+        user.insert("Entrypoint".into(), json!(["/bin/app"]));
+        user.insert("Env".into(), json!(["A=2"]));
+        let image = json!({"Cmd": ["sh"], "Env": ["A=1", "PATH=/bin"], "User": "app"});
+        merge(&mut user, image.as_object().cloned().unwrap());
+        assert_eq!(user["Env"], json!(["A=2", "PATH=/bin"]));
+        assert_eq!(user["User"], json!("app"));
+        assert!(user.get("Cmd").is_none());
+    }
+}
