@@ -29,6 +29,9 @@ have htpasswd || missing+=(apache2-utils)
 # The runtime's tests build network namespaces, bridges and nftables rules.
 have ip || missing+=(iproute2)
 have nft || missing+=(nftables)
+# `docker run --init` bind-mounts tini's static build; `docker top` runs ps.
+[ -x /usr/bin/tini-static ] || [ -x /usr/bin/docker-init ] || missing+=(tini)
+have ps || missing+=(procps)
 # docker.io brings the docker CLI when there is none, and the dockerd that tests/dockerd_parity.rs
 # runs privately to compare Wharf with.
 { have docker || [ -x /usr/local/bin/docker ]; } && have dockerd || missing+=(docker.io)

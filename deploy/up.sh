@@ -30,6 +30,12 @@ if [ "$uses_private_nats" = 1 ] && ! command -v nats-server >/dev/null 2>&1; the
   missing+=(nats-server)
 fi
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# The runtime: nftables (libnftables for published ports), iproute2, tini for `run --init`,
+# procps for `docker top`.
+{ command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ]; } || missing+=(nftables)
+{ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } || missing+=(iproute2)
+{ [ -x /usr/bin/tini-static ] || [ -x /usr/bin/docker-init ]; } || missing+=(tini)
+command -v ps >/dev/null 2>&1 || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]}..."
   apt-get update -qq
@@ -40,5 +46,5 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-cargo build --release --locked --bin wharf
+cargo build --release --locked -p wharf -p wharf-runtime --bins
 exec ./target/release/wharf up "$@"

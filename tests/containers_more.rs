@@ -523,3 +523,115 @@ fn health_checks_report_healthy_and_unhealthy() {
     );
     d.ok(&["rm", "-f", "good", "bad"]);
 }
+
+#[test]
+fn init_and_volumes_from() {
+    let stack = Stack::start();
+    let d = stack.docker();
+    let registry = Registry::start();
+    let image = pushed(&registry, "init");
+    d.ok(&["pull", &image]);
+    // --init: PID 1 is Docker's init, the command its child.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        &image,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$",
+    ]);
+    let lines = out.lines();
+    assert!(lines[0].starts_with("/dev/init -- sh -c"), "{out}");
+    assert_ne!(lines[1], "1", "{out}");
+    // --volumes-from: the same volume at the same place.
+    d.ok(&["create", "--name", "data", "-v", "shared:/shared", &image]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "data",
+        &image,
+        "sh",
+        "-c",
+        "echo hello > /shared/f",
+    ]);
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "data:ro",
+        &image,
+        "sh",
+        "-c",
+        "cat /shared/f; touch /shared/g",
+    ]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stdout, "hello\n", "{out}");
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+    d.ok(&["rm", "data"]);
+}
+
+#[test]
+fn logs_tail_timestamps_follow_and_update() {
+    let stack = Stack::start();
+    let d = stack.docker();
+    let registry = Registry::start();
+    let image = pushed(&registry, "logs");
+    d.ok(&["pull", &image]);
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            &image,
+            "sh",
+            "-c",
+            "for i in 1 2 3 4; do echo line$i; echo err$i >&2; done; sleep 1; echo last",
+        ])
+        .stdout
+        .trim()
+        .to_string();
+    // -f follows until the container ends, with both streams apart.
+    let out = d.ok(&["logs", "-f", &id]);
+    assert_eq!(out.stdout, "line1\nline2\nline3\nline4\nlast\n", "{out}");
+    assert_eq!(out.stderr, "err1\nerr2\nerr3\nerr4\n", "{out}");
+    let out = d.ok(&["logs", "--tail", "1", &id]);
+    assert_eq!(out.stdout, "last\n", "{out}");
+    assert_eq!(out.stderr, "", "{out}");
+    let out = d.ok(&["logs", "--tail", "3", &id]);
+    assert_eq!(out.stdout.lines().last(), Some("last"), "{out}");
+    assert_eq!(
+        out.stdout.lines().count() + out.stderr.lines().count(),
+        3,
+        "{out}"
+    );
+    let out = d.ok(&["logs", "-t", "--tail", "1", &id]);
+    let (stamp, text) = out
+        .stdout
+        .trim_end()
+        .split_once(' ')
+        .expect("timestamp prefix");
+    assert_eq!(text, "last");
+    assert!(
+        stamp.ends_with('Z') && stamp.contains('T') && stamp.len() >= 20,
+        "{stamp}"
+    );
+
+    // docker update changes the running container's cgroup limits.
+    let id = d
+        .ok(&["run", "-d", "-m", "64m", &image, "sleep", "30"])
+        .stdout
+        .trim()
+        .to_string();
+    d.ok(&["update", "-m", "96m", "--memory-swap", "192m", &id]);
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", &id]).stdout).unwrap();
+    assert_eq!(v[0]["HostConfig"]["Memory"], 96 * 1024 * 1024);
+    if support::reference_host().is_none() {
+        let limit = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory/wharf/{id}/memory.limit_in_bytes"
+        ))
+        .unwrap();
+        assert_eq!(limit.trim(), (96 * 1024 * 1024).to_string());
+    }
+    d.ok(&["rm", "-f", &id]);
+}

@@ -286,3 +286,97 @@ fn images_built_by_dockerd_read_the_same_in_wharf() {
     );
     assert_eq!(loaded["Config"], inspect(&d, &pushed.reference())["Config"]);
 }
+
+/// Lists every file of the container's own file system with its type, mode, owner, size and
+/// link count (not /proc, /sys, /dev or /etc, whose content each engine makes itself).
+const LIST_FILES: &str = "find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /etc \\) -prune -o -print | sort | while read f; do stat -c '%n %A %u %g %s %h %F' \"$f\"; done";
+
+#[test]
+fn tricky_layers_look_the_same_inside_containers_of_both_engines() {
+    if support::skip_on_reference("compares Wharf with a dockerd of its own") {
+        return;
+    }
+    let registry = Registry::start();
+    let dockerd = Dockerd::start();
+    let stack = Stack::start();
+    let (d, w) = (cli(&dockerd.host), cli(&stack.host));
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("busybox"), fixtures::busybox()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(ctx.join("busybox"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    // Layer 2 makes hardlinks, a symlink, a fifo, a setuid file, foreign owners and a directory
+    // with content; layer 3 deletes a file (whiteout), replaces that directory (opaque), and
+    // changes modes and owners of what layer 2 made.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\n\
+         COPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN mkdir -p /d/keep /d/opq && echo a > /d/opq/old && echo x > /d/gone \
+             && echo hello > /d/h1 && ln /d/h1 /d/h2 && ln -s h1 /d/sym && mkfifo /d/fifo \
+             && echo s > /d/suid && chmod 4755 /d/suid && chown 1234:5678 /d/h1 && touch /d/keep/k\n\
+         RUN rm /d/gone && rm -rf /d/opq && mkdir /d/opq && echo new > /d/opq/new \
+             && chmod 2700 /d/keep && chown 42:43 /d/keep/k && chmod 600 /d/h2\n\
+         CMD [\"sh\"]\n",
+    )
+    .unwrap();
+    let image = format!("{}/parity/tricky:v1", registry.host);
+    run(
+        &d,
+        &[
+            "build",
+            "-q",
+            "--network",
+            "none",
+            "-t",
+            &image,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    run(&d, &["push", &image]);
+    run(&w, &["pull", &image]);
+    let listing = |docker: &DockerCli| {
+        run(
+            docker,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "sh",
+                "-c",
+                LIST_FILES,
+            ],
+        )
+        .stdout
+    };
+    let (in_wharf, in_dockerd) = (listing(&w), listing(&d));
+    for want in [
+        // chmod in a later layer copies h2 up and so splits it from h1 (overlayfs).
+        "/d/h1 -rw-r--r-- 1234 5678 6 2 regular file",
+        "/d/h2 -rw------- 1234 5678 6 1 regular file",
+        "/.dockerenv -rwxr-xr-x 0 0 0 1 regular empty file",
+        "/d/fifo prw-r--r-- 0 0 0 1 fifo",
+        "/d/suid -rwsr-xr-x 0 0 2 1 regular file",
+        "/d/keep drwx--S--- 0 0",
+        "/d/keep/k -rw-r--r-- 42 43 0 1 regular empty file",
+        "/d/opq/new ",
+        "/d/sym lrwxrwxrwx 0 0 2 1 symbolic link",
+    ] {
+        assert!(
+            in_dockerd.contains(want),
+            "dockerd shows {want:?}:\n{in_dockerd}"
+        );
+    }
+    assert!(!in_dockerd.contains("/d/gone") && !in_dockerd.contains("/d/opq/old"));
+    assert_eq!(
+        in_wharf, in_dockerd,
+        "the same files, modes, owners and links in both engines"
+    );
+}

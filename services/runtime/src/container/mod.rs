@@ -38,3 +38,21 @@ pub use spec::{clamp_rlimits, default_spec, host_hard_limit, DEFAULT_PATH};
 pub fn mkdir_in_root(root: &std::os::fd::OwnedFd, dir: &std::path::Path) -> nix::Result<()> {
     beneath::open(root, dir, beneath::Create::Dir).map(drop)
 }
+
+/// Creates the empty file `path` with `mode` inside the root file system open at `root`
+/// (Docker's `/.dockerenv`), resolving every component inside it.
+pub fn touch_in_root(
+    root: &std::os::fd::OwnedFd,
+    path: &std::path::Path,
+    mode: u32,
+) -> nix::Result<()> {
+    let fd = beneath::open(root, path, beneath::Create::File)?;
+    // The descriptor is O_PATH: change the mode through /proc/self/fd.
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        link.as_str(),
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+}

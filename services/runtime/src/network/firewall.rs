@@ -90,7 +90,16 @@ impl Firewall {
              add rule ip {t} {PUBLISHED} dnat ip to ip daddr . meta l4proto . th dport map @{BOUND_PORTS}\n\
              add rule ip {t} {PUBLISHED} dnat ip to meta l4proto . th dport map @{ANY_PORTS}\n"
         );
-        run_script(&script).map(drop)
+        match run_script(&script) {
+            Ok(_) => Ok(()),
+            Err(first) => {
+                // A table of an older layout (other map types) cannot be amended: start it
+                // afresh. Ports published in it are lost until their containers restart.
+                tracing::warn!(table = %t, "rebuilding the nftables table: {first}");
+                run_script(&format!("add table ip {t}\ndelete table ip {t}\n"))?;
+                run_script(&script).map(drop)
+            }
+        }
     }
 
     /// DNATs `ports` to `address`, replacing the container's earlier ports; one nft

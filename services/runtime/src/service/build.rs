@@ -287,6 +287,18 @@ fn bind(destination: &str, source: &Path, options: &[&str]) -> Mount {
         .expect("mount")
 }
 
+/// The static init binary `--init` uses: dockerd's `docker-init`, or tini's static build.
+pub fn init_binary() -> Option<std::path::PathBuf> {
+    [
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/local/bin/docker-init",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+}
+
 /// The OCI spec of a container about to start.
 pub fn spec(
     rec: &ContainerRecord,
@@ -297,6 +309,16 @@ pub fn spec(
     let host = &rec.host_config;
     let mut args = vec![rec.path.clone()];
     args.extend(rec.args.iter().cloned());
+    // `--init`: Docker's tini (docker-init) at /dev/init runs the command and reaps zombies.
+    let init = if host.init == Some(true) {
+        let binary = init_binary().ok_or_else(|| {
+            BusError::invalid("--init: no docker-init or tini-static found on this node")
+        })?;
+        args.splice(0..0, ["/dev/init".to_string(), "--".to_string()]);
+        Some(binary)
+    } else {
+        None
+    };
     let mut spec = default_spec(&rec.config.hostname, args);
 
     // Process: user, env, cwd, caps, rlimits, no-new-privileges, terminal.
@@ -380,6 +402,9 @@ pub fn spec(
                 m.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
             }
         }
+    }
+    if let Some(binary) = &init {
+        mounts.push(bind("/dev/init", binary, &["rbind", "ro", "rprivate"]));
     }
     let user_mounts: Vec<&str> = rec.mounts.iter().map(|m| m.destination.as_str()).collect();
     for (dest, file) in [

@@ -273,6 +273,18 @@ async fn prepare(
         if !config.working_dir.is_empty() {
             make_dir_in_root(&rootfs, &config.working_dir);
         }
+        // dockerd puts an empty /.dockerenv in every container (programs test for it).
+        {
+            use nix::fcntl::{open, OFlag};
+            use nix::sys::stat::Mode;
+            if let Ok(root) = open(
+                &rootfs,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                let _ = crate::container::touch_in_root(&root, Path::new("/.dockerenv"), 0o755);
+            }
+        }
         Ok((config, host_config, networking, mounts, chain_ids))
     })
     .await
@@ -501,6 +513,41 @@ fn plan_mounts(
             anonymous: false,
             options: options.clone(),
         });
+    }
+    // `--volumes-from name[:ro|:rw]`: the other container's volumes and binds, same places.
+    for spec in &host.volumes_from {
+        let (name, mode) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+        let q = name.trim_start_matches('/');
+        let other = node
+            .all()
+            .into_iter()
+            .find(|c| c.with(|r| r.id == q || r.short_name() == q))
+            .or_else(|| {
+                let mut found = node.all().into_iter().filter(|c| c.id.starts_with(q));
+                match (found.next(), found.next()) {
+                    (Some(c), None) => Some(c),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| BusError::not_found(format!("No such container: {name}")))?;
+        for m in other.with(|r| r.mounts.clone()) {
+            if m.kind == "tmpfs" || mounts.iter().any(|x| x.destination == m.destination) {
+                continue;
+            }
+            if m.kind == "volume" {
+                node.volumes.acquire(&m.name, id).map_err(volume_error)?;
+            }
+            let rw = match mode {
+                "ro" => false,
+                "rw" => true,
+                _ => m.rw,
+            };
+            mounts.push(MountPoint {
+                rw,
+                anonymous: false,
+                ..m
+            });
+        }
     }
     if let Some(volumes) = &config.volumes {
         for dest in volumes.keys() {
