@@ -18,6 +18,39 @@ use crate::container::{all_subject, op, NodeInfo, ANNOUNCE_INTERVAL_SECS, ANNOUN
 use crate::error::{BusError, Result};
 use crate::rpc;
 
+/// Header naming the answering node on every part of a multi-part answer.
+pub const HDR_NODE: &str = "Wharf-Node";
+/// Header on every part of a multi-part answer but its last.
+pub const HDR_MORE: &str = "Wharf-More";
+/// Answers larger than this go in parts (NATS refuses messages over its `max_payload`, 1 MiB
+/// in Wharf's configuration): `docker ps` with thousands of containers is such an answer.
+pub const PART_SIZE: usize = 512 * 1024;
+
+/// Answers a broadcast on `reply`, in parts when `payload` is large.
+pub async fn answer(
+    client: &async_nats::Client,
+    reply: async_nats::Subject,
+    node: &str,
+    payload: bytes::Bytes,
+) -> std::result::Result<(), async_nats::PublishError> {
+    if payload.len() <= PART_SIZE {
+        return client.publish(reply, payload).await;
+    }
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let part = rest.split_to(rest.len().min(PART_SIZE));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(HDR_NODE, node);
+        if !rest.is_empty() {
+            headers.insert(HDR_MORE, "1");
+        }
+        client
+            .publish_with_headers(reply.clone(), headers, part)
+            .await?;
+    }
+    Ok(())
+}
+
 /// How long a broadcast waits for nodes that have not answered.
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long discovery listens when the roster is empty.
@@ -183,6 +216,8 @@ async fn gather_once(
         .map_err(|e| BusError::unavailable(format!("cannot publish on {subject}: {e}")))?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut answers = Vec::new();
+    // Parts of multi-part answers, by node (parts of one node arrive in order).
+    let mut partial: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     while answers.len() < expected {
         match tokio::time::timeout_at(deadline, replies.next()).await {
             Ok(Some(message)) => {
@@ -192,10 +227,63 @@ async fn gather_once(
                 if let Some(err) = BusError::from_headers(message.headers.as_ref()) {
                     return Err(err);
                 }
-                answers.push(message.payload);
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_string())
+                };
+                match header(HDR_NODE) {
+                    Some(node) => {
+                        let buffer = partial.entry(node.clone()).or_default();
+                        buffer.extend_from_slice(&message.payload);
+                        if header(HDR_MORE).is_none() {
+                            let whole = partial.remove(&node).unwrap_or_default();
+                            answers.push(bytes::Bytes::from(whole));
+                        }
+                    }
+                    None => answers.push(message.payload),
+                }
             }
             Ok(None) | Err(_) => break,
         }
     }
     Ok(Some(answers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn large_answers_arrive_whole_from_every_node() {
+        let server = crate::testkit::NatsServer::start();
+        let client = server.client().await;
+        let subject = "wharf.v1.runtime.all.test.large";
+        for (node, size) in [("n1", 3 * PART_SIZE + 17), ("n2", 100)] {
+            let mut requests = client.subscribe(subject).await.unwrap();
+            let c = client.clone();
+            tokio::spawn(async move {
+                while let Some(m) = requests.next().await {
+                    let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                    answer(&c, m.reply.unwrap(), node, body.into())
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+        client.flush().await.unwrap();
+        let mut answers = gather_raw(&client, subject, b"{}".to_vec(), 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        answers.sort_by_key(|a| a.len());
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0].len(), 100);
+        assert_eq!(answers[1].len(), 3 * PART_SIZE + 17);
+        assert!(answers[1]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (i % 251) as u8));
+    }
 }

@@ -609,7 +609,9 @@ async fn broadcasts(node: Arc<Node>, mut requests: async_nats::Subscriber) {
                 ))),
             };
             let sent = match answer {
-                Ok(payload) => node.client.publish(reply, payload).await,
+                Ok(payload) => {
+                    wharf_bus::nodes::answer(&node.client, reply, &node.options.name, payload).await
+                }
                 Err(err) => {
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert(

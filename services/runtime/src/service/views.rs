@@ -332,7 +332,7 @@ fn command_text(rec: &ContainerRecord) -> String {
     parts.join(" ")
 }
 
-fn summary(rec: &ContainerRecord, c: &Container) -> Value {
+fn summary(rec: &ContainerRecord) -> Value {
     let mut ports = Vec::new();
     if let Some(net) = &rec.network {
         for p in &net.ports {
@@ -375,7 +375,6 @@ fn summary(rec: &ContainerRecord, c: &Container) -> Value {
         "HostConfig": {"NetworkMode": network_mode(rec)},
         "NetworkSettings": {"Networks": networks},
         "Mounts": rec.mounts.iter().map(mount_json).collect::<Vec<_>>(),
-        "_dir": c.paths.dir,
     })
 }
 
@@ -505,15 +504,21 @@ pub async fn list(node: &Arc<Node>, req: &ListRequest) -> Result<ListResponse, B
     let filters = Filters(&req.filters);
     filters.check()?;
     let limit = req.limit.filter(|l| *l > 0);
-    let mut records: Vec<(ContainerRecord, Arc<Container>)> =
-        node.all().into_iter().map(|c| (c.snapshot(), c)).collect();
-    records.sort_by(|a, b| b.0.created_nanos.cmp(&a.0.created_nanos));
+    // No copies of the records: each is read under its lock once, newest first.
+    let mut entries: Vec<(i64, Arc<Container>)> = node
+        .all()
+        .into_iter()
+        .map(|c| (c.with(|r| r.created_nanos), c))
+        .collect();
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
     // before/since compare creation order against named containers of this node.
     let by_ref = |v: &str| {
-        records
+        entries
             .iter()
-            .find(|(r, _)| r.id.starts_with(v) || r.short_name() == v.trim_start_matches('/'))
-            .map(|(r, _)| r.created_nanos)
+            .find(|(_, c)| {
+                c.with(|r| r.id.starts_with(v) || r.short_name() == v.trim_start_matches('/'))
+            })
+            .map(|(n, _)| *n)
     };
     let before = req
         .filters
@@ -530,28 +535,28 @@ pub async fn list(node: &Arc<Node>, req: &ListRequest) -> Result<ListResponse, B
         || req.filters.contains_key("status")
         || req.filters.contains_key("exited");
     let mut out = Vec::new();
-    for (rec, c) in &records {
-        if !all && !rec.state.status.is_live() && rec.state.status != Status::Restarting {
+    for (created, c) in &entries {
+        if before.is_some_and(|b| *created >= b) || since.is_some_and(|s| *created <= s) {
             continue;
         }
-        if before.is_some_and(|b| rec.created_nanos >= b)
-            || since.is_some_and(|s| rec.created_nanos <= s)
-        {
-            continue;
-        }
-        if !filters.matches(rec) {
-            continue;
-        }
-        out.push((summary(rec, c), c.clone()));
-        if limit.is_some_and(|l| out.len() as i64 >= l) {
-            break;
+        let entry = c.with(|rec| {
+            if !all && !rec.state.status.is_live() && rec.state.status != Status::Restarting {
+                return None;
+            }
+            if !filters.matches(rec) {
+                return None;
+            }
+            Some(summary(rec))
+        });
+        if let Some(v) = entry {
+            out.push((v, c.clone()));
+            if limit.is_some_and(|l| out.len() as i64 >= l) {
+                break;
+            }
         }
     }
     let mut containers = Vec::with_capacity(out.len());
     for (mut v, c) in out {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("_dir");
-        }
         if req.size {
             let (rw, root) = sizes(node, &c).await;
             v["SizeRw"] = json!(rw);
