@@ -97,15 +97,22 @@ impl Snapshotter {
         source: &S,
     ) -> Result<Vec<PathBuf>> {
         let chains = Self::chain_ids_of(image)?;
-        let mut dirs = Vec::with_capacity(chains.len());
-        for (i, (layer, chain)) in image.layers.iter().zip(&chains).enumerate() {
-            let parent = i.checked_sub(1).map(|p| chains[p].as_str());
-            let dir = self
-                .prepare_layer(chain, parent, layer, source)
-                .await
-                .map_err(|e| e.in_layer(&layer.digest))?;
-            dirs.push(dir);
-        }
+        // Every layer unpacks into its own directory, so they unpack side by side (each is
+        // a fetch, an inflate, two digests and file writes: work for every core).
+        let unpacks = image
+            .layers
+            .iter()
+            .zip(&chains)
+            .enumerate()
+            .map(|(i, (layer, chain))| {
+                let parent = i.checked_sub(1).map(|p| chains[p].as_str());
+                async move {
+                    self.prepare_layer(chain, parent, layer, source)
+                        .await
+                        .map_err(|e| e.in_layer(&layer.digest))
+                }
+            });
+        let mut dirs = futures::future::try_join_all(unpacks).await?;
         dirs.reverse();
         Ok(dirs)
     }
