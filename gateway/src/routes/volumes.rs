@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
@@ -84,39 +84,7 @@ pub fn merge_prunes(answers: Vec<VolumePruneResponse>) -> VolumePruneResponse {
 /// dockerd's reading of a volume create body (`httputils.ReadJSON`): an empty body is an
 /// anonymous volume; otherwise JSON only, one document.
 pub fn parse_create_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<VolumeCreateRequest> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or(""))
-        .unwrap_or("");
-    if ct.is_empty() && body.is_empty() {
-        return Ok(VolumeCreateRequest::default());
-    }
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if mime.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "malformed Content-Type header ({ct}): mime: no media type"
-        )));
-    }
-    if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::bad_request(format!(
-            "unsupported Content-Type header ({ct}): must be 'application/json'"
-        )));
-    }
-    if body.is_empty() {
-        return Ok(VolumeCreateRequest::default());
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid JSON: got EOF while reading request body",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        if e.is_syntax() && e.to_string().starts_with("trailing characters") {
-            ApiError::bad_request("unexpected content after JSON")
-        } else {
-            ApiError::bad_request(format!("invalid JSON: {e}"))
-        }
-    })
+    super::containers::json_body::read_json(headers, body)
 }
 
 /// The volume named exactly `name`, on whichever node has it.
@@ -232,6 +200,7 @@ pub async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
     use axum::http::HeaderValue;
     use serde_json::json;
 
