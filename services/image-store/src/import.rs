@@ -6,8 +6,8 @@ use wharf_bus::image::{ImageImport, ImageRecord};
 use wharf_bus::BusError;
 
 use crate::blob_store::{IngestSpec, ScanMode};
-use crate::changes;
 use crate::store::{Events, ImageStore};
+use wharf_bus::changes;
 
 /// What import writes as `docker_version`.
 pub const DOCKER_VERSION: &str = "28.0.0";

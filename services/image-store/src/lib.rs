@@ -7,7 +7,6 @@ pub mod archive_export;
 pub mod archive_load;
 pub mod blob_store;
 pub mod bus;
-pub mod changes;
 mod chunks;
 pub mod filters;
 mod fsutil;

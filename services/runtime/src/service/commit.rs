@@ -213,7 +213,7 @@ pub async fn commit(
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    apply_changes(&req.changes, &mut config)?;
+    wharf_bus::changes::apply(&req.changes, &mut config)?;
     merge(
         &mut config,
         container_config.as_object().cloned().unwrap_or_default(),
@@ -452,200 +452,6 @@ fn merge(user: &mut Map<String, Value>, image: Map<String, Value>) {
     }
 }
 
-/// Applies Dockerfile instructions (`docker commit --change`) to `config`.
-fn apply_changes(changes: &[String], config: &mut Map<String, Value>) -> Result<(), BusError> {
-    let mut cmd_set = false;
-    for change in changes {
-        for line in change.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (word, rest) = match line.split_once(char::is_whitespace) {
-                Some((w, r)) => (w.to_ascii_lowercase(), r.trim()),
-                None => (line.to_ascii_lowercase(), ""),
-            };
-            let required = |what: &str| {
-                if rest.is_empty() {
-                    Err(BusError::invalid(format!(
-                        "{what} requires at least one argument"
-                    )))
-                } else {
-                    Ok(())
-                }
-            };
-            match word.as_str() {
-                "cmd" => {
-                    config.insert("Cmd".into(), json!(command(rest)));
-                    cmd_set = true;
-                }
-                "entrypoint" => {
-                    config.insert("Entrypoint".into(), json!(command(rest)));
-                    if !cmd_set {
-                        config.insert("Cmd".into(), Value::Null);
-                    }
-                }
-                "env" | "label" => {
-                    required(&word.to_ascii_uppercase())?;
-                    for (k, v) in pairs(rest)? {
-                        if word == "env" {
-                            let list = array(config, "Env");
-                            let entry = json!(format!("{k}={v}"));
-                            let prefix = format!("{k}=");
-                            match list
-                                .iter_mut()
-                                .find(|e| e.as_str().is_some_and(|s| s.starts_with(&prefix)))
-                            {
-                                Some(e) => *e = entry,
-                                None => list.push(entry),
-                            }
-                        } else {
-                            object(config, "Labels").insert(k, json!(v));
-                        }
-                    }
-                }
-                "expose" => {
-                    required("EXPOSE")?;
-                    for p in words(rest) {
-                        let port = if p.contains('/') {
-                            p.to_ascii_lowercase()
-                        } else {
-                            format!("{p}/tcp")
-                        };
-                        object(config, "ExposedPorts").insert(port, json!({}));
-                    }
-                }
-                "user" => {
-                    required("USER")?;
-                    config.insert("User".into(), json!(rest));
-                }
-                "workdir" => {
-                    required("WORKDIR")?;
-                    let dir = if rest.starts_with('/') {
-                        rest.to_string()
-                    } else {
-                        let base = config
-                            .get("WorkingDir")
-                            .and_then(Value::as_str)
-                            .filter(|w| !w.is_empty())
-                            .unwrap_or("/")
-                            .to_string();
-                        format!("{base}/{rest}")
-                    };
-                    let clean: Vec<&str> = dir
-                        .split('/')
-                        .filter(|p| !p.is_empty() && *p != ".")
-                        .collect();
-                    config.insert("WorkingDir".into(), json!(format!("/{}", clean.join("/"))));
-                }
-                "volume" => {
-                    required("VOLUME")?;
-                    let list =
-                        serde_json::from_str::<Vec<String>>(rest).unwrap_or_else(|_| words(rest));
-                    for v in list {
-                        object(config, "Volumes").insert(v, json!({}));
-                    }
-                }
-                "onbuild" => {
-                    required("ONBUILD")?;
-                    array(config, "OnBuild").push(json!(rest));
-                }
-                other => {
-                    return Err(BusError::invalid(format!(
-                        "{other} is not a valid change command"
-                    )))
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Exec form (a JSON array) or shell form (`/bin/sh -c`).
-fn command(rest: &str) -> Vec<String> {
-    if rest.starts_with('[') {
-        if let Ok(list) = serde_json::from_str::<Vec<String>>(rest) {
-            return list;
-        }
-    }
-    vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
-}
-
-fn object<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let v = config.entry(key.to_string()).or_insert(Value::Null);
-    if !v.is_object() {
-        *v = json!({});
-    }
-    v.as_object_mut().expect("object")
-}
-
-fn array<'a>(config: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
-    let v = config.entry(key.to_string()).or_insert(Value::Null);
-    if !v.is_array() {
-        *v = json!([]);
-    }
-    v.as_array_mut().expect("array")
-}
-
-/// `k=v k2="v 2"`, or the legacy `k value with spaces`.
-fn pairs(rest: &str) -> Result<Vec<(String, String)>, BusError> {
-    let tokens = words(rest);
-    if tokens.first().is_some_and(|t| !t.contains('=')) {
-        let (k, v) = rest
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| BusError::invalid(format!("{rest} must have two arguments")))?;
-        return Ok(vec![(k.to_string(), words(v.trim()).join(" "))]);
-    }
-    tokens
-        .into_iter()
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(BusError::invalid(format!(
-                "Syntax error - can't find = in {t:?}. Must be of the form: name=value"
-            ))),
-        })
-        .collect()
-}
-
-/// Splits on blanks, honouring quotes and backslash escapes; quotes are removed.
-fn words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            (None, '"') | (None, '\'') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (Some(q), c) if c == q => quote = None,
-            (Some('\''), c) => cur.push(c),
-            (_, '\\') => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-                in_word = true;
-            }
-            (_, c) => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,7 +460,7 @@ mod tests {
     fn changes_apply_as_dockerd_applies_them() {
         let mut c = Map::new();
         c.insert("Cmd".into(), json!(["sh"]));
-        apply_changes(
+        wharf_bus::changes::apply(
             &[
                 r#"CMD ["cat","/hello"]"#.to_string(),
                 "ENV A=1 B=\"two words\"".to_string(),
@@ -668,7 +474,7 @@ mod tests {
         assert_eq!(c["Env"], json!(["A=1", "B=two words"]));
         assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}}));
         assert_eq!(c["WorkingDir"], json!("/data"));
-        let err = apply_changes(&["RUN true".to_string()], &mut c).unwrap_err();
+        let err = wharf_bus::changes::apply(&["RUN true".to_string()], &mut c).unwrap_err();
         assert_eq!(err.message, "run is not a valid change command");
     }
 

@@ -302,16 +302,6 @@ fn make_dir_in_root(rootfs: &Path, dir: &str) {
     }
 }
 
-fn volume_error(e: crate::volume::VolumeError) -> BusError {
-    use crate::volume::VolumeError as V;
-    match e {
-        V::InvalidParameter(m) => BusError::invalid(m),
-        V::NotFound(_) => BusError::not_found(e.to_string()),
-        V::InUse { .. } | V::Conflict(_) => BusError::conflict(e.to_string()),
-        other => BusError::internal(other.to_string()),
-    }
-}
-
 /// Binds, named and anonymous volumes, `--mount` and `--tmpfs`, as dockerd plans them.
 fn plan_mounts(
     node: &Node,
@@ -330,8 +320,10 @@ fn plan_mounts(
         let v = node
             .volumes
             .create(name, BTreeMap::new(), BTreeMap::new())
-            .map_err(volume_error)?;
-        node.volumes.acquire(&v.name, id).map_err(volume_error)?;
+            .map_err(super::volumes::error)?;
+        node.volumes
+            .acquire(&v.name, id)
+            .map_err(super::volumes::error)?;
         if copy {
             let target = rootfs.join(dest.trim_start_matches('/'));
             if let Err(e) = node.volumes.populate_from(&v.name, &target) {
@@ -535,7 +527,9 @@ fn plan_mounts(
                 continue;
             }
             if m.kind == "volume" {
-                node.volumes.acquire(&m.name, id).map_err(volume_error)?;
+                node.volumes
+                    .acquire(&m.name, id)
+                    .map_err(super::volumes::error)?;
             }
             let rw = match mode {
                 "ro" => false,

@@ -1,8 +1,9 @@
-//! Dockerfile instructions `docker import --change` (and commit) may apply to an image config:
+//! Dockerfile instructions `docker import --change` and `docker commit --change` apply to an image
+//! config (image-store for import, the runtime for commit):
 //! CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR.
 
+use crate::BusError;
 use serde_json::{json, Map, Value};
-use wharf_bus::BusError;
 
 /// An empty container config as dockerd writes it in image configs.
 pub fn empty_config() -> Map<String, Value> {
