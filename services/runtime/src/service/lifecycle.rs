@@ -738,7 +738,9 @@ async fn start_locked_inner(node: &Arc<Node>, c: &Arc<Container>) -> Result<(), 
             let paths = c.paths.clone();
             let node2 = node.clone();
             let id = c.id.clone();
-            let _ = tokio::task::spawn_blocking(move || teardown(&node2, &id, &paths)).await;
+            let states = c.with(|r| r.networks());
+            let _ =
+                tokio::task::spawn_blocking(move || teardown(&node2, &id, &paths, &states)).await;
             c.update(|r| r.network = None)?;
             Err(err)
         }
@@ -942,13 +944,10 @@ pub(crate) fn resources(h: &HostConfig) -> Resources {
 }
 
 /// Undoes what a start set up on the host (network, netns, cgroup). Safe to repeat.
-fn teardown(node: &Node, id: &str, paths: &ContainerPaths) {
-    let states = ContainerRecord::load(&paths.dir)
-        .map(|r| r.network.into_iter().chain(r.connected).collect::<Vec<_>>())
-        .unwrap_or_default();
+fn teardown(node: &Node, id: &str, paths: &ContainerPaths, states: &[NetworkState]) {
     // Addresses and published ports are released now; the veths go with the namespace
     // (removed next), which the kernel tears down on its own time.
-    release_networks(node, id, &states);
+    release_networks(node, id, states);
     if let Some(bridge) = &node.network {
         if let Err(e) = bridge.release(id) {
             tracing::warn!(container = %id, "network release: {e}");
@@ -1233,13 +1232,14 @@ pub(crate) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
     let id = c.id.clone();
     let paths = c.paths.clone();
     let nets = c.with(|r| user_nets(r));
+    let states = c.with(|r| r.networks());
     let oom = tokio::task::spawn_blocking(move || {
         let oom = node2.cgroups.as_ref().and_then(|layout| {
             cgroups::open(layout, &format!("wharf/{id}"))
                 .ok()
                 .and_then(|g| g.oom_killed().ok())
         });
-        teardown(&node2, &id, &paths);
+        teardown(&node2, &id, &paths, &states);
         oom.unwrap_or(false)
     })
     .await
@@ -1555,8 +1555,9 @@ pub async fn remove(
     let paths = c.paths.clone();
     let id = c.id.clone();
     let mounts = rec.mounts.clone();
+    let states = rec.networks();
     blocking(move || {
-        teardown(&node2, &id, &paths);
+        teardown(&node2, &id, &paths, &states);
         for m in mounts.iter().filter(|m| m.kind == "volume") {
             let _ = node2.volumes.release(&m.name, &id);
             if volumes && m.anonymous {
@@ -1669,8 +1670,9 @@ pub async fn restore(node: &Arc<Node>) {
             let paths = ContainerPaths::new(&node.containers_dir, &rec.id);
             let node2 = node.clone();
             let id = rec.id.clone();
+            let states = rec.networks();
             let _ = tokio::task::spawn_blocking(move || {
-                teardown(&node2, &id, &paths);
+                teardown(&node2, &id, &paths, &states);
                 discard(&paths);
             })
             .await;
@@ -1842,11 +1844,9 @@ pub async fn disconnect(
     }
     let nets_before = user_nets(&rec);
     let states: Vec<NetworkState> = rec
-        .network
-        .iter()
-        .chain(rec.connected.iter())
+        .networks()
+        .into_iter()
         .filter(|n| n.network_id == net.record.id)
-        .cloned()
         .collect();
     let net2 = net.clone();
     let id = c.id.clone();

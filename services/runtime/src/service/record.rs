@@ -188,6 +188,15 @@ impl ContainerRecord {
         serde_json::from_slice(&bytes).map_err(std::io::Error::other)
     }
 
+    /// Every network the container is attached to (first its own, then connected ones).
+    pub fn networks(&self) -> Vec<NetworkState> {
+        self.network
+            .iter()
+            .chain(self.connected.iter())
+            .cloned()
+            .collect()
+    }
+
     /// The name without its slash.
     pub fn short_name(&self) -> &str {
         self.name.trim_start_matches('/')
