@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,22 @@ fn security_options_and_limits_apply() {
         ))
         .unwrap();
         assert_eq!(memory.trim(), (64 * 1024 * 1024).to_string());
+    }
+    // Inside, /sys/fs/cgroup shows the container's own cgroups, as under dockerd on cgroup v1
+    // (what JVMs and other runtimes read their limits from).
+    if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        let inside = d.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/cgroup.procs",
+        ]);
+        let lines: Vec<&str> = inside.stdout.lines().collect();
+        assert_eq!(lines[0], (64 * 1024 * 1024).to_string(), "{inside}");
+        // Its own processes only: its init (PID 1), this exec's shell and cat.
+        let pids = &lines[1..];
+        assert!(pids.contains(&"1") && pids.len() <= 3, "{inside}");
     }
     d.ok(&["rm", "-f", &id]);
 }

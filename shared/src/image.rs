@@ -17,6 +17,53 @@ pub struct BlobInfo {
     pub size: u64,
 }
 
+/// The identity of this boot of this machine (`/proc/sys/kernel/random/boot_id`): two
+/// services that read the same value share a kernel, so a path one names can be opened by the
+/// other (subject to the device and inode check every shortcut makes as well).
+pub fn host_id() -> Option<String> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .clone()
+}
+
+/// Answer to `blob.locate` (a [`BlobRef`]): the stored file of a blob, for a reader on the same
+/// host, which opens `path` and uses it only when its device and inode are these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobLocation {
+    pub host: String,
+    pub path: std::path::PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+}
+
+/// Answer to `blob.staging`: a directory of the store where a writer on the same host (same
+/// `host`, and the directory's device and inode as given) may create a blob file to hand over
+/// with `blob.adopt` instead of streaming it over the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagingArea {
+    pub host: String,
+    pub dir: std::path::PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// `blob.adopt`: ingest the file `name` of the staging area as `ingest` describes it (checked
+/// exactly as a streamed ingest is). The store takes the file over; the answer is a
+/// [`BlobIngested`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobAdopt {
+    #[serde(flatten)]
+    pub ingest: BlobIngest,
+    /// A plain file name in the staging directory (no path).
+    pub name: String,
+}
+
 /// `blob.ingest` (an upload stream): the content that follows must hash to `digest`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobIngest {

@@ -32,6 +32,12 @@ pub mod image_store {
     pub const BLOB_STAT: &str = "blob.stat";
     pub const BLOB_READ: &str = "blob.read";
     pub const BLOB_INGEST: &str = "blob.ingest";
+    /// Same-host shortcut: where a blob's file is ([`crate::image::BlobLocation`]).
+    pub const BLOB_LOCATE: &str = "blob.locate";
+    /// Same-host shortcut: where a writer may stage a blob ([`crate::image::StagingArea`]).
+    pub const BLOB_STAGING: &str = "blob.staging";
+    /// Same-host shortcut: ingest a staged file ([`crate::image::BlobAdopt`]).
+    pub const BLOB_ADOPT: &str = "blob.adopt";
     pub const IMAGE_COMMIT: &str = "image.commit";
     pub const IMAGE_RESOLVE: &str = "image.resolve";
     pub const IMAGE_LIST: &str = "image.list";

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use wharf_bus::image::{BlobInfo, LayerInfo};
+use wharf_bus::image::{BlobInfo, BlobLocation, LayerInfo, StagingArea};
 use wharf_bus::BusError;
 
 use crate::layer_scan::{self, LayerDigest, PipelinedScan};
@@ -118,15 +118,25 @@ fn lock(lease: &Mutex<()>) -> MutexGuard<'_, ()> {
 
 static INGEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Where writers on this host stage blobs for [`BlobStore::adopt`] (see `blob.staging`).
+const STAGING_DIR: &str = "staging";
+/// Read size when adopting a staged file.
+const ADOPT_CHUNK: usize = 1 << 20;
+
 impl BlobStore {
     /// Opens (creating) the store under `root`; leftovers of interrupted ingests are removed.
     pub fn open(root: &Path) -> io::Result<Self> {
-        for dir in ["blobs/sha256", "layers/sha256", "ingest"] {
+        for dir in ["blobs/sha256", "layers/sha256", "ingest", STAGING_DIR] {
             fs::create_dir_all(root.join(dir))?;
         }
-        for entry in fs::read_dir(root.join("ingest"))? {
-            let _ = fs::remove_file(entry?.path());
+        for dir in ["ingest", STAGING_DIR] {
+            for entry in fs::read_dir(root.join(dir))? {
+                let _ = fs::remove_file(entry?.path());
+            }
         }
+        // Only this host's root may stage files.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root.join(STAGING_DIR), fs::Permissions::from_mode(0o700))?;
         Ok(BlobStore {
             root: root.to_path_buf(),
             lease: Arc::new(Mutex::new(())),
@@ -177,6 +187,87 @@ impl BlobStore {
             tracing::warn!("cannot renew the lease of blob {digest}: {e}");
         }
         Ok(info)
+    }
+
+    /// Where the blob's file is, for a reader on this host (`blob.locate`).
+    pub fn locate(&self, digest: &str) -> Result<BlobLocation, BusError> {
+        use std::os::unix::fs::MetadataExt;
+        let host = this_host()?;
+        let path = self.path(digest)?;
+        let meta = fs::metadata(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => blob_not_found(digest),
+            _ => BusError::internal(format!("cannot stat blob {digest}: {e}")),
+        })?;
+        Ok(BlobLocation {
+            host,
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+        })
+    }
+
+    /// The directory where writers on this host may stage blobs (`blob.staging`).
+    pub fn staging_area(&self) -> Result<StagingArea, BusError> {
+        use std::os::unix::fs::MetadataExt;
+        let host = this_host()?;
+        let dir = self.root.join(STAGING_DIR);
+        let meta = fs::metadata(&dir)
+            .map_err(|e| BusError::internal(format!("cannot stat {}: {e}", dir.display())))?;
+        Ok(StagingArea {
+            host,
+            dir,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Ingests the staged file `name` (`blob.adopt`): it is moved out of the staging directory
+    /// first, then checked exactly as a streamed ingest is, and becomes the blob without a
+    /// copy. Whatever the outcome, the staged file is gone afterwards.
+    pub fn adopt(&self, spec: IngestSpec, name: &str) -> Result<Ingested, BusError> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !plain {
+            return Err(BusError::invalid(format!("bad staged file name {name:?}")));
+        }
+        let staged = self.root.join(STAGING_DIR).join(name);
+        let mut ingest = self.ingest(spec)?;
+        // The ingest's own temporary name takes the file: nobody else holds that name.
+        drop(ingest.file.take());
+        fs::rename(&staged, &ingest.temp).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => BusError::invalid(format!("no staged file {name:?}")),
+            _ => BusError::internal(format!("cannot take staged file {name:?}: {e}")),
+        })?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&ingest.temp)
+            .map_err(|e| BusError::invalid(format!("cannot open staged file {name:?}: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| BusError::internal(format!("cannot stat staged file: {e}")))?;
+        if !meta.is_file() {
+            return Err(BusError::invalid(format!("staged {name:?} is not a file")));
+        }
+        loop {
+            let mut chunk = vec![0u8; ADOPT_CHUNK];
+            let n = match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(BusError::internal(format!("cannot read staged file: {e}"))),
+            };
+            chunk.truncate(n);
+            ingest.take(Bytes::from(chunk))?;
+        }
+        ingest.file = Some(file);
+        ingest.commit()
     }
 
     /// Digests of every stored blob.
@@ -328,6 +419,11 @@ impl BlobStore {
     }
 }
 
+fn this_host() -> Result<String, BusError> {
+    wharf_bus::image::host_id()
+        .ok_or_else(|| BusError::unavailable("this host has no boot ID: no same-host shortcut"))
+}
+
 fn blob_not_found(digest: &str) -> BusError {
     BusError::not_found(format!("blob {digest} not found"))
 }
@@ -375,6 +471,21 @@ impl Ingest {
         if chunk.is_empty() {
             return Ok(());
         }
+        self.file
+            .as_mut()
+            .expect("ingest file open until commit")
+            .write_all(&chunk)
+            .map_err(|e| BusError::internal(format!("cannot write blob: {e}")))?;
+        self.take(chunk)?;
+        self.start_writeback();
+        Ok(())
+    }
+
+    /// Counts, hashes and scans a chunk that is in the file already.
+    fn take(&mut self, chunk: Bytes) -> Result<(), BusError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
         if !self.probed {
             self.probed = true;
             if self.spec.scan == ScanMode::Probe && looks_like_layer(&chunk) {
@@ -389,15 +500,9 @@ impl Ingest {
             }
         }
         self.hasher.update(&chunk);
-        self.file
-            .as_mut()
-            .expect("ingest file open until commit")
-            .write_all(&chunk)
-            .map_err(|e| BusError::internal(format!("cannot write blob: {e}")))?;
         if let Some(scan) = &mut self.scan {
             scan.feed(chunk);
         }
-        self.start_writeback();
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, Semaphore};
 use wharf_bus::image::{
-    BlobIngest, BlobIngested, BlobRead, BlobRef, ImageCommit, ImageDelete, ImageExport,
+    BlobAdopt, BlobIngest, BlobIngested, BlobRead, BlobRef, ImageCommit, ImageDelete, ImageExport,
     ImageImport, ImageList, ImageLoad, ImagePrune, ImageResolve, ImageTag,
 };
 use wharf_bus::service::{Reply, Running};
@@ -78,6 +78,24 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
 
     // A pull that finds a blob ("Already exists") commits it later: the stat renews its lease.
     call!(ep::BLOB_STAT, BlobRef, |s, r, _e| s.blobs.touch(&r.digest));
+    call!(ep::BLOB_LOCATE, BlobRef, |s, r, _e| s
+        .blobs
+        .locate(&r.digest));
+    call!(ep::BLOB_STAGING, serde_json::Value, |s, _r, _e| s
+        .blobs
+        .staging_area());
+    call!(ep::BLOB_ADOPT, BlobAdopt, |s, r, _e| {
+        wharf_bus::digest::sha256_hex(&r.ingest.digest)?;
+        let spec = IngestSpec::for_blob(
+            &r.ingest.digest,
+            r.ingest.size,
+            r.ingest.media_type.as_deref(),
+        );
+        s.blobs.adopt(spec, &r.name).map(|done| BlobIngested {
+            blob: done.blob,
+            layer: done.layer.map(|l| l.info),
+        })
+    });
     call!(ep::IMAGE_COMMIT, ImageCommit, |s, r, e| s
         .commit(&r, &mut e));
     call!(ep::IMAGE_RESOLVE, ImageResolve, |s, r, _e| s

@@ -1,13 +1,16 @@
 //! The bus adapter: `pull` and `info` endpoints, and image-store reached over the bus as the
 //! pull's [`ContentStore`]. It translates; the decisions are in [`crate::pull`].
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use wharf_bus::events::{self, Event};
 use wharf_bus::image::{
-    BlobInfo, BlobIngest, BlobIngested, BlobRef, ImageCommit, ImageRecord, ImageResolve,
+    BlobAdopt, BlobInfo, BlobIngest, BlobIngested, BlobRef, ImageCommit, ImageRecord, ImageResolve,
+    StagingArea,
 };
 use wharf_bus::registry::PullRequest;
 use wharf_bus::rpc;
@@ -25,29 +28,172 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// image-store, reached over the bus.
 pub struct BusStore {
     client: async_nats::Client,
+    /// The store's staging area when it is on this host (asked once, on the first blob).
+    staging: tokio::sync::OnceCell<Option<StagingArea>>,
 }
 
 impl BusStore {
     pub fn new(client: async_nats::Client) -> BusStore {
-        BusStore { client }
+        BusStore {
+            client,
+            staging: tokio::sync::OnceCell::new(),
+        }
     }
+
+    /// The store's staging area if it is on this host and the directory is the one it named.
+    async fn staging(&self) -> Option<&StagingArea> {
+        self.staging
+            .get_or_init(|| async {
+                let area: StagingArea = rpc::call(
+                    &self.client,
+                    &store_subject(image_store::BLOB_STAGING),
+                    &serde_json::json!({}),
+                )
+                .await
+                .ok()?;
+                let same = wharf_bus::image::host_id().as_deref() == Some(area.host.as_str())
+                    && same_inode(&area.dir, area.dev, area.ino);
+                same.then_some(area)
+            })
+            .await
+            .as_ref()
+    }
+}
+
+fn same_inode(path: &Path, dev: u64, ino: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 fn store_subject(endpoint: &str) -> String {
     subjects::subject(group::IMAGE_STORE, endpoint)
 }
 
-/// A blob upload to image-store (`blob.ingest`).
-pub struct BusBlobWriter(Sender);
+/// A blob on its way to image-store: streamed over the bus (`blob.ingest`), or, with the store
+/// on this host, written to its staging area and handed over (`blob.adopt`), which spares the
+/// bus the bytes.
+pub enum BusBlobWriter {
+    Stream(Sender),
+    Staged(StagedBlob),
+}
 
 impl BlobWriter for BusBlobWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), BusError> {
-        self.0.send(data).await
+        match self {
+            BusBlobWriter::Stream(sender) => sender.send(data).await,
+            BusBlobWriter::Staged(staged) => staged.write(data).await,
+        }
     }
     async fn finish(self) -> Result<BlobIngested, BusError> {
-        self.0.finish_json().await
+        match self {
+            BusBlobWriter::Stream(sender) => sender.finish_json().await,
+            BusBlobWriter::Staged(staged) => staged.finish().await,
+        }
     }
 }
+
+static STAGED_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A blob file in the store's staging area, removed unless the store took it.
+pub struct StagedBlob {
+    client: async_nats::Client,
+    ingest: BlobIngest,
+    name: String,
+    path: PathBuf,
+    /// Taken while a write runs on the blocking pool.
+    file: Option<std::fs::File>,
+    written: u64,
+    /// Written back up to here (writeback is started as we go, so the store's sync is short).
+    flushed: u64,
+}
+
+impl StagedBlob {
+    fn create(client: &async_nats::Client, area: &StagingArea, ingest: BlobIngest) -> Option<Self> {
+        let name = format!(
+            "pull-{}-{}",
+            std::process::id(),
+            STAGED_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = area.dir.join(&name);
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| tracing::debug!("cannot stage in {}: {e}", area.dir.display()))
+            .ok()?;
+        Some(StagedBlob {
+            client: client.clone(),
+            ingest,
+            name,
+            path,
+            file: Some(file),
+            written: 0,
+            flushed: 0,
+        })
+    }
+
+    async fn write(&mut self, data: Bytes) -> Result<(), BusError> {
+        let mut file = self.file.take().ok_or_else(|| {
+            BusError::internal("staged blob: an earlier write failed".to_string())
+        })?;
+        let from = self.flushed;
+        let to = self.written + data.len() as u64;
+        let flush = to - from >= WRITEBACK_STEP;
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            use std::io::Write;
+            file.write_all(&data)?;
+            if flush {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a plain syscall on a descriptor we own; failure only loses the hint.
+                unsafe {
+                    libc::sync_file_range(
+                        file.as_raw_fd(),
+                        from as i64,
+                        (to - from) as i64,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    );
+                }
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(|e| BusError::internal(format!("staged blob write: {e}")))?
+        .map_err(|e| BusError::internal(format!("cannot write {}: {e}", self.path.display())))?;
+        self.file = Some(file);
+        self.written = to;
+        if flush {
+            self.flushed = to;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<BlobIngested, BusError> {
+        drop(self.file.take());
+        let adopt = BlobAdopt {
+            ingest: self.ingest.clone(),
+            name: self.name.clone(),
+        };
+        // The store takes the file (or removes it) once it has the request; our Drop removes
+        // it if the request never got there.
+        rpc::call_with_timeout(
+            &self.client,
+            &store_subject(image_store::BLOB_ADOPT),
+            &adopt,
+            COMMIT_TIMEOUT,
+        )
+        .await
+    }
+}
+
+impl Drop for StagedBlob {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writeback is started every this many bytes of a staged blob.
+const WRITEBACK_STEP: u64 = 16 << 20;
 
 impl ContentStore for BusStore {
     type Writer = BusBlobWriter;
@@ -70,13 +216,18 @@ impl ContentStore for BusStore {
     }
 
     async fn ingest(&self, ingest: BlobIngest) -> Result<BusBlobWriter, BusError> {
+        if let Some(area) = self.staging().await {
+            if let Some(staged) = StagedBlob::create(&self.client, area, ingest.clone()) {
+                return Ok(BusBlobWriter::Staged(staged));
+            }
+        }
         let (sender, _) = Sender::open(
             &self.client,
             &store_subject(image_store::BLOB_INGEST),
             rpc::encode(&ingest)?,
         )
         .await?;
-        Ok(BusBlobWriter(sender))
+        Ok(BusBlobWriter::Stream(sender))
     }
 
     async fn image_id(&self, reference: &str) -> Result<Option<String>, BusError> {

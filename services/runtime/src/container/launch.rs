@@ -70,8 +70,8 @@ pub fn launch_with(
         .map_err(|e| LaunchError::InvalidSpec(format!("rootfs {}: {e}", rootfs.display())))?;
     let namespaces = Namespaces::from_spec(spec)?;
     let pid_ns = PidForChildren::enter(&namespaces.pid)?;
-    fork_child(stdio, options, pid_ns, |stdio, terminal| {
-        child(spec, &rootfs, &namespaces, stdio, options, terminal)
+    fork_child(stdio, options, pid_ns, |stdio, terminal, joined| {
+        child(spec, &rootfs, &namespaces, stdio, options, terminal, joined)
     })
 }
 
@@ -88,8 +88,8 @@ pub fn exec_with(spec: &Spec, pid: i32, stdio: Stdio, options: &LaunchOptions) -
         .as_ref()
         .map(PidForChildren::join)
         .transpose()?;
-    fork_child(stdio, options, pid_ns, |stdio, terminal| {
-        exec_child(spec, &namespaces, stdio, options, terminal)
+    fork_child(stdio, options, pid_ns, |stdio, terminal, joined| {
+        exec_child(spec, &namespaces, stdio, options, terminal, joined)
     })
 }
 
@@ -111,10 +111,16 @@ fn fork_child(
     stdio: Stdio,
     options: &LaunchOptions,
     pid_ns: Option<PidForChildren>,
-    in_child: impl FnOnce(Stdio, Option<&OwnedFd>) -> StepError,
+    in_child: impl FnOnce(Stdio, Option<&OwnedFd>, Option<&OwnedFd>) -> StepError,
 ) -> Result<Launched> {
     let (report_r, report_w) =
         unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e))?;
+    // We put the child in its cgroups while it sets itself up (the first `cgroup.procs` write
+    // on cgroup v1 waits for an RCU grace period, ~10 ms); it waits for this pipe before exec.
+    let joined = match options.cgroup_dirs.is_empty() {
+        true => None,
+        false => Some(unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e))?),
+    };
     let terminal = match options.terminal {
         true => Some(terminal::socket_pair()?),
         false => None,
@@ -127,9 +133,13 @@ fn fork_child(
         Ok(ForkResult::Child) => {
             std::mem::forget(pid_ns);
             drop(report_r);
+            let joined = joined.map(|(r, w)| {
+                drop(w);
+                r
+            });
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let socket = terminal.as_ref().map(|(child_end, _)| child_end);
-                in_child(stdio, socket)
+                in_child(stdio, socket, joined.as_ref())
             }));
             let message = match outcome {
                 Ok(e) => e.0,
@@ -143,6 +153,17 @@ fn fork_child(
             drop(pid_ns);
             drop(report_w);
             drop(stdio);
+            if let Some((joined_r, joined_w)) = joined {
+                drop(joined_r);
+                if let Err(e) = join_cgroups(child, &options.cgroup_dirs) {
+                    // The child sees the pipe close without a byte and gives up.
+                    drop(joined_w);
+                    let _ = signal::kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(LaunchError::Setup(e.0));
+                }
+                let _ = unistd::write(&joined_w, b"j");
+            }
             let mut message = String::new();
             let _ = std::fs::File::from(report_r).read_to_string(&mut message);
             if message.is_empty() {
@@ -178,10 +199,11 @@ fn child(
     stdio: Stdio,
     options: &LaunchOptions,
     terminal: Option<&OwnedFd>,
+    joined: Option<&OwnedFd>,
 ) -> StepError {
     match setup(spec, rootfs, namespaces, stdio, options, terminal) {
         Err(e) => e,
-        Ok(()) => run(spec),
+        Ok(()) => run(spec, joined),
     }
 }
 
@@ -192,9 +214,10 @@ fn exec_child(
     stdio: Stdio,
     options: &LaunchOptions,
     terminal: Option<&OwnedFd>,
+    joined: Option<&OwnedFd>,
 ) -> StepError {
     let setup = || -> StepResult<()> {
-        detach(stdio, options)?;
+        detach(stdio)?;
         namespaces.enter()?;
         // The container's /dev/ptmx now: the terminal is of its devpts.
         if let Some(socket) = terminal {
@@ -204,19 +227,42 @@ fn exec_child(
     };
     match setup() {
         Err(e) => e,
-        Ok(()) => run(spec),
+        Ok(()) => run(spec, joined),
     }
 }
 
-/// Finds the program (on the process's PATH, in the root we are in now) and execs it.
-fn run(spec: &Spec) -> StepError {
+/// Finds the program (on the process's PATH, in the root we are in now), waits until the
+/// parent has put us in our cgroups (`joined`), and execs it.
+fn run(spec: &Spec, joined: Option<&OwnedFd>) -> StepError {
     let process = spec.process().as_ref().expect("checked");
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
-    match process::find_executable(&args[0], &env) {
-        Ok(program) => process::exec(&program, &args, &env),
-        Err(e) => e,
+    let program = match process::find_executable(&args[0], &env) {
+        Ok(program) => program,
+        Err(e) => return e,
+    };
+    if let Some(joined) = joined {
+        let mut byte = [0u8; 1];
+        loop {
+            match unistd::read(joined, &mut byte) {
+                Ok(1) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                // The parent could not place us (it says why) or is gone.
+                _ => return StepError("cgroups not joined".into()),
+            }
+        }
     }
+    process::exec(&program, &args, &env)
+}
+
+/// Puts `child` in each of `dirs` (its PID into `cgroup.procs`), as the parent.
+fn join_cgroups(child: Pid, dirs: &[std::path::PathBuf]) -> StepResult<()> {
+    let pid = child.as_raw().to_string();
+    for dir in dirs {
+        std::fs::write(dir.join("cgroup.procs"), pid.as_bytes())
+            .map_err(|e| StepError(format!("join cgroup {}: {e}", dir.display())))?;
+    }
+    Ok(())
 }
 
 fn setup(
@@ -228,13 +274,17 @@ fn setup(
     terminal: Option<&OwnedFd>,
 ) -> StepResult<()> {
     let linux = spec.linux().clone().unwrap_or_default();
-    detach(stdio, options)?;
+    detach(stdio)?;
     umask(Mode::empty());
 
     namespaces.enter()?;
     rootfs::make_private()?;
     let root = rootfs::bind_self(rootfs)?;
-    mounts::mount_all(&root, spec.mounts().as_deref().unwrap_or_default())?;
+    mounts::mount_all(
+        &root,
+        spec.mounts().as_deref().unwrap_or_default(),
+        &options.cgroup_dirs,
+    )?;
     devices::create_all(&root, linux.devices().as_deref().unwrap_or_default())?;
     drop(root);
     rootfs::pivot(rootfs)?;
@@ -256,8 +306,9 @@ fn setup(
 }
 
 /// The child's first steps, in the launcher's namespaces still: a clean signal state, a
-/// session of its own, its stdio, its cgroups, and no other descriptor of ours past exec.
-fn detach(stdio: Stdio, options: &LaunchOptions) -> StepResult<()> {
+/// session of its own, its stdio, and no other descriptor of ours past exec. (Its cgroups are
+/// joined by the parent meanwhile: see [`fork_child`].)
+fn detach(stdio: Stdio) -> StepResult<()> {
     // A clean signal state: Rust ignores SIGPIPE, and exec keeps ignored signals ignored.
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| StepError::os("sigprocmask", e))?;
@@ -282,13 +333,6 @@ fn detach(stdio: Stdio, options: &LaunchOptions) -> StepResult<()> {
             let rc = unsafe { libc::dup2(fd.as_raw_fd(), target) };
             nix::errno::Errno::result(rc).map_err(|e| StepError::os("dup2 stdio", e))?;
         }
-    }
-    // Join the cgroups first, so that everything after (mounts included) is charged there.
-    // The paths are the host's: this is before any namespace is entered.
-    for dir in &options.cgroup_dirs {
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, b"0")
-            .map_err(|e| StepError(format!("join cgroup {}: {e}", dir.display())))?;
     }
     // Nothing of ours but stdio may reach the container (the report pipe closes at exec).
     // SAFETY: marks descriptors close-on-exec; closes none.

@@ -86,15 +86,17 @@ fn none() -> Option<&'static str> {
 }
 
 /// Mounts every spec mount beneath `root`, in order.
-pub(crate) fn mount_all(root: &OwnedFd, mounts: &[Mount]) -> StepResult<()> {
+/// Mounts `mounts` below `root`; `cgroups` are the container's own cgroup directories (host
+/// paths), which its `/sys/fs/cgroup` shows.
+pub(crate) fn mount_all(root: &OwnedFd, mounts: &[Mount], cgroups: &[PathBuf]) -> StepResult<()> {
     for m in mounts {
-        mount_one(root, m)
+        mount_one(root, m, cgroups)
             .map_err(|e| StepError(format!("mount {}: {}", m.destination().display(), e.0)))?;
     }
     Ok(())
 }
 
-fn mount_one(root: &OwnedFd, m: &Mount) -> StepResult<()> {
+fn mount_one(root: &OwnedFd, m: &Mount, cgroups: &[PathBuf]) -> StepResult<()> {
     let options = Options::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("none");
     let is_bind = typ == "bind" || options.flags.contains(MsFlags::MS_BIND);
@@ -111,7 +113,7 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> StepResult<()> {
         };
         bind(source, root, dest, create, options.flags)?;
     } else if typ == "cgroup" {
-        mount_cgroup(root, dest, options.flags)?;
+        mount_cgroup(root, dest, options.flags, cgroups)?;
     } else {
         let target = open_dest(root, dest, Create::Dir)?;
         let data = options.data.join(",");
@@ -183,8 +185,16 @@ pub(crate) fn remount(root: &OwnedFd, dest: &Path, flags: MsFlags) -> StepResult
 }
 
 /// `/sys/fs/cgroup`: the host's layout, mounted read-only as the spec asks. On cgroup v2 that is
-/// one cgroup2 mount; on v1 a tmpfs holding one mount per hierarchy the host has.
-fn mount_cgroup(root: &OwnedFd, dest: &Path, flags: MsFlags) -> StepResult<()> {
+/// one cgroup2 mount; on v1 a tmpfs holding, per hierarchy the host has, the container's own
+/// cgroup there (a bind mount of its directory, as runc does: `memory.limit_in_bytes` at the
+/// top is the container's limit). Bind mounts also spare the cgroup lock, which the parent
+/// holds while it moves the container into these cgroups.
+fn mount_cgroup(
+    root: &OwnedFd,
+    dest: &Path,
+    flags: MsFlags,
+    cgroups: &[PathBuf],
+) -> StepResult<()> {
     let target = open_dest(root, dest, Create::Dir)?;
     let path = beneath::fd_path(&target);
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
@@ -194,6 +204,7 @@ fn mount_cgroup(root: &OwnedFd, dest: &Path, flags: MsFlags) -> StepResult<()> {
         return mount(Some("cgroup2"), &path, Some("cgroup2"), flags, none())
             .map_err(|e| StepError::os("mount cgroup2", e));
     }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -207,15 +218,27 @@ fn mount_cgroup(root: &OwnedFd, dest: &Path, flags: MsFlags) -> StepResult<()> {
     for h in &hierarchies {
         let dir = beneath::open(&fresh, Path::new(&h.point), Create::Dir)
             .map_err(|e| StepError::os(format!("create cgroup dir {}", h.point), e))?;
-        let data = (!h.options.is_empty()).then_some(h.options.as_str());
-        mount(
-            Some(h.fstype.as_str()),
-            &beneath::fd_path(&dir),
-            Some(h.fstype.as_str()),
-            flags & !MsFlags::MS_RDONLY,
-            data,
-        )
-        .map_err(|e| StepError::os(format!("mount cgroup {}", h.point), e))?;
+        match container_cgroup(h, cgroups, &own) {
+            Some(source) => mount(
+                Some(&source),
+                &beneath::fd_path(&dir),
+                none(),
+                MsFlags::MS_BIND,
+                none(),
+            )
+            .map_err(|e| StepError::os(format!("bind cgroup {}", source.display()), e))?,
+            None => {
+                let data = (!h.options.is_empty()).then_some(h.options.as_str());
+                mount(
+                    Some(h.fstype.as_str()),
+                    &beneath::fd_path(&dir),
+                    Some(h.fstype.as_str()),
+                    flags & !MsFlags::MS_RDONLY,
+                    data,
+                )
+                .map_err(|e| StepError::os(format!("mount cgroup {}", h.point), e))?
+            }
+        }
         remount(&fresh, Path::new(&h.point), flags)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
@@ -229,6 +252,27 @@ fn mount_cgroup(root: &OwnedFd, dest: &Path, flags: MsFlags) -> StepResult<()> {
         .map_err(|e| StepError::os("remount cgroup tmpfs read-only", e))?;
     }
     Ok(())
+}
+
+/// The host directory of the container's cgroup in hierarchy `h`: one of `cgroups` (those the
+/// container is put in), else where the launcher is (`own`, `/proc/self/cgroup`), which the
+/// container inherits in hierarchies nobody moves it in.
+fn container_cgroup(h: &Hierarchy, cgroups: &[PathBuf], own: &str) -> Option<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup").join(&h.point);
+    if let Some(dir) = cgroups.iter().find(|d| d.starts_with(&base) && d.is_dir()) {
+        return Some(dir.clone());
+    }
+    let options: Vec<&str> = h.options.split(',').collect();
+    own.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = match h.fstype.as_str() {
+            "cgroup2" => controllers.is_empty(),
+            _ => !controllers.is_empty() && controllers.split(',').all(|c| options.contains(&c)),
+        };
+        let dir = base.join(path.trim_start_matches('/'));
+        (matches && dir.is_dir()).then_some(dir)
+    })
 }
 
 /// One cgroup hierarchy of the host, below /sys/fs/cgroup.

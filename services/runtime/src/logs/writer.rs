@@ -88,12 +88,10 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Flushes the incomplete lines and makes the log durable.
+    /// Flushes the incomplete lines. Not synced (dockerd's json-file log is not either): a
+    /// container's exit must not wait behind whatever else the file system is writing.
     pub fn close(mut self) -> Result<()> {
-        self.flush_partial()?;
-        self.file
-            .sync_all()
-            .map_err(|e| LogError::io(format!("sync {}", self.path.display()), e))
+        self.flush_partial()
     }
 
     fn splitter(&mut self, stream: Stream) -> &mut LineSplitter {

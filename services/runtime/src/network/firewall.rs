@@ -20,7 +20,6 @@
 //! can still unpublish, and a container without published ports costs no nftables call.
 
 use std::fs;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -213,12 +212,9 @@ impl Firewall {
         let temporary = dir.join(format!(".{container}.tmp"));
         let mut text = format!("{address}\n");
         text.extend(ports.iter().map(|p| format!("{p}\n")));
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&temporary)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        };
-        write().map_err(|e| NetworkError::io("writing", &temporary, e))?;
+        // Not synced, like the IPAM state: published ports live as long as their container.
+        fs::write(&temporary, text.as_bytes())
+            .map_err(|e| NetworkError::io("writing", &temporary, e))?;
         fs::rename(&temporary, &file).map_err(|e| NetworkError::io("renaming into place", file, e))
     }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -146,8 +145,10 @@ impl Ipam {
             .map(Ipv4Addr::from)
     }
 
-    /// Writes the state to a temporary file in the same directory, syncs it, and renames it over
-    /// the state file, so a crash leaves either the old or the new state, never a torn one.
+    /// Writes the state to a temporary file in the same directory and renames it over the
+    /// state file, so a crash leaves either the old or the new state, never a torn one. Not
+    /// synced: allocations belong to running containers, which a power loss ends (and a start
+    /// waits for no disk flush).
     fn save(&self) -> Result<()> {
         let state = State {
             subnet: self.subnet.to_string(),
@@ -156,20 +157,9 @@ impl Ipam {
         };
         let bytes = serde_json::to_vec_pretty(&state).expect("IPAM state serializes");
         let temporary = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()
-        };
-        write().map_err(|e| NetworkError::io("writing", &temporary, e))?;
+        fs::write(&temporary, &bytes).map_err(|e| NetworkError::io("writing", &temporary, e))?;
         fs::rename(&temporary, &self.path)
             .map_err(|e| NetworkError::io("renaming into place", &self.path, e))?;
-        if let Some(dir) = self.path.parent() {
-            // The rename itself must reach the disk for the allocation to survive a power loss.
-            if let Ok(dir) = fs::File::open(dir) {
-                let _ = dir.sync_all();
-            }
-        }
         Ok(())
     }
 }

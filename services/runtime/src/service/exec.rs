@@ -13,7 +13,7 @@ use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
 
 use crate::cgroups;
-use crate::shim::{ExecInto, ShimClient, ShimLaunch, ShimState};
+use crate::shim::{ExecInto, ShimClient, ShimLaunch, ShimState, StartingShim};
 
 use super::record::Status;
 use super::streams;
@@ -183,6 +183,9 @@ async fn spawn_and_start(
         st.started = true;
     }
     let tty = req.tty || exec.config.tty;
+    // The shim process starts while the launch is put together.
+    let starting = StartingShim::start(&node.options.shim_binary, &exec.dir)
+        .map_err(|e| internal("cannot start the exec's shim", e))?;
     let launch = launch_settings(
         node,
         c,
@@ -191,7 +194,8 @@ async fn spawn_and_start(
         req.console_size.or(exec.config.console_size),
     )
     .await?;
-    let shim = ShimClient::spawn(&node.options.shim_binary, &exec.dir, &launch)
+    let shim = starting
+        .launch(&launch)
         .await
         .map_err(|e| internal("cannot start the exec's shim", e))?;
     let stream = match attach {

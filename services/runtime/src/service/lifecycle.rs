@@ -15,7 +15,7 @@ use wharf_bus::BusError;
 use crate::cgroups::{self, Resources};
 use crate::logs::format_go_rfc3339_nano;
 use crate::network::{PortMapping, Protocol};
-use crate::shim::{ShimClient, ShimLaunch, ShimState};
+use crate::shim::{ShimClient, ShimLaunch, ShimState, StartingShim};
 use crate::snapshot::Snapshotter;
 
 use super::build;
@@ -568,6 +568,37 @@ fn discard(paths: &ContainerPaths) {
     }
 }
 
+/// [`discard`] off the caller's path, on one background thread: unmounting the root makes
+/// overlayfs write back what its file system holds dirty, a second or more after a large image
+/// was unpacked, and the removal is done once the container is gone from the node. Its
+/// directory still holds the record (status `Removing`) until then, so a restart of the
+/// runtime finishes an unfinished discard ([`restore`]).
+fn discard_later(paths: ContainerPaths) {
+    static REAPER: std::sync::OnceLock<Mutex<Option<std::sync::mpsc::Sender<ContainerPaths>>>> =
+        std::sync::OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<ContainerPaths>();
+        let spawned = std::thread::Builder::new()
+            .name("container-discard".into())
+            .spawn(move || {
+                while let Ok(paths) = rx.recv() {
+                    discard(&paths);
+                }
+            });
+        Mutex::new(spawned.ok().map(|_| tx))
+    });
+    let sender = reaper.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // Without the thread, here.
+    match sender {
+        Some(tx) => {
+            if let Err(returned) = tx.send(paths) {
+                discard(&returned.0);
+            }
+        }
+        None => discard(&paths),
+    }
+}
+
 /// `docker start`.
 pub async fn start(node: &Arc<Node>, c: &Arc<Container>) -> Result<Changed, BusError> {
     let _held = c.op_lock.lock().await;
@@ -777,11 +808,29 @@ async fn launch(
         .map(|chain| node.snapshots.fs_path(chain))
         .collect::<Result<_, _>>()
         .map_err(|e| fail(internal("image layers", e)))?;
+    if !lower.iter().all(|dir| dir.is_dir()) {
+        // Discarded since the container was created (not on disk when the machine went down).
+        let image: ImageRecord = wharf_bus::call(
+            &node.client,
+            &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
+            &ImageResolve {
+                name: rec.image_id.clone(),
+            },
+        )
+        .await
+        .map_err(fail)?;
+        node.snapshots
+            .prepare_image(&image, &node.blobs)
+            .await
+            .map_err(|e| fail(internal("cannot unpack the image", e)))?;
+    }
     let node2 = node.clone();
     let paths = c.paths.clone();
     let rec2 = rec.clone();
+    // The shim process starts (exec, loading) while the host side is prepared.
+    let starting = StartingShim::start(&node.options.shim_binary, &c.paths.dir)
+        .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
     // Host side: root, /etc files, network, user, spec, cgroup.
-    let t_prep = std::time::Instant::now();
     let prepared = blocking(
         move || -> Result<(ShimLaunch, Option<NetworkState>, Vec<NetworkState>), BusError> {
             let rec = rec2;
@@ -812,10 +861,8 @@ async fn launch(
                 netns = Some(paths.netns());
             }
             let mut connected = Vec::new();
-            let t_net = std::time::Instant::now();
             if mode != "host" && mode != "none" {
                 let attached = attach_networks(&node2, &rec, &paths.netns(), &ports)?;
-                tracing::debug!(container = %rec.id, elapsed = ?t_net.elapsed(), "networks attached");
                 let mut attached = attached.into_iter();
                 network = attached.next();
                 connected = attached.collect();
@@ -871,24 +918,18 @@ async fn launch(
     .await
     .map_err(fail)?;
     let (launch, network, connected) = prepared;
-    tracing::debug!(container = %c.id, elapsed = ?t_prep.elapsed(), "host side prepared");
     c.update(|r| {
         r.network = network.clone();
         r.connected = connected.clone();
     })
     .map_err(fail)?;
-    let t_shim = std::time::Instant::now();
-    let shim = ShimClient::spawn(&node.options.shim_binary, &c.paths.dir, &launch)
+    let shim = starting
+        .launch(&launch)
         .await
         .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
-    tracing::debug!(container = %c.id, elapsed = ?t_shim.elapsed(), "shim ready");
     streams::connect_pending(c, &shim).await;
-    let t_start = std::time::Instant::now();
     match shim.start().await {
-        Ok(state) => {
-            tracing::debug!(container = %c.id, elapsed = ?t_start.elapsed(), "container started");
-            Ok(state)
-        }
+        Ok(state) => Ok(state),
         Err(e) => {
             let message = format!("failed to create task for container: {e}: unknown");
             let code = start_failure_code(&message);
@@ -1566,7 +1607,7 @@ pub async fn remove(
                 }
             }
         }
-        discard(&paths);
+        discard_later(paths);
         Ok(())
     })
     .await?;

@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use tokio::process::Command;
 
 use super::error::{Result, ShimError};
-use super::protocol::{ShimLaunch, ShimReply, ShimRequest, LAUNCH_FILE, SOCKET_FILE, STATE_FILE};
+use super::protocol::{ShimLaunch, ShimReply, ShimRequest, SOCKET_FILE, STATE_FILE};
 use super::state::ShimState;
 
 /// How long a new shim may take to say `ready`.
@@ -47,25 +47,24 @@ pub fn default_shim_binary() -> PathBuf {
         .unwrap_or(sibling)
 }
 
-impl ShimClient {
-    /// Writes `launch` to the bundle's `shim.json` and starts `shim_binary` for the bundle in
-    /// a session of its own. Returns once the shim listens (the container is not started
-    /// yet: see [`ShimClient::start`]); the shim's own error otherwise.
-    pub async fn spawn(
-        shim_binary: &Path,
-        bundle: &Path,
-        launch: &ShimLaunch,
-    ) -> Result<ShimClient> {
-        let json = serde_json::to_vec(launch).map_err(|e| ShimError::Protocol(e.to_string()))?;
-        let launch_path = bundle.join(LAUNCH_FILE);
-        tokio::task::spawn_blocking(move || write_atomically(&launch_path, &json))
-            .await
-            .map_err(|e| ShimError::io("write shim.json", std::io::Error::other(e)))??;
+/// A shim process started but not launched yet: it waits for its [`ShimLaunch`] on stdin, so
+/// the process starts while the runtime still prepares the container. Dropped without
+/// [`StartingShim::launch`], its stdin closes empty and it exits without a word.
+#[derive(Debug)]
+pub struct StartingShim {
+    binary: PathBuf,
+    bundle: PathBuf,
+    /// Taken by `launch`.
+    child: Option<tokio::process::Child>,
+}
 
+impl StartingShim {
+    /// Starts `shim_binary` for `bundle` in a session of its own.
+    pub fn start(shim_binary: &Path, bundle: &Path) -> Result<StartingShim> {
         let mut command = Command::new(shim_binary);
         command
             .arg(bundle)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // Only a crash before `ready` writes here; then the shim points stderr elsewhere.
             .stderr(Stdio::inherit())
@@ -77,15 +76,35 @@ impl ShimClient {
                 Ok(())
             });
         }
-        let mut child = command
+        let child = command
             .spawn()
             .map_err(|e| ShimError::io(format!("start {}", shim_binary.display()), e))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        let read = tokio::time::timeout(READY_TIMEOUT, async {
-            BufReader::new(stdout).read_line(&mut line).await
+        Ok(StartingShim {
+            binary: shim_binary.to_path_buf(),
+            bundle: bundle.to_path_buf(),
+            child: Some(child),
         })
-        .await;
+    }
+
+    /// Hands the shim its `launch` and returns once it listens (the container is not started
+    /// yet: see [`ShimClient::start`]); the shim's own error otherwise.
+    pub async fn launch(mut self, launch: &ShimLaunch) -> Result<ShimClient> {
+        let json = serde_json::to_vec(launch).map_err(|e| ShimError::Protocol(e.to_string()))?;
+        let mut child = self.child.take().expect("launched once");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let binary = &self.binary;
+        let handshake = async {
+            // A shim that died early closes the pipe: its first line (or none) says why.
+            let _ = stdin.write_all(&json).await;
+            drop(stdin);
+            let mut line = String::new();
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .await
+                .map(|_| line)
+        };
+        let read = tokio::time::timeout(READY_TIMEOUT, handshake).await;
         if read.is_err() {
             let _ = child.start_kill();
         }
@@ -96,11 +115,11 @@ impl ShimClient {
         match read {
             Err(_) => Err(ShimError::Protocol(format!(
                 "{} was not ready after {READY_TIMEOUT:?}",
-                shim_binary.display()
+                binary.display()
             ))),
             Ok(Err(e)) => Err(ShimError::io("read the shim's first line", e)),
-            Ok(Ok(_)) => match line.trim_end_matches('\n') {
-                "ready" => Ok(ShimClient::open(bundle)),
+            Ok(Ok(line)) => match line.trim_end_matches('\n') {
+                "ready" => Ok(ShimClient::open(&self.bundle)),
                 other => match other.strip_prefix("error ") {
                     Some(message) => Err(ShimError::Refused(message.to_string())),
                     None if other.is_empty() => Err(ShimError::Protocol(
@@ -112,6 +131,32 @@ impl ShimClient {
                 },
             },
         }
+    }
+}
+
+impl Drop for StartingShim {
+    fn drop(&mut self) {
+        // Not launched: its stdin closes empty, it exits at once; reap it.
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+    }
+}
+
+impl ShimClient {
+    /// Starts `shim_binary` for `bundle` and hands it `launch`: [`StartingShim::start`] then
+    /// [`StartingShim::launch`].
+    pub async fn spawn(
+        shim_binary: &Path,
+        bundle: &Path,
+        launch: &ShimLaunch,
+    ) -> Result<ShimClient> {
+        StartingShim::start(shim_binary, bundle)?
+            .launch(launch)
+            .await
     }
 
     /// The shim of `bundle`, started earlier (possibly by an earlier runtime process).
@@ -249,18 +294,4 @@ fn state_of(reply: ShimReply) -> Result<ShimState> {
     let state = reply.state.clone();
     refused(reply)?;
     state.ok_or_else(|| ShimError::Protocol("answer without a state".into()))
-}
-
-/// Writes `path` whole through a temporary file renamed over it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let io = |e| ShimError::io(format!("write {}", path.display()), e);
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)
 }

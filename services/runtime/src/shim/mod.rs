@@ -20,11 +20,9 @@ mod protocol;
 mod server;
 mod state;
 
-pub use client::{default_shim_binary, ShimClient};
+pub use client::{default_shim_binary, ShimClient, StartingShim};
 pub use error::{Result, ShimError};
 pub use exit::exit_code;
-pub use protocol::{
-    ExecInto, ShimLaunch, ShimReply, ShimRequest, LAUNCH_FILE, SOCKET_FILE, STATE_FILE,
-};
+pub use protocol::{ExecInto, ShimLaunch, ShimReply, ShimRequest, SOCKET_FILE, STATE_FILE};
 pub use server::serve;
 pub use state::{ShimState, Status};

@@ -1,9 +1,10 @@
 //! How the runtime talks to a detached shim process (`wharf-shim <bundle-dir>`).
 //!
-//! The runtime writes [`ShimLaunch`] to `<bundle>/shim.json` and starts `wharf-shim <bundle>`.
-//! The shim detaches (new session), binds the unix socket `<bundle>/shim.sock`, and writes one
-//! line to its stdout: `ready\n`, or `error <message>\n` if it could not get that far; then it
-//! closes stdout. The container is not launched until a client sends [`ShimRequest::Start`], so
+//! The runtime starts `wharf-shim <bundle>` with a pipe as stdin, and writes [`ShimLaunch`] (JSON)
+//! to it once the container is prepared, then closes it: the process starts meanwhile. An empty
+//! stdin means the start was called off (the shim exits, silent). The shim detaches (new
+//! session), binds the unix socket `<bundle>/shim.sock`, and writes one line to its stdout:
+//! `ready\n`, or `error <message>\n` if it could not get that far; then it closes stdout. The container is not launched until a client sends [`ShimRequest::Start`], so
 //! attaches made before start see all of the container's output.
 //!
 //! Bundle paths can exceed the 108 bytes of `sun_path`: both sides bind and connect through
@@ -36,14 +37,12 @@ use serde::{Deserialize, Serialize};
 
 use super::state::ShimState;
 
-/// File name of the launch settings in the bundle.
-pub const LAUNCH_FILE: &str = "shim.json";
 /// File name of the socket in the bundle.
 pub const SOCKET_FILE: &str = "shim.sock";
 /// File name of the state file in the bundle.
 pub const STATE_FILE: &str = "state.json";
 
-/// Everything the shim needs, written by the runtime before it starts the shim.
+/// Everything the shim needs, sent by the runtime on the shim's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimLaunch {
     pub id: String,

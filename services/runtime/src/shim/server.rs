@@ -28,7 +28,7 @@ use crate::logs::{format_go_rfc3339_nano, multiplex_header, LogWriter, Stream};
 
 use super::conn::{Conn, Incoming, Role};
 use super::exit::exit_code;
-use super::protocol::{ShimLaunch, ShimReply, ShimRequest, LAUNCH_FILE, SOCKET_FILE, STATE_FILE};
+use super::protocol::{ShimLaunch, ShimReply, ShimRequest, SOCKET_FILE, STATE_FILE};
 use super::state::{ShimState, Status};
 
 /// Stdin the clients may get ahead of the container by; their reading pauses beyond it.
@@ -56,7 +56,16 @@ pub fn serve(bundle: &Path) -> i32 {
     }
     // Already a session leader when started by ShimClient; an error then is expected.
     let _ = unistd::setsid();
-    let mut server = match Server::prepare(bundle) {
+    // The launch arrives on stdin; an empty stdin means the start was called off.
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
+        announce(&format!("error read the launch from stdin: {e}\n"));
+        return 1;
+    }
+    if bytes.is_empty() {
+        return 0;
+    }
+    let mut server = match Server::prepare(bundle, bytes) {
         Ok(server) => server,
         Err(message) => {
             announce(&format!("error {}\n", message.replace('\n', " ")));
@@ -141,12 +150,9 @@ enum Slot {
 }
 
 impl Server {
-    fn prepare(bundle: &Path) -> Result<Server, String> {
-        let launch_path = bundle.join(LAUNCH_FILE);
-        let bytes = std::fs::read(&launch_path)
-            .map_err(|e| format!("read {}: {e}", launch_path.display()))?;
-        let launch: ShimLaunch = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("parse {}: {e}", launch_path.display()))?;
+    fn prepare(bundle: &Path, bytes: Vec<u8>) -> Result<Server, String> {
+        let launch: ShimLaunch =
+            serde_json::from_slice(&bytes).map_err(|e| format!("parse the launch: {e}"))?;
         drop(bytes);
         let dir = fcntl::open(
             bundle,

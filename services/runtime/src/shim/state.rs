@@ -50,7 +50,10 @@ impl ShimState {
         })
     }
 
-    /// Replaces the state file at `path` atomically (and durably).
+    /// Replaces the state file at `path` atomically. Not synced: it describes a process,
+    /// which a power loss ends anyway (the runtime then finds the shim gone), and a crash of
+    /// ours leaves the old or the new file; a sync would make container starts and exits wait
+    /// behind whatever else the file system is writing.
     pub fn write(&self, path: &Path) -> Result<()> {
         let io = |source| ShimError::State {
             path: path.to_path_buf(),
@@ -60,14 +63,8 @@ impl ShimState {
         let json = serde_json::to_vec(self).expect("a ShimState serializes");
         let mut file = File::create(&tmp).map_err(io)?;
         file.write_all(&json).map_err(io)?;
-        file.sync_all().map_err(io)?;
         drop(file);
-        std::fs::rename(&tmp, path).map_err(io)?;
-        // The rename itself is durable once the directory is.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
-        Ok(())
+        std::fs::rename(&tmp, path).map_err(io)
     }
 }
 

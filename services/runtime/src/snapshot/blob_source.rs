@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use wharf_bus::image::BlobRead;
+use wharf_bus::image::{BlobLocation, BlobRead, BlobRef};
 use wharf_bus::stream::Receiver;
 use wharf_bus::subjects::{self, group, image_store};
 use wharf_bus::BusError;
@@ -41,11 +41,47 @@ impl BlobSource for BusBlobSource {
             offset: 0,
         };
         async move {
+            // On image-store's host, its file (the bytes are checked as they are unpacked
+            // either way); over the bus otherwise.
+            if let Some(file) = open_local(&client, &request.digest).await {
+                return Ok(file_stream(file));
+            }
             let subject = subjects::subject(group::IMAGE_STORE, image_store::BLOB_READ);
             let (receiver, _info) = Receiver::open_json(&client, &subject, &request).await?;
             Ok(Box::pin(receiver.into_stream()) as BlobStream)
         }
     }
+}
+
+/// The blob's file in image-store, when the store runs on this host (`blob.locate`), and the
+/// file opened is the one it located.
+async fn open_local(client: &async_nats::Client, digest: &str) -> Option<tokio::fs::File> {
+    let subject = subjects::subject(group::IMAGE_STORE, image_store::BLOB_LOCATE);
+    let request = BlobRef {
+        digest: digest.to_string(),
+    };
+    let at: BlobLocation = wharf_bus::rpc::call(client, &subject, &request)
+        .await
+        .ok()?;
+    if wharf_bus::image::host_id().as_deref() != Some(at.host.as_str()) {
+        return None;
+    }
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&at.path)
+        .await
+        .ok()?;
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().await.ok()?;
+    (meta.dev() == at.dev && meta.ino() == at.ino && meta.len() == at.size).then_some(file)
+}
+
+/// A file's bytes as a blob stream.
+fn file_stream(file: tokio::fs::File) -> BlobStream {
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+        .map(|r| r.map_err(|e| BusError::internal(format!("reading blob: {e}"))));
+    Box::pin(chunks)
 }
 
 /// Blobs as files named `<dir>/<algorithm>/<hex>` (the `blobs` directory of an OCI layout).
@@ -79,9 +115,7 @@ impl BlobSource for DirBlobSource {
                     BusError::internal(format!("cannot open {}: {e}", path.display()))
                 }
             })?;
-            let chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
-                .map(|r| r.map_err(|e| BusError::internal(format!("reading blob: {e}"))));
-            Ok(Box::pin(chunks) as BlobStream)
+            Ok(file_stream(file))
         }
     }
 }

@@ -4,7 +4,12 @@
 //! Layout under the root:
 //! - `<chain-hex>/fs`: the unpacked layer (an overlayfs lower directory);
 //!   `<chain-hex>/snapshot.json`: what it was made from. A `<chain-hex>` directory only appears
-//!   by an atomic rename once complete and synced, so none is ever half there.
+//!   by an atomic rename once complete, so none is ever half there.
+//! - `<chain-hex>/synced`: the snapshot's files are on disk. A new snapshot is used at once and
+//!   synced in the background (a container start does not wait for the disk). One that never
+//!   got there before the machine went down (its `snapshot.json` names an earlier boot, and
+//!   there is no `synced`) may hold torn files: opening the snapshotter discards it, and it is
+//!   unpacked again when needed.
 //! - `.ingest/`: layers being unpacked; `.trash/`: snapshots being deleted. Both are emptied when
 //!   the snapshotter opens (what is left there is from a crash).
 
@@ -32,6 +37,7 @@ pub(crate) const INGEST_DIR: &str = ".ingest";
 pub(crate) const TRASH_DIR: &str = ".trash";
 const FS_DIR: &str = "fs";
 const INFO_FILE: &str = "snapshot.json";
+const SYNCED_FILE: &str = "synced";
 
 /// What a snapshot was made from (`snapshot.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +52,9 @@ pub struct SnapshotInfo {
     pub compression: String,
     /// Unix seconds.
     pub unpacked_at: u64,
+    /// The boot it was unpacked in ([`wharf_bus::image::host_id`]).
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 /// Layer snapshots of this node.
@@ -64,6 +73,7 @@ impl Snapshotter {
         for dir in [root.clone(), root.join(INGEST_DIR), root.join(TRASH_DIR)] {
             make_private_dir(&dir)?;
         }
+        discard_unsynced(&root)?;
         for dir in [INGEST_DIR, TRASH_DIR] {
             clear_dir(&root.join(dir))?;
         }
@@ -149,6 +159,7 @@ impl Snapshotter {
                 blob_digest: layer.digest.clone(),
                 compression: String::new(),
                 unpacked_at: 0,
+                boot_id: wharf_bus::image::host_id().unwrap_or_default(),
             },
         };
         tracing::debug!(chain_id, blob = %layer.digest, "unpacking layer");
@@ -264,11 +275,6 @@ impl UnpackJob {
             blob_size = unpacked.blob_size,
             "layer unpacked and verified"
         );
-        // Contents reach the disk before the name does, so a crash never shows a snapshot
-        // whose files are empty.
-        let ingest_fd = open_dir(&ingest)?;
-        nix::unistd::syncfs(&ingest_fd)
-            .map_err(|e| SnapshotError::io("syncing the unpacked layer", e.into()))?;
         let root_fd = open_dir(&self.root)?;
         let ingest_parent = open_dir(&self.root.join(INGEST_DIR))?;
         let from = ingest.file_name().expect("named");
@@ -281,7 +287,7 @@ impl UnpackJob {
         ) {
             Ok(()) => {
                 std::mem::forget(discard);
-                let _ = nix::unistd::fsync(&root_fd);
+                sync_in_background(self.root.join(&self.hex));
                 Ok(())
             }
             // Another unpacker (another process on this root) published it first: same content.
@@ -337,6 +343,111 @@ fn make_private_dir(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) => Err(SnapshotError::io(format!("creating {}", path.display()), e)),
     }
+}
+
+/// Syncs come this long after the last snapshot published: a sync makes every metadata
+/// change on the file system wait behind the data it writes, and the snapshot was just
+/// published for a container that is starting.
+const SYNC_QUIET: std::time::Duration = std::time::Duration::from_secs(5);
+/// ... but no later than this after the first one waiting.
+const SYNC_AT_MOST: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Writes a published snapshot's files to disk, then marks it `synced`, off the caller's path
+/// (one background thread; snapshots published close together share one sync).
+fn sync_in_background(dir: PathBuf) {
+    static SYNCER: std::sync::OnceLock<Mutex<Option<std::sync::mpsc::Sender<PathBuf>>>> =
+        std::sync::OnceLock::new();
+    let syncer = SYNCER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-sync".into())
+            .spawn(move || sync_loop(rx));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the snapshot sync: {e}");
+            return Mutex::new(None);
+        }
+        Mutex::new(Some(tx))
+    });
+    let sender = syncer.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = sender.as_ref() {
+        let _ = tx.send(dir);
+    }
+}
+
+fn sync_loop(rx: std::sync::mpsc::Receiver<PathBuf>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while let Ok(first) = rx.recv() {
+        let began = std::time::Instant::now();
+        let mut batch = vec![first];
+        loop {
+            let left = SYNC_AT_MOST.saturating_sub(began.elapsed());
+            match rx.recv_timeout(SYNC_QUIET.min(left)) {
+                Ok(dir) => batch.push(dir),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if left.is_zero() {
+                break;
+            }
+        }
+        if let Err(e) = sync_snapshots(&batch) {
+            tracing::warn!("cannot sync {} snapshot(s): {e}", batch.len());
+        }
+    }
+}
+
+fn sync_snapshots(dirs: &[PathBuf]) -> std::io::Result<()> {
+    let mut synced_fs = false;
+    for dir in dirs {
+        // Removed meanwhile: nothing to keep.
+        let Ok(fd) = open_dir(dir) else { continue };
+        if !synced_fs {
+            nix::unistd::syncfs(&fd)?;
+            synced_fs = true;
+        }
+        let marker = std::fs::File::create(dir.join(SYNCED_FILE))?;
+        marker.sync_all()?;
+        nix::unistd::fsync(&fd)?;
+    }
+    Ok(())
+}
+
+/// At open: snapshots without `synced` from an earlier boot go to the trash (their files may
+/// be torn); those of this boot (their files are in the page cache) are synced again.
+fn discard_unsynced(root: &Path) -> Result<()> {
+    let boot = wharf_bus::image::host_id().unwrap_or_default();
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| SnapshotError::io(format!("reading {}", root.display()), e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(hex) = name.to_str().filter(|n| wharf_bus::digest::is_hex64(n)) else {
+            continue;
+        };
+        let dir = entry.path();
+        if dir.join(SYNCED_FILE).exists() {
+            continue;
+        }
+        let info: Option<SnapshotInfo> = std::fs::read(dir.join(INFO_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match info {
+            // Unpacked before snapshots recorded their boot: those were synced before publishing.
+            Some(i) if i.boot_id.is_empty() => {
+                let _ = std::fs::File::create(dir.join(SYNCED_FILE));
+                continue;
+            }
+            Some(i) if !boot.is_empty() && i.boot_id == boot => {
+                sync_in_background(dir);
+                continue;
+            }
+            _ => {}
+        }
+        tracing::warn!("discarding snapshot {hex}: it was not on disk when the machine stopped");
+        let trash = root.join(TRASH_DIR).join(format!("{hex}-{}", nonce()));
+        std::fs::rename(&dir, &trash)
+            .map_err(|e| SnapshotError::io(format!("discarding {}", dir.display()), e))?;
+    }
+    Ok(())
 }
 
 fn clear_dir(dir: &Path) -> Result<()> {
