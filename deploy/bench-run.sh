@@ -13,7 +13,10 @@
 #      (MemTotal - MemAvailable) after minus before, over N; (b) Pss of the per-container shims
 #      (wharf-shim; containerd-shim-runc-v2) over N, the containers' own `sleep` not counted, and
 #      the growth of the daemons' RSS (Wharf's runtime service and whole stack; dockerd+containerd)
-#   4. `docker ps` and `docker ps -a` with those N running (median of RUNS); `rm -f` of all N
+#   4. `docker ps` and `docker ps -a` with those N running (median of RUNS); `rm -f` of all N.
+#      Also the engine's part alone (GET /containers/json with curl), and the docker CLI's own
+#      floor: `docker ps` and `docker run -d` against a python3 stand-in that answers at once
+#      (with the engine's recorded ps body): what no engine can go below.
 #   5. BIG=1: `docker pull` then the first `docker run --rm` of bench-pull.sh's 534 MB image with a
 #      busybox layer on top (BIG_RUNS, default 3; every Wharf run on an empty data root, the
 #      reference's copy removed before each run)
@@ -129,6 +132,68 @@ shim_pss() {
     done
     echo "$count $sum"
 }
+
+# The docker CLI's own share: a stand-in engine (python3) that answers from memory at once,
+# with a recorded `containers/json` body. `docker ps` / `docker run -d` against it is the
+# floor any engine's figure sits on (the CLI's start-up, decoding and table formatting).
+stand_in_pid=
+stand_in_sock=$run_dir/stand-in.sock
+start_stand_in() { # $1 = file holding a containers/json body
+    rm -f "$stand_in_sock"
+    python3 - "$stand_in_sock" "$1" > "$run_dir/stand-in.log" 2>&1 <<'PY' &
+import os, socketserver, sys
+sock, ps = sys.argv[1], open(sys.argv[2], 'rb').read()
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            req, n = line.decode(), 0
+            while True:
+                h = self.rfile.readline()
+                if h.lower().startswith(b'content-length:'):
+                    n = int(h.split(b':')[1])
+                if h in (b'\r\n', b'\n', b''):
+                    break
+            if n:
+                self.rfile.read(n)
+            hdr = b'Api-Version: 1.45\r\nContent-Type: application/json\r\n'
+            if '/wait' in req:  # held open, as an engine holds it until the exit
+                self.wfile.write(b'HTTP/1.1 200 OK\r\n' + hdr + b'Transfer-Encoding: chunked\r\n\r\n')
+                self.wfile.flush()
+                while self.rfile.read(1):
+                    pass
+                return
+            if '/_ping' in req:
+                code, body = b'200 OK', b'OK'
+            elif '/containers/create' in req:
+                code, body = b'201 Created', b'{"Id":"' + b'a' * 64 + b'","Warnings":[]}'
+            elif '/start' in req:
+                code, body = b'204 No Content', None
+            elif '/containers/json' in req:
+                code, body = b'200 OK', ps
+            else:
+                code, body = b'404 Not Found', b'{"message":"not in the stand-in"}'
+            out = b'HTTP/1.1 ' + code + b'\r\n' + hdr
+            if body is not None:
+                out += b'Content-Length: %d\r\n' % len(body)
+            out += b'\r\n'
+            if body is not None and not req.startswith('HEAD'):
+                out += body
+            self.wfile.write(out)
+            self.wfile.flush()
+class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+S(sock, H).serve_forever()
+PY
+    stand_in_pid=$!
+    pids+=("$stand_in_pid")
+    for _ in $(seq 1 100); do [ -S "$stand_in_sock" ] && return 0; sleep 0.05; done
+    echo "the stand-in engine did not start" >&2
+    exit 1
+}
+stop_stand_in() { stop_pid "$stand_in_pid"; stand_in_pid=; }
 
 # remove_containers HOST private|external: every container on a private engine; on an external
 # one only those this script recorded.
@@ -502,6 +567,35 @@ measure() {
         echo "   $what: ${times[*]}"
         R[$name.$what]=$(printf '%s\n' "${times[@]}" | median)
     done
+    # The engine's part: the API call `docker ps` makes, alone (unix sockets only).
+    if [[ $host == unix://* ]]; then
+        times=()
+        for r in $(seq 1 "$runs"); do
+            t0=$(now)
+            curl -sf --unix-socket "${host#unix://}" -o "$run_dir/ps.$name.json" http://engine/containers/json
+            t1=$(now)
+            times+=("$(elapsed "$t0" "$t1")")
+        done
+        echo "   GET /containers/json: ${times[*]}"
+        R[$name.ps_api]=$(printf '%s\n' "${times[@]}" | median)
+        # The CLI's floor with this engine's answer.
+        start_stand_in "$run_dir/ps.$name.json"
+        times=()
+        for r in $(seq 1 "$runs"); do
+            t0=$(now); DOCKER_HOST=unix://$stand_in_sock "$docker_cli" ps >/dev/null; t1=$(now)
+            times+=("$(elapsed "$t0" "$t1")")
+        done
+        echo "   docker ps against a stand-in answering at once with that body: ${times[*]}"
+        R[$name.ps_floor]=$(printf '%s\n' "${times[@]}" | median)
+        times=()
+        for r in $(seq 1 "$runs"); do
+            t0=$(now); DOCKER_HOST=unix://$stand_in_sock "$docker_cli" run -d "$image" sleep 3600 >/dev/null; t1=$(now)
+            times+=("$(elapsed "$t0" "$t1")")
+        done
+        echo "   docker run -d against the stand-in: ${times[*]}"
+        R[$name.run_d_floor]=$(printf '%s\n' "${times[@]}" | median)
+        stop_stand_in
+    fi
 
     echo "== $name: docker rm -f of the $idle_n"
     t0=$(now)
@@ -579,6 +673,7 @@ else
 fi
 row "run --rm IMAGE /bin/true (s)" run_rm
 row "run -d IMAGE sleep 3600 (s)" run_d
+row "  same, CLI against an instant stand-in (s)" run_d_floor
 row "start $idle_n idle containers, total (s)" idle_start
 row "idle: host used memory / container (KiB)" mem_host
 echo "  (host-wide MemTotal-MemAvailable: anything else running on the host shows up in it)"
@@ -589,6 +684,8 @@ row "idle: daemons' RSS growth, total (KiB)" daemons_growth
 printf '%-46s %12s\n' "idle: Wharf runtime service RSS growth (KiB)" "${R[wharf.rt_growth]}"
 row "docker ps, $idle_n running (s)" ps
 row "docker ps -a, $idle_n running (s)" ps_a
+row "  GET /containers/json alone (s)" ps_api
+row "  docker ps, instant stand-in, same body (s)" ps_floor
 row "rm -f of the $idle_n, total (s)" rm_all
 if [ -n "$big" ]; then
     row "big image: pull (s)" big_pull

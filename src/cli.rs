@@ -431,8 +431,19 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Command::Up(_) => unreachable!(),
         }
     };
+    let runtime = matches!(cli.command, Command::Runtime(_));
     tokio::select! {
         r = service => r,
-        _ = crate::supervisor::shutdown_signal() => Ok(()),
+        _ = crate::supervisor::shutdown_signal() => {
+            if runtime {
+                // Removed containers still being unmounted and deleted: finish (the supervisor
+                // waits 10 s); a restart would finish what is left.
+                let _ = tokio::task::spawn_blocking(|| {
+                    wharf_runtime::service::drain_removals(std::time::Duration::from_secs(8))
+                })
+                .await;
+            }
+            Ok(())
+        }
     }
 }

@@ -707,6 +707,82 @@ mod tests {
         assert!(ingest_dir_is_empty(&s));
     }
 
+    fn stage(s: &BlobStore, name: &str, data: &[u8]) -> PathBuf {
+        let area = s.staging_area().unwrap();
+        let path = area.dir.join(name);
+        fs::write(&path, data).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_staged_layer_is_adopted_as_a_streamed_one_would_be() {
+        let (_d, s) = store();
+        let tar = build_tar(&[Item::File("a", b"staged")]);
+        let layer = gzip(&tar);
+        let dg = digest::sha256_of(&layer);
+        let staged = stage(&s, "pull-1", &layer);
+        let done = s
+            .adopt(
+                IngestSpec::for_blob(&dg, Some(layer.len() as u64), Some(GZ_LAYER)),
+                "pull-1",
+            )
+            .unwrap();
+        assert_eq!(done.blob.digest, dg);
+        assert_eq!(done.layer.unwrap().info.diff_id, digest::sha256_of(&tar));
+        assert_eq!(fs::read(s.path(&dg).unwrap()).unwrap(), layer);
+        assert!(!staged.exists(), "the store took the file");
+        assert!(ingest_dir_is_empty(&s));
+        // The same-host answers name this boot and the real files.
+        let at = s.locate(&dg).unwrap();
+        assert_eq!(Some(at.host), wharf_bus::image::host_id());
+        assert_eq!(at.size, layer.len() as u64);
+        assert_eq!(at.path, s.path(&dg).unwrap());
+    }
+
+    #[test]
+    fn a_staged_file_with_the_wrong_digest_is_refused_and_removed() {
+        let (_d, s) = store();
+        let layer = gzip(&build_tar(&[Item::File("a", b"x")]));
+        let wrong = digest::sha256_of(b"nope");
+        let staged = stage(&s, "pull-2", &layer);
+        let err = s
+            .adopt(IngestSpec::for_blob(&wrong, None, Some(GZ_LAYER)), "pull-2")
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            format!("filesystem layer verification failed for digest {wrong}")
+        );
+        assert!(!staged.exists());
+        assert!(!s.exists(&wrong));
+        assert!(ingest_dir_is_empty(&s));
+    }
+
+    #[test]
+    fn only_plain_staged_names_are_taken() {
+        let (dir, s) = store();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"not a blob").unwrap();
+        let dg = digest::sha256_of(b"not a blob");
+        for name in ["../secret", "/etc/passwd", ".hidden", "", "a/b"] {
+            let err = s
+                .adopt(IngestSpec::for_blob(&dg, None, None), name)
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Invalid, "{name}");
+        }
+        // A symlink placed in the staging area is not followed.
+        std::os::unix::fs::symlink(&secret, s.staging_area().unwrap().dir.join("link")).unwrap();
+        let err = s
+            .adopt(IngestSpec::for_blob(&dg, None, None), "link")
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid, "{}", err.message);
+        assert!(!s.exists(&dg));
+        assert!(secret.exists());
+        let missing = s
+            .adopt(IngestSpec::for_blob(&dg, None, None), "gone")
+            .unwrap_err();
+        assert_eq!(missing.kind, ErrorKind::Invalid);
+    }
+
     #[test]
     fn a_layer_with_the_wrong_digest_fails_with_dockerds_text() {
         let (_d, s) = store();

@@ -632,3 +632,58 @@ async fn an_image_whose_config_disagrees_with_its_layers_is_refused() {
     assert!(matches!(err, SnapshotError::InvalidImage(_)), "{err}");
     assert_nothing_left(&fx);
 }
+
+/// A snapshot is used at once and synced later; at open, one that never got to the disk
+/// before the machine went down (an earlier boot, no `synced` mark) is discarded, while one
+/// of this boot stays (its files are in the page cache) and older ones without a boot are
+/// taken as synced (they were synced before they were published).
+#[tokio::test]
+async fn unsynced_snapshots_of_an_earlier_boot_are_discarded_at_open() {
+    let fx = Fixture::new();
+    let mut layers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let mut layer = Layer::new();
+        layer.file(name, name.as_bytes(), 0o644);
+        layers.push(fx.add_layer(&layer.tar(), Compression::Gzip));
+    }
+    let dirs: Vec<PathBuf> = {
+        let mut out = Vec::new();
+        for layer in &layers {
+            let dir = prepare(&fx, vec![layer.clone()]).await.unwrap().remove(0);
+            out.push(dir.parent().unwrap().to_path_buf());
+        }
+        out
+    };
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let rewrite = |dir: &Path, boot_id: &str| {
+        let _ = std::fs::remove_file(dir.join("synced"));
+        let path = dir.join("snapshot.json");
+        let mut info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            info["boot_id"],
+            boot.trim(),
+            "the unpacking boot is recorded"
+        );
+        info["boot_id"] = boot_id.into();
+        std::fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+    };
+    rewrite(&dirs[0], "an-earlier-boot");
+    rewrite(&dirs[1], boot.trim());
+    rewrite(&dirs[2], "");
+
+    let reopened = Snapshotter::open(fx.root()).unwrap();
+    assert!(!dirs[0].exists(), "torn candidate discarded");
+    assert!(dirs[1].join("fs/b").exists(), "this boot's snapshot stays");
+    assert!(
+        dirs[2].join("synced").exists(),
+        "a snapshot from before boot IDs counts as synced"
+    );
+    assert_eq!(reopened.list().await.unwrap().len(), 2);
+    // Needed again, the discarded layer is unpacked again.
+    let again = reopened
+        .prepare_image(&image_of(vec![layers[0].clone()]), &fx.blobs)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(again[0].join("a")).unwrap(), b"a");
+}

@@ -574,6 +574,7 @@ fn discard(paths: &ContainerPaths) {
 /// directory still holds the record (status `Removing`) until then, so a restart of the
 /// runtime finishes an unfinished discard ([`restore`]).
 fn discard_later(paths: ContainerPaths) {
+    PENDING_DISCARDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     static REAPER: std::sync::OnceLock<Mutex<Option<std::sync::mpsc::Sender<ContainerPaths>>>> =
         std::sync::OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
@@ -583,6 +584,7 @@ fn discard_later(paths: ContainerPaths) {
             .spawn(move || {
                 while let Ok(paths) = rx.recv() {
                     discard(&paths);
+                    PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 }
             });
         Mutex::new(spawned.ok().map(|_| tx))
@@ -593,10 +595,29 @@ fn discard_later(paths: ContainerPaths) {
         Some(tx) => {
             if let Err(returned) = tx.send(paths) {
                 discard(&returned.0);
+                PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
-        None => discard(&paths),
+        None => {
+            discard(&paths);
+            PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
+}
+
+/// Removals handed to the background thread and not done yet.
+static PENDING_DISCARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Waits (blocking) until the background removals are done, at most `limit`; whether they are.
+pub fn drain_removals(limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while PENDING_DISCARDS.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
 }
 
 /// `docker start`.

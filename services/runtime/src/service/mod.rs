@@ -18,6 +18,7 @@ mod extras;
 mod health;
 pub mod host;
 mod lifecycle;
+pub use lifecycle::drain_removals;
 mod names;
 pub mod networks;
 pub mod record;

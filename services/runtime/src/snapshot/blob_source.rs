@@ -22,20 +22,34 @@ pub trait BlobSource: Send + Sync {
 }
 
 /// Blobs from image-store: `wharf.v1.image-store.blob.read`, a download stream.
+/// On image-store's host it reads the store's file instead (`blob.locate`).
 #[derive(Clone)]
 pub struct BusBlobSource {
     client: async_nats::Client,
+    shortcut: bool,
 }
 
 impl BusBlobSource {
     pub fn new(client: async_nats::Client) -> Self {
-        BusBlobSource { client }
+        BusBlobSource {
+            client,
+            shortcut: true,
+        }
+    }
+
+    /// Always over the bus, even on image-store's host (as from another host).
+    pub fn bus_only(client: async_nats::Client) -> Self {
+        BusBlobSource {
+            client,
+            shortcut: false,
+        }
     }
 }
 
 impl BlobSource for BusBlobSource {
     fn open(&self, digest: &str) -> impl Future<Output = Result<BlobStream, BusError>> + Send {
         let client = self.client.clone();
+        let shortcut = self.shortcut;
         let request = BlobRead {
             digest: digest.to_string(),
             offset: 0,
@@ -43,8 +57,10 @@ impl BlobSource for BusBlobSource {
         async move {
             // On image-store's host, its file (the bytes are checked as they are unpacked
             // either way); over the bus otherwise.
-            if let Some(file) = open_local(&client, &request.digest).await {
-                return Ok(file_stream(file));
+            if shortcut {
+                if let Some(file) = open_local(&client, &request.digest).await {
+                    return Ok(file_stream(file));
+                }
             }
             let subject = subjects::subject(group::IMAGE_STORE, image_store::BLOB_READ);
             let (receiver, _info) = Receiver::open_json(&client, &subject, &request).await?;
