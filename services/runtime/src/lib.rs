@@ -9,6 +9,7 @@ pub mod network;
 pub mod shim;
 pub mod snapshot;
 pub mod volume;
+mod worker;
 
 pub mod service;
 

@@ -17,6 +17,7 @@ use crate::logs::format_go_rfc3339_nano;
 use crate::network::{PortMapping, Protocol};
 use crate::shim::{ShimClient, ShimLaunch, ShimState, StartingShim};
 use crate::snapshot::Snapshotter;
+use crate::worker::Worker;
 
 use super::build;
 use super::host;
@@ -574,34 +575,16 @@ fn discard(paths: &ContainerPaths) {
 /// directory still holds the record (status `Removing`) until then, so a restart of the
 /// runtime finishes an unfinished discard ([`restore`]).
 fn discard_later(paths: ContainerPaths) {
-    PENDING_DISCARDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    static REAPER: std::sync::OnceLock<Mutex<Option<std::sync::mpsc::Sender<ContainerPaths>>>> =
-        std::sync::OnceLock::new();
-    let reaper = REAPER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<ContainerPaths>();
-        let spawned = std::thread::Builder::new()
-            .name("container-discard".into())
-            .spawn(move || {
-                while let Ok(paths) = rx.recv() {
-                    discard(&paths);
-                    PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            });
-        Mutex::new(spawned.ok().map(|_| tx))
-    });
-    let sender = reaper.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    // Without the thread, here.
-    match sender {
-        Some(tx) => {
-            if let Err(returned) = tx.send(paths) {
-                discard(&returned.0);
-                PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-        None => {
+    static REAPER: Worker<ContainerPaths> = Worker::new("container-discard", |queue| {
+        for paths in queue {
             discard(&paths);
             PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
+    });
+    PENDING_DISCARDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if let Err(paths) = REAPER.send(paths) {
+        discard(&paths);
+        PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -32,6 +32,7 @@ use super::chain_id::{chain_hex, chain_ids};
 use super::channel_reader::{self, ChannelReader, Piece};
 use super::error::{Result, SnapshotError};
 use super::layer_unpack::{self, Expected};
+use crate::worker::Worker;
 
 pub(crate) const INGEST_DIR: &str = ".ingest";
 pub(crate) const TRASH_DIR: &str = ".trash";
@@ -355,22 +356,10 @@ const SYNC_AT_MOST: std::time::Duration = std::time::Duration::from_secs(30);
 /// Writes a published snapshot's files to disk, then marks it `synced`, off the caller's path
 /// (one background thread; snapshots published close together share one sync).
 fn sync_in_background(dir: PathBuf) {
-    static SYNCER: std::sync::OnceLock<Mutex<Option<std::sync::mpsc::Sender<PathBuf>>>> =
-        std::sync::OnceLock::new();
-    let syncer = SYNCER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
-        let spawned = std::thread::Builder::new()
-            .name("snapshot-sync".into())
-            .spawn(move || sync_loop(rx));
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start the snapshot sync: {e}");
-            return Mutex::new(None);
-        }
-        Mutex::new(Some(tx))
-    });
-    let sender = syncer.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tx) = sender.as_ref() {
-        let _ = tx.send(dir);
+    static SYNCER: Worker<PathBuf> = Worker::new("snapshot-sync", sync_loop);
+    if let Err(dir) = SYNCER.send(dir) {
+        // No thread: it stays unsynced this boot, and counts as this boot's at the next open.
+        tracing::warn!("snapshot {} is not synced", dir.display());
     }
 }
 
