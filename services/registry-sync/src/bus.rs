@@ -174,12 +174,15 @@ impl StagedBlob {
             name: self.name.clone(),
         };
         // The store takes the file (or removes it) once it has the request; our Drop removes
-        // it if the request never got there.
+        // it if the request never got there. It reads the file once (hash, inflate) and syncs
+        // it: the deadline grows with the size, so a store that died does not hold the pull
+        // for long.
+        let deadline = ADOPT_BASE + Duration::from_secs(self.written / ADOPT_RATE);
         rpc::call_with_timeout(
             &self.client,
             &store_subject(image_store::BLOB_ADOPT),
             &adopt,
-            COMMIT_TIMEOUT,
+            deadline,
         )
         .await
     }
@@ -191,6 +194,10 @@ impl Drop for StagedBlob {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// Deadline of `blob.adopt`: this, plus a second per `ADOPT_RATE` bytes of the blob.
+const ADOPT_BASE: Duration = Duration::from_secs(20);
+const ADOPT_RATE: u64 = 16 << 20;
 
 /// Writeback is started every this many bytes of a staged blob.
 const WRITEBACK_STEP: u64 = 16 << 20;
