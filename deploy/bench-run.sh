@@ -485,6 +485,20 @@ runtime_pid() { # Wharf's runtime service: the child `wharf runtime ...` of `wha
 
 declare -A R=()
 dk() { DOCKER_HOST=$host "$docker_cli" "$@"; }
+# time_runs KEY LABEL CMD...: runs CMD $runs times (its stdout appended to $time_out, default
+# /dev/null), prints LABEL and the times, and keeps the median in R[KEY].
+time_out=/dev/null
+time_runs() {
+    local key=$1 label=$2 t0 t1 r
+    shift 2
+    local times=()
+    for r in $(seq 1 "$runs"); do
+        t0=$(now); "$@" >> "$time_out"; t1=$(now)
+        times+=("$(elapsed "$t0" "$t1")")
+    done
+    echo "   ${label:+$label: }${times[*]}"
+    R[$key]=$(printf '%s\n' "${times[@]}" | median)
+}
 
 # measure NAME HOST KIND(wharf|dockerd|external): phases 1-4 against a running engine.
 measure() {
@@ -495,24 +509,11 @@ measure() {
     dk run --rm "$image" /bin/true # untimed: the first run may set up a snapshot or network
 
     echo "== $name: docker run --rm IMAGE /bin/true ($runs runs)"
-    times=()
-    for r in $(seq 1 "$runs"); do
-        t0=$(now); dk run --rm "$image" /bin/true; t1=$(now)
-        times+=("$(elapsed "$t0" "$t1")")
-    done
-    echo "   ${times[*]}"
-    R[$name.run_rm]=$(printf '%s\n' "${times[@]}" | median)
+    time_runs "$name.run_rm" "" dk run --rm "$image" /bin/true
 
     echo "== $name: docker run -d IMAGE sleep 3600 ($runs runs)"
-    times=()
     ids_file=$run_dir/ids.$name.detached
-    for r in $(seq 1 "$runs"); do
-        t0=$(now); id=$(dk run -d "$image" sleep 3600); t1=$(now)
-        echo "$id" >> "$ids_file"
-        times+=("$(elapsed "$t0" "$t1")")
-    done
-    echo "   ${times[*]}"
-    R[$name.run_d]=$(printf '%s\n' "${times[@]}" | median)
+    time_out=$ids_file time_runs "$name.run_d" "" dk run -d "$image" sleep 3600
     # shellcheck disable=SC2046
     dk rm -f $(cat "$ids_file") >/dev/null
     rm -f "$ids_file"
@@ -557,43 +558,18 @@ measure() {
         echo "   note: found ${R[$name.shim_count]} shim processes for $idle_n containers" >&2
 
     echo "== $name: docker ps / ps -a with $idle_n running ($runs runs each)"
-    for what in ps ps_a; do
-        times=()
-        for r in $(seq 1 "$runs"); do
-            if [ $what = ps ]; then t0=$(now); dk ps >/dev/null; t1=$(now)
-            else t0=$(now); dk ps -a >/dev/null; t1=$(now); fi
-            times+=("$(elapsed "$t0" "$t1")")
-        done
-        echo "   $what: ${times[*]}"
-        R[$name.$what]=$(printf '%s\n' "${times[@]}" | median)
-    done
+    time_runs "$name.ps" ps dk ps
+    time_runs "$name.ps_a" ps_a dk ps -a
     # The engine's part: the API call `docker ps` makes, alone (unix sockets only).
     if [[ $host == unix://* ]]; then
-        times=()
-        for r in $(seq 1 "$runs"); do
-            t0=$(now)
+        time_runs "$name.ps_api" "GET /containers/json" \
             curl -sf --unix-socket "${host#unix://}" -o "$run_dir/ps.$name.json" http://engine/containers/json
-            t1=$(now)
-            times+=("$(elapsed "$t0" "$t1")")
-        done
-        echo "   GET /containers/json: ${times[*]}"
-        R[$name.ps_api]=$(printf '%s\n' "${times[@]}" | median)
         # The CLI's floor with this engine's answer.
         start_stand_in "$run_dir/ps.$name.json"
-        times=()
-        for r in $(seq 1 "$runs"); do
-            t0=$(now); DOCKER_HOST=unix://$stand_in_sock "$docker_cli" ps >/dev/null; t1=$(now)
-            times+=("$(elapsed "$t0" "$t1")")
-        done
-        echo "   docker ps against a stand-in answering at once with that body: ${times[*]}"
-        R[$name.ps_floor]=$(printf '%s\n' "${times[@]}" | median)
-        times=()
-        for r in $(seq 1 "$runs"); do
-            t0=$(now); DOCKER_HOST=unix://$stand_in_sock "$docker_cli" run -d "$image" sleep 3600 >/dev/null; t1=$(now)
-            times+=("$(elapsed "$t0" "$t1")")
-        done
-        echo "   docker run -d against the stand-in: ${times[*]}"
-        R[$name.run_d_floor]=$(printf '%s\n' "${times[@]}" | median)
+        host=unix://$stand_in_sock time_runs "$name.ps_floor" \
+            "docker ps against a stand-in answering at once with that body" dk ps
+        host=unix://$stand_in_sock time_runs "$name.run_d_floor" \
+            "docker run -d against the stand-in" dk run -d "$image" sleep 3600
         stop_stand_in
     fi
 
