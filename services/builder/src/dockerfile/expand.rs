@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use wharf_bus::error::go_quote;
+
 /// An error from [`expand_word`] / [`expand_words`], worded like dockerd's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandError {
@@ -122,31 +124,6 @@ pub(crate) fn lex_with_mode(
     let mut lx = Lexer::new(word, env, escape);
     lx.mode = mode;
     lx.run()
-}
-
-/// Go's `%q` for the strings Docker quotes in messages.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Collects the split words alongside the joined result.

@@ -19,7 +19,6 @@ mod tests;
 
 use std::fmt;
 
-pub(crate) use expand::go_quote;
 pub use expand::{env_list_lookup, expand_word, expand_words, expands, ExpandError};
 pub use instructions::{
     instructions, parse_command, Command, CommandLine, CopySpec, Healthcheck, Instruction, Plan,
@@ -27,6 +26,7 @@ pub use instructions::{
     MIN_HEALTH_DURATION,
 };
 pub use parser::{parse, parse_named, Directive, Dockerfile, Flag, Heredoc, Node};
+pub(crate) use wharf_bus::error::go_quote;
 
 /// Which stage of reading produced an error; it decides how dockerd words the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

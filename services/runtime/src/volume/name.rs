@@ -1,6 +1,7 @@
 //! Volume names as dockerd's local driver accepts them, and anonymous names.
 
 use crate::volume::{Result, VolumeError};
+use wharf_bus::error::go_quote;
 
 /// The label dockerd (≥ 23) puts on anonymous volumes; prune removes only those by default.
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -28,25 +29,6 @@ pub fn validate_name(name: &str) -> Result<()> {
 pub(crate) fn anonymous_name() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Go's `%q` for the characters a rejected name can hold (printable text stays as is).
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
