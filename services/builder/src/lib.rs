@@ -1,6 +1,7 @@
 //! builder: turns a build context and a Dockerfile into an image (issue 4); for now it registers
 //! on the bus and answers health so the stack and `nats micro ls` see it.
 
+pub mod context;
 pub mod dockerfile;
 pub mod ignore;
 
