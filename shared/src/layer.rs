@@ -16,15 +16,20 @@ pub enum Compression {
     Bzip2,
 }
 
-/// The longest magic number looked at.
-const MAGIC_LEN: usize = 6;
+/// The longest magic number looked at (a zstd skippable frame needs 8 bytes).
+pub const MAGIC_LEN: usize = 8;
 
 impl Compression {
-    /// Recognizes a stream from its first bytes.
+    /// Recognizes a stream from its first bytes, as moby's `DetectCompression` does (gzip's
+    /// magic includes the deflate method byte; zstd also starts with a skippable frame
+    /// `0x184D2A5?`).
     pub fn detect(head: &[u8]) -> Compression {
+        let skippable = head.len() >= 8
+            && u32::from_le_bytes([head[0], head[1], head[2], head[3]]) & 0xffff_fff0
+                == 0x184d_2a50;
         if head.starts_with(&[0x1f, 0x8b, 0x08]) {
             Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || skippable {
             Compression::Zstd
         } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
             Compression::Xz
@@ -46,9 +51,9 @@ impl Compression {
 }
 
 /// Wraps `input` in the decompressor its first bytes call for: gzip (any number of members, as
-/// Go reads them), zstd (any number of frames) or none. xz and bzip2 are recognized but not
-/// decoded: they fail with a clear message. `input` is buffered by the caller (a large
-/// `BufReader` keeps the inflater on big reads, which is where layer ingest spends its time).
+/// Go reads them), zstd (any number of frames), xz and bzip2 (any number of streams) or none.
+/// `input` is buffered by the caller (a large `BufReader` keeps the inflater on big reads,
+/// which is where layer ingest spends its time).
 pub fn decompress<'a, R: BufRead + Send + 'a>(
     mut input: R,
 ) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
@@ -64,18 +69,22 @@ pub fn decompress<'a, R: BufRead + Send + 'a>(
     }
     let compression = Compression::detect(&head);
     let whole = io::Cursor::new(head).chain(input);
-    let reader: Box<dyn Read + Send + 'a> = match compression {
-        Compression::None => Box::new(whole),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(whole)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(whole)?),
-        Compression::Xz | Compression::Bzip2 => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unsupported compression format {compression:?}"),
-            ))
-        }
-    };
+    let reader = decoder(compression, whole)?;
     Ok((compression, reader))
+}
+
+/// The reader that undoes `compression` on `input` (which starts at the stream's first byte).
+pub fn decoder<'a, R: BufRead + Send + 'a>(
+    compression: Compression,
+    input: R,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+    })
 }
 
 /// True for the media types of image layers (Docker and OCI, compressed or not,
@@ -158,6 +167,11 @@ mod tests {
         );
         assert_eq!(Compression::detect(b"BZh91AY"), Compression::Bzip2);
         assert_eq!(Compression::detect(b"hello"), Compression::None);
+        // A zstd stream may open with a skippable frame.
+        assert_eq!(
+            Compression::detect(&[0x5e, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]),
+            Compression::Zstd
+        );
     }
 
     /// Hands out its bytes one at a time, as a stream cut into tiny frames would.
@@ -202,5 +216,25 @@ mod tests {
         assert_eq!(r.drain().unwrap(), 3);
         assert_eq!(r.count(), 3);
         assert_eq!(r.digest(), crate::digest::sha256_of(b"abc"));
+    }
+
+    #[test]
+    fn xz_and_bzip2_streams_are_decoded() {
+        use std::io::Write;
+        let data = b"layer bytes, twice: layer bytes".repeat(100);
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(&data).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&data).unwrap();
+        for (blob, expected) in [
+            (bz.finish().unwrap(), Compression::Bzip2),
+            (xz.finish().unwrap(), Compression::Xz),
+        ] {
+            let (found, mut reader) = decompress(io::BufReader::new(&blob[..])).unwrap();
+            assert_eq!(found, expected);
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).unwrap();
+            assert_eq!(out, data);
+        }
     }
 }

@@ -35,7 +35,6 @@
 //!   [`Context::checksum`]. [`checksum`] is the same over a plain directory, hashing from disk
 //!   like `lazySource` (used for `COPY --from`).
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -43,7 +42,8 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -64,40 +64,7 @@ const BLOCK: usize = 512;
 /// `evalSymlinksInScope`'s bound on path components walked (symlink targets included).
 const MAX_SCOPE_STEPS: usize = 255;
 
-/// Compression of a build-context body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Bzip2,
-    Xz,
-    Zstd,
-}
-
-/// Detects the compression of a stream from its first bytes, like moby's
-/// `archive.DetectCompression` (gzip's magic includes the deflate method byte `08`; zstd also
-/// matches skippable frames `0x184D2A5?`, which need 8 bytes).
-pub fn detect_compression(head: &[u8]) -> Compression {
-    const BZIP2: &[u8] = b"BZh";
-    const GZIP: &[u8] = &[0x1f, 0x8b, 0x08];
-    const XZ: &[u8] = &[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
-    const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
-    if head.starts_with(BZIP2) {
-        Compression::Bzip2
-    } else if head.starts_with(GZIP) {
-        Compression::Gzip
-    } else if head.starts_with(XZ) {
-        Compression::Xz
-    } else if head.starts_with(ZSTD)
-        || (head.len() >= 8
-            && u32::from_le_bytes([head[0], head[1], head[2], head[3]]) & 0xffff_fff0
-                == 0x184d_2a50)
-    {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
-}
+pub use wharf_bus::layer::Compression;
 
 /// What the archive said about one path (the first entry of that name, as dockerd's
 /// `FileInfoSums.GetFile` finds it).
@@ -187,7 +154,11 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContextError {
 }
 
 /// [`receive_with_limit`] with [`DEFAULT_MAX_CONTEXT_SIZE`].
-pub fn receive(body: impl Read, dest: &Path, dockerfile: &str) -> Result<Context, ContextError> {
+pub fn receive(
+    body: impl Read + Send,
+    dest: &Path,
+    dockerfile: &str,
+) -> Result<Context, ContextError> {
     receive_with_limit(body, dest, dockerfile, DEFAULT_MAX_CONTEXT_SIZE)
 }
 
@@ -200,13 +171,13 @@ pub fn receive(body: impl Read, dest: &Path, dockerfile: &str) -> Result<Context
 /// partial extraction; the caller removes it. `dest` should be private to the daemon (0700,
 /// like dockerd's `docker-builder*` directories): setuid bits from the archive are kept.
 pub fn receive_with_limit(
-    body: impl Read,
+    body: impl Read + Send,
     dest: &Path,
     dockerfile: &str,
     limit: u64,
 ) -> Result<Context, ContextError> {
     check_destination(dest)?;
-    let exceeded = Rc::new(Cell::new(false));
+    let exceeded = Arc::new(AtomicBool::new(false));
     // The raw body is bounded too, so that compressed input producing nothing cannot run on.
     let raw = Limited {
         inner: body,
@@ -215,20 +186,20 @@ pub fn receive_with_limit(
     };
     let mut body = BufReader::with_capacity(64 * 1024, raw);
     let head = read_head(&mut body, SNIFF_LEN).map_err(|e| {
-        if exceeded.get() {
+        if exceeded.load(Ordering::Relaxed) {
             ContextError::TooLarge { limit }
         } else {
             ContextError::Malformed(format!("failed to read the build context header: {e}"))
         }
     })?;
-    let compression = detect_compression(&head);
+    let compression = Compression::detect(&head);
     let from_archive = compression != Compression::None || looks_like_tar(&head);
     let stream = io::Cursor::new(head).chain(body);
 
     let stream_error = {
         let exceeded = exceeded.clone();
         move |e: io::Error| {
-            if exceeded.get() {
+            if exceeded.load(Ordering::Relaxed) {
                 ContextError::TooLarge { limit }
             } else {
                 ContextError::Malformed(e.to_string())
@@ -255,7 +226,7 @@ pub fn receive_with_limit(
     };
 
     if from_archive {
-        let decompressed = decompress(compression, stream).map_err(&stream_error)?;
+        let decompressed = wharf_bus::layer::decoder(compression, stream).map_err(&stream_error)?;
         let limited = Limited {
             inner: decompressed,
             remaining: limit,
@@ -338,24 +309,11 @@ fn looks_like_tar(head: &[u8]) -> bool {
     stored == unsigned || stored == signed
 }
 
-fn decompress<'a>(
-    compression: Compression,
-    stream: impl Read + 'a,
-) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::None => Box::new(stream),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
-        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(stream)),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(stream)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(stream)?),
-    })
-}
-
 /// Fails reads once more than `remaining` bytes came through, flagging why.
 struct Limited<R> {
     inner: R,
     remaining: u64,
-    exceeded: Rc<Cell<bool>>,
+    exceeded: Arc<AtomicBool>,
 }
 
 impl<R: Read> Read for Limited<R> {
@@ -367,7 +325,7 @@ impl<R: Read> Read for Limited<R> {
                 Ok(n)
             }
             None => {
-                self.exceeded.set(true);
+                self.exceeded.store(true, Ordering::Relaxed);
                 Err(io::Error::other("build context too large"))
             }
         }
@@ -1646,27 +1604,27 @@ mod tests {
 
     #[test]
     fn compression_is_detected_by_magic_bytes() {
-        assert_eq!(detect_compression(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(Compression::detect(b"BZh91AY"), Compression::Bzip2);
         assert_eq!(
-            detect_compression(&[0x1f, 0x8b, 0x08, 0]),
+            Compression::detect(&[0x1f, 0x8b, 0x08, 0]),
             Compression::Gzip
         );
         // gzip's magic includes the deflate method byte.
-        assert_eq!(detect_compression(&[0x1f, 0x8b, 0x09]), Compression::None);
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 0x09]), Compression::None);
         assert_eq!(
-            detect_compression(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
             Compression::Xz
         );
         assert_eq!(
-            detect_compression(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
             Compression::Zstd
         );
         // A zstd skippable frame (0x184D2A50..=0x184D2A5F little-endian) needs 8 bytes.
         let skippable = [0x5a, 0x2a, 0x4d, 0x18, 4, 0, 0, 0];
-        assert_eq!(detect_compression(&skippable), Compression::Zstd);
-        assert_eq!(detect_compression(&skippable[..7]), Compression::None);
-        assert_eq!(detect_compression(b"FROM alpine\n"), Compression::None);
-        assert_eq!(detect_compression(b""), Compression::None);
+        assert_eq!(Compression::detect(&skippable), Compression::Zstd);
+        assert_eq!(Compression::detect(&skippable[..7]), Compression::None);
+        assert_eq!(Compression::detect(b"FROM alpine\n"), Compression::None);
+        assert_eq!(Compression::detect(b""), Compression::None);
     }
 
     #[test]

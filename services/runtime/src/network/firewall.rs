@@ -169,7 +169,9 @@ impl Firewall {
         for port in &ports {
             let (map, key) = map_key(port);
             let script = format!("get element ip {} {map} {{ {key} }}", self.table);
-            let Ok(listing) = run_script(&script) else {
+            // A listing is interrupted (EINTR) when another process changes the ruleset
+            // meanwhile: ask again before taking the element as absent.
+            let Some(listing) = (0..3).find_map(|_| run_script(&script).ok()) else {
                 continue;
             };
             elements.extend(listing.lines().filter_map(|line| {
