@@ -295,12 +295,6 @@ fn events_report_the_container_lifecycle() {
         "volume create  ",
         "volume destroy  ",
     ] {
-        if want == "container attach evt "
-            && !lines.iter().any(|l| l.starts_with("container attach"))
-        {
-            // Wharf does not publish attach events yet (dockerd does); not required here.
-            continue;
-        }
         assert!(
             lines.iter().any(|l| l.starts_with(want.trim_end())),
             "{want:?} in {out}"

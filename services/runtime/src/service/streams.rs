@@ -180,6 +180,8 @@ pub async fn attach(
         wharf_bus::rpc::encode(&StreamInfo { tty })?,
     )
     .await?;
+    // dockerd logs an `attach` event for every attach (`docker run` without -d makes one).
+    node.publish_event(&c.snapshot(), "attach", &[]).await;
     let _ = stdin_once;
     if req.logs {
         let options = ReadOptions {
