@@ -314,6 +314,33 @@ fn events_report_the_container_lifecycle() {
     assert!(out.lines().contains(&"die".to_string()), "{out}");
 }
 
+/// With the same-host shortcuts off (as when image-store runs on another host), pulled blobs
+/// stream over the bus into image-store, and layers stream from it to the runtime.
+#[test]
+fn pull_and_first_run_work_over_the_bus_alone() {
+    if support::skip_on_reference("sets Wharf's environment") {
+        return;
+    }
+    let stack = Stack::start_with(StackOptions {
+        env: vec![("WHARF_SAME_HOST_SHORTCUTS".into(), "0".into())],
+        ..Default::default()
+    });
+    let d = stack.docker();
+    let registry = Registry::start();
+    let image = pushed(&registry, "bus-only");
+    let out = d.ok(&["pull", &image]);
+    assert!(out.stdout.contains("Downloaded newer image"), "{out}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        &image,
+        "sh",
+        "-c",
+        "ls /bin/grep && echo over-the-bus",
+    ]);
+    assert_eq!(out.stdout, "/bin/grep\nover-the-bus\n", "{out}");
+}
+
 #[test]
 fn two_runtime_nodes_share_one_api() {
     if support::skip_on_reference("runs a second Wharf runtime node") {

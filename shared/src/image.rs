@@ -19,10 +19,14 @@ pub struct BlobInfo {
 
 /// The identity of this boot of this machine (`/proc/sys/kernel/random/boot_id`): two
 /// services that read the same value share a kernel, so a path one names can be opened by the
-/// other (subject to the device and inode check every shortcut makes as well).
+/// other (subject to the device and inode check every shortcut makes as well). `None` turns
+/// the same-host shortcuts off; so does `WHARF_SAME_HOST_SHORTCUTS=0` in the environment.
 pub fn host_id() -> Option<String> {
     static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
+        if std::env::var_os("WHARF_SAME_HOST_SHORTCUTS").is_some_and(|v| v == "0") {
+            return None;
+        }
         std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
             .ok()
             .map(|s| s.trim().to_string())

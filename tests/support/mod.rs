@@ -685,6 +685,8 @@ pub struct StackOptions {
     pub insecure_registries: Vec<String>,
     /// More arguments of `wharf up` (`-G`, more `-H`, `--tls*`), after the harness's own.
     pub extra_args: Vec<String>,
+    /// Environment of `wharf up` (and so of its services).
+    pub env: Vec<(String, String)>,
 }
 
 /// `wharf up` with its own data root, API socket and private nats-server.
@@ -840,6 +842,7 @@ impl Stack {
             std::fs::write(&config, "{}").unwrap();
             cmd.arg("--config-file").arg(&config);
             cmd.env("RUST_BACKTRACE", "1");
+            cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
             let mut proc = Proc::start(
                 "wharf up",
                 cmd,
