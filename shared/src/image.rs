@@ -71,6 +71,8 @@ pub struct BlobAdopt {
 /// `blob.ingest` (an upload stream): the content that follows must hash to `digest`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobIngest {
+    /// Empty when the sender cannot know it before sending (a build context): the store then
+    /// takes the digest of what arrives, and says it in the answer.
     pub digest: String,
     /// Expected size, when the caller knows it (a manifest says so): more or fewer bytes fail.
     #[serde(default)]

@@ -58,14 +58,15 @@ pub struct IngestSpec {
 }
 
 impl IngestSpec {
-    /// The spec of a `blob.ingest` request: layer media types are scanned.
+    /// The spec of a `blob.ingest` request: layer media types are scanned; an empty `digest`
+    /// takes the digest of what arrives.
     pub fn for_blob(digest: &str, size: Option<u64>, media_type: Option<&str>) -> Self {
         let scan = match media_type {
             Some(mt) if compression::is_layer_media_type(mt) => ScanMode::Layer,
             _ => ScanMode::Never,
         };
         IngestSpec {
-            expected: Some(digest.to_string()),
+            expected: (!digest.is_empty()).then(|| digest.to_string()),
             size,
             media_type: media_type.map(str::to_string),
             scan,

@@ -85,7 +85,9 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
         .blobs
         .staging_area());
     call!(ep::BLOB_ADOPT, BlobAdopt, |s, r, _e| {
-        wharf_bus::digest::sha256_hex(&r.ingest.digest)?;
+        if !r.ingest.digest.is_empty() {
+            wharf_bus::digest::sha256_hex(&r.ingest.digest)?;
+        }
         let spec = IngestSpec::for_blob(
             &r.ingest.digest,
             r.ingest.size,
@@ -370,7 +372,9 @@ async fn blob_ingest(
     request: Request,
 ) -> Result<Reply, BusError> {
     let r: BlobIngest = rpc::decode(&request.message.payload)?;
-    wharf_bus::digest::sha256_hex(&r.digest)?;
+    if !r.digest.is_empty() {
+        wharf_bus::digest::sha256_hex(&r.digest)?;
+    }
     let spec = IngestSpec::for_blob(&r.digest, r.size, r.media_type.as_deref());
     let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
     stream_in(receiver, &client, uploads, move |mut upload| {

@@ -94,6 +94,27 @@ async fn blobs_stream_in_and_out_over_real_nats_and_errors_keep_their_kind() {
     .unwrap();
     assert_eq!(rx.collect().await.unwrap(), layer[3_000_000..]);
 
+    // A sender that cannot know the digest beforehand (a build context) leaves it empty: the
+    // store takes the digest of what arrives and says it.
+    let context = common::tar_of(&[("Dockerfile", b"FROM scratch\n")]);
+    let (mut tx, _) = Sender::open(
+        &client,
+        &subj(ep::BLOB_INGEST),
+        serde_json::to_vec(&BlobIngest {
+            digest: String::new(),
+            size: None,
+            media_type: None,
+        })
+        .unwrap()
+        .into(),
+    )
+    .await
+    .unwrap();
+    tx.send(Bytes::from(context.clone())).await.unwrap();
+    let done: BlobIngested = tx.finish_json().await.unwrap();
+    assert_eq!(done.blob.digest, digest::sha256_of(&context));
+    assert_eq!(done.blob.size, context.len() as u64);
+
     // Typed errors: a missing blob, a wrong digest, an unknown image.
     let missing = format!("sha256:{}", "0".repeat(64));
     let err = wharf_bus::call::<_, BlobInfo>(
