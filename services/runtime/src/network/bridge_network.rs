@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::check_container_id;
 use super::error::{NetworkError, Result};
 use super::firewall::Firewall;
 use super::ipam::Ipam;
@@ -237,23 +238,6 @@ impl<L: Links> BridgeNetwork<L> {
 pub fn host_interface_name(container: &str) -> String {
     let keep = IFNAMSIZ_MAX - "veth".len();
     format!("veth{}", &container[..container.len().min(keep)])
-}
-
-/// Container IDs become interface names and nft comments: keep them plain.
-fn check_container_id(container: &str) -> Result<()> {
-    let plain = !container.is_empty()
-        && container.len() <= 128
-        && container
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if plain {
-        Ok(())
-    } else {
-        Err(NetworkError::invalid(
-            format!("container ID {container:?}"),
-            "use letters, digits, _ and -",
-        ))
-    }
 }
 
 fn check_interface_name(name: &str) -> Result<()> {

@@ -23,8 +23,9 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use super::check_container_id;
 use super::error::{NetworkError, Result};
-use super::nft::run_script;
+use super::nft::{list, run_script};
 use super::ports::PortMapping;
 use super::subnet::Subnet;
 
@@ -104,7 +105,7 @@ impl Firewall {
     /// DNATs `ports` to `address`, replacing the container's earlier ports; one nft
     /// transaction, none for no ports. A port another container holds fails the whole call.
     pub fn publish(&self, container: &str, address: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
-        check_container(container)?;
+        check_container_id(container)?;
         self.unpublish(container)?;
         if ports.is_empty() {
             return Ok(());
@@ -130,7 +131,7 @@ impl Firewall {
     /// Deletes the container's map elements in one nft transaction; a container without
     /// published ports needs no nft call, and a table already gone is not an error.
     pub fn unpublish(&self, container: &str) -> Result<()> {
-        check_container(container)?;
+        check_container_id(container)?;
         let Some((address, ports)) = self.load_ports(container)? else {
             return Ok(());
         };
@@ -161,7 +162,7 @@ impl Firewall {
     /// The container's map elements as nft text, `key : address . port` (for checks and
     /// diagnostics; one nft call per port).
     pub fn published_rules(&self, container: &str) -> Result<Vec<String>> {
-        check_container(container)?;
+        check_container_id(container)?;
         let Some((_, ports)) = self.load_ports(container)? else {
             return Ok(Vec::new());
         };
@@ -169,9 +170,7 @@ impl Firewall {
         for port in &ports {
             let (map, key) = map_key(port);
             let script = format!("get element ip {} {map} {{ {key} }}", self.table);
-            // A listing is interrupted (EINTR) when another process changes the ruleset
-            // meanwhile: ask again before taking the element as absent.
-            let Some(listing) = (0..3).find_map(|_| run_script(&script).ok()) else {
+            let Ok(listing) = list(&script) else {
                 continue;
             };
             elements.extend(listing.lines().filter_map(|line| {
@@ -196,7 +195,7 @@ impl Firewall {
     /// Whether the table exists (lists the tables: not for per-container paths).
     pub fn exists(&self) -> Result<bool> {
         let wanted = format!("table ip {}", self.table);
-        Ok(run_script("list tables")?
+        Ok(list("list tables")?
             .lines()
             .any(|line| line.trim() == wanted))
     }
@@ -238,23 +237,6 @@ impl Firewall {
             .map(str::parse)
             .collect::<Result<Vec<PortMapping>>>()?;
         Ok(Some((address, ports)))
-    }
-}
-
-/// Container IDs name a file: letters, digits, `_` and `-` only.
-fn check_container(container: &str) -> Result<()> {
-    let plain = !container.is_empty()
-        && container.len() <= 128
-        && container
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if plain {
-        Ok(())
-    } else {
-        Err(NetworkError::invalid(
-            format!("container ID {container:?}"),
-            "use letters, digits, _ and -",
-        ))
     }
 }
 

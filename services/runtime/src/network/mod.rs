@@ -40,3 +40,20 @@ pub use netlink::Netlink;
 pub use ports::{PortMapping, Protocol};
 pub use subnet::{Subnet, DEFAULT_SUBNET};
 pub use sysctl::{enable_ip_forward, enable_route_localnet};
+
+/// Container IDs become interface names, nft comments and file names: keep them plain.
+pub(crate) fn check_container_id(container: &str) -> Result<()> {
+    let plain = !container.is_empty()
+        && container.len() <= 128
+        && container
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        Ok(())
+    } else {
+        Err(NetworkError::invalid(
+            format!("container ID {container:?}"),
+            "use letters, digits, _ and -",
+        ))
+    }
+}

@@ -24,6 +24,19 @@ pub(crate) fn run_script(script: &str) -> Result<String> {
     }
 }
 
+/// Runs a read-only `script` (a `list` or `get`). A listing is interrupted (EINTR) when another
+/// process changes the ruleset meanwhile: it is asked again before its error counts.
+pub(crate) fn list(script: &str) -> Result<String> {
+    let mut outcome = run_script(script);
+    for _ in 0..2 {
+        if outcome.is_ok() {
+            break;
+        }
+        outcome = run_script(script);
+    }
+    outcome
+}
+
 fn library() -> Option<&'static Mutex<LibNftables>> {
     static LIBRARY: OnceLock<Option<Mutex<LibNftables>>> = OnceLock::new();
     LIBRARY
