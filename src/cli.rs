@@ -25,6 +25,8 @@ pub struct Cli {
     pub common: Common,
 }
 
+// Parsed once at start: the size of the `up` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start the whole stack on this machine: every service as a supervised child process, plus a
@@ -154,6 +156,10 @@ pub struct UpArgs {
     /// The nats-server binary for the private server.
     #[arg(long, env = "WHARF_NATS_SERVER")]
     pub nats_server: Option<PathBuf>,
+    /// How many builder processes to run (0: builds go to builders started elsewhere on the
+    /// bus with `wharf builder`).
+    #[arg(long, default_value_t = 1)]
+    pub builders: usize,
 }
 
 /// The subset of dockerd's daemon.json that Wharf reads, plus its NATS settings.
@@ -406,7 +412,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await
             }
-            Command::Builder => wharf_builder::run(client).await,
+            Command::Builder => {
+                wharf_builder::run(
+                    client,
+                    wharf_builder::Options {
+                        work_dir: settings.data_root.join("builder"),
+                    },
+                )
+                .await
+            }
             Command::Runtime(_) => {
                 let rt = &settings.runtime;
                 let mut labels = std::collections::BTreeMap::new();

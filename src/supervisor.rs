@@ -216,7 +216,11 @@ fn common_args(settings: &Settings) -> Vec<String> {
     args
 }
 
-fn service_specs(settings: &Settings, env: &[(String, String)]) -> anyhow::Result<Vec<Spec>> {
+fn service_specs(
+    settings: &Settings,
+    env: &[(String, String)],
+    builders: usize,
+) -> anyhow::Result<Vec<Spec>> {
     let exe = std::env::current_exe().context("cannot find the wharf binary")?;
     let base = common_args(settings);
     let g = &settings.gateway;
@@ -269,19 +273,25 @@ fn service_specs(settings: &Settings, env: &[(String, String)]) -> anyhow::Resul
     if let Some(shim) = &rt.shim_binary {
         runtime.extend(["--shim-binary".to_string(), shim.display().to_string()]);
     }
-    let specs = [
-        ("image-store", vec!["image-store".to_string()]),
-        ("registry-sync", registry),
-        ("builder", vec!["builder".to_string()]),
-        ("runtime", runtime),
-        ("gateway", gateway),
+    let mut specs = vec![
+        ("image-store".to_string(), vec!["image-store".to_string()]),
+        ("registry-sync".to_string(), registry),
     ];
+    for i in 0..builders {
+        let name = match i {
+            0 => "builder".to_string(),
+            i => format!("builder-{}", i + 1),
+        };
+        specs.push((name, vec!["builder".to_string()]));
+    }
+    specs.push(("runtime".to_string(), runtime));
+    specs.push(("gateway".to_string(), gateway));
     Ok(specs
         .into_iter()
         .map(|(name, mut args)| {
             args.extend(base.iter().cloned());
             Spec {
-                name: name.to_string(),
+                name,
                 program: exe.clone(),
                 args,
                 env: env.to_vec(),
@@ -323,7 +333,7 @@ pub async fn up(settings: Settings, up: UpArgs) -> anyhow::Result<()> {
             env.push(("WHARF_NATS_PASSWORD".to_string(), password));
         }
     }
-    for spec in service_specs(&settings, &env)? {
+    for spec in service_specs(&settings, &env, up.builders)? {
         tasks.spawn(supervise(spec, stop_services.clone()));
     }
 

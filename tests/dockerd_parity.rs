@@ -9,66 +9,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::dockerd::Dockerd;
 use support::fixtures::{self, PushFormat};
-use support::{find_program, DockerCli, Proc, Registry, Stack};
-
-/// A private dockerd.
-struct Dockerd {
-    // Fields drop in order: the daemon goes before its directory.
-    _proc: Proc,
-    host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let bin = find_program("dockerd", &["/usr/sbin/dockerd", "/usr/bin/dockerd"])
-            .expect("dockerd is missing: deploy/test.sh installs Debian's docker.io");
-        // Short paths: containerd's sockets under the exec root must fit in sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("wd-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let socket = dir.path().join("d.sock");
-        let mut cmd = Command::new(bin);
-        cmd.arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("x"))
-            .arg("--pidfile")
-            .arg(dir.path().join("d.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"]);
-        let log = dir.path().join("dockerd.log");
-        let proc = Proc::start(
-            "dockerd",
-            cmd,
-            Some(&log),
-            libc::SIGTERM,
-            Duration::from_secs(20),
-            true,
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !support::ping(&socket) {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not start:\n{}",
-                proc.log_tail(30)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Dockerd {
-            host: format!("unix://{}", socket.display()),
-            _proc: proc,
-            _dir: dir,
-        }
-    }
-}
+use support::{DockerCli, Registry, Stack};
 
 /// A CLI pinned to API 1.41 (dockerd 20.10's), so both engines answer in the same API version.
 fn cli(host: &str) -> DockerCli {

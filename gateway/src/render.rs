@@ -131,7 +131,7 @@ pub fn summary(record: &ImageRecord, version: ApiVersion) -> Value {
         "Created": unix(created(record)),
         "Id": record.id,
         "Labels": labels.unwrap_or_else(|| json!({})),
-        "ParentId": "",
+        "ParentId": record.parent.as_deref().unwrap_or(""),
         "RepoDigests": digests,
         "RepoTags": tags,
         "SharedSize": -1,
@@ -154,7 +154,10 @@ pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
     out.insert("Id".into(), json!(record.id));
     out.insert("RepoTags".into(), json!(repo_tags(record)));
     out.insert("RepoDigests".into(), json!(repo_digests(record)));
-    out.insert("Parent".into(), json!(""));
+    out.insert(
+        "Parent".into(),
+        json!(record.parent.as_deref().unwrap_or("")),
+    );
     out.insert("Comment".into(), json!(s("comment")));
     out.insert("Created".into(), json!(created));
     if !version.at_least(1, 45) {
@@ -192,17 +195,31 @@ pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
     Value::Object(out)
 }
 
-/// `GET /images/{name}/history`: newest first; only the top row carries the image ID and tags,
-/// as for any image pulled from a registry.
-pub fn history(record: &ImageRecord) -> Value {
-    let entries = record
+/// The image config's history entries, oldest first.
+fn history_entries(record: &ImageRecord) -> Vec<Value> {
+    record
         .config
         .get("history")
         .and_then(Value::as_array)
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// How many images of `record`'s lineage its history shows: one per row, at most.
+pub fn history_depth(record: &ImageRecord) -> usize {
+    history_entries(record).len()
+}
+
+/// `GET /images/{name}/history`, as dockerd's `ImageHistory`: newest first; `lineage` is the
+/// image, then its parent, grandparent, ... as far as known. Row `n` gets the ID and tags of
+/// the `n`-th image of the lineage; the rows past its end show `<missing>` (as for any image
+/// pulled from a registry, which has no parent).
+pub fn history(lineage: &[ImageRecord]) -> Value {
+    let Some(record) = lineage.first() else {
+        return Value::Array(vec![]);
+    };
     let mut layer_sizes = record.layers.iter().map(|l| l.unpacked_size);
-    let mut rows: Vec<Value> = entries
+    let mut rows: Vec<Value> = history_entries(record)
         .iter()
         .map(|h| {
             let empty = h
@@ -225,11 +242,11 @@ pub fn history(record: &ImageRecord) -> Value {
         })
         .collect();
     rows.reverse();
-    if let Some(top) = rows.first_mut() {
-        top["Id"] = json!(record.id);
-        let tags = repo_tags(record);
+    for (row, image) in rows.iter_mut().zip(lineage) {
+        row["Id"] = json!(image.id);
+        let tags = repo_tags(image);
         if !tags.is_empty() {
-            top["Tags"] = json!(tags);
+            row["Tags"] = json!(tags);
         }
     }
     Value::Array(rows)
@@ -268,6 +285,7 @@ mod tests {
             size: 4000,
             stored_at: "2024-05-02T00:00:00Z".into(),
             last_tag_time: None,
+            parent: None,
         }
     }
 
@@ -292,13 +310,62 @@ mod tests {
 
     #[test]
     fn history_is_newest_first_with_layer_sizes() {
-        let h = history(&record());
+        let h = history(&[record()]);
         assert_eq!(h[0]["CreatedBy"], "CMD [\"sh\"]");
         assert_eq!(h[0]["Size"], 0);
         assert_eq!(h[0]["Id"], "sha256:1111");
         assert_eq!(h[0]["Tags"], json!(["busybox:latest"]));
         assert_eq!(h[1]["Size"], 4000);
         assert_eq!(h[1]["Id"], "<missing>");
+    }
+
+    #[test]
+    fn history_names_each_row_after_the_next_image_of_the_lineage() {
+        // A build's last step: its parent made the row before, the base image the one before.
+        let base = record();
+        let mut step1 = record();
+        step1.id = "sha256:2222".into();
+        step1.repo_tags.clear();
+        step1.repo_digests.clear();
+        step1.parent = Some(base.id.clone());
+        let mut top = record();
+        top.id = "sha256:3333".into();
+        top.repo_tags = vec!["docker.io/library/app:v1".into()];
+        top.parent = Some(step1.id.clone());
+        let mut config = top.config.clone();
+        let entries = config["history"].as_array_mut().unwrap();
+        entries.push(json!({"created": "2024-05-03T10:00:00Z", "created_by": "/bin/sh -c #(nop)  ENV A=b", "empty_layer": true}));
+        entries.push(json!({"created": "2024-05-03T10:00:01Z", "created_by": "/bin/sh -c #(nop)  LABEL x=y", "empty_layer": true}));
+        top.config = config;
+        assert_eq!(history_depth(&top), 4);
+
+        let h = history(&[top.clone(), step1.clone(), base.clone()]);
+        let ids: Vec<&str> = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["sha256:3333", "sha256:2222", "sha256:1111", "<missing>"]
+        );
+        assert_eq!(h[0]["Tags"], json!(["app:v1"]));
+        assert_eq!(h[1]["Tags"], Value::Null);
+        assert_eq!(h[2]["Tags"], json!(["busybox:latest"]));
+        assert_eq!(h[3]["Tags"], Value::Null);
+        assert_eq!(h[0]["CreatedBy"], "/bin/sh -c #(nop)  LABEL x=y");
+    }
+
+    #[test]
+    fn inspect_and_summary_show_the_parent() {
+        let mut r = record();
+        assert_eq!(inspect(&r, ApiVersion::CURRENT)["Parent"], "");
+        assert_eq!(summary(&r, ApiVersion::CURRENT)["ParentId"], "");
+        let parent = format!("sha256:{}", "3".repeat(64));
+        r.parent = Some(parent.clone());
+        assert_eq!(inspect(&r, ApiVersion::CURRENT)["Parent"], json!(parent));
+        assert_eq!(summary(&r, ApiVersion::CURRENT)["ParentId"], json!(parent));
     }
 
     #[test]

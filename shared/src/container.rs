@@ -98,6 +98,12 @@ pub mod op {
     pub const CHANGES: &str = "container.changes";
     /// Node: `docker commit` ([`super::CommitRequest`]) -> `{"Id": "sha256:..."}`.
     pub const COMMIT: &str = "container.commit";
+    /// Node: a build's RUN step ([`crate::build::StepRun`]), a download stream of
+    /// [`crate::build::StepEvent`].
+    pub const BUILD_RUN: &str = "build.run";
+    /// Node: a build's COPY/ADD step ([`crate::build::StepCopy`]), an upload stream of a tar;
+    /// result [`crate::build::StepDone`].
+    pub const BUILD_COPY: &str = "build.copy";
 }
 
 /// Subject of `op` on node `node`.

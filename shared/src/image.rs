@@ -120,6 +120,10 @@ pub struct ImageCommit {
     /// Normalized `name@digest` references the image is known by in registries.
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// The image this one was committed on top of (`sha256:...`), as dockerd records it for
+    /// `docker commit` and each step of the classic builder. The store refuses an unknown one.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +161,9 @@ pub struct ImageRecord {
     /// When a tag last moved to this image (RFC 3339).
     #[serde(default)]
     pub last_tag_time: Option<String>,
+    /// The parent image's ID (`sha256:...`), when it was committed with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// `image.resolve`: a name, a normalized reference, a digest reference, an ID or an ID prefix.

@@ -343,6 +343,20 @@ impl Sender {
             .map_err(|e| BusError::internal(format!("malformed stream result: {e}")))
     }
 
+    /// Waits until the receiver of a download cancels or stops answering, keeping the credit
+    /// it grants meanwhile, and returns why. For a sender that may have nothing to send for
+    /// long (a build step's quiet command) yet must stop once nobody listens. Dropping the
+    /// future loses nothing.
+    pub async fn gone(&mut self) -> BusError {
+        loop {
+            match self.await_control(false).await {
+                Ok(Some(result)) => self.early_result = Some(result),
+                Ok(None) => {}
+                Err(e) => return e,
+            }
+        }
+    }
+
     /// Ends the stream with an error the receiver will see.
     pub async fn fail(mut self, err: &BusError) {
         self.finished = true;

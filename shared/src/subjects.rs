@@ -62,6 +62,11 @@ pub mod registry_sync {
 pub mod builder {
     pub const BUILD: &str = "build";
     pub const HEALTH: &str = "health";
+    /// The shared build cache index as Docker's `BuildCache` records
+    /// ([`crate::build::CacheRecord`]).
+    pub const CACHE_LIST: &str = "cache.list";
+    /// `docker builder prune` ([`crate::build::CachePrune`]).
+    pub const CACHE_PRUNE: &str = "cache.prune";
 }
 
 /// runtime endpoints; runtime nodes also answer on `wharf.v1.runtime.node.<node>.<op>`.

@@ -6,6 +6,7 @@
 //! (also when a test panics), and dies with the test process if that one is killed.
 #![allow(dead_code)]
 
+pub mod dockerd;
 pub mod fixtures;
 pub mod proxy;
 pub mod token;

@@ -40,6 +40,24 @@ async fn resolve(state: &AppState, name: &str) -> ApiResult<ImageRecord> {
     .await?)
 }
 
+/// The image `name` and its parents, as far as its history has rows for them (dockerd's
+/// `ImageHistory` stops at the first parent it cannot find, too).
+async fn lineage(state: &AppState, name: &str) -> ApiResult<Vec<ImageRecord>> {
+    let image = resolve(state, name).await?;
+    let depth = render::history_depth(&image);
+    let mut lineage = vec![image];
+    while lineage.len() < depth {
+        let Some(parent) = lineage.last().and_then(|r| r.parent.clone()) else {
+            break;
+        };
+        match resolve(state, &parent).await {
+            Ok(record) => lineage.push(record),
+            Err(_) => break,
+        }
+    }
+    Ok(lineage)
+}
+
 pub async fn list(
     State(state): State<AppState>,
     Extension(version): Extension<ApiVersion>,
@@ -89,7 +107,7 @@ pub async fn get_dispatch(
         "json" => {
             Ok(axum::Json(render::inspect(&resolve(&state, name).await?, version)).into_response())
         }
-        "history" => Ok(axum::Json(render::history(&resolve(&state, name).await?)).into_response()),
+        "history" => Ok(axum::Json(render::history(&lineage(&state, name).await?)).into_response()),
         _ => save(&state, vec![name.to_string()]).await,
     }
 }
@@ -139,7 +157,9 @@ async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {
 
 /// Image IDs that containers on any node use, each with one of those containers (the store
 /// refuses to delete them as dockerd does).
-async fn images_in_use(state: &AppState) -> ApiResult<std::collections::BTreeMap<String, String>> {
+pub(super) async fn images_in_use(
+    state: &AppState,
+) -> ApiResult<std::collections::BTreeMap<String, String>> {
     use wharf_bus::container::{op, ListRequest, ListResponse};
     let lists: Vec<ListResponse> = state
         .roster()
@@ -203,7 +223,7 @@ pub async fn prune(
     ))
 }
 
-fn json_line(msg: &JsonMessage) -> Bytes {
+pub(super) fn json_line(msg: &JsonMessage) -> Bytes {
     let mut line = serde_json::to_vec(msg).unwrap_or_default();
     line.extend_from_slice(b"\r\n");
     Bytes::from(line)
@@ -222,7 +242,7 @@ fn registry_error(err: BusError) -> ApiError {
 
 /// A JSON-progress response from a stream of messages. An error before the first message becomes
 /// an HTTP error status (nothing was sent yet, as in dockerd); a later one is the stream's last line.
-async fn progress_response(mut rx: Receiver) -> ApiResult<Response> {
+pub(super) async fn progress_response(mut rx: Receiver) -> ApiResult<Response> {
     let first = match rx.next_json::<JsonMessage>().await {
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => return Err(registry_error(e)),
@@ -301,7 +321,7 @@ pub async fn create(
 
 /// Streams an HTTP request body into an upload stream and returns the service's result. Body
 /// chunks (often 8-32 KiB from the CLI) are gathered into full frames.
-async fn upload<T: serde::de::DeserializeOwned>(
+pub(super) async fn upload<T: serde::de::DeserializeOwned>(
     state: &AppState,
     subject: &str,
     request: &impl serde::Serialize,
@@ -431,5 +451,112 @@ mod tests {
             Some(("busybox", "history"))
         );
         assert_eq!(split_op("busybox", &["json"]), None);
+    }
+
+    /// A record with `rows` history entries (one layer), tagged as given, with a parent.
+    fn record(id: char, rows: usize, tags: &[&str], parent: Option<&ImageRecord>) -> ImageRecord {
+        let history: Vec<Value> = (0..rows)
+            .map(|i| json!({"created": "2024-05-01T10:00:00Z", "created_by": format!("step {i}"), "empty_layer": i > 0}))
+            .collect();
+        serde_json::from_value(json!({
+            "id": format!("sha256:{}", id.to_string().repeat(64)),
+            "repo_tags": tags,
+            "repo_digests": [],
+            "layers": [],
+            "config": {"history": history, "rootfs": {"type": "layers", "diff_ids": []}},
+            "config_size": 2,
+            "size": 0,
+            "stored_at": "2024-05-01T10:00:00Z",
+            "parent": parent.map(|p| p.id.clone()),
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn history_walks_the_parents_over_the_bus_as_dockerd_does() {
+        use wharf_bus::service::Reply;
+        let nats = wharf_bus::testkit::NatsServer::start();
+        let client = nats.client().await;
+        // A pulled base (two rows, no parent), a build step on it and the tagged result.
+        let base = record('1', 2, &["docker.io/library/busybox:latest"], None);
+        let step = record('2', 3, &[], Some(&base));
+        let app = record('3', 4, &["docker.io/library/app:v1"], Some(&step));
+        let images = std::sync::Arc::new(vec![base.clone(), step.clone(), app.clone()]);
+        let mut store =
+            wharf_bus::service::start(&client, "wharf-image-store", "fake", group::IMAGE_STORE)
+                .await
+                .unwrap();
+        store
+            .serve(group::IMAGE_STORE, image_store::IMAGE_RESOLVE, move |req| {
+                let images = images.clone();
+                async move {
+                    let r: ImageResolve = wharf_bus::rpc::decode(&req.message.payload)?;
+                    let found = images.iter().find(|i| {
+                        i.id == r.name
+                            || i.repo_tags.iter().any(|t| {
+                                Reference::parse(&r.name)
+                                    .is_ok_and(|n| n.with_default_tag().to_string() == *t)
+                            })
+                    });
+                    match found {
+                        Some(i) => Reply::json(i),
+                        None => Err(BusError::not_found(format!("No such image: {}", r.name))),
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        let state = AppState::new(client, crate::Options::default()).await;
+        let get = |path: &str| {
+            let state = state.clone();
+            let path = path.to_string();
+            async move {
+                let response =
+                    get_dispatch(State(state), Extension(ApiVersion::CURRENT), Path(path))
+                        .await
+                        .unwrap();
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<Value>(&body).unwrap()
+            }
+        };
+
+        let rows = get("app:v1/history").await;
+        let ids: Vec<&str> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [app.id.as_str(), &step.id, &base.id, "<missing>"]);
+        let tags: Vec<&Value> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["Tags"])
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                &json!(["app:v1"]),
+                &Value::Null,
+                &json!(["busybox:latest"]),
+                &Value::Null
+            ]
+        );
+        assert_eq!(rows[0]["CreatedBy"], "step 3");
+        // The base's own history knows no parent: its second row is missing.
+        let ids: Vec<Value> = get("busybox/history")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Id"].clone())
+            .collect();
+        assert_eq!(ids, [json!(base.id), json!("<missing>")]);
+
+        assert_eq!(get("app:v1/json").await["Parent"], json!(step.id));
+        assert_eq!(get("busybox/json").await["Parent"], "");
     }
 }

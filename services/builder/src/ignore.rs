@@ -50,6 +50,13 @@ enum Token {
     },
 }
 
+/// Go's `filepath.Match` of a whole `/`-separated path: what COPY and ADD sources with
+/// wildcards select from the context (`*` and `?` never cross a `/`).
+pub fn path_match(pattern: &str, path: &str) -> bool {
+    let path: Vec<char> = path.chars().collect();
+    Pattern::new(pattern).is_ok_and(|p| !p.exception && p.matches_exact(&path))
+}
+
 /// One `.dockerignore` entry: a cleaned glob, possibly an exception (`!`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {

@@ -1,19 +1,42 @@
-//! builder: turns a build context and a Dockerfile into an image (issue 4); for now it registers
-//! on the bus and answers health so the stack and `nats micro ls` see it.
+//! builder: turns a build context and a Dockerfile into an image, as dockerd's classic builder
+//! does (issue 4). Any number of builders serve `wharf.v1.builder.build` in one queue group; the
+//! cache index they share is a JetStream key-value bucket.
 
+pub mod build;
+pub mod cache_endpoints;
 pub mod context;
 pub mod dockerfile;
 pub mod ignore;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a builder keeps the contexts of running builds (removed after each build).
+pub struct Options {
+    pub work_dir: PathBuf,
+}
+
 /// Registers the service and serves until the bus connection ends.
-pub async fn run(client: async_nats::Client) -> anyhow::Result<()> {
-    let running = wharf_bus::service::start(
+pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
+    let mut running = wharf_bus::service::start(
         &client,
         wharf_bus::subjects::service_name::BUILDER,
         "Wharf builder: Dockerfile builds",
         wharf_bus::subjects::group::BUILDER,
     )
     .await?;
+    let builder = Arc::new(build::Builder::new(client.clone(), options.work_dir).await?);
+    cache_endpoints::serve(&mut running, client.clone(), builder.cache.clone()).await?;
+    running
+        .serve(
+            wharf_bus::subjects::group::BUILDER,
+            wharf_bus::subjects::builder::BUILD,
+            move |request| {
+                let builder = builder.clone();
+                async move { build::handle(builder, request).await }
+            },
+        )
+        .await?;
     running.wait().await;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Image metadata: one JSON file per image under `<root>/images/<hex>.json` and the reference
 //! table (normalized reference -> image ID) in `<root>/refs.json`. Every change is written
-//! atomically before it is visible in memory, so a restart sees a consistent index.
+//! atomically before it is visible in memory, so a restart sees a consistent index. An image's
+//! parent is part of its record; the children of each image are derived from those on open.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -22,6 +23,8 @@ pub struct ImageIndex {
     refs: BTreeMap<String, String>,
     /// The same table the other way round: image ID -> its references, sorted.
     refs_by_image: HashMap<String, BTreeSet<String>>,
+    /// Image ID -> the stored images whose parent it is.
+    children: HashMap<String, BTreeSet<String>>,
 }
 
 impl ImageIndex {
@@ -56,11 +59,22 @@ impl ImageIndex {
                 .or_default()
                 .insert(r.clone());
         }
+        let mut children: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for rec in images.values() {
+            // A parent that is gone is no parent (dockerd ignores such a link too).
+            if let Some(p) = rec.parent.as_ref().filter(|p| images.contains_key(*p)) {
+                children
+                    .entry(p.clone())
+                    .or_default()
+                    .insert(rec.id.clone());
+            }
+        }
         Ok(ImageIndex {
             root: root.to_path_buf(),
             images,
             refs,
             refs_by_image,
+            children,
         })
     }
 
@@ -101,6 +115,43 @@ impl ImageIndex {
         self.refs_by_image.get(id).is_some_and(|r| !r.is_empty())
     }
 
+    /// The stored parent of `id`, if it has one.
+    pub fn parent_of(&self, id: &str) -> Option<&String> {
+        self.images
+            .get(id)
+            .and_then(|r| r.parent.as_ref())
+            .filter(|p| self.images.contains_key(*p))
+    }
+
+    /// Whether any stored image has `id` as its parent.
+    pub fn has_children(&self, id: &str) -> bool {
+        self.children.get(id).is_some_and(|c| !c.is_empty())
+    }
+
+    /// The images whose parent is `id`, sorted.
+    pub fn children_of(&self, id: &str) -> Vec<String> {
+        self.children
+            .get(id)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `ancestor` is `id` or one of its parents, grandparents, ...
+    pub fn descends_from(&self, id: &str, ancestor: &str) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut at = Some(id);
+        while let Some(i) = at {
+            if i == ancestor {
+                return true;
+            }
+            if !seen.insert(i) {
+                return false;
+            }
+            at = self.parent_of(i).map(String::as_str);
+        }
+        false
+    }
+
     /// References (tags and digests) pointing at `id`, sorted.
     pub fn refs_of(&self, id: &str) -> Vec<String> {
         self.refs_by_image
@@ -113,7 +164,8 @@ impl ImageIndex {
         self.refs.get(full_ref)
     }
 
-    /// Stores a record (its references are ignored; use [`ImageIndex::set_ref`]).
+    /// Stores a record (its references are ignored; use [`ImageIndex::set_ref`]). Its parent, if
+    /// any, must be stored.
     pub fn put(&mut self, mut rec: ImageRecord) -> io::Result<()> {
         rec.repo_tags.clear();
         rec.repo_digests.clear();
@@ -124,12 +176,37 @@ impl ImageIndex {
             .to_string();
         let data = serde_json::to_vec_pretty(&rec).map_err(io::Error::other)?;
         write_atomic(&self.root.join("images").join(format!("{hex}.json")), &data)?;
+        let old_parent = self.images.get(&rec.id).and_then(|r| r.parent.clone());
+        if old_parent != rec.parent {
+            if let Some(p) = old_parent {
+                self.unlink_child(&p, &rec.id);
+            }
+            if let Some(p) = &rec.parent {
+                self.children
+                    .entry(p.clone())
+                    .or_default()
+                    .insert(rec.id.clone());
+            }
+        }
         self.images.insert(rec.id.clone(), rec);
         Ok(())
     }
 
-    /// Removes an image and every reference to it.
+    fn unlink_child(&mut self, parent: &str, child: &str) {
+        if let Some(c) = self.children.get_mut(parent) {
+            c.remove(child);
+            if c.is_empty() {
+                self.children.remove(parent);
+            }
+        }
+    }
+
+    /// Removes an image and every reference to it. Its children (if any) lose their parent, as
+    /// in dockerd.
     pub fn remove(&mut self, id: &str) -> io::Result<()> {
+        for child in self.children_of(id) {
+            self.update(&child, |r| r.parent = None)?;
+        }
         if let Some(refs) = self.refs_by_image.remove(id) {
             for r in &refs {
                 self.refs.remove(r);
@@ -144,7 +221,9 @@ impl ImageIndex {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        self.images.remove(id);
+        if let Some(p) = self.images.remove(id).and_then(|r| r.parent) {
+            self.unlink_child(&p, id);
+        }
         Ok(())
     }
 

@@ -1,6 +1,11 @@
 //! The image store: blobs plus image metadata, with dockerd's rules for committing, tagging,
 //! resolving, listing, deleting and pruning images. Mutations report the events dockerd would
 //! log into an [`Events`] list; the bus adapter publishes them.
+//!
+//! Images may have a parent (the image a `docker commit` or a classic build step started from),
+//! as in dockerd: an untagged image with children is an intermediate image, hidden from lists
+//! and prunes; an image with children cannot be deleted; deleting an image deletes its untagged,
+//! unused ancestors too (unless `no_prune`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -55,6 +60,8 @@ struct Prepared {
     config_size: u64,
     layers: Vec<LayerMeta>,
     manifest: Option<BlobRefTyped>,
+    /// The parent to record; `None` keeps the one an image already stored has.
+    parent: Option<String>,
 }
 
 fn internal(e: impl std::fmt::Display) -> BusError {
@@ -72,9 +79,11 @@ fn user_of<'a>(in_use: &'a BTreeMap<String, String>, id: &str) -> Option<&'a Str
         .or_else(|| in_use.get(id.strip_prefix("sha256:").unwrap_or(id)))
 }
 
-/// A delete conflict that `force` overrides. (dockerd's "cannot be forced" conflict, an image
+/// A delete conflict: a hard one (child images) stops even a forced delete; a soft one
+/// (references, containers) is overridden by `force`. (dockerd's other hard conflict, an image
 /// used by a running container, needs container states the request does not carry.)
 struct Conflict {
+    hard: bool,
     used: bool,
     message: String,
 }
@@ -82,8 +91,13 @@ struct Conflict {
 impl Conflict {
     fn error(&self, id: &str) -> BusError {
         BusError::conflict(format!(
-            "conflict: unable to delete {} (must be forced) - {}",
+            "conflict: unable to delete {} ({}) - {}",
             short_id(id),
+            if self.hard {
+                "cannot be forced"
+            } else {
+                "must be forced"
+            },
             self.message
         ))
     }
@@ -165,7 +179,11 @@ impl ImageStore {
                 Ok(reference_key(&r))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let image = self.prepare(&req.config, layers, req.manifest.clone())?;
+        if let Some(p) = &req.parent {
+            digest::sha256_hex(p)?;
+        }
+        let mut image = self.prepare(&req.config, layers, req.manifest.clone())?;
+        image.parent = req.parent.clone();
         // One write guard from record to references: a prune never sees the image untagged.
         let mut index = self.write();
         let id = self.create_locked(&mut index, image)?;
@@ -220,6 +238,7 @@ impl ImageStore {
             config_size: raw.len() as u64,
             layers,
             manifest,
+            parent: None,
         })
     }
 
@@ -231,6 +250,18 @@ impl ImageStore {
             .chain(image.manifest.iter().map(|m| m.digest.as_str()))
         {
             self.blobs.stat(blob)?;
+        }
+        if let Some(p) = &image.parent {
+            if !index.contains(p) {
+                return Err(BusError::not_found(format!("unknown parent image ID {p}")));
+            }
+            // Its own ancestor would make the chain a loop (dockerd does not check; we must).
+            if index.descends_from(p, &image.id) {
+                return Err(BusError::invalid(format!(
+                    "image {} cannot have its own descendant {p} as parent",
+                    image.id
+                )));
+            }
         }
         let previous = index.record(&image.id);
         let rec = ImageRecord {
@@ -252,6 +283,9 @@ impl ImageStore {
                 .map(|p| p.stored_at.clone())
                 .unwrap_or_else(now_rfc3339),
             last_tag_time: previous.and_then(|p| p.last_tag_time.clone()),
+            parent: image
+                .parent
+                .or_else(|| previous.and_then(|p| p.parent.clone())),
         };
         index.put(rec).map_err(internal)?;
         Ok(image.id)
@@ -329,6 +363,11 @@ impl ImageStore {
         let labels = f.get("label").cloned().unwrap_or_default();
         let mut out = Vec::new();
         for rec in index.records() {
+            // As dockerd: `dangling=true` looks only at images without children ("heads").
+            let has_children = index.has_children(&rec.id);
+            if dangling_only && has_children {
+                continue;
+            }
             let created = filters::created(&rec.config);
             if let Some(b) = before {
                 if created.is_none_or(|c| c >= b) {
@@ -351,7 +390,12 @@ impl ImageStore {
                 rec.repo_digests.retain(|r| reference_matches(&patterns, r));
             }
             if rec.repo_tags.is_empty() && rec.repo_digests.is_empty() {
-                if (f.contains_key("dangling") && !dangling_only) || !patterns.is_empty() {
+                // An untagged image with children is an intermediate (build) image: only `all`
+                // shows it.
+                if (has_children && !req.all)
+                    || (f.contains_key("dangling") && !dangling_only)
+                    || !patterns.is_empty()
+                {
                     continue;
                 }
             } else if dangling_only && !rec.repo_tags.is_empty() {
@@ -440,26 +484,58 @@ impl ImageStore {
                 items.push(DeleteItem::Untagged(reference::familiarize(&r)));
             }
         }
-        // What is left: delete the image itself unless something still holds it.
-        if let Some(c) = self.conflict(index, &id, user, req.force, true) {
-            if quiet && (index.is_referenced(&id) || c.used) {
-                return Ok(items);
-            }
-            return Err(c.error(&id));
-        }
-        for r in index.refs_of(&id) {
-            index.remove_ref(&r).map_err(internal)?;
-            events.push(untag_event());
-            items.push(DeleteItem::Untagged(reference::familiarize(&r)));
-        }
-        index.remove(&id).map_err(internal)?;
-        events.push(event_with_labels("delete", &id, &id, labels.clone()));
-        items.push(DeleteItem::Deleted(id.clone()));
+        self.delete_chain(index, &id, req, quiet, &mut items, events)?;
         Ok(items)
     }
 
-    /// dockerd's delete conflicts. `in_use` holds containers of unknown state: they count as
-    /// stopped ones (a conflict that `force` overrides).
+    /// dockerd's `imageDeleteHelper`: deletes `id` (with its remaining references) unless
+    /// something holds it, then, unless `no_prune`, each parent in turn while it is dangling
+    /// and unused (quietly, never forced). `quiet` ignores a conflict on `id` unless `id` is
+    /// dangling and unused (then the caller must hear of it).
+    fn delete_chain(
+        &self,
+        index: &mut ImageIndex,
+        id: &str,
+        req: &ImageDelete,
+        mut quiet: bool,
+        items: &mut Vec<DeleteItem>,
+        events: &mut Events,
+    ) -> Result<(), BusError> {
+        let mut force = req.force;
+        let mut next = Some(id.to_string());
+        while let Some(id) = next.take() {
+            let user = user_of(&req.in_use, &id);
+            if let Some(c) = self.conflict(index, &id, user, force, true) {
+                let dangling = !index.is_referenced(&id) && !index.has_children(&id);
+                if quiet && (!dangling || c.used) {
+                    return Ok(());
+                }
+                return Err(c.error(&id));
+            }
+            let labels = index
+                .record(&id)
+                .map(|r| filters::config_labels(&r.config))
+                .unwrap_or_default();
+            let parent = index.parent_of(&id).cloned();
+            for r in index.refs_of(&id) {
+                index.remove_ref(&r).map_err(internal)?;
+                events.push(event_with_labels("untag", &id, &id, labels.clone()));
+                items.push(DeleteItem::Untagged(reference::familiarize(&r)));
+            }
+            index.remove(&id).map_err(internal)?;
+            events.push(event_with_labels("delete", &id, &id, labels));
+            items.push(DeleteItem::Deleted(id));
+            if !req.no_prune {
+                next = parent;
+            }
+            force = false;
+            quiet = true;
+        }
+        Ok(())
+    }
+
+    /// dockerd's delete conflicts, in its order. `in_use` holds containers of unknown state:
+    /// they count as stopped ones (a conflict that `force` overrides).
     fn conflict(
         &self,
         index: &ImageIndex,
@@ -468,16 +544,25 @@ impl ImageStore {
         force: bool,
         active_refs: bool,
     ) -> Option<Conflict> {
+        if index.has_children(id) {
+            return Some(Conflict {
+                hard: true,
+                used: false,
+                message: "image has dependent child images".into(),
+            });
+        }
         if force {
             return None;
         }
         if active_refs && index.is_referenced(id) {
             return Some(Conflict {
+                hard: false,
                 used: false,
                 message: "image is referenced in multiple repositories".into(),
             });
         }
         user.map(|c| Conflict {
+            hard: false,
             used: true,
             message: format!("image is being used by stopped container {}", short_id(c)),
         })
@@ -546,6 +631,12 @@ impl ImageStore {
                 continue;
             }
             let refs = index.refs_of(&rec.id);
+            // As dockerd: a dangling prune looks only at images without children, and no prune
+            // starts from an untagged one with children (it goes with its last child).
+            let has_children = index.has_children(&rec.id);
+            if has_children && (dangling_only || refs.is_empty()) {
+                continue;
+            }
             if refs.is_empty() {
                 doomed.push(vec![rec.id.clone()]);
             } else if !dangling_only || !refs.iter().any(|r| !r.contains('@')) {

@@ -78,6 +78,7 @@ fn commit_rejects_layers_that_do_not_match_the_config() {
                 manifest: None,
                 tags: vec!["docker.io/library/bad:latest".into()],
                 repo_digests: vec![],
+                parent: None,
             },
             &mut Events::new(),
         )
@@ -101,6 +102,7 @@ fn commit_of_missing_blobs_is_not_found() {
                 manifest: None,
                 tags: vec![],
                 repo_digests: vec![],
+                parent: None,
             },
             &mut Events::new(),
         )
@@ -156,6 +158,7 @@ fn resolve_takes_ids_then_references_then_unique_prefixes() {
                 "docker.io/library/busybox@sha256:{}",
                 "e".repeat(64)
             )],
+            parent: None,
         },
         &mut ev,
     )
@@ -462,7 +465,7 @@ fn deleting_an_image_keeps_blobs_other_images_still_use() {
         .enumerate()
     {
         let cfg = config_json(
-            &[diff.clone()],
+            std::slice::from_ref(&diff),
             &format!("2024-01-0{}T00:00:00Z", i + 1),
             json!(null),
         );
@@ -478,6 +481,7 @@ fn deleting_an_image_keeps_blobs_other_images_still_use() {
                     manifest: None,
                     tags: vec![tag.to_string()],
                     repo_digests: vec![],
+                    parent: None,
                 },
                 &mut ev,
             )
@@ -625,6 +629,7 @@ fn a_commit_racing_prune_always_ends_tagged_and_intact() {
                     manifest: None,
                     tags: vec![tag.clone()],
                     repo_digests: vec![],
+                    parent: None,
                 },
                 &mut Events::new(),
             )

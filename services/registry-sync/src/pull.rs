@@ -425,6 +425,7 @@ pub async fn fetch<S: ContentStore>(
         }),
         tags: Vec::new(),
         repo_digests: vec![format!("{}@{}", reference.name(), plan.top_digest)],
+        parent: None,
     };
     if reference.digest.is_none() && reference.tag.is_some() {
         commit.tags.push(reference.to_string());

@@ -112,6 +112,7 @@ async fn layers_are_fetched_over_the_bus_from_a_real_image_store() {
             manifest: None,
             tags: vec!["docker.io/library/snaptest:latest".into()],
             repo_digests: vec![],
+            parent: None,
         },
     )
     .await

@@ -97,6 +97,7 @@ pub fn image_with_labels(
                 manifest: None,
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 repo_digests: vec![],
+                parent: None,
             },
             events,
         )

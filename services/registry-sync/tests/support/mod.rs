@@ -389,6 +389,7 @@ pub async fn start_store_double(client: &async_nats::Client) -> Arc<Mutex<StoreS
                     size: 0,
                     stored_at: String::new(),
                     last_tag_time: None,
+                    parent: None,
                 };
                 st.commits.push(commit);
                 st.images.push(record.clone());
@@ -589,6 +590,7 @@ impl ContentStore for MemStore {
             size: 0,
             stored_at: String::new(),
             last_tag_time: None,
+            parent: None,
         })
     }
 }

@@ -633,13 +633,19 @@ impl Read for ChunkReader {
     }
 }
 
-struct Extraction<'a> {
+/// Extraction of a tar into a directory.
+pub(super) struct Extraction {
     /// The target directory: the root of every lookup.
     target: OwnedFd,
     /// The path as the client gave it (for messages).
-    dest: &'a str,
+    dest: String,
     no_overwrite_dir_non_dir: bool,
     owner: Option<(u32, u32)>,
+    /// Entry names with `..` or a leading `/` are refused instead of cleaned (a build's
+    /// COPY, whose tar the builder made).
+    strict_names: bool,
+    /// The name every entry gets (a COPY of one file to a new name).
+    rename: Option<OsString>,
     dir_times: Vec<(Vec<u8>, TimeSpec)>,
 }
 
@@ -680,7 +686,43 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr) -> nix::Result<()> {
     unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)
 }
 
-impl Extraction<'_> {
+impl Extraction {
+    /// Extraction into `target` (`dest` names it in messages); `owner` owns every entry when
+    /// set, else the tar's owners do.
+    pub(super) fn new(target: OwnedFd, dest: &str, owner: Option<(u32, u32)>) -> Extraction {
+        Extraction {
+            target,
+            dest: dest.to_string(),
+            no_overwrite_dir_non_dir: false,
+            owner,
+            strict_names: false,
+            rename: None,
+            dir_times: Vec::new(),
+        }
+    }
+
+    /// Refuses entry names with `..` or a leading `/`.
+    pub(super) fn strict_names(mut self) -> Extraction {
+        self.strict_names = true;
+        self
+    }
+
+    /// Extracts every entry as `name` (a tar of one file).
+    pub(super) fn renamed(mut self, name: OsString) -> Extraction {
+        self.rename = Some(name);
+        self
+    }
+
+    /// Extracts the whole tar `input` (blocking).
+    pub(super) fn extract(mut self, input: impl Read) -> io::Result<()> {
+        let mut archive = tar::Archive::new(input);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            self.entry(&mut entry)?;
+        }
+        self.finish()
+    }
+
     /// The parent directory of `parts`, created if missing, resolved inside the target.
     fn parent(&self, parts: &[Vec<u8>]) -> io::Result<OwnedFd> {
         let joined = parts.join(&b'/');
@@ -702,8 +744,16 @@ impl Extraction<'_> {
         }
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
-        let parts = clean_entry(&raw)
-            .ok_or_else(|| bad(format!("{shown:?} is outside of {:?}", self.dest)))?;
+        let outside = || bad(format!("{shown:?} is outside of {:?}", self.dest));
+        if self.strict_names
+            && (raw.starts_with(b"/") || raw.split(|&b| b == b'/').any(|p| p == b".."))
+        {
+            return Err(outside());
+        }
+        let mut parts = clean_entry(&raw).ok_or_else(outside)?;
+        if let Some(name) = &self.rename {
+            parts = vec![name.as_bytes().to_vec()];
+        }
         let Some((name, dirs)) = parts.split_last() else {
             // The target itself (`./`): dockerd leaves it alone.
             return Ok(());
@@ -865,27 +915,60 @@ fn parts_path(parts: &[Vec<u8>]) -> String {
     format!("/{}", String::from_utf8_lossy(&parts.join(&b'/')))
 }
 
-fn extract(
-    c: &Container,
-    req: &ArchiveRequest,
-    owner: Option<(u32, u32)>,
-    target: OwnedFd,
-    input: impl Read,
-) -> io::Result<()> {
-    let _ = c;
-    let mut x = Extraction {
-        target,
-        dest: &req.path,
-        no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,
-        owner,
-        dir_times: Vec::new(),
-    };
-    let mut archive = tar::Archive::new(input);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        x.entry(&mut entry)?;
+/// Why an upload was not extracted.
+pub(super) enum UploadError {
+    /// The stream failed: the sender went away, nobody to answer.
+    Stream(BusError),
+    /// The work failed (`invalid` for a bad archive): the answer to send.
+    Failed(BusError),
+}
+
+/// Extracts the tar arriving on `receiver` with `x`, on a blocking thread, as it comes.
+pub(super) async fn extract_upload(
+    receiver: &mut Receiver,
+    x: Extraction,
+) -> Result<(), UploadError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    let work = tokio::task::spawn_blocking(move || {
+        x.extract(ChunkReader {
+            rx,
+            current: Bytes::new(),
+        })
+    });
+    let mut stream_error = None;
+    while let Some(frame) = receiver.next().await {
+        match frame {
+            Ok(chunk) => {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(io::Error::other(e.message.clone()))).await;
+                stream_error = Some(e);
+                break;
+            }
+        }
     }
-    x.finish()
+    drop(tx);
+    let outcome = work.await;
+    if let Some(e) = stream_error {
+        return Err(UploadError::Stream(e));
+    }
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidInput => {
+            Err(UploadError::Failed(BusError::invalid(e.to_string())))
+        }
+        Ok(Err(e)) => Err(UploadError::Failed(internal(
+            "cannot extract the archive",
+            e,
+        ))),
+        Err(e) => Err(UploadError::Failed(internal(
+            "cannot extract the archive",
+            e,
+        ))),
+    }
 }
 
 /// `PUT /containers/{id}/archive`: extracts the uploaded tar into the directory at the path.
@@ -942,54 +1025,18 @@ pub async fn put(
     let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
     let node = node.clone();
     tokio::spawn(async move {
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-        let work = {
-            let c = c.clone();
-            let req = req.clone();
-            tokio::task::spawn_blocking(move || {
-                let reader = ChunkReader {
-                    rx,
-                    current: Bytes::new(),
-                };
-                extract(&c, &req, owner, target, reader)
-            })
-        };
-        let mut stream_error = None;
-        while let Some(frame) = receiver.next().await {
-            match frame {
-                Ok(chunk) => {
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(io::Error::other(e.message.clone()))).await;
-                    stream_error = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let outcome = match work.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidInput => {
-                Err(BusError::invalid(e.to_string()))
-            }
-            Ok(Err(e)) => Err(internal("cannot extract the archive", e)),
-            Err(e) => Err(internal("cannot extract the archive", e)),
-        };
-        if stream_error.is_some() {
-            return;
-        }
-        match outcome {
+        let mut x = Extraction::new(target, &req.path, owner);
+        x.no_overwrite_dir_non_dir = req.no_overwrite_dir_non_dir;
+        match extract_upload(&mut receiver, x).await {
             Ok(()) => {
                 let rec = c.snapshot();
                 node.publish_event(&rec, "extract-to-dir", &[]).await;
                 let _ = receiver.respond(wharf_bus::rpc::encode(&json!({}))).await;
             }
-            Err(e) => {
+            Err(UploadError::Failed(e)) => {
                 let _ = receiver.respond(Err(e)).await;
             }
+            Err(UploadError::Stream(_)) => {}
         }
     });
     Ok(())
@@ -1268,13 +1315,7 @@ mod tests {
         b.append_data(&mut h, "evil/pwned", &b"hi"[..]).unwrap();
         let data = b.into_inner().unwrap();
         let target = fcntl::open(&target_path, DIR_FLAGS, Mode::empty()).unwrap();
-        let mut x = Extraction {
-            target,
-            dest: "/t",
-            no_overwrite_dir_non_dir: false,
-            owner: None,
-            dir_times: vec![],
-        };
+        let mut x = Extraction::new(target, "/t", None);
         let mut archive = tar::Archive::new(&data[..]);
         for e in archive.entries().unwrap() {
             x.entry(&mut e.unwrap()).unwrap();

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use wharf_bus::container::CommitRequest;
 use wharf_bus::image::{
-    BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, LayerRef,
+    BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, LayerInfo, LayerRef,
 };
 use wharf_bus::stream::{Sender, CHUNK_SIZE};
 use wharf_bus::subjects::{group, image_store, subject};
@@ -180,6 +180,63 @@ enum Source<'a> {
     File(&'a Path),
 }
 
+/// A layer tar of a container's changes, written in the container's directory.
+pub(super) struct DiffFile {
+    path: PathBuf,
+    digest: String,
+    size: u64,
+}
+
+/// Writes the container's changes (its upper directory against its image's layers) as a
+/// layer tar; `None` when nothing changed.
+pub(super) async fn write_diff(node: &Node, c: &Container) -> Result<Option<DiffFile>, BusError> {
+    let upper = c.paths.upper();
+    let lowers = archive::lower_dirs(node, c)?;
+    let path = c
+        .paths
+        .dir
+        .join(format!("layer-{:016x}.tar", rand::random::<u64>()));
+    let out = path.clone();
+    let written = tokio::task::spawn_blocking(move || write_layer(&upper, &lowers, &out))
+        .await
+        .map_err(|e| internal("cannot write the layer", e))?;
+    match written {
+        Ok(Some((digest, size))) => Ok(Some(DiffFile { path, digest, size })),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(internal("cannot write the layer", e))
+        }
+    }
+}
+
+/// Stores a written diff in image-store as a layer blob and removes the file.
+pub(super) async fn store_diff(
+    client: &async_nats::Client,
+    diff: DiffFile,
+) -> Result<LayerInfo, BusError> {
+    let stored = ingest(
+        client,
+        &diff.digest,
+        diff.size,
+        LAYER_MEDIA_TYPE,
+        Source::File(&diff.path),
+    )
+    .await;
+    let _ = tokio::fs::remove_file(&diff.path).await;
+    stored?
+        .layer
+        .ok_or_else(|| BusError::internal("image-store did not scan the layer"))
+}
+
+/// The container's changes stored in image-store as a layer; `None` when nothing changed.
+pub(super) async fn store_layer(node: &Node, c: &Container) -> Result<Option<LayerInfo>, BusError> {
+    match write_diff(node, c).await? {
+        Some(diff) => store_diff(&node.client, diff).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 /// `POST /commit`.
 pub async fn commit(
     node: &Arc<Node>,
@@ -223,38 +280,15 @@ pub async fn commit(
     if paused {
         lifecycle::pause(node, &c, true).await?;
     }
-    let layer = {
-        let upper = c.paths.upper();
-        let lowers = archive::lower_dirs(node, &c)?;
-        let out = c
-            .paths
-            .dir
-            .join(format!("commit-{:016x}.tar", rand::random::<u64>()));
-        let out2 = out.clone();
-        let written = tokio::task::spawn_blocking(move || write_layer(&upper, &lowers, &out2))
-            .await
-            .map_err(|e| internal("commit", e));
-        if paused {
-            if let Err(e) = lifecycle::pause(node, &c, false).await {
-                tracing::warn!(container = %c.id, "unpause after commit: {}", e.message);
-            }
+    let written = write_diff(node, &c).await;
+    if paused {
+        if let Err(e) = lifecycle::pause(node, &c, false).await {
+            tracing::warn!(container = %c.id, "unpause after commit: {}", e.message);
         }
-        let written = written?.map_err(|e| internal("cannot write the layer", e));
-        let stored = match written {
-            Ok(Some((digest, size))) => ingest(
-                &node.client,
-                &digest,
-                size,
-                LAYER_MEDIA_TYPE,
-                Source::File(&out),
-            )
-            .await
-            .map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        let _ = tokio::fs::remove_file(&out).await;
-        stored?
+    }
+    let layer = match written? {
+        Some(diff) => Some(store_diff(&node.client, diff).await?),
+        None => None,
     };
 
     let parent: ImageRecord = wharf_bus::rpc::call(
@@ -277,11 +311,7 @@ pub async fn commit(
         .as_array()
         .cloned()
         .unwrap_or_default();
-    if let Some(l) = &layer {
-        let info = l
-            .layer
-            .as_ref()
-            .ok_or_else(|| BusError::internal("image-store did not scan the layer"))?;
+    if let Some(info) = &layer {
         diff_ids.push(json!(info.diff_id));
         layers.push(LayerRef {
             digest: info.digest.clone(),
@@ -364,6 +394,8 @@ pub async fn commit(
             manifest: None,
             tags,
             repo_digests: vec![],
+            // dockerd records the container's image as the parent (none for scratch).
+            parent: (!rec.image_id.is_empty()).then(|| rec.image_id.clone()),
         },
     )
     .await?;

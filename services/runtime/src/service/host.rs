@@ -122,6 +122,8 @@ fn loopback_up() -> std::io::Result<()> {
     Ok(())
 }
 
+// The magic's integer type differs between targets.
+#[allow(clippy::unnecessary_cast)]
 fn is_nsfs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .map(|s| s.filesystem_type().0 as i64 == 0x6e736673)

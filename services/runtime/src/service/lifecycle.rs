@@ -89,9 +89,9 @@ fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
         ));
     }
     if host.restart_policy.maximum_retry_count > 0 && host.restart_policy.name != "on-failure" {
-        return Err(BusError::invalid(format!(
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-        )));
+        return Err(BusError::invalid(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+        ));
     }
     if host.auto_remove && !matches!(host.restart_policy.name.as_str(), "" | "no") {
         return Err(BusError::invalid(
@@ -140,13 +140,76 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
         },
     )
     .await?;
+    let c = create_from(node, &req.name, &image, body).await?;
+    Ok(CreateResponse {
+        id: c.id.clone(),
+        warnings: Vec::new(),
+    })
+}
+
+/// A build step's container (`build.run`, `build.copy`): from the image ID `image`, or from
+/// nothing for `FROM scratch` (an empty `image`), with a generated name. The config is used
+/// as the builder made it: no entrypoint unless it names one, so neither the image's
+/// entrypoint nor its Cmd comes in.
+pub(super) async fn create_for_step(
+    node: &Arc<Node>,
+    image: &str,
+    mut config: wharf_bus::container::ContainerConfig,
+    host_config: HostConfig,
+) -> Result<Arc<Container>, BusError> {
+    check_host_config(&host_config)?;
+    super::networks::resolve_mode(node, &host_config.network_mode)?;
+    let image = if image.is_empty() {
+        ImageRecord {
+            id: String::new(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            layers: Vec::new(),
+            manifest: None,
+            config: serde_json::json!({}),
+            config_size: 0,
+            size: 0,
+            stored_at: String::new(),
+            last_tag_time: None,
+            parent: None,
+        }
+    } else {
+        wharf_bus::call(
+            &node.client,
+            &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
+            &ImageResolve {
+                name: image.to_string(),
+            },
+        )
+        .await?
+    };
+    config.image = image.id.clone();
+    // dockerd's create turns `[""]` into no entrypoint; `None` would let the image's in.
+    if config.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+        config.entrypoint = Some(vec![String::new()]);
+    }
+    let body = wharf_bus::container::CreateBody {
+        config,
+        host_config,
+        networking_config: Default::default(),
+    };
+    create_from(node, "", &image, body).await
+}
+
+/// Creates the container `body` describes from `image` (already resolved) and records it.
+async fn create_from(
+    node: &Arc<Node>,
+    name: &str,
+    image: &ImageRecord,
+    body: wharf_bus::container::CreateBody,
+) -> Result<Arc<Container>, BusError> {
     let id = new_id();
     let mut config = build::merge_image_config(body.config.clone(), &image.config);
     if config.hostname.is_empty() {
         config.hostname = id[..12].to_string();
     }
     let (path, args) = build::command(&config)?;
-    let name = if req.name.is_empty() {
+    let name = if name.is_empty() {
         let mut attempt = 0;
         loop {
             let candidate = format!("/{}", names::generate(attempt));
@@ -156,7 +219,7 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
             attempt += 1;
         }
     } else {
-        let name = format!("/{}", req.name.trim_start_matches('/'));
+        let name = format!("/{}", name.trim_start_matches('/'));
         reserve_name(node, &name, &id)?;
         name
     };
@@ -165,7 +228,7 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
         node,
         &id,
         &paths,
-        &image,
+        image,
         config,
         body.host_config,
         body.networking_config,
@@ -223,12 +286,9 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
     node.containers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone(), container);
+        .insert(id, container.clone());
     node.publish_event(&record, "create", &[]).await;
-    Ok(CreateResponse {
-        id,
-        warnings: Vec::new(),
-    })
+    Ok(container)
 }
 
 type Prepared = (
@@ -609,9 +669,9 @@ pub async fn start(node: &Arc<Node>, c: &Arc<Container>) -> Result<Changed, BusE
     match c.status() {
         Status::Running | Status::Paused => return Ok(Changed { changed: false }),
         Status::Removing => {
-            return Err(BusError::conflict(format!(
-                "container is marked for removal and cannot be started"
-            )))
+            return Err(BusError::conflict(
+                "container is marked for removal and cannot be started",
+            ))
         }
         Status::Dead => {
             return Err(BusError::conflict(format!(
@@ -1679,9 +1739,9 @@ pub async fn rename(node: &Arc<Node>, c: &Arc<Container>, new: &str) -> Result<(
     let new = format!("/{}", new.trim_start_matches('/'));
     let old = c.with(|r| r.name.clone());
     if new == old {
-        return Err(BusError::invalid(format!(
-            "Renaming a container with the same name as its current name"
-        )));
+        return Err(BusError::invalid(
+            "Renaming a container with the same name as its current name",
+        ));
     }
     reserve_name(node, &new, &c.id)?;
     c.update(|r| r.name = new.clone())?;

@@ -9,6 +9,7 @@
 //! - `views`: `docker inspect` and `docker ps` shapes, resolve, filters.
 //! - `streams`: logs, attach and stdin.
 //! - `names`: generated container names.
+//! - `step_run`, `step_copy`: a build's RUN and COPY/ADD steps (`build.run`, `build.copy`).
 
 mod archive;
 pub mod build;
@@ -22,6 +23,8 @@ pub use lifecycle::drain_removals;
 mod names;
 pub mod networks;
 pub mod record;
+mod step_copy;
+mod step_run;
 mod streams;
 pub mod user;
 mod views;
@@ -535,6 +538,20 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
             let req: bus::CommitRequest = decode(&r.message.payload)?;
             let c = n.get(&req.id)?;
             Reply::json(&commit::commit(&n, c, req).await?)
+        }
+    );
+    endpoint!(
+        op::BUILD_RUN,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            step_run::run(&n, decode(&r.message.payload)?, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::BUILD_COPY,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            step_copy::copy(&n, decode(&r.message.payload)?, &r).await?;
+            Ok(Reply::Streamed)
         }
     );
 

@@ -232,9 +232,9 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
                 .parse()
                 .map_err(|e| BusError::invalid(format!("invalid subnet {text}: {e}")))?;
             if taken.iter().any(|t| overlaps(t, &s)) || overlaps(&node.options.network.subnet, &s) {
-                return Err(BusError::forbidden(format!(
-                    "Pool overlaps with other one on this address space"
-                )));
+                return Err(BusError::forbidden(
+                    "Pool overlaps with other one on this address space",
+                ));
             }
             s
         }
@@ -343,6 +343,7 @@ fn containers_json(members: &[(ContainerRecord, NetworkState)]) -> Value {
     Value::Object(map)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn network_json(
     name: &str,
     id: &str,

@@ -109,6 +109,27 @@ pub async fn connect_pending(c: &Container, shim: &ShimClient) {
     }
 }
 
+/// Attaches to a created container's output before it starts (no stdin): the connection is
+/// delivered at start, before the command runs, so nothing is missed.
+pub(super) fn attach_before_start(
+    c: &Container,
+    stdout: bool,
+    stderr: bool,
+) -> tokio::sync::oneshot::Receiver<UnixStream> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    c.pending_attaches
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(PendingAttach {
+            token: rand::random(),
+            stdin: false,
+            stdout,
+            stderr,
+            deliver: tx,
+        });
+    rx
+}
+
 async fn shim_stream(
     c: &Arc<Container>,
     stdin: bool,
@@ -213,7 +234,7 @@ pub async fn attach(
         Ok(Some(s)) => s,
         Ok(None) => {
             let _ = sender.finish().await;
-            if let Some(_) = slot {
+            if slot.is_some() {
                 node.stdin_slots.remove(&req.attach_id);
             }
             return Ok(());
@@ -401,7 +422,7 @@ pub async fn resize(
 }
 
 fn seconds_to_nanos(s: f64) -> Option<i64> {
-    (s > 0.0).then(|| (s * 1e9) as i64)
+    (s > 0.0).then_some((s * 1e9) as i64)
 }
 
 /// `GET /containers/{id}/logs`.
@@ -455,14 +476,13 @@ pub async fn logs(
                     let mut out = Vec::new();
                     for e in &entries {
                         out.extend_from_slice(&frame(e));
-                        if out.len() >= 256 * 1024 {
-                            if sender
+                        if out.len() >= 256 * 1024
+                            && sender
                                 .send(Bytes::from(std::mem::take(&mut out)))
                                 .await
                                 .is_err()
-                            {
-                                return;
-                            }
+                        {
+                            return;
                         }
                     }
                     if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {

@@ -106,6 +106,43 @@ pub fn resolve(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<Resolv
     resolve_with(&passwd, &groups, spec, group_add)
 }
 
+/// A build's `--chown=user[:group]` as dockerd resolves it: numbers as they are, names in the
+/// root's /etc/passwd and /etc/group; a lone `user` is also the group's name (not the user's
+/// primary group). Errors are dockerd's texts.
+pub fn chown_identity(rootfs: &Path, chown: &str) -> Result<(u32, u32), String> {
+    let parts: Vec<&str> = chown.split(':').collect();
+    let (user, group) = match parts[..] {
+        [user] => (user, user),
+        [user, group] => (user, group),
+        _ => return Err(format!("invalid chown string format: {chown}")),
+    };
+    let number = |s: &str| s.parse::<u32>().ok();
+    let read = |path: &str| {
+        read_in_root(rootfs, path).ok_or_else(|| format!("open {path}: no such file or directory"))
+    };
+    let uid = match number(user) {
+        Some(uid) => uid,
+        None => parse_passwd(&read("/etc/passwd").map_err(|e| can_t("uid for user", user, e))?)
+            .iter()
+            .find(|p| p.name == user)
+            .map(|p| p.uid)
+            .ok_or_else(|| can_t("uid for user", user, format!("no such user: {user}")))?,
+    };
+    let gid = match number(group) {
+        Some(gid) => gid,
+        None => parse_group(&read("/etc/group").map_err(|e| can_t("gid for group", group, e))?)
+            .iter()
+            .find(|g| g.name == group)
+            .map(|g| g.gid)
+            .ok_or_else(|| can_t("gid for group", group, format!("no such group: {group}")))?,
+    };
+    Ok((uid, gid))
+}
+
+fn can_t(what: &str, name: &str, why: String) -> String {
+    format!("can't find {what} {name}: {why}")
+}
+
 fn resolve_with(
     passwd: &[Passwd],
     groups: &[Group],

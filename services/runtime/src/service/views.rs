@@ -510,7 +510,7 @@ pub async fn list(node: &Arc<Node>, req: &ListRequest) -> Result<ListResponse, B
         .into_iter()
         .map(|c| (c.with(|r| r.created_nanos), c))
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     // before/since compare creation order against named containers of this node.
     let by_ref = |v: &str| {
         entries

@@ -210,6 +210,7 @@ pub fn image_of(layers: Vec<LayerInfo>) -> ImageRecord {
         size: 0,
         stored_at: String::new(),
         last_tag_time: None,
+        parent: None,
     }
 }
 

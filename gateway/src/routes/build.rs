@@ -1,0 +1,200 @@
+//! `POST /build` (the classic builder's API): the context goes to image-store as a blob, a
+//! builder from the queue group builds it, and its JSON output streams back as dockerd's.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use wharf_bus::build::BuildRequest;
+use wharf_bus::image::{BlobIngest, BlobIngested};
+use wharf_bus::reference::Reference;
+use wharf_bus::registry::RegistryAuth;
+use wharf_bus::stream::Receiver;
+use wharf_bus::subjects::{self, builder, group, image_store};
+
+use super::images::{progress_response, upload};
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::state::AppState;
+
+/// dockerd's `sanitizeRepoAndTags`: each `-t` normalized with `latest` by default, duplicates
+/// dropped, digests refused.
+fn tags(q: &Query) -> ApiResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for t in q.all("t") {
+        if t.is_empty() {
+            continue;
+        }
+        let r = Reference::parse(&t)?;
+        if r.digest.is_some() {
+            return Err(ApiError::bad_request("build tag cannot contain a digest"));
+        }
+        let full = r.with_default_tag().to_string();
+        if !out.contains(&full) {
+            out.push(full);
+        }
+    }
+    Ok(out)
+}
+
+fn json_param<T: serde::de::DeserializeOwned + Default>(
+    q: &Query,
+    key: &str,
+    what: &str,
+) -> ApiResult<T> {
+    match q.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(T::default()),
+        Some(v) => serde_json::from_str(v)
+            .map_err(|e| ApiError::bad_request(format!("error reading {what}: {e}"))),
+    }
+}
+
+fn int_param(q: &Query, key: &str) -> ApiResult<i64> {
+    match q.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::bad_request(format!("strconv.ParseInt: parsing \"{v}\": invalid syntax"))
+        }),
+    }
+}
+
+/// The options of a `POST /build` query, as dockerd's `newImageBuildOptions` reads them.
+pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
+    if let Some(v) = q.get("version").filter(|v| !v.is_empty()) {
+        if v != "1" {
+            return Err(ApiError::bad_request(format!(
+                "BuildKit is not supported by Wharf: use the classic builder (got builder version {v:?})"
+            )));
+        }
+    }
+    if !q.all("securityopt").is_empty() {
+        return Err(ApiError::bad_request(
+            "The daemon on this platform does not support setting security options on build",
+        ));
+    }
+    if q.get("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::bad_request(
+            "remote build contexts (git or URL) are not supported by Wharf",
+        ));
+    }
+    let build_args: BTreeMap<String, Option<String>> = json_param(q, "buildargs", "build args")?;
+    let labels: BTreeMap<String, String> = json_param(q, "labels", "labels")?;
+    let mut host_config = wharf_bus::container::HostConfig {
+        extra_hosts: q.all("extrahosts"),
+        shm_size: int_param(q, "shmsize")?,
+        memory: int_param(q, "memory")?,
+        memory_swap: int_param(q, "memswap")?,
+        cpu_shares: int_param(q, "cpushares")?,
+        cpu_period: int_param(q, "cpuperiod")?,
+        cpu_quota: int_param(q, "cpuquota")?,
+        cpuset_cpus: q.get("cpusetcpus").unwrap_or("").to_string(),
+        ..Default::default()
+    };
+    host_config.ulimits = json_param(q, "ulimits", "ulimit settings")?;
+    // X-Registry-Config: base64url JSON of {registry: AuthConfig}.
+    let auth: BTreeMap<String, RegistryAuth> = headers
+        .get("X-Registry-Config")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            use base64::Engine;
+            let v = v.trim();
+            [
+                base64::engine::general_purpose::URL_SAFE,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                base64::engine::general_purpose::STANDARD,
+            ]
+            .iter()
+            .find_map(|e| e.decode(v).ok())
+        })
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or_default();
+    // `rm` defaults to true; `forcerm` implies it.
+    let rm = q.flag("forcerm") || q.get("rm").is_none_or(|v| v.is_empty()) || q.flag("rm");
+    Ok(BuildRequest {
+        context: String::new(),
+        dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
+        tags: tags(q)?,
+        build_args,
+        target: q.get("target").unwrap_or("").to_string(),
+        no_cache: q.flag("nocache"),
+        pull: q.flag("pull"),
+        labels,
+        network_mode: q.get("networkmode").unwrap_or("").to_string(),
+        quiet: q.flag("q"),
+        rm,
+        force_rm: q.flag("forcerm"),
+        platform: q
+            .get("platform")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        auth,
+        host_config,
+    })
+}
+
+pub async fn build(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref());
+    let mut request = options(&q, &headers)?;
+    // The context becomes a blob any builder can read (and a retry needs no second upload).
+    let stored: BlobIngested = upload(
+        &state,
+        &subjects::subject(group::IMAGE_STORE, image_store::BLOB_INGEST),
+        &BlobIngest {
+            digest: String::new(),
+            size: None,
+            media_type: None,
+        },
+        body,
+    )
+    .await?;
+    request.context = stored.blob.digest;
+    let (rx, _) = Receiver::open_json(
+        &state.bus,
+        &subjects::subject(group::BUILDER, builder::BUILD),
+        &request,
+    )
+    .await?;
+    progress_response(rx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_read_like_dockerd() {
+        let q = Query::parse(Some(
+            "t=App:1&t=app&t=app:latest&buildargs=%7B%22A%22%3A%221%22%2C%22B%22%3Anull%7D&nocache=1&q=1&labels=%7B%22l%22%3A%22v%22%7D",
+        ));
+        let err = options(&q, &HeaderMap::new()).unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        let q = Query::parse(Some(
+            "t=app:1&t=app&t=app:latest&buildargs=%7B%22A%22%3A%221%22%2C%22B%22%3Anull%7D&nocache=1&q=1&labels=%7B%22l%22%3A%22v%22%7D",
+        ));
+        let o = options(&q, &HeaderMap::new()).unwrap();
+        assert_eq!(
+            o.tags,
+            vec![
+                "docker.io/library/app:1".to_string(),
+                "docker.io/library/app:latest".to_string()
+            ]
+        );
+        assert_eq!(o.build_args["A"], Some("1".to_string()));
+        assert_eq!(o.build_args["B"], None);
+        assert!(o.no_cache && o.quiet && o.rm && !o.force_rm);
+        assert_eq!(o.labels["l"], "v");
+        let o = options(&Query::parse(Some("rm=0")), &HeaderMap::new()).unwrap();
+        assert!(!o.rm);
+        let o = options(&Query::parse(Some("rm=0&forcerm=1")), &HeaderMap::new()).unwrap();
+        assert!(o.rm && o.force_rm);
+        let err = options(&Query::parse(Some("buildargs=nope")), &HeaderMap::new()).unwrap_err();
+        assert!(err.message.starts_with("error reading build args"));
+    }
+}

@@ -1,0 +1,1483 @@
+//! One build, as dockerd's classic builder runs it: stages of instructions, each step committed
+//! as an image whose parent is the previous step's, RUN steps in containers on a runtime node,
+//! COPY/ADD files carried to that node in a tar, and a shared cache index keyed as dockerd keys
+//! its local cache.
+
+pub mod args;
+pub mod cache;
+pub mod copy;
+pub mod meta;
+pub mod output;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde_json::{json, Map, Value};
+use wharf_bus::build::{BuildRequest, StepCopy, StepDone, StepEvent, StepRun};
+use wharf_bus::container::{node_subject, op, ContainerConfig, HealthConfig};
+use wharf_bus::image::{
+    BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, ImageTag, LayerInfo, LayerRef,
+};
+use wharf_bus::nodes::Roster;
+use wharf_bus::progress::JsonMessage;
+use wharf_bus::reference::{familiarize, Reference};
+use wharf_bus::registry::{Platform, PullRequest, RegistryAuth};
+use wharf_bus::service::Reply;
+use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
+use wharf_bus::subjects::{group, image_store, registry_sync, subject};
+use wharf_bus::{BusError, ErrorKind};
+
+use crate::context::{self, Context};
+use crate::dockerfile::{
+    self, env_list_lookup, expand_word, expands, Command, CommandLine, CopySpec, Healthcheck,
+    Instruction, Plan,
+};
+use args::BuildArgs;
+use cache::Cache;
+use output::{Failure, Output};
+
+const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
+/// What image configs name as `docker_version`.
+const DOCKER_VERSION: &str = "28.0.0";
+/// Runtime calls that may unpack a base image first.
+const NODE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A builder process: its bus client, the shared cache and where builds keep their contexts.
+pub struct Builder {
+    pub client: async_nats::Client,
+    pub cache: Cache,
+    pub work_dir: PathBuf,
+    roster: tokio::sync::OnceCell<Roster>,
+}
+
+impl Builder {
+    pub async fn new(client: async_nats::Client, work_dir: PathBuf) -> anyhow::Result<Builder> {
+        std::fs::create_dir_all(&work_dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&work_dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Builder {
+            cache: Cache::open(&client).await,
+            client,
+            work_dir,
+            roster: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn roster(&self) -> Result<&Roster, BusError> {
+        self.roster
+            .get_or_try_init(|| Roster::start(self.client.clone()))
+            .await
+    }
+
+    /// The runtime node a build's steps run on: the one with the fewest running containers.
+    async fn pick_node(&self) -> Result<String, BusError> {
+        let nodes = self.roster().await?.nodes_or_discover().await;
+        nodes
+            .iter()
+            .min_by(|a, b| {
+                (a.running, a.containers, &a.name).cmp(&(b.running, b.containers, &b.name))
+            })
+            .map(|n| n.name.clone())
+            .ok_or_else(|| BusError::unavailable("no runtime node is connected"))
+    }
+}
+
+/// `wharf.v1.builder.build`: accepts the stream at once, then builds.
+pub async fn handle(
+    builder: Arc<Builder>,
+    request: Arc<async_nats::service::Request>,
+) -> Result<Reply, BusError> {
+    let req: BuildRequest = wharf_bus::rpc::decode(&request.message.payload)?;
+    let tx = Sender::accept(&builder.client, &request, Bytes::new()).await?;
+    tracing::info!(context = %req.context, pid = std::process::id(), "build started");
+    let mut out = Output::new(tx, req.quiet);
+    let dir = builder.work_dir.join(format!("build-{:016x}", rand_u64()));
+    let result = match tokio::fs::create_dir(&dir).await {
+        Ok(()) => run(&builder, req, &dir, &mut out).await,
+        Err(e) => Err(Failure::Bus(BusError::internal(format!(
+            "cannot create the build directory: {e}"
+        )))),
+    };
+    let dir2 = dir.clone();
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir2)).await;
+    match result {
+        Ok(id) => {
+            tracing::info!(image = %id, pid = std::process::id(), "build finished");
+            out.succeed(&id).await
+        }
+        Err(failure) => {
+            tracing::info!("build failed: {}", failure.message());
+            out.fail(failure).await
+        }
+    }
+    Ok(Reply::Streamed)
+}
+
+fn rand_u64() -> u64 {
+    rand::random()
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure::Bus(BusError::invalid(message))
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::Bus(BusError::internal(format!("{what}: {e}")))
+}
+
+/// The first 12 hex digits of an ID, as dockerd prints IDs.
+pub fn short(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+/// Receives the context blob into `dir/context`.
+async fn fetch_context(
+    client: &async_nats::Client,
+    req: &BuildRequest,
+    dir: &Path,
+) -> Result<Context, Failure> {
+    let stream = wharf_bus::blob::open(client, &req.context, true)
+        .await
+        .map_err(|e| {
+            Failure::Bus(BusError::new(
+                e.kind,
+                format!("build context: {}", e.message),
+            ))
+        })?;
+    let reader =
+        tokio_util::io::StreamReader::new(stream.map_err(|e| std::io::Error::other(e.message)));
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let root = dir.join("context");
+    std::fs::create_dir(&root).map_err(|e| internal("cannot create the context directory", e))?;
+    let dockerfile = req.dockerfile.clone();
+    tokio::task::spawn_blocking(move || context::receive(bridge, &root, &dockerfile))
+        .await
+        .map_err(|e| internal("build context", e))?
+        .map_err(|e| match e {
+            context::ContextError::Io { .. } => internal("build context", e),
+            other => invalid(other.to_string()),
+        })
+}
+
+/// What an earlier stage left: its name and final image.
+struct StageResult {
+    name: Option<String>,
+    image: String,
+}
+
+/// The state of the stage being built (dockerd's `dispatchState`).
+struct State {
+    name: Option<String>,
+    /// The current image (`""` before the first commit of a `FROM scratch` stage).
+    image_id: String,
+    /// That image's config document (history, rootfs, platform).
+    image_config: Value,
+    /// That image's layer blobs.
+    layers: Vec<LayerRef>,
+    run_config: ContainerConfig,
+    maintainer: String,
+    cmd_set: bool,
+    args: BuildArgs,
+    /// A miss turns off probing for the rest of the stage.
+    cache_busted: bool,
+    /// The stage's base was `scratch`.
+    scratch: bool,
+}
+
+struct Build<'a> {
+    builder: &'a Builder,
+    req: BuildRequest,
+    ctx: Context,
+    dir: PathBuf,
+    node: String,
+    escape: char,
+    step: usize,
+    total: usize,
+    stages: Vec<StageResult>,
+}
+
+async fn run(
+    builder: &Builder,
+    req: BuildRequest,
+    dir: &Path,
+    out: &mut Output,
+) -> Result<String, Failure> {
+    let ctx = fetch_context(&builder.client, &req, dir).await?;
+    let df = dockerfile::parse_named(&ctx.dockerfile_text, &ctx.dockerfile_name)
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut plan: Plan = dockerfile::instructions(&df).map_err(|e| invalid(e.to_string()))?;
+    if plan.stages.is_empty() {
+        return Err(invalid(
+            "dockerfile contains no stages to build".to_string(),
+        ));
+    }
+    if !req.target.is_empty() {
+        let target = req.target.to_ascii_lowercase();
+        match plan
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(target.as_str()))
+        {
+            Some(i) => plan.stages.truncate(i + 1),
+            None => {
+                return Err(invalid(format!(
+                    "failed to reach build target {} in Dockerfile",
+                    req.target
+                )))
+            }
+        }
+    }
+    // `--label`s become LABEL steps at the end of the last stage, never expanded.
+    let mut unexpanded = 0;
+    if let Some(last) = plan.stages.last_mut() {
+        for (k, v) in &req.labels {
+            last.commands.push(Instruction {
+                keyword: "label".into(),
+                command: Command::Label(vec![(k.clone(), v.clone())]),
+                original: format!("LABEL {k}={v}"),
+                start_line: 0,
+                end_line: 0,
+            });
+            unexpanded += 1;
+        }
+    }
+    let node = builder.pick_node().await?;
+    let total = plan.meta_args.len()
+        + plan.stages.len()
+        + plan.stages.iter().map(|s| s.commands.len()).sum::<usize>();
+    let mut b = Build {
+        builder,
+        ctx,
+        dir: dir.to_path_buf(),
+        node,
+        escape: plan.escape,
+        step: 1,
+        total,
+        stages: Vec::new(),
+        req,
+    };
+    for w in &df.warnings {
+        out.line(format!("{w}\n")).await?;
+    }
+    let mut args = BuildArgs::new(b.req.build_args.clone());
+    for meta in &plan.meta_args {
+        b.print_step(out, &meta.original).await?;
+        let allowed = args.all_allowed();
+        let env: Vec<String> = allowed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let expanded = meta
+            .expand(&env_list_lookup(&env), b.escape)
+            .map_err(|e| invalid(e.to_string()))?;
+        if let Command::Arg(list) = expanded.command {
+            for (k, v) in list {
+                args.add(&k, v.clone());
+                args.add_meta(&k, v);
+            }
+        }
+    }
+    let mut last: Option<State> = None;
+    let stage_count = plan.stages.len();
+    for (si, stage) in plan.stages.iter().enumerate() {
+        if let Some(name) = &stage.name {
+            if b.stages.iter().any(|s| s.name.as_deref() == Some(name)) {
+                return Err(invalid(format!("{name} stage name already used")));
+            }
+        }
+        b.print_step(out, &stage.original).await?;
+        let mut state = b.begin_stage(out, stage, &args).await?;
+        out.line(format!(" ---> {}\n", short(&state.image_id)))
+            .await?;
+        let n = stage.commands.len();
+        for (ci, cmd) in stage.commands.iter().enumerate() {
+            b.print_step(out, &cmd.original).await?;
+            let expand = !(si + 1 == stage_count && ci + unexpanded >= n);
+            b.dispatch(out, &mut state, cmd, expand).await?;
+            state.run_config.image = state.image_id.clone();
+            out.line(format!(" ---> {}\n", short(&state.image_id)))
+                .await?;
+        }
+        if !state.image_id.is_empty() {
+            out.image_id(&state.image_id).await?;
+        }
+        args.merge_referenced(&state.args);
+        b.stages.push(StageResult {
+            name: state.name.clone(),
+            image: state.image_id.clone(),
+        });
+        last = Some(state);
+    }
+    let unused = args.unused();
+    if !unused.is_empty() {
+        out.line(format!(
+            "[Warning] One or more build-args [{}] were not consumed\n",
+            unused.join(" ")
+        ))
+        .await?;
+    }
+    let id = last.map(|s| s.image_id).unwrap_or_default();
+    if id.is_empty() {
+        return Err(Failure::Bus(BusError::internal(
+            "No image was generated. Is your Dockerfile empty?",
+        )));
+    }
+    out.line(format!("Successfully built {}\n", short(&id)))
+        .await?;
+    for tag in &b.req.tags.clone() {
+        let _: Value = wharf_bus::rpc::call(
+            &b.builder.client,
+            &subject(group::IMAGE_STORE, image_store::IMAGE_TAG),
+            &ImageTag {
+                source: id.clone(),
+                target: tag.clone(),
+            },
+        )
+        .await?;
+        out.line(format!("Successfully tagged {}\n", familiarize(tag)))
+            .await?;
+    }
+    Ok(id)
+}
+
+/// Go's `%q` of a string slice: `["a" "b"]`.
+pub fn quote_slice(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| wharf_bus::error::go_quote(s))
+        .collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+impl Build<'_> {
+    async fn print_step(&mut self, out: &mut Output, text: &str) -> Result<(), Failure> {
+        out.line(format!("Step {}/{} : {}\n", self.step, self.total, text))
+            .await?;
+        self.step += 1;
+        Ok(())
+    }
+
+    fn client(&self) -> &async_nats::Client {
+        &self.builder.client
+    }
+
+    async fn resolve(&self, name: &str) -> Result<ImageRecord, BusError> {
+        wharf_bus::rpc::call(
+            self.client(),
+            &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
+            &ImageResolve {
+                name: name.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// Credentials the client sent for the registry of `reference`.
+    fn auth_for(&self, reference: &Reference) -> Option<RegistryAuth> {
+        let domain = reference.domain.as_str();
+        self.req.auth.iter().find_map(|(host, auth)| {
+            let h = host
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
+            let h = h.split('/').next().unwrap_or(h);
+            let same = h == domain
+                || (domain == "docker.io"
+                    && matches!(h, "index.docker.io" | "registry-1.docker.io" | "docker.io"));
+            same.then(|| auth.clone())
+        })
+    }
+
+    /// A base image (or `COPY --from` image) by reference: from the store, or pulled (always
+    /// with `--pull`), the pull's progress shown as dockerd shows it.
+    async fn image(
+        &self,
+        out: &mut Output,
+        name: &str,
+        platform: Option<&str>,
+    ) -> Result<ImageRecord, Failure> {
+        let reference = Reference::parse(name)
+            .map_err(|e| invalid(e.message))?
+            .with_default_tag();
+        let full = reference.to_string();
+        if !self.req.pull {
+            match self.resolve(&full).await {
+                Ok(rec) => return Ok(rec),
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let platform = match platform.or(self.req.platform.as_deref()) {
+            Some(p) => Some(
+                Platform::parse(p)
+                    .ok_or_else(|| invalid(format!("failed to parse platform {p}")))?,
+            ),
+            None => None,
+        };
+        let request = PullRequest {
+            reference: full.clone(),
+            platform,
+            auth: self.auth_for(&reference),
+        };
+        let (mut rx, _) = Receiver::open_json(
+            self.client(),
+            &subject(group::REGISTRY_SYNC, registry_sync::PULL),
+            &request,
+        )
+        .await?;
+        while let Some(m) = rx.next_json::<JsonMessage>().await {
+            out.send(m?).await?;
+        }
+        Ok(self.resolve(&full).await?)
+    }
+
+    async fn begin_stage(
+        &mut self,
+        out: &mut Output,
+        stage: &dockerfile::Stage,
+        args: &BuildArgs,
+    ) -> Result<State, Failure> {
+        let meta = args.all_meta();
+        let lookup = |k: &str| meta.get(k).cloned();
+        let name = stage
+            .expanded_base_name(&lookup, self.escape)
+            .map_err(invalid)?;
+        let platform = match &stage.platform {
+            Some(p) => Some(expand_word(p, &lookup, self.escape).map_err(|e| {
+                invalid(format!("failed to process arguments for platform {p}: {e}"))
+            })?),
+            None => None,
+        };
+        let mut state = State {
+            name: stage.name.clone(),
+            image_id: String::new(),
+            image_config: json!({}),
+            layers: Vec::new(),
+            run_config: ContainerConfig::default(),
+            maintainer: String::new(),
+            cmd_set: false,
+            args: args.for_stage(),
+            cache_busted: false,
+            scratch: false,
+        };
+        let lower = name.to_ascii_lowercase();
+        let record = if let Some(s) = self
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
+            if s.image.is_empty() {
+                None
+            } else {
+                Some(self.resolve(&s.image).await?)
+            }
+        } else if name == "scratch" {
+            None
+        } else {
+            Some(self.image(out, &name, platform.as_deref()).await?)
+        };
+        match record {
+            Some(rec) => {
+                state.image_id = rec.id.clone();
+                if let Some(c) = rec.config.get("config").filter(|c| c.is_object()) {
+                    state.run_config = serde_json::from_value(c.clone()).unwrap_or_default();
+                }
+                state.image_config = rec.config.clone();
+                state.layers = rec
+                    .layers
+                    .iter()
+                    .map(|l| LayerRef {
+                        digest: l.digest.clone(),
+                        media_type: l.media_type.clone(),
+                    })
+                    .collect();
+            }
+            None => state.scratch = true,
+        }
+        if !state
+            .run_config
+            .env
+            .iter()
+            .any(|e| e.split('=').next() == Some("PATH"))
+        {
+            state.run_config.env.push(format!("PATH={}", DEFAULT_PATH));
+        }
+        state.run_config.open_stdin = false;
+        state.run_config.stdin_once = false;
+        if let Some(triggers) = state.run_config.on_build.take().filter(|t| !t.is_empty()) {
+            out.line(format!(
+                "# Executing {} build trigger{}\n",
+                triggers.len(),
+                if triggers.len() > 1 { "s" } else { "" }
+            ))
+            .await?;
+            for trigger in triggers {
+                state.run_config.image = state.image_id.clone();
+                let df = dockerfile::parse(&trigger).map_err(|e| invalid(e.to_string()))?;
+                if df.nodes.len() != 1 {
+                    return Err(invalid("onbuild trigger should be a single expression"));
+                }
+                let cmd =
+                    dockerfile::parse_command(&df.nodes[0]).map_err(|e| invalid(e.to_string()))?;
+                self.dispatch(out, &mut state, &cmd, true).await?;
+            }
+        }
+        state.run_config.image = state.image_id.clone();
+        Ok(state)
+    }
+
+    /// The environment instructions expand with: the config's, then the ARGs it does not set.
+    fn expansion_env(state: &State) -> Vec<String> {
+        let mut env = state.run_config.env.clone();
+        env.extend(state.args.filter_allowed(&state.run_config.env));
+        env
+    }
+
+    async fn dispatch(
+        &mut self,
+        out: &mut Output,
+        state: &mut State,
+        instruction: &Instruction,
+        expand: bool,
+    ) -> Result<(), Failure> {
+        let instruction = if expand && expands(&instruction.keyword) {
+            let env = Self::expansion_env(state);
+            let lookup = env_list_lookup(&env);
+            let expanded = instruction.expand(&lookup, self.escape);
+            expanded.map_err(|e| invalid(e.to_string()))?
+        } else {
+            instruction.clone()
+        };
+        let rc = &mut state.run_config;
+        match &instruction.command {
+            Command::Env(kv) => {
+                let mut message = String::from("ENV");
+                for (k, v) in kv {
+                    let var = format!("{k}={v}");
+                    message.push(' ');
+                    message.push_str(&var);
+                    match rc
+                        .env
+                        .iter_mut()
+                        .find(|e| e.split('=').next() == Some(k.as_str()))
+                    {
+                        Some(slot) => *slot = var,
+                        None => rc.env.push(var),
+                    }
+                }
+                self.commit_meta(out, state, &message).await
+            }
+            Command::Maintainer(m) => {
+                state.maintainer = m.clone();
+                self.commit_meta(out, state, &format!("MAINTAINER {m}"))
+                    .await
+            }
+            Command::Label(kv) => {
+                let mut message = String::from("LABEL");
+                for (k, v) in kv {
+                    rc.labels.insert(k.clone(), v.clone());
+                    message.push_str(&format!(" {k}={v}"));
+                }
+                self.commit_meta(out, state, &message).await
+            }
+            Command::Onbuild(expr) => {
+                rc.on_build.get_or_insert_with(Vec::new).push(expr.clone());
+                self.commit_meta(out, state, &format!("ONBUILD {expr}"))
+                    .await
+            }
+            Command::Workdir(p) => {
+                if p.is_empty() {
+                    return Err(invalid("cannot normalize nothing"));
+                }
+                rc.working_dir = if p.starts_with('/') {
+                    p.clone()
+                } else {
+                    go_clean(&format!("/{}/{}", rc.working_dir, p))
+                };
+                self.workdir(out, state).await
+            }
+            Command::Run(run) => self.run_step(out, state, run).await,
+            Command::Cmd(cl) => {
+                let cmd = resolve_cmd_line(cl, rc);
+                rc.cmd = cmd.clone();
+                rc.args_escaped = None;
+                if !matches!(cl, CommandLine::Empty) {
+                    state.cmd_set = true;
+                }
+                let q = quote_slice(&cmd.unwrap_or_default());
+                self.commit_meta(out, state, &format!("CMD {q}")).await
+            }
+            Command::Entrypoint(cl) => {
+                let ep = resolve_cmd_line(cl, rc);
+                rc.entrypoint = ep.clone();
+                rc.args_escaped = None;
+                if !state.cmd_set {
+                    rc.cmd = None;
+                }
+                let q = quote_slice(&ep.unwrap_or_default());
+                self.commit_meta(out, state, &format!("ENTRYPOINT {q}"))
+                    .await
+            }
+            Command::Healthcheck(h) => {
+                if let Some(old) = rc.healthcheck.as_ref().and_then(|h| h.test.clone()) {
+                    if old.first().map(String::as_str) != Some("NONE") && !old.is_empty() {
+                        out.line(format!(
+                            "Note: overriding previous HEALTHCHECK: [{}]\n",
+                            old.join(" ")
+                        ))
+                        .await?;
+                    }
+                }
+                let hc = health_config(h);
+                let message = meta::healthcheck_comment(&hc);
+                rc.healthcheck = Some(hc);
+                self.commit_meta(out, state, &message).await
+            }
+            Command::Expose(ports) => {
+                let keys = meta::parse_ports(ports).map_err(invalid)?;
+                let set = rc.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for k in keys {
+                    set.insert(k, json!({}));
+                }
+                self.commit_meta(out, state, &format!("EXPOSE {}", ports.join(" ")))
+                    .await
+            }
+            Command::User(u) => {
+                rc.user = u.clone();
+                self.commit_meta(out, state, &format!("USER {u}")).await
+            }
+            Command::Volume(vs) => {
+                let set = rc.volumes.get_or_insert_with(BTreeMap::new);
+                for v in vs {
+                    if v.is_empty() {
+                        return Err(invalid("VOLUME specified can not be an empty string"));
+                    }
+                    set.insert(v.clone(), json!({}));
+                }
+                self.commit_meta(out, state, &format!("VOLUME [{}]", vs.join(" ")))
+                    .await
+            }
+            Command::StopSignal(s) => {
+                meta::check_signal(s).map_err(invalid)?;
+                rc.stop_signal = Some(s.clone());
+                self.commit_meta(out, state, &format!("STOPSIGNAL {s}"))
+                    .await
+            }
+            Command::Arg(list) => {
+                let mut message = String::from("ARG ");
+                for (i, (k, v)) in list.iter().enumerate() {
+                    if i > 0 {
+                        message.push(' ');
+                    }
+                    message.push_str(k);
+                    if let Some(v) = v {
+                        message.push('=');
+                        message.push_str(v);
+                    }
+                    state.args.add(k, v.clone());
+                }
+                self.commit_meta(out, state, &message).await
+            }
+            Command::Shell(sh) => {
+                rc.shell = Some(sh.clone());
+                self.commit_meta(out, state, &format!("SHELL [{}]", sh.join(" ")))
+                    .await
+            }
+            Command::Copy(spec) => self.copy_step(out, state, spec, false).await,
+            Command::Add(spec) => self.copy_step(out, state, spec, true).await,
+        }
+    }
+
+    /// The config a metadata step is cached and recorded under: the command
+    /// `<shell> "#(nop) " "<comment>"`.
+    fn comment_config(state: &State, comment: &str) -> ContainerConfig {
+        let mut c = state.run_config.clone();
+        let mut cmd = shell_of(&c);
+        cmd.push("#(nop) ".to_string());
+        cmd.push(comment.to_string());
+        c.cmd = Some(cmd);
+        c
+    }
+
+    /// Looks the step up in the cache; on a hit the state moves to the cached image.
+    async fn probe(&self, out: &mut Output, state: &mut State, key: &str) -> Result<bool, Failure> {
+        if self.req.no_cache || state.cache_busted {
+            return Ok(false);
+        }
+        let hit = match self.builder.cache.get(key).await {
+            Some(entry) if entry.parent == state.image_id => self.resolve(&entry.image).await.ok(),
+            _ => None,
+        };
+        let Some(rec) = hit else {
+            state.cache_busted = true;
+            return Ok(false);
+        };
+        out.line(" ---> Using cache\n").await?;
+        state.image_id = rec.id.clone();
+        state.image_config = rec.config.clone();
+        state.layers = rec
+            .layers
+            .iter()
+            .map(|l| LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+        Ok(true)
+    }
+
+    /// A step that only changes the config: an image with an empty layer.
+    async fn commit_meta(
+        &mut self,
+        out: &mut Output,
+        state: &mut State,
+        comment: &str,
+    ) -> Result<(), Failure> {
+        if state.image_id.is_empty() && !state.scratch {
+            return Err(invalid(
+                "Please provide a source image with `from` prior to commit",
+            ));
+        }
+        let probe_config = Self::comment_config(state, comment);
+        let key = cache::key(&state.image_id, &probe_config);
+        if self.probe(out, state, &key).await? {
+            return Ok(());
+        }
+        self.commit(state, "", &probe_config, None, &key).await
+    }
+
+    /// Commits the state's next image: `layer` on top of the current one (or an empty layer),
+    /// recorded with `container_config` (the step's command) and `container`.
+    async fn commit(
+        &mut self,
+        state: &mut State,
+        container: &str,
+        container_config: &ContainerConfig,
+        layer: Option<LayerInfo>,
+        cache_key: &str,
+    ) -> Result<(), Failure> {
+        let p = &state.image_config;
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let created_by = container_config.cmd.clone().unwrap_or_default().join(" ");
+        let mut row = Map::new();
+        row.insert("created".into(), json!(created));
+        if !state.maintainer.is_empty() {
+            row.insert("author".into(), json!(state.maintainer));
+        }
+        row.insert("created_by".into(), json!(created_by));
+        if layer.is_none() {
+            row.insert("empty_layer".into(), json!(true));
+        }
+        let mut history = p["history"].as_array().cloned().unwrap_or_default();
+        history.push(Value::Object(row));
+        let mut diff_ids = p["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut layers = state.layers.clone();
+        if let Some(l) = &layer {
+            diff_ids.push(json!(l.diff_id));
+            layers.push(LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+            });
+        }
+        let host = Platform::host();
+        let mut config = state.run_config.clone();
+        config.image = state.image_id.clone();
+        let mut image = Map::new();
+        image.insert(
+            "architecture".into(),
+            p.get("architecture")
+                .filter(|v| v.is_string())
+                .cloned()
+                .unwrap_or(json!(host.architecture)),
+        );
+        if !state.maintainer.is_empty() {
+            image.insert("author".into(), json!(state.maintainer));
+        }
+        image.insert(
+            "config".into(),
+            serde_json::to_value(&config).map_err(|e| internal("image config", e))?,
+        );
+        if !container.is_empty() {
+            image.insert("container".into(), json!(container));
+        }
+        image.insert(
+            "container_config".into(),
+            serde_json::to_value(container_config).map_err(|e| internal("image config", e))?,
+        );
+        image.insert("created".into(), json!(created));
+        image.insert("docker_version".into(), json!(DOCKER_VERSION));
+        image.insert("history".into(), Value::Array(history));
+        image.insert(
+            "os".into(),
+            p.get("os")
+                .filter(|v| v.is_string())
+                .cloned()
+                .unwrap_or(json!("linux")),
+        );
+        for key in ["os.features", "os.version"] {
+            if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
+                image.insert(key.into(), v.clone());
+            }
+        }
+        image.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": diff_ids}),
+        );
+        if let Some(v) = p.get("variant").filter(|v| !v.is_null()) {
+            image.insert("variant".into(), v.clone());
+        }
+        let image = Value::Object(image);
+        let raw = serde_json::to_vec(&image).map_err(|e| internal("image config", e))?;
+        let digest = wharf_bus::digest::sha256_of(&raw);
+        let request = BlobIngest {
+            digest: digest.clone(),
+            size: Some(raw.len() as u64),
+            media_type: Some(CONFIG_MEDIA_TYPE.to_string()),
+        };
+        let (mut tx, _) = Sender::open(
+            self.client(),
+            &subject(group::IMAGE_STORE, image_store::BLOB_INGEST),
+            wharf_bus::rpc::encode(&request)?,
+        )
+        .await?;
+        tx.send(Bytes::from(raw)).await?;
+        let _: BlobIngested = tx.finish_json().await?;
+        let rec: ImageRecord = wharf_bus::rpc::call(
+            self.client(),
+            &subject(group::IMAGE_STORE, image_store::IMAGE_COMMIT),
+            &ImageCommit {
+                config: digest,
+                layers: layers.clone(),
+                manifest: None,
+                tags: vec![],
+                repo_digests: vec![],
+                parent: (!state.image_id.is_empty()).then(|| state.image_id.clone()),
+            },
+        )
+        .await?;
+        // Stored even by --no-cache builds: a later build may use it.
+        let entry = cache::Entry {
+            image: rec.id.clone(),
+            parent: state.image_id.clone(),
+            description: created_by,
+            size: layer.as_ref().map_or(0, |l| l.unpacked_size),
+            created,
+        };
+        if let Err(e) = self.builder.cache.put(cache_key, &entry).await {
+            tracing::warn!("{}", e.message);
+        }
+        state.image_id = rec.id;
+        state.image_config = image;
+        state.layers = layers;
+        Ok(())
+    }
+}
+
+/// Go's `path.Clean` for absolute paths.
+pub fn go_clean(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            x => parts.push(x),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Linux's default PATH, which dockerd gives stages whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The stage's SHELL, or `/bin/sh -c`.
+fn shell_of(c: &ContainerConfig) -> Vec<String> {
+    match &c.shell {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => vec!["/bin/sh".to_string(), "-c".to_string()],
+    }
+}
+
+/// dockerd's `resolveCmdLine`: a shell form runs through the stage's SHELL.
+fn resolve_cmd_line(cl: &CommandLine, c: &ContainerConfig) -> Option<Vec<String>> {
+    match cl {
+        CommandLine::Shell(s) => {
+            let mut v = shell_of(c);
+            v.push(s.clone());
+            Some(v)
+        }
+        CommandLine::Exec(v) => Some(v.clone()),
+        CommandLine::Empty => None,
+    }
+}
+
+fn health_config(h: &Healthcheck) -> HealthConfig {
+    match h {
+        Healthcheck::None => HealthConfig {
+            test: Some(vec!["NONE".to_string()]),
+            ..Default::default()
+        },
+        Healthcheck::Check {
+            test,
+            interval,
+            timeout,
+            start_period,
+            retries,
+        } => HealthConfig {
+            test: Some(test.clone()),
+            interval: interval.as_nanos() as i64,
+            timeout: timeout.as_nanos() as i64,
+            start_period: start_period.as_nanos() as i64,
+            start_interval: 0,
+            retries: *retries as i32,
+        },
+    }
+}
+
+// RUN, WORKDIR and COPY/ADD: the steps that need a runtime node.
+impl Build<'_> {
+    async fn run_step(
+        &mut self,
+        out: &mut Output,
+        state: &mut State,
+        run: &dockerfile::Run,
+    ) -> Result<(), Failure> {
+        if !run.mounts.is_empty() {
+            return Err(invalid(
+                "the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled",
+            ));
+        }
+        let rc = state.run_config.clone();
+        let cl = match (&run.cmd, run.heredocs.as_slice()) {
+            // `RUN <<EOF` alone: the heredoc is the script (as BuildKit runs it).
+            (CommandLine::Shell(s), [doc]) if s.trim_start().starts_with("<<") => {
+                CommandLine::Shell(doc.content.clone())
+            }
+            (cl, _) => cl.clone(),
+        };
+        let cmd = resolve_cmd_line(&cl, &rc).unwrap_or_default();
+        let build_env = state.args.filter_allowed(&rc.env);
+        let mut save_cmd = cmd.clone();
+        if !build_env.is_empty() {
+            let mut kept: Vec<String> = build_env
+                .iter()
+                .filter(|e| {
+                    state
+                        .args
+                        .referenced_or_not_builtin(e.split('=').next().unwrap_or(""))
+                })
+                .cloned()
+                .collect();
+            kept.sort();
+            let mut prefixed = vec![format!("|{}", kept.len())];
+            prefixed.extend(kept);
+            prefixed.extend(cmd.iter().cloned());
+            save_cmd = prefixed;
+        }
+        let mut probe_config = rc.clone();
+        probe_config.cmd = Some(save_cmd.clone());
+        probe_config.args_escaped = None;
+        if !save_cmd.is_empty() {
+            probe_config.entrypoint = None;
+        }
+        let key = cache::key(&state.image_id, &probe_config);
+        if self.probe(out, state, &key).await? {
+            return Ok(());
+        }
+        let mut run_config = rc.clone();
+        run_config.cmd = Some(cmd.clone());
+        run_config.args_escaped = None;
+        run_config.env.extend(build_env);
+        if !save_cmd.is_empty() {
+            run_config.entrypoint = Some(vec![String::new()]);
+        }
+        run_config.healthcheck = Some(HealthConfig {
+            test: Some(vec!["NONE".to_string()]),
+            ..Default::default()
+        });
+        let mut host_config = self.req.host_config.clone();
+        if !self.req.network_mode.is_empty() {
+            host_config.network_mode = self.req.network_mode.clone();
+        }
+        let request = StepRun {
+            image: state.image_id.clone(),
+            config: run_config,
+            host_config,
+            remove: self.req.rm || self.req.force_rm,
+            force_remove: self.req.force_rm,
+        };
+        let (mut rx, _) = Receiver::open_json(
+            self.client(),
+            &node_subject(&self.node, op::BUILD_RUN),
+            &request,
+        )
+        .await?;
+        let mut done: Option<StepDone> = None;
+        while let Some(event) = rx.next_json::<StepEvent>().await {
+            match event? {
+                StepEvent::Started { id } => {
+                    out.line(format!(" ---> Running in {}\n", short(&id)))
+                        .await?
+                }
+                // dockerd's stderr writer wraps what a step writes to stderr in red.
+                StepEvent::Output { text, stderr: true } => {
+                    out.line(format!("\u{1b}[91m{text}\u{1b}[0m")).await?
+                }
+                StepEvent::Output { text, .. } => out.line(text).await?,
+                StepEvent::Done(d) => done = Some(d),
+            }
+        }
+        let done = done.ok_or_else(|| {
+            Failure::Bus(BusError::unavailable(format!(
+                "runtime node {} ended the RUN step without a result",
+                self.node
+            )))
+        })?;
+        if done.exit_code != 0 {
+            return Err(Failure::Code {
+                message: format!(
+                    "The command '{}' returned a non-zero code: {}",
+                    cmd.join(" "),
+                    done.exit_code
+                ),
+                code: done.exit_code,
+            });
+        }
+        if done.removed {
+            out.line(format!(
+                "Removing intermediate container {}\n",
+                short(&done.id)
+            ))
+            .await?;
+        }
+        self.commit(state, &done.id, &probe_config, done.layer, &key)
+            .await
+    }
+
+    /// WORKDIR: the directory is created in the image (a layer when it did not exist).
+    async fn workdir(&mut self, out: &mut Output, state: &mut State) -> Result<(), Failure> {
+        let dir = state.run_config.working_dir.clone();
+        let mut probe_config = state.run_config.clone();
+        let mut cmd = shell_of(&probe_config);
+        cmd.push(format!("#(nop) WORKDIR {dir}"));
+        probe_config.cmd = Some(cmd);
+        let key = cache::key(&state.image_id, &probe_config);
+        if self.probe(out, state, &key).await? {
+            return Ok(());
+        }
+        let empty = self.dir.join(format!("workdir-{:016x}.tar", rand_u64()));
+        let done = {
+            let f = std::fs::File::create(&empty).map_err(|e| internal("workdir", e))?;
+            let mut b = tar::Builder::new(f);
+            b.finish().map_err(|e| internal("workdir", e))?;
+            drop(b);
+            let r = self.upload_copy(state, &empty, &dir, None, "").await;
+            let _ = std::fs::remove_file(&empty);
+            r?
+        };
+        out.line(format!(" ---> Running in {}\n", short(&done.id)))
+            .await?;
+        if done.removed {
+            out.line(format!(
+                "Removing intermediate container {}\n",
+                short(&done.id)
+            ))
+            .await?;
+        }
+        self.commit(state, &done.id, &probe_config, done.layer, &key)
+            .await
+    }
+
+    /// Sends a step tar to the node (`build.copy`).
+    async fn upload_copy(
+        &self,
+        state: &State,
+        tar_path: &Path,
+        dest: &str,
+        file_name: Option<String>,
+        chown: &str,
+    ) -> Result<StepDone, Failure> {
+        let request = StepCopy {
+            image: state.image_id.clone(),
+            config: state.run_config.clone(),
+            dest: dest.to_string(),
+            working_dir: state.run_config.working_dir.clone(),
+            file_name,
+            chown: chown.to_string(),
+            remove: self.req.rm || self.req.force_rm,
+        };
+        let (mut tx, _) = Sender::open(
+            self.client(),
+            &node_subject(&self.node, op::BUILD_COPY),
+            wharf_bus::rpc::encode(&request)?,
+        )
+        .await?;
+        let mut file = tokio::fs::File::open(tar_path)
+            .await
+            .map_err(|e| internal("step tar", e))?;
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| internal("step tar", e))?;
+            if n == 0 {
+                break;
+            }
+            tx.send(Bytes::copy_from_slice(&buf[..n])).await?;
+        }
+        Ok(tx.finish_json::<StepDone>().await?)
+    }
+
+    async fn copy_step(
+        &mut self,
+        out: &mut Output,
+        state: &mut State,
+        spec: &CopySpec,
+        add: bool,
+    ) -> Result<(), Failure> {
+        let name = if add { "ADD" } else { "COPY" };
+        let chmod = match spec.chmod.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => Some(copy::parse_chmod(c).map_err(invalid)?),
+            None => None,
+        };
+        let dest = spec.dest.clone();
+        let from = spec.from.clone().filter(|f| !f.is_empty());
+        // Where the sources are read: the context, or a tree exported from an image.
+        let sources = match &from {
+            None => {
+                let mut sources = Vec::new();
+                let mut local = Vec::new();
+                for s in &spec.sources {
+                    if add && (s.starts_with("http://") || s.starts_with("https://")) {
+                        sources.push(self.download(out, s, &dest).await?);
+                    } else if !add && (s.starts_with("http://") || s.starts_with("https://")) {
+                        return Err(invalid(format!(
+                            "{name} failed: source can't be a URL for COPY"
+                        )));
+                    } else {
+                        local.push(s.clone());
+                    }
+                }
+                if !local.is_empty() {
+                    let found = copy::context_sources(&self.ctx, &local)
+                        .map_err(|e| invalid(format!("{name} failed: {e}")))?;
+                    sources.extend(found);
+                }
+                sources
+            }
+            Some(f) => self.export_from(out, f, &spec.sources).await?,
+        };
+        if sources.len() > 1 && !dest.ends_with('/') {
+            return Err(invalid(format!(
+                "When using {name} with more than one source file, the destination must be a directory and end with a /"
+            )));
+        }
+        let chown = spec.chown.clone().unwrap_or_default();
+        let chown_comment = if chown.is_empty() {
+            String::new()
+        } else {
+            format!("--chown={chown}")
+        };
+        let hash = copy::sources_hash(&sources);
+        let comment = format!("{name} {chown_comment}{hash} in {dest} ");
+        let mut probe_config = state.run_config.clone();
+        let mut cmd = shell_of(&probe_config);
+        cmd.push(format!("#(nop) {comment}"));
+        probe_config.cmd = Some(cmd);
+        let key = cache::key(&state.image_id, &probe_config);
+        if self.probe(out, state, &key).await? {
+            return Ok(());
+        }
+        let tar_path = self.dir.join(format!("copy-{:016x}.tar", rand_u64()));
+        let dest_is_dir = dest.ends_with('/') || sources.len() > 1;
+        let preserve_owner = from.is_some() && chown.is_empty();
+        let tp = tar_path.clone();
+        let srcs = sources.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            copy::write_step_tar(&srcs, add, dest_is_dir, chmod, &tp, preserve_owner)
+        })
+        .await
+        .map_err(|e| internal("copy", e))?
+        .map_err(|e| internal(&format!("{name} failed"), e));
+        let done = match written {
+            Ok(st) => {
+                self.upload_copy(state, &tar_path, &dest, st.file_name, &chown)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&tar_path).await;
+        let done = done.map_err(|f| match f {
+            Failure::Bus(e) if e.kind == ErrorKind::Invalid || e.kind == ErrorKind::NotFound => {
+                Failure::Bus(BusError::new(e.kind, e.message))
+            }
+            other => other,
+        })?;
+        self.commit(state, "", &probe_config, done.layer, &key)
+            .await
+    }
+}
+
+// Sources that are not in the context: `COPY --from` and `ADD <url>`.
+impl Build<'_> {
+    /// `COPY --from=<stage|index|image>`: the source paths, exported from that image on the
+    /// build's node (a container is created, never started, for `docker cp`'s export).
+    async fn export_from(
+        &mut self,
+        out: &mut Output,
+        from: &str,
+        paths: &[String],
+    ) -> Result<Vec<copy::Source>, Failure> {
+        let lower = from.to_ascii_lowercase();
+        let image = if let Some(s) = self
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
+            s.image.clone()
+        } else if let Ok(i) = from.parse::<usize>() {
+            if i == self.stages.len() {
+                return Err(invalid(format!(
+                    "invalid from flag value {from}: refers to current build stage"
+                )));
+            }
+            match self.stages.get(i) {
+                Some(s) => s.image.clone(),
+                None => {
+                    return Err(invalid(format!(
+                        "invalid from flag value {from}: index out of bounds"
+                    )))
+                }
+            }
+        } else {
+            self.image(out, from, None)
+                .await
+                .map_err(|f| invalid(format!("invalid from flag value {from}: {}", f.message())))?
+                .id
+        };
+        if image.is_empty() {
+            return Err(invalid(format!(
+                "invalid from flag value {from}: the stage has no image"
+            )));
+        }
+        let created: wharf_bus::container::CreateResponse = wharf_bus::rpc::call_with_timeout(
+            self.client(),
+            &node_subject(&self.node, op::CREATE),
+            &wharf_bus::container::CreateRequest {
+                name: String::new(),
+                body: wharf_bus::container::CreateBody {
+                    config: ContainerConfig {
+                        image: image.clone(),
+                        cmd: Some(vec!["/".to_string()]),
+                        entrypoint: Some(vec![String::new()]),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                platform: None,
+            },
+            NODE_TIMEOUT,
+        )
+        .await?;
+        let root = self.dir.join(format!("from-{:016x}", rand_u64()));
+        let result = self.export_paths(&created.id, &image, paths, &root).await;
+        let _: Result<Value, BusError> = wharf_bus::rpc::call(
+            self.client(),
+            &node_subject(&self.node, op::REMOVE),
+            &wharf_bus::container::RemoveRequest {
+                id: created.id.clone(),
+                force: true,
+                volumes: true,
+            },
+        )
+        .await;
+        result
+    }
+
+    async fn export_paths(
+        &self,
+        container: &str,
+        image: &str,
+        paths: &[String],
+        root: &Path,
+    ) -> Result<Vec<copy::Source>, Failure> {
+        let mut sources = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            if copy::has_wildcards(path) {
+                return Err(invalid(format!(
+                    "COPY failed: wildcards in COPY --from sources are not supported by Wharf: {path}"
+                )));
+            }
+            let (mut rx, stat) = Receiver::open_json(
+                self.client(),
+                &node_subject(&self.node, op::ARCHIVE_GET),
+                &wharf_bus::container::ArchiveRequest {
+                    id: container.to_string(),
+                    path: if path.starts_with('/') {
+                        path.clone()
+                    } else {
+                        format!("/{path}")
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                if e.kind == ErrorKind::NotFound {
+                    invalid(format!("COPY failed: stat {path}: file does not exist"))
+                } else {
+                    Failure::Bus(e)
+                }
+            })?;
+            let stat: wharf_bus::container::PathStat =
+                serde_json::from_slice(&stat).unwrap_or_default();
+            let dir = root.join(i.to_string());
+            std::fs::create_dir_all(&dir).map_err(|e| internal("COPY --from", e))?;
+            let tar_path = root.join(format!("{i}.tar"));
+            {
+                use tokio::io::AsyncWriteExt;
+                let mut f = tokio::fs::File::create(&tar_path)
+                    .await
+                    .map_err(|e| internal("COPY --from", e))?;
+                while let Some(chunk) = rx.next().await {
+                    f.write_all(&chunk?)
+                        .await
+                        .map_err(|e| internal("COPY --from", e))?;
+                }
+                f.flush().await.map_err(|e| internal("COPY --from", e))?;
+            }
+            let d = dir.clone();
+            let tp = tar_path.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut a = tar::Archive::new(std::fs::File::open(&tp)?);
+                a.set_preserve_permissions(true);
+                a.set_preserve_ownerships(true);
+                a.set_preserve_mtime(true);
+                a.set_unpack_xattrs(false);
+                a.unpack(&d)?;
+                std::fs::remove_file(&tp)
+            })
+            .await
+            .map_err(|e| internal("COPY --from", e))?
+            .map_err(|e| internal("COPY --from", e))?;
+            let name = if stat.name.is_empty() || stat.name == "/" {
+                ".".to_string()
+            } else {
+                stat.name.clone()
+            };
+            sources.push(copy::Source {
+                root: dir,
+                rel: name,
+                hash: context::hash_string_slice("from", &[image.to_string(), path.clone()]),
+                no_decompress: true,
+            });
+        }
+        Ok(sources)
+    }
+
+    /// `ADD <url>`: the file downloaded into the build directory (never unpacked), named from
+    /// the URL or the response's Content-Disposition, with the Last-Modified time.
+    async fn download(
+        &mut self,
+        out: &mut Output,
+        url: &str,
+        dest: &str,
+    ) -> Result<copy::Source, Failure> {
+        let response = reqwest::get(url)
+            .await
+            .map_err(|e| invalid(format!("ADD failed: {e}")))?;
+        if !response.status().is_success() {
+            return Err(invalid(format!(
+                "ADD failed: failed to GET {url} with status {}: {}",
+                response.status(),
+                response.status().canonical_reason().unwrap_or("")
+            )));
+        }
+        let url_path = response.url().path().to_string();
+        let mut name = std::path::Path::new(&url_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .filter(|_| !url_path.ends_with('/'))
+            .unwrap_or_default();
+        if name.is_empty() {
+            if let Some(cd) = response
+                .headers()
+                .get(reqwest::header::CONTENT_DISPOSITION)
+                .and_then(|v| v.to_str().ok())
+            {
+                if let Some(f) = cd
+                    .split(';')
+                    .find_map(|p| p.trim().strip_prefix("filename="))
+                {
+                    let f = f.trim_matches('"');
+                    if !f.ends_with('/') {
+                        name = std::path::Path::new(f)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default();
+                    }
+                }
+            }
+        }
+        if name.is_empty() {
+            if dest.ends_with('/') {
+                return Err(invalid(format!(
+                    "ADD failed: cannot determine filename for source {url}"
+                )));
+            }
+            name = "__unnamed__".to_string();
+        }
+        let mtime = response
+            .headers()
+            .get(reqwest::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        let dir = self.dir.join(format!("download-{:016x}", rand_u64()));
+        std::fs::create_dir_all(&dir).map_err(|e| internal("ADD", e))?;
+        let file_path = dir.join(&name);
+        let total = response.content_length();
+        let mut body = response.bytes_stream();
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            use tokio::io::AsyncWriteExt;
+            let std_file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file_path)
+                .map_err(|e| internal("ADD", e))?;
+            let mut f = tokio::fs::File::from_std(std_file);
+            let mut got = 0u64;
+            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                let chunk = chunk.map_err(|e| invalid(format!("ADD failed: {e}")))?;
+                got += chunk.len() as u64;
+                f.write_all(&chunk).await.map_err(|e| internal("ADD", e))?;
+            }
+            f.flush().await.map_err(|e| internal("ADD", e))?;
+            let modified = std::time::UNIX_EPOCH + Duration::from_secs(mtime.max(0) as u64);
+            f.into_std()
+                .await
+                .set_modified(modified)
+                .map_err(|e| internal("ADD", e))?;
+            out.send(JsonMessage::progress("Downloading", "", got, total))
+                .await?;
+            out.line("\n").await?;
+        }
+        let hash = context::checksum(&dir, &name).map_err(|e| internal("ADD", e))?;
+        Ok(copy::Source {
+            root: dir,
+            rel: name,
+            hash,
+            no_decompress: true,
+        })
+    }
+}
