@@ -13,8 +13,9 @@ use wharf_bus::reference::Reference;
 use wharf_bus::registry::RegistryAuth;
 use wharf_bus::stream::Receiver;
 use wharf_bus::subjects::{self, builder, group, image_store};
+use wharf_bus::BusError;
 
-use super::images::{progress_response, upload};
+use super::images::{progress_response_with, upload};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
@@ -161,7 +162,22 @@ pub async fn build(
         &request,
     )
     .await?;
-    progress_response(rx).await
+    progress_response_with(rx, builder_error).await
+}
+
+/// A builder that died mid-build (killed, its host gone) leaves the stream silent or dropped:
+/// say so in the user's terms. Nothing was tagged: tags are set only after the last step.
+fn builder_error(e: BusError) -> BusError {
+    let lost = e.message == "the sending side of the stream stopped answering"
+        || e.message == "the sending side went away";
+    if lost {
+        BusError::unavailable(format!(
+            "the builder stopped answering mid-build ({}): the build was abandoned and no image was tagged",
+            e.message
+        ))
+    } else {
+        e
+    }
 }
 
 #[cfg(test)]

@@ -242,17 +242,26 @@ fn registry_error(err: BusError) -> ApiError {
 
 /// A JSON-progress response from a stream of messages. An error before the first message becomes
 /// an HTTP error status (nothing was sent yet, as in dockerd); a later one is the stream's last line.
-pub(super) async fn progress_response(mut rx: Receiver) -> ApiResult<Response> {
+pub(super) async fn progress_response(rx: Receiver) -> ApiResult<Response> {
+    progress_response_with(rx, |e| e).await
+}
+
+/// [`progress_response`] with the stream's errors reworded by `word` first (say, to name the
+/// service that stopped answering).
+pub(super) async fn progress_response_with(
+    mut rx: Receiver,
+    word: fn(BusError) -> BusError,
+) -> ApiResult<Response> {
     let first = match rx.next_json::<JsonMessage>().await {
         Some(Ok(m)) => Some(m),
-        Some(Err(e)) => return Err(registry_error(e)),
+        Some(Err(e)) => return Err(registry_error(word(e))),
         None => None,
     };
-    let rest = futures::stream::unfold(Some(rx), |rx| async move {
+    let rest = futures::stream::unfold(Some(rx), move |rx| async move {
         let mut rx = rx?;
         match rx.next_json::<JsonMessage>().await {
             Some(Ok(m)) => Some((json_line(&m), Some(rx))),
-            Some(Err(e)) => Some((json_line(&JsonMessage::error(e.message)), None)),
+            Some(Err(e)) => Some((json_line(&JsonMessage::error(word(e).message)), None)),
             None => None,
         }
     });

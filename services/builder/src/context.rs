@@ -606,12 +606,23 @@ fn extract<R: Read>(
     ctx: &mut Context,
     stream_error: &dyn Fn(io::Error) -> ContextError,
 ) -> Result<(), ContextError> {
-    let mut archive = tar::Archive::new(stream);
+    let data_end = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut archive = tar::Archive::new(EndPadded {
+        inner: stream,
+        consumed: 0,
+        data_end: data_end.clone(),
+        zeros: None,
+    });
     let mut dirs: HashMap<Vec<Vec<u8>>, DirMeta> = HashMap::new();
     {
         let entries = archive.entries().map_err(stream_error)?;
         for entry in entries {
             let mut entry = entry.map_err(stream_error)?;
+            let size = entry.header().entry_size().unwrap_or(0);
+            data_end.store(
+                entry.raw_file_position() + size,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let info = HeaderInfo::read(&mut entry).map_err(stream_error)?;
             let mut hasher = Sha256::new();
             info.write_tarsum_header(&mut hasher);
@@ -748,6 +759,43 @@ fn record(ctx: &mut Context, key: String, info: &HeaderInfo, hasher: Sha256) {
 }
 
 /// Copies an entry's data into `out` (if any) and the hasher, checking the length.
+/// The archive stream, ended cleanly when the sender left out what follows the last entry's
+/// data: the docker CLI appends a Dockerfile from outside the context (and a `.dockerignore`)
+/// to its tar without the last entry's padding and the end-of-archive blocks, and Go's reader
+/// accepts that. Zeros are supplied only when the stream stops at or after the end of the last
+/// entry's data; a stream cut inside an entry still fails.
+struct EndPadded<R> {
+    inner: R,
+    consumed: u64,
+    /// Where the data of the entry being read ends.
+    data_end: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Zeros still to supply once the stream ended.
+    zeros: Option<u64>,
+}
+
+impl<R: Read> Read for EndPadded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(left) = self.zeros.as_mut() {
+            let n = (*left).min(buf.len() as u64) as usize;
+            buf[..n].fill(0);
+            *left -= n as u64;
+            return Ok(n);
+        }
+        let n = self.inner.read(buf)?;
+        self.consumed += n as u64;
+        if n == 0 && !buf.is_empty() && self.consumed > 0 {
+            let end = self.data_end.load(std::sync::atomic::Ordering::Relaxed);
+            let block = BLOCK as u64;
+            if self.consumed >= end {
+                let pad = (block - self.consumed % block) % block;
+                self.zeros = Some(pad + 2 * block);
+                return self.read(buf);
+            }
+        }
+        Ok(n)
+    }
+}
+
 fn copy_hashing(
     entry: &mut impl Read,
     mut out: Option<&mut fs::File>,
@@ -2296,6 +2344,28 @@ mod tests {
         let err = s.receive(&body, "").unwrap_err();
         assert!(matches!(err, ContextError::Malformed(_)), "{err}");
         assert!(err.to_string().starts_with("Error processing tar file: "));
+    }
+
+    #[test]
+    fn an_archive_without_its_last_padding_and_end_blocks_is_complete() {
+        let body = Tar::default()
+            .dockerfile()
+            .file("tail", 0o644, b"seventeen bytes!!")
+            .finish();
+        // Header + data of `tail`, nothing after (what the docker CLI sends with `-f` outside
+        // the context).
+        let end = 2 * BLOCK + BLOCK + 17;
+        let s = Scratch::new();
+        let ctx = s.receive(&body[..end], "").unwrap();
+        assert!(ctx.entries.contains_key("tail"));
+        // Cut at a block boundary inside the data: still an error.
+        let body = Tar::default()
+            .dockerfile()
+            .file("big", 0o644, &[7u8; 1000])
+            .finish();
+        let s = Scratch::new();
+        let err = s.receive(&body[..2 * BLOCK + 2 * BLOCK], "").unwrap_err();
+        assert!(matches!(err, ContextError::Malformed(_)), "{err}");
     }
 
     #[test]

@@ -1039,6 +1039,14 @@ impl Build<'_> {
             )))
         })?;
         if done.exit_code != 0 {
+            if done.removed {
+                // `--force-rm`: dockerd says so before the error.
+                out.line(format!(
+                    "Removing intermediate container {}\n",
+                    short(&done.id)
+                ))
+                .await?;
+            }
             return Err(Failure::Code {
                 message: format!(
                     "The command '{}' returned a non-zero code: {}",
