@@ -20,6 +20,10 @@
 #   5. BIG=1: `docker pull` then the first `docker run --rm` of bench-pull.sh's 534 MB image with a
 #      busybox layer on top (BIG_RUNS, default 3; every Wharf run on an empty data root, the
 #      reference's copy removed before each run)
+#   6. BUILD=1: `docker build` (legacy builder) of a 7-step Dockerfile (FROM busybox, ENV, COPY
+#      1 MiB, RUN, COPY two 1 MiB files, RUN, WORKDIR, CMD): cold (`--no-cache`) and warm (every
+#      step cached), RUNS each; with a private dockerd also its BuildKit, through the docker.io
+#      CLI (/usr/bin/docker, which has BuildKit built in). ONLY=build skips phases 1-5.
 #
 # Env: RUNS (default 10), IDLE_N (default 50), SETTLE (seconds before memory is read, default 3),
 # BIG, BIG_RUNS, BENCH_CACHE (default /var/tmp/wharf-bench, shared with bench-pull.sh), KEEP=1 (keep
@@ -47,6 +51,8 @@ idle_n=${IDLE_N:-50}
 settle=${SETTLE:-3}
 big=${BIG:-}
 big_runs=${BIG_RUNS:-3}
+build=${BUILD:-}
+only=${ONLY:-}
 cache=${BENCH_CACHE:-/var/tmp/wharf-bench}
 docker_cli=$(command -v docker || echo /usr/local/bin/docker)
 mkdir -p "$cache"
@@ -606,9 +612,52 @@ measure_big() {
     R[$name.big_total]=$(printf '%s\n' "${totals[@]}" | median)
 }
 
+# The build context of phase 6, made once per run: three 1 MiB files of noise.
+build_ctx=$run_dir/build-ctx
+make_build_ctx() {
+    mkdir -p "$build_ctx"
+    for f in one two three; do head -c 1048576 /dev/urandom > "$build_ctx/$f.bin"; done
+    cat > "$build_ctx/Dockerfile" <<'DOCKERFILE'
+FROM busybox
+ENV APP=/app
+COPY one.bin /app/
+RUN echo built > /app/marker
+COPY two.bin three.bin /app/data/
+RUN cat /app/marker > /app/data/marker
+WORKDIR /app/data
+CMD ["ls","-l"]
+DOCKERFILE
+}
+
+# measure_build NAME HOST KIND: phase 6. With KIND=dockerd also BuildKit (key prefix NAME_bk).
+measure_build() {
+    local name=$1 host=$2 kind=$3 bk_cli=/usr/bin/docker
+    echo "== $name: docker build, 7 steps, cold (--no-cache) and warm ($runs runs each)"
+    dk pull -q "$image" >/dev/null
+    dk tag "$image" busybox:latest
+    export DOCKER_BUILDKIT=0 # the legacy builder, Wharf's API
+    # (without the CLI's deprecation notice on stderr)
+    dkq() { dk "$@" 2>/dev/null; }
+    dkq build -q -t bench-build "$build_ctx" >/dev/null
+    time_runs "$name.build_cold" "cold" dkq build -q --no-cache -t bench-build "$build_ctx"
+    dkq build -q -t bench-build "$build_ctx" >/dev/null
+    time_runs "$name.build_warm" "warm" dkq build -q -t bench-build "$build_ctx"
+    unset DOCKER_BUILDKIT
+    if [ "$kind" = dockerd ] && [ -x "$bk_cli" ]; then
+        bk() { DOCKER_BUILDKIT=1 DOCKER_HOST=$host "$bk_cli" "$@"; }
+        bk build -q -t bench-build-bk "$build_ctx" >/dev/null 2>&1
+        time_runs "$name.bk_build_cold" "BuildKit cold" bk build -q --no-cache -t bench-build-bk "$build_ctx"
+        bk build -q -t bench-build-bk "$build_ctx" >/dev/null 2>&1
+        time_runs "$name.bk_build_warm" "BuildKit warm" bk build -q -t bench-build-bk "$build_ctx"
+    fi
+    dk rmi -f bench-build bench-build-bk busybox:latest >/dev/null 2>&1 || true
+}
+[ -n "$build" ] && make_build_ctx
+
 start_wharf
-measure wharf "$wharf_host" wharf
-[ -n "$big" ] && measure_big wharf "$wharf_host" wharf
+[ "$only" = build ] || measure wharf "$wharf_host" wharf
+[ -n "$big" ] && [ "$only" != build ] && measure_big wharf "$wharf_host" wharf
+[ -n "$build" ] && measure_build wharf "$wharf_host" wharf
 stop_wharf
 
 ref_name=
@@ -616,15 +665,17 @@ if [ -n "$private_dockerd" ]; then
     ref_name=dockerd
     start_dockerd
     ref_version=$(DOCKER_HOST=$dockerd_host "$docker_cli" version -f '{{.Server.Version}}')
-    measure dockerd "$dockerd_host" dockerd
-    [ -n "$big" ] && measure_big dockerd "$dockerd_host" dockerd
+    [ "$only" = build ] || measure dockerd "$dockerd_host" dockerd
+    [ -n "$big" ] && [ "$only" != build ] && measure_big dockerd "$dockerd_host" dockerd
+    [ -n "$build" ] && measure_build dockerd "$dockerd_host" dockerd
     stop_dockerd
 elif [ -n "$reference" ]; then
     ref_name=reference
     ref_version=$(DOCKER_HOST=$reference "$docker_cli" version -f '{{.Server.Version}}')
     engines_up+=("$reference external")
-    measure reference "$reference" external
-    [ -n "$big" ] && measure_big reference "$reference" external
+    [ "$only" = build ] || measure reference "$reference" external
+    [ -n "$big" ] && [ "$only" != build ] && measure_big reference "$reference" external
+    [ -n "$build" ] && measure_build reference "$reference" external
     DOCKER_HOST=$reference "$docker_cli" rmi -f "$image" >/dev/null 2>&1 || true
     engines_up=()
 fi
@@ -665,6 +716,16 @@ row "docker ps -a, $idle_n running (s)" ps_a
 row "  GET /containers/json alone (s)" ps_api
 row "  docker ps, instant stand-in, same body (s)" ps_floor
 row "rm -f of the $idle_n, total (s)" rm_all
+if [ -n "$build" ]; then
+    row "build, 7 steps, cold --no-cache (s)" build_cold
+    row "build, 7 steps, warm, all cached (s)" build_warm
+    if [ -n "${R[dockerd.bk_build_cold]:-}" ]; then
+        printf '%-46s %12s %12s %8s\n' "  BuildKit in the same dockerd, cold (s)" "" "${R[dockerd.bk_build_cold]}" \
+            "$(awk -v a="${R[wharf.build_cold]}" -v b="${R[dockerd.bk_build_cold]}" 'BEGIN {printf "%.2f", a / b}')"
+        printf '%-46s %12s %12s %8s\n' "  BuildKit in the same dockerd, warm (s)" "" "${R[dockerd.bk_build_warm]}" \
+            "$(awk -v a="${R[wharf.build_warm]}" -v b="${R[dockerd.bk_build_warm]}" 'BEGIN {printf "%.2f", a / b}')"
+    fi
+fi
 if [ -n "$big" ]; then
     row "big image: pull (s)" big_pull
     row "big image: first run --rm /bin/true (s)" big_first

@@ -1,9 +1,9 @@
 //! Builds (issue 4): the gateway's request to a builder, and the two steps a builder asks of a
 //! runtime node (run a command in a container and diff it; copy files into an image's root).
 //!
-//! Flow: the gateway stores the `POST /build` body as a blob in image-store (`blob.ingest` with
-//! an empty digest) and opens a download stream on `wharf.v1.builder.build` with a
-//! [`BuildRequest`] naming that blob. One builder of the queue group takes it, streams
+//! Flow: the gateway opens a download stream on `wharf.v1.builder.build` with a [`BuildRequest`]
+//! naming a one-off subject where it serves the `POST /build` body; the builder that takes the
+//! request pulls the body from there as it arrives. That builder streams
 //! [`crate::progress::JsonMessage`] lines (dockerd's classic builder output), and commits every
 //! step's image to image-store. RUN steps go to a runtime node as [`StepRun`] (a download stream
 //! of [`StepEvent`]); COPY and ADD as [`StepCopy`] (an upload stream of a tar, result
@@ -21,8 +21,13 @@ use crate::registry::RegistryAuth;
 /// `JsonMessage`s; the last `aux` message carries `{"ID": "sha256:..."}` on success.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BuildRequest {
-    /// Digest of the context blob in image-store: a tar (plain or compressed) or a bare
-    /// Dockerfile.
+    /// Where the context comes from: a subject on which the requester (the gateway) accepts one
+    /// download stream of the `POST /build` body (a tar, plain or compressed, or a bare
+    /// Dockerfile), piped as it arrives.
+    #[serde(default)]
+    pub context_source: String,
+    /// Or the digest of a context blob already in image-store (when `context_source` is empty).
+    #[serde(default)]
     pub context: String,
     /// `dockerfile` query parameter: the Dockerfile's path in the context ("" = `Dockerfile`).
     #[serde(default)]

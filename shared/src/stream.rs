@@ -208,6 +208,29 @@ impl Sender {
         Ok(Sender::new(client, peer, control, false))
     }
 
+    /// Like [`Sender::accept`] for a stream request that came on a plain subscription (a
+    /// one-off subject a client made for its peer, not a service endpoint).
+    pub async fn accept_message(
+        client: &async_nats::Client,
+        message: &async_nats::Message,
+        payload: Bytes,
+    ) -> Result<Sender> {
+        let peer = peer_of(message.headers.as_ref())?;
+        let reply = message
+            .reply
+            .clone()
+            .ok_or_else(|| BusError::invalid("stream request without a reply subject"))?;
+        let inbox = client.new_inbox();
+        let control = subscribe(client, &inbox).await?;
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(HDR_PEER, inbox.as_str());
+        client
+            .publish_with_headers(reply, h, payload)
+            .await
+            .map_err(|e| BusError::unavailable(format!("cannot answer stream request: {e}")))?;
+        Ok(Sender::new(client, peer, control, false))
+    }
+
     /// Client side of an upload: asks `subject` to receive a stream; returns the sender and the
     /// service's accept payload. [`Sender::finish`] then returns the service's result.
     pub async fn open(

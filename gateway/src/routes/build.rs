@@ -7,15 +7,15 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures::StreamExt;
 use wharf_bus::build::BuildRequest;
-use wharf_bus::image::{BlobIngest, BlobIngested};
 use wharf_bus::reference::Reference;
 use wharf_bus::registry::RegistryAuth;
-use wharf_bus::stream::Receiver;
-use wharf_bus::subjects::{self, builder, group, image_store};
+use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE, OPEN_TIMEOUT};
+use wharf_bus::subjects::{self, builder, group};
 use wharf_bus::BusError;
 
-use super::images::{progress_response_with, upload};
+use super::images::progress_response_with;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
@@ -114,6 +114,7 @@ pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
     // `rm` defaults to true; `forcerm` implies it.
     let rm = q.flag("forcerm") || q.get("rm").is_none_or(|v| v.is_empty()) || q.flag("rm");
     Ok(BuildRequest {
+        context_source: String::new(),
         context: String::new(),
         dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
         tags: tags(q)?,
@@ -143,26 +144,67 @@ pub async fn build(
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let mut request = options(&q, &headers)?;
-    // The context becomes a blob any builder can read (and a retry needs no second upload).
-    let stored: BlobIngested = upload(
-        &state,
-        &subjects::subject(group::IMAGE_STORE, image_store::BLOB_INGEST),
-        &BlobIngest {
-            digest: String::new(),
-            size: None,
-            media_type: None,
-        },
-        body,
-    )
-    .await?;
-    request.context = stored.blob.digest;
+    tracing::debug!("build requested");
+    // The body goes straight to the builder that takes the build: it pulls it from a one-off
+    // subject of this gateway, and unpacks it as it arrives.
+    request.context_source = format!("{}.build-context", state.bus.new_inbox());
+    let mut pulls = state
+        .bus
+        .subscribe(request.context_source.clone())
+        .await
+        .map_err(|e| BusError::unavailable(format!("cannot serve the build context: {e}")))?;
     let (rx, _) = Receiver::open_json(
         &state.bus,
         &subjects::subject(group::BUILDER, builder::BUILD),
         &request,
     )
     .await?;
+    let bus = state.bus.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        // The builder asks as soon as it has accepted the build.
+        let Ok(Some(pull)) = tokio::time::timeout(OPEN_TIMEOUT, pulls.next()).await else {
+            return;
+        };
+        drop(pulls);
+        match send_body(&bus, &pull, body).await {
+            Ok(size) => tracing::debug!(elapsed = ?started.elapsed(), size, "build context sent"),
+            Err(e) => tracing::info!("build context not sent: {}", e.message),
+        }
+    });
     progress_response_with(rx, builder_error).await
+}
+
+/// Streams the HTTP body to the builder that asked for it with `pull`, in full frames.
+async fn send_body(
+    bus: &async_nats::Client,
+    pull: &async_nats::Message,
+    body: Body,
+) -> Result<u64, BusError> {
+    let mut tx = Sender::accept_message(bus, pull, bytes::Bytes::new()).await?;
+    let mut data = body.into_data_stream();
+    let mut frame = bytes::BytesMut::with_capacity(CHUNK_SIZE);
+    let mut size = 0u64;
+    while let Some(chunk) = data.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let err = BusError::invalid(format!("error reading request body: {e}"));
+                tx.fail(&err).await;
+                return Err(err);
+            }
+        };
+        size += chunk.len() as u64;
+        frame.extend_from_slice(&chunk);
+        if frame.len() >= CHUNK_SIZE {
+            tx.send(frame.split().freeze()).await?;
+        }
+    }
+    if !frame.is_empty() {
+        tx.send(frame.freeze()).await?;
+    }
+    tx.finish().await?;
+    Ok(size)
 }
 
 /// A builder that died mid-build (killed, its host gone) leaves the stream silent or dropped:

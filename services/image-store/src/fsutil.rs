@@ -9,6 +9,16 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Replaces `path` with `data` atomically: readers see the old or the new content, never a mix.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_replacing(path, data, true)
+}
+
+/// [`write_atomic`] without the syncs: for data a crash may lose (the last tag time), never
+/// torn.
+pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_replacing(path, data, false)
+}
+
+fn write_replacing(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let temp = dir.join(format!(
@@ -19,14 +29,18 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut f = File::create(&temp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&temp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result?;
-    sync_dir(dir);
+    if sync {
+        sync_dir(dir);
+    }
     Ok(())
 }
 

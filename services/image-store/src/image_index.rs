@@ -283,6 +283,25 @@ impl ImageIndex {
         Ok(())
     }
 
+    /// Sets an image's last tag time, in memory and on disk without a sync: a crash may bring
+    /// back the previous time, which only `docker inspect` shows (a rebuild re-tags its image on
+    /// every build; a sync there cost a few milliseconds each time).
+    pub fn set_last_tag_time(&mut self, id: &str, time: String) -> io::Result<()> {
+        let Some(rec) = self.images.get_mut(id) else {
+            return Ok(());
+        };
+        rec.last_tag_time = Some(time);
+        let mut stored = rec.clone();
+        stored.repo_tags.clear();
+        stored.repo_digests.clear();
+        let hex = id.strip_prefix("sha256:").unwrap_or(id).to_string();
+        let data = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
+        crate::fsutil::write_atomic_unsynced(
+            &self.root.join("images").join(format!("{hex}.json")),
+            &data,
+        )
+    }
+
     fn save_refs(&self) -> io::Result<()> {
         let data = serde_json::to_vec_pretty(&self.refs).map_err(io::Error::other)?;
         write_atomic(&self.root.join("refs.json"), &data)

@@ -28,7 +28,25 @@ pub struct Options {
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
     let root = options.data_root.join("image-store");
     let store = tokio::task::spawn_blocking(move || store::ImageStore::open(&root)).await??;
-    let running = bus::serve(client, std::sync::Arc::new(store)).await?;
+    let store = std::sync::Arc::new(store);
+    // Unreferenced blobs (build contexts, abandoned pulls) go once idle for the grace period.
+    let sweeper = std::sync::Arc::downgrade(&store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(blob_store::GC_GRACE);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(store) = sweeper.upgrade() else {
+                break;
+            };
+            match tokio::task::spawn_blocking(move || store.sweep()).await {
+                Ok(Ok(freed)) if freed > 0 => tracing::info!(freed, "unreferenced blobs removed"),
+                Ok(Err(e)) => tracing::warn!("blob sweep: {}", e.message),
+                _ => {}
+            }
+        }
+    });
+    let running = bus::serve(client, store).await?;
     running.wait().await;
     Ok(())
 }

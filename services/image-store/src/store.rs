@@ -301,9 +301,7 @@ impl ImageStore {
     ) -> Result<Option<String>, BusError> {
         let old = index.set_ref(key, id)?;
         let now = now_rfc3339();
-        index
-            .update(id, |r| r.last_tag_time = Some(now))
-            .map_err(internal)?;
+        index.set_last_tag_time(id, now).map_err(internal)?;
         let labels = index
             .record(id)
             .map(|r| filters::config_labels(&r.config))
@@ -405,6 +403,14 @@ impl ImageStore {
         }
         out.sort_by(|(a, ra), (b, rb)| b.cmp(a).then_with(|| ra.id.cmp(&rb.id)));
         Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Collects the blobs no image references and nobody used for the grace period: build
+    /// contexts once their build is over, blobs of pulls that were abandoned. Returns the bytes
+    /// freed. The service runs it every grace period.
+    pub fn sweep(&self) -> Result<u64, BusError> {
+        let index = self.write();
+        self.collect_garbage(&index)
     }
 
     /// Removes a reference or an image, with dockerd's rules and texts.

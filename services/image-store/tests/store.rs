@@ -681,3 +681,29 @@ fn reference_filters_with_pathological_patterns_answer_fast_or_are_refused() {
     let err = list(&s, &[("reference", &long)]).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Invalid);
 }
+
+#[test]
+fn a_sweep_takes_unreferenced_blobs_and_keeps_the_images() {
+    // A build context (a blob no image names) goes at the next sweep; images keep theirs.
+    let (_d, s) = open();
+    let mut ev = Events::new();
+    let a = image(
+        &s,
+        b"a",
+        "2024-01-01T00:00:00Z",
+        &["docker.io/library/a:1"],
+        &mut ev,
+    );
+    let context = tar_of(&[("Dockerfile", b"FROM scratch\n")]);
+    let (ctx_digest, _) = put_layer(&s, &context);
+    assert!(s.blobs.exists(&ctx_digest));
+    let freed = s.sweep().unwrap();
+    assert!(freed > 0, "the context's bytes are freed");
+    assert!(
+        !s.blobs.exists(&ctx_digest),
+        "the unreferenced blob is gone"
+    );
+    assert!(s.blobs.exists(&a.layers[0].digest) && s.blobs.exists(&a.id));
+    assert_eq!(s.resolve("a:1").unwrap().id, a.id);
+    assert_eq!(s.sweep().unwrap(), 0, "nothing left to sweep");
+}

@@ -141,14 +141,23 @@ async fn fetch_context(
     req: &BuildRequest,
     dir: &Path,
 ) -> Result<Context, Failure> {
-    let stream = wharf_bus::blob::open(client, &req.context, true)
-        .await
-        .map_err(|e| {
-            Failure::Bus(BusError::new(
-                e.kind,
-                format!("build context: {}", e.message),
-            ))
-        })?;
+    let lost = |e: BusError| {
+        Failure::Bus(BusError::new(
+            e.kind,
+            format!("build context: {}", e.message),
+        ))
+    };
+    let stream = if !req.context_source.is_empty() {
+        // Piped from the gateway as the client sends it.
+        let (rx, _) = Receiver::open(client, &req.context_source, Bytes::new())
+            .await
+            .map_err(lost)?;
+        Box::pin(rx.into_stream()) as wharf_bus::blob::BlobStream
+    } else {
+        wharf_bus::blob::open(client, &req.context, true)
+            .await
+            .map_err(lost)?
+    };
     let reader =
         tokio_util::io::StreamReader::new(stream.map_err(|e| std::io::Error::other(e.message)));
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
@@ -207,7 +216,9 @@ async fn run(
     dir: &Path,
     out: &mut Output,
 ) -> Result<String, Failure> {
+    let started = std::time::Instant::now();
     let ctx = fetch_context(&builder.client, &req, dir).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "context received");
     let df = dockerfile::parse_named(&ctx.dockerfile_text, &ctx.dockerfile_name)
         .map_err(|e| invalid(e.to_string()))?;
     let mut plan: Plan = dockerfile::instructions(&df).map_err(|e| invalid(e.to_string()))?;
@@ -247,6 +258,7 @@ async fn run(
         }
     }
     let node = builder.pick_node().await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "parsed, node chosen");
     let total = plan.meta_args.len()
         + plan.stages.len()
         + plan.stages.iter().map(|s| s.commands.len()).sum::<usize>();
@@ -296,6 +308,7 @@ async fn run(
             b.print_step(out, &cmd.original).await?;
             let expand = !(si + 1 == stage_count && ci + unexpanded >= n);
             b.dispatch(out, &mut state, cmd, expand).await?;
+            tracing::debug!(elapsed = ?started.elapsed(), step = b.step - 1, "step done");
             state.run_config.image = state.image_id.clone();
             out.line(format!(" ---> {}\n", short(&state.image_id)))
                 .await?;
@@ -326,6 +339,7 @@ async fn run(
     }
     out.line(format!("Successfully built {}\n", short(&id)))
         .await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "built");
     for tag in &b.req.tags.clone() {
         let _: Value = wharf_bus::rpc::call(
             &b.builder.client,
