@@ -2,6 +2,7 @@
 //! The gateway: the Docker Engine API over HTTP, translated into bus requests. It keeps no state
 //! that another gateway would need, so any number can run behind a load balancer.
 
+mod body;
 mod error;
 mod listen;
 mod query;

@@ -235,7 +235,9 @@ fn words(s: &str) -> Vec<String> {
     out
 }
 
-fn expand_port(p: &str) -> Result<Vec<String>, BusError> {
+/// An EXPOSE port spec (`80`, `53/udp`, `8000-8002`) as the `port/proto` keys of
+/// `ExposedPorts`, with dockerd's error text.
+pub fn expand_port(p: &str) -> Result<Vec<String>, BusError> {
     let (ports, proto) = match p.split_once('/') {
         Some((a, b)) => (a, b.to_ascii_lowercase()),
         None => (p, "tcp".to_string()),
@@ -258,17 +260,7 @@ fn expand_port(p: &str) -> Result<Vec<String>, BusError> {
 }
 
 fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for p in path.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    crate::paths::clean_absolute(path)
 }
 
 #[cfg(test)]

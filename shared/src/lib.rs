@@ -12,6 +12,7 @@ pub mod events;
 pub mod image;
 pub mod layer;
 pub mod nodes;
+pub mod paths;
 pub mod progress;
 pub mod reference;
 pub mod registry;

@@ -380,6 +380,32 @@ impl Sender {
         }
     }
 
+    /// Sends the whole file at `path`, a full frame at a time.
+    pub async fn send_file(&mut self, path: &std::path::Path) -> Result<u64> {
+        use tokio::io::AsyncReadExt;
+        let unreadable =
+            |e: std::io::Error| BusError::internal(format!("cannot read {}: {e}", path.display()));
+        let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let mut sent = 0u64;
+        loop {
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK_SIZE);
+            while buf.len() < CHUNK_SIZE {
+                if file.read_buf(&mut buf).await.map_err(unreadable)? == 0 {
+                    break;
+                }
+            }
+            if buf.is_empty() {
+                return Ok(sent);
+            }
+            sent += buf.len() as u64;
+            let last = buf.len() < CHUNK_SIZE;
+            self.send(buf.freeze()).await?;
+            if last {
+                return Ok(sent);
+            }
+        }
+    }
+
     /// Ends the stream with an error the receiver will see.
     pub async fn fail(mut self, err: &BusError) {
         self.finished = true;

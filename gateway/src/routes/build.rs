@@ -11,7 +11,7 @@ use futures::StreamExt;
 use wharf_bus::build::BuildRequest;
 use wharf_bus::reference::Reference;
 use wharf_bus::registry::RegistryAuth;
-use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE, OPEN_TIMEOUT};
+use wharf_bus::stream::{Receiver, Sender, OPEN_TIMEOUT};
 use wharf_bus::subjects::{self, builder, group};
 use wharf_bus::BusError;
 
@@ -181,28 +181,8 @@ async fn send_body(
     pull: &async_nats::Message,
     body: Body,
 ) -> Result<u64, BusError> {
-    let mut tx = Sender::accept_message(bus, pull, bytes::Bytes::new()).await?;
-    let mut data = body.into_data_stream();
-    let mut frame = bytes::BytesMut::with_capacity(CHUNK_SIZE);
-    let mut size = 0u64;
-    while let Some(chunk) = data.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                let err = BusError::invalid(format!("error reading request body: {e}"));
-                tx.fail(&err).await;
-                return Err(err);
-            }
-        };
-        size += chunk.len() as u64;
-        frame.extend_from_slice(&chunk);
-        if frame.len() >= CHUNK_SIZE {
-            tx.send(frame.split().freeze()).await?;
-        }
-    }
-    if !frame.is_empty() {
-        tx.send(frame.freeze()).await?;
-    }
+    let tx = Sender::accept_message(bus, pull, bytes::Bytes::new()).await?;
+    let (tx, size) = crate::body::send(tx, body).await?;
     tx.finish().await?;
     Ok(size)
 }

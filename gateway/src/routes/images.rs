@@ -336,20 +336,8 @@ pub(super) async fn upload<T: serde::de::DeserializeOwned>(
     request: &impl serde::Serialize,
     body: Body,
 ) -> ApiResult<T> {
-    let (mut tx, _) = Sender::open(&state.bus, subject, wharf_bus::rpc::encode(request)?).await?;
-    let mut data = body.into_data_stream();
-    let mut frame = bytes::BytesMut::with_capacity(wharf_bus::stream::CHUNK_SIZE);
-    while let Some(chunk) = data.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
-        frame.extend_from_slice(&chunk);
-        if frame.len() >= wharf_bus::stream::CHUNK_SIZE {
-            tx.send(frame.split().freeze()).await?;
-        }
-    }
-    if !frame.is_empty() {
-        tx.send(frame.freeze()).await?;
-    }
+    let (tx, _) = Sender::open(&state.bus, subject, wharf_bus::rpc::encode(request)?).await?;
+    let (tx, _) = crate::body::send(tx, body).await?;
     Ok(tx.finish_json::<T>().await?)
 }
 

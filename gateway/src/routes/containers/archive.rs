@@ -16,7 +16,7 @@ use wharf_bus::container::{
     node_subject, op, ArchiveRequest, ById, CommitRequest, PathStat, ResolveMatch,
 };
 use wharf_bus::reference::Reference;
-use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
+use wharf_bus::stream::{Receiver, Sender};
 use wharf_bus::BusError;
 
 use super::containers::json_body::read_json;
@@ -134,32 +134,14 @@ pub async fn put(
     let q = Query::parse(raw.as_deref());
     let (target, request) = archive_request(&state, &name, &q).await?;
     let named = |e: BusError| as_named(e, &target, &name);
-    let (mut tx, _) = Sender::open(
+    let (tx, _) = Sender::open(
         &state.bus,
         &node_subject(&target.node, op::ARCHIVE_PUT),
         wharf_bus::rpc::encode(&request)?,
     )
     .await
     .map_err(named)?;
-    let mut data = body.into_data_stream();
-    let mut frame = bytes::BytesMut::with_capacity(CHUNK_SIZE);
-    while let Some(chunk) = data.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                let err = BusError::invalid(format!("error reading request body: {e}"));
-                tx.fail(&err).await;
-                return Err(err.into());
-            }
-        };
-        frame.extend_from_slice(&chunk);
-        if frame.len() >= CHUNK_SIZE {
-            tx.send(frame.split().freeze()).await.map_err(named)?;
-        }
-    }
-    if !frame.is_empty() {
-        tx.send(frame.freeze()).await.map_err(named)?;
-    }
+    let (tx, _) = crate::body::send(tx, body).await.map_err(named)?;
     tx.finish().await.map_err(named)?;
     Ok(StatusCode::OK.into_response())
 }

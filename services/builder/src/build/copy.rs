@@ -304,17 +304,7 @@ fn append_archive<W: Write>(tar: &mut tar::Builder<W>, path: &Path) -> io::Resul
 
 /// An archive entry's name made relative: no leading `/` or `./`, no `..` climbing out.
 fn clean_entry_name(name: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
+    wharf_bus::paths::clean_relative(name)
 }
 
 #[cfg(test)]

@@ -101,23 +101,9 @@ pub fn parse_ports(specs: &[String]) -> Result<Vec<String>, String> {
             return Err(format!("invalid proto: {proto}"));
         }
         let container = rest.rsplit(':').next().unwrap_or(rest);
-        let (lo, hi) = match container.split_once('-') {
-            Some((a, b)) => (a, b),
-            None => (container, container),
-        };
-        let parse = |s: &str| -> Result<u32, String> {
-            s.parse::<u32>()
-                .ok()
-                .filter(|p| *p <= 65535)
-                .ok_or_else(|| format!("invalid containerPort: {container}"))
-        };
-        let (lo, hi) = (parse(lo)?, parse(hi)?);
-        if hi < lo {
-            return Err(format!("invalid containerPort: {container}"));
-        }
-        for p in lo..=hi {
-            out.push(format!("{p}/{proto}"));
-        }
+        let keys = wharf_bus::changes::expand_port(&format!("{container}/{proto}"))
+            .map_err(|e| e.message)?;
+        out.extend(keys);
     }
     Ok(out)
 }

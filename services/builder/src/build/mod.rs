@@ -8,6 +8,8 @@ pub mod cache;
 pub mod copy;
 pub mod meta;
 pub mod output;
+mod sources;
+mod steps;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
-use wharf_bus::build::{BuildRequest, StepCopy, StepDone, StepEvent, StepRun};
-use wharf_bus::container::{node_subject, op, ContainerConfig, HealthConfig};
+use wharf_bus::build::BuildRequest;
+use wharf_bus::container::{ContainerConfig, HealthConfig};
 use wharf_bus::image::{
     BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, ImageTag, LayerInfo, LayerRef,
 };
@@ -27,14 +29,14 @@ use wharf_bus::progress::JsonMessage;
 use wharf_bus::reference::{familiarize, Reference};
 use wharf_bus::registry::{Platform, PullRequest, RegistryAuth};
 use wharf_bus::service::Reply;
-use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
+use wharf_bus::stream::{Receiver, Sender};
 use wharf_bus::subjects::{group, image_store, registry_sync, subject};
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::context::{self, Context};
 use crate::dockerfile::{
-    self, env_list_lookup, expand_word, expands, Command, CommandLine, CopySpec, Healthcheck,
-    Instruction, Plan,
+    self, env_list_lookup, expand_word, expands, Command, CommandLine, Healthcheck, Instruction,
+    Plan,
 };
 use args::BuildArgs;
 use cache::Cache;
@@ -196,6 +198,22 @@ struct State {
     cache_busted: bool,
     /// The stage's base was `scratch`.
     scratch: bool,
+}
+
+impl State {
+    /// Moves the stage onto `rec` (a base image, or a cached step's image).
+    fn adopt(&mut self, rec: &ImageRecord) {
+        self.image_id = rec.id.clone();
+        self.image_config = rec.config.clone();
+        self.layers = rec
+            .layers
+            .iter()
+            .map(|l| LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+    }
 }
 
 struct Build<'a> {
@@ -493,19 +511,10 @@ impl Build<'_> {
         };
         match record {
             Some(rec) => {
-                state.image_id = rec.id.clone();
+                state.adopt(&rec);
                 if let Some(c) = rec.config.get("config").filter(|c| c.is_object()) {
                     state.run_config = serde_json::from_value(c.clone()).unwrap_or_default();
                 }
-                state.image_config = rec.config.clone();
-                state.layers = rec
-                    .layers
-                    .iter()
-                    .map(|l| LayerRef {
-                        digest: l.digest.clone(),
-                        media_type: l.media_type.clone(),
-                    })
-                    .collect();
             }
             None => state.scratch = true,
         }
@@ -607,7 +616,7 @@ impl Build<'_> {
                 rc.working_dir = if p.starts_with('/') {
                     p.clone()
                 } else {
-                    go_clean(&format!("/{}/{}", rc.working_dir, p))
+                    wharf_bus::paths::clean_absolute(&format!("{}/{}", rc.working_dir, p))
                 };
                 self.workdir(out, state).await
             }
@@ -728,16 +737,7 @@ impl Build<'_> {
             return Ok(false);
         };
         out.line(" ---> Using cache\n").await?;
-        state.image_id = rec.id.clone();
-        state.image_config = rec.config.clone();
-        state.layers = rec
-            .layers
-            .iter()
-            .map(|l| LayerRef {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-            })
-            .collect();
+        state.adopt(&rec);
         Ok(true)
     }
 
@@ -891,21 +891,6 @@ impl Build<'_> {
     }
 }
 
-/// Go's `path.Clean` for absolute paths.
-pub fn go_clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            x => parts.push(x),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 /// Linux's default PATH, which dockerd gives stages whose image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -950,556 +935,5 @@ fn health_config(h: &Healthcheck) -> HealthConfig {
             start_interval: 0,
             retries: *retries as i32,
         },
-    }
-}
-
-// RUN, WORKDIR and COPY/ADD: the steps that need a runtime node.
-impl Build<'_> {
-    async fn run_step(
-        &mut self,
-        out: &mut Output,
-        state: &mut State,
-        run: &dockerfile::Run,
-    ) -> Result<(), Failure> {
-        if !run.mounts.is_empty() {
-            return Err(invalid(
-                "the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled",
-            ));
-        }
-        let rc = state.run_config.clone();
-        let cl = match (&run.cmd, run.heredocs.as_slice()) {
-            // `RUN <<EOF` alone: the heredoc is the script (as BuildKit runs it).
-            (CommandLine::Shell(s), [doc]) if s.trim_start().starts_with("<<") => {
-                CommandLine::Shell(doc.content.clone())
-            }
-            (cl, _) => cl.clone(),
-        };
-        let cmd = resolve_cmd_line(&cl, &rc).unwrap_or_default();
-        let build_env = state.args.filter_allowed(&rc.env);
-        let mut save_cmd = cmd.clone();
-        if !build_env.is_empty() {
-            let mut kept: Vec<String> = build_env
-                .iter()
-                .filter(|e| {
-                    state
-                        .args
-                        .referenced_or_not_builtin(e.split('=').next().unwrap_or(""))
-                })
-                .cloned()
-                .collect();
-            kept.sort();
-            let mut prefixed = vec![format!("|{}", kept.len())];
-            prefixed.extend(kept);
-            prefixed.extend(cmd.iter().cloned());
-            save_cmd = prefixed;
-        }
-        let mut probe_config = rc.clone();
-        probe_config.cmd = Some(save_cmd.clone());
-        probe_config.args_escaped = None;
-        if !save_cmd.is_empty() {
-            probe_config.entrypoint = None;
-        }
-        let key = cache::key(&state.image_id, &probe_config);
-        if self.probe(out, state, &key).await? {
-            return Ok(());
-        }
-        let mut run_config = rc.clone();
-        run_config.cmd = Some(cmd.clone());
-        run_config.args_escaped = None;
-        run_config.env.extend(build_env);
-        if !save_cmd.is_empty() {
-            run_config.entrypoint = Some(vec![String::new()]);
-        }
-        run_config.healthcheck = Some(HealthConfig {
-            test: Some(vec!["NONE".to_string()]),
-            ..Default::default()
-        });
-        let mut host_config = self.req.host_config.clone();
-        if !self.req.network_mode.is_empty() {
-            host_config.network_mode = self.req.network_mode.clone();
-        }
-        let request = StepRun {
-            image: state.image_id.clone(),
-            config: run_config,
-            host_config,
-            remove: self.req.rm || self.req.force_rm,
-            force_remove: self.req.force_rm,
-        };
-        let (mut rx, _) = Receiver::open_json(
-            self.client(),
-            &node_subject(&self.node, op::BUILD_RUN),
-            &request,
-        )
-        .await?;
-        let mut done: Option<StepDone> = None;
-        while let Some(event) = rx.next_json::<StepEvent>().await {
-            match event? {
-                StepEvent::Started { id } => {
-                    out.line(format!(" ---> Running in {}\n", short(&id)))
-                        .await?
-                }
-                // dockerd's stderr writer wraps what a step writes to stderr in red.
-                StepEvent::Output { text, stderr: true } => {
-                    out.line(format!("\u{1b}[91m{text}\u{1b}[0m")).await?
-                }
-                StepEvent::Output { text, .. } => out.line(text).await?,
-                StepEvent::Done(d) => done = Some(d),
-            }
-        }
-        let done = done.ok_or_else(|| {
-            Failure::Bus(BusError::unavailable(format!(
-                "runtime node {} ended the RUN step without a result",
-                self.node
-            )))
-        })?;
-        if done.exit_code != 0 {
-            if done.removed {
-                // `--force-rm`: dockerd says so before the error.
-                out.line(format!(
-                    "Removing intermediate container {}\n",
-                    short(&done.id)
-                ))
-                .await?;
-            }
-            return Err(Failure::Code {
-                message: format!(
-                    "The command '{}' returned a non-zero code: {}",
-                    cmd.join(" "),
-                    done.exit_code
-                ),
-                code: done.exit_code,
-            });
-        }
-        if done.removed {
-            out.line(format!(
-                "Removing intermediate container {}\n",
-                short(&done.id)
-            ))
-            .await?;
-        }
-        self.commit(state, &done.id, &probe_config, done.layer, &key)
-            .await
-    }
-
-    /// WORKDIR: the directory is created in the image (a layer when it did not exist).
-    async fn workdir(&mut self, out: &mut Output, state: &mut State) -> Result<(), Failure> {
-        let dir = state.run_config.working_dir.clone();
-        let mut probe_config = state.run_config.clone();
-        let mut cmd = shell_of(&probe_config);
-        cmd.push(format!("#(nop) WORKDIR {dir}"));
-        probe_config.cmd = Some(cmd);
-        let key = cache::key(&state.image_id, &probe_config);
-        if self.probe(out, state, &key).await? {
-            return Ok(());
-        }
-        let empty = self.dir.join(format!("workdir-{:016x}.tar", rand_u64()));
-        let done = {
-            let f = std::fs::File::create(&empty).map_err(|e| internal("workdir", e))?;
-            let mut b = tar::Builder::new(f);
-            b.finish().map_err(|e| internal("workdir", e))?;
-            drop(b);
-            let r = self.upload_copy(state, &empty, &dir, None, "").await;
-            let _ = std::fs::remove_file(&empty);
-            r?
-        };
-        out.line(format!(" ---> Running in {}\n", short(&done.id)))
-            .await?;
-        if done.removed {
-            out.line(format!(
-                "Removing intermediate container {}\n",
-                short(&done.id)
-            ))
-            .await?;
-        }
-        self.commit(state, &done.id, &probe_config, done.layer, &key)
-            .await
-    }
-
-    /// Sends a step tar to the node (`build.copy`).
-    async fn upload_copy(
-        &self,
-        state: &State,
-        tar_path: &Path,
-        dest: &str,
-        file_name: Option<String>,
-        chown: &str,
-    ) -> Result<StepDone, Failure> {
-        let request = StepCopy {
-            image: state.image_id.clone(),
-            config: state.run_config.clone(),
-            dest: dest.to_string(),
-            working_dir: state.run_config.working_dir.clone(),
-            file_name,
-            chown: chown.to_string(),
-            remove: self.req.rm || self.req.force_rm,
-        };
-        let (mut tx, _) = Sender::open(
-            self.client(),
-            &node_subject(&self.node, op::BUILD_COPY),
-            wharf_bus::rpc::encode(&request)?,
-        )
-        .await?;
-        let mut file = tokio::fs::File::open(tar_path)
-            .await
-            .map_err(|e| internal("step tar", e))?;
-        let mut buf = vec![0u8; CHUNK_SIZE];
-        loop {
-            use tokio::io::AsyncReadExt;
-            let n = file
-                .read(&mut buf)
-                .await
-                .map_err(|e| internal("step tar", e))?;
-            if n == 0 {
-                break;
-            }
-            tx.send(Bytes::copy_from_slice(&buf[..n])).await?;
-        }
-        Ok(tx.finish_json::<StepDone>().await?)
-    }
-
-    async fn copy_step(
-        &mut self,
-        out: &mut Output,
-        state: &mut State,
-        spec: &CopySpec,
-        add: bool,
-    ) -> Result<(), Failure> {
-        let name = if add { "ADD" } else { "COPY" };
-        let chmod = match spec.chmod.as_deref().filter(|c| !c.is_empty()) {
-            Some(c) => Some(copy::parse_chmod(c).map_err(invalid)?),
-            None => None,
-        };
-        let dest = spec.dest.clone();
-        let from = spec.from.clone().filter(|f| !f.is_empty());
-        // Where the sources are read: the context, or a tree exported from an image.
-        let sources = match &from {
-            None => {
-                let mut sources = Vec::new();
-                let mut local = Vec::new();
-                for s in &spec.sources {
-                    if add && (s.starts_with("http://") || s.starts_with("https://")) {
-                        sources.push(self.download(out, s, &dest).await?);
-                    } else if !add && (s.starts_with("http://") || s.starts_with("https://")) {
-                        return Err(invalid(format!(
-                            "{name} failed: source can't be a URL for COPY"
-                        )));
-                    } else {
-                        local.push(s.clone());
-                    }
-                }
-                if !local.is_empty() {
-                    let found = copy::context_sources(&self.ctx, &local)
-                        .map_err(|e| invalid(format!("{name} failed: {e}")))?;
-                    sources.extend(found);
-                }
-                sources
-            }
-            Some(f) => self.export_from(out, f, &spec.sources).await?,
-        };
-        if sources.len() > 1 && !dest.ends_with('/') {
-            return Err(invalid(format!(
-                "When using {name} with more than one source file, the destination must be a directory and end with a /"
-            )));
-        }
-        let chown = spec.chown.clone().unwrap_or_default();
-        let chown_comment = if chown.is_empty() {
-            String::new()
-        } else {
-            format!("--chown={chown}")
-        };
-        let hash = copy::sources_hash(&sources);
-        let comment = format!("{name} {chown_comment}{hash} in {dest} ");
-        let mut probe_config = state.run_config.clone();
-        let mut cmd = shell_of(&probe_config);
-        cmd.push(format!("#(nop) {comment}"));
-        probe_config.cmd = Some(cmd);
-        let key = cache::key(&state.image_id, &probe_config);
-        if self.probe(out, state, &key).await? {
-            return Ok(());
-        }
-        let tar_path = self.dir.join(format!("copy-{:016x}.tar", rand_u64()));
-        let dest_is_dir = dest.ends_with('/') || sources.len() > 1;
-        let preserve_owner = from.is_some() && chown.is_empty();
-        let tp = tar_path.clone();
-        let srcs = sources.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            copy::write_step_tar(&srcs, add, dest_is_dir, chmod, &tp, preserve_owner)
-        })
-        .await
-        .map_err(|e| internal("copy", e))?
-        .map_err(|e| internal(&format!("{name} failed"), e));
-        let done = match written {
-            Ok(st) => {
-                self.upload_copy(state, &tar_path, &dest, st.file_name, &chown)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let _ = tokio::fs::remove_file(&tar_path).await;
-        let done = done.map_err(|f| match f {
-            Failure::Bus(e) if e.kind == ErrorKind::Invalid || e.kind == ErrorKind::NotFound => {
-                Failure::Bus(BusError::new(e.kind, e.message))
-            }
-            other => other,
-        })?;
-        self.commit(state, "", &probe_config, done.layer, &key)
-            .await
-    }
-}
-
-// Sources that are not in the context: `COPY --from` and `ADD <url>`.
-impl Build<'_> {
-    /// `COPY --from=<stage|index|image>`: the source paths, exported from that image on the
-    /// build's node (a container is created, never started, for `docker cp`'s export).
-    async fn export_from(
-        &mut self,
-        out: &mut Output,
-        from: &str,
-        paths: &[String],
-    ) -> Result<Vec<copy::Source>, Failure> {
-        let lower = from.to_ascii_lowercase();
-        let image = if let Some(s) = self
-            .stages
-            .iter()
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
-        {
-            s.image.clone()
-        } else if let Ok(i) = from.parse::<usize>() {
-            if i == self.stages.len() {
-                return Err(invalid(format!(
-                    "invalid from flag value {from}: refers to current build stage"
-                )));
-            }
-            match self.stages.get(i) {
-                Some(s) => s.image.clone(),
-                None => {
-                    return Err(invalid(format!(
-                        "invalid from flag value {from}: index out of bounds"
-                    )))
-                }
-            }
-        } else {
-            self.image(out, from, None)
-                .await
-                .map_err(|f| invalid(format!("invalid from flag value {from}: {}", f.message())))?
-                .id
-        };
-        if image.is_empty() {
-            return Err(invalid(format!(
-                "invalid from flag value {from}: the stage has no image"
-            )));
-        }
-        let created: wharf_bus::container::CreateResponse = wharf_bus::rpc::call_with_timeout(
-            self.client(),
-            &node_subject(&self.node, op::CREATE),
-            &wharf_bus::container::CreateRequest {
-                name: String::new(),
-                body: wharf_bus::container::CreateBody {
-                    config: ContainerConfig {
-                        image: image.clone(),
-                        cmd: Some(vec!["/".to_string()]),
-                        entrypoint: Some(vec![String::new()]),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-                platform: None,
-            },
-            NODE_TIMEOUT,
-        )
-        .await?;
-        let root = self.dir.join(format!("from-{:016x}", rand_u64()));
-        let result = self.export_paths(&created.id, &image, paths, &root).await;
-        let _: Result<Value, BusError> = wharf_bus::rpc::call(
-            self.client(),
-            &node_subject(&self.node, op::REMOVE),
-            &wharf_bus::container::RemoveRequest {
-                id: created.id.clone(),
-                force: true,
-                volumes: true,
-            },
-        )
-        .await;
-        result
-    }
-
-    async fn export_paths(
-        &self,
-        container: &str,
-        image: &str,
-        paths: &[String],
-        root: &Path,
-    ) -> Result<Vec<copy::Source>, Failure> {
-        let mut sources = Vec::new();
-        for (i, path) in paths.iter().enumerate() {
-            if copy::has_wildcards(path) {
-                return Err(invalid(format!(
-                    "COPY failed: wildcards in COPY --from sources are not supported by Wharf: {path}"
-                )));
-            }
-            let (mut rx, stat) = Receiver::open_json(
-                self.client(),
-                &node_subject(&self.node, op::ARCHIVE_GET),
-                &wharf_bus::container::ArchiveRequest {
-                    id: container.to_string(),
-                    path: if path.starts_with('/') {
-                        path.clone()
-                    } else {
-                        format!("/{path}")
-                    },
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| {
-                if e.kind == ErrorKind::NotFound {
-                    invalid(format!("COPY failed: stat {path}: file does not exist"))
-                } else {
-                    Failure::Bus(e)
-                }
-            })?;
-            let stat: wharf_bus::container::PathStat =
-                serde_json::from_slice(&stat).unwrap_or_default();
-            let dir = root.join(i.to_string());
-            std::fs::create_dir_all(&dir).map_err(|e| internal("COPY --from", e))?;
-            let tar_path = root.join(format!("{i}.tar"));
-            {
-                use tokio::io::AsyncWriteExt;
-                let mut f = tokio::fs::File::create(&tar_path)
-                    .await
-                    .map_err(|e| internal("COPY --from", e))?;
-                while let Some(chunk) = rx.next().await {
-                    f.write_all(&chunk?)
-                        .await
-                        .map_err(|e| internal("COPY --from", e))?;
-                }
-                f.flush().await.map_err(|e| internal("COPY --from", e))?;
-            }
-            let d = dir.clone();
-            let tp = tar_path.clone();
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let mut a = tar::Archive::new(std::fs::File::open(&tp)?);
-                a.set_preserve_permissions(true);
-                a.set_preserve_ownerships(true);
-                a.set_preserve_mtime(true);
-                a.set_unpack_xattrs(false);
-                a.unpack(&d)?;
-                std::fs::remove_file(&tp)
-            })
-            .await
-            .map_err(|e| internal("COPY --from", e))?
-            .map_err(|e| internal("COPY --from", e))?;
-            let name = if stat.name.is_empty() || stat.name == "/" {
-                ".".to_string()
-            } else {
-                stat.name.clone()
-            };
-            sources.push(copy::Source {
-                root: dir,
-                rel: name,
-                hash: context::hash_string_slice("from", &[image.to_string(), path.clone()]),
-                no_decompress: true,
-            });
-        }
-        Ok(sources)
-    }
-
-    /// `ADD <url>`: the file downloaded into the build directory (never unpacked), named from
-    /// the URL or the response's Content-Disposition, with the Last-Modified time.
-    async fn download(
-        &mut self,
-        out: &mut Output,
-        url: &str,
-        dest: &str,
-    ) -> Result<copy::Source, Failure> {
-        let response = reqwest::get(url)
-            .await
-            .map_err(|e| invalid(format!("ADD failed: {e}")))?;
-        if !response.status().is_success() {
-            return Err(invalid(format!(
-                "ADD failed: failed to GET {url} with status {}: {}",
-                response.status(),
-                response.status().canonical_reason().unwrap_or("")
-            )));
-        }
-        let url_path = response.url().path().to_string();
-        let mut name = std::path::Path::new(&url_path)
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .filter(|_| !url_path.ends_with('/'))
-            .unwrap_or_default();
-        if name.is_empty() {
-            if let Some(cd) = response
-                .headers()
-                .get(reqwest::header::CONTENT_DISPOSITION)
-                .and_then(|v| v.to_str().ok())
-            {
-                if let Some(f) = cd
-                    .split(';')
-                    .find_map(|p| p.trim().strip_prefix("filename="))
-                {
-                    let f = f.trim_matches('"');
-                    if !f.ends_with('/') {
-                        name = std::path::Path::new(f)
-                            .file_name()
-                            .map(|n| n.to_string_lossy().to_string())
-                            .unwrap_or_default();
-                    }
-                }
-            }
-        }
-        if name.is_empty() {
-            if dest.ends_with('/') {
-                return Err(invalid(format!(
-                    "ADD failed: cannot determine filename for source {url}"
-                )));
-            }
-            name = "__unnamed__".to_string();
-        }
-        let mtime = response
-            .headers()
-            .get(reqwest::header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|t| t.timestamp())
-            .unwrap_or(0);
-        let dir = self.dir.join(format!("download-{:016x}", rand_u64()));
-        std::fs::create_dir_all(&dir).map_err(|e| internal("ADD", e))?;
-        let file_path = dir.join(&name);
-        let total = response.content_length();
-        let mut body = response.bytes_stream();
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            use tokio::io::AsyncWriteExt;
-            let std_file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&file_path)
-                .map_err(|e| internal("ADD", e))?;
-            let mut f = tokio::fs::File::from_std(std_file);
-            let mut got = 0u64;
-            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-                let chunk = chunk.map_err(|e| invalid(format!("ADD failed: {e}")))?;
-                got += chunk.len() as u64;
-                f.write_all(&chunk).await.map_err(|e| internal("ADD", e))?;
-            }
-            f.flush().await.map_err(|e| internal("ADD", e))?;
-            let modified = std::time::UNIX_EPOCH + Duration::from_secs(mtime.max(0) as u64);
-            f.into_std()
-                .await
-                .set_modified(modified)
-                .map_err(|e| internal("ADD", e))?;
-            out.send(JsonMessage::progress("Downloading", "", got, total))
-                .await?;
-            out.line("\n").await?;
-        }
-        let hash = context::checksum(&dir, &name).map_err(|e| internal("ADD", e))?;
-        Ok(copy::Source {
-            root: dir,
-            rel: name,
-            hash,
-            no_decompress: true,
-        })
     }
 }

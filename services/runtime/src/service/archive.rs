@@ -82,17 +82,7 @@ struct Resolved {
 /// `path` made absolute and cleaned, keeping a trailing `/` or `/.` (Go's
 /// `PreserveTrailingDotOrSeparator`).
 fn absolute(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    let mut out = format!("/{}", parts.join("/"));
+    let mut out = wharf_bus::paths::clean_absolute(path);
     if path.ends_with("/.") || path == "." {
         if !out.ends_with('/') {
             out.push('/');

@@ -20,12 +20,11 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{self, FileStat, SFlag};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use wharf_bus::container::CommitRequest;
 use wharf_bus::image::{
     BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, LayerInfo, LayerRef,
 };
-use wharf_bus::stream::{Sender, CHUNK_SIZE};
+use wharf_bus::stream::Sender;
 use wharf_bus::subjects::{group, image_store, subject};
 use wharf_bus::BusError;
 
@@ -156,20 +155,7 @@ async fn ingest(
     match source {
         Source::Bytes(data) => tx.send(Bytes::copy_from_slice(data)).await?,
         Source::File(path) => {
-            let mut file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| internal("cannot read the layer", e))?;
-            let mut buf = vec![0u8; CHUNK_SIZE];
-            loop {
-                let n = file
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| internal("cannot read the layer", e))?;
-                if n == 0 {
-                    break;
-                }
-                tx.send(Bytes::copy_from_slice(&buf[..n])).await?;
-            }
+            tx.send_file(path).await?;
         }
     }
     tx.finish_json().await

@@ -172,17 +172,7 @@ fn destination(working_dir: &str, dest: &str) -> String {
     } else {
         format!("/{working_dir}/{dest}")
     };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    let mut out = format!("/{}", parts.join("/"));
+    let mut out = wharf_bus::paths::clean_absolute(&joined);
     if dest.ends_with('/') && !out.ends_with('/') {
         out.push('/');
     }
