@@ -1470,3 +1470,129 @@ fn killing_the_builders_mid_build_fails_it_cleanly() {
     );
     e.image_id("killed");
 }
+
+/// A one-file-per-path HTTP server for `ADD <url>`: path -> (status, headers, body).
+fn serve_http(
+    routes: Vec<(
+        &'static str,
+        u16,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+    )>,
+) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("");
+            let (status, headers, body) = routes
+                .iter()
+                .find(|r| r.0 == path)
+                .map(|r| (r.1, r.2.clone(), r.3))
+                .unwrap_or((404, vec![], "no such file\n"));
+            let mut head = format!(
+                "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                if status == 200 { "OK" } else { "Not Found" },
+                body.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn add_downloads_urls_copy_takes_chmod_and_run_takes_a_heredoc() {
+    if support::skip_on_reference("COPY --chmod and RUN heredocs need BuildKit in dockerd 20.10") {
+        return;
+    }
+    let port = serve_http(vec![
+        (
+            "/files/tool.sh",
+            200,
+            vec![("Last-Modified", "Tue, 02 Jan 2024 03:04:05 GMT")],
+            "echo from url\n",
+        ),
+        (
+            "/dl/",
+            200,
+            vec![("Content-Disposition", "attachment; filename=\"named.txt\"")],
+            "disposition\n",
+        ),
+    ]);
+    let (_registry, busybox) = registry_with_busybox();
+    let stack = Stack::start();
+    let e = Engine::new("wharf", &stack.host);
+    e.provide_busybox(&busybox);
+    let tmp = tempfile::tempdir().unwrap();
+    let dockerfile = format!(
+        "FROM busybox\n\
+         ADD http://127.0.0.1:{port}/files/tool.sh /opt/\n\
+         ADD http://127.0.0.1:{port}/dl/ /opt/\n\
+         COPY --chmod=0750 script.sh /bin/script.sh\n\
+         RUN <<EOF\n\
+         echo heredoc > /heredoc.txt\n\
+         EOF\n\
+         CMD stat -c '%a %Y %n' /opt/tool.sh /opt/named.txt /bin/script.sh; cat /opt/tool.sh /opt/named.txt /heredoc.txt\n"
+    );
+    let ctx = write_context(
+        tmp.path(),
+        &[
+            ("Dockerfile", dockerfile.as_str()),
+            ("script.sh", "echo script\n"),
+            (
+                "Dockerfile.missing",
+                &format!("FROM busybox\nADD http://127.0.0.1:{port}/missing /x\n"),
+            ),
+        ],
+    );
+    let out = e.build(&ctx, &["-t", "fetched", "."]);
+    assert!(out.success(), "{}", plain(&out.stdout));
+    let run = e.ok(&["run", "--rm", "fetched"]);
+    assert_eq!(
+        run.lines(),
+        [
+            // A download is 0600 with the server's Last-Modified as its time (dockerd's rule);
+            // without one, the zero time.
+            "600 1704164645 /opt/tool.sh",
+            "600 0 /opt/named.txt",
+            "750 0 /bin/script.sh"
+                .replace(" 0 ", &format!(" {} ", mtime_of(&ctx.join("script.sh"))))
+                .as_str(),
+            "echo from url",
+            "disposition",
+            "heredoc",
+        ]
+    );
+    let out = e.run_in(&ctx, &["build", "-f", "Dockerfile.missing", "."]);
+    assert_fails_with(
+        &out,
+        1,
+        &format!(
+            "ADD failed: failed to GET http://127.0.0.1:{port}/missing with status 404 Not Found: no such file"
+        ),
+    );
+}
+
+fn mtime_of(path: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().mtime()
+}

@@ -182,10 +182,13 @@ impl Build<'_> {
             .await
             .map_err(|e| invalid(format!("ADD failed: {e}")))?;
         if !response.status().is_success() {
+            // dockerd's GetWithStatusError: the status line, then what the server said.
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            let body: String = body.chars().take(1024).collect();
             return Err(invalid(format!(
-                "ADD failed: failed to GET {url} with status {}: {}",
-                response.status(),
-                response.status().canonical_reason().unwrap_or("")
+                "ADD failed: failed to GET {url} with status {status}: {}",
+                body.trim_end()
             )));
         }
         let url_path = response.url().path().to_string();
