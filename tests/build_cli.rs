@@ -1596,3 +1596,55 @@ fn mtime_of(path: &Path) -> i64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().mtime()
 }
+
+#[test]
+fn a_client_that_goes_away_mid_run_stops_the_build_and_its_container() {
+    if support::skip_on_reference("reads Wharf's process tree") {
+        return;
+    }
+    let (_registry, busybox) = registry_with_busybox();
+    let stack = Stack::start();
+    let e = Engine::new("wharf", &stack.host);
+    e.provide_busybox(&busybox);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = write_context(
+        &tmp.path().join("ctx"),
+        &[("Dockerfile", "FROM busybox\nRUN sleep 60\nRUN echo after\n")],
+    );
+    let log = tmp.path().join("build.log");
+    let mut build = Proc::start(
+        "docker build",
+        e.command(&ctx, &["build", "-t", "abandoned", "."]),
+        Some(&log),
+        libc::SIGKILL,
+        Duration::from_secs(1),
+        false,
+    );
+    let output = || plain(&std::fs::read_to_string(&log).unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !output().contains(" ---> Running in ") {
+        assert!(
+            Instant::now() < deadline && build.exited().is_none(),
+            "the RUN step did not start:\n{}",
+            output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(e.containers().len(), 1, "the step's container runs");
+    // The client goes (Ctrl-C, a dropped connection): the quiet `sleep 60` must not run on.
+    // SAFETY: kill(2) on the docker CLI this test started.
+    unsafe { libc::kill(build.pid() as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.containers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the step's container is still there 10 s after its client went: {:?}",
+            e.containers()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !e.run(&["image", "inspect", "abandoned"]).success(),
+        "nothing is tagged"
+    );
+}

@@ -57,10 +57,16 @@ pub struct Builder {
 }
 
 impl Builder {
-    pub async fn new(client: async_nats::Client, work_dir: PathBuf) -> anyhow::Result<Builder> {
-        std::fs::create_dir_all(&work_dir)?;
+    /// A builder keeping its builds under `<base>/<pid>`; what builders that are gone left
+    /// under `base` (their build directories, after a crash) is removed first.
+    pub async fn new(client: async_nats::Client, base: PathBuf) -> anyhow::Result<Builder> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&work_dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::create_dir_all(&base)?;
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700))?;
+        remove_leftovers(&base);
+        let work_dir = base.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&work_dir);
+        std::fs::create_dir(&work_dir)?;
         Ok(Builder {
             cache: Cache::open(&client).await,
             client,
@@ -85,6 +91,24 @@ impl Builder {
             })
             .map(|n| n.name.clone())
             .ok_or_else(|| BusError::unavailable("no runtime node is connected"))
+    }
+}
+
+/// Removes the directories of builders (several may share `base`) whose process is gone.
+fn remove_leftovers(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!("cannot remove {}: {e}", entry.path().display());
+            }
+        }
     }
 }
 
@@ -935,5 +959,32 @@ fn health_config(h: &Healthcheck) -> HealthConfig {
             start_interval: 0,
             retries: *retries as i32,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_builders_that_are_gone_are_removed() {
+        let base = tempfile::tempdir().unwrap();
+        // Above any Linux pid_max: no such process.
+        let gone = base.path().join("4194305");
+        let alive = base.path().join(std::process::id().to_string());
+        let other = base.path().join("notes");
+        for d in [&gone, &alive, &other] {
+            std::fs::create_dir_all(d.join("build-1/context")).unwrap();
+        }
+        remove_leftovers(base.path());
+        assert!(!gone.exists(), "a dead builder's builds go");
+        assert!(alive.join("build-1").exists(), "a live builder's stay");
+        assert!(other.exists(), "what is not a builder's is left alone");
+    }
+
+    #[test]
+    fn short_ids_are_twelve_hex_digits() {
+        assert_eq!(short("sha256:0123456789abcdef0123"), "0123456789ab");
+        assert_eq!(short(""), "");
     }
 }

@@ -63,6 +63,16 @@ impl Output {
         }
     }
 
+    /// Resolves when the client has gone away (its gateway cancelled or stopped answering):
+    /// a step waiting on a quiet command stops then. Never resolves with `-q`'s held output
+    /// either, until then.
+    pub async fn gone(&mut self) -> BusError {
+        match self.tx.as_mut() {
+            Some(tx) => tx.gone().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// `{"stream": text}`.
     pub async fn line(&mut self, text: impl Into<String>) -> Result<(), BusError> {
         self.send(JsonMessage::stream(text)).await

@@ -92,7 +92,14 @@ impl Build<'_> {
         )
         .await?;
         let mut done: Option<StepDone> = None;
-        while let Some(event) = rx.next_json::<StepEvent>().await {
+        loop {
+            // A quiet command may run for long: stop (and so cancel the step, whose node then
+            // removes its container) as soon as the client is gone.
+            let event = tokio::select! {
+                event = rx.next_json::<StepEvent>() => event,
+                why = out.gone() => return Err(Failure::Bus(why)),
+            };
+            let Some(event) = event else { break };
             match event? {
                 StepEvent::Started { id } => {
                     out.line(format!(" ---> Running in {}\n", short(&id)))
