@@ -1364,24 +1364,8 @@ fn killing_the_builders_mid_build_fails_it_cleanly() {
         &[("Dockerfile", "FROM busybox\nRUN sleep 30\nRUN echo after\n")],
     );
     let log = tmp.path().join("build.log");
-    let mut build = Proc::start(
-        "docker build",
-        e.command(&ctx, &["build", "-t", "killed", "."]),
-        Some(&log),
-        libc::SIGKILL,
-        Duration::from_secs(1),
-        false,
-    );
+    let mut build = build_until_running(&e, &ctx, "killed", &log);
     let output = || plain(&std::fs::read_to_string(&log).unwrap_or_default());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !output().contains(" ---> Running in ") {
-        assert!(
-            Instant::now() < deadline && build.exited().is_none(),
-            "the RUN step did not start:\n{}",
-            output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     // One builder at a time; the gateway gives up on a silent builder after 6 s.
     let mut status = None;
@@ -1592,6 +1576,29 @@ fn add_downloads_urls_copy_takes_chmod_and_run_takes_a_heredoc() {
     );
 }
 
+/// `docker build -t TAG .` in the background (output in `log`), once its first RUN step runs.
+fn build_until_running(e: &Engine, ctx: &Path, tag: &str, log: &Path) -> Proc {
+    let mut build = Proc::start(
+        "docker build",
+        e.command(ctx, &["build", "-t", tag, "."]),
+        Some(log),
+        libc::SIGKILL,
+        Duration::from_secs(1),
+        false,
+    );
+    let output = || plain(&std::fs::read_to_string(log).unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !output().contains(" ---> Running in ") {
+        assert!(
+            Instant::now() < deadline && build.exited().is_none(),
+            "the RUN step did not start:\n{}",
+            output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    build
+}
+
 fn mtime_of(path: &Path) -> i64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().mtime()
@@ -1612,24 +1619,7 @@ fn a_client_that_goes_away_mid_run_stops_the_build_and_its_container() {
         &[("Dockerfile", "FROM busybox\nRUN sleep 60\nRUN echo after\n")],
     );
     let log = tmp.path().join("build.log");
-    let mut build = Proc::start(
-        "docker build",
-        e.command(&ctx, &["build", "-t", "abandoned", "."]),
-        Some(&log),
-        libc::SIGKILL,
-        Duration::from_secs(1),
-        false,
-    );
-    let output = || plain(&std::fs::read_to_string(&log).unwrap_or_default());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !output().contains(" ---> Running in ") {
-        assert!(
-            Instant::now() < deadline && build.exited().is_none(),
-            "the RUN step did not start:\n{}",
-            output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let build = build_until_running(&e, &ctx, "abandoned", &log);
     assert_eq!(e.containers().len(), 1, "the step's container runs");
     // The client goes (Ctrl-C, a dropped connection): the quiet `sleep 60` must not run on.
     // SAFETY: kill(2) on the docker CLI this test started.

@@ -276,3 +276,98 @@ pub struct BlobRead {
     #[serde(default)]
     pub offset: u64,
 }
+
+/// What image configs made by Wharf (commits, builds) name as `docker_version`.
+pub const DOCKER_VERSION: &str = "28.0.0";
+
+/// An image made on top of another (dockerd's `NewChildImage`): `docker commit` and every build
+/// step.
+pub struct ChildImage<'a> {
+    /// The parent's config document (`{}` for none: `FROM scratch`).
+    pub parent: &'a serde_json::Value,
+    /// The new layer's diff ID; `None` for an empty layer (a config-only step).
+    pub diff_id: Option<&'a str>,
+    /// RFC 3339, for the config and its history row.
+    pub created: &'a str,
+    pub author: &'a str,
+    pub comment: &'a str,
+    /// The history row's `created_by`: the container's command, joined with spaces.
+    pub created_by: &'a str,
+    /// The image's `config` (Docker's container config).
+    pub config: serde_json::Value,
+    /// The container it was committed from (empty for none).
+    pub container: &'a str,
+    pub container_config: serde_json::Value,
+}
+
+impl ChildImage<'_> {
+    /// The config document, keys sorted as dockerd writes them: the parent's platform,
+    /// history with one more row, diff IDs with the new layer.
+    pub fn document(self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let p = self.parent;
+        let mut row = Map::new();
+        row.insert("created".into(), json!(self.created));
+        if !self.author.is_empty() {
+            row.insert("author".into(), json!(self.author));
+        }
+        row.insert("created_by".into(), json!(self.created_by));
+        if !self.comment.is_empty() {
+            row.insert("comment".into(), json!(self.comment));
+        }
+        if self.diff_id.is_none() {
+            row.insert("empty_layer".into(), json!(true));
+        }
+        let mut history = p["history"].as_array().cloned().unwrap_or_default();
+        history.push(Value::Object(row));
+        let mut diff_ids = p["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(d) = self.diff_id {
+            diff_ids.push(json!(d));
+        }
+        let string_or = |key: &str, default: String| {
+            p.get(key)
+                .filter(|v| v.is_string())
+                .cloned()
+                .unwrap_or(json!(default))
+        };
+        let mut image = Map::new();
+        image.insert(
+            "architecture".into(),
+            string_or(
+                "architecture",
+                crate::registry::Platform::host().architecture,
+            ),
+        );
+        if !self.author.is_empty() {
+            image.insert("author".into(), json!(self.author));
+        }
+        if !self.comment.is_empty() {
+            image.insert("comment".into(), json!(self.comment));
+        }
+        image.insert("config".into(), self.config);
+        if !self.container.is_empty() {
+            image.insert("container".into(), json!(self.container));
+        }
+        image.insert("container_config".into(), self.container_config);
+        image.insert("created".into(), json!(self.created));
+        image.insert("docker_version".into(), json!(DOCKER_VERSION));
+        image.insert("history".into(), Value::Array(history));
+        image.insert("os".into(), string_or("os", "linux".to_string()));
+        for key in ["os.features", "os.version"] {
+            if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
+                image.insert(key.into(), v.clone());
+            }
+        }
+        image.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": diff_ids}),
+        );
+        if let Some(v) = p.get("variant").filter(|v| !v.is_null()) {
+            image.insert("variant".into(), v.clone());
+        }
+        Value::Object(image)
+    }
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use wharf_bus::build::BuildRequest;
 use wharf_bus::container::{ContainerConfig, HealthConfig};
 use wharf_bus::image::{
@@ -43,8 +43,6 @@ use cache::Cache;
 use output::{Failure, Output};
 
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
-/// What image configs name as `docker_version`.
-const DOCKER_VERSION: &str = "28.0.0";
 /// Runtime calls that may unpack a base image first.
 const NODE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -798,77 +796,28 @@ impl Build<'_> {
         let p = &state.image_config;
         let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         let created_by = container_config.cmd.clone().unwrap_or_default().join(" ");
-        let mut row = Map::new();
-        row.insert("created".into(), json!(created));
-        if !state.maintainer.is_empty() {
-            row.insert("author".into(), json!(state.maintainer));
-        }
-        row.insert("created_by".into(), json!(created_by));
-        if layer.is_none() {
-            row.insert("empty_layer".into(), json!(true));
-        }
-        let mut history = p["history"].as_array().cloned().unwrap_or_default();
-        history.push(Value::Object(row));
-        let mut diff_ids = p["rootfs"]["diff_ids"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
         let mut layers = state.layers.clone();
         if let Some(l) = &layer {
-            diff_ids.push(json!(l.diff_id));
             layers.push(LayerRef {
                 digest: l.digest.clone(),
                 media_type: l.media_type.clone(),
             });
         }
-        let host = Platform::host();
         let mut config = state.run_config.clone();
         config.image = state.image_id.clone();
-        let mut image = Map::new();
-        image.insert(
-            "architecture".into(),
-            p.get("architecture")
-                .filter(|v| v.is_string())
-                .cloned()
-                .unwrap_or(json!(host.architecture)),
-        );
-        if !state.maintainer.is_empty() {
-            image.insert("author".into(), json!(state.maintainer));
+        let image = wharf_bus::image::ChildImage {
+            parent: p,
+            diff_id: layer.as_ref().map(|l| l.diff_id.as_str()),
+            created: &created,
+            author: &state.maintainer,
+            comment: "",
+            created_by: &created_by,
+            config: serde_json::to_value(&config).map_err(|e| internal("image config", e))?,
+            container,
+            container_config: serde_json::to_value(container_config)
+                .map_err(|e| internal("image config", e))?,
         }
-        image.insert(
-            "config".into(),
-            serde_json::to_value(&config).map_err(|e| internal("image config", e))?,
-        );
-        if !container.is_empty() {
-            image.insert("container".into(), json!(container));
-        }
-        image.insert(
-            "container_config".into(),
-            serde_json::to_value(container_config).map_err(|e| internal("image config", e))?,
-        );
-        image.insert("created".into(), json!(created));
-        image.insert("docker_version".into(), json!(DOCKER_VERSION));
-        image.insert("history".into(), Value::Array(history));
-        image.insert(
-            "os".into(),
-            p.get("os")
-                .filter(|v| v.is_string())
-                .cloned()
-                .unwrap_or(json!("linux")),
-        );
-        for key in ["os.features", "os.version"] {
-            if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
-                image.insert(key.into(), v.clone());
-            }
-        }
-        image.insert(
-            "rootfs".into(),
-            json!({"type": "layers", "diff_ids": diff_ids}),
-        );
-        if let Some(v) = p.get("variant").filter(|v| !v.is_null()) {
-            image.insert("variant".into(), v.clone());
-        }
-        let image = Value::Object(image);
+        .document();
         let raw = serde_json::to_vec(&image).map_err(|e| internal("image config", e))?;
         let digest = wharf_bus::digest::sha256_of(&raw);
         let request = BlobIngest {

@@ -35,8 +35,6 @@ use super::{internal, lifecycle, Container, Node};
 /// Media type of the committed layer: an uncompressed tar, as dockerd stores it.
 const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
-/// What commit writes as `docker_version`.
-const DOCKER_VERSION: &str = "28.0.0";
 
 /// A `Write` to a file that hashes and counts what passes.
 struct HashingFile {
@@ -293,12 +291,7 @@ pub async fn commit(
             media_type: l.media_type.clone(),
         })
         .collect();
-    let mut diff_ids: Vec<Value> = parent.config["rootfs"]["diff_ids"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     if let Some(info) = &layer {
-        diff_ids.push(json!(info.diff_id));
         layers.push(LayerRef {
             digest: info.digest.clone(),
             media_type: info.media_type.clone(),
@@ -306,57 +299,19 @@ pub async fn commit(
     }
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let created_by = rec.config.cmd.clone().unwrap_or_default().join(" ");
-    let mut row = Map::new();
-    row.insert("created".into(), json!(created));
-    if !req.author.is_empty() {
-        row.insert("author".into(), json!(req.author));
+    let image = wharf_bus::image::ChildImage {
+        parent: &parent.config,
+        diff_id: layer.as_ref().map(|l| l.diff_id.as_str()),
+        created: &created,
+        author: &req.author,
+        comment: &req.comment,
+        created_by: &created_by,
+        config: Value::Object(config),
+        container: &c.id,
+        container_config,
     }
-    row.insert("created_by".into(), json!(created_by));
-    if !req.comment.is_empty() {
-        row.insert("comment".into(), json!(req.comment));
-    }
-    if layer.is_none() {
-        row.insert("empty_layer".into(), json!(true));
-    }
-    let mut history = parent.config["history"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    history.push(Value::Object(row));
-
-    // Keys in Go's order (sorted), as dockerd writes image configs.
-    let p = &parent.config;
-    let mut image = Map::new();
-    image.insert(
-        "architecture".into(),
-        p.get("architecture").cloned().unwrap_or(json!("amd64")),
-    );
-    if !req.author.is_empty() {
-        image.insert("author".into(), json!(req.author));
-    }
-    if !req.comment.is_empty() {
-        image.insert("comment".into(), json!(req.comment));
-    }
-    image.insert("config".into(), Value::Object(config));
-    image.insert("container".into(), json!(c.id));
-    image.insert("container_config".into(), container_config);
-    image.insert("created".into(), json!(created));
-    image.insert("docker_version".into(), json!(DOCKER_VERSION));
-    image.insert("history".into(), Value::Array(history));
-    image.insert("os".into(), p.get("os").cloned().unwrap_or(json!("linux")));
-    for key in ["os.features", "os.version"] {
-        if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
-            image.insert(key.into(), v.clone());
-        }
-    }
-    image.insert(
-        "rootfs".into(),
-        json!({"type": "layers", "diff_ids": diff_ids}),
-    );
-    if let Some(v) = p.get("variant").filter(|v| !v.is_null()) {
-        image.insert("variant".into(), v.clone());
-    }
-    let raw = serde_json::to_vec(&Value::Object(image)).map_err(|e| internal("image config", e))?;
+    .document();
+    let raw = serde_json::to_vec(&image).map_err(|e| internal("image config", e))?;
     let digest = wharf_bus::digest::sha256_of(&raw);
     ingest(
         &node.client,
