@@ -1638,3 +1638,45 @@ fn a_client_that_goes_away_mid_run_stops_the_build_and_its_container() {
         "nothing is tagged"
     );
 }
+
+/// With the same-host shortcuts off (a builder on another host than the gateway), the context
+/// goes over the bus instead of through a FIFO; the build is the same.
+#[test]
+fn a_build_sends_its_context_over_the_bus_without_the_same_host_shortcut() {
+    if support::skip_on_reference("sets Wharf's environment") {
+        return;
+    }
+    let (_registry, busybox) = registry_with_busybox();
+    let stack = Stack::start_with(StackOptions {
+        env: vec![("WHARF_SAME_HOST_SHORTCUTS".into(), "0".into())],
+        ..Default::default()
+    });
+    let e = Engine::new("wharf", &stack.host);
+    e.provide_busybox(&busybox);
+    let tmp = tempfile::tempdir().unwrap();
+    // Over a megabyte, so it takes several frames (and would not fit a pipe's buffer).
+    let big: String = (0..40_000).map(|i| format!("{i:>31}\n")).collect();
+    let ctx = write_context(
+        &tmp.path().join("ctx"),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY big.txt /big.txt\nCMD wc -l /big.txt\n",
+            ),
+            ("big.txt", big.as_str()),
+        ],
+    );
+    let out = e.build(&ctx, &["-t", "over-bus", "."]);
+    assert!(out.success(), "{}", plain(&out.stdout));
+    assert_eq!(
+        e.ok(&["run", "--rm", "over-bus"]).lines(),
+        ["40000 /big.txt"]
+    );
+    assert!(
+        !std::fs::read_dir(stack.data_root.join("builder"))
+            .unwrap()
+            .flatten()
+            .any(|d| std::fs::read_dir(d.path()).is_ok_and(|mut b| b.next().is_some())),
+        "the build directories are gone after the build"
+    );
+}

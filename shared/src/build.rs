@@ -73,6 +73,33 @@ pub struct BuildRequest {
     pub host_config: HostConfig,
 }
 
+/// The builder's request on a `BuildRequest::context_source` (the opening payload of its
+/// download stream). On the gateway's host the builder offers a FIFO it made in its build
+/// directory: the gateway then writes the body into it instead of sending it over the bus
+/// (decision 17's same-host rule: same boot ID, and the FIFO's device and inode checked after
+/// opening it), and ends the stream once the body is written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContextPull {
+    #[serde(default)]
+    pub fifo: Option<FifoOffer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FifoOffer {
+    pub host: String,
+    pub path: std::path::PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The gateway's accept payload on a context stream: `fifo` when the body goes through the
+/// offered FIFO (the stream then carries no data, only its end or an error).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContextAccept {
+    #[serde(default)]
+    pub fifo: bool,
+}
+
 /// `wharf.v1.runtime.node.<node>.build.run`: a download stream of [`StepEvent`] JSON messages.
 /// The node creates a container from `image` with `config` (the command is `config.cmd`
 /// exactly; an entrypoint of `[""]` or none means none), starts it, streams its stdout and

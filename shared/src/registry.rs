@@ -179,6 +179,26 @@ pub struct RegistrySettings {
     pub insecure_registries: Vec<String>,
 }
 
+/// `login`: the registry accepted the credentials. `status` is dockerd's `Login Succeeded`;
+/// `identity_token` is the token server's refresh token, empty when it gave none.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginReply {
+    pub status: String,
+    #[serde(default)]
+    pub identity_token: String,
+}
+
+/// The identity token is a credential: `Debug` says whether there is one, never what it is.
+impl std::fmt::Debug for LoginReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = (!self.identity_token.is_empty()).then_some("<redacted>");
+        f.debug_struct("LoginReply")
+            .field("status", &self.status)
+            .field("identity_token", &token)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

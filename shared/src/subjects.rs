@@ -54,6 +54,9 @@ pub mod image_store {
 pub mod registry_sync {
     pub const PULL: &str = "pull";
     pub const PUSH: &str = "push";
+    /// `docker login`: checks [`crate::registry::RegistryAuth`] against its registry
+    /// ([`crate::registry::LoginReply`]).
+    pub const LOGIN: &str = "login";
     pub const INFO: &str = "info";
     pub const HEALTH: &str = "health";
 }

@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::StreamExt;
-use wharf_bus::build::BuildRequest;
+use wharf_bus::build::{BuildRequest, ContextAccept, ContextPull, FifoOffer};
 use wharf_bus::reference::Reference;
 use wharf_bus::registry::RegistryAuth;
 use wharf_bus::stream::{Receiver, Sender, OPEN_TIMEOUT};
@@ -181,10 +181,85 @@ async fn send_body(
     pull: &async_nats::Message,
     body: Body,
 ) -> Result<u64, BusError> {
+    let offer = wharf_bus::rpc::decode::<ContextPull>(&pull.payload)
+        .ok()
+        .and_then(|p| p.fifo);
+    if let Some(fifo) = offer.as_ref().and_then(open_fifo) {
+        let accept = wharf_bus::rpc::encode(&ContextAccept { fifo: true })?;
+        let tx = Sender::accept_message(bus, pull, accept).await?;
+        return send_through_fifo(tx, fifo, body).await;
+    }
     let tx = Sender::accept_message(bus, pull, bytes::Bytes::new()).await?;
     let (tx, size) = crate::body::send(tx, body).await?;
     tx.finish().await?;
     Ok(size)
+}
+
+/// The builder's FIFO, when it is on this host and the file opened is the one it offered.
+/// The builder holds the read end open already, so this open does not wait (and fails, so
+/// the bus is used, if the builder is gone).
+fn open_fifo(offer: &FifoOffer) -> Option<tokio::net::unix::pipe::Sender> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    if wharf_bus::image::host_id().as_deref() != Some(offer.host.as_str()) {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&offer.path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_fifo() || meta.dev() != offer.dev || meta.ino() != offer.ino {
+        return None;
+    }
+    tokio::net::unix::pipe::Sender::from_file(file).ok()
+}
+
+/// Writes the body into the builder's FIFO; the stream stays open meanwhile so that a builder
+/// that goes away stops the writing, and it ends (or fails) once the body is written.
+async fn send_through_fifo(
+    mut tx: Sender,
+    mut fifo: tokio::net::unix::pipe::Sender,
+    body: Body,
+) -> Result<u64, BusError> {
+    use tokio::io::AsyncWriteExt;
+    let mut data = body.into_data_stream();
+    let mut size = 0u64;
+    let outcome: Result<(), BusError> = loop {
+        let chunk = tokio::select! {
+            chunk = data.next() => chunk,
+            why = tx.gone() => break Err(why),
+        };
+        let chunk = match chunk {
+            None => break Ok(()),
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                break Err(BusError::invalid(format!(
+                    "error reading request body: {e}"
+                )))
+            }
+        };
+        size += chunk.len() as u64;
+        let written = tokio::select! {
+            w = fifo.write_all(&chunk) => w.map_err(|e| BusError::unavailable(format!("build context pipe: {e}"))),
+            why = tx.gone() => Err(why),
+        };
+        if let Err(e) = written {
+            break Err(e);
+        }
+    };
+    // The builder reads to the end of the pipe, then waits for the stream's end (or error).
+    drop(fifo);
+    match outcome {
+        Ok(()) => {
+            tx.finish().await?;
+            Ok(size)
+        }
+        Err(e) => {
+            tx.fail(&e).await;
+            Err(e)
+        }
+    }
 }
 
 /// A builder that died mid-build (killed, its host gone) leaves the stream silent or dropped:

@@ -1,6 +1,7 @@
 //! The Docker Engine API routes. Handlers are thin: parse the request, make one bus call (or
 //! stream), render dockerd's JSON.
 
+mod auth;
 mod build;
 #[path = "containers/archive.rs"]
 mod container_files;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/events", get(system::events))
+        .route("/auth", post(auth::login))
         .route("/system/df", get(system::disk_usage))
         .route("/build/prune", post(system::build_prune))
         .route("/build", post(build::build))

@@ -153,6 +153,8 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 /// Why a token could not be had.
@@ -169,6 +171,14 @@ pub enum TokenError {
     Malformed(String),
 }
 
+/// What a token server handed out.
+pub struct IssuedToken {
+    pub token: String,
+    /// Given to `docker login` (offline access) so later logins need no password: Docker keeps it
+    /// as the identity token.
+    pub refresh_token: Option<String>,
+}
+
 /// Asks the token server of a Bearer challenge for a token with `scope`.
 pub async fn fetch_token(
     http: &reqwest::Client,
@@ -177,6 +187,30 @@ pub async fn fetch_token(
     scope: &str,
     creds: &Credentials,
 ) -> Result<String, TokenError> {
+    request_token(http, realm, service, Some(scope), false, creds)
+        .await
+        .map(|issued| issued.token)
+}
+
+/// Asks for a token as `docker login` does: no scope, and with offline access, so the server may
+/// add a refresh token.
+pub async fn fetch_login_token(
+    http: &reqwest::Client,
+    realm: &str,
+    service: Option<&str>,
+    creds: &Credentials,
+) -> Result<IssuedToken, TokenError> {
+    request_token(http, realm, service, None, true, creds).await
+}
+
+async fn request_token(
+    http: &reqwest::Client,
+    realm: &str,
+    service: Option<&str>,
+    scope: Option<&str>,
+    offline: bool,
+    creds: &Credentials,
+) -> Result<IssuedToken, TokenError> {
     let transport =
         |e: reqwest::Error| TokenError::Transport(crate::client::describe_http_error(&e));
     let mut response = if let Some(refresh) = &creds.identity_token {
@@ -185,10 +219,15 @@ pub async fn fetch_token(
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh.as_str()),
             ("client_id", "docker"),
-            ("scope", scope),
         ];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
         if let Some(s) = service {
             form.push(("service", s));
+        }
+        if offline {
+            form.push(("access_type", "offline"));
         }
         http.post(realm)
             .form(&form)
@@ -196,9 +235,19 @@ pub async fn fetch_token(
             .await
             .map_err(transport)?
     } else {
-        let mut query = vec![("scope", scope)];
+        let mut query = Vec::new();
         if let Some(s) = service {
             query.push(("service", s));
+        }
+        if let Some(s) = scope {
+            query.push(("scope", s));
+        }
+        if offline {
+            query.push(("offline_token", "true"));
+            query.push(("client_id", "docker"));
+        }
+        if let Some((u, _)) = &creds.basic {
+            query.push(("account", u.as_str()));
         }
         let mut req = http.get(realm).query(&query);
         if let Some((u, p)) = &creds.basic {
@@ -229,11 +278,15 @@ pub async fn fetch_token(
     }
     let parsed: TokenResponse =
         serde_json::from_slice(&body).map_err(|e| TokenError::Malformed(e.to_string()))?;
-    parsed
+    let token = parsed
         .token
         .filter(|t| !t.is_empty())
         .or(parsed.access_token.filter(|t| !t.is_empty()))
-        .ok_or_else(|| TokenError::Malformed("no token in the answer".into()))
+        .ok_or_else(|| TokenError::Malformed("no token in the answer".into()))?;
+    Ok(IssuedToken {
+        token,
+        refresh_token: parsed.refresh_token.filter(|t| !t.is_empty()),
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The bus adapter: `pull` and `info` endpoints, and image-store reached over the bus as the
+//! The bus adapter: `pull`, `login` and `info` endpoints, and image-store reached over the bus as the
 //! pull's [`ContentStore`]. It translates; the decisions are in [`crate::pull`].
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use wharf_bus::image::{
     BlobAdopt, BlobInfo, BlobIngest, BlobIngested, BlobRef, ImageCommit, ImageRecord, ImageResolve,
     StagingArea,
 };
-use wharf_bus::registry::PullRequest;
+use wharf_bus::registry::{PullRequest, RegistryAuth};
 use wharf_bus::rpc;
 use wharf_bus::service::{Reply, Running};
 use wharf_bus::stream::Sender;
@@ -265,7 +265,7 @@ impl ContentStore for BusStore {
     }
 }
 
-/// Adds the `pull` and `info` endpoints to a started service.
+/// Adds the `pull`, `login` and `info` endpoints to a started service.
 pub async fn serve(
     running: &mut Running,
     client: async_nats::Client,
@@ -276,6 +276,17 @@ pub async fn serve(
         .serve(group::REGISTRY_SYNC, registry_sync::INFO, move |_req| {
             let settings = settings.clone();
             async move { Reply::json(&settings) }
+        })
+        .await?;
+    let login_registries = registries.clone();
+    running
+        .serve(group::REGISTRY_SYNC, registry_sync::LOGIN, move |request| {
+            let registries = login_registries.clone();
+            async move {
+                let auth: RegistryAuth = rpc::decode(&request.message.payload)?;
+                let reply = crate::login::login(&registries, &auth).await?;
+                Reply::json(&reply)
+            }
         })
         .await?;
     running

@@ -76,22 +76,23 @@ impl RegistryError {
 }
 
 /// `MANIFEST_UNKNOWN` -> `manifest unknown`, as Go's errcode prints codes.
-fn code_words(code: &str) -> String {
+pub(crate) fn code_words(code: &str) -> String {
     code.replace('_', " ").to_lowercase()
 }
 
+/// A registry's error body: `{"errors":[{"code":"...","message":"..."}]}`.
 #[derive(Deserialize)]
-struct ErrorDocument {
+pub(crate) struct ErrorDocument {
     #[serde(default)]
-    errors: Vec<ErrorEntry>,
+    pub(crate) errors: Vec<ErrorEntry>,
 }
 
 #[derive(Deserialize)]
-struct ErrorEntry {
+pub(crate) struct ErrorEntry {
     #[serde(default)]
-    code: String,
+    pub(crate) code: String,
     #[serde(default)]
-    message: String,
+    pub(crate) message: String,
 }
 
 /// Go's wording of a failed HTTP exchange, which the docker CLI's users know
@@ -323,13 +324,27 @@ impl Registries {
         out
     }
 
-    /// A session with one endpoint for one repository, holding the tokens of one pull.
-    pub fn session(&self, endpoint: Endpoint, path: &str, creds: Credentials) -> Session {
-        let http = if endpoint.insecure_tls {
+    /// Endpoints `docker login` tries for `domain`: never a mirror, which must not see the
+    /// credentials of the registry it mirrors.
+    pub fn login_endpoints(&self, domain: &str) -> Vec<Endpoint> {
+        self.endpoints(domain)
+            .into_iter()
+            .filter(|e| !e.mirror)
+            .collect()
+    }
+
+    /// The HTTP client for `endpoint`: certificates unchecked only for insecure registries.
+    pub fn http(&self, endpoint: &Endpoint) -> reqwest::Client {
+        if endpoint.insecure_tls {
             self.insecure.clone()
         } else {
             self.secure.clone()
-        };
+        }
+    }
+
+    /// A session with one endpoint for one repository, holding the tokens of one pull.
+    pub fn session(&self, endpoint: Endpoint, path: &str, creds: Credentials) -> Session {
+        let http = self.http(&endpoint);
         Session {
             http,
             endpoint,
@@ -563,7 +578,7 @@ fn transport(url: &str, err: &reqwest::Error) -> RegistryError {
     }
 }
 
-fn challenges_of(headers: &HeaderMap) -> Vec<Challenge> {
+pub(crate) fn challenges_of(headers: &HeaderMap) -> Vec<Challenge> {
     headers
         .get_all(WWW_AUTHENTICATE)
         .iter()

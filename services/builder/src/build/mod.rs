@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
-use wharf_bus::build::BuildRequest;
+use wharf_bus::build::{BuildRequest, ContextAccept, ContextPull, FifoOffer};
 use wharf_bus::container::{ContainerConfig, HealthConfig};
 use wharf_bus::image::{
     BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, ImageTag, LayerInfo, LayerRef,
@@ -171,11 +171,62 @@ async fn fetch_context(
             format!("build context: {}", e.message),
         ))
     };
+    let root = dir.join("context");
+    std::fs::create_dir(&root).map_err(|e| internal("cannot create the context directory", e))?;
+    let dockerfile = req.dockerfile.clone();
+    let received = |r: Result<Result<Context, context::ContextError>, tokio::task::JoinError>| {
+        r.map_err(|e| internal("build context", e))?
+            .map_err(|e| match e {
+                context::ContextError::Io { .. } => internal("build context", e),
+                other => invalid(other.to_string()),
+            })
+    };
     let stream = if !req.context_source.is_empty() {
-        // Piped from the gateway as the client sends it.
-        let (rx, _) = Receiver::open(client, &req.context_source, Bytes::new())
-            .await
-            .map_err(lost)?;
+        // From the gateway as the client sends it: through a FIFO on the gateway's host,
+        // over the bus otherwise.
+        let fifo = fifo_offer(dir);
+        let pull = ContextPull {
+            fifo: fifo.as_ref().map(|(offer, _)| offer.clone()),
+        };
+        let (mut rx, accept) =
+            Receiver::open(client, &req.context_source, wharf_bus::rpc::encode(&pull)?)
+                .await
+                .map_err(lost)?;
+        let accept: ContextAccept = wharf_bus::rpc::decode(&accept).unwrap_or_default();
+        if let (true, Some((_, pipe))) = (accept.fifo, fifo) {
+            let r = tokio::task::spawn_blocking(move || {
+                // The gateway has its end open (it said so): reads may wait from now on.
+                let pipe_error = |e: nix::Error| context::ContextError::Io {
+                    what: "the build context pipe".into(),
+                    source: e.into(),
+                };
+                let flags = nix::fcntl::OFlag::from_bits_truncate(
+                    nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_GETFL).map_err(pipe_error)?,
+                );
+                nix::fcntl::fcntl(
+                    &pipe,
+                    nix::fcntl::FcntlArg::F_SETFL(flags - nix::fcntl::OFlag::O_NONBLOCK),
+                )
+                .map_err(pipe_error)?;
+                context::receive(
+                    std::io::BufReader::with_capacity(1 << 20, pipe),
+                    &root,
+                    &dockerfile,
+                )
+            })
+            .await;
+            // The gateway ends the stream once the body is all written, or fails it (the
+            // client went away mid-upload): that error explains a cut archive best.
+            let end = tokio::time::timeout(std::time::Duration::from_secs(10), rx.next()).await;
+            return match (received(r), end) {
+                (_, Ok(Some(Err(e)))) => Err(lost(e)),
+                (Ok(ctx), Ok(None)) => Ok(ctx),
+                (Ok(_), _) => Err(lost(BusError::unavailable(
+                    "the gateway did not confirm the end of the build context",
+                ))),
+                (Err(e), _) => Err(e),
+            };
+        }
         Box::pin(rx.into_stream()) as wharf_bus::blob::BlobStream
     } else {
         wharf_bus::blob::open(client, &req.context, true)
@@ -185,16 +236,35 @@ async fn fetch_context(
     let reader =
         tokio_util::io::StreamReader::new(stream.map_err(|e| std::io::Error::other(e.message)));
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
-    let root = dir.join("context");
-    std::fs::create_dir(&root).map_err(|e| internal("cannot create the context directory", e))?;
-    let dockerfile = req.dockerfile.clone();
-    tokio::task::spawn_blocking(move || context::receive(bridge, &root, &dockerfile))
-        .await
-        .map_err(|e| internal("build context", e))?
-        .map_err(|e| match e {
-            context::ContextError::Io { .. } => internal("build context", e),
-            other => invalid(other.to_string()),
-        })
+    received(
+        tokio::task::spawn_blocking(move || context::receive(bridge, &root, &dockerfile)).await,
+    )
+}
+
+/// A FIFO in the build directory for the gateway to write the context into, when the
+/// same-host shortcuts are on (`wharf_bus::image::host_id`), with its read end already open
+/// (without waiting): the pipe then exists for the gateway to open, and what it writes stays
+/// readable after it closes its end.
+fn fifo_offer(dir: &Path) -> Option<(FifoOffer, std::fs::File)> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let host = wharf_bus::image::host_id()?;
+    let path = dir.join("context.fifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).ok()?;
+    let pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .ok()?;
+    let meta = pipe.metadata().ok()?;
+    Some((
+        FifoOffer {
+            host,
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+        pipe,
+    ))
 }
 
 /// What an earlier stage left: its name and final image.

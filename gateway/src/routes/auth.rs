@@ -1,0 +1,35 @@
+//! `POST /auth` (`docker login`): registry-sync checks the credentials against the registry.
+//! A token server's refusal is a 401; a registry answering `/v2/` with another status is a 500,
+//! as in dockerd.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use serde_json::{json, Value};
+use wharf_bus::registry::{LoginReply, RegistryAuth};
+use wharf_bus::subjects;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// A login may try two endpoints and a token server; dockerd gives each request 15 seconds.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn login(State(state): State<AppState>, body: Bytes) -> ApiResult<axum::Json<Value>> {
+    let auth: RegistryAuth =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let reply: LoginReply = wharf_bus::rpc::call_with_timeout(
+        &state.bus,
+        &subjects::subject(
+            subjects::group::REGISTRY_SYNC,
+            subjects::registry_sync::LOGIN,
+        ),
+        &auth,
+        LOGIN_TIMEOUT,
+    )
+    .await?;
+    Ok(axum::Json(
+        json!({"IdentityToken": reply.identity_token, "Status": reply.status}),
+    ))
+}
