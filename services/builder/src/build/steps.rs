@@ -137,14 +137,7 @@ impl Build<'_> {
                 code: done.exit_code,
             });
         }
-        if done.removed {
-            out.line(format!(
-                "Removing intermediate container {}\n",
-                short(&done.id)
-            ))
-            .await?;
-        }
-        self.commit(state, &done.id, &probe_config, done.layer, &key)
+        self.finish_step(out, state, done, &probe_config, &key)
             .await
     }
 
@@ -175,6 +168,19 @@ impl Build<'_> {
         };
         out.line(format!(" ---> Running in {}\n", short(&done.id)))
             .await?;
+        self.finish_step(out, state, done, &probe_config, &key)
+            .await
+    }
+
+    /// A step that ran in a container: says the container went (when it did) and commits.
+    async fn finish_step(
+        &mut self,
+        out: &mut Output,
+        state: &mut State,
+        done: StepDone,
+        probe_config: &wharf_bus::container::ContainerConfig,
+        key: &str,
+    ) -> Result<(), Failure> {
         if done.removed {
             out.line(format!(
                 "Removing intermediate container {}\n",
@@ -182,7 +188,7 @@ impl Build<'_> {
             ))
             .await?;
         }
-        self.commit(state, &done.id, &probe_config, done.layer, &key)
+        self.commit(state, &done.id, probe_config, done.layer, key)
             .await
     }
 
