@@ -14,7 +14,7 @@ use wharf_bus::image::{
 };
 use wharf_bus::progress::JsonMessage;
 use wharf_bus::reference::{valid_digest, Reference};
-use wharf_bus::registry::{Platform, PullRequest, RegistryAuth};
+use wharf_bus::registry::{Platform, PullRequest, PushRequest, RegistryAuth};
 use wharf_bus::stream::{Receiver, Sender};
 use wharf_bus::subjects::{self, group, image_store, registry_sync};
 use wharf_bus::BusError;
@@ -114,6 +114,7 @@ pub async fn get_dispatch(
 
 pub async fn post_dispatch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(rest): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
@@ -123,11 +124,32 @@ pub async fn post_dispatch(
     let q = Query::parse(raw.as_deref());
     match op {
         "tag" => tag(&state, name, &q).await,
-        _ => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "push is not implemented yet in Wharf",
-        )),
+        _ => push(&state, name, &q, &headers).await,
     }
+}
+
+/// `POST /images/{name}/push?tag=`: registry-sync pushes; its progress streams back.
+async fn push(state: &AppState, name: &str, q: &Query, headers: &HeaderMap) -> ApiResult<Response> {
+    let mut reference = Reference::parse(name)?;
+    if let Some(t) = q.get("tag").filter(|t| !t.is_empty()) {
+        reference = Reference::parse(&format!("{}:{t}", reference.name()))?;
+    }
+    let auth = headers
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .and_then(RegistryAuth::from_header);
+    let request = PushRequest {
+        reference: reference.with_default_tag().to_string(),
+        auth,
+    };
+    let (rx, _) = Receiver::open_json(
+        &state.bus,
+        &subjects::subject(group::REGISTRY_SYNC, registry_sync::PUSH),
+        &request,
+    )
+    .await
+    .map_err(registry_error)?;
+    progress_response(rx).await
 }
 
 async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {

@@ -12,7 +12,7 @@ use wharf_bus::image::{
     BlobAdopt, BlobInfo, BlobIngest, BlobIngested, BlobRef, ImageCommit, ImageRecord, ImageResolve,
     StagingArea,
 };
-use wharf_bus::registry::{PullRequest, RegistryAuth};
+use wharf_bus::registry::{PullRequest, PushRequest, RegistryAuth};
 use wharf_bus::rpc;
 use wharf_bus::service::{Reply, Running};
 use wharf_bus::stream::Sender;
@@ -265,7 +265,7 @@ impl ContentStore for BusStore {
     }
 }
 
-/// Adds the `pull`, `login` and `info` endpoints to a started service.
+/// Adds the `pull`, `push`, `login` and `info` endpoints to a started service.
 pub async fn serve(
     running: &mut Running,
     client: async_nats::Client,
@@ -287,6 +287,15 @@ pub async fn serve(
                 let reply = crate::login::login(&registries, &auth).await?;
                 Reply::json(&reply)
             }
+        })
+        .await?;
+    let push_client = client.clone();
+    let push_registries = registries.clone();
+    running
+        .serve(group::REGISTRY_SYNC, registry_sync::PUSH, move |request| {
+            let client = push_client.clone();
+            let registries = push_registries.clone();
+            async move { handle_push(client, registries, request).await }
         })
         .await?;
     running
@@ -350,6 +359,117 @@ async fn handle_pull(
         }
         Err(err) => {
             tracing::info!("pull of {} failed: {err}", pull_request.reference);
+            sender.fail(&err).await;
+        }
+    }
+    Ok(Reply::Streamed)
+}
+
+/// image-store as the source of a push.
+pub struct BusImageSource {
+    client: async_nats::Client,
+}
+
+impl crate::push::ImageSource for BusImageSource {
+    async fn resolve(&self, reference: &str) -> Result<ImageRecord, BusError> {
+        let request = ImageResolve {
+            name: reference.to_string(),
+        };
+        rpc::call(
+            &self.client,
+            &store_subject(image_store::IMAGE_RESOLVE),
+            &request,
+        )
+        .await
+    }
+
+    async fn read(&self, digest: &str) -> Result<Bytes, BusError> {
+        use futures::TryStreamExt;
+        let stream = wharf_bus::blob::open(&self.client, digest, true).await?;
+        let chunks: Vec<Bytes> = stream.try_collect().await?;
+        Ok(Bytes::from(chunks.concat()))
+    }
+
+    async fn add_repo_digest(
+        &self,
+        record: &ImageRecord,
+        repo_digest: &str,
+    ) -> Result<(), BusError> {
+        // Committing the same config and layers again only adds the reference.
+        let commit = ImageCommit {
+            config: record.id.clone(),
+            layers: record
+                .layers
+                .iter()
+                .map(|l| wharf_bus::image::LayerRef {
+                    digest: l.digest.clone(),
+                    media_type: l.media_type.clone(),
+                })
+                .collect(),
+            manifest: None,
+            tags: vec![],
+            repo_digests: vec![repo_digest.to_string()],
+            parent: None,
+        };
+        let _: ImageRecord = rpc::call_with_timeout(
+            &self.client,
+            &store_subject(image_store::IMAGE_COMMIT),
+            &commit,
+            COMMIT_TIMEOUT,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn handle_push(
+    client: async_nats::Client,
+    registries: Arc<Registries>,
+    request: Arc<async_nats::service::Request>,
+) -> Result<Reply, BusError> {
+    let push_request: PushRequest = rpc::decode(&request.message.payload)?;
+    let source = BusImageSource {
+        client: client.clone(),
+    };
+    // An image that does not exist is a plain error reply, as dockerd answers it before output.
+    let plan = crate::push::resolve(&registries, &source, &push_request).await?;
+    let mut sender = Sender::accept(&client, &request, Bytes::new()).await?;
+    let (progress, mut messages) = Progress::channel();
+    let work = crate::push::push(plan, &source, &progress);
+    tokio::pin!(work);
+    let mut open = true;
+    let result = loop {
+        tokio::select! {
+            message = messages.recv(), if open => match message {
+                Some(message) => {
+                    if let Err(e) = sender.send_json(&message).await {
+                        tracing::info!("push abandoned by its caller: {e}");
+                        return Ok(Reply::Streamed);
+                    }
+                }
+                None => open = false,
+            },
+            result = &mut work => break result,
+        }
+    };
+    while let Ok(message) = messages.try_recv() {
+        if sender.send_json(&message).await.is_err() {
+            return Ok(Reply::Streamed);
+        }
+    }
+    match result {
+        Ok(pushed) => {
+            let event = Event::now(
+                "image",
+                "push",
+                &pushed.name,
+                events::image_attributes(&pushed.name),
+            );
+            events::publish(&client, &event).await;
+            let _ = sender.finish().await;
+        }
+        Err(err) => {
+            tracing::info!("push of {} failed: {err}", push_request.reference);
             sender.fail(&err).await;
         }
     }

@@ -351,6 +351,15 @@ impl Registries {
             path: path.to_string(),
             creds,
             auth: Mutex::new(HashMap::new()),
+            push: false,
+        }
+    }
+
+    /// A session that asks for `push,pull` access to the repository.
+    pub fn push_session(&self, endpoint: Endpoint, path: &str, creds: Credentials) -> Session {
+        Session {
+            push: true,
+            ..self.session(endpoint, path, creds)
         }
     }
 }
@@ -392,6 +401,8 @@ pub struct Session {
     path: String,
     creds: Credentials,
     auth: Mutex<HashMap<String, Authorization>>,
+    /// Asks for `push,pull` scope instead of `pull`.
+    push: bool,
 }
 
 /// A fetched manifest: its bytes, content type and the registry's digest header, if any.
@@ -429,7 +440,11 @@ impl Session {
     }
 
     fn scope(&self) -> String {
-        auth::pull_scope(&self.path)
+        if self.push {
+            format!("repository:{}:push,pull", self.path)
+        } else {
+            auth::pull_scope(&self.path)
+        }
     }
 
     async fn authorize(&self, challenges: &[Challenge], url: &str) -> Result<(), RegistryError> {
@@ -563,6 +578,141 @@ impl Session {
             )));
         }
         Ok((response, 0))
+    }
+
+    /// Any request with authentication: answers one 401 challenge and retries once. Returns
+    /// the response whatever its status.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut answered = false;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .headers(headers.clone());
+            if let Some(body) = &body {
+                req = req.body(body.clone());
+            }
+            let response = self
+                .authorized(req)
+                .send()
+                .await
+                .map_err(|e| transport(url, &e))?;
+            if response.status() == StatusCode::UNAUTHORIZED && !answered {
+                let challenges = challenges_of(response.headers());
+                if !challenges.is_empty() {
+                    answered = true;
+                    self.authorize(&challenges, url).await?;
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// `HEAD /v2/<repo>/blobs/<digest>`: whether the repository has the blob.
+    pub async fn has_blob(&self, digest: &str) -> Result<bool, RegistryError> {
+        let url = self.blob_url(digest);
+        let response = self
+            .send(reqwest::Method::HEAD, &url, HeaderMap::new(), None)
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(error_of(response).await),
+        }
+    }
+
+    /// Tries to mount `digest` from repository `from` of the same registry. `Ok(false)` when the
+    /// registry started an upload instead (the blob is then uploaded as usual).
+    pub async fn mount_blob(&self, digest: &str, from: &str) -> Result<bool, RegistryError> {
+        let url = self.url(&format!(
+            "{}/blobs/uploads/?mount={digest}&from={from}",
+            self.path
+        ));
+        let response = self
+            .send(
+                reqwest::Method::POST,
+                &url,
+                HeaderMap::new(),
+                Some(Bytes::new()),
+            )
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            s if s.is_success() => Ok(false),
+            _ => Err(error_of(response).await),
+        }
+    }
+
+    /// Uploads a blob monolithically: `POST uploads/`, then `PUT <location>?digest=`.
+    pub async fn upload_blob(&self, digest: &str, data: Bytes) -> Result<(), RegistryError> {
+        let url = self.url(&format!("{}/blobs/uploads/", self.path));
+        let response = self
+            .send(
+                reqwest::Method::POST,
+                &url,
+                HeaderMap::new(),
+                Some(Bytes::new()),
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Invalid("upload started without a Location".into()))?;
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.endpoint.base)
+        } else {
+            location.to_string()
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "application/octet-stream".parse().unwrap());
+        let response = self
+            .send(reqwest::Method::PUT, &put, headers, Some(data))
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        Ok(())
+    }
+
+    /// `PUT /v2/<repo>/manifests/<tag>`; returns the registry's `Docker-Content-Digest`.
+    pub async fn put_manifest(
+        &self,
+        tag: &str,
+        media_type: &str,
+        body: Bytes,
+    ) -> Result<Option<String>, RegistryError> {
+        let url = self.url(&format!("{}/manifests/{tag}", self.path));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            media_type
+                .parse()
+                .map_err(|_| RegistryError::Invalid(format!("bad media type {media_type}")))?,
+        );
+        let response = self
+            .send(reqwest::Method::PUT, &url, headers, Some(body))
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        Ok(response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
     }
 
     /// The URL of a blob, for error messages.

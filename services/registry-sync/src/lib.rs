@@ -9,6 +9,7 @@ pub mod client;
 pub mod login;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 
 use std::sync::Arc;
 

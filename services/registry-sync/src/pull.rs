@@ -70,7 +70,7 @@ impl Progress {
         (Progress { tx }, rx)
     }
 
-    fn send(&self, message: JsonMessage) {
+    pub(crate) fn send(&self, message: JsonMessage) {
         let _ = self.tx.send(message);
     }
 
@@ -79,7 +79,7 @@ impl Progress {
     }
 
     /// A layer status line; dockerd sends an empty `progressDetail` with them.
-    fn layer(&self, id: &str, status: &str) {
+    pub(crate) fn layer(&self, id: &str, status: &str) {
         self.send(JsonMessage {
             status: Some(status.to_string()),
             id: Some(id.to_string()),
