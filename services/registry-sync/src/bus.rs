@@ -318,31 +318,18 @@ async fn handle_pull(
     let plan = pull::resolve(&registries, &pull_request).await?;
     let mut sender = Sender::accept(&client, &request, Bytes::new()).await?;
     let store = BusStore::new(client.clone());
-    let (progress, mut messages) = Progress::channel();
-    let work = pull::fetch(plan, &store, progress);
-    tokio::pin!(work);
-    let mut open = true;
-    let result = loop {
-        tokio::select! {
-            message = messages.recv(), if open => match message {
-                Some(message) => {
-                    if let Err(e) = sender.send_json(&message).await {
-                        // The caller went away: dropping the pull cancels its uploads, and
-                        // nothing is committed.
-                        tracing::info!("pull abandoned by its caller: {e}");
-                        return Ok(Reply::Streamed);
-                    }
-                }
-                None => open = false,
-            },
-            result = &mut work => break result,
-        }
+    let (progress, messages) = Progress::channel();
+    // The caller going away drops the pull: its uploads are cancelled, nothing is committed.
+    let Some(result) = relay(
+        &mut sender,
+        messages,
+        pull::fetch(plan, &store, progress),
+        "pull",
+    )
+    .await
+    else {
+        return Ok(Reply::Streamed);
     };
-    while let Ok(message) = messages.try_recv() {
-        if sender.send_json(&message).await.is_err() {
-            return Ok(Reply::Streamed);
-        }
-    }
     match result {
         Ok(outcome) => {
             let mut attributes = events::image_attributes(&outcome.familiar_name);
@@ -434,29 +421,17 @@ async fn handle_push(
     // An image that does not exist is a plain error reply, as dockerd answers it before output.
     let plan = crate::push::resolve(&registries, &source, &push_request).await?;
     let mut sender = Sender::accept(&client, &request, Bytes::new()).await?;
-    let (progress, mut messages) = Progress::channel();
-    let work = crate::push::push(plan, &source, &progress);
-    tokio::pin!(work);
-    let mut open = true;
-    let result = loop {
-        tokio::select! {
-            message = messages.recv(), if open => match message {
-                Some(message) => {
-                    if let Err(e) = sender.send_json(&message).await {
-                        tracing::info!("push abandoned by its caller: {e}");
-                        return Ok(Reply::Streamed);
-                    }
-                }
-                None => open = false,
-            },
-            result = &mut work => break result,
-        }
+    let (progress, messages) = Progress::channel();
+    let Some(result) = relay(
+        &mut sender,
+        messages,
+        crate::push::push(plan, &source, &progress),
+        "push",
+    )
+    .await
+    else {
+        return Ok(Reply::Streamed);
     };
-    while let Ok(message) = messages.try_recv() {
-        if sender.send_json(&message).await.is_err() {
-            return Ok(Reply::Streamed);
-        }
-    }
     match result {
         Ok(pushed) => {
             let event = Event::now(
@@ -474,4 +449,36 @@ async fn handle_push(
         }
     }
     Ok(Reply::Streamed)
+}
+
+/// Runs `work` while passing its progress messages to the caller, in order; `None` when the
+/// caller went away (the work is dropped, which cancels it).
+async fn relay<T>(
+    sender: &mut Sender,
+    mut messages: tokio::sync::mpsc::UnboundedReceiver<wharf_bus::progress::JsonMessage>,
+    work: impl std::future::Future<Output = T>,
+    what: &str,
+) -> Option<T> {
+    tokio::pin!(work);
+    let mut open = true;
+    let result = loop {
+        tokio::select! {
+            message = messages.recv(), if open => match message {
+                Some(message) => {
+                    if let Err(e) = sender.send_json(&message).await {
+                        tracing::info!("{what} abandoned by its caller: {e}");
+                        return None;
+                    }
+                }
+                None => open = false,
+            },
+            result = &mut work => break result,
+        }
+    };
+    while let Ok(message) = messages.try_recv() {
+        if sender.send_json(&message).await.is_err() {
+            return None;
+        }
+    }
+    Some(result)
 }
