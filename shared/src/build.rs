@@ -24,11 +24,7 @@ pub struct BuildRequest {
     /// Where the context comes from: a subject on which the requester (the gateway) accepts one
     /// download stream of the `POST /build` body (a tar, plain or compressed, or a bare
     /// Dockerfile), piped as it arrives.
-    #[serde(default)]
     pub context_source: String,
-    /// Or the digest of a context blob already in image-store (when `context_source` is empty).
-    #[serde(default)]
-    pub context: String,
     /// `dockerfile` query parameter: the Dockerfile's path in the context ("" = `Dockerfile`).
     #[serde(default)]
     pub dockerfile: String,

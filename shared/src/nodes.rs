@@ -51,6 +51,15 @@ pub async fn answer(
     Ok(())
 }
 
+/// The node with the fewest running containers; ties go to the one with the fewest
+/// containers, then to the first by name, so the choice is deterministic. Where new
+/// containers and builds go.
+pub fn least_loaded(nodes: &[NodeInfo]) -> Option<&NodeInfo> {
+    nodes
+        .iter()
+        .min_by(|a, b| (a.running, a.containers, &a.name).cmp(&(b.running, b.containers, &b.name)))
+}
+
 /// How long a broadcast waits for nodes that have not answered.
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long discovery listens when the roster is empty.

@@ -115,7 +115,6 @@ pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
     let rm = q.flag("forcerm") || q.get("rm").is_none_or(|v| v.is_empty()) || q.flag("rm");
     Ok(BuildRequest {
         context_source: String::new(),
-        context: String::new(),
         dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
         tags: tags(q)?,
         build_args,
@@ -127,10 +126,9 @@ pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
         quiet: q.flag("q"),
         rm,
         force_rm: q.flag("forcerm"),
-        platform: q
-            .get("platform")
-            .filter(|p| !p.is_empty())
-            .map(str::to_string),
+        // Refused before the build starts, as dockerd refuses it.
+        platform: super::images::parse_platform(q)?
+            .map(|_| q.get("platform").unwrap_or("").to_string()),
         auth,
         host_config,
     })
@@ -307,6 +305,14 @@ mod tests {
         assert!(!o.rm);
         let o = options(&Query::parse(Some("rm=0&forcerm=1")), &HeaderMap::new()).unwrap();
         assert!(o.rm && o.force_rm);
+        let err = options(&Query::parse(Some("platform=a/b/c/d")), &HeaderMap::new()).unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        let o = options(
+            &Query::parse(Some("platform=linux/amd64")),
+            &HeaderMap::new(),
+        )
+        .unwrap();
+        assert_eq!(o.platform.as_deref(), Some("linux/amd64"));
         let err = options(&Query::parse(Some("buildargs=nope")), &HeaderMap::new()).unwrap_err();
         assert!(err.message.starts_with("error reading build args"));
     }

@@ -297,7 +297,7 @@ pub(super) async fn progress_response_with(
         .into_response())
 }
 
-fn parse_platform(q: &Query) -> ApiResult<Option<Platform>> {
+pub(super) fn parse_platform(q: &Query) -> ApiResult<Option<Platform>> {
     match q.get("platform").filter(|p| !p.is_empty()) {
         Some(p) => Platform::parse(p)
             .map(Some)

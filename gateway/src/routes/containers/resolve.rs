@@ -110,10 +110,7 @@ pub fn place<'a>(
             .find(|n| &n.name == wanted)
             .ok_or_else(|| ApiError::bad_request(format!("no runtime node named {wanted}")));
     }
-    nodes
-        .iter()
-        .min_by(|a, b| (a.running, a.containers, &a.name).cmp(&(b.running, b.containers, &b.name)))
-        .ok_or_else(no_node)
+    wharf_bus::nodes::least_loaded(nodes).ok_or_else(no_node)
 }
 
 /// Where a new container goes when a user network it joins lives on `home` (networks are

@@ -82,11 +82,7 @@ impl Builder {
     /// The runtime node a build's steps run on: the one with the fewest running containers.
     async fn pick_node(&self) -> Result<String, BusError> {
         let nodes = self.roster().await?.nodes_or_discover().await;
-        nodes
-            .iter()
-            .min_by(|a, b| {
-                (a.running, a.containers, &a.name).cmp(&(b.running, b.containers, &b.name))
-            })
+        wharf_bus::nodes::least_loaded(&nodes)
             .map(|n| n.name.clone())
             .ok_or_else(|| BusError::unavailable("no runtime node is connected"))
     }
@@ -117,7 +113,7 @@ pub async fn handle(
 ) -> Result<Reply, BusError> {
     let req: BuildRequest = wharf_bus::rpc::decode(&request.message.payload)?;
     let tx = Sender::accept(&builder.client, &request, Bytes::new()).await?;
-    tracing::info!(context = %req.context, pid = std::process::id(), "build started");
+    tracing::info!(pid = std::process::id(), "build started");
     let mut out = Output::new(tx, req.quiet);
     let dir = builder.work_dir.join(format!("build-{:016x}", rand_u64()));
     let result = match tokio::fs::create_dir(&dir).await {
@@ -181,9 +177,9 @@ async fn fetch_context(
                 other => invalid(other.to_string()),
             })
     };
-    let stream = if !req.context_source.is_empty() {
-        // From the gateway as the client sends it: through a FIFO on the gateway's host,
-        // over the bus otherwise.
+    // From the gateway as the client sends it: through a FIFO on the gateway's host, over the
+    // bus otherwise.
+    let stream = {
         let fifo = fifo_offer(dir);
         let pull = ContextPull {
             fifo: fifo.as_ref().map(|(offer, _)| offer.clone()),
@@ -227,11 +223,7 @@ async fn fetch_context(
                 (Err(e), _) => Err(e),
             };
         }
-        Box::pin(rx.into_stream()) as wharf_bus::blob::BlobStream
-    } else {
-        wharf_bus::blob::open(client, &req.context, true)
-            .await
-            .map_err(lost)?
+        Box::pin(rx.into_stream())
     };
     let reader =
         tokio_util::io::StreamReader::new(stream.map_err(|e| std::io::Error::other(e.message)));
