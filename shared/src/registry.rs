@@ -172,6 +172,56 @@ pub struct PushRequest {
     pub auth: Option<RegistryAuth>,
 }
 
+/// `sync` (a download stream of progress): copies a repository's images from one registry to
+/// another, registry to registry, never through image-store. Manifests go byte for byte, so
+/// every digest stays what it was at the source. The stream's last message carries the
+/// [`SyncSummary`] in its `aux` (`{"Summary": ...}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The source repository, a normalized reference (`registry/path`), with a tag to copy
+    /// that tag alone.
+    pub source: String,
+    /// The destination repository, a normalized reference without tag or digest: tags keep
+    /// their names.
+    pub destination: String,
+    /// The tags to copy; empty means the source's tag, or every tag of the source repository.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub source_auth: Option<RegistryAuth>,
+    #[serde(default)]
+    pub destination_auth: Option<RegistryAuth>,
+}
+
+/// What a sync did. A tag is skipped when the destination already serves the source's digest
+/// for it; blobs are counted once per sync, whichever manifests share them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    pub source: String,
+    pub destination: String,
+    /// Tags copied, and tags the destination already had as at the source.
+    pub copied: Vec<String>,
+    pub skipped: Vec<String>,
+    /// Tags that could not be copied, each with why; the other tags still were.
+    #[serde(default)]
+    pub failed: Vec<SyncFailure>,
+    /// Manifests put to the destination: indexes and the platforms' image manifests.
+    pub manifests: u64,
+    /// Blobs uploaded, mounted from the source repository (same registry), or found there.
+    pub blobs_copied: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    /// Bytes uploaded.
+    pub bytes_copied: u64,
+}
+
+/// A tag a sync could not copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncFailure {
+    pub tag: String,
+    pub error: String,
+}
+
 /// `info`: how registry-sync reaches registries (shown by `docker info`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RegistrySettings {

@@ -54,6 +54,8 @@ pub mod image_store {
 pub mod registry_sync {
     pub const PULL: &str = "pull";
     pub const PUSH: &str = "push";
+    /// Registry-to-registry copy ([`crate::registry::SyncRequest`]), a progress stream.
+    pub const SYNC: &str = "sync";
     /// `docker login`: checks [`crate::registry::RegistryAuth`] against its registry
     /// ([`crate::registry::LoginReply`]).
     pub const LOGIN: &str = "login";

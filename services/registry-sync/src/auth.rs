@@ -179,7 +179,8 @@ pub struct IssuedToken {
     pub refresh_token: Option<String>,
 }
 
-/// Asks the token server of a Bearer challenge for a token with `scope`.
+/// Asks the token server of a Bearer challenge for a token with `scope` (one scope, or several
+/// separated by spaces).
 pub async fn fetch_token(
     http: &reqwest::Client,
     realm: &str,
@@ -239,7 +240,9 @@ async fn request_token(
         if let Some(s) = service {
             query.push(("service", s));
         }
-        if let Some(s) = scope {
+        // Several scopes (a push that mounts from another repository) go as repeated
+        // `scope` parameters, as docker sends them.
+        for s in scope.into_iter().flat_map(str::split_whitespace) {
             query.push(("scope", s));
         }
         if offline {

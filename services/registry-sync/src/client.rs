@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -352,6 +352,8 @@ impl Registries {
             creds,
             auth: Mutex::new(HashMap::new()),
             push: false,
+            mount_sources: Vec::new(),
+            chunk_size: UPLOAD_CHUNK,
         }
     }
 
@@ -403,6 +405,11 @@ pub struct Session {
     auth: Mutex<HashMap<String, Authorization>>,
     /// Asks for `push,pull` scope instead of `pull`.
     push: bool,
+    /// Other repositories of the registry blobs may be mounted from: a push's token asks for
+    /// `pull` on each too, or a token registry refuses the mount.
+    mount_sources: Vec<String>,
+    /// Blobs up to this size go up in one request; larger ones in chunks of this size.
+    chunk_size: u64,
 }
 
 /// A fetched manifest: its bytes, content type and the registry's digest header, if any.
@@ -439,9 +446,33 @@ impl Session {
         Ok(())
     }
 
+    /// Other repositories this session may mount blobs from (push sessions).
+    pub fn with_mount_sources(mut self, repos: &[String]) -> Session {
+        self.mount_sources = repos
+            .iter()
+            .filter(|r| **r != self.path)
+            .cloned()
+            .collect();
+        self.mount_sources.sort();
+        self.mount_sources.dedup();
+        self
+    }
+
+    /// Uploads of blobs larger than `size` go in chunks of `size` bytes.
+    pub fn with_chunk_size(mut self, size: u64) -> Session {
+        self.chunk_size = size.max(1);
+        self
+    }
+
+    /// The token scope(s) this session asks for, space-separated.
     fn scope(&self) -> String {
         if self.push {
-            format!("repository:{}:push,pull", self.path)
+            let mut scope = format!("repository:{}:push,pull", self.path);
+            for repo in &self.mount_sources {
+                scope.push(' ');
+                scope.push_str(&auth::pull_scope(repo));
+            }
+            scope
         } else {
             auth::pull_scope(&self.path)
         }
@@ -549,6 +580,70 @@ impl Session {
         })
     }
 
+    /// The repository's tags (`GET tags/list`, following `Link` pages), sorted.
+    pub async fn tags(&self) -> Result<Vec<String>, RegistryError> {
+        #[derive(Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut url = self.url(&format!("{}/tags/list?n={TAGS_PAGE}", self.path));
+        let mut tags = Vec::new();
+        for _ in 0..MAX_TAG_PAGES {
+            let mut response = self.get(&url, HeaderMap::new()).await?;
+            let next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let (body, over) = read_capped(&mut response, MAX_TAG_PAGE_BYTES)
+                .await
+                .map_err(|e| transport(&url, &e))?;
+            if over {
+                return Err(RegistryError::Invalid(format!(
+                    "tag list too large: more than {MAX_TAG_PAGE_BYTES} bytes a page"
+                )));
+            }
+            let page: TagList = serde_json::from_slice(&body)
+                .map_err(|e| RegistryError::Invalid(format!("malformed tag list: {e}")))?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(link) if link.starts_with('/') => {
+                    url = format!("{}{link}", self.endpoint.base)
+                }
+                Some(link) => url = link,
+                None => {
+                    tags.sort();
+                    tags.dedup();
+                    return Ok(tags);
+                }
+            }
+        }
+        Err(RegistryError::Invalid(format!(
+            "tag list longer than {MAX_TAG_PAGES} pages"
+        )))
+    }
+
+    /// The digest the registry serves for a tag or digest (`HEAD` of the manifest); `None`
+    /// when it has no such manifest.
+    pub async fn manifest_digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
+        let url = self.url(&format!("{}/manifests/{reference}", self.path));
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, manifest::ACCEPT.parse().unwrap());
+        let response = self
+            .send(reqwest::Method::HEAD, &url, headers, None)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)),
+            _ => Err(error_of(response).await),
+        }
+    }
+
     /// Starts a blob download at `offset` (a Range request when resuming). Returns the response
     /// and the offset its body starts at: 0 when the registry ignored the range.
     pub async fn blob(
@@ -650,8 +745,103 @@ impl Session {
         }
     }
 
-    /// Uploads a blob monolithically: `POST uploads/`, then `PUT <location>?digest=`.
+    /// Uploads a blob held in memory (configs, manifests' small companions).
     pub async fn upload_blob(&self, digest: &str, data: Bytes) -> Result<(), RegistryError> {
+        self.upload(digest, &MemorySource(data), &(std::sync::Arc::new(|_| {}) as ProgressFn))
+            .await
+    }
+
+    /// Uploads a blob from `source`, reporting the bytes sent so far to `progress`.
+    ///
+    /// Blobs up to the chunk size go up in one `PUT` (monolithic); larger ones as `PATCH`
+    /// chunks of that size (never below the registry's `OCI-Chunk-Min-Length`), then a closing
+    /// `PUT ?digest=`. A chunk that fails (connection lost, 5xx, an expired token) is resumed
+    /// from what the registry says it received (`GET` of the upload's `Range`), a few times;
+    /// an upload the registry forgot starts over. The registry checks the digest at the end:
+    /// bytes that do not match are refused there.
+    pub async fn upload(
+        &self,
+        digest: &str,
+        source: &dyn UploadSource,
+        progress: &ProgressFn,
+    ) -> Result<(), RegistryError> {
+        let size = source.size();
+        let mut failures = 0;
+        'start: loop {
+            let (mut location, min_chunk) = self.start_upload().await?;
+            let chunk = self.chunk_size.max(min_chunk);
+            if size <= chunk {
+                match self.put_chunk(&location, digest, source, size, progress).await {
+                    Ok(()) => {
+                        progress(size);
+                        return Ok(());
+                    }
+                    Err(e) if retryable(&e) && failures < UPLOAD_RETRIES => {
+                        failures += 1;
+                        tracing::info!("upload of {digest} failed, starting over: {e}");
+                        tokio::time::sleep(backoff(failures)).await;
+                        continue 'start;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut offset = 0;
+            let mut reader = None;
+            while offset < size {
+                let end = (offset + chunk).min(size);
+                let result = match reader.take() {
+                    Some(r) => Ok(r),
+                    None => source.open(offset).await.map(SharedReader::new),
+                };
+                let result = match result {
+                    Ok(r) => {
+                        let sent = self
+                            .patch_chunk(&location, &r, offset, end, progress)
+                            .await;
+                        sent.map(|next| (next, r))
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok((next, r)) => {
+                        location = next;
+                        offset = end;
+                        reader = Some(r);
+                    }
+                    Err(e) if retryable(&e) && failures < UPLOAD_RETRIES => {
+                        failures += 1;
+                        tokio::time::sleep(backoff(failures)).await;
+                        match self.upload_status(&location).await {
+                            Ok((at, received)) if received <= size => {
+                                tracing::info!(
+                                    "upload of {digest} failed at {offset}, resuming at {received}: {e}"
+                                );
+                                location = at;
+                                offset = received;
+                                progress(offset);
+                            }
+                            _ => {
+                                tracing::info!("upload of {digest} failed, starting over: {e}");
+                                continue 'start;
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let put = with_digest(&location, digest);
+            let response = self
+                .send(reqwest::Method::PUT, &put, HeaderMap::new(), Some(Bytes::new()))
+                .await?;
+            if response.status().is_success() {
+                return Ok(());
+            }
+            return Err(error_of(response).await);
+        }
+    }
+
+    /// `POST uploads/`: the upload's absolute location, and the registry's minimum chunk.
+    async fn start_upload(&self) -> Result<(String, u64), RegistryError> {
         let url = self.url(&format!("{}/blobs/uploads/", self.path));
         let response = self
             .send(
@@ -664,27 +854,131 @@ impl Session {
         if !response.status().is_success() {
             return Err(error_of(response).await);
         }
+        let min_chunk = response
+            .headers()
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok((self.location_of(&response)?, min_chunk))
+    }
+
+    /// A response's `Location`, made absolute.
+    fn location_of(&self, response: &reqwest::Response) -> Result<String, RegistryError> {
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Invalid("upload started without a Location".into()))?;
-        let location = if location.starts_with('/') {
+            .ok_or_else(|| RegistryError::Invalid("upload answered without a Location".into()))?;
+        Ok(if location.starts_with('/') {
             format!("{}{location}", self.endpoint.base)
         } else {
             location.to_string()
-        };
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{separator}digest={digest}");
+        })
+    }
+
+    /// The whole blob in the closing `PUT ?digest=` (monolithic upload).
+    async fn put_chunk(
+        &self,
+        location: &str,
+        digest: &str,
+        source: &dyn UploadSource,
+        size: u64,
+        progress: &ProgressFn,
+    ) -> Result<(), RegistryError> {
+        let put = with_digest(location, digest);
+        let reader = SharedReader::new(source.open(0).await?);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, "application/octet-stream".parse().unwrap());
+        headers.insert(CONTENT_LENGTH, size.into());
         let response = self
-            .send(reqwest::Method::PUT, &put, headers, Some(data))
+            .streamed(reqwest::Method::PUT, &put, headers, reader.take(size, 0, progress))
+            .await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(error_of(response).await)
+    }
+
+    /// One `PATCH` of bytes `[from, to)`; returns the location of the rest of the upload.
+    async fn patch_chunk(
+        &self,
+        location: &str,
+        reader: &SharedReader,
+        from: u64,
+        to: u64,
+        progress: &ProgressFn,
+    ) -> Result<String, RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "application/octet-stream".parse().unwrap());
+        headers.insert(CONTENT_LENGTH, (to - from).into());
+        headers.insert(
+            reqwest::header::CONTENT_RANGE,
+            format!("{from}-{}", to - 1).parse().unwrap(),
+        );
+        let body = reader.take(to - from, from, progress);
+        let response = self
+            .streamed(reqwest::Method::PATCH, location, headers, body)
+            .await?;
+        if response.status().is_success() {
+            return self.location_of(&response);
+        }
+        Err(error_of(response).await)
+    }
+
+    /// `GET` of an upload in progress: its location and how many bytes the registry holds.
+    async fn upload_status(&self, location: &str) -> Result<(String, u64), RegistryError> {
+        let response = self
+            .send(reqwest::Method::GET, location, HeaderMap::new(), None)
             .await?;
         if !response.status().is_success() {
             return Err(error_of(response).await);
         }
-        Ok(())
+        // `Range: 0-<last byte>`; an upload with nothing yet says `0-0` (or nothing).
+        let received = response
+            .headers()
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim_start_matches("bytes=").split_once('-'))
+            .and_then(|(_, last)| last.parse::<u64>().ok())
+            .map_or(0, |last| if last == 0 { 0 } else { last + 1 });
+        let at = if response.headers().contains_key(reqwest::header::LOCATION) {
+            self.location_of(&response)?
+        } else {
+            location.to_string()
+        };
+        Ok((at, received))
+    }
+
+    /// A request whose body is a stream, sent once: a 401 is answered by authorizing again and
+    /// returned as an error for the caller to retry.
+    async fn streamed(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let req = self
+            .http
+            .request(method, url)
+            .headers(headers)
+            .body(body);
+        let response = self
+            .authorized(req)
+            .send()
+            .await
+            .map_err(|e| transport(url, &e))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let challenges = challenges_of(response.headers());
+            if !challenges.is_empty() {
+                self.authorize(&challenges, url).await?;
+                return Err(RegistryError::Status {
+                    status: "401 Unauthorized (token renewed)".into(),
+                });
+            }
+        }
+        Ok(response)
     }
 
     /// `PUT /v2/<repo>/manifests/<tag>`; returns the registry's `Docker-Content-Digest`.
@@ -718,6 +1012,133 @@ impl Session {
     /// The URL of a blob, for error messages.
     pub fn blob_url(&self, digest: &str) -> String {
         self.url(&format!("{}/blobs/{}", self.path, digest))
+    }
+}
+
+/// Tags asked for per page of `tags/list`, pages followed at most, and the most one page may
+/// weigh.
+const TAGS_PAGE: usize = 1000;
+const MAX_TAG_PAGES: usize = 1000;
+const MAX_TAG_PAGE_BYTES: usize = 4 << 20;
+
+/// The target of a `Link: <url>; rel="next"` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next")
+            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    })
+}
+
+/// Uploads of blobs up to this size are monolithic; larger blobs go in chunks of this size.
+pub const UPLOAD_CHUNK: u64 = 64 << 20;
+
+/// Failed chunks (or uploads) retried per blob before the upload fails.
+const UPLOAD_RETRIES: u32 = 4;
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(200 << failures.min(5))
+}
+
+/// Failures worth another try: the connection, the registry's own trouble, a renewed token.
+fn retryable(err: &RegistryError) -> bool {
+    match err {
+        RegistryError::Transport { .. } => true,
+        RegistryError::Status { status } => {
+            status.starts_with('5') || status.starts_with("401") || status.starts_with("429")
+        }
+        RegistryError::Code { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
+    }
+}
+
+/// `location` with `digest=` added to its query.
+fn with_digest(location: &str, digest: &str) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
+}
+
+/// Hears how many bytes of a blob the registry was sent so far.
+pub type ProgressFn = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Bytes in order; an `Err` item ends them.
+pub type ByteStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A blob to upload: its size, and its bytes from any offset (a failed chunk resumes there).
+pub trait UploadSource: Send + Sync {
+    fn size(&self) -> u64;
+    fn open(&self, offset: u64) -> futures::future::BoxFuture<'_, Result<ByteStream, RegistryError>>;
+}
+
+/// A blob held in memory.
+pub struct MemorySource(pub Bytes);
+
+impl UploadSource for MemorySource {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn open(&self, offset: u64) -> futures::future::BoxFuture<'_, Result<ByteStream, RegistryError>> {
+        let rest = self.0.slice((offset as usize).min(self.0.len())..);
+        Box::pin(async move {
+            Ok(Box::pin(futures::stream::once(async move { Ok(rest) })) as ByteStream)
+        })
+    }
+}
+
+/// One open source read across several chunk bodies: each body takes its share and leaves the
+/// rest (of a piece it split) for the next.
+struct SharedReader(std::sync::Arc<tokio::sync::Mutex<ReaderState>>);
+
+struct ReaderState {
+    stream: ByteStream,
+    pending: Bytes,
+}
+
+impl SharedReader {
+    fn new(stream: ByteStream) -> SharedReader {
+        SharedReader(std::sync::Arc::new(tokio::sync::Mutex::new(ReaderState {
+            stream,
+            pending: Bytes::new(),
+        })))
+    }
+
+    /// A body of the next `len` bytes; `progress` hears `base` plus what was sent so far. A
+    /// source that ends early fails the body (and so the request).
+    fn take(&self, len: u64, base: u64, progress: &ProgressFn) -> reqwest::Body {
+        use futures::StreamExt;
+        let state = self.0.clone();
+        let progress = progress.clone();
+        let body = futures::stream::unfold(len, move |left| {
+            let state = state.clone();
+            let progress = progress.clone();
+            async move {
+                if left == 0 {
+                    return None;
+                }
+                let mut state = state.lock().await;
+                if state.pending.is_empty() {
+                    match state.stream.next().await {
+                        Some(Ok(piece)) => state.pending = piece,
+                        Some(Err(e)) => return Some((Err(e), 0)),
+                        None => {
+                            let early = std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the blob ended before its size",
+                            );
+                            return Some((Err(early), 0));
+                        }
+                    }
+                }
+                let n = (state.pending.len() as u64).min(left);
+                let piece = state.pending.split_to(n as usize);
+                progress(base + len - left + n);
+                Some((Ok(piece), left - n))
+            }
+        });
+        reqwest::Body::wrap_stream(body)
     }
 }
 
@@ -909,6 +1330,16 @@ mod tests {
             !basic.contains("pw-secret") && basic.contains("alice"),
             "{basic}"
         );
+    }
+
+    #[test]
+    fn tag_pages_follow_the_next_link() {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?last=x&n=2>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?last=x&n=2")
+        );
+        assert_eq!(next_link(r#"<http://r/v2/a/tags/list?n=1>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
     }
 
     #[test]
