@@ -29,14 +29,27 @@ pub async fn open(
     digest: &str,
     shortcut: bool,
 ) -> Result<BlobStream, BusError> {
+    open_at(client, digest, 0, shortcut).await
+}
+
+/// [`open`] from byte `offset` on (an upload resuming after a failure).
+pub async fn open_at(
+    client: &async_nats::Client,
+    digest: &str,
+    offset: u64,
+    shortcut: bool,
+) -> Result<BlobStream, BusError> {
     if shortcut {
-        if let Some(file) = open_local(client, digest).await {
-            return Ok(file_stream(file));
+        if let Some(mut file) = open_local(client, digest).await {
+            use tokio::io::AsyncSeekExt;
+            if offset == 0 || file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
+                return Ok(file_stream(file));
+            }
         }
     }
     let request = BlobRead {
         digest: digest.to_string(),
-        offset: 0,
+        offset,
     };
     let (receiver, _info) = Receiver::open_json(
         client,

@@ -167,6 +167,7 @@ pub struct PullRequest {
 /// `push` (a download stream of progress).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushRequest {
+    /// Normalized reference with a tag; a bare repository name pushes every tag of it.
     pub reference: String,
     #[serde(default)]
     pub auth: Option<RegistryAuth>,

@@ -128,18 +128,25 @@ pub async fn post_dispatch(
     }
 }
 
-/// `POST /images/{name}/push?tag=`: registry-sync pushes; its progress streams back.
+/// `POST /images/{name}/push?tag=`: registry-sync pushes; its progress streams back. Without
+/// a tag (`docker push --all-tags`) every tag of the repository goes, as in dockerd; the CLI
+/// names `latest` itself otherwise.
 async fn push(state: &AppState, name: &str, q: &Query, headers: &HeaderMap) -> ApiResult<Response> {
     let mut reference = Reference::parse(name)?;
     if let Some(t) = q.get("tag").filter(|t| !t.is_empty()) {
-        reference = Reference::parse(&format!("{}:{t}", reference.name()))?;
+        // The "tag" may be a digest, as dockerd reads it (and then refuses to push it).
+        reference = if t.contains(':') {
+            Reference::parse(&format!("{}@{t}", reference.name()))?
+        } else {
+            Reference::parse(&format!("{}:{t}", reference.name()))?
+        };
     }
     let auth = headers
         .get("X-Registry-Auth")
         .and_then(|v| v.to_str().ok())
         .and_then(RegistryAuth::from_header);
     let request = PushRequest {
-        reference: reference.with_default_tag().to_string(),
+        reference: reference.to_string(),
         auth,
     };
     let (rx, _) = Receiver::open_json(

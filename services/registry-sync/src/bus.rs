@@ -265,7 +265,7 @@ impl ContentStore for BusStore {
     }
 }
 
-/// Adds the `pull`, `push`, `login` and `info` endpoints to a started service.
+/// Adds the `pull`, `push`, `sync`, `login` and `info` endpoints to a started service.
 pub async fn serve(
     running: &mut Running,
     client: async_nats::Client,
@@ -296,6 +296,15 @@ pub async fn serve(
             let client = push_client.clone();
             let registries = push_registries.clone();
             async move { handle_push(client, registries, request).await }
+        })
+        .await?;
+    let sync_client = client.clone();
+    let sync_registries = registries.clone();
+    running
+        .serve(group::REGISTRY_SYNC, registry_sync::SYNC, move |request| {
+            let client = sync_client.clone();
+            let registries = sync_registries.clone();
+            async move { handle_sync(client, registries, request).await }
         })
         .await?;
     running
@@ -370,6 +379,29 @@ impl crate::push::ImageSource for BusImageSource {
         .await
     }
 
+    async fn tags(&self, name: &str) -> Result<Vec<String>, BusError> {
+        let list = wharf_bus::image::ImageList {
+            all: true,
+            ..Default::default()
+        };
+        let records: Vec<ImageRecord> = rpc::call(
+            &self.client,
+            &store_subject(image_store::IMAGE_LIST),
+            &list,
+        )
+        .await?;
+        let prefix = format!("{name}:");
+        Ok(records
+            .into_iter()
+            .flat_map(|r| r.repo_tags)
+            .filter(|t| t.starts_with(&prefix))
+            .collect())
+    }
+
+    async fn open(&self, digest: &str, offset: u64) -> Result<wharf_bus::blob::BlobStream, BusError> {
+        wharf_bus::blob::open_at(&self.client, digest, offset, true).await
+    }
+
     async fn read(&self, digest: &str) -> Result<Bytes, BusError> {
         use futures::TryStreamExt;
         let stream = wharf_bus::blob::open(&self.client, digest, true).await?;
@@ -434,6 +466,7 @@ async fn handle_push(
     };
     match result {
         Ok(pushed) => {
+            tracing::debug!("pushed {:?} to {}", pushed.tags, pushed.name);
             let event = Event::now(
                 "image",
                 "push",
@@ -445,6 +478,43 @@ async fn handle_push(
         }
         Err(err) => {
             tracing::info!("push of {} failed: {err}", push_request.reference);
+            sender.fail(&err).await;
+        }
+    }
+    Ok(Reply::Streamed)
+}
+
+async fn handle_sync(
+    client: async_nats::Client,
+    registries: Arc<Registries>,
+    request: Arc<async_nats::service::Request>,
+) -> Result<Reply, BusError> {
+    let sync_request: wharf_bus::registry::SyncRequest = rpc::decode(&request.message.payload)?;
+    // A bad reference, an unreachable registry, refused credentials: plain error replies.
+    let plan = crate::sync::resolve(&registries, &sync_request).await?;
+    let mut sender = Sender::accept(&client, &request, Bytes::new()).await?;
+    let (progress, messages) = Progress::channel();
+    // The caller going away drops the sync: uploads under way are abandoned, no tag is put.
+    let Some(result) = relay(
+        &mut sender,
+        messages,
+        crate::sync::run(plan, &progress),
+        "sync",
+    )
+    .await
+    else {
+        return Ok(Reply::Streamed);
+    };
+    match result {
+        Ok(_) => {
+            let _ = sender.finish().await;
+        }
+        Err(err) => {
+            tracing::info!(
+                "sync of {} to {} failed: {err}",
+                sync_request.source,
+                sync_request.destination
+            );
             sender.fail(&err).await;
         }
     }

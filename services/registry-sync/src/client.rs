@@ -357,12 +357,51 @@ impl Registries {
         }
     }
 
+    /// A push session with the first endpoint of `domain` that answers (https before http for
+    /// insecure registries; mirrors are never pushed to). The error is the last endpoint's.
+    pub async fn push_endpoint(
+        &self,
+        domain: &str,
+        path: &str,
+        creds: Credentials,
+        mount_sources: &[String],
+    ) -> Result<Session, RegistryError> {
+        self.reach(domain, |endpoint| {
+            self.push_session(endpoint, path, creds.clone())
+                .with_mount_sources(mount_sources)
+        })
+        .await
+    }
+
     /// A session that asks for `push,pull` access to the repository.
     pub fn push_session(&self, endpoint: Endpoint, path: &str, creds: Credentials) -> Session {
         Session {
             push: true,
             ..self.session(endpoint, path, creds)
         }
+    }
+
+    /// The session `open` makes for the first endpoint of `domain` that answers (https before
+    /// http for insecure registries), never a mirror: what pushes and syncs talk to, since a
+    /// mirror neither takes pushes nor surely lists all of a repository's tags. The error is
+    /// the last endpoint's.
+    pub async fn reach(
+        &self,
+        domain: &str,
+        open: impl Fn(Endpoint) -> Session,
+    ) -> Result<Session, RegistryError> {
+        let mut last = None;
+        for endpoint in self.endpoints(domain) {
+            if endpoint.mirror {
+                continue;
+            }
+            let candidate = open(endpoint);
+            match candidate.ping().await {
+                Ok(()) => return Ok(candidate),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(RegistryError::Invalid("no endpoint for registry".into())))
     }
 }
 

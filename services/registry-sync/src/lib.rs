@@ -10,6 +10,7 @@ pub mod login;
 pub mod manifest;
 pub mod pull;
 pub mod push;
+pub mod sync;
 
 use std::sync::Arc;
 

@@ -14,7 +14,10 @@ use wharf_bus::registry::PushRequest;
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::auth::Credentials;
-use crate::client::{Registries, RegistryError, Session};
+use futures::future::BoxFuture;
+use wharf_bus::blob::BlobStream;
+
+use crate::client::{ByteStream, ProgressFn, Registries, RegistryError, Session, UploadSource};
 use crate::pull::{translate, Progress};
 
 pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -31,8 +34,16 @@ pub trait ImageSource: Send + Sync {
         &self,
         reference: &str,
     ) -> impl Future<Output = Result<ImageRecord, BusError>> + Send;
-    /// A blob's bytes.
+    /// The tags (normalized `name:tag` references) of repository `name`, in any order.
+    fn tags(&self, name: &str) -> impl Future<Output = Result<Vec<String>, BusError>> + Send;
+    /// A blob's bytes (small blobs: configs).
     fn read(&self, digest: &str) -> impl Future<Output = Result<Bytes, BusError>> + Send;
+    /// A blob's bytes from `offset` on, as a stream.
+    fn open(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> impl Future<Output = Result<BlobStream, BusError>> + Send;
     /// Records that `record` is known in a registry as `repo_digest` (`name@sha256:...`).
     fn add_repo_digest(
         &self,
@@ -41,81 +52,110 @@ pub trait ImageSource: Send + Sync {
     ) -> impl Future<Output = Result<(), BusError>> + Send;
 }
 
-/// A push whose image and registry are known: what is left can only fail in the stream.
+/// A push whose images and registry are known: what is left can only fail in the stream.
 pub struct Plan {
     reference: Reference,
-    tag: String,
-    record: ImageRecord,
+    /// The tags to push, each with its image, in dockerd's order.
+    images: Vec<(String, ImageRecord)>,
     session: Session,
+    /// Other repositories of the registry the images are known in (cross-repository mounts).
+    mount_from: Vec<String>,
+    /// The tag asked for, when the repository has others but not this one.
+    missing: Option<String>,
 }
 
-/// Finds the image and the registry endpoint. Errors here are dockerd's answers before output.
+/// Finds the images and the registry endpoint. Errors here are dockerd's answers before output.
+///
+/// A reference with a tag pushes that tag; a bare repository name (`docker push --all-tags`)
+/// pushes every tag of the repository, sorted, as dockerd does.
 pub async fn resolve<S: ImageSource>(
     registries: &Registries,
     store: &S,
     request: &PushRequest,
 ) -> Result<Plan, BusError> {
-    let reference = Reference::parse(&request.reference)?.with_default_tag();
-    let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
-    let record = match store.resolve(&reference.tagged(&tag).to_string()).await {
-        Ok(record) => record,
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            return Err(BusError::not_found(format!(
-                "An image does not exist locally with the tag: {}",
-                reference.familiar_name()
-            )))
+    let reference = Reference::parse(&request.reference)?;
+    if reference.digest.is_some() {
+        return Err(BusError::invalid("cannot push a digest reference"));
+    }
+    let tags = match &reference.tag {
+        Some(tag) => vec![tag.clone()],
+        None => {
+            let mut tags: Vec<String> = store
+                .tags(&reference.name())
+                .await?
+                .iter()
+                .filter_map(|t| Reference::parse(t).ok())
+                .filter(|t| t.name() == reference.name())
+                .filter_map(|t| t.tag)
+                .collect();
+            tags.sort();
+            tags.dedup();
+            tags
         }
-        Err(e) => return Err(e),
     };
-    // The first endpoint that answers (https before http for insecure registries), as pull.
-    let creds = Credentials::from_auth(request.auth.as_ref());
-    let mut last = None;
-    let mut session = None;
-    for endpoint in registries.endpoints(&reference.domain) {
-        if endpoint.mirror {
-            continue;
-        }
-        let candidate = registries.push_session(endpoint, &reference.path, creds.clone());
-        match candidate.ping().await {
-            Ok(()) => {
-                session = Some(candidate);
-                break;
+    let not_found = || {
+        BusError::not_found(format!(
+            "An image does not exist locally with the tag: {}",
+            reference.familiar_name()
+        ))
+    };
+    if tags.is_empty() {
+        return Err(not_found());
+    }
+    let mut images = Vec::with_capacity(tags.len());
+    let mut missing = None;
+    for tag in tags {
+        match store.resolve(&reference.tagged(&tag).to_string()).await {
+            Ok(record) => images.push((tag, record)),
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                // dockerd looks for the repository first, and for the tag once it has said
+                // which repository the push refers to.
+                let named = store.tags(&reference.name()).await?;
+                if named.is_empty() {
+                    return Err(not_found());
+                }
+                missing = Some(reference.tagged(&tag).familiar());
             }
-            Err(e) => last = Some(e),
+            Err(e) => return Err(e),
         }
     }
-    let session = match session {
-        Some(session) => session,
-        None => {
-            return Err(push_error(
-                last.unwrap_or(RegistryError::Invalid("no endpoint for registry".into())),
-                &reference,
-            ))
-        }
-    };
+    let mut mount_from: Vec<String> = images
+        .iter()
+        .flat_map(|(_, record)| record.repo_digests.iter())
+        .filter_map(|r| Reference::parse(r).ok())
+        .filter(|r| r.domain == reference.domain && r.path != reference.path)
+        .map(|r| r.path)
+        .collect();
+    mount_from.sort();
+    mount_from.dedup();
+    let creds = Credentials::from_auth(request.auth.as_ref());
+    let session = registries
+        .push_endpoint(&reference.domain, &reference.path, creds, &mount_from)
+        .await
+        .map_err(|e| push_error(e, &reference))?;
     Ok(Plan {
         reference,
-        tag,
-        record,
+        images,
         session,
+        mount_from,
+        missing,
     })
 }
 
-/// A blob as it goes to the registry.
+/// A layer as it goes to the registry.
 struct Blob {
     media_type: String,
     digest: String,
-    data: Bytes,
+    size: u64,
 }
 
-/// The result of a push: the manifest digest and size.
+/// The result of a push: the repository, and each tag's manifest digest and size.
 pub struct Pushed {
-    pub digest: String,
-    pub size: usize,
     pub name: String,
+    pub tags: Vec<(String, String, usize)>,
 }
 
-/// Pushes the planned image, reporting progress as dockerd does.
+/// Pushes the planned images, reporting progress as dockerd does.
 pub async fn push<S: ImageSource>(
     plan: Plan,
     store: &S,
@@ -123,15 +163,49 @@ pub async fn push<S: ImageSource>(
 ) -> Result<Pushed, BusError> {
     let Plan {
         reference,
-        tag,
-        record,
+        images,
         session,
+        mount_from,
+        missing,
     } = plan;
-    let fail = |e| push_error(e, &reference);
     progress.send(JsonMessage::status(
         format!("The push refers to repository [{}]", reference.name()),
         None,
     ));
+    if let Some(missing) = missing {
+        return Err(BusError::not_found(format!("tag does not exist: {missing}")));
+    }
+    let mut pushed = Pushed {
+        name: reference.name(),
+        tags: Vec::with_capacity(images.len()),
+    };
+    for (tag, record) in &images {
+        let (digest, size) = push_tag(
+            &reference,
+            tag,
+            record,
+            &session,
+            &mount_from,
+            store,
+            progress,
+        )
+        .await?;
+        pushed.tags.push((tag.clone(), digest, size));
+    }
+    Ok(pushed)
+}
+
+/// Pushes one tag: its layers, config and manifest.
+async fn push_tag<S: ImageSource>(
+    reference: &Reference,
+    tag: &str,
+    record: &ImageRecord,
+    session: &Session,
+    mount_from: &[String],
+    store: &S,
+    progress: &Progress,
+) -> Result<(String, usize), BusError> {
+    let fail = |e| push_error(e, reference);
     // dockerd lists layers top first.
     let layers: Vec<&LayerInfo> = record.layers.iter().rev().collect();
     for layer in &layers {
@@ -140,29 +214,43 @@ pub async fn push<S: ImageSource>(
     for layer in &layers {
         progress.layer(&short_id(&layer.diff_id), "Waiting");
     }
-    // Repositories of the same registry the image is known in, for cross-repository mounts.
-    let mount_from: Vec<String> = record
-        .repo_digests
-        .iter()
-        .filter_map(|r| Reference::parse(r).ok())
-        .filter(|r| r.domain == reference.domain && r.path != reference.path)
-        .map(|r| r.path)
-        .collect();
     let mut pushed = Vec::with_capacity(layers.len());
     for layer in &layers {
         let id = short_id(&layer.diff_id);
-        let blob = layer_blob(store, layer).await?;
+        // A layer stored uncompressed is known by its compressed digest once compressed here
+        // (the gzip is deterministic); until then it is compressed before anything else.
+        let mut spool = None;
+        let blob = match known_blob(layer) {
+            Some(blob) => blob,
+            None => {
+                let (blob, file) = compress(store, layer).await?;
+                spool = Some(file);
+                blob
+            }
+        };
         if session.has_blob(&blob.digest).await.map_err(fail)? {
             progress.layer(&id, "Layer already exists");
-        } else if let Some(from) = mount(&session, &blob.digest, &mount_from).await {
+        } else if let Some(from) = mount(session, &blob.digest, mount_from).await {
             progress.layer(&id, &format!("Mounted from {from}"));
         } else {
-            let total = blob.data.len() as u64;
+            let total = blob.size;
             progress.send(JsonMessage::progress("Pushing", &id, 0, Some(total)));
-            session
-                .upload_blob(&blob.digest, blob.data.clone())
-                .await
-                .map_err(fail)?;
+            let report = throttled(progress.clone(), id.clone(), total);
+            let result = match &spool {
+                Some(file) => {
+                    let source = FileSource::new(file, total);
+                    session.upload(&blob.digest, &source, &report).await
+                }
+                None => {
+                    let source = StoreSource {
+                        store,
+                        digest: &layer.digest,
+                        size: total,
+                    };
+                    session.upload(&blob.digest, &source, &report).await
+                }
+            };
+            result.map_err(fail)?;
             progress.send(JsonMessage::progress("Pushing", &id, total, Some(total)));
             progress.layer(&id, "Pushed");
         }
@@ -179,13 +267,18 @@ pub async fn push<S: ImageSource>(
     let manifest = manifest_bytes(&record.id, config.len(), &pushed);
     let digest = sha256_of(&manifest);
     let size = manifest.len();
-    session
-        .put_manifest(&tag, MANIFEST_V2, manifest)
+    let served = session
+        .put_manifest(tag, MANIFEST_V2, manifest)
         .await
         .map_err(fail)?;
+    if let Some(served) = served.filter(|d| *d != digest) {
+        return Err(BusError::internal(format!(
+            "the registry stored the manifest of {tag} as {served}, not {digest}"
+        )));
+    }
     // `docker images --digests` shows the pushed digest; the push stands even if this fails.
     let repo_digest = format!("{}@{digest}", reference.name());
-    if let Err(e) = store.add_repo_digest(&record, &repo_digest).await {
+    if let Err(e) = store.add_repo_digest(record, &repo_digest).await {
         tracing::warn!("cannot record {repo_digest} on {}: {e}", record.id);
     }
     progress.send(JsonMessage::status(
@@ -197,11 +290,7 @@ pub async fn push<S: ImageSource>(
         aux: Some(json!({"Tag": tag, "Digest": digest, "Size": size})),
         ..Default::default()
     });
-    Ok(Pushed {
-        digest,
-        size,
-        name: reference.name(),
-    })
+    Ok((digest, size))
 }
 
 /// A registry failure in dockerd's words for a push: its retry logic unwraps the URL from
@@ -227,71 +316,260 @@ async fn mount(session: &Session, digest: &str, from: &[String]) -> Option<Strin
     None
 }
 
-/// A layer as pushed: compressed layers as stored, uncompressed ones gzip-compressed.
-async fn layer_blob<S: ImageSource>(store: &S, layer: &LayerInfo) -> Result<Blob, BusError> {
-    let data = store.read(&layer.digest).await?;
+/// Pushing progress for one layer, at most every [`PROGRESS_EVERY`] (and at the end).
+fn throttled(progress: Progress, id: String, total: u64) -> ProgressFn {
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    std::sync::Arc::new(move |sent| {
+        let mut last = last.lock().unwrap();
+        if sent < total && last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        *last = std::time::Instant::now();
+        progress.send(JsonMessage::progress("Pushing", &id, sent, Some(total)));
+    })
+}
+
+/// How often a layer's progress bar moves (dockerd's rate).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Compressed digests of layers stored uncompressed, by stored digest: a second push of a
+/// layer asks the registry before compressing again. Bounded; forgetting only costs time.
+static COMPRESSED: std::sync::Mutex<Option<std::collections::HashMap<String, (String, u64)>>> =
+    std::sync::Mutex::new(None);
+const COMPRESSED_REMEMBERED: usize = 4096;
+
+/// A layer as pushed, if known without reading it: compressed layers as stored, uncompressed
+/// ones once compressed before.
+fn known_blob(layer: &LayerInfo) -> Option<Blob> {
     match layer.media_type.as_str() {
         LAYER_TAR | OCI_LAYER_TAR => {
-            let (data, digest) = tokio::task::spawn_blocking(move || {
-                let compressed = gzip(&data)?;
-                let digest = sha256_of(&compressed);
-                Ok::<_, std::io::Error>((Bytes::from(compressed), digest))
-            })
-            .await
-            .map_err(|e| BusError::internal(format!("compressing a layer: {e}")))?
-            .map_err(|e| BusError::internal(format!("compressing a layer: {e}")))?;
-            Ok(Blob {
+            let known = COMPRESSED.lock().unwrap();
+            let (digest, size) = known.as_ref()?.get(&layer.digest)?.clone();
+            Some(Blob {
                 media_type: LAYER_GZIP.into(),
                 digest,
-                data,
+                size,
             })
         }
-        OCI_LAYER_GZIP => Ok(Blob {
+        OCI_LAYER_GZIP => Some(Blob {
             media_type: LAYER_GZIP.into(),
             digest: layer.digest.clone(),
-            data,
+            size: layer.size,
         }),
-        other => Ok(Blob {
+        other => Some(Blob {
             media_type: other.to_string(),
             digest: layer.digest.clone(),
-            data,
+            size: layer.size,
         }),
     }
 }
 
-/// gzip with a fixed header (no name, no time), so the same layer always compresses to the
-/// same digest and a second push finds it.
-pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data)?;
-    encoder.finish()
+/// gzip-compresses an uncompressed layer into an unnamed temporary file as it streams from
+/// the store, hashing the result: the file is the upload's source, gone when dropped.
+async fn compress<S: ImageSource>(
+    store: &S,
+    layer: &LayerInfo,
+) -> Result<(Blob, std::fs::File), BusError> {
+    use futures::StreamExt;
+    let failed = |e: &dyn std::fmt::Display| {
+        BusError::internal(format!("compressing layer {}: {e}", layer.digest))
+    };
+    let file = tempfile::tempfile().map_err(|e| failed(&e))?;
+    let mut encoder = Some(gzip_encoder(HashingWriter::new(file)));
+    let mut stream = store.open(&layer.digest, 0).await?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let mut e = encoder.take().expect("the encoder is put back after each write");
+        e = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            e.write_all(&chunk).map(|()| e)
+        })
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
+        encoder = Some(e);
+    }
+    let e = encoder.take().expect("the encoder is put back after each write");
+    let (file, digest, size) = tokio::task::spawn_blocking(move || e.finish()?.finish())
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
+    let mut known = COMPRESSED.lock().unwrap();
+    let known = known.get_or_insert_with(Default::default);
+    if known.len() >= COMPRESSED_REMEMBERED {
+        known.clear();
+    }
+    known.insert(layer.digest.clone(), (digest.clone(), size));
+    let blob = Blob {
+        media_type: LAYER_GZIP.into(),
+        digest,
+        size,
+    };
+    Ok((blob, file))
 }
 
-/// The schema2 manifest of a config and its layers, base first.
+/// gzip with a fixed header (no name, no time), so the same layer always compresses to the
+/// same digest and a second push finds it.
+fn gzip_encoder<W: std::io::Write>(w: W) -> flate2::write::GzEncoder<W> {
+    flate2::write::GzEncoder::new(w, flate2::Compression::default())
+}
+
+/// A file writer that hashes and counts what it writes.
+struct HashingWriter {
+    file: std::fs::File,
+    hasher: sha2::Sha256,
+    written: u64,
+}
+
+impl HashingWriter {
+    fn new(file: std::fs::File) -> HashingWriter {
+        use sha2::Digest;
+        HashingWriter {
+            file,
+            hasher: sha2::Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The file, the `sha256:` digest and the size of what was written.
+    fn finish(self) -> std::io::Result<(std::fs::File, String, u64)> {
+        use std::io::Write;
+        let mut file = self.file;
+        file.flush()?;
+        let digest = wharf_bus::digest::finish(self.hasher);
+        Ok((file, digest, self.written))
+    }
+}
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A blob of the store as an upload source.
+struct StoreSource<'a, S> {
+    store: &'a S,
+    digest: &'a str,
+    size: u64,
+}
+
+impl<S: ImageSource> UploadSource for StoreSource<'_, S> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<ByteStream, RegistryError>> {
+        Box::pin(async move {
+            use futures::TryStreamExt;
+            let stream = self
+                .store
+                .open(self.digest, offset)
+                .await
+                .map_err(|e| RegistryError::Invalid(format!("reading {}: {e}", self.digest)))?;
+            Ok(Box::pin(stream.map_err(std::io::Error::other)) as ByteStream)
+        })
+    }
+}
+
+/// A compressed layer's temporary file as an upload source.
+struct FileSource<'a> {
+    file: &'a std::fs::File,
+    size: u64,
+}
+
+impl<'a> FileSource<'a> {
+    fn new(file: &'a std::fs::File, size: u64) -> FileSource<'a> {
+        FileSource { file, size }
+    }
+}
+
+impl UploadSource for FileSource<'_> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn open(&self, offset: u64) -> BoxFuture<'_, Result<ByteStream, RegistryError>> {
+        let opened = self.file.try_clone();
+        Box::pin(async move {
+            let failed = |e: std::io::Error| {
+                RegistryError::Invalid(format!("reading a compressed layer: {e}"))
+            };
+            // A clone shares the offset: reading through positioned reads keeps clones apart.
+            let file = opened.map_err(failed)?;
+            let stream = futures::stream::unfold(Some((file, offset)), |state| async move {
+                let (file, at) = state?;
+                let read = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; FILE_CHUNK];
+                    let n = file.read_at(&mut buf, at)?;
+                    buf.truncate(n);
+                    Ok::<_, std::io::Error>((file, buf))
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                match read {
+                    Ok((_, buf)) if buf.is_empty() => None,
+                    Ok((file, buf)) => {
+                        let next = at + buf.len() as u64;
+                        Some((Ok(Bytes::from(buf)), Some((file, next))))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                }
+            });
+            Ok(Box::pin(stream) as ByteStream)
+        })
+    }
+}
+
+/// How much of a temporary file one chunk of an upload reads.
+const FILE_CHUNK: usize = 1 << 20;
+
+/// The schema2 manifest of a config and its layers, base first, in dockerd's layout (Go's
+/// `json.MarshalIndent` with three spaces), so the same image pushes to the same digest.
 fn manifest_bytes(config_digest: &str, config_size: usize, layers: &[Blob]) -> Bytes {
+    use serde::Serialize;
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_V2,
         "config": {"mediaType": CONFIG_V1, "size": config_size, "digest": config_digest},
         "layers": layers.iter().map(|l| json!({
             "mediaType": l.media_type,
-            "size": l.data.len(),
+            "size": l.size,
             "digest": l.digest,
         })).collect::<Vec<_>>(),
     });
-    Bytes::from(serde_json::to_vec_pretty(&manifest).expect("a manifest serializes"))
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    manifest
+        .serialize(&mut serializer)
+        .expect("a manifest serializes");
+    Bytes::from(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = gzip_encoder(Vec::new());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
     #[test]
     fn gzip_is_deterministic_so_a_second_push_finds_the_layer() {
         let data = b"a layer tar, more or less".repeat(1000);
-        let first = gzip(&data).unwrap();
-        assert_eq!(first, gzip(&data).unwrap());
+        let first = gzip(&data);
+        assert_eq!(first, gzip(&data));
         let mut back = Vec::new();
         use std::io::Read;
         flate2::read::GzDecoder::new(&first[..])
@@ -301,13 +579,35 @@ mod tests {
     }
 
     #[test]
+    fn hashing_writer_digests_what_lands_in_the_file() {
+        use std::io::{Read, Seek, Write};
+        let mut w = HashingWriter::new(tempfile::tempfile().unwrap());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let (mut file, digest, size) = w.finish().unwrap();
+        assert_eq!(size, 11);
+        assert_eq!(digest, sha256_of(b"hello world"));
+        let mut back = String::new();
+        file.rewind().unwrap();
+        file.read_to_string(&mut back).unwrap();
+        assert_eq!(back, "hello world");
+    }
+
+    #[test]
     fn manifest_is_schema2_with_the_layers_as_pushed() {
         let layer = Blob {
             media_type: LAYER_GZIP.into(),
             digest: "sha256:ab".into(),
-            data: Bytes::from_static(b"12345"),
+            size: 5,
         };
         let bytes = manifest_bytes("sha256:cd", 42, &[layer]);
+        // dockerd's layout, byte for byte (Go's MarshalIndent with three spaces).
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.starts_with("{\n   \"schemaVersion\": 2,\n   \"mediaType\": "),
+            "{text}"
+        );
+        assert!(text.contains("\n      \"mediaType\": "), "{text}");
         let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(m["schemaVersion"], 2);
         assert_eq!(m["mediaType"], MANIFEST_V2);
