@@ -42,6 +42,9 @@ pub enum Command {
     Builder,
     /// Run a runtime node alone.
     Runtime(RuntimeArgs),
+    /// Copy a repository from one registry to another (every tag and platform, or chosen
+    /// tags), once or every --every; uses the docker CLI's logins.
+    Sync(crate::sync::SyncArgs),
 }
 
 /// Options every command takes.
@@ -372,12 +375,40 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Runtime(rt) => (&none_g, &none_r, rt),
         _ => (&none_g, &none_r, &none_rt),
     };
-    let settings = merge(&cli.common, g, r, rt)?;
+    let mut settings = merge(&cli.common, g, r, rt)?;
+    if matches!(cli.command, Command::Sync(_)) && !settings.common.debug {
+        // A command, not a service: its output is the sync's, logs only when something is wrong.
+        settings
+            .common
+            .log_level
+            .get_or_insert_with(|| "warn".to_string());
+    }
     init_logging(&settings.common);
     if let Command::Up(up) = &cli.command {
         // Refuse bad API settings before starting anything.
         wharf_gateway::check(&gateway_options(&settings)?).await?;
         return crate::supervisor::up(settings, up.clone()).await;
+    }
+    if let Command::Sync(args) = &cli.command {
+        let mut common = settings.common.clone();
+        if common.nats_url.is_none() {
+            // Next to a `wharf up` with its private server: that server, as root can read it.
+            if let Some((url, user, password)) =
+                crate::supervisor::private_nats_client(&settings.data_root)
+            {
+                common.nats_url = Some(url);
+                common.nats_user = Some(user);
+                common.nats_password = Some(password);
+            }
+        }
+        // Inboxes under `_INBOX.wharf-sync.`: the `sync` user of deploy/nats/accounts.conf.
+        let client = wharf_bus::connect(&nats_options(&common), "wharf-sync")
+            .await
+            .context("cannot connect to NATS")?;
+        return tokio::select! {
+            r = crate::sync::run(client, args.clone()) => r,
+            _ = crate::supervisor::shutdown_signal() => Ok(()),
+        };
     }
     let name = match &cli.command {
         Command::Gateway(_) => "wharf-gateway",
@@ -385,7 +416,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::RegistrySync(_) => "wharf-registry-sync",
         Command::Builder => "wharf-builder",
         Command::Runtime(_) => "wharf-runtime",
-        Command::Up(_) => unreachable!(),
+        Command::Up(_) | Command::Sync(_) => unreachable!(),
     };
     let client = wharf_bus::connect(&nats_options(&settings.common), name)
         .await
@@ -442,7 +473,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await
             }
-            Command::Up(_) => unreachable!(),
+            Command::Up(_) | Command::Sync(_) => unreachable!(),
         }
     };
     let runtime = matches!(cli.command, Command::Runtime(_));

@@ -2,6 +2,7 @@
 
 mod cli;
 mod supervisor;
+mod sync;
 
 use clap::Parser;
 

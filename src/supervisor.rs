@@ -152,7 +152,25 @@ fn private_nats(settings: &Settings, up: &UpArgs) -> anyhow::Result<(Spec, Strin
         args: vec!["-c".to_string(), conf.display().to_string()],
         env: vec![],
     };
-    Ok((spec, format!("nats://{host}:{port}"), password))
+    let url = format!("nats://{host}:{port}");
+    // For commands run next to the stack (`wharf sync`): where the private server listens.
+    let url_file = dir.join("url");
+    std::fs::write(&url_file, &url)?;
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600))?;
+    Ok((spec, url, password))
+}
+
+/// The private nats-server of a `wharf up` using `data_root`: its URL, user and password, for
+/// commands run on the same host without NATS settings of their own.
+pub fn private_nats_client(data_root: &Path) -> Option<(String, String, String)> {
+    let dir = data_root.join("nats");
+    let url = std::fs::read_to_string(dir.join("url")).ok()?;
+    let password = std::fs::read_to_string(dir.join("password")).ok()?;
+    Some((
+        url.trim().to_string(),
+        "wharf".to_string(),
+        password.trim().to_string(),
+    ))
 }
 
 async fn wait_for_tcp(addr: &str, timeout: Duration) -> anyhow::Result<()> {

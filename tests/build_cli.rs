@@ -1148,7 +1148,7 @@ fn running_in(out: &Output) -> String {
     plain(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix(" ---> Running in "))
-        .last()
+        .next_back()
         .filter(|id| is_short_id(id))
         .unwrap_or_else(|| panic!("no ' ---> Running in <id>' line: {out}"))
         .to_string()
@@ -1455,15 +1455,16 @@ fn killing_the_builders_mid_build_fails_it_cleanly() {
     e.image_id("killed");
 }
 
+/// A route of [`serve_http`]: path, status, headers, body.
+type Route = (
+    &'static str,
+    u16,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
+
 /// A one-file-per-path HTTP server for `ADD <url>`: path -> (status, headers, body).
-fn serve_http(
-    routes: Vec<(
-        &'static str,
-        u16,
-        Vec<(&'static str, &'static str)>,
-        &'static str,
-    )>,
-) -> u16 {
+fn serve_http(routes: Vec<Route>) -> u16 {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

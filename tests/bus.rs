@@ -150,7 +150,7 @@ fn kill_mid_pull(service: &str) {
     let old = stack
         .service_pid(service)
         .unwrap_or_else(|| panic!("{service} runs as a child of wharf up"));
-    let mut pull = std::process::Command::from(docker.command(&["pull", &reference]));
+    let mut pull = docker.command(&["pull", &reference]);
     pull.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut pull = support::spawn(pull, libc::SIGKILL).unwrap();

@@ -537,7 +537,7 @@ fn health_checks_report_healthy_and_unhealthy() {
     loop {
         let (good, bad) = (state("good"), state("bad"));
         if good["Status"] == "healthy" && bad["Status"] == "unhealthy" {
-            assert_eq!(bad["FailingStreak"].as_i64().unwrap() >= 2, true, "{bad}");
+            assert!(bad["FailingStreak"].as_i64().unwrap() >= 2, "{bad}");
             let last = &bad["Log"].as_array().unwrap().last().unwrap().clone();
             assert_eq!(last["ExitCode"], 1, "{bad}");
             assert_eq!(last["Output"], "sick\n", "{bad}");

@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-for v in GATEWAY IMAGE_STORE REGISTRY_SYNC BUILDER RUNTIME OPS SYS; do
+for v in GATEWAY IMAGE_STORE REGISTRY_SYNC BUILDER RUNTIME SYNC OPS SYS; do
   export "WHARF_NATS_${v}_PASSWORD=\"check-only\""
 done
 

@@ -87,6 +87,47 @@ impl RegistryAuth {
     }
 }
 
+/// Credentials per registry, as Docker keys them (`X-Registry-Config`, the `auths` of the
+/// CLI's config.json): `host[:port]`, a URL, or `https://index.docker.io/v1/` for Docker Hub.
+pub type AuthConfigs = std::collections::BTreeMap<String, RegistryAuth>;
+
+/// Decodes `X-Registry-Config` (base64url or standard base64 of JSON); nothing usable is empty.
+pub fn auth_configs_from_header(value: &str) -> AuthConfigs {
+    use base64::Engine;
+    let value = value.trim();
+    [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ]
+    .iter()
+    .find_map(|e| e.decode(value).ok())
+    .and_then(|raw| serde_json::from_slice(&raw).ok())
+    .unwrap_or_default()
+}
+
+/// The host a credentials key names: `https://host:5000/v1/` -> `host:5000`, Docker Hub's
+/// names -> `docker.io`.
+pub fn auth_key_domain(key: &str) -> &str {
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        h => h,
+    }
+}
+
+/// The credentials in `configs` for registry `domain` (a normalized reference's domain).
+pub fn auth_for_domain(configs: &AuthConfigs, domain: &str) -> Option<RegistryAuth> {
+    configs
+        .iter()
+        .find(|(key, _)| auth_key_domain(key) == domain)
+        .map(|(_, auth)| auth.clone())
+}
+
 /// A platform as `--platform os/arch[/variant]` names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
@@ -253,6 +294,20 @@ impl std::fmt::Debug for LoginReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_found_by_the_registry_their_key_names() {
+        use base64::Engine;
+        let json = r#"{"https://index.docker.io/v1/":{"username":"hub"},"127.0.0.1:5000":{"username":"local"},"https://reg.example:443/v2/":{"username":"tls"}}"#;
+        let header = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let configs = auth_configs_from_header(&header);
+        let user = |d: &str| auth_for_domain(&configs, d).and_then(|a| a.username);
+        assert_eq!(user("docker.io").as_deref(), Some("hub"));
+        assert_eq!(user("127.0.0.1:5000").as_deref(), Some("local"));
+        assert_eq!(user("reg.example:443").as_deref(), Some("tls"));
+        assert_eq!(user("127.0.0.1:5001"), None);
+        assert!(auth_configs_from_header("!!not base64").is_empty());
+    }
 
     #[test]
     fn registry_auth_header_decodes_docker_cli_encoding() {

@@ -576,9 +576,7 @@ impl Registry {
             proc.show_log_on_panic = false;
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline && proc.exited().is_none() {
-                if let Some((status, _, _)) =
-                    http_get(&format!("127.0.0.1:{port}"), "/v2/", &[]).ok()
-                {
+                if let Ok((status, _, _)) = http_get(&format!("127.0.0.1:{port}"), "/v2/", &[]) {
                     if status == 200 || status == 401 {
                         return Registry {
                             port,
@@ -617,12 +615,11 @@ impl Registry {
     }
 }
 
+/// An HTTP answer: status, headers, body.
+pub type HttpAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// A minimal HTTP/1.0 GET over TCP: (status, headers, body).
-pub fn http_get(
-    addr: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpAnswer> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
@@ -1044,7 +1041,7 @@ pub fn unix_request(
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> std::io::Result<HttpAnswer> {
     let mut s = std::os::unix::net::UnixStream::connect(socket)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: docker\r\n");

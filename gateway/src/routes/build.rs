@@ -10,7 +10,6 @@ use axum::response::Response;
 use futures::StreamExt;
 use wharf_bus::build::{BuildRequest, ContextAccept, ContextPull, FifoOffer};
 use wharf_bus::reference::Reference;
-use wharf_bus::registry::RegistryAuth;
 use wharf_bus::stream::{Receiver, Sender, OPEN_TIMEOUT};
 use wharf_bus::subjects::{self, builder, group};
 use wharf_bus::BusError;
@@ -95,21 +94,10 @@ pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
     };
     host_config.ulimits = json_param(q, "ulimits", "ulimit settings")?;
     // X-Registry-Config: base64url JSON of {registry: AuthConfig}.
-    let auth: BTreeMap<String, RegistryAuth> = headers
+    let auth = headers
         .get("X-Registry-Config")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            use base64::Engine;
-            let v = v.trim();
-            [
-                base64::engine::general_purpose::URL_SAFE,
-                base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                base64::engine::general_purpose::STANDARD,
-            ]
-            .iter()
-            .find_map(|e| e.decode(v).ok())
-        })
-        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .map(wharf_bus::registry::auth_configs_from_header)
         .unwrap_or_default();
     // `rm` defaults to true; `forcerm` implies it.
     let rm = q.flag("forcerm") || q.get("rm").is_none_or(|v| v.is_empty()) || q.flag("rm");

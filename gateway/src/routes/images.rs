@@ -260,7 +260,7 @@ pub(super) fn json_line(msg: &JsonMessage) -> Bytes {
 
 /// dockerd answers a registry's refusal of credentials (on pull or push) as a server error: a 401 would make
 /// the CLI prompt for a login instead of printing the registry's reason.
-fn registry_error(err: BusError) -> ApiError {
+pub(super) fn registry_error(err: BusError) -> ApiError {
     match err.kind {
         wharf_bus::ErrorKind::Unauthorized => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.message)

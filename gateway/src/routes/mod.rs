@@ -8,6 +8,7 @@ mod container_files;
 mod containers;
 mod images;
 mod networks;
+mod sync;
 pub mod system;
 mod volumes;
 
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/system/df", get(system::disk_usage))
         .route("/build/prune", post(system::build_prune))
         .route("/build", post(build::build))
+        .route("/wharf/sync", post(sync::sync))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))

@@ -379,26 +379,26 @@ impl crate::push::ImageSource for BusImageSource {
         .await
     }
 
-    async fn tags(&self, name: &str) -> Result<Vec<String>, BusError> {
+    async fn references(&self, name: &str) -> Result<Vec<String>, BusError> {
         let list = wharf_bus::image::ImageList {
             all: true,
             ..Default::default()
         };
-        let records: Vec<ImageRecord> = rpc::call(
-            &self.client,
-            &store_subject(image_store::IMAGE_LIST),
-            &list,
-        )
-        .await?;
-        let prefix = format!("{name}:");
+        let records: Vec<ImageRecord> =
+            rpc::call(&self.client, &store_subject(image_store::IMAGE_LIST), &list).await?;
+        let (tagged, digested) = (format!("{name}:"), format!("{name}@"));
         Ok(records
             .into_iter()
-            .flat_map(|r| r.repo_tags)
-            .filter(|t| t.starts_with(&prefix))
+            .flat_map(|r| r.repo_tags.into_iter().chain(r.repo_digests))
+            .filter(|t| t.starts_with(&tagged) || t.starts_with(&digested))
             .collect())
     }
 
-    async fn open(&self, digest: &str, offset: u64) -> Result<wharf_bus::blob::BlobStream, BusError> {
+    async fn open(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> Result<wharf_bus::blob::BlobStream, BusError> {
         wharf_bus::blob::open_at(&self.client, digest, offset, true).await
     }
 

@@ -487,11 +487,7 @@ impl Session {
 
     /// Other repositories this session may mount blobs from (push sessions).
     pub fn with_mount_sources(mut self, repos: &[String]) -> Session {
-        self.mount_sources = repos
-            .iter()
-            .filter(|r| **r != self.path)
-            .cloned()
-            .collect();
+        self.mount_sources = repos.iter().filter(|r| **r != self.path).cloned().collect();
         self.mount_sources.sort();
         self.mount_sources.dedup();
         self
@@ -786,8 +782,12 @@ impl Session {
 
     /// Uploads a blob held in memory (configs, manifests' small companions).
     pub async fn upload_blob(&self, digest: &str, data: Bytes) -> Result<(), RegistryError> {
-        self.upload(digest, &MemorySource(data), &(std::sync::Arc::new(|_| {}) as ProgressFn))
-            .await
+        self.upload(
+            digest,
+            &MemorySource(data),
+            &(std::sync::Arc::new(|_| {}) as ProgressFn),
+        )
+        .await
     }
 
     /// Uploads a blob from `source`, reporting the bytes sent so far to `progress`.
@@ -810,7 +810,10 @@ impl Session {
             let (mut location, min_chunk) = self.start_upload().await?;
             let chunk = self.chunk_size.max(min_chunk);
             if size <= chunk {
-                match self.put_chunk(&location, digest, source, size, progress).await {
+                match self
+                    .put_chunk(&location, digest, source, size, progress)
+                    .await
+                {
                     Ok(()) => {
                         progress(size);
                         return Ok(());
@@ -834,9 +837,7 @@ impl Session {
                 };
                 let result = match result {
                     Ok(r) => {
-                        let sent = self
-                            .patch_chunk(&location, &r, offset, end, progress)
-                            .await;
+                        let sent = self.patch_chunk(&location, &r, offset, end, progress).await;
                         sent.map(|next| (next, r))
                     }
                     Err(e) => Err(e),
@@ -870,7 +871,12 @@ impl Session {
             }
             let put = with_digest(&location, digest);
             let response = self
-                .send(reqwest::Method::PUT, &put, HeaderMap::new(), Some(Bytes::new()))
+                .send(
+                    reqwest::Method::PUT,
+                    &put,
+                    HeaderMap::new(),
+                    Some(Bytes::new()),
+                )
                 .await?;
             if response.status().is_success() {
                 return Ok(());
@@ -931,7 +937,12 @@ impl Session {
         headers.insert(CONTENT_TYPE, "application/octet-stream".parse().unwrap());
         headers.insert(CONTENT_LENGTH, size.into());
         let response = self
-            .streamed(reqwest::Method::PUT, &put, headers, reader.take(size, 0, progress))
+            .streamed(
+                reqwest::Method::PUT,
+                &put,
+                headers,
+                reader.take(size, 0, progress),
+            )
             .await?;
         if response.status().is_success() {
             return Ok(());
@@ -998,11 +1009,7 @@ impl Session {
         headers: HeaderMap,
         body: reqwest::Body,
     ) -> Result<reqwest::Response, RegistryError> {
-        let req = self
-            .http
-            .request(method, url)
-            .headers(headers)
-            .body(body);
+        let req = self.http.request(method, url).headers(headers).body(body);
         let response = self
             .authorized(req)
             .send()
@@ -1067,7 +1074,13 @@ fn next_link(header: &str) -> Option<String> {
         params
             .split(';')
             .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next")
-            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
     })
 }
 
@@ -1109,7 +1122,10 @@ pub type ByteStream =
 /// A blob to upload: its size, and its bytes from any offset (a failed chunk resumes there).
 pub trait UploadSource: Send + Sync {
     fn size(&self) -> u64;
-    fn open(&self, offset: u64) -> futures::future::BoxFuture<'_, Result<ByteStream, RegistryError>>;
+    fn open(
+        &self,
+        offset: u64,
+    ) -> futures::future::BoxFuture<'_, Result<ByteStream, RegistryError>>;
 }
 
 /// A blob held in memory.
@@ -1119,7 +1135,10 @@ impl UploadSource for MemorySource {
     fn size(&self) -> u64 {
         self.0.len() as u64
     }
-    fn open(&self, offset: u64) -> futures::future::BoxFuture<'_, Result<ByteStream, RegistryError>> {
+    fn open(
+        &self,
+        offset: u64,
+    ) -> futures::future::BoxFuture<'_, Result<ByteStream, RegistryError>> {
         let rest = self.0.slice((offset as usize).min(self.0.len())..);
         Box::pin(async move {
             Ok(Box::pin(futures::stream::once(async move { Ok(rest) })) as ByteStream)
@@ -1377,7 +1396,10 @@ mod tests {
             next_link(r#"</v2/a/tags/list?last=x&n=2>; rel="next""#).as_deref(),
             Some("/v2/a/tags/list?last=x&n=2")
         );
-        assert_eq!(next_link(r#"<http://r/v2/a/tags/list?n=1>; rel="prev""#), None);
+        assert_eq!(
+            next_link(r#"<http://r/v2/a/tags/list?n=1>; rel="prev""#),
+            None
+        );
         assert_eq!(next_link("garbage"), None);
     }
 

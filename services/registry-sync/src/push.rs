@@ -34,8 +34,9 @@ pub trait ImageSource: Send + Sync {
         &self,
         reference: &str,
     ) -> impl Future<Output = Result<ImageRecord, BusError>> + Send;
-    /// The tags (normalized `name:tag` references) of repository `name`, in any order.
-    fn tags(&self, name: &str) -> impl Future<Output = Result<Vec<String>, BusError>> + Send;
+    /// The references (normalized `name:tag` and `name@digest`) of repository `name`, in any
+    /// order.
+    fn references(&self, name: &str) -> impl Future<Output = Result<Vec<String>, BusError>> + Send;
     /// A blob's bytes (small blobs: configs).
     fn read(&self, digest: &str) -> impl Future<Output = Result<Bytes, BusError>> + Send;
     /// A blob's bytes from `offset` on, as a stream.
@@ -57,11 +58,10 @@ pub struct Plan {
     reference: Reference,
     /// The tags to push, each with its image, in dockerd's order.
     images: Vec<(String, ImageRecord)>,
-    session: Session,
+    /// The registry; or why nothing can be pushed, said once the repository is named.
+    session: Result<Session, BusError>,
     /// Other repositories of the registry the images are known in (cross-repository mounts).
     mount_from: Vec<String>,
-    /// The tag asked for, when the repository has others but not this one.
-    missing: Option<String>,
 }
 
 /// Finds the images and the registry endpoint. Errors here are dockerd's answers before output.
@@ -77,46 +77,53 @@ pub async fn resolve<S: ImageSource>(
     if reference.digest.is_some() {
         return Err(BusError::invalid("cannot push a digest reference"));
     }
-    let tags = match &reference.tag {
+    // Tags and digests of the repository, as image-store holds them.
+    let named: Vec<Reference> = store
+        .references(&reference.name())
+        .await?
+        .iter()
+        .filter_map(|r| Reference::parse(r).ok())
+        .filter(|r| r.name() == reference.name())
+        .collect();
+    let tags: Vec<String> = match &reference.tag {
         Some(tag) => vec![tag.clone()],
         None => {
-            let mut tags: Vec<String> = store
-                .tags(&reference.name())
-                .await?
-                .iter()
-                .filter_map(|t| Reference::parse(t).ok())
-                .filter(|t| t.name() == reference.name())
-                .filter_map(|t| t.tag)
-                .collect();
+            let mut tags: Vec<String> = named.iter().filter_map(|r| r.tag.clone()).collect();
             tags.sort();
             tags.dedup();
             tags
         }
     };
-    let not_found = || {
-        BusError::not_found(format!(
+    // dockerd says which repository the push refers to before it looks for the images: what
+    // is missing is the stream's error, not the request's.
+    let refusal = if named.is_empty() {
+        Some(BusError::not_found(format!(
             "An image does not exist locally with the tag: {}",
             reference.familiar_name()
-        ))
+        )))
+    } else if tags.is_empty() {
+        Some(BusError::not_found(format!(
+            "no tags to push for {}",
+            reference.familiar_name()
+        )))
+    } else {
+        None
     };
-    if tags.is_empty() {
-        return Err(not_found());
-    }
     let mut images = Vec::with_capacity(tags.len());
-    let mut missing = None;
-    for tag in tags {
-        match store.resolve(&reference.tagged(&tag).to_string()).await {
-            Ok(record) => images.push((tag, record)),
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                // dockerd looks for the repository first, and for the tag once it has said
-                // which repository the push refers to.
-                let named = store.tags(&reference.name()).await?;
-                if named.is_empty() {
-                    return Err(not_found());
+    let mut refusal = refusal;
+    if refusal.is_none() {
+        for tag in tags {
+            match store.resolve(&reference.tagged(&tag).to_string()).await {
+                Ok(record) => images.push((tag, record)),
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    refusal = Some(BusError::not_found(format!(
+                        "tag does not exist: {}",
+                        reference.tagged(&tag).familiar()
+                    )));
+                    break;
                 }
-                missing = Some(reference.tagged(&tag).familiar());
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
     let mut mount_from: Vec<String> = images
@@ -128,17 +135,22 @@ pub async fn resolve<S: ImageSource>(
         .collect();
     mount_from.sort();
     mount_from.dedup();
-    let creds = Credentials::from_auth(request.auth.as_ref());
-    let session = registries
-        .push_endpoint(&reference.domain, &reference.path, creds, &mount_from)
-        .await
-        .map_err(|e| push_error(e, &reference))?;
+    let session = match refusal {
+        Some(refusal) => Err(refusal),
+        None => {
+            let creds = Credentials::from_auth(request.auth.as_ref());
+            let session = registries
+                .push_endpoint(&reference.domain, &reference.path, creds, &mount_from)
+                .await
+                .map_err(|e| push_error(e, &reference))?;
+            Ok(session)
+        }
+    };
     Ok(Plan {
         reference,
         images,
         session,
         mount_from,
-        missing,
     })
 }
 
@@ -166,15 +178,12 @@ pub async fn push<S: ImageSource>(
         images,
         session,
         mount_from,
-        missing,
     } = plan;
     progress.send(JsonMessage::status(
         format!("The push refers to repository [{}]", reference.name()),
         None,
     ));
-    if let Some(missing) = missing {
-        return Err(BusError::not_found(format!("tag does not exist: {missing}")));
-    }
+    let session = session?;
     let mut pushed = Pushed {
         name: reference.name(),
         tags: Vec::with_capacity(images.len()),
@@ -379,7 +388,9 @@ async fn compress<S: ImageSource>(
     let mut stream = store.open(&layer.digest, 0).await?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        let mut e = encoder.take().expect("the encoder is put back after each write");
+        let mut e = encoder
+            .take()
+            .expect("the encoder is put back after each write");
         e = tokio::task::spawn_blocking(move || {
             use std::io::Write;
             e.write_all(&chunk).map(|()| e)
@@ -389,7 +400,9 @@ async fn compress<S: ImageSource>(
         .map_err(|e| failed(&e))?;
         encoder = Some(e);
     }
-    let e = encoder.take().expect("the encoder is put back after each write");
+    let e = encoder
+        .take()
+        .expect("the encoder is put back after each write");
     let (file, digest, size) = tokio::task::spawn_blocking(move || e.finish()?.finish())
         .await
         .map_err(|e| failed(&e))?

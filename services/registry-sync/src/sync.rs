@@ -192,7 +192,10 @@ pub async fn run(plan: Plan, progress: &Progress) -> Result<SyncSummary, BusErro
     for tag in &plan.tags {
         match copier.tag(tag).await {
             Ok(Copied::New(digest)) => {
-                progress.send(JsonMessage::status(format!("{tag}: digest: {digest}"), None));
+                progress.send(JsonMessage::status(
+                    format!("{tag}: digest: {digest}"),
+                    None,
+                ));
                 summary.copied.push(tag.clone());
             }
             Ok(Copied::UpToDate(digest)) => {
@@ -512,7 +515,12 @@ impl Copier<'_> {
 
     /// Mounts a blob from the source repository; false when the registry would not.
     async fn mount(&self, digest: &str) -> bool {
-        match self.plan.to.mount_blob(digest, &self.plan.source.path).await {
+        match self
+            .plan
+            .to
+            .mount_blob(digest, &self.plan.source.path)
+            .await
+        {
             Ok(mounted) => mounted,
             Err(e) => {
                 tracing::debug!("cannot mount {digest} from {}: {e}", self.plan.source.path);
@@ -669,9 +677,7 @@ impl ReadState {
 
     /// Whether all `size` bytes went by and they are not `digest`.
     fn mismatch(&self, digest: &str, size: u64) -> bool {
-        !self.gap
-            && self.hashed == size
-            && wharf_bus::digest::finish(self.hasher.clone()) != digest
+        !self.gap && self.hashed == size && wharf_bus::digest::finish(self.hasher.clone()) != digest
     }
 }
 
@@ -686,7 +692,11 @@ impl UploadSource for SourceBlob<'_> {
                 self.state.lock().unwrap().failure = Some(e.to_string());
                 e
             };
-            let (response, start) = self.session.blob(&self.digest, offset).await.map_err(fail)?;
+            let (response, start) = self
+                .session
+                .blob(&self.digest, offset)
+                .await
+                .map_err(fail)?;
             let size = self.size;
             // A body announced longer than the descriptor says is refused before it is read.
             if let Some(length) = response.content_length() {
@@ -707,49 +717,15 @@ impl UploadSource for SourceBlob<'_> {
                 let state = state.clone();
                 let url = url.clone();
                 async move {
-                    let (mut response, mut at, mut skip) = reading?;
-                    let failed = |message: String, kind: std::io::ErrorKind| {
-                        state.lock().unwrap().failure = Some(message.clone());
-                        Some((Err(std::io::Error::new(kind, message)), None))
-                    };
-                    loop {
-                        let mut chunk = match response.chunk().await {
-                            Ok(Some(chunk)) => chunk,
-                            Ok(None) if at < size => {
-                                return failed(
-                                    format!("Get \"{url}\": the blob ended after {at} of its {size} bytes"),
-                                    std::io::ErrorKind::UnexpectedEof,
-                                )
-                            }
-                            Ok(None) => return None,
-                            Err(e) => {
-                                return failed(
-                                    format!(
-                                        "Get \"{url}\": {}",
-                                        crate::client::describe_http_error(&e)
-                                    ),
-                                    std::io::ErrorKind::Other,
-                                )
-                            }
-                        };
-                        if skip > 0 {
-                            let n = (skip as usize).min(chunk.len());
-                            chunk.advance(n);
-                            skip -= n as u64;
-                            at += n as u64;
+                    let (mut response, at, skip) = reading?;
+                    match next_piece(&mut response, at, skip, size, &state).await {
+                        Ok(None) => None,
+                        Ok(Some((piece, at))) => Some((Ok(piece), Some((response, at, 0)))),
+                        Err((kind, message)) => {
+                            let message = format!("Get \"{url}\": {message}");
+                            state.lock().unwrap().failure = Some(message.clone());
+                            Some((Err(std::io::Error::new(kind, message)), None))
                         }
-                        if chunk.is_empty() {
-                            continue;
-                        }
-                        if at + chunk.len() as u64 > size {
-                            return failed(
-                                format!("Get \"{url}\": the blob is longer than the {size} bytes its descriptor declares"),
-                                std::io::ErrorKind::InvalidData,
-                            );
-                        }
-                        state.lock().unwrap().hash(at, &chunk);
-                        at += chunk.len() as u64;
-                        return Some((Ok(chunk), Some((response, at, skip))));
                     }
                 }
             });
@@ -758,16 +734,56 @@ impl UploadSource for SourceBlob<'_> {
     }
 }
 
+/// The next bytes of a source blob's body (which is at `at` in the blob, `skip` bytes before
+/// where the upload wants it), hashed, and where the body is after them; `None` at its end.
+/// A body that ends early or runs past `size` is an error.
+async fn next_piece(
+    response: &mut reqwest::Response,
+    mut at: u64,
+    mut skip: u64,
+    size: u64,
+    state: &Mutex<ReadState>,
+) -> Result<Option<(Bytes, u64)>, (std::io::ErrorKind, String)> {
+    use std::io::ErrorKind;
+    loop {
+        let mut piece = match response.chunk().await {
+            Ok(Some(piece)) => piece,
+            Ok(None) if at < size => {
+                let message = format!("the blob ended after {at} of its {size} bytes");
+                return Err((ErrorKind::UnexpectedEof, message));
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                let message = crate::client::describe_http_error(&e);
+                return Err((ErrorKind::Other, message));
+            }
+        };
+        if skip > 0 {
+            let n = (skip as usize).min(piece.len());
+            piece.advance(n);
+            skip -= n as u64;
+            at += n as u64;
+        }
+        if piece.is_empty() {
+            continue;
+        }
+        if at + piece.len() as u64 > size {
+            let message =
+                format!("the blob is longer than the {size} bytes its descriptor declares");
+            return Err((ErrorKind::InvalidData, message));
+        }
+        state.lock().unwrap().hash(at, &piece);
+        let end = at + piece.len() as u64;
+        return Ok(Some((piece, end)));
+    }
+}
+
 /// A failure at the source, naming it.
 fn source_error(err: RegistryError, reference: &Reference) -> BusError {
     let translated = translate(err, reference);
     BusError::new(
         translated.kind,
-        format!(
-            "source {}: {}",
-            reference.name(),
-            translated.message
-        ),
+        format!("source {}: {}", reference.name(), translated.message),
     )
 }
 

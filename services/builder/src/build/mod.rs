@@ -492,17 +492,7 @@ impl Build<'_> {
 
     /// Credentials the client sent for the registry of `reference`.
     fn auth_for(&self, reference: &Reference) -> Option<RegistryAuth> {
-        let domain = reference.domain.as_str();
-        self.req.auth.iter().find_map(|(host, auth)| {
-            let h = host
-                .trim_start_matches("https://")
-                .trim_start_matches("http://");
-            let h = h.split('/').next().unwrap_or(h);
-            let same = h == domain
-                || (domain == "docker.io"
-                    && matches!(h, "index.docker.io" | "registry-1.docker.io" | "docker.io"));
-            same.then(|| auth.clone())
-        })
+        wharf_bus::registry::auth_for_domain(&self.req.auth, &reference.domain)
     }
 
     /// A base image (or `COPY --from` image) by reference: from the store, or pulled (always

@@ -594,3 +594,34 @@ impl ContentStore for MemStore {
         })
     }
 }
+
+impl Bus {
+    /// Syncs through the bus: the progress messages, and the error the sync ended with.
+    pub async fn sync(
+        &self,
+        request: &wharf_bus::registry::SyncRequest,
+    ) -> (Vec<JsonMessage>, Option<BusError>) {
+        let subject = subjects::subject(group::REGISTRY_SYNC, registry_sync::SYNC);
+        let mut rx = match Receiver::open_json(&self.client, &subject, request).await {
+            Ok((rx, _)) => rx,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        let mut messages = Vec::new();
+        while let Some(m) = rx.next_json::<JsonMessage>().await {
+            match m {
+                Ok(m) => messages.push(m),
+                Err(e) => return (messages, Some(e)),
+            }
+        }
+        (messages, None)
+    }
+}
+
+/// The summary a sync's last message carries.
+pub fn sync_summary(messages: &[JsonMessage]) -> wharf_bus::registry::SyncSummary {
+    let last = messages.last().expect("a sync sends messages");
+    serde_json::from_value(
+        last.aux.as_ref().expect("the last message is the summary")["Summary"].clone(),
+    )
+    .unwrap()
+}
