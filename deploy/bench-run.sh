@@ -24,6 +24,11 @@
 #      1 MiB, RUN, COPY two 1 MiB files, RUN, WORKDIR, CMD): cold (`--no-cache`) and warm (every
 #      step cached), RUNS each; with a private dockerd also its BuildKit, through the docker.io
 #      CLI (/usr/bin/docker, which has BuildKit built in). ONLY=build skips phases 1-5.
+#   7. PUSH=1: `docker push` of phase 6's image (busybox and 3 MiB of noise in two layers) to an
+#      empty registry (cold: every layer uploads) and again (warm: every layer exists), RUNS each,
+#      every run on a new registry; with BIG=1 also the big image, pulled then pushed to an empty
+#      registry (BIG_RUNS). For Wharf also `wharf sync` of the pushed repository to another empty
+#      registry, and again (nothing to copy). ONLY=push skips phases 1-6.
 #
 # Env: RUNS (default 10), IDLE_N (default 50), SETTLE (seconds before memory is read, default 3),
 # BIG, BIG_RUNS, BENCH_CACHE (default /var/tmp/wharf-bench, shared with bench-pull.sh), KEEP=1 (keep
@@ -52,6 +57,7 @@ settle=${SETTLE:-3}
 big=${BIG:-}
 big_runs=${BIG_RUNS:-3}
 build=${BUILD:-}
+push=${PUSH:-}
 only=${ONLY:-}
 cache=${BENCH_CACHE:-/var/tmp/wharf-bench}
 docker_cli=$(command -v docker || echo /usr/local/bin/docker)
@@ -668,12 +674,86 @@ measure_build() {
     fi
     dk rmi -f bench-build bench-build-bk busybox:latest >/dev/null 2>&1 || true
 }
-[ -n "$build" ] && make_build_ctx
+# start_scratch_registry: an empty registry for phase 7; sets sport and spid.
+start_scratch_registry() {
+    sport=$(free_port)
+    local dir=$run_dir/scratch-$sport
+    mkdir -p "$dir"
+    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+        "$dir/data" "$sport" > "$dir/registry.yml"
+    /usr/bin/docker-registry serve "$dir/registry.yml" > "$dir/registry.log" 2>&1 &
+    spid=$!
+    pids+=("$spid")
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null && break; sleep 0.1; done
+}
+stop_scratch_registry() { stop_pid "$spid"; rm -rf "$run_dir/scratch-$sport"; }
+
+# measure_push NAME HOST KIND: phase 7.
+measure_push() {
+    local name=$1 host=$2 kind=$3 cold=() warm=() scold=() swarm=() bigs=() t0 t1 r target first
+    echo "== $name: docker push, cold (empty registry) and warm ($runs runs each)"
+    dk pull -q "$image" >/dev/null
+    dk tag "$image" busybox:latest
+    DOCKER_BUILDKIT=0 dk build -q -t bench-push "$build_ctx" >/dev/null 2>&1
+    for r in $(seq 1 "$runs"); do
+        start_scratch_registry
+        target=127.0.0.1:$sport/bench/push:v1
+        dk tag bench-push "$target"
+        t0=$(now); dk push -q "$target" >/dev/null; t1=$(now)
+        cold+=("$(elapsed "$t0" "$t1")")
+        t0=$(now); dk push -q "$target" >/dev/null; t1=$(now)
+        warm+=("$(elapsed "$t0" "$t1")")
+        if [ "$kind" = wharf ]; then
+            first=$sport
+            start_scratch_registry
+            t0=$(now)
+            "$wharf" sync -q --data-root "$run_dir/data" "127.0.0.1:$first/bench/push" "127.0.0.1:$sport/bench/push" >/dev/null
+            t1=$(now)
+            scold+=("$(elapsed "$t0" "$t1")")
+            t0=$(now)
+            "$wharf" sync -q --data-root "$run_dir/data" "127.0.0.1:$first/bench/push" "127.0.0.1:$sport/bench/push" >/dev/null
+            t1=$(now)
+            swarm+=("$(elapsed "$t0" "$t1")")
+            stop_scratch_registry
+            sport=$first
+        fi
+        dk rmi "$target" >/dev/null
+        stop_scratch_registry
+    done
+    echo "   cold: ${cold[*]}"; echo "   warm: ${warm[*]}"
+    R[$name.push_cold]=$(printf '%s\n' "${cold[@]}" | median)
+    R[$name.push_warm]=$(printf '%s\n' "${warm[@]}" | median)
+    if [ "$kind" = wharf ]; then
+        echo "   sync cold: ${scold[*]}"; echo "   sync warm: ${swarm[*]}"
+        R[$name.sync_cold]=$(printf '%s\n' "${scold[@]}" | median)
+        R[$name.sync_warm]=$(printf '%s\n' "${swarm[@]}" | median)
+    fi
+    if [ -n "$big" ]; then
+        echo "== $name: docker push of the big image to an empty registry ($big_runs runs)"
+        dk pull -q "$big_image" >/dev/null
+        for r in $(seq 1 "$big_runs"); do
+            start_scratch_registry
+            target=127.0.0.1:$sport/bench/big:v1
+            dk tag "$big_image" "$target"
+            t0=$(now); dk push -q "$target" >/dev/null; t1=$(now)
+            bigs+=("$(elapsed "$t0" "$t1")")
+            echo "   run $r: ${bigs[-1]}s"
+            dk rmi "$target" >/dev/null
+            stop_scratch_registry
+        done
+        R[$name.push_big]=$(printf '%s\n' "${bigs[@]}" | median)
+        dk rmi -f "$big_image" >/dev/null 2>&1 || true
+    fi
+    dk rmi -f bench-push busybox:latest >/dev/null 2>&1 || true
+}
+skip_containers() { [ "$only" = build ] || [ "$only" = push ]; }
+{ [ -n "$build" ] || [ -n "$push" ]; } && make_build_ctx
 
 start_wharf
-[ "$only" = build ] || measure wharf "$wharf_host" wharf
-[ -n "$big" ] && [ "$only" != build ] && measure_big wharf "$wharf_host" wharf
-[ -n "$build" ] && measure_build wharf "$wharf_host" wharf
+skip_containers || measure wharf "$wharf_host" wharf
+[ -n "$big" ] && ! skip_containers && measure_big wharf "$wharf_host" wharf
+[ -n "$build" ] && [ "$only" != push ] && measure_build wharf "$wharf_host" wharf
+[ -n "$push" ] && measure_push wharf "$wharf_host" wharf
 stop_wharf
 
 ref_name=
@@ -681,17 +761,19 @@ if [ -n "$private_dockerd" ]; then
     ref_name=dockerd
     start_dockerd
     ref_version=$(DOCKER_HOST=$dockerd_host "$docker_cli" version -f '{{.Server.Version}}')
-    [ "$only" = build ] || measure dockerd "$dockerd_host" dockerd
-    [ -n "$big" ] && [ "$only" != build ] && measure_big dockerd "$dockerd_host" dockerd
-    [ -n "$build" ] && measure_build dockerd "$dockerd_host" dockerd
+    skip_containers || measure dockerd "$dockerd_host" dockerd
+    [ -n "$big" ] && ! skip_containers && measure_big dockerd "$dockerd_host" dockerd
+    [ -n "$build" ] && [ "$only" != push ] && measure_build dockerd "$dockerd_host" dockerd
+    [ -n "$push" ] && measure_push dockerd "$dockerd_host" dockerd
     stop_dockerd
 elif [ -n "$reference" ]; then
     ref_name=reference
     ref_version=$(DOCKER_HOST=$reference "$docker_cli" version -f '{{.Server.Version}}')
     engines_up+=("$reference external")
-    [ "$only" = build ] || measure reference "$reference" external
-    [ -n "$big" ] && [ "$only" != build ] && measure_big reference "$reference" external
-    [ -n "$build" ] && measure_build reference "$reference" external
+    skip_containers || measure reference "$reference" external
+    [ -n "$big" ] && ! skip_containers && measure_big reference "$reference" external
+    [ -n "$build" ] && [ "$only" != push ] && measure_build reference "$reference" external
+    [ -n "$push" ] && measure_push reference "$reference" external
     DOCKER_HOST=$reference "$docker_cli" rmi -f "$image" >/dev/null 2>&1 || true
     engines_up=()
 fi
@@ -716,7 +798,7 @@ if [ -n "$ref_name" ]; then
 else
     printf '%-46s %12s\n' "" Wharf
 fi
-if [ "$only" != build ]; then
+if ! skip_containers; then
     row "run --rm IMAGE /bin/true (s)" run_rm
     row "run -d IMAGE sleep 3600 (s)" run_d
     row "  same, CLI against an instant stand-in (s)" run_d_floor
@@ -745,7 +827,14 @@ if [ -n "$build" ]; then
             "$(awk -v a="${R[wharf.build_warm]}" -v b="${R[dockerd.bk_build_warm]}" 'BEGIN {printf "%.2f", a / b}')"
     fi
 fi
-if [ -n "$big" ]; then
+if [ -n "$push" ]; then
+    row "push, 2 new layers (3 MiB), empty registry (s)" push_cold
+    row "push again, every layer there (s)" push_warm
+    [ -n "$big" ] && row "push of the big image, empty registry (s)" push_big
+    printf '%-46s %12s\n' "wharf sync of that repository (s)" "${R[wharf.sync_cold]:-}"
+    printf '%-46s %12s\n' "wharf sync again, nothing to copy (s)" "${R[wharf.sync_warm]:-}"
+fi
+if [ -n "$big" ] && ! skip_containers; then
     row "big image: pull (s)" big_pull
     row "big image: first run --rm /bin/true (s)" big_first
     row "big image: pull + first run (s)" big_total

@@ -391,6 +391,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
     if let Command::Sync(args) = &cli.command {
         let mut common = settings.common.clone();
+        let looked_in = common
+            .nats_url
+            .is_none()
+            .then_some(settings.data_root.as_path());
         if common.nats_url.is_none() {
             // Next to a `wharf up` with its private server: that server, as root can read it.
             if let Some((url, user, password)) =
@@ -401,13 +405,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 common.nats_password = Some(password);
             }
         }
+        let options = nats_options(&common);
         // Inboxes under `_INBOX.wharf-sync.`: the `sync` user of deploy/nats/accounts.conf.
-        let client = wharf_bus::connect(&nats_options(&common), "wharf-sync")
+        let client = wharf_bus::connect(&options, "wharf-sync")
             .await
             .context("cannot connect to NATS")?;
+        crate::sync::wait_connected(&client, &options.url, looked_in).await?;
         return tokio::select! {
             r = crate::sync::run(client, args.clone()) => r,
-            _ = crate::supervisor::shutdown_signal() => Ok(()),
+            // A schedule ends when told to; a single sync cut short did not happen.
+            _ = crate::supervisor::shutdown_signal() => match args.every {
+                Some(_) => Ok(()),
+                None => anyhow::bail!(
+                    "sync interrupted: tags whose copy had not finished were not written"
+                ),
+            },
         };
     }
     let name = match &cli.command {

@@ -26,7 +26,7 @@ pub struct SyncArgs {
     pub tags: Vec<String>,
     /// Sync again every DURATION (`90s`, `15m`, `6h`) until stopped. A failed run is reported
     /// and the next one still comes.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = interval)]
     pub every: Option<Duration>,
     /// The docker CLI's configuration directory, whose logins are used.
     #[arg(long = "docker-config", env = "DOCKER_CONFIG")]
@@ -34,6 +34,45 @@ pub struct SyncArgs {
     /// Print only each run's summary.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `--every`: a duration people write, and more than nothing.
+fn interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("the interval must be longer than 0s".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How long `wharf sync` waits for its NATS connection before it says it has none.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits for the NATS connection, so that no server (or refused credentials) is said at once
+/// rather than as a request that timed out.
+/// `looked_in` is the data root whose `wharf up` was looked for, when no NATS URL was given.
+pub async fn wait_connected(
+    client: &async_nats::Client,
+    url: &str,
+    looked_in: Option<&Path>,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() >= deadline {
+            match looked_in {
+                Some(root) => anyhow::bail!(
+                    "cannot reach NATS at {url}: is `wharf up` running with data root {}? \
+                     (or give --nats-url)",
+                    root.display()
+                ),
+                None => anyhow::bail!(
+                    "cannot reach NATS at {url} (or it refused the credentials given)"
+                ),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Runs the sync once, or every `--every` until a signal.
@@ -264,6 +303,14 @@ mod tests {
             format!("{err:#}").contains("docker-credential-wharf-test-absent"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn every_takes_human_durations_above_zero() {
+        assert_eq!(interval("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(interval("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(interval("0s").unwrap_err().contains("longer than 0s"));
+        assert!(interval("soon").is_err());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub trait BlobWriter: Send {
     fn finish(self) -> impl Future<Output = Result<BlobIngested, BusError>> + Send;
 }
 
+/// How often a blob's progress bar moves.
+const BAR_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Where progress messages go: the bus adapter forwards them to the caller's stream.
 #[derive(Clone)]
 pub struct Progress {
@@ -76,6 +79,26 @@ impl Progress {
 
     fn message(&self, status: String, id: Option<&str>) {
         self.send(JsonMessage::status(status, id));
+    }
+
+    /// A progress bar for one blob going up (`Pushing`, `Copying`): hears the bytes sent so
+    /// far, and moves at most every [`BAR_INTERVAL`] (dockerd's rate), and once at the end.
+    pub(crate) fn bar(&self, action: &str, id: &str, total: u64) -> crate::client::ProgressFn {
+        let (progress, action, id) = (self.clone(), action.to_string(), id.to_string());
+        let last: std::sync::Mutex<(Option<std::time::Instant>, u64)> =
+            std::sync::Mutex::new((None, 0));
+        std::sync::Arc::new(move |sent| {
+            let mut last = last.lock().unwrap();
+            let due = if sent == total {
+                last.1 != total
+            } else {
+                last.0.is_none_or(|t| t.elapsed() >= BAR_INTERVAL)
+            };
+            if due {
+                *last = (Some(std::time::Instant::now()), sent);
+                progress.send(JsonMessage::progress(&action, &id, sent, Some(total)));
+            }
+        })
     }
 
     /// A layer status line; dockerd sends an empty `progressDetail` with them.

@@ -17,7 +17,7 @@ use crate::auth::Credentials;
 use futures::future::BoxFuture;
 use wharf_bus::blob::BlobStream;
 
-use crate::client::{ByteStream, ProgressFn, Registries, RegistryError, Session, UploadSource};
+use crate::client::{ByteStream, Registries, RegistryError, Session, UploadSource};
 use crate::pull::{translate, Progress};
 
 pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -244,7 +244,7 @@ async fn push_tag<S: ImageSource>(
         } else {
             let total = blob.size;
             progress.send(JsonMessage::progress("Pushing", &id, 0, Some(total)));
-            let report = throttled(progress.clone(), id.clone(), total);
+            let report = progress.bar("Pushing", &id, total);
             let result = match &spool {
                 Some(file) => {
                     let source = FileSource::new(file, total);
@@ -324,22 +324,6 @@ async fn mount(session: &Session, digest: &str, from: &[String]) -> Option<Strin
     }
     None
 }
-
-/// Pushing progress for one layer, at most every [`PROGRESS_EVERY`] (and at the end).
-fn throttled(progress: Progress, id: String, total: u64) -> ProgressFn {
-    let last = std::sync::Mutex::new(std::time::Instant::now());
-    std::sync::Arc::new(move |sent| {
-        let mut last = last.lock().unwrap();
-        if sent < total && last.elapsed() < PROGRESS_EVERY {
-            return;
-        }
-        *last = std::time::Instant::now();
-        progress.send(JsonMessage::progress("Pushing", &id, sent, Some(total)));
-    })
-}
-
-/// How often a layer's progress bar moves (dockerd's rate).
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Compressed digests of layers stored uncompressed, by stored digest: a second push of a
 /// layer asks the registry before compressing again. Bounded; forgetting only costs time.

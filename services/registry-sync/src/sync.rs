@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
@@ -22,14 +21,12 @@ use wharf_bus::registry::{SyncFailure, SyncRequest, SyncSummary};
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::auth::Credentials;
-use crate::client::{ByteStream, ProgressFn, Registries, RegistryError, Session, UploadSource};
+use crate::client::{ByteStream, Registries, RegistryError, Session, UploadSource};
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest, ManifestError};
 use crate::pull::{translate, Progress};
 
 /// Blobs of one manifest copied at once.
 pub const MAX_CONCURRENT_COPIES: usize = 3;
-/// Shortest gap between two `Copying` messages of one blob.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Indexes nested deeper than this are refused: an index listing itself must not recurse forever.
 const MAX_INDEX_DEPTH: usize = 4;
 
@@ -252,16 +249,25 @@ pub async fn run(plan: Plan, progress: &Progress) -> Result<SyncSummary, BusErro
 /// The summary in a line: `Synced 2 tags (1 skipped, 0 failed): 5 blobs copied (1.2MB), ...`.
 pub fn describe(summary: &SyncSummary) -> String {
     format!(
-        "Synced {} tags ({} skipped, {} failed): {} blobs copied ({}), {} mounted, {} already there, {} manifests",
-        summary.copied.len(),
+        "Synced {} ({} skipped, {} failed): {} copied ({}), {} mounted, {} already there, {}",
+        counted(summary.copied.len() as u64, "tag"),
         summary.skipped.len(),
         summary.failed.len(),
-        summary.blobs_copied,
+        counted(summary.blobs_copied, "blob"),
         human_size(summary.bytes_copied),
         summary.blobs_mounted,
         summary.blobs_present,
-        summary.manifests,
+        counted(summary.manifests, "manifest"),
     )
+}
+
+/// `1 tag`, `2 tags`.
+fn counted(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// What became of a tag.
@@ -545,7 +551,7 @@ impl Copier<'_> {
         };
         let result = plan
             .to
-            .upload(digest, &source, &reporter(self.progress, id, size))
+            .upload(digest, &source, &self.progress.bar("Copying", id, size))
             .await;
         let mismatch = || {
             BusError::invalid(format!(
@@ -605,25 +611,6 @@ async fn hash(body: Bytes) -> Result<String, BusError> {
     tokio::task::spawn_blocking(move || sha256_of(&body))
         .await
         .map_err(|e| BusError::internal(format!("hashing a manifest: {e}")))
-}
-
-/// `Copying` progress of one blob, at most one message per [`PROGRESS_INTERVAL`] (and the last).
-fn reporter(progress: &Progress, id: &str, total: u64) -> ProgressFn {
-    let progress = progress.clone();
-    let id = id.to_string();
-    let last: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
-    Arc::new(move |sent| {
-        let mut last = last.lock().unwrap();
-        let due = if sent == total {
-            last.1 != total
-        } else {
-            last.0.is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL)
-        };
-        if due {
-            *last = (Some(Instant::now()), sent);
-            progress.send(JsonMessage::progress("Copying", &id, sent, Some(total)));
-        }
-    })
 }
 
 /// A blob of the source registry as an upload's source: each `open` is a (Range) GET. What

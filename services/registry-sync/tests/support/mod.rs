@@ -476,8 +476,18 @@ impl Bus {
 
     /// Pulls through the bus: the progress messages, and the error the pull ended with.
     pub async fn pull(&self, request: PullRequest) -> (Vec<JsonMessage>, Option<BusError>) {
-        let subject = subjects::subject(group::REGISTRY_SYNC, registry_sync::PULL);
-        let mut rx = match Receiver::open_json(&self.client, &subject, &request).await {
+        self.progress(registry_sync::PULL, &request).await
+    }
+
+    /// Opens a progress stream of registry-sync's `endpoint`: its messages, and the error it
+    /// ended with.
+    async fn progress<T: serde::Serialize>(
+        &self,
+        endpoint: &str,
+        request: &T,
+    ) -> (Vec<JsonMessage>, Option<BusError>) {
+        let subject = subjects::subject(group::REGISTRY_SYNC, endpoint);
+        let mut rx = match Receiver::open_json(&self.client, &subject, request).await {
             Ok((rx, _)) => rx,
             Err(e) => return (Vec::new(), Some(e)),
         };
@@ -601,19 +611,7 @@ impl Bus {
         &self,
         request: &wharf_bus::registry::SyncRequest,
     ) -> (Vec<JsonMessage>, Option<BusError>) {
-        let subject = subjects::subject(group::REGISTRY_SYNC, registry_sync::SYNC);
-        let mut rx = match Receiver::open_json(&self.client, &subject, request).await {
-            Ok((rx, _)) => rx,
-            Err(e) => return (Vec::new(), Some(e)),
-        };
-        let mut messages = Vec::new();
-        while let Some(m) = rx.next_json::<JsonMessage>().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(e) => return (messages, Some(e)),
-            }
-        }
-        (messages, None)
+        self.progress(registry_sync::SYNC, request).await
     }
 }
 
