@@ -114,6 +114,18 @@ fn push_after_login_comes_back_the_same_and_finds_its_layers_the_second_time() {
     );
     assert_eq!(again.stdout.lines().last(), Some(last.as_str()), "{again}");
 
+    // To a registry that has none of it: the committed layer, whose compressed digest is now
+    // known, is compressed again for the upload, to the same bytes and so the same manifest.
+    let elsewhere = Registry::start();
+    let copy = format!("{}/app/pushed:v1", elsewhere.host);
+    docker.ok(&["tag", &image, &copy]);
+    let out = docker.ok(&["push", &copy]);
+    let lines = layer_lines(&out);
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines.iter().all(|l| l.ends_with(": Pushed")), "{out}");
+    assert_eq!(out.stdout.lines().last(), Some(last.as_str()), "{out}");
+    docker.ok(&["rmi", &copy]);
+
     // The pushed image comes back with the same ID and the same files.
     docker.ok(&["rm", "marker"]);
     docker.ok(&["rmi", &image, &pushed.reference()]);
@@ -200,6 +212,19 @@ fn push_to_a_token_registry_after_login_is_pulled_back_by_another_engine() {
     let lines = layer_lines(&out);
     assert_eq!(lines.len(), pushed.layer_blobs.len(), "{out}");
     assert!(lines.iter().all(|l| l.ends_with(": Pushed")), "{out}");
+    // A mount needs a token that also grants `pull` on the repository mounted from: the token
+    // server gives exactly the scopes asked for, so a push token without it would upload.
+    let sibling = format!("{}/app/sibling:v4", target.host);
+    docker.ok(&["tag", &pushed.reference(), &sibling]);
+    let out = docker.ok(&["push", &sibling]);
+    let lines = layer_lines(&out);
+    assert_eq!(lines.len(), pushed.layer_blobs.len(), "{out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with(": Mounted from app/token")),
+        "{out}"
+    );
 
     let other = Stack::start();
     let fresh = other.docker();

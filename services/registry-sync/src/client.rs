@@ -869,19 +869,38 @@ impl Session {
                     Err(e) => return Err(e),
                 }
             }
-            let put = with_digest(&location, digest);
-            let response = self
-                .send(
-                    reqwest::Method::PUT,
-                    &put,
-                    HeaderMap::new(),
-                    Some(Bytes::new()),
-                )
-                .await?;
-            if response.status().is_success() {
-                return Ok(());
+            loop {
+                let put = with_digest(&location, digest);
+                let err = match self
+                    .send(
+                        reqwest::Method::PUT,
+                        &put,
+                        HeaderMap::new(),
+                        Some(Bytes::new()),
+                    )
+                    .await
+                {
+                    Ok(response) if response.status().is_success() => return Ok(()),
+                    Ok(response) => error_of(response).await,
+                    Err(e) => e,
+                };
+                if !retryable(&err) || failures >= UPLOAD_RETRIES {
+                    return Err(err);
+                }
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+                // The PUT may have gone through with only its answer lost.
+                if self.has_blob(digest).await.unwrap_or(false) {
+                    return Ok(());
+                }
+                match self.upload_status(&location).await {
+                    Ok((at, received)) if received == size => location = at,
+                    _ => {
+                        tracing::info!("closing upload of {digest} failed, starting over: {err}");
+                        continue 'start;
+                    }
+                }
             }
-            return Err(error_of(response).await);
         }
     }
 

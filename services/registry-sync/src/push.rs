@@ -242,6 +242,18 @@ async fn push_tag<S: ImageSource>(
         } else if let Some(from) = mount(session, &blob.digest, mount_from).await {
             progress.layer(&id, &format!("Mounted from {from}"));
         } else {
+            if spool.is_none() && stored_uncompressed(layer) {
+                // Known by its compressed digest from an earlier push, but the bytes that go
+                // up must be compressed again (the same way, so to the same digest).
+                let (again, file) = compress(store, layer).await?;
+                if again.digest != blob.digest {
+                    return Err(BusError::internal(format!(
+                        "layer {} compressed to {} this time, not {}",
+                        layer.digest, again.digest, blob.digest
+                    )));
+                }
+                spool = Some(file);
+            }
             let total = blob.size;
             progress.send(JsonMessage::progress("Pushing", &id, 0, Some(total)));
             let report = progress.bar("Pushing", &id, total);
@@ -330,6 +342,11 @@ async fn mount(session: &Session, digest: &str, from: &[String]) -> Option<Strin
 static COMPRESSED: std::sync::Mutex<Option<std::collections::HashMap<String, (String, u64)>>> =
     std::sync::Mutex::new(None);
 const COMPRESSED_REMEMBERED: usize = 4096;
+
+/// A layer the store holds as a plain tar: it goes up gzip-compressed.
+fn stored_uncompressed(layer: &LayerInfo) -> bool {
+    matches!(layer.media_type.as_str(), LAYER_TAR | OCI_LAYER_TAR)
+}
 
 /// A layer as pushed, if known without reading it: compressed layers as stored, uncompressed
 /// ones once compressed before.
