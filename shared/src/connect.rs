@@ -53,6 +53,16 @@ pub fn redact_url(urls: &str) -> String {
 }
 
 /// Connects with endless reconnects: services ride out a NATS restart instead of dying with it.
+/// The wait before connection attempt `attempt` (async-nats counts from 1, the first connection
+/// included): none for the first, then quick retries (a supervised nats-server restarts in well
+/// under a second), backing off to at most two seconds.
+fn reconnect_delay(attempt: usize) -> Duration {
+    if attempt <= 1 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis((50u64 << (attempt - 2).min(6) as u64).min(2000))
+}
+
 pub async fn connect(opts: &NatsOptions, name: &str) -> Result<async_nats::Client, std::io::Error> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
@@ -64,11 +74,7 @@ pub async fn connect(opts: &NatsOptions, name: &str) -> Result<async_nats::Clien
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(30)))
         .subscription_capacity(4096)
-        .reconnect_delay_callback(|attempt| {
-            // Quick first retries (a supervised nats-server restarts in well under a second),
-            // then back off to at most two seconds.
-            Duration::from_millis((50u64 << attempt.min(6) as u64).min(2000))
-        })
+        .reconnect_delay_callback(reconnect_delay)
         .event_callback(|event| async move {
             tracing::info!(%event, "nats connection event");
         });
@@ -125,6 +131,14 @@ pub async fn connect(opts: &NatsOptions, name: &str) -> Result<async_nats::Clien
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_connection_is_not_delayed_and_retries_back_off_to_two_seconds() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(50));
+        assert_eq!(reconnect_delay(3), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(100), Duration::from_millis(2000));
+    }
 
     #[test]
     fn urls_and_debug_output_never_show_secrets() {

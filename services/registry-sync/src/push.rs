@@ -223,8 +223,21 @@ async fn push_tag<S: ImageSource>(
     for layer in &layers {
         progress.layer(&short_id(&layer.diff_id), "Waiting");
     }
+    // What the registry already has, asked at once for the config and every layer known
+    // without reading it.
+    let (config_present, present) = futures::future::try_join(
+        session.has_blob(&record.id),
+        futures::future::try_join_all(layers.iter().map(|layer| async move {
+            match known_blob(layer) {
+                Some(blob) => session.has_blob(&blob.digest).await.map(Some),
+                None => Ok(None),
+            }
+        })),
+    )
+    .await
+    .map_err(fail)?;
     let mut pushed = Vec::with_capacity(layers.len());
-    for layer in &layers {
+    for (layer, present) in layers.iter().zip(present) {
         let id = short_id(&layer.diff_id);
         // A layer stored uncompressed is known by its compressed digest once compressed here
         // (the gzip is deterministic); until then it is compressed before anything else.
@@ -237,7 +250,11 @@ async fn push_tag<S: ImageSource>(
                 blob
             }
         };
-        if session.has_blob(&blob.digest).await.map_err(fail)? {
+        let present = match present {
+            Some(present) => present,
+            None => session.has_blob(&blob.digest).await.map_err(fail)?,
+        };
+        if present {
             progress.layer(&id, "Layer already exists");
         } else if let Some(from) = mount(session, &blob.digest, mount_from).await {
             progress.layer(&id, &format!("Mounted from {from}"));
@@ -278,14 +295,14 @@ async fn push_tag<S: ImageSource>(
         pushed.push(blob);
     }
     pushed.reverse();
-    let config = store.read(&record.id).await?;
-    if !session.has_blob(&record.id).await.map_err(fail)? {
+    if !config_present {
+        let config = store.read(&record.id).await?;
         session
-            .upload_blob(&record.id, config.clone())
+            .upload_blob(&record.id, config)
             .await
             .map_err(fail)?;
     }
-    let manifest = manifest_bytes(&record.id, config.len(), &pushed);
+    let manifest = manifest_bytes(&record.id, record.config_size as usize, &pushed);
     let digest = sha256_of(&manifest);
     let size = manifest.len();
     let served = session
@@ -299,8 +316,10 @@ async fn push_tag<S: ImageSource>(
     }
     // `docker images --digests` shows the pushed digest; the push stands even if this fails.
     let repo_digest = format!("{}@{digest}", reference.name());
-    if let Err(e) = store.add_repo_digest(record, &repo_digest).await {
-        tracing::warn!("cannot record {repo_digest} on {}: {e}", record.id);
+    if !record.repo_digests.contains(&repo_digest) {
+        if let Err(e) = store.add_repo_digest(record, &repo_digest).await {
+            tracing::warn!("cannot record {repo_digest} on {}: {e}", record.id);
+        }
     }
     progress.send(JsonMessage::status(
         format!("{tag}: digest: {digest} size: {size}"),
