@@ -431,18 +431,59 @@ async fn assert_stored(registry: &Registry, session: &Session, digest: &str, dat
     assert!(stored == data, "the registry holds other bytes");
 }
 
-#[tokio::test]
-async fn small_blob_goes_up_in_one_put() {
-    let (registry, relay, registries) = setup(|_| Fault::Pass).await;
-    let data = noise((300 * KIB) as usize, 1);
+/// A blob `upload_ok` sent up, and the progress it reported.
+struct Uploaded {
+    data: Vec<u8>,
+    digest: String,
+    heard: Vec<u64>,
+    /// How long the upload itself took.
+    took: Duration,
+}
+
+/// Uploads `size` bytes of noise from `seed` through the relay, in chunks of `chunk` (`None`:
+/// the session's default); asserts the upload succeeds and the registry stores exactly the
+/// bytes.
+async fn upload_ok(
+    registry: &Registry,
+    relay: &Relay,
+    registries: &Registries,
+    chunk: Option<u64>,
+    size: u64,
+    seed: u64,
+) -> Uploaded {
+    let data = noise(size as usize, seed);
     let digest = sha256(&data);
-    let session = relay.session(&registries);
+    let session = relay.session(registries);
+    let session = match chunk {
+        Some(chunk) => session.with_chunk_size(chunk),
+        None => session,
+    };
     let (progress, heard) = recorder();
+    let started = Instant::now();
     session
         .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
         .await
-        .unwrap();
-    assert_stored(&registry, &session, &digest, &data).await;
+        .unwrap_or_else(|e| panic!("{e}; relay saw {:#?}", relay.seen()));
+    let took = started.elapsed();
+    assert_stored(registry, &session, &digest, &data).await;
+    let heard = heard.lock().unwrap().clone();
+    Uploaded {
+        data,
+        digest,
+        heard,
+        took,
+    }
+}
+
+#[tokio::test]
+async fn small_blob_goes_up_in_one_put() {
+    let (registry, relay, registries) = setup(|_| Fault::Pass).await;
+    let Uploaded {
+        data,
+        digest,
+        heard,
+        ..
+    } = upload_ok(&registry, &relay, &registries, None, 300 * KIB, 1).await;
 
     let seen = relay.seen();
     assert!(relay.of("PATCH").is_empty(), "{seen:#?}");
@@ -456,7 +497,6 @@ async fn small_blob_goes_up_in_one_put() {
         "{}",
         puts[0].target
     );
-    let heard = heard.lock().unwrap().clone();
     assert_eq!(heard.last(), Some(&(data.len() as u64)));
     assert!(heard.windows(2).all(|w| w[0] <= w[1]), "{heard:?}");
 }
@@ -465,14 +505,8 @@ async fn small_blob_goes_up_in_one_put() {
 async fn large_blob_goes_up_in_consecutive_patches_then_a_bodiless_put() {
     let (registry, relay, registries) = setup(|_| Fault::Pass).await;
     let size = 5 * MIB - 12345;
-    let data = noise(size as usize, 2);
-    let digest = sha256(&data);
-    let session = relay.session(&registries).with_chunk_size(MIB);
-    let (progress, heard) = recorder();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap();
+    let Uploaded { digest, heard, .. } =
+        upload_ok(&registry, &relay, &registries, Some(MIB), size, 2).await;
 
     let seen = relay.seen();
     assert_eq!(
@@ -496,9 +530,7 @@ async fn large_blob_goes_up_in_consecutive_patches_then_a_bodiless_put() {
     assert_eq!(put.body, 0, "{put:?}");
     assert!(put.target.contains(&format!("digest={digest}")), "{put:?}");
     assert_eq!(relay.forwarded(), size);
-    assert_stored(&registry, &session, &digest, &data).await;
 
-    let heard = heard.lock().unwrap().clone();
     assert_eq!(heard.last(), Some(&size), "{heard:?}");
     assert!(heard.windows(2).all(|w| w[0] <= w[1]), "{heard:?}");
 }
@@ -516,18 +548,10 @@ async fn third_patch_fails_once(fault: Fault) -> (Registry, Relay, Vec<u8>, Vec<
     })
     .await;
     let size = 5 * MIB;
-    let data = noise(size as usize, 3);
-    let digest = sha256(&data);
-    let session = relay.session(&registries).with_chunk_size(MIB);
-    let (progress, heard) = recorder();
-    let started = Instant::now();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap_or_else(|e| panic!("{e}; relay saw {:#?}", relay.seen()));
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert_stored(&registry, &session, &digest, &data).await;
-    let heard = heard.lock().unwrap().clone();
+    let Uploaded {
+        data, heard, took, ..
+    } = upload_ok(&registry, &relay, &registries, Some(MIB), size, 3).await;
+    assert!(took < Duration::from_secs(10));
     assert_eq!(heard.last(), Some(&size), "{heard:?}");
     (registry, relay, data, heard)
 }
@@ -591,15 +615,8 @@ async fn an_upload_the_registry_forgot_starts_over() {
     })
     .await;
     let size = 5 * MIB;
-    let data = noise(size as usize, 4);
-    let digest = sha256(&data);
-    let session = relay.session(&registries).with_chunk_size(MIB);
-    let (progress, heard) = recorder();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap_or_else(|e| panic!("{e}; relay saw {:#?}", relay.seen()));
-    assert_stored(&registry, &session, &digest, &data).await;
+    let Uploaded { heard, .. } =
+        upload_ok(&registry, &relay, &registries, Some(MIB), size, 4).await;
 
     let seen = relay.seen();
     assert_eq!(
@@ -619,7 +636,7 @@ async fn an_upload_the_registry_forgot_starts_over() {
         seen[1].target.split('?').next()
     );
     assert_eq!(relay.forwarded(), size + 2 * MIB);
-    assert_eq!(heard.lock().unwrap().last(), Some(&size));
+    assert_eq!(heard.last(), Some(&size));
 }
 
 #[tokio::test]
@@ -632,15 +649,7 @@ async fn the_registrys_minimum_chunk_length_raises_the_chunk_size() {
         }
     })
     .await;
-    let size = 5 * MIB;
-    let data = noise(size as usize, 5);
-    let digest = sha256(&data);
-    let session = relay.session(&registries).with_chunk_size(MIB);
-    let (progress, _) = recorder();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap();
+    upload_ok(&registry, &relay, &registries, Some(MIB), 5 * MIB, 5).await;
     let seen = relay.seen();
     assert_eq!(
         patch_ranges(&seen),
@@ -649,7 +658,6 @@ async fn the_registrys_minimum_chunk_length_raises_the_chunk_size() {
     );
     assert_eq!(relay.of("PUT").len(), 1);
     assert_eq!(relay.of("PUT")[0].body, 0);
-    assert_stored(&registry, &session, &digest, &data).await;
 }
 
 #[tokio::test]
@@ -663,18 +671,10 @@ async fn a_minimum_chunk_length_above_the_blob_size_makes_it_monolithic() {
         }
     })
     .await;
-    let data = noise((3 * MIB) as usize, 6);
-    let digest = sha256(&data);
-    let session = relay.session(&registries).with_chunk_size(MIB);
-    let (progress, _) = recorder();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap();
+    upload_ok(&registry, &relay, &registries, Some(MIB), 3 * MIB, 6).await;
     assert!(relay.of("PATCH").is_empty(), "{:#?}", relay.seen());
     assert_eq!(relay.of("PUT").len(), 1);
     assert_eq!(relay.of("PUT")[0].body, 3 * MIB);
-    assert_stored(&registry, &session, &digest, &data).await;
 }
 
 /// Uploads `data` under the digest of other bytes; asserts the refusal and that nothing is
@@ -781,15 +781,7 @@ async fn a_chunk_answered_401_reauthorizes_and_resumes() {
     })
     .await;
     let size = 5 * MIB;
-    let data = noise(size as usize, 12);
-    let digest = sha256(&data);
-    let session = relay.session(&registries).with_chunk_size(MIB);
-    let (progress, _) = recorder();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap_or_else(|e| panic!("{e}; relay saw {:#?}", relay.seen()));
-    assert_stored(&registry, &session, &digest, &data).await;
+    upload_ok(&registry, &relay, &registries, Some(MIB), size, 12).await;
 
     let (token, seen): (Vec<Seen>, Vec<Seen>) = relay
         .seen()
@@ -849,18 +841,11 @@ async fn a_monolithic_put_cut_once_starts_over() {
         }
     })
     .await;
-    let data = noise((300 * KIB) as usize, 11);
-    let digest = sha256(&data);
-    let session = relay.session(&registries);
-    let (progress, heard) = recorder();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap_or_else(|e| panic!("{e}; relay saw {:#?}", relay.seen()));
-    assert_stored(&registry, &session, &digest, &data).await;
+    let Uploaded { data, heard, .. } =
+        upload_ok(&registry, &relay, &registries, None, 300 * KIB, 11).await;
     assert_eq!(methods(&relay.seen()), ["POST", "PUT", "POST", "PUT"]);
     assert_eq!(relay.forwarded(), data.len() as u64);
-    assert_eq!(heard.lock().unwrap().last(), Some(&(data.len() as u64)));
+    assert_eq!(heard.last(), Some(&(data.len() as u64)));
 }
 
 #[tokio::test]
@@ -874,15 +859,8 @@ async fn a_closing_put_answered_503_once_is_retried() {
         }
     })
     .await;
-    let data = noise((3 * MIB) as usize, 10);
-    let digest = sha256(&data);
-    let session = relay.session(&registries).with_chunk_size(MIB);
-    let (progress, _) = recorder();
-    session
-        .upload(&digest, &MemorySource(Bytes::from(data.clone())), &progress)
-        .await
-        .unwrap_or_else(|e| panic!("{e}; relay saw {:#?}", relay.seen()));
-    assert_stored(&registry, &session, &digest, &data).await;
+    let Uploaded { data, .. } =
+        upload_ok(&registry, &relay, &registries, Some(MIB), 3 * MIB, 10).await;
     // Nothing was lost: the three chunks went up once.
     assert_eq!(relay.forwarded(), data.len() as u64);
 }
