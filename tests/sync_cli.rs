@@ -5,7 +5,8 @@
 //! registries' refusals are named; `--every` copies a new tag on the next run and stops on
 //! SIGTERM; the gateway's endpoint streams progress and a summary that matches the destination,
 //! and answers bad requests with HTTP errors; a private dockerd pulls the synced tag from both
-//! registries as the same image.
+//! registries as the same image; with a bearer-token registry, a sync within it mounts every blob
+//! (the push token asks `pull` on the source repository too) and a sync into it copies them.
 //!
 //! What the engine does with hostile registries, mounts and tag lists is checked at library level
 //! in services/registry-sync/tests/sync.rs; every expected number here is read from the registries.
@@ -1047,4 +1048,246 @@ fn dockerd_pulls_the_synced_tag_as_the_same_image_as_at_the_source() {
         repo_digests.contains(&format!("{destination_repo}@{digest}")),
         "{repo_digests:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Bearer-token registries
+
+/// A token registry seen over plain HTTP with a bearer token that grants `pull` on `repos`,
+/// asked of its token server with the registry's credentials as a client would.
+#[track_caller]
+fn token_http(registry: &Registry, repos: &[&str]) -> RegistryHttp {
+    let support::RegistryAuth::Token(server) = &registry.auth else {
+        panic!("{} is not a token registry", registry.host)
+    };
+    let (addr, path) = server
+        .realm
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once('/'))
+        .expect("an http:// realm");
+    let mut query = format!("/{path}?service={}", support::token::SERVICE);
+    for repo in repos {
+        query.push_str(&format!("&scope=repository:{repo}:pull"));
+    }
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", server.user, server.password));
+    let (status, _, body) = support::http_get(
+        addr,
+        &query,
+        &[("Authorization", &format!("Basic {basic}"))],
+    )
+    .unwrap_or_else(|e| panic!("GET {query} on {addr}: {e}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let token = answer["token"].as_str().expect("a token").to_string();
+    RegistryHttp {
+        host: registry.host.clone(),
+        authorization: Some(format!("Bearer {token}")),
+    }
+}
+
+/// Content with its blobs left out: what a run that copies no blob counts.
+fn manifests_only(content: &Content) -> Content {
+    Content {
+        manifests: content.manifests.clone(),
+        blobs: BTreeMap::new(),
+    }
+}
+
+/// A bearer-token registry, `docker login` to it (and to a password registry) through Wharf.
+/// Within the token registry, `wharf sync team/app mirror/app` mounts every blob (the push
+/// token must also ask `pull` on team/app: the token server grants exactly what is asked, so a
+/// token without it would refuse the mounts and the blobs would be copied), copies none, and
+/// the mirror serves the same tags, manifests and blobs; a second run copies nothing; the
+/// mirror pulls through Wharf by the source's digest. From the password registry into another
+/// repository of the token registry every blob is copied, the digests are the source's, and a
+/// second run copies nothing.
+#[test]
+fn sync_with_a_token_registry_mounts_within_it_and_copies_into_it_with_the_same_digests() {
+    if support::skip_on_reference("wharf sync is Wharf's own command") {
+        return;
+    }
+    let tokened = Registry::start_token(DST_USER, DST_PASSWORD);
+    let password = Registry::start_basic(SRC_USER, SRC_PASSWORD);
+    let n = name("token");
+    let stack = std::thread::scope(|s| {
+        let stack = s.spawn(Stack::start);
+        // skopeo goes through the token server with the registry's credentials.
+        fixtures::push_index(
+            &tokened,
+            &fixtures::multi_platform(&n),
+            "team/app",
+            "multi",
+            PushFormat::OciIndex,
+        );
+        fixtures::push_image(
+            &tokened,
+            &fixtures::schema2(&n),
+            "team/app",
+            "plain",
+            PushFormat::DockerV2S2,
+        );
+        let other = format!("{n}-password");
+        fixtures::push_index(
+            &password,
+            &fixtures::multi_platform(&other),
+            "team/app",
+            "multi",
+            PushFormat::DockerList,
+        );
+        fixtures::push_image(
+            &password,
+            &small(&other),
+            "team/app",
+            "plain",
+            PushFormat::DockerV2S2,
+        );
+        stack.join().unwrap()
+    });
+    let support::RegistryAuth::Token(server) = &tokened.auth else {
+        unreachable!()
+    };
+    let docker = stack.docker();
+    docker_login(&docker, &tokened);
+    docker_login(&docker, &password);
+
+    // Case A: within the token registry, every blob mounted.
+    let tokened_http = token_http(&tokened, &["team/app", "mirror/app", "backup/app"]);
+    let source_walks = tokened_http.walk_all("team/app");
+    assert_eq!(source_walks.keys().collect::<Vec<_>>(), ["multi", "plain"]);
+    let source_digests = tag_digests(&tokened_http, "team/app");
+    let everything = union(&source_walks);
+    assert_eq!(
+        everything.manifests.len(),
+        4,
+        "an index of two and an image"
+    );
+    assert_eq!(tokened_http.tags("mirror/app"), None, "an empty mirror");
+
+    let source_repo = format!("{}/team/app", tokened.host);
+    let mirror_repo = format!("{}/mirror/app", tokened.host);
+    let issued = server.issued();
+    let refused = server.refused();
+    let out = wharf_sync(&stack, docker.config.path(), &[&source_repo, &mirror_repo]).ok();
+    let lines = out.lines();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(
+            summary_line(
+                2,
+                0,
+                0,
+                &manifests_only(&everything),
+                everything.blobs.len(),
+                0
+            )
+            .as_str()
+        ),
+        "every blob mounted, none copied: {out}"
+    );
+    for digest in everything.blobs.keys() {
+        let id = &digest.trim_start_matches("sha256:")[..12];
+        assert!(
+            lines.contains(&format!("{id}: Mounted from team/app")),
+            "{id} mounted: {out}"
+        );
+    }
+    for (tag, digest) in &source_digests {
+        assert!(
+            lines.contains(&format!("{tag}: digest: {digest}")),
+            "a digest line for {tag}: {out}"
+        );
+    }
+    assert_eq!(out.stderr, "", "nothing on stderr: {out}");
+    assert!(
+        server.issued() > issued,
+        "wharf sync asked the token server"
+    );
+    assert_eq!(server.refused(), refused, "with the right credentials");
+
+    assert_eq!(
+        tokened_http.tags("mirror/app"),
+        tokened_http.tags("team/app")
+    );
+    assert_eq!(tag_digests(&tokened_http, "mirror/app"), source_digests);
+    let mirror_walks = tokened_http.walk_all("mirror/app");
+    assert_eq!(mirror_walks, source_walks);
+    tokened_http.check_blobs("mirror/app", &union(&mirror_walks));
+
+    let again = wharf_sync(&stack, docker.config.path(), &[&source_repo, &mirror_repo]).ok();
+    assert_eq!(
+        again.lines().last().map(String::as_str),
+        Some(
+            "Synced 0 tags (2 skipped, 0 failed): 0 blobs copied (0B), 0 mounted, \
+             0 already there, 0 manifests"
+        ),
+        "{again}"
+    );
+
+    // The mirror pulls through Wharf, logged in to the token registry, as the source's index.
+    let image = format!("{mirror_repo}:multi");
+    let pulled = docker.ok(&["pull", &image]);
+    assert!(
+        pulled
+            .stdout
+            .lines()
+            .any(|l| l == format!("Digest: {}", source_digests["multi"])),
+        "{pulled}"
+    );
+
+    // Case B: from the password registry into the token registry, every blob copied.
+    let password_http = RegistryHttp::of(&password);
+    let other_walks = password_http.walk_all("team/app");
+    assert_eq!(other_walks.keys().collect::<Vec<_>>(), ["multi", "plain"]);
+    let other_digests = tag_digests(&password_http, "team/app");
+    let other = union(&other_walks);
+    // The base layer is in the token registry already (team/app, mirror/app), but not in
+    // backup/app, and a mount needs the same registry: it is copied like the rest.
+    assert!(
+        other.blobs.keys().any(|d| everything.blobs.contains_key(d)),
+        "the fixtures share the base layer"
+    );
+    let from_repo = format!("{}/team/app", password.host);
+    let backup_repo = format!("{}/backup/app", tokened.host);
+    let out = wharf_sync(&stack, docker.config.path(), &[&from_repo, &backup_repo]).ok();
+    let lines = out.lines();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(summary_line(2, 0, 0, &other, 0, 0).as_str()),
+        "every blob copied: {out}"
+    );
+    for (tag, digest) in &other_digests {
+        assert!(
+            lines.contains(&format!("{tag}: digest: {digest}")),
+            "a digest line for {tag}: {out}"
+        );
+    }
+    assert_eq!(out.stderr, "", "nothing on stderr: {out}");
+    assert_eq!(
+        tokened_http.tags("backup/app"),
+        password_http.tags("team/app")
+    );
+    assert_eq!(tag_digests(&tokened_http, "backup/app"), other_digests);
+    let backup_walks = tokened_http.walk_all("backup/app");
+    assert_eq!(backup_walks, other_walks);
+    tokened_http.check_blobs("backup/app", &union(&backup_walks));
+
+    let again = wharf_sync(&stack, docker.config.path(), &[&from_repo, &backup_repo]).ok();
+    let lines = again.lines();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(
+            "Synced 0 tags (2 skipped, 0 failed): 0 blobs copied (0B), 0 mounted, \
+             0 already there, 0 manifests"
+        ),
+        "{again}"
+    );
+    for (tag, digest) in &other_digests {
+        assert!(
+            lines.contains(&format!("{tag}: digest: {digest} (already up to date)")),
+            "{again}"
+        );
+    }
+    assert_eq!(tag_digests(&tokened_http, "backup/app"), other_digests);
+    assert_eq!(tag_digests(&tokened_http, "mirror/app"), source_digests);
 }
