@@ -417,7 +417,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             _ = crate::supervisor::shutdown_signal() => match args.every {
                 Some(_) => Ok(()),
                 None => anyhow::bail!(
-                    "sync interrupted: tags whose copy had not finished were not written"
+                    "sync interrupted: a tag is written only once all it refers to is copied, \
+                     so the destination has whole tags only"
                 ),
             },
         };

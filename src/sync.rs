@@ -61,12 +61,14 @@ pub async fn wait_connected(
         if tokio::time::Instant::now() >= deadline {
             match looked_in {
                 Some(root) => anyhow::bail!(
-                    "cannot reach NATS at {url}: is `wharf up` running with data root {}? \
+                    "cannot reach NATS at {}: is `wharf up` running with data root {}? \
                      (or give --nats-url)",
+                    wharf_bus::connect::redact_url(url),
                     root.display()
                 ),
                 None => anyhow::bail!(
-                    "cannot reach NATS at {url} (or it refused the credentials given)"
+                    "cannot reach NATS at {} (or it refused the credentials given)",
+                    wharf_bus::connect::redact_url(url)
                 ),
             }
         }
@@ -77,15 +79,20 @@ pub async fn wait_connected(
 
 /// Runs the sync once, or every `--every` until a signal.
 pub async fn run(client: async_nats::Client, args: SyncArgs) -> anyhow::Result<()> {
-    let request = request(&args)?;
     let Some(every) = args.every else {
+        let request = request(&args).await?;
         return once(&client, &request, args.quiet).await.map(drop);
     };
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(e) = once(&client, &request, args.quiet).await {
+        // Logins are read again for every run: helpers' tokens expire, logins change.
+        let run = async {
+            let request = request(&args).await?;
+            once(&client, &request, args.quiet).await
+        };
+        if let Err(e) = run.await {
             eprintln!("wharf: {e:#}");
         }
         let next = chrono::Local::now() + chrono::Duration::from_std(every).unwrap_or_default();
@@ -94,14 +101,24 @@ pub async fn run(client: async_nats::Client, args: SyncArgs) -> anyhow::Result<(
 }
 
 /// The request, with the credentials the docker CLI holds for each registry.
-fn request(args: &SyncArgs) -> anyhow::Result<SyncRequest> {
+async fn request(args: &SyncArgs) -> anyhow::Result<SyncRequest> {
     let source = Reference::parse(&args.source).map_err(|e| anyhow::anyhow!(e.message))?;
     let destination =
         Reference::parse(&args.destination).map_err(|e| anyhow::anyhow!(e.message))?;
-    let config = DockerConfig::load(args.docker_config.as_deref())?;
+    let dir = args.docker_config.clone();
+    let (source_domain, destination_domain) = (source.domain.clone(), destination.domain.clone());
+    // Credential helpers are programs that may wait on a keychain: off the async threads.
+    let (source_auth, destination_auth) = tokio::task::spawn_blocking(move || {
+        let config = DockerConfig::load(dir.as_deref())?;
+        anyhow::Ok((
+            config.auth_for(&source_domain)?,
+            config.auth_for(&destination_domain)?,
+        ))
+    })
+    .await??;
     Ok(SyncRequest {
-        source_auth: config.auth_for(&source.domain)?,
-        destination_auth: config.auth_for(&destination.domain)?,
+        source_auth,
+        destination_auth,
         source: source.to_string(),
         destination: destination.to_string(),
         tags: args.tags.clone(),
@@ -257,8 +274,9 @@ fn helper_get(helper: &str, server: &str) -> anyhow::Result<Option<RegistryAuth>
         // Helpers say "credentials not found in native keychain" and fail: no login.
         return Ok(None);
     }
+    // Its answer holds a secret: a parse error could quote it, so it is not passed on.
     let creds: HelperCredentials = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("{program} answered something else than credentials"))?;
+        .map_err(|_| anyhow::anyhow!("{program} answered something else than credentials"))?;
     Ok(Some(if creds.username == "<token>" {
         RegistryAuth {
             identity_token: Some(creds.secret),

@@ -463,6 +463,23 @@ impl Session {
         format!("{}/v2/{}", self.endpoint.base, tail)
     }
 
+    /// The URL of a manifest by tag or digest. A reference that could leave the path (`/`,
+    /// `..` in a query or fragment, escapes) is refused: tags can come from a registry's list.
+    fn manifest_url(&self, reference: &str) -> Result<String, RegistryError> {
+        if reference.is_empty()
+            || reference.starts_with('.')
+            || reference.contains(['/', '?', '#', '%', '\\'])
+            || reference
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(RegistryError::Invalid(format!(
+                "{reference:?} is neither a tag nor a digest"
+            )));
+        }
+        Ok(self.url(&format!("{}/manifests/{reference}", self.path)))
+    }
+
     /// `GET /v2/`: tells whether the endpoint is up and learns its challenge early.
     pub async fn ping(&self) -> Result<(), RegistryError> {
         let url = format!("{}/v2/", self.endpoint.base);
@@ -578,7 +595,7 @@ impl Session {
 
     /// Fetches a manifest by tag or digest, refusing bodies over [`manifest::MAX_MANIFEST_SIZE`].
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<FetchedManifest, RegistryError> {
-        let url = self.url(&format!("{}/manifests/{}", self.path, tag_or_digest));
+        let url = self.manifest_url(tag_or_digest)?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, manifest::ACCEPT.parse().unwrap());
         let mut response = self.get(&url, headers).await?;
@@ -624,7 +641,13 @@ impl Session {
         }
         let mut url = self.url(&format!("{}/tags/list?n={TAGS_PAGE}", self.path));
         let mut tags = Vec::new();
+        let mut visited = std::collections::HashSet::new();
         for _ in 0..MAX_TAG_PAGES {
+            if !visited.insert(url.clone()) {
+                return Err(RegistryError::Invalid(format!(
+                    "the tag list's pages go round in a circle at {url}"
+                )));
+            }
             let mut response = self.get(&url, HeaderMap::new()).await?;
             let next = response
                 .headers()
@@ -642,6 +665,11 @@ impl Session {
             let page: TagList = serde_json::from_slice(&body)
                 .map_err(|e| RegistryError::Invalid(format!("malformed tag list: {e}")))?;
             tags.extend(page.tags.unwrap_or_default());
+            if tags.len() > MAX_TAGS {
+                return Err(RegistryError::Invalid(format!(
+                    "the repository lists more than {MAX_TAGS} tags"
+                )));
+            }
             match next {
                 Some(link) if link.starts_with('/') => {
                     url = format!("{}{link}", self.endpoint.base)
@@ -662,7 +690,7 @@ impl Session {
     /// The digest the registry serves for a tag or digest (`HEAD` of the manifest); `None`
     /// when it has no such manifest.
     pub async fn manifest_digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
-        let url = self.url(&format!("{}/manifests/{reference}", self.path));
+        let url = self.manifest_url(reference)?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, manifest::ACCEPT.parse().unwrap());
         let response = self
@@ -1010,7 +1038,7 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim_start_matches("bytes=").split_once('-'))
             .and_then(|(_, last)| last.parse::<u64>().ok())
-            .map_or(0, |last| if last == 0 { 0 } else { last + 1 });
+            .map_or(0, |last| if last == 0 { 0 } else { last.saturating_add(1) });
         let at = if response.headers().contains_key(reqwest::header::LOCATION) {
             self.location_of(&response)?
         } else {
@@ -1053,7 +1081,7 @@ impl Session {
         media_type: &str,
         body: Bytes,
     ) -> Result<Option<String>, RegistryError> {
-        let url = self.url(&format!("{}/manifests/{tag}", self.path));
+        let url = self.manifest_url(tag)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
@@ -1085,6 +1113,8 @@ impl Session {
 const TAGS_PAGE: usize = 1000;
 const MAX_TAG_PAGES: usize = 1000;
 const MAX_TAG_PAGE_BYTES: usize = 4 << 20;
+/// The most tags a repository may list.
+const MAX_TAGS: usize = 100_000;
 
 /// The target of a `Link: <url>; rel="next"` header.
 fn next_link(header: &str) -> Option<String> {

@@ -36,6 +36,8 @@ pub struct Plan {
     source: Reference,
     destination: Reference,
     tags: Vec<String>,
+    /// Names the source listed that are no tag names: each fails, nothing is asked about it.
+    refused: Vec<String>,
     from: Session,
     to: Session,
     /// Source and destination are one registry: blobs are mounted rather than copied.
@@ -104,9 +106,7 @@ pub async fn resolve(registries: &Registries, request: &SyncRequest) -> Result<P
     let named_tag = source.tag.take();
     let mut tags: Vec<String> = Vec::new();
     for tag in named_tag.iter().chain(&request.tags) {
-        let valid = Reference::parse(&format!("{}:{tag}", source.name()))
-            .is_ok_and(|r| r.tag.as_deref() == Some(tag.as_str()) && r.name() == source.name());
-        if !valid {
+        if !valid_tag(tag) {
             return Err(BusError::invalid(format!("invalid tag {tag:?}")));
         }
         if !tags.contains(tag) {
@@ -138,9 +138,17 @@ pub async fn resolve(registries: &Registries, request: &SyncRequest) -> Result<P
         .map_err(|e| destination_error(e, &destination))?;
 
     // Asking the source something checks its credentials and that the repository exists.
+    let mut refused = Vec::new();
     if tags.is_empty() {
-        tags = from.tags().await.map_err(|e| source_error(e, &source))?;
-        if tags.is_empty() {
+        // A listed name goes into the destination's URLs: only tag names do (a hostile source
+        // could otherwise name `../../other/manifests/x`).
+        (tags, refused) = from
+            .tags()
+            .await
+            .map_err(|e| source_error(e, &source))?
+            .into_iter()
+            .partition(|t| valid_tag(t));
+        if tags.is_empty() && refused.is_empty() {
             return Err(BusError::not_found(format!(
                 "repository {} has no tags to sync",
                 source.name()
@@ -152,17 +160,34 @@ pub async fn resolve(registries: &Registries, request: &SyncRequest) -> Result<P
             .map_err(|e| source_error(e, &source))?;
     }
     // And the destination: a push session asks for push access on its first request.
-    to.manifest_digest(&tags[0])
+    to.manifest_digest(tags.first().map_or("latest", String::as_str))
         .await
         .map_err(|e| destination_error(e, &destination))?;
     Ok(Plan {
         source,
         destination,
         tags,
+        refused,
         from,
         to,
         same_registry,
     })
+}
+
+/// Layers a registry does not hold (Windows base layers, OCI non-distributable layers).
+fn foreign(media_type: &str) -> bool {
+    media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        || media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
+}
+
+/// A tag name as the distribution spec allows it: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    tag.len() <= 128
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Copies the planned tags. A tag that fails is recorded in the summary and the others still
@@ -186,6 +211,20 @@ pub async fn run(plan: Plan, progress: &Progress) -> Result<SyncSummary, BusErro
         ..Default::default()
     };
     let mut first_error: Option<BusError> = None;
+    for name in &plan.refused {
+        let e = BusError::invalid(format!(
+            "the source lists {name:?}, which is not a tag name: not copied"
+        ));
+        progress.send(JsonMessage::status(
+            format!("{name}: failed: {}", e.message),
+            None,
+        ));
+        summary.failed.push(SyncFailure {
+            tag: name.clone(),
+            error: e.message.clone(),
+        });
+        first_error.get_or_insert(e);
+    }
     for tag in &plan.tags {
         match copier.tag(tag).await {
             Ok(Copied::New(digest)) => {
@@ -237,7 +276,7 @@ pub async fn run(plan: Plan, progress: &Progress) -> Result<SyncSummary, BusErro
                 format!(
                     "sync of {source} to {destination} failed for {} of {} tags ({}): {}",
                     failed.len(),
-                    plan.tags.len(),
+                    plan.tags.len() + plan.refused.len(),
                     failed.join(", "),
                     first.message
                 ),
@@ -308,6 +347,23 @@ impl Copier<'_> {
     async fn tag(&self, tag: &str) -> Result<Copied, BusError> {
         let plan = self.plan;
         let at_source = plan.source.tagged(tag);
+        let current = plan
+            .to
+            .manifest_digest(tag)
+            .await
+            .map_err(|e| destination_error(e, &plan.destination))?;
+        // HEADs first: a tag that is up to date costs no manifest GET at the source (Docker
+        // Hub counts those against its pull limit).
+        if let Some(current) = &current {
+            let listed = plan
+                .from
+                .manifest_digest(tag)
+                .await
+                .map_err(|e| source_error(e, &at_source))?;
+            if listed.as_deref() == Some(current.as_str()) {
+                return Ok(Copied::UpToDate(current.clone()));
+            }
+        }
         let fetched = plan
             .from
             .manifest(tag)
@@ -321,11 +377,6 @@ impl Copier<'_> {
                 )));
             }
         }
-        let current = plan
-            .to
-            .manifest_digest(tag)
-            .await
-            .map_err(|e| destination_error(e, &plan.destination))?;
         if current.as_deref() == Some(digest.as_str()) {
             return Ok(Copied::UpToDate(digest));
         }
@@ -467,7 +518,10 @@ impl Copier<'_> {
         let mut blobs: Vec<&Descriptor> = Vec::new();
         {
             let tally = self.tally.lock().unwrap();
-            for blob in std::iter::once(config).chain(&image.layers) {
+            // Foreign and non-distributable layers are fetched from their own URLs, never
+            // from a registry: the manifest refers to them without the registry holding them.
+            let layers = image.layers.iter().filter(|l| !foreign(&l.media_type));
+            for blob in std::iter::once(config).chain(layers) {
                 if !tally.blobs.contains(&blob.digest)
                     && !blobs.iter().any(|b| b.digest == blob.digest)
                 {
@@ -799,6 +853,33 @@ fn destination_error(err: RegistryError, reference: &Reference) -> BusError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_tag_names_are_tags() {
+        for ok in ["latest", "v1.2.3", "_x", "a-b_c.d", &"a".repeat(128)] {
+            assert!(valid_tag(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../../victim/manifests/latest",
+            "a/b",
+            "x?digest=1",
+            "x#y",
+            "%2e%2e",
+            ".hidden",
+            "-dash",
+            &"a".repeat(129),
+        ] {
+            assert!(!valid_tag(bad), "{bad}");
+        }
+        assert!(foreign(
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        ));
+        assert!(foreign(
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        ));
+        assert!(!foreign("application/vnd.oci.image.layer.v1.tar+gzip"));
+    }
 
     #[test]
     fn read_state_hashes_each_byte_once_across_resumes() {

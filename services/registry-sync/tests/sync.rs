@@ -788,3 +788,68 @@ async fn a_blob_larger_than_the_chunk_size_goes_up_in_chunks() {
         from.walk("big/img", "big").await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_the_source_lists_that_are_no_tags_fail_and_write_nowhere() {
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let image = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()},
+        "layers": [],
+    }))
+    .unwrap();
+    let image_digest = sha256(&image);
+    let (image2, config2) = (image.clone(), config.to_vec());
+    // A source whose tag list holds a path that would climb out of the destination repository
+    // and a query, and serves the same image under any name.
+    let hostile = "../../victim/manifests/owned";
+    let host = serve(Arc::new(move |path: &str| {
+        let config_path = format!("/v2/evil/img/blobs/{}", sha256(&config2));
+        match path {
+            "/v2/" => StatusCode::OK.into_response(),
+            "/v2/evil/img/tags/list" => axum::Json(serde_json::json!({
+                "name": "evil/img", "tags": ["ok", hostile, "x?digest=1"]
+            }))
+            .into_response(),
+            p if p.starts_with("/v2/evil/img/manifests/") => {
+                manifest_response(&image2, OCI_MANIFEST, &sha256(&image2))
+            }
+            p if p == config_path => config2.clone().into_response(),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    }))
+    .await;
+    let destination = Registry::start(None);
+    let bus = Bus::start(Options::default()).await;
+
+    let (messages, err) = bus
+        .sync(&request(
+            format!("{host}/evil/img"),
+            format!("{}/team/safe", destination.host()),
+        ))
+        .await;
+    let err = err.expect("the listed non-tags fail the sync");
+    assert!(
+        err.message.contains("failed for 2 of 3 tags"),
+        "{}",
+        err.message
+    );
+    let summary = sync_summary(&messages);
+    assert_eq!(summary.copied, ["ok"]);
+    let mut failed: Vec<&str> = summary.failed.iter().map(|f| f.tag.as_str()).collect();
+    failed.sort();
+    assert_eq!(failed, [hostile, "x?digest=1"]);
+    assert!(summary
+        .failed
+        .iter()
+        .all(|f| f.error.contains("which is not a tag name")));
+    let to = Http::new(&destination);
+    assert_eq!(
+        to.manifest_digest("team/safe", "ok").await.as_deref(),
+        Some(image_digest.as_str())
+    );
+    assert!(to.manifest_digest("victim", "owned").await.is_none());
+    assert!(to.manifest_digest("team/victim", "owned").await.is_none());
+}
