@@ -88,6 +88,15 @@ fn docker_login(docker: &DockerCli, registry: &Registry) {
     assert!(out.stdout.contains("Login Succeeded"), "{out}");
 }
 
+/// `wharf sync SOURCE DESTINATION` refused before any output, with exit status 1; its output.
+#[track_caller]
+fn sync_refused(stack: &Stack, docker_config: &Path, source: &str, destination: &str) -> Output {
+    let out = wharf_sync(stack, docker_config, &[source, destination]).failed();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stdout, "", "refused before any output: {out}");
+    out
+}
+
 /// Size as registry-sync prints it in the summary (go-units `HumanSize`: four significant
 /// digits, decimal units), as the docker CLI prints a push's sizes.
 fn human_size(n: u64) -> String {
@@ -327,6 +336,141 @@ fn small(name: &str) -> ImageSpec {
     ImageSpec::busybox_like(name, fixtures::host_arch(), vec![])
 }
 
+/// Pushes to team/app of `registry` the two platforms of `name` as the index `multi` (in
+/// `format`), then `plain` as the Docker v2.2 image `plain`; the index as pushed.
+fn push_multi_and_plain(
+    registry: &Registry,
+    name: &str,
+    format: PushFormat,
+    plain: &ImageSpec,
+) -> fixtures::Pushed {
+    let (index, _) = fixtures::push_index(
+        registry,
+        &fixtures::multi_platform(name),
+        "team/app",
+        "multi",
+        format,
+    );
+    fixtures::push_image(registry, plain, "team/app", "plain", PushFormat::DockerV2S2);
+    index
+}
+
+/// What a source repository holds before a sync: each tag walked, each tag's top manifest
+/// digest, and all of it together.
+struct Holdings {
+    walks: BTreeMap<String, Content>,
+    digests: BTreeMap<String, String>,
+    everything: Content,
+}
+
+impl Holdings {
+    /// `repo` of `http`, whose tags must be `tags`.
+    #[track_caller]
+    fn of(http: &RegistryHttp, repo: &str, tags: &[&str]) -> Holdings {
+        let walks = http.walk_all(repo);
+        assert_eq!(walks.keys().collect::<Vec<_>>(), tags);
+        let digests = tag_digests(http, repo);
+        let everything = union(&walks);
+        Holdings {
+            walks,
+            digests,
+            everything,
+        }
+    }
+}
+
+/// A line `TAG: digest: DIGEST` followed by `suffix` in `out` for each tag of `digests`.
+#[track_caller]
+fn assert_digest_lines(out: &Output, digests: &BTreeMap<String, String>, suffix: &str) {
+    let lines = out.lines();
+    for (tag, digest) in digests {
+        assert!(
+            lines.contains(&format!("{tag}: digest: {digest}{suffix}")),
+            "a digest line for {tag}: {out}"
+        );
+    }
+}
+
+/// `wharf sync SOURCE DESTINATION`, which must succeed, end with `summary` (`why` says what it
+/// means), print a digest line for each tag of `digests` and nothing on stderr; its output.
+#[track_caller]
+fn sync_ok(
+    stack: &Stack,
+    docker_config: &Path,
+    source: &str,
+    destination: &str,
+    summary: &str,
+    why: &str,
+    digests: &BTreeMap<String, String>,
+) -> Output {
+    let out = wharf_sync(stack, docker_config, &[source, destination]).ok();
+    assert_eq!(
+        out.lines().last().map(String::as_str),
+        Some(summary),
+        "{why}: {out}"
+    );
+    assert_digest_lines(&out, digests, "");
+    assert_eq!(out.stderr, "", "nothing on stderr: {out}");
+    out
+}
+
+/// The summary line of a run that copies nothing, its `skipped` tags up to date.
+fn nothing_copied(skipped: usize) -> String {
+    format!(
+        "Synced 0 tags ({skipped} skipped, 0 failed): 0 blobs copied (0B), 0 mounted, \
+         0 already there, 0 manifests"
+    )
+}
+
+/// `wharf sync SOURCE DESTINATION` once more, which must succeed and copy nothing, its
+/// `skipped` tags up to date; its output.
+#[track_caller]
+fn sync_copies_nothing(
+    stack: &Stack,
+    docker_config: &Path,
+    source: &str,
+    destination: &str,
+    skipped: usize,
+) -> Output {
+    let again = wharf_sync(stack, docker_config, &[source, destination]).ok();
+    assert_eq!(
+        again.lines().last().map(String::as_str),
+        Some(nothing_copied(skipped).as_str()),
+        "{again}"
+    );
+    again
+}
+
+/// `destination` of `to` holds what `source` of `from` held before the sync (`held`): the same
+/// tags, each by the same digest, the same manifests and blobs, and it serves every blob's bytes.
+#[track_caller]
+fn assert_mirrors(
+    from: &RegistryHttp,
+    source: &str,
+    to: &RegistryHttp,
+    destination: &str,
+    held: &Holdings,
+) {
+    assert_eq!(to.tags(destination), from.tags(source));
+    assert_eq!(tag_digests(to, destination), held.digests);
+    let walks = to.walk_all(destination);
+    assert_eq!(walks, held.walks);
+    to.check_blobs(destination, &union(&walks));
+}
+
+/// `docker pull IMAGE`, which must succeed and name `digest`.
+#[track_caller]
+fn pull_names_digest(docker: &DockerCli, image: &str, digest: &str) {
+    let pulled = docker.ok(&["pull", image]);
+    assert!(
+        pulled
+            .stdout
+            .lines()
+            .any(|l| l == format!("Digest: {digest}")),
+        "{pulled}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. The user's flow
 
@@ -344,20 +488,7 @@ fn sync_after_docker_login_copies_every_tag_and_platform_then_nothing_and_the_co
     let n = name("flow");
     let (stack, index) = std::thread::scope(|s| {
         let stack = s.spawn(Stack::start);
-        let (index, _) = fixtures::push_index(
-            &src,
-            &fixtures::multi_platform(&n),
-            "team/app",
-            "multi",
-            PushFormat::OciIndex,
-        );
-        fixtures::push_image(
-            &src,
-            &fixtures::schema2(&n),
-            "team/app",
-            "plain",
-            PushFormat::DockerV2S2,
-        );
+        let index = push_multi_and_plain(&src, &n, PushFormat::OciIndex, &fixtures::schema2(&n));
         fixtures::push_image(&src, &fixtures::oci(&n), "team/app", "oci", PushFormat::Oci);
         (stack.join().unwrap(), index)
     });
@@ -367,82 +498,42 @@ fn sync_after_docker_login_copies_every_tag_and_platform_then_nothing_and_the_co
 
     let from = RegistryHttp::of(&src);
     let to = RegistryHttp::of(&dst);
-    let source_walks = from.walk_all("team/app");
+    let source = Holdings::of(&from, "team/app", &["multi", "oci", "plain"]);
     assert_eq!(
-        source_walks.keys().collect::<Vec<_>>(),
-        ["multi", "oci", "plain"]
-    );
-    let source_digests = tag_digests(&from, "team/app");
-    let everything = union(&source_walks);
-    assert_eq!(
-        everything.manifests.len(),
+        source.everything.manifests.len(),
         5,
         "an index of two and two images"
     );
 
     let source_repo = format!("{}/team/app", src.host);
     let destination_repo = format!("{}/backup/app", dst.host);
-    let out = wharf_sync(
+    sync_ok(
         &stack,
         docker.config.path(),
-        &[&source_repo, &destination_repo],
-    )
-    .ok();
-    let lines = out.lines();
-    assert_eq!(
-        lines.last().map(String::as_str),
-        Some(summary_line(3, 0, 0, &everything, 0, 0).as_str()),
-        "{out}"
+        &source_repo,
+        &destination_repo,
+        &summary_line(3, 0, 0, &source.everything, 0, 0),
+        "the source's numbers",
+        &source.digests,
     );
-    for (tag, digest) in &source_digests {
-        assert!(
-            lines.contains(&format!("{tag}: digest: {digest}")),
-            "a digest line for {tag}: {out}"
-        );
-    }
-    assert_eq!(out.stderr, "", "nothing on stderr: {out}");
 
     // The destination holds what the source holds, byte for byte.
-    assert_eq!(to.tags("backup/app"), from.tags("team/app"));
-    assert_eq!(tag_digests(&to, "backup/app"), source_digests);
-    let destination_walks = to.walk_all("backup/app");
-    assert_eq!(destination_walks, source_walks);
-    to.check_blobs("backup/app", &union(&destination_walks));
+    assert_mirrors(&from, "team/app", &to, "backup/app", &source);
 
     // Again: every tag up to date, nothing copied.
-    let again = wharf_sync(
+    let again = sync_copies_nothing(
         &stack,
         docker.config.path(),
-        &[&source_repo, &destination_repo],
-    )
-    .ok();
-    let lines = again.lines();
-    assert_eq!(
-        lines.last().map(String::as_str),
-        Some(
-            "Synced 0 tags (3 skipped, 0 failed): 0 blobs copied (0B), 0 mounted, \
-             0 already there, 0 manifests"
-        ),
-        "{again}"
+        &source_repo,
+        &destination_repo,
+        3,
     );
-    for (tag, digest) in &source_digests {
-        assert!(
-            lines.contains(&format!("{tag}: digest: {digest} (already up to date)")),
-            "{again}"
-        );
-    }
-    assert_eq!(tag_digests(&to, "backup/app"), source_digests);
+    assert_digest_lines(&again, &source.digests, " (already up to date)");
+    assert_eq!(tag_digests(&to, "backup/app"), source.digests);
 
     // The copy pulls (the index, this machine's platform) and runs through Wharf.
     let image = format!("{destination_repo}:multi");
-    let pulled = docker.ok(&["pull", &image]);
-    assert!(
-        pulled
-            .stdout
-            .lines()
-            .any(|l| l == format!("Digest: {}", source_digests["multi"])),
-        "{pulled}"
-    );
+    pull_names_digest(&docker, &image, &source.digests["multi"]);
     assert_eq!(docker.inspect(&image)["Id"], index.id.as_str());
     let run = docker.ok(&["run", "--rm", &image, "cat", "/etc/motd"]);
     assert_eq!(
@@ -482,14 +573,12 @@ fn sync_without_logins_names_the_refusal_and_a_missing_tag_fails_alone_with_exit
     let destination_repo = format!("{}/backup/app", dst.host);
 
     let docker = stack.docker();
-    let out = wharf_sync(
+    let out = sync_refused(
         &stack,
         docker.config.path(),
-        &[&source_repo, &destination_repo],
-    )
-    .failed();
-    assert_eq!(out.code, Some(1), "{out}");
-    assert_eq!(out.stdout, "", "refused before any output: {out}");
+        &source_repo,
+        &destination_repo,
+    );
     assert_eq!(
         out.stderr.trim(),
         format!(
@@ -502,14 +591,12 @@ fn sync_without_logins_names_the_refusal_and_a_missing_tag_fails_alone_with_exit
     assert_eq!(to.tags("backup/app"), None, "nothing written");
 
     docker_login(&docker, &src);
-    let out = wharf_sync(
+    let out = sync_refused(
         &stack,
         docker.config.path(),
-        &[&source_repo, &destination_repo],
-    )
-    .failed();
-    assert_eq!(out.code, Some(1), "{out}");
-    assert_eq!(out.stdout, "", "refused before any output: {out}");
+        &source_repo,
+        &destination_repo,
+    );
     let stderr = out.stderr.trim();
     assert!(
         stderr.starts_with(&format!("wharf: destination {destination_repo}: "))
@@ -581,6 +668,56 @@ fn runs(log: &str) -> Vec<Vec<String>> {
     runs
 }
 
+/// `wharf sync SOURCE DESTINATION --every EVERY` in the background (`what` names it), its output
+/// appended to `log`; SIGTERM ends it.
+fn start_every(
+    what: &str,
+    stack: &Stack,
+    docker_config: &Path,
+    source: &str,
+    destination: &str,
+    every: &str,
+    log: &Path,
+) -> Proc {
+    let cmd = sync_command(
+        stack,
+        docker_config,
+        &[source, destination, "--every", every],
+    );
+    Proc::start(
+        what,
+        cmd,
+        Some(log),
+        libc::SIGTERM,
+        Duration::from_secs(10),
+        false,
+    )
+}
+
+/// The runs of the `--every` log at `log` once it has `count` or more and `done` accepts them;
+/// panics when that takes longer than `within`.
+#[track_caller]
+fn wait_runs(
+    log: &Path,
+    count: usize,
+    within: Duration,
+    done: &dyn Fn(&[Vec<String>]) -> bool,
+) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let r = runs(&text);
+        if r.len() >= count && done(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {count} runs within {within:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `wharf sync --every 2s`: the first run copies the tag there is, a tag pushed meanwhile is
 /// copied by the next run that sees it (and the other tag skipped), runs in between copy
 /// nothing; SIGTERM ends it promptly with status 0. Runs to a registry that is down fail on
@@ -616,37 +753,19 @@ fn sync_every_copies_a_new_tag_on_the_next_run_and_ends_on_sigterm() {
     let log = log_dir.path().join("sync.log");
     let source_repo = format!("{}/team/app", src.host);
     let destination_repo = format!("{}/backup/app", dst.host);
-    let cmd = sync_command(
+    let mut every = start_every(
+        "wharf sync --every",
         &stack,
         config.path(),
-        &[&source_repo, &destination_repo, "--every", "2s"],
-    );
-    let mut every = Proc::start(
-        "wharf sync --every",
-        cmd,
-        Some(&log),
-        libc::SIGTERM,
-        Duration::from_secs(10),
-        false,
+        &source_repo,
+        &destination_repo,
+        "2s",
+        &log,
     );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let wait_runs = |count: usize, done: &dyn Fn(&[Vec<String>]) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let text = read_log();
-            let r = runs(&text);
-            if r.len() >= count && done(&r) {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {count} runs within 40 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let within = Duration::from_secs(40);
 
-    let first = wait_runs(1, &|_| true);
+    let first = wait_runs(&log, 1, within, &|_| true);
     assert_eq!(
         first[0].last().map(String::as_str),
         Some(summary_line(1, 0, 0, &v1, 0, 0).as_str()),
@@ -665,7 +784,7 @@ fn sync_every_copies_a_new_tag_on_the_next_run_and_ends_on_sigterm() {
             .any(|run| run.contains(&format!("v2: digest: {v2_digest}")))
     };
     // Normally the second run; a third at most if the push straddled the second.
-    let all = wait_runs(2, &|r| copied_v2(r) || r.len() >= 3);
+    let all = wait_runs(&log, 2, within, &|r| copied_v2(r) || r.len() >= 3);
     let at = all
         .iter()
         .position(|run| run.contains(&format!("v2: digest: {v2_digest}")))
@@ -674,10 +793,7 @@ fn sync_every_copies_a_new_tag_on_the_next_run_and_ends_on_sigterm() {
     for run in &all[1..at] {
         assert_eq!(
             run.last().map(String::as_str),
-            Some(
-                "Synced 0 tags (1 skipped, 0 failed): 0 blobs copied (0B), 0 mounted, \
-                 0 already there, 0 manifests"
-            ),
+            Some(nothing_copied(1).as_str()),
             "{}",
             read_log()
         );
@@ -724,36 +840,20 @@ fn sync_every_copies_a_new_tag_on_the_next_run_and_ends_on_sigterm() {
     // A run that fails is reported on stderr, and the next one still comes.
     let dead = format!("127.0.0.1:{}", support::free_port());
     let log = log_dir.path().join("dead.log");
-    let cmd = sync_command(
+    let mut failing = start_every(
+        "wharf sync --every (dead destination)",
         &stack,
         config.path(),
-        &[&source_repo, &format!("{dead}/backup/app"), "--every", "1s"],
-    );
-    let mut failing = Proc::start(
-        "wharf sync --every (dead destination)",
-        cmd,
-        Some(&log),
-        libc::SIGTERM,
-        Duration::from_secs(10),
-        false,
+        &source_repo,
+        &format!("{dead}/backup/app"),
+        "1s",
+        &log,
     );
     let refusal = format!(
         "wharf: destination {dead}/backup/app: Get \"http://{dead}/v2/\": dial tcp {dead}: \
          connect: connection refused"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let failed_runs = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let r = runs(&text);
-        if r.len() >= 2 {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no two runs within 20 s:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let failed_runs = wait_runs(&log, 2, Duration::from_secs(20), &|_| true);
     for run in &failed_runs {
         assert_eq!(run, std::slice::from_ref(&refusal), "{failed_runs:?}");
     }
@@ -810,6 +910,14 @@ fn error_message(status: u16, body: &[u8]) -> String {
         .to_string()
 }
 
+/// `POST /wharf/sync` of `body`, which must be refused with HTTP `status`; the error's message.
+#[track_caller]
+fn post_sync_refused(stack: &Stack, config: Option<&str>, body: &[u8], status: u16) -> String {
+    let (answered, _, body) = post_sync(stack, config, body);
+    assert_eq!(answered, status, "{}", String::from_utf8_lossy(&body));
+    error_message(answered, &body)
+}
+
 /// The endpoint streams JSON lines whose last carries a summary that is what the destination
 /// now holds; a destination with a tag is a 400, an unknown source repository a 404, a body
 /// that is not the request a 400, no credentials a 500 naming the refusal; none writes anything.
@@ -823,20 +931,7 @@ fn post_wharf_sync_streams_a_summary_that_matches_the_destination_and_refuses_ba
     let n = name("http");
     let stack = std::thread::scope(|s| {
         let stack = s.spawn(Stack::start);
-        fixtures::push_index(
-            &src,
-            &fixtures::multi_platform(&n),
-            "team/app",
-            "multi",
-            PushFormat::DockerList,
-        );
-        fixtures::push_image(
-            &src,
-            &small(&n),
-            "team/app",
-            "plain",
-            PushFormat::DockerV2S2,
-        );
+        push_multi_and_plain(&src, &n, PushFormat::DockerList, &small(&n));
         stack.join().unwrap()
     });
     let from = RegistryHttp::of(&src);
@@ -850,26 +945,24 @@ fn post_wharf_sync_streams_a_summary_that_matches_the_destination_and_refuses_ba
         serde_json::to_vec(&serde_json::json!({"Source": source, "Destination": destination}))
             .unwrap()
     };
-    let (status, _, body) = post_sync(
+    let message = post_sync_refused(
         &stack,
         Some(&config),
         &request(&source_repo, &format!("{destination_repo}:v1")),
+        400,
     );
-    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-    let message = error_message(status, &body);
     assert!(
         message.contains(&format!("{destination_repo}:v1"))
             && message.contains("must be a repository without tag or digest"),
         "{message}"
     );
 
-    let (status, _, body) = post_sync(
+    let message = post_sync_refused(
         &stack,
         Some(&config),
         &request(&format!("{}/team/nothing", src.host), &destination_repo),
+        404,
     );
-    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
-    let message = error_message(status, &body);
     assert!(
         message.contains(&format!("{}/team/nothing", src.host)),
         "{message}"
@@ -880,15 +973,11 @@ fn post_wharf_sync_streams_a_summary_that_matches_the_destination_and_refuses_ba
         &b"[]"[..],
         &br#"{"Source": "a/b"}"#[..],
     ] {
-        let (status, _, body) = post_sync(&stack, Some(&config), bad);
-        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-        let message = error_message(status, &body);
+        let message = post_sync_refused(&stack, Some(&config), bad, 400);
         assert!(message.starts_with("invalid sync request: "), "{message}");
     }
 
-    let (status, _, body) = post_sync(&stack, None, &request(&source_repo, &destination_repo));
-    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
-    let message = error_message(status, &body);
+    let message = post_sync_refused(&stack, None, &request(&source_repo, &destination_repo), 500);
     assert!(
         message.starts_with(&format!("source {source_repo}: "))
             && message.ends_with("no basic auth credentials"),
@@ -986,20 +1075,7 @@ fn dockerd_pulls_the_synced_tag_as_the_same_image_as_at_the_source() {
     let (stack, dockerd) = std::thread::scope(|s| {
         let stack = s.spawn(Stack::start);
         let dockerd = s.spawn(Dockerd::start);
-        fixtures::push_index(
-            &src,
-            &fixtures::multi_platform(&n),
-            "team/app",
-            "multi",
-            PushFormat::OciIndex,
-        );
-        fixtures::push_image(
-            &src,
-            &small(&n),
-            "team/app",
-            "plain",
-            PushFormat::DockerV2S2,
-        );
+        push_multi_and_plain(&src, &n, PushFormat::OciIndex, &small(&n));
         (stack.join().unwrap(), dockerd.join().unwrap())
     });
     let from = RegistryHttp::of(&src);
@@ -1029,14 +1105,7 @@ fn dockerd_pulls_the_synced_tag_as_the_same_image_as_at_the_source() {
         format!("{source_repo}:multi"),
         format!("{destination_repo}:multi"),
     ] {
-        let pulled = docker.ok(&["pull", &image]);
-        assert!(
-            pulled
-                .stdout
-                .lines()
-                .any(|l| l == format!("Digest: {digest}")),
-            "{pulled}"
-        );
+        pull_names_digest(&docker, &image, &digest);
         ids.push(docker.inspect(&image)["Id"].clone());
     }
     assert_eq!(ids[0], ids[1]);
@@ -1113,35 +1182,9 @@ fn sync_with_a_token_registry_mounts_within_it_and_copies_into_it_with_the_same_
     let stack = std::thread::scope(|s| {
         let stack = s.spawn(Stack::start);
         // skopeo goes through the token server with the registry's credentials.
-        fixtures::push_index(
-            &tokened,
-            &fixtures::multi_platform(&n),
-            "team/app",
-            "multi",
-            PushFormat::OciIndex,
-        );
-        fixtures::push_image(
-            &tokened,
-            &fixtures::schema2(&n),
-            "team/app",
-            "plain",
-            PushFormat::DockerV2S2,
-        );
+        push_multi_and_plain(&tokened, &n, PushFormat::OciIndex, &fixtures::schema2(&n));
         let other = format!("{n}-password");
-        fixtures::push_index(
-            &password,
-            &fixtures::multi_platform(&other),
-            "team/app",
-            "multi",
-            PushFormat::DockerList,
-        );
-        fixtures::push_image(
-            &password,
-            &small(&other),
-            "team/app",
-            "plain",
-            PushFormat::DockerV2S2,
-        );
+        push_multi_and_plain(&password, &other, PushFormat::DockerList, &small(&other));
         stack.join().unwrap()
     });
     let support::RegistryAuth::Token(server) = &tokened.auth else {
@@ -1153,10 +1196,8 @@ fn sync_with_a_token_registry_mounts_within_it_and_copies_into_it_with_the_same_
 
     // Case A: within the token registry, every blob mounted.
     let tokened_http = token_http(&tokened, &["team/app", "mirror/app", "backup/app"]);
-    let source_walks = tokened_http.walk_all("team/app");
-    assert_eq!(source_walks.keys().collect::<Vec<_>>(), ["multi", "plain"]);
-    let source_digests = tag_digests(&tokened_http, "team/app");
-    let everything = union(&source_walks);
+    let source = Holdings::of(&tokened_http, "team/app", &["multi", "plain"]);
+    let everything = &source.everything;
     assert_eq!(
         everything.manifests.len(),
         4,
@@ -1168,23 +1209,23 @@ fn sync_with_a_token_registry_mounts_within_it_and_copies_into_it_with_the_same_
     let mirror_repo = format!("{}/mirror/app", tokened.host);
     let issued = server.issued();
     let refused = server.refused();
-    let out = wharf_sync(&stack, docker.config.path(), &[&source_repo, &mirror_repo]).ok();
-    let lines = out.lines();
-    assert_eq!(
-        lines.last().map(String::as_str),
-        Some(
-            summary_line(
-                2,
-                0,
-                0,
-                &manifests_only(&everything),
-                everything.blobs.len(),
-                0
-            )
-            .as_str()
+    let out = sync_ok(
+        &stack,
+        docker.config.path(),
+        &source_repo,
+        &mirror_repo,
+        &summary_line(
+            2,
+            0,
+            0,
+            &manifests_only(everything),
+            everything.blobs.len(),
+            0,
         ),
-        "every blob mounted, none copied: {out}"
+        "every blob mounted, none copied",
+        &source.digests,
     );
+    let lines = out.lines();
     for digest in everything.blobs.keys() {
         let id = &digest.trim_start_matches("sha256:")[..12];
         assert!(
@@ -1192,102 +1233,60 @@ fn sync_with_a_token_registry_mounts_within_it_and_copies_into_it_with_the_same_
             "{id} mounted: {out}"
         );
     }
-    for (tag, digest) in &source_digests {
-        assert!(
-            lines.contains(&format!("{tag}: digest: {digest}")),
-            "a digest line for {tag}: {out}"
-        );
-    }
-    assert_eq!(out.stderr, "", "nothing on stderr: {out}");
     assert!(
         server.issued() > issued,
         "wharf sync asked the token server"
     );
     assert_eq!(server.refused(), refused, "with the right credentials");
 
-    assert_eq!(
-        tokened_http.tags("mirror/app"),
-        tokened_http.tags("team/app")
+    assert_mirrors(
+        &tokened_http,
+        "team/app",
+        &tokened_http,
+        "mirror/app",
+        &source,
     );
-    assert_eq!(tag_digests(&tokened_http, "mirror/app"), source_digests);
-    let mirror_walks = tokened_http.walk_all("mirror/app");
-    assert_eq!(mirror_walks, source_walks);
-    tokened_http.check_blobs("mirror/app", &union(&mirror_walks));
 
-    let again = wharf_sync(&stack, docker.config.path(), &[&source_repo, &mirror_repo]).ok();
-    assert_eq!(
-        again.lines().last().map(String::as_str),
-        Some(
-            "Synced 0 tags (2 skipped, 0 failed): 0 blobs copied (0B), 0 mounted, \
-             0 already there, 0 manifests"
-        ),
-        "{again}"
-    );
+    sync_copies_nothing(&stack, docker.config.path(), &source_repo, &mirror_repo, 2);
 
     // The mirror pulls through Wharf, logged in to the token registry, as the source's index.
     let image = format!("{mirror_repo}:multi");
-    let pulled = docker.ok(&["pull", &image]);
-    assert!(
-        pulled
-            .stdout
-            .lines()
-            .any(|l| l == format!("Digest: {}", source_digests["multi"])),
-        "{pulled}"
-    );
+    pull_names_digest(&docker, &image, &source.digests["multi"]);
 
     // Case B: from the password registry into the token registry, every blob copied.
     let password_http = RegistryHttp::of(&password);
-    let other_walks = password_http.walk_all("team/app");
-    assert_eq!(other_walks.keys().collect::<Vec<_>>(), ["multi", "plain"]);
-    let other_digests = tag_digests(&password_http, "team/app");
-    let other = union(&other_walks);
+    let other = Holdings::of(&password_http, "team/app", &["multi", "plain"]);
     // The base layer is in the token registry already (team/app, mirror/app), but not in
     // backup/app, and a mount needs the same registry: it is copied like the rest.
     assert!(
-        other.blobs.keys().any(|d| everything.blobs.contains_key(d)),
+        other
+            .everything
+            .blobs
+            .keys()
+            .any(|d| everything.blobs.contains_key(d)),
         "the fixtures share the base layer"
     );
     let from_repo = format!("{}/team/app", password.host);
     let backup_repo = format!("{}/backup/app", tokened.host);
-    let out = wharf_sync(&stack, docker.config.path(), &[&from_repo, &backup_repo]).ok();
-    let lines = out.lines();
-    assert_eq!(
-        lines.last().map(String::as_str),
-        Some(summary_line(2, 0, 0, &other, 0, 0).as_str()),
-        "every blob copied: {out}"
+    sync_ok(
+        &stack,
+        docker.config.path(),
+        &from_repo,
+        &backup_repo,
+        &summary_line(2, 0, 0, &other.everything, 0, 0),
+        "every blob copied",
+        &other.digests,
     );
-    for (tag, digest) in &other_digests {
-        assert!(
-            lines.contains(&format!("{tag}: digest: {digest}")),
-            "a digest line for {tag}: {out}"
-        );
-    }
-    assert_eq!(out.stderr, "", "nothing on stderr: {out}");
-    assert_eq!(
-        tokened_http.tags("backup/app"),
-        password_http.tags("team/app")
+    assert_mirrors(
+        &password_http,
+        "team/app",
+        &tokened_http,
+        "backup/app",
+        &other,
     );
-    assert_eq!(tag_digests(&tokened_http, "backup/app"), other_digests);
-    let backup_walks = tokened_http.walk_all("backup/app");
-    assert_eq!(backup_walks, other_walks);
-    tokened_http.check_blobs("backup/app", &union(&backup_walks));
 
-    let again = wharf_sync(&stack, docker.config.path(), &[&from_repo, &backup_repo]).ok();
-    let lines = again.lines();
-    assert_eq!(
-        lines.last().map(String::as_str),
-        Some(
-            "Synced 0 tags (2 skipped, 0 failed): 0 blobs copied (0B), 0 mounted, \
-             0 already there, 0 manifests"
-        ),
-        "{again}"
-    );
-    for (tag, digest) in &other_digests {
-        assert!(
-            lines.contains(&format!("{tag}: digest: {digest} (already up to date)")),
-            "{again}"
-        );
-    }
-    assert_eq!(tag_digests(&tokened_http, "backup/app"), other_digests);
-    assert_eq!(tag_digests(&tokened_http, "mirror/app"), source_digests);
+    let again = sync_copies_nothing(&stack, docker.config.path(), &from_repo, &backup_repo, 2);
+    assert_digest_lines(&again, &other.digests, " (already up to date)");
+    assert_eq!(tag_digests(&tokened_http, "backup/app"), other.digests);
+    assert_eq!(tag_digests(&tokened_http, "mirror/app"), source.digests);
 }

@@ -24,15 +24,8 @@ fn busybox_image(extra_layers: usize) -> ImageSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_schema2_multi_layer_pull_streams_dockerds_progress_and_commits_the_image() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(layout.path(), "t", &[busybox_image(3)]);
     let name = format!("{}/bb/one", registry.host());
-    push(
-        layout.path(),
-        "t",
-        &format!("{name}:t"),
-        &["--format", "v2s2"],
-    );
+    push_images(&name, "t", &[busybox_image(3)], &["--format", "v2s2"]);
     let bus = Bus::start(Options::default()).await;
 
     let messages = bus.pull_ok(&format!("{name}:t")).await;
@@ -108,29 +101,17 @@ async fn docker_schema2_multi_layer_pull_streams_dockerds_progress_and_commits_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layers_the_store_has_are_reported_as_already_existing() {
     let registry = Registry::start(None);
-    let base = tempfile::tempdir().unwrap();
-    oci_layout(
-        base.path(),
+    push_images(
+        &format!("{}/x/base", registry.host()),
         "a",
         &[ImageSpec::gzip("amd64", vec![busybox_tar()])],
-    );
-    push(
-        base.path(),
-        "a",
-        &format!("{}/x/base:a", registry.host()),
         &[],
     );
-    let child = tempfile::tempdir().unwrap();
     let extra = tar_of(&[("etc/hello", b"hello")]);
-    oci_layout(
-        child.path(),
+    push_images(
+        &format!("{}/x/child", registry.host()),
         "b",
         &[ImageSpec::gzip("amd64", vec![busybox_tar(), extra])],
-    );
-    push(
-        child.path(),
-        "b",
-        &format!("{}/x/child:b", registry.host()),
         &[],
     );
     let bus = Bus::start(Options::default()).await;
@@ -152,20 +133,14 @@ async fn layers_the_store_has_are_reported_as_already_existing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oci_image_with_zstd_layers_pulls() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(
-        layout.path(),
+    let name = format!("{}/bb/zstd", registry.host());
+    push_images(
+        &name,
         "z",
         &[ImageSpec::plain(
             "amd64",
             vec![busybox_tar(), tar_of(&[("a", b"a")])],
         )],
-    );
-    let name = format!("{}/bb/zstd", registry.host());
-    push(
-        layout.path(),
-        "z",
-        &format!("{name}:z"),
         &[
             "--format",
             "oci",
@@ -194,20 +169,11 @@ async fn oci_image_with_zstd_layers_pulls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_list_pull_picks_linux_amd64_and_records_the_list_digest() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(
-        layout.path(),
-        "multi",
-        &[
-            ImageSpec::gzip("arm64", vec![tar_of(&[("arm", b"arm64 layer")])]),
-            ImageSpec::gzip("amd64", vec![busybox_tar()]),
-        ],
-    );
     let name = format!("{}/bb/multi", registry.host());
-    push(
-        layout.path(),
+    push_images(
+        &name,
         "multi",
-        &format!("{name}:multi"),
+        &arm64_and_amd64(),
         &["--all", "--format", "v2s2"],
     );
     let list = reqwest::Client::new()
@@ -252,15 +218,8 @@ async fn manifest_list_pull_picks_linux_amd64_and_records_the_list_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_platform_the_image_is_not_for_fails_like_dockerd_and_commits_nothing() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(layout.path(), "t", &[busybox_image(0)]);
     let name = format!("{}/bb/amd", registry.host());
-    push(
-        layout.path(),
-        "t",
-        &format!("{name}:t"),
-        &["--format", "v2s2"],
-    );
+    push_images(&name, "t", &[busybox_image(0)], &["--format", "v2s2"]);
     let bus = Bus::start(Options::default()).await;
 
     let mut req = request(&format!("{name}:t"));
@@ -290,15 +249,8 @@ async fn a_platform_the_image_is_not_for_fails_like_dockerd_and_commits_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_by_digest_verifies_the_manifest_and_does_not_tag() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(layout.path(), "t", &[busybox_image(0)]);
     let name = format!("{}/bb/dig", registry.host());
-    push(
-        layout.path(),
-        "t",
-        &format!("{name}:t"),
-        &["--format", "v2s2"],
-    );
+    push_images(&name, "t", &[busybox_image(0)], &["--format", "v2s2"]);
     let head = reqwest::Client::new()
         .head(format!("http://{}/v2/bb/dig/manifests/t", registry.host()))
         .header(
@@ -344,13 +296,11 @@ async fn pull_by_digest_verifies_the_manifest_and_does_not_tag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_registry_needs_credentials() {
     let registry = Registry::start(Some(("user", "pass")));
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(layout.path(), "t", &[busybox_image(0)]);
     let name = format!("{}/priv/img", registry.host());
-    push(
-        layout.path(),
+    push_images(
+        &name,
         "t",
-        &format!("{name}:t"),
+        &[busybox_image(0)],
         &["--format", "v2s2", "--dest-creds", "user:pass"],
     );
     let bus = Bus::start(Options::default()).await;
@@ -394,10 +344,8 @@ async fn basic_auth_registry_needs_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_tags_repositories_and_registries_fail_with_dockerds_text() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(layout.path(), "t", &[busybox_image(0)]);
     let name = format!("{}/bb/one", registry.host());
-    push(layout.path(), "t", &format!("{name}:t"), &[]);
+    push_images(&name, "t", &[busybox_image(0)], &[]);
     let bus = Bus::start(Options::default()).await;
 
     for reference in [
@@ -430,19 +378,12 @@ async fn missing_tags_repositories_and_registries_fail_with_dockerds_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_blob_fails_verification_and_nothing_is_committed() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
     let image = busybox_image(1);
     let layer_digest = sha256(&image.layers[1]);
     let size = image.layers[1].len();
-    oci_layout(layout.path(), "t", &[image]);
     let name = format!("{}/bb/bad", registry.host());
     // Plain OCI: skopeo keeps the layout's gzip blobs as they are.
-    push(
-        layout.path(),
-        "t",
-        &format!("{name}:t"),
-        &["--format", "oci"],
-    );
+    push_images(&name, "t", &[image], &["--format", "oci"]);
     std::fs::write(registry.blob_path(&layer_digest), noise(size, 99)).unwrap();
     let bus = Bus::start(Options::default()).await;
 
@@ -465,20 +406,14 @@ async fn a_corrupted_blob_fails_verification_and_nothing_is_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_store_going_away_mid_pull_fails_cleanly() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(
-        layout.path(),
+    let name = format!("{}/bb/big", registry.host());
+    push_images(
+        &name,
         "t",
         &[ImageSpec::plain(
             "amd64",
             vec![tar_of(&[("big", &noise(8 << 20, 7))])],
         )],
-    );
-    let name = format!("{}/bb/big", registry.host());
-    push(
-        layout.path(),
-        "t",
-        &format!("{name}:t"),
         &["--format", "oci"],
     );
     let bus = Bus::start(Options::default()).await;
@@ -522,16 +457,14 @@ async fn info_reports_mirrors_and_insecure_registries() {
 #[ignore]
 async fn throughput_of_a_255mb_three_layer_pull() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
     let tars: Vec<Vec<u8>> = (0..3)
         .map(|i| tar_of(&[(&format!("blob{i}"), &noise(85_000_000, 100 + i))]))
         .collect();
-    oci_layout(layout.path(), "big", &[ImageSpec::plain("amd64", tars)]);
     let name = format!("{}/perf/big", registry.host());
-    push(
-        layout.path(),
+    push_images(
+        &name,
         "big",
-        &format!("{name}:big"),
+        &[ImageSpec::plain("amd64", tars)],
         &["--format", "oci"],
     );
     let bus = Bus::start(Options::default()).await;
@@ -549,15 +482,8 @@ async fn throughput_of_a_255mb_three_layer_pull() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_into_the_real_image_store() {
     let registry = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(layout.path(), "t", &[busybox_image(2)]);
     let name = format!("{}/real/img", registry.host());
-    push(
-        layout.path(),
-        "t",
-        &format!("{name}:t"),
-        &["--format", "v2s2"],
-    );
+    push_images(&name, "t", &[busybox_image(2)], &["--format", "v2s2"]);
     let data = tempfile::tempdir().unwrap();
     let bus = Bus::start_with(Options::default(), Some(data.path().to_path_buf())).await;
     // Wait for image-store to answer.

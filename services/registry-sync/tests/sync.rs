@@ -12,11 +12,14 @@ use axum::response::{IntoResponse, Response};
 use support::*;
 use wharf_bus::progress::{short_id, JsonMessage};
 use wharf_bus::registry::{RegistryAuth, SyncRequest, SyncSummary};
-use wharf_bus::ErrorKind;
+use wharf_bus::{BusError, ErrorKind};
 use wharf_registry_sync::client::Registries;
 use wharf_registry_sync::pull::Progress;
+use wharf_registry_sync::sync::Plan;
 use wharf_registry_sync::{sync, Options};
 
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Plain HTTP to a test registry, with a password when it wants one.
@@ -126,28 +129,33 @@ fn push_repository(registry: &Registry, repo: &str, creds: Option<&str>) {
     if let Some(creds) = creds {
         extra.extend(["--dest-creds", creds]);
     }
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(
-        layout.path(),
-        "multi",
-        &[
-            ImageSpec::gzip("arm64", vec![tar_of(&[("arm", b"arm64 layer")])]),
-            ImageSpec::gzip("amd64", vec![busybox_tar()]),
-        ],
-    );
     let mut all = extra.clone();
     all.push("--all");
-    push(layout.path(), "multi", &format!("{dest}:multi"), &all);
-    let layout = tempfile::tempdir().unwrap();
-    oci_layout(
-        layout.path(),
+    push_images(&dest, "multi", &arm64_and_amd64(), &all);
+    push_images(
+        &dest,
         "plain",
         &[ImageSpec::gzip(
             "amd64",
             vec![busybox_tar(), tar_of(&[("data", &noise(300_000, 7))])],
         )],
+        &extra,
     );
-    push(layout.path(), "plain", &format!("{dest}:plain"), &extra);
+}
+
+/// A source registry holding `team/app` (see `push_repository`) and an empty destination.
+fn source_and_destination() -> (Registry, Registry) {
+    let source = Registry::start(None);
+    push_repository(&source, "team/app", None);
+    (source, Registry::start(None))
+}
+
+/// A sync of `from` at `source` to `to` at `destination`.
+fn between(source: &Registry, from: &str, destination: &Registry, to: &str) -> SyncRequest {
+    request(
+        format!("{}/{from}", source.host()),
+        format!("{}/{to}", destination.host()),
+    )
 }
 
 fn request(source: String, destination: String) -> SyncRequest {
@@ -166,11 +174,62 @@ fn lines(messages: &[JsonMessage]) -> Vec<String> {
         .collect()
 }
 
+/// A sync that must succeed: its messages and summary.
+async fn synced(bus: &Bus, req: &SyncRequest) -> (Vec<JsonMessage>, SyncSummary) {
+    let (messages, err) = bus.sync(req).await;
+    assert!(err.is_none(), "{err:?}: {messages:?}");
+    let summary = sync_summary(&messages);
+    (messages, summary)
+}
+
+/// A sync that must fail after it started: the error and the summary it sent.
+async fn failed(bus: &Bus, req: &SyncRequest) -> (BusError, SyncSummary) {
+    let (messages, err) = bus.sync(req).await;
+    let err = err.expect("the sync fails");
+    (err, sync_summary(&messages))
+}
+
+/// A sync that must be refused with `kind` before any output: the error's message.
+async fn refused(bus: &Bus, req: &SyncRequest, kind: ErrorKind) -> String {
+    let (messages, err) = bus.sync(req).await;
+    let err = err.expect("the sync is refused");
+    assert_eq!(err.kind, kind, "{err:?}");
+    assert!(messages.is_empty(), "{messages:?}");
+    err.message
+}
+
+/// Every tag in `tags` holds the same at `to_repo` as at `from_repo`.
+async fn assert_same_tags(to: &Http, to_repo: &str, from: &Http, from_repo: &str, tags: &[&str]) {
+    for tag in tags {
+        assert_eq!(
+            to.walk(to_repo, tag).await,
+            from.walk(from_repo, tag).await,
+            "{tag}"
+        );
+    }
+}
+
+/// The plan a sync request resolves to, without the bus.
+async fn plan(req: &SyncRequest) -> Plan {
+    let registries = Registries::new(&[], &[]).unwrap();
+    sync::resolve(&registries, req).await.unwrap()
+}
+
+/// Runs a plan without the bus: how it ended and every progress message it sent.
+async fn run(plan: Plan) -> (Result<SyncSummary, BusError>, Vec<JsonMessage>) {
+    let (progress, mut rx) = Progress::channel();
+    let result = sync::run(plan, &progress).await;
+    drop(progress);
+    let mut messages = Vec::new();
+    while let Some(m) = rx.recv().await {
+        messages.push(m);
+    }
+    (result, messages)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repository_syncs_every_tag_and_platform_once_and_a_second_run_copies_nothing() {
-    let source = Registry::start(None);
-    let destination = Registry::start(None);
-    push_repository(&source, "team/app", None);
+    let (source, destination) = source_and_destination();
     let from = Http::new(&source);
     let to = Http::new(&destination);
     let expected = from
@@ -182,13 +241,8 @@ async fn a_repository_syncs_every_tag_and_platform_once_and_a_second_run_copies_
     assert_eq!(expected.blobs.len(), 6);
     let bus = Bus::start(Options::default()).await;
 
-    let req = request(
-        format!("{}/team/app", source.host()),
-        format!("{}/mirror/app", destination.host()),
-    );
-    let (messages, err) = bus.sync(&req).await;
-    assert!(err.is_none(), "{err:?}: {messages:?}");
-    let summary = sync_summary(&messages);
+    let req = between(&source, "team/app", &destination, "mirror/app");
+    let (messages, summary) = synced(&bus, &req).await;
     assert_eq!(
         summary,
         SyncSummary {
@@ -210,12 +264,8 @@ async fn a_repository_syncs_every_tag_and_platform_once_and_a_second_run_copies_
             from.manifest_digest("team/app", tag).await,
             "{tag}"
         );
-        assert_eq!(
-            to.walk("mirror/app", tag).await,
-            from.walk("team/app", tag).await,
-            "{tag}"
-        );
     }
+    assert_same_tags(&to, "mirror/app", &from, "team/app", &["multi", "plain"]).await;
     let l = lines(&messages);
     assert_eq!(
         l[0],
@@ -248,9 +298,7 @@ async fn a_repository_syncs_every_tag_and_platform_once_and_a_second_run_copies_
     );
 
     // The second run finds every tag as it is at the source.
-    let (messages, err) = bus.sync(&req).await;
-    assert!(err.is_none(), "{err:?}");
-    let again = sync_summary(&messages);
+    let (messages, again) = synced(&bus, &req).await;
     assert_eq!(again.copied, Vec::<String>::new());
     assert_eq!(again.skipped, ["multi", "plain"]);
     assert_eq!(
@@ -268,19 +316,13 @@ async fn a_repository_syncs_every_tag_and_platform_once_and_a_second_run_copies_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_list_or_a_source_tag_copies_only_those_and_a_missing_tag_fails_alone() {
-    let source = Registry::start(None);
-    let destination = Registry::start(None);
-    push_repository(&source, "team/app", None);
+    let (source, destination) = source_and_destination();
     let to = Http::new(&destination);
     let bus = Bus::start(Options::default()).await;
 
-    let mut req = request(
-        format!("{}/team/app", source.host()),
-        format!("{}/listed", destination.host()),
-    );
+    let mut req = between(&source, "team/app", &destination, "listed");
     req.tags = vec!["plain".into(), "nope".into()];
-    let (messages, err) = bus.sync(&req).await;
-    let err = err.expect("a missing tag fails the sync");
+    let (err, summary) = failed(&bus, &req).await;
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(
         err.message.starts_with(&format!(
@@ -291,7 +333,6 @@ async fn a_tag_list_or_a_source_tag_copies_only_those_and_a_missing_tag_fails_al
         "{}",
         err.message
     );
-    let summary = sync_summary(&messages);
     assert_eq!(summary.copied, ["plain"]);
     assert_eq!(summary.failed.len(), 1);
     assert_eq!(summary.failed[0].tag, "nope");
@@ -300,13 +341,8 @@ async fn a_tag_list_or_a_source_tag_copies_only_those_and_a_missing_tag_fails_al
     assert!(to.manifest_digest("listed", "multi").await.is_none());
 
     // A source tag copies that tag.
-    let req = request(
-        format!("{}/team/app:multi", source.host()),
-        format!("{}/one", destination.host()),
-    );
-    let (messages, err) = bus.sync(&req).await;
-    assert!(err.is_none(), "{err:?}");
-    let summary = sync_summary(&messages);
+    let req = between(&source, "team/app:multi", &destination, "one");
+    let (_, summary) = synced(&bus, &req).await;
     assert_eq!(summary.copied, ["multi"]);
     assert_eq!(summary.manifests, 3);
     assert!(to.manifest_digest("one", "multi").await.is_some());
@@ -348,45 +384,38 @@ async fn a_tag_list_or_a_source_tag_copies_only_those_and_a_missing_tag_fails_al
     for (source, destination, tags, text) in bad {
         let mut req = request(source, destination);
         req.tags = tags;
-        let (messages, err) = bus.sync(&req).await;
-        let err = err.unwrap();
-        assert_eq!(err.kind, ErrorKind::Invalid, "{err:?}");
-        assert!(err.message.contains(text), "{}", err.message);
-        assert!(messages.is_empty());
+        let message = refused(&bus, &req, ErrorKind::Invalid).await;
+        assert!(message.contains(text), "{message}");
     }
 
     // An unknown repository and an unreachable registry too.
-    let (messages, err) = bus
-        .sync(&request(
-            format!("{}/no/such", source.host()),
-            format!("{}/x", destination.host()),
-        ))
-        .await;
-    let err = err.unwrap();
-    assert_eq!(err.kind, ErrorKind::NotFound);
+    let message = refused(
+        &bus,
+        &between(&source, "no/such", &destination, "x"),
+        ErrorKind::NotFound,
+    )
+    .await;
     assert!(
-        err.message.starts_with(&format!(
+        message.starts_with(&format!(
             "source {0}/no/such: repository {0}/no/such not found",
             source.host()
         )),
-        "{}",
-        err.message
+        "{message}"
     );
-    assert!(messages.is_empty());
     let port = free_port();
-    let (messages, err) = bus
-        .sync(&request(
+    let message = refused(
+        &bus,
+        &request(
             format!("{}/team/app", source.host()),
             format!("127.0.0.1:{port}/x"),
-        ))
-        .await;
-    let err = err.unwrap();
-    assert_eq!(err.kind, ErrorKind::Unavailable);
+        ),
+        ErrorKind::Unavailable,
+    )
+    .await;
     assert_eq!(
-        err.message,
+        message,
         format!("destination 127.0.0.1:{port}/x: Get \"http://127.0.0.1:{port}/v2/\": dial tcp 127.0.0.1:{port}: connect: connection refused")
     );
-    assert!(messages.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,14 +425,11 @@ async fn a_sync_within_one_registry_mounts_the_blobs() {
     let http = Http::new(&registry);
     let bus = Bus::start(Options::default()).await;
 
-    let (messages, err) = bus
-        .sync(&request(
-            format!("{}/team/app", registry.host()),
-            format!("{}/team/copy", registry.host()),
-        ))
-        .await;
-    assert!(err.is_none(), "{err:?}");
-    let summary = sync_summary(&messages);
+    let (messages, summary) = synced(
+        &bus,
+        &between(&registry, "team/app", &registry, "team/copy"),
+    )
+    .await;
     assert_eq!(summary.copied, ["multi", "plain"]);
     assert_eq!(
         (
@@ -414,12 +440,7 @@ async fn a_sync_within_one_registry_mounts_the_blobs() {
         (6, 0, 0)
     );
     assert_eq!(summary.manifests, 4);
-    for tag in ["multi", "plain"] {
-        assert_eq!(
-            http.walk("team/copy", tag).await,
-            http.walk("team/app", tag).await
-        );
-    }
+    assert_same_tags(&http, "team/copy", &http, "team/app", &["multi", "plain"]).await;
     assert!(lines(&messages)
         .iter()
         .any(|l| l.ends_with(": Mounted from team/app")));
@@ -441,77 +462,52 @@ async fn password_protected_registries_take_their_credentials_and_refuse_before_
         password: Some("dst-pass".into()),
         ..Default::default()
     };
-    let base = request(
-        format!("{}/team/app", source.host()),
-        format!("{}/backup/app", destination.host()),
-    );
+    let base = between(&source, "team/app", &destination, "backup/app");
 
     let mut no_source_login = base.clone();
     no_source_login.destination_auth = Some(bob.clone());
-    let (messages, err) = bus.sync(&no_source_login).await;
-    let err = err.unwrap();
-    assert_eq!(err.kind, ErrorKind::Unauthorized);
     assert_eq!(
-        err.message,
+        refused(&bus, &no_source_login, ErrorKind::Unauthorized).await,
         format!(
             "source {0}/team/app: Get \"http://{0}/v2/team/app/tags/list?n=1000\": no basic auth credentials",
             source.host()
         )
     );
-    assert!(messages.is_empty());
 
     let mut no_destination_login = base.clone();
     no_destination_login.source_auth = Some(alice.clone());
-    let (messages, err) = bus.sync(&no_destination_login).await;
-    let err = err.unwrap();
-    assert_eq!(err.kind, ErrorKind::Unauthorized);
+    let message = refused(&bus, &no_destination_login, ErrorKind::Unauthorized).await;
     assert!(
-        err.message
-            .starts_with(&format!("destination {}/backup/app: ", destination.host()))
-            && err.message.ends_with("no basic auth credentials"),
-        "{}",
-        err.message
+        message.starts_with(&format!("destination {}/backup/app: ", destination.host()))
+            && message.ends_with("no basic auth credentials"),
+        "{message}"
     );
-    assert!(messages.is_empty());
 
     let mut wrong = base.clone();
     wrong.source_auth = Some(alice.clone());
     wrong.destination_auth = Some(alice.clone());
-    let (messages, err) = bus.sync(&wrong).await;
-    let err = err.unwrap();
-    assert_eq!(err.kind, ErrorKind::Unauthorized);
     assert_eq!(
-        err.message,
+        refused(&bus, &wrong, ErrorKind::Unauthorized).await,
         format!(
             "destination {}/backup/app: unauthorized: authentication required",
             destination.host()
         )
     );
-    assert!(messages.is_empty());
 
     let mut good = base.clone();
     good.source_auth = Some(alice);
     good.destination_auth = Some(bob);
-    let (messages, err) = bus.sync(&good).await;
-    assert!(err.is_none(), "{err:?}");
-    let summary = sync_summary(&messages);
+    let (_, summary) = synced(&bus, &good).await;
     assert_eq!(summary.copied, ["multi", "plain"]);
     assert_eq!(summary.blobs_copied, 6);
     let from = Http::with_login(&source, "alice", "src-pass");
     let to = Http::with_login(&destination, "bob", "dst-pass");
-    for tag in ["multi", "plain"] {
-        assert_eq!(
-            to.walk("backup/app", tag).await,
-            from.walk("team/app", tag).await
-        );
-    }
+    assert_same_tags(&to, "backup/app", &from, "team/app", &["multi", "plain"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_blob_that_does_not_match_its_digest_fails_its_tag_and_the_tag_is_not_written() {
-    let source = Registry::start(None);
-    let destination = Registry::start(None);
-    push_repository(&source, "team/app", None);
+    let (source, destination) = source_and_destination();
     let from = Http::new(&source);
     // The layer only `plain` has, its bytes replaced in the registry's storage.
     let plain = from.walk("team/app", "plain").await;
@@ -525,13 +521,7 @@ async fn a_source_blob_that_does_not_match_its_digest_fails_its_tag_and_the_tag_
     std::fs::write(source.blob_path(&bad), noise(size as usize, 42)).unwrap();
     let bus = Bus::start(Options::default()).await;
 
-    let (messages, err) = bus
-        .sync(&request(
-            format!("{}/team/app", source.host()),
-            format!("{}/copy", destination.host()),
-        ))
-        .await;
-    let err = err.unwrap();
+    let (err, summary) = failed(&bus, &between(&source, "team/app", &destination, "copy")).await;
     let reason = format!(
         "blob {bad} from {}/team/app does not match its digest",
         source.host()
@@ -543,7 +533,6 @@ async fn a_source_blob_that_does_not_match_its_digest_fails_its_tag_and_the_tag_
         "{}",
         err.message
     );
-    let summary = sync_summary(&messages);
     assert_eq!(summary.copied, ["multi"]);
     assert_eq!(
         summary.failed,
@@ -596,10 +585,8 @@ fn manifest_response(body: &[u8], media_type: &str, digest: &str) -> Response {
         .into_response()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manifests_that_do_not_match_their_digests_fail_their_tags_and_nothing_is_tagged() {
-    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// A layerless amd64 image for the fakes: its config blob and its OCI manifest.
+fn fake_image() -> (Vec<u8>, Vec<u8>) {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let image = serde_json::to_vec(&serde_json::json!({
@@ -608,6 +595,53 @@ async fn manifests_that_do_not_match_their_digests_fail_their_tags_and_nothing_i
         "layers": [],
     }))
     .unwrap();
+    (config.to_vec(), image)
+}
+
+/// A fake source registry holding `evil/img`: `tags` as its tag list, `config` as its one
+/// blob, and for a manifest reference what `manifest` answers (not found for `None`).
+async fn serve_evil_img(
+    tags: &[&str],
+    config: Vec<u8>,
+    manifest: impl Fn(&str) -> Option<Response> + Send + Sync + 'static,
+) -> String {
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let config_path = format!("/v2/evil/img/blobs/{}", sha256(&config));
+    serve(Arc::new(move |path: &str| {
+        if let Some(reference) = path.strip_prefix("/v2/evil/img/manifests/") {
+            return manifest(reference).unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
+        }
+        match path {
+            "/v2/" => StatusCode::OK.into_response(),
+            "/v2/evil/img/tags/list" => {
+                axum::Json(serde_json::json!({"name": "evil/img", "tags": tags})).into_response()
+            }
+            p if p == config_path => config.clone().into_response(),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    }))
+    .await
+}
+
+/// Syncs the fake's `evil/img` at `host` to `to_repo` of a fresh registry, which must fail: that
+/// registry, the error and the summary.
+async fn sync_from_evil_img(host: &str, to_repo: &str) -> (Registry, BusError, SyncSummary) {
+    let destination = Registry::start(None);
+    let bus = Bus::start(Options::default()).await;
+    let (err, summary) = failed(
+        &bus,
+        &request(
+            format!("{host}/evil/img"),
+            format!("{}/{to_repo}", destination.host()),
+        ),
+    )
+    .await;
+    (destination, err, summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_that_do_not_match_their_digests_fail_their_tags_and_nothing_is_tagged() {
+    let (config, image) = fake_image();
     let image_digest = sha256(&image);
     // An index listing the image under a digest it does not have.
     let liar = format!("sha256:{}", "b".repeat(64));
@@ -619,39 +653,19 @@ async fn manifests_that_do_not_match_their_digests_fail_their_tags_and_nothing_i
     .unwrap();
     let index_digest = sha256(&index);
     let wrong_header = format!("sha256:{}", "c".repeat(64));
-    let (image2, index2, config2) = (image.clone(), index.clone(), config.to_vec());
+    let (image2, index2) = (image.clone(), index.clone());
     let (liar2, wrong2) = (liar.clone(), wrong_header.clone());
-    let host = serve(Arc::new(move |path: &str| {
-        let config_path = format!("/v2/evil/img/blobs/{}", sha256(&config2));
-        match path {
-            "/v2/" => StatusCode::OK.into_response(),
-            "/v2/evil/img/tags/list" => {
-                axum::Json(serde_json::json!({"name": "evil/img", "tags": ["header", "index"]}))
-                    .into_response()
-            }
+    let host = serve_evil_img(&["header", "index"], config, move |reference| {
+        Some(match reference {
             // Served under a Docker-Content-Digest its bytes do not have.
-            "/v2/evil/img/manifests/header" => manifest_response(&image2, OCI_MANIFEST, &wrong2),
-            "/v2/evil/img/manifests/index" => {
-                manifest_response(&index2, OCI_INDEX, &sha256(&index2))
-            }
-            p if p == format!("/v2/evil/img/manifests/{liar2}") => {
-                manifest_response(&image2, OCI_MANIFEST, &liar2)
-            }
-            p if p == config_path => config2.clone().into_response(),
-            _ => StatusCode::NOT_FOUND.into_response(),
-        }
-    }))
+            "header" => manifest_response(&image2, OCI_MANIFEST, &wrong2),
+            "index" => manifest_response(&index2, OCI_INDEX, &sha256(&index2)),
+            r if r == liar2 => manifest_response(&image2, OCI_MANIFEST, &liar2),
+            _ => return None,
+        })
+    })
     .await;
-    let destination = Registry::start(None);
-    let bus = Bus::start(Options::default()).await;
-
-    let (messages, err) = bus
-        .sync(&request(
-            format!("{host}/evil/img"),
-            format!("{}/safe", destination.host()),
-        ))
-        .await;
-    let err = err.unwrap();
+    let (destination, err, summary) = sync_from_evil_img(&host, "safe").await;
     assert_eq!(err.kind, ErrorKind::Invalid);
     assert!(
         err.message
@@ -659,7 +673,6 @@ async fn manifests_that_do_not_match_their_digests_fail_their_tags_and_nothing_i
         "{}",
         err.message
     );
-    let summary = sync_summary(&messages);
     assert_eq!(summary.copied, Vec::<String>::new());
     assert_eq!(summary.manifests, 0);
     let failures: Vec<(String, String)> = summary
@@ -691,25 +704,14 @@ async fn manifests_that_do_not_match_their_digests_fail_their_tags_and_nothing_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_registry_dying_mid_sync_fails_the_remaining_tags_and_writes_none() {
-    let source = Registry::start(None);
-    let destination = Registry::start(None);
-    push_repository(&source, "team/app", None);
-    let registries = Registries::new(&[], &[]).unwrap();
-    let plan = sync::resolve(
-        &registries,
-        &request(
-            format!("{}/team/app", source.host()),
-            format!("{}/copy", destination.host()),
-        ),
-    )
-    .await
-    .unwrap();
+    let (source, destination) = source_and_destination();
+    let plan = plan(&between(&source, "team/app", &destination, "copy")).await;
     assert_eq!(plan.tags(), ["multi", "plain"]);
     let host = source.host();
     drop(source);
 
-    let (progress, mut rx) = Progress::channel();
-    let err = sync::run(plan, &progress).await.unwrap_err();
+    let (result, messages) = run(plan).await;
+    let err = result.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(
         err.message.starts_with(&format!(
@@ -719,11 +721,6 @@ async fn a_source_registry_dying_mid_sync_fails_the_remaining_tags_and_writes_no
         "{}",
         err.message
     );
-    drop(progress);
-    let mut messages = Vec::new();
-    while let Some(m) = rx.recv().await {
-        messages.push(m);
-    }
     let summary = sync_summary(&messages);
     assert_eq!(summary.failed.len(), 2);
     let to = Http::new(&destination);
@@ -735,17 +732,11 @@ async fn a_source_registry_dying_mid_sync_fails_the_remaining_tags_and_writes_no
 async fn a_blob_larger_than_the_chunk_size_goes_up_in_chunks() {
     let source = Registry::start(None);
     let destination = Registry::start(None);
-    let layout = tempfile::tempdir().unwrap();
     let big = tar_of(&[("big", &noise(3 << 20, 5))]);
-    oci_layout(
-        layout.path(),
+    push_images(
+        &format!("{}/big/img", source.host()),
         "big",
         &[ImageSpec::plain("amd64", vec![big])],
-    );
-    push(
-        layout.path(),
-        "big",
-        &format!("{}/big/img:big", source.host()),
         &["--format", "oci"],
     );
     // skopeo compresses the tar on its way: the layer is the largest blob at the source.
@@ -758,28 +749,20 @@ async fn a_blob_larger_than_the_chunk_size_goes_up_in_chunks() {
         .max_by_key(|(_, s)| *s)
         .unwrap();
     assert!(size > 2 << 20);
-    let registries = Registries::new(&[], &[]).unwrap();
-    let plan = sync::resolve(
-        &registries,
-        &request(
-            format!("{}/big/img:big", source.host()),
-            format!("{}/big/copy", destination.host()),
-        ),
-    )
-    .await
-    .unwrap()
-    .with_chunk_size(1 << 20);
-    let (progress, mut rx) = Progress::channel();
-    let summary = sync::run(plan, &progress).await.unwrap();
+    let plan = plan(&between(&source, "big/img:big", &destination, "big/copy"))
+        .await
+        .with_chunk_size(1 << 20);
+    let (result, messages) = run(plan).await;
+    let summary = result.unwrap();
     assert_eq!(summary.copied, ["big"]);
     assert_eq!(summary.blobs_copied, 2);
-    drop(progress);
-    let mut copying = Vec::new();
-    while let Some(m) = rx.recv().await {
-        if m.status.as_deref() == Some("Copying") && m.id.as_deref() == Some(&short_id(&layer)) {
-            copying.push(m.progress_detail.unwrap().current.unwrap());
-        }
-    }
+    let copying: Vec<_> = messages
+        .into_iter()
+        .filter(|m| {
+            m.status.as_deref() == Some("Copying") && m.id.as_deref() == Some(&short_id(&layer))
+        })
+        .map(|m| m.progress_detail.unwrap().current.unwrap())
+        .collect();
     assert_eq!(copying.first(), Some(&0));
     assert_eq!(copying.last(), Some(&size));
     let to = Http::new(&destination);
@@ -791,52 +774,21 @@ async fn a_blob_larger_than_the_chunk_size_goes_up_in_chunks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_the_source_lists_that_are_no_tags_fail_and_write_nowhere() {
-    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let image = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()},
-        "layers": [],
-    }))
-    .unwrap();
+    let (config, image) = fake_image();
     let image_digest = sha256(&image);
-    let (image2, config2) = (image.clone(), config.to_vec());
     // A source whose tag list holds a path that would climb out of the destination repository
     // and a query, and serves the same image under any name.
     let hostile = "../../victim/manifests/owned";
-    let host = serve(Arc::new(move |path: &str| {
-        let config_path = format!("/v2/evil/img/blobs/{}", sha256(&config2));
-        match path {
-            "/v2/" => StatusCode::OK.into_response(),
-            "/v2/evil/img/tags/list" => axum::Json(serde_json::json!({
-                "name": "evil/img", "tags": ["ok", hostile, "x?digest=1"]
-            }))
-            .into_response(),
-            p if p.starts_with("/v2/evil/img/manifests/") => {
-                manifest_response(&image2, OCI_MANIFEST, &sha256(&image2))
-            }
-            p if p == config_path => config2.clone().into_response(),
-            _ => StatusCode::NOT_FOUND.into_response(),
-        }
-    }))
+    let host = serve_evil_img(&["ok", hostile, "x?digest=1"], config, move |_| {
+        Some(manifest_response(&image, OCI_MANIFEST, &sha256(&image)))
+    })
     .await;
-    let destination = Registry::start(None);
-    let bus = Bus::start(Options::default()).await;
-
-    let (messages, err) = bus
-        .sync(&request(
-            format!("{host}/evil/img"),
-            format!("{}/team/safe", destination.host()),
-        ))
-        .await;
-    let err = err.expect("the listed non-tags fail the sync");
+    let (destination, err, summary) = sync_from_evil_img(&host, "team/safe").await;
     assert!(
         err.message.contains("failed for 2 of 3 tags"),
         "{}",
         err.message
     );
-    let summary = sync_summary(&messages);
     assert_eq!(summary.copied, ["ok"]);
     let mut failed: Vec<&str> = summary.failed.iter().map(|f| f.tag.as_str()).collect();
     failed.sort();

@@ -256,6 +256,22 @@ pub fn push(layout: &Path, tag: &str, dest: &str, extra: &[&str]) {
     );
 }
 
+/// Writes `images` to a fresh OCI layout under `tag` and pushes it with skopeo to `repo:tag`,
+/// with extra flags.
+pub fn push_images(repo: &str, tag: &str, images: &[ImageSpec], extra: &[&str]) {
+    let layout = tempfile::tempdir().unwrap();
+    oci_layout(layout.path(), tag, images);
+    push(layout.path(), tag, &format!("{repo}:{tag}"), extra);
+}
+
+/// Two images for an index: arm64 (one small layer) and amd64 (the busybox layer).
+pub fn arm64_and_amd64() -> [ImageSpec; 2] {
+    [
+        ImageSpec::gzip("arm64", vec![tar_of(&[("arm", b"arm64 layer")])]),
+        ImageSpec::gzip("amd64", vec![busybox_tar()]),
+    ]
+}
+
 /// The busybox binary as one layer's tar.
 pub fn busybox_tar() -> Vec<u8> {
     let bin = std::fs::read("/bin/busybox").unwrap();
