@@ -97,29 +97,9 @@ fn sync_refused(stack: &Stack, docker_config: &Path, source: &str, destination: 
     out
 }
 
-/// Size as registry-sync prints it in the summary (go-units `HumanSize`: four significant
-/// digits, decimal units), as the docker CLI prints a push's sizes.
-fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let decimals = if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let mut text = format!("{v:.decimals$}");
-    if text.contains('.') {
-        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{text}{}", units[i])
-}
+// Sizes as registry-sync prints them in the summary: go-units `HumanSize` (its formatting is
+// checked where it is defined; what this file checks is the byte count).
+use wharf_bus::progress::human_size;
 
 /// The summary line `wharf sync` ends a run with.
 fn summary_line(
