@@ -24,6 +24,32 @@ fn name(test: &str) -> String {
     format!("{test}-{}", std::process::id())
 }
 
+/// A fixture image in a plain source registry (kept running while bound), pulled into a new
+/// Wharf stack.
+struct Pulled {
+    _source: Registry,
+    pushed: fixtures::Pushed,
+    stack: Stack,
+}
+
+fn pulled_fixture(test: &str) -> Pulled {
+    let source = Registry::start();
+    let pushed = fixtures::push_image(
+        &source,
+        &fixtures::schema2(&name(test)),
+        &format!("fixtures/{test}"),
+        "v1",
+        PushFormat::DockerV2S2,
+    );
+    let stack = Stack::start();
+    stack.docker().ok(&["pull", &pushed.reference()]);
+    Pulled {
+        _source: source,
+        pushed,
+        stack,
+    }
+}
+
 /// The last status of each layer (`<id>: <status>`) in a push's output; without a terminal
 /// the CLI prints every status on its own line.
 fn layer_lines(out: &Output) -> Vec<String> {
@@ -47,18 +73,13 @@ fn layer_lines(out: &Output) -> Vec<String> {
 
 #[test]
 fn push_after_login_comes_back_the_same_and_finds_its_layers_the_second_time() {
-    let source = Registry::start();
-    let pushed = fixtures::push_image(
-        &source,
-        &fixtures::schema2(&name("push")),
-        "fixtures/push",
-        "v1",
-        PushFormat::DockerV2S2,
-    );
+    let Pulled {
+        _source,
+        pushed,
+        stack,
+    } = pulled_fixture("push");
     let target = Registry::start_basic(USER, PASSWORD);
-    let stack = Stack::start();
     let docker = stack.docker();
-    docker.ok(&["pull", &pushed.reference()]);
     // A committed layer is stored uncompressed: it goes out gzip-compressed.
     docker.ok(&[
         "run",
@@ -172,18 +193,13 @@ fn push_to_another_repository_of_the_registry_mounts_the_layers() {
 
 #[test]
 fn push_without_login_to_a_password_registry_says_no_basic_auth_credentials() {
-    let source = Registry::start();
-    let pushed = fixtures::push_image(
-        &source,
-        &fixtures::schema2(&name("nologin")),
-        "fixtures/nologin",
-        "v1",
-        PushFormat::DockerV2S2,
-    );
+    let Pulled {
+        _source,
+        pushed,
+        stack,
+    } = pulled_fixture("nologin");
     let target = Registry::start_basic(USER, PASSWORD);
-    let stack = Stack::start();
     let docker = stack.docker();
-    docker.ok(&["pull", &pushed.reference()]);
     let image = format!("{}/app/secret:v1", target.host);
     docker.ok(&["tag", &pushed.reference(), &image]);
     let out = docker.run(&["push", &image]).failed();
@@ -193,18 +209,13 @@ fn push_without_login_to_a_password_registry_says_no_basic_auth_credentials() {
 
 #[test]
 fn push_to_a_token_registry_after_login_is_pulled_back_by_another_engine() {
-    let source = Registry::start();
-    let pushed = fixtures::push_image(
-        &source,
-        &fixtures::schema2(&name("token")),
-        "fixtures/token",
-        "v1",
-        PushFormat::DockerV2S2,
-    );
+    let Pulled {
+        _source,
+        pushed,
+        stack,
+    } = pulled_fixture("token");
     let target = Registry::start_token(USER, PASSWORD);
-    let stack = Stack::start();
     let docker = stack.docker();
-    docker.ok(&["pull", &pushed.reference()]);
     let image = format!("{}/app/token:v3", target.host);
     docker.ok(&["tag", &pushed.reference(), &image]);
     docker.login(&target.host, USER, PASSWORD);

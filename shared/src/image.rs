@@ -96,6 +96,16 @@ pub struct LayerInfo {
     pub unpacked_size: u64,
 }
 
+impl LayerInfo {
+    /// The layer as an `image.commit` names it.
+    pub fn layer_ref(&self) -> LayerRef {
+        LayerRef {
+            digest: self.digest.clone(),
+            media_type: self.media_type.clone(),
+        }
+    }
+}
+
 /// Result of `blob.ingest`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobIngested {
@@ -170,6 +180,13 @@ pub struct ImageRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageResolve {
     pub name: String,
+}
+
+impl ImageRecord {
+    /// The image's layers as an `image.commit` names them, base first.
+    pub fn layer_refs(&self) -> Vec<LayerRef> {
+        self.layers.iter().map(LayerInfo::layer_ref).collect()
+    }
 }
 
 /// `image.list`: Docker's `filters` (already decoded) and `all`.

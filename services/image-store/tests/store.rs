@@ -144,14 +144,7 @@ fn resolve_takes_ids_then_references_then_unique_prefixes() {
     s.commit(
         &ImageCommit {
             config: a.id.clone(),
-            layers: a
-                .layers
-                .iter()
-                .map(|l| LayerRef {
-                    digest: l.digest.clone(),
-                    media_type: l.media_type.clone(),
-                })
-                .collect(),
+            layers: a.layer_refs(),
             manifest: None,
             tags: vec![],
             repo_digests: vec![format!(

@@ -417,14 +417,7 @@ impl crate::push::ImageSource for BusImageSource {
         // Committing the same config and layers again only adds the reference.
         let commit = ImageCommit {
             config: record.id.clone(),
-            layers: record
-                .layers
-                .iter()
-                .map(|l| wharf_bus::image::LayerRef {
-                    digest: l.digest.clone(),
-                    media_type: l.media_type.clone(),
-                })
-                .collect(),
+            layers: record.layer_refs(),
             manifest: None,
             tags: vec![],
             repo_digests: vec![repo_digest.to_string()],

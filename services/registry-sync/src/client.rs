@@ -789,17 +789,8 @@ impl Session {
     /// Tries to mount `digest` from repository `from` of the same registry. `Ok(false)` when the
     /// registry started an upload instead (the blob is then uploaded as usual).
     pub async fn mount_blob(&self, digest: &str, from: &str) -> Result<bool, RegistryError> {
-        let url = self.url(&format!(
-            "{}/blobs/uploads/?mount={digest}&from={from}",
-            self.path
-        ));
         let response = self
-            .send(
-                reqwest::Method::POST,
-                &url,
-                HeaderMap::new(),
-                Some(Bytes::new()),
-            )
+            .post_uploads(&format!("?mount={digest}&from={from}"))
             .await?;
         match response.status() {
             StatusCode::CREATED => Ok(true),
@@ -932,17 +923,21 @@ impl Session {
         }
     }
 
+    /// An empty `POST /v2/<repo>/blobs/uploads/<query>`: starts an upload, or mounts.
+    async fn post_uploads(&self, query: &str) -> Result<reqwest::Response, RegistryError> {
+        let url = self.url(&format!("{}/blobs/uploads/{query}", self.path));
+        self.send(
+            reqwest::Method::POST,
+            &url,
+            HeaderMap::new(),
+            Some(Bytes::new()),
+        )
+        .await
+    }
+
     /// `POST uploads/`: the upload's absolute location, and the registry's minimum chunk.
     async fn start_upload(&self) -> Result<(String, u64), RegistryError> {
-        let url = self.url(&format!("{}/blobs/uploads/", self.path));
-        let response = self
-            .send(
-                reqwest::Method::POST,
-                &url,
-                HeaderMap::new(),
-                Some(Bytes::new()),
-            )
-            .await?;
+        let response = self.post_uploads("").await?;
         if !response.status().is_success() {
             return Err(error_of(response).await);
         }

@@ -403,7 +403,10 @@ async fn compress<S: ImageSource>(
     let failed = |e: &dyn std::fmt::Display| {
         BusError::internal(format!("compressing layer {}: {e}", layer.digest))
     };
-    let file = tempfile::tempfile().map_err(|e| failed(&e))?;
+    let file = tokio::task::spawn_blocking(tempfile::tempfile)
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
     let mut encoder = Some(gzip_encoder(HashingWriter::new(file)));
     let mut stream = store.open(&layer.digest, 0).await?;
     while let Some(chunk) = stream.next().await {

@@ -289,14 +289,7 @@ impl State {
     fn adopt(&mut self, rec: &ImageRecord) {
         self.image_id = rec.id.clone();
         self.image_config = rec.config.clone();
-        self.layers = rec
-            .layers
-            .iter()
-            .map(|l| LayerRef {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-            })
-            .collect();
+        self.layers = rec.layer_refs();
     }
 }
 

@@ -283,14 +283,7 @@ pub async fn commit(
         },
     )
     .await?;
-    let mut layers: Vec<LayerRef> = parent
-        .layers
-        .iter()
-        .map(|l| LayerRef {
-            digest: l.digest.clone(),
-            media_type: l.media_type.clone(),
-        })
-        .collect();
+    let mut layers = parent.layer_refs();
     if let Some(info) = &layer {
         layers.push(LayerRef {
             digest: info.digest.clone(),
