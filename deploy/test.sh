@@ -32,6 +32,8 @@ have nft || missing+=(nftables)
 # `docker run --init` bind-mounts tini's static build; `docker top` runs ps.
 [ -x /usr/bin/tini-static ] || [ -x /usr/bin/docker-init ] || missing+=(tini)
 have ps || missing+=(procps)
+# The runtime links libseccomp (containers' seccomp filters): its headers and .so link name.
+[ -e /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
 # docker.io brings the docker CLI when there is none, and the dockerd that tests/dockerd_parity.rs
 # runs privately to compare Wharf with.
 { have docker || [ -x /usr/local/bin/docker ]; } && have dockerd || missing+=(docker.io)

@@ -36,6 +36,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 { command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } || missing+=(iproute2)
 { [ -x /usr/bin/tini-static ] || [ -x /usr/bin/docker-init ]; } || missing+=(tini)
 command -v ps >/dev/null 2>&1 || missing+=(procps)
+# The runtime links libseccomp (containers' seccomp filters).
+[ -e /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]}..."
   apt-get update -qq

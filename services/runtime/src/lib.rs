@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod container;
 pub mod logs;
 pub mod network;
+pub mod seccomp;
 pub mod shim;
 pub mod snapshot;
 pub mod volume;

@@ -427,7 +427,10 @@ fn copy_up_preserves_owners_modes_hard_links_symlinks_xattrs_and_times() {
     let passwd_before = std::fs::read("/etc/passwd").unwrap();
     let data = fx.named("seeded");
     fx.store.acquire("seeded", "c1").unwrap();
-    assert!(fx.store.populate_from("seeded", image.path()).unwrap());
+    assert!(fx
+        .store
+        .populate_from("seeded", image.path(), Path::new("/"))
+        .unwrap());
 
     assert_eq!(
         std::fs::read(data.join("conf/app.ini")).unwrap(),
@@ -479,7 +482,10 @@ fn copy_up_is_skipped_for_a_non_empty_volume_even_one_holding_a_symlink_out() {
     let data = fx.named("full");
     // A container planted a link to the host; the image has `conf/` which would go through it.
     std::os::unix::fs::symlink(outside.path(), data.join("conf")).unwrap();
-    assert!(!fx.store.populate_from("full", image.path()).unwrap());
+    assert!(!fx
+        .store
+        .populate_from("full", image.path(), Path::new("/"))
+        .unwrap());
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(&data).unwrap().count(), 1);
     assert!(fx.store.get("full").unwrap().populated);
@@ -494,28 +500,64 @@ fn copy_up_happens_once_and_not_from_a_missing_or_symlinked_image_path() {
     // Nothing at the mount point in the image, or a link there: no copy, not marked.
     assert!(!fx
         .store
-        .populate_from("once", &image.path().join("absent"))
+        .populate_from("once", image.path(), Path::new("/absent"))
         .unwrap());
     assert!(!fx
         .store
-        .populate_from("once", &image.path().join("passwd"))
+        .populate_from("once", image.path(), Path::new("/passwd"))
         .unwrap());
     assert!(!fx.store.get("once").unwrap().populated);
 
-    assert!(fx.store.populate_from("once", image.path()).unwrap());
+    assert!(fx
+        .store
+        .populate_from("once", image.path(), Path::new("/"))
+        .unwrap());
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::create_dir(&data).unwrap();
-    assert!(!fx.store.populate_from("once", image.path()).unwrap());
+    assert!(!fx
+        .store
+        .populate_from("once", image.path(), Path::new("/"))
+        .unwrap());
     assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
 
     let anon = fx.anonymous();
     assert!(fx
         .store
-        .populate_from(&anon, &image.path().join("conf"))
+        .populate_from(&anon, image.path(), Path::new("/conf"))
         .unwrap());
     let anon_data = fx.store.get(&anon).unwrap().mountpoint;
     assert_eq!(
         std::fs::read(anon_data.join("app.ini")).unwrap(),
         b"port=80\n"
     );
+}
+
+#[test]
+fn copy_up_resolves_symlinks_in_the_mount_path_inside_the_image_root() {
+    let fx = Fixture::new();
+    let image = image_tree();
+    // A host directory with a marker, and an image whose `/a` is `/` and `/up` climbs out.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("secret"), b"host marker\n").unwrap();
+    std::os::unix::fs::symlink("/", image.path().join("a")).unwrap();
+    std::os::unix::fs::symlink("../../../../../..", image.path().join("up")).unwrap();
+    for through in ["/a", "/up"] {
+        let anon = fx.anonymous();
+        let path = format!("{through}{}", host.path().display());
+        // The host directory does not exist in the image: nothing to copy.
+        assert!(!fx
+            .store
+            .populate_from(&anon, image.path(), Path::new(&path))
+            .unwrap());
+        let data = fx.store.get(&anon).unwrap().mountpoint;
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "{path}");
+    }
+    // Through the link, the image's own directory is what is copied.
+    let anon = fx.anonymous();
+    assert!(fx
+        .store
+        .populate_from(&anon, image.path(), Path::new("/up/a/conf"))
+        .unwrap());
+    let data = fx.store.get(&anon).unwrap().mountpoint;
+    assert_eq!(std::fs::read(data.join("app.ini")).unwrap(), b"port=80\n");
 }

@@ -6,7 +6,7 @@
 //! one up: its cgroups, its init's namespaces (and so its root), then the process's own setup.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
@@ -20,6 +20,7 @@ use super::capabilities::{self, CapSets};
 use super::error::{LaunchError, Result, StepError, StepResult};
 use super::namespaces::{Namespaces, PidForChildren, ProcessNamespaces};
 use super::{devices, mounts, process, rootfs, terminal};
+use crate::seccomp::{self, Program};
 use nix::sched::CloneFlags;
 
 /// The descriptors that become the container's stdin, stdout and stderr; `None` inherits ours.
@@ -69,9 +70,10 @@ pub fn launch_with(
         .canonicalize()
         .map_err(|e| LaunchError::InvalidSpec(format!("rootfs {}: {e}", rootfs.display())))?;
     let namespaces = Namespaces::from_spec(spec)?;
+    let seccomp = compile_seccomp(spec)?;
     let pid_ns = PidForChildren::enter(&namespaces.pid)?;
-    fork_child(stdio, options, pid_ns, |stdio, terminal, joined| {
-        child(spec, &rootfs, &namespaces, stdio, options, terminal, joined)
+    fork_child(stdio, options, pid_ns, seccomp.as_ref(), |stdio, fds| {
+        child(spec, &rootfs, &namespaces, stdio, options, fds)
     })
 }
 
@@ -88,9 +90,20 @@ pub fn exec_with(spec: &Spec, pid: i32, stdio: Stdio, options: &LaunchOptions) -
         .as_ref()
         .map(PidForChildren::join)
         .transpose()?;
-    fork_child(stdio, options, pid_ns, |stdio, terminal, joined| {
-        exec_child(spec, &namespaces, stdio, options, terminal, joined)
+    let seccomp = compile_seccomp(spec)?;
+    fork_child(stdio, options, pid_ns, seccomp.as_ref(), |stdio, fds| {
+        exec_child(spec, &namespaces, stdio, options, fds)
     })
+}
+
+/// The spec's seccomp filter, compiled (none without `linux.seccomp`: unconfined).
+fn compile_seccomp(spec: &Spec) -> Result<Option<Program>> {
+    let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    seccomp::compile(seccomp)
+        .map(Some)
+        .map_err(LaunchError::InvalidSpec)
 }
 
 fn process_args(spec: &Spec) -> Result<()> {
@@ -111,7 +124,8 @@ fn fork_child(
     stdio: Stdio,
     options: &LaunchOptions,
     pid_ns: Option<PidForChildren>,
-    in_child: impl FnOnce(Stdio, Option<&OwnedFd>, Option<&OwnedFd>) -> StepError,
+    seccomp: Option<&Program>,
+    in_child: impl FnOnce(Stdio, ChildSetup) -> StepError,
 ) -> Result<Launched> {
     let (report_r, report_w) =
         unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e))?;
@@ -137,9 +151,17 @@ fn fork_child(
                 drop(w);
                 r
             });
+            let keep: Vec<RawFd> = std::iter::once(report_w.as_raw_fd())
+                .chain(joined.as_ref().map(AsRawFd::as_raw_fd))
+                .collect();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let socket = terminal.as_ref().map(|(child_end, _)| child_end);
-                in_child(stdio, socket, joined.as_ref())
+                let fds = ChildSetup {
+                    terminal: terminal.as_ref().map(|(child_end, _)| child_end),
+                    joined: joined.as_ref(),
+                    keep: &keep,
+                    seccomp,
+                };
+                in_child(stdio, fds)
             }));
             let message = match outcome {
                 Ok(e) => e.0,
@@ -191,6 +213,17 @@ fn fork_child(
     }
 }
 
+/// What the launcher hands a child: the socket its terminal's master goes back on, the pipe
+/// that says its cgroups are joined, the descriptors it keeps open until exec (its report and
+/// cgroup pipes: every other one is closed before the working directory is entered), and its
+/// seccomp filter, compiled before the fork.
+struct ChildSetup<'a> {
+    terminal: Option<&'a OwnedFd>,
+    joined: Option<&'a OwnedFd>,
+    keep: &'a [RawFd],
+    seccomp: Option<&'a Program>,
+}
+
 /// The child's setup, in order; returns only on failure.
 fn child(
     spec: &Spec,
@@ -198,12 +231,11 @@ fn child(
     namespaces: &Namespaces,
     stdio: Stdio,
     options: &LaunchOptions,
-    terminal: Option<&OwnedFd>,
-    joined: Option<&OwnedFd>,
+    fds: ChildSetup,
 ) -> StepError {
-    match setup(spec, rootfs, namespaces, stdio, options, terminal) {
+    match setup(spec, rootfs, namespaces, stdio, options, &fds) {
         Err(e) => e,
-        Ok(()) => run(spec, joined),
+        Ok(()) => run(spec, fds.joined),
     }
 }
 
@@ -213,21 +245,20 @@ fn exec_child(
     namespaces: &ProcessNamespaces,
     stdio: Stdio,
     options: &LaunchOptions,
-    terminal: Option<&OwnedFd>,
-    joined: Option<&OwnedFd>,
+    fds: ChildSetup,
 ) -> StepError {
     let setup = || -> StepResult<()> {
         detach(stdio)?;
         namespaces.enter()?;
         // The container's /dev/ptmx now: the terminal is of its devpts.
-        if let Some(socket) = terminal {
+        if let Some(socket) = fds.terminal {
             terminal::open_and_send(socket, options.console_size)?;
         }
-        become_process(spec)
+        become_process(spec, &fds)
     };
     match setup() {
         Err(e) => e,
-        Ok(()) => run(spec, joined),
+        Ok(()) => run(spec, fds.joined),
     }
 }
 
@@ -271,7 +302,7 @@ fn setup(
     namespaces: &Namespaces,
     stdio: Stdio,
     options: &LaunchOptions,
-    terminal: Option<&OwnedFd>,
+    fds: &ChildSetup,
 ) -> StepResult<()> {
     let linux = spec.linux().clone().unwrap_or_default();
     detach(stdio)?;
@@ -288,7 +319,7 @@ fn setup(
     devices::create_all(&root, linux.devices().as_deref().unwrap_or_default())?;
     drop(root);
     rootfs::pivot(rootfs)?;
-    if let Some(socket) = terminal {
+    if let Some(socket) = fds.terminal {
         terminal::open_and_send(socket, options.console_size)?;
     }
     rootfs::mask(linux.masked_paths().as_deref().unwrap_or_default())?;
@@ -302,7 +333,7 @@ fn setup(
         }
         unistd::sethostname(hostname).map_err(|e| StepError::os("sethostname", e))?;
     }
-    become_process(spec)
+    become_process(spec, fds)
 }
 
 /// The child's first steps, in the launcher's namespaces still: a clean signal state, a
@@ -341,12 +372,19 @@ fn detach(stdio: Stdio) -> StepResult<()> {
 }
 
 /// Inside the container's root: the process's rlimits, privileges, user, umask and working
-/// directory, the last steps before exec.
-fn become_process(spec: &Spec) -> StepResult<()> {
+/// directory, the last steps before exec. Every descriptor but stdio and `keep` is closed
+/// first, so none of the launcher's (a bundle directory, a socket) can be reached through
+/// `/proc/self/fd` by the working directory or by the container's code.
+fn become_process(spec: &Spec, fds: &ChildSetup) -> StepResult<()> {
     let process = spec.process().as_ref().expect("checked");
     process::apply_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if process.no_new_privileges() == Some(true) {
+    let no_new_privs = process.no_new_privileges() == Some(true);
+    if no_new_privs {
         process::set_no_new_privs()?;
+    } else if let Some(program) = fds.seccomp {
+        // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: now, before the
+        // capabilities go (as runc does); what follows must be allowed by the filter.
+        load_seccomp(program)?;
     }
     let caps = CapSets::from_spec(process.capabilities().as_ref());
     capabilities::drop_bounding(caps.bounding)?;
@@ -357,14 +395,14 @@ fn become_process(spec: &Spec) -> StepResult<()> {
     umask(Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
     ));
-    let cwd = process.cwd();
-    // runc's words, which Docker passes on.
-    unistd::chdir(cwd).map_err(|e| {
-        StepError(format!(
-            "chdir to cwd ({:?}) set in config.json failed: {}",
-            cwd.display().to_string(),
-            e.desc().to_lowercase()
-        ))
-    })?;
-    Ok(())
+    process::close_all_but(fds.keep)?;
+    process::enter_cwd(process.cwd())?;
+    match fds.seccomp {
+        Some(program) if no_new_privs => load_seccomp(program),
+        _ => Ok(()),
+    }
+}
+
+fn load_seccomp(program: &Program) -> StepResult<()> {
+    seccomp::load(program).map_err(|e| StepError::os("load the seccomp filter", e))
 }

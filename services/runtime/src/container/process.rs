@@ -132,3 +132,68 @@ pub(crate) fn exec(program: &Path, args: &[String], env: &[String]) -> StepError
         errno.desc().to_lowercase()
     ))
 }
+
+/// Closes every descriptor above stdio except `keep` (marking them close-on-exec is not
+/// enough: until exec, `/proc/self/fd/N` would still lead to whatever they are).
+pub(crate) fn close_all_but(keep: &[std::os::fd::RawFd]) -> StepResult<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3u32;
+    let close = |from: u32, to: u32| -> StepResult<()> {
+        if from > to {
+            return Ok(());
+        }
+        // SAFETY: closes descriptors nothing in this process uses any more; the kept ones,
+        // still referred to by their owners, are outside the range.
+        let rc = unsafe { libc::close_range(from, to, 0) };
+        Errno::result(rc)
+            .map(drop)
+            .map_err(|e| StepError::os("close_range", e))
+    };
+    for fd in keep {
+        if fd > first {
+            close(first, fd - 1)?;
+        }
+        first = fd + 1;
+    }
+    close(first, u32::MAX)
+}
+
+/// Enters the working directory `cwd`, resolved inside the root we are in (symlinks and `..`
+/// cannot leave it, `/proc/self/fd` links are refused), and checks afterwards that it is
+/// inside the root, as runc 1.1.12 does (CVE-2024-21626).
+pub(crate) fn enter_cwd(cwd: &Path) -> StepResult<()> {
+    use nix::fcntl::{self, OFlag, OpenHow, ResolveFlag};
+    // runc's words, which Docker passes on.
+    let failed = |e: Errno| {
+        StepError(format!(
+            "chdir to cwd ({:?}) set in config.json failed: {}",
+            cwd.display().to_string(),
+            e.desc().to_lowercase()
+        ))
+    };
+    let root = fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(failed)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let dir = fcntl::openat2(&root, cwd, how).map_err(failed)?;
+    unistd::fchdir(&dir).map_err(failed)?;
+    match unistd::getcwd() {
+        Ok(now) if now.is_absolute() => Ok(()),
+        _ => Err(StepError(
+            "current working directory is outside of container mount namespace root -- \
+             possible container breakout detected"
+                .into(),
+        )),
+    }
+}

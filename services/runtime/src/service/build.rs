@@ -341,6 +341,7 @@ pub fn spec(
     process.set_cwd(cwd.into());
     process.set_terminal(Some(rec.config.tty));
     let caps = capabilities(host)?;
+    let bounding = caps.clone();
     let mut sets = process
         .capabilities()
         .clone()
@@ -368,10 +369,9 @@ pub fn spec(
     clamp_rlimits(&mut rlimits);
     process.set_rlimits(Some(rlimits));
     // Explicit either way: oci-spec's process defaults would set no_new_privs.
-    let no_new_privileges = host.security_opt.iter().any(|o| {
-        o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
-    });
-    process.set_no_new_privileges(Some(no_new_privileges));
+    let security = super::security::parse(&host.security_opt)?;
+    process.set_no_new_privileges(Some(security.no_new_privileges));
+    let seccomp = super::security::seccomp_for(&security, host.privileged, &bounding)?;
     spec.set_process(Some(process));
 
     // Root.
@@ -491,6 +491,7 @@ pub fn spec(
     if let Some(ro) = &host.readonly_paths {
         linux.set_readonly_paths(Some(ro.clone()));
     }
+    linux.set_seccomp(seccomp);
     spec.set_linux(Some(linux));
     Ok(spec)
 }

@@ -75,6 +75,7 @@ fn release_name(node: &Node, name: &str, id: &str) {
 
 fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
     build::check_ulimits(host)?;
+    super::security::parse(&host.security_opt)?;
     match host.restart_policy.name.as_str() {
         "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
         other => {
@@ -386,8 +387,7 @@ fn plan_mounts(
             .acquire(&v.name, id)
             .map_err(super::volumes::error)?;
         if copy {
-            let target = rootfs.join(dest.trim_start_matches('/'));
-            if let Err(e) = node.volumes.populate_from(&v.name, &target) {
+            if let Err(e) = node.volumes.populate_from(&v.name, rootfs, Path::new(dest)) {
                 tracing::warn!(volume = %v.name, "copy-up: {e}");
             }
         }

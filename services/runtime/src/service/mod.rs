@@ -23,6 +23,7 @@ pub use lifecycle::drain_removals;
 mod names;
 pub mod networks;
 pub mod record;
+pub mod security;
 mod step_copy;
 mod step_run;
 mod streams;

@@ -54,6 +54,28 @@ pub(crate) fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
     fcntl::open(path, DIR_FLAGS, Mode::empty())
 }
 
+/// Opens the directory `path` of the tree at `root` (an image's root file system) as the
+/// tree's own processes would reach it: symlinks and `..` anywhere in `path` are resolved with
+/// `root` as `/`, so an image's `VOLUME /a/etc` with `/a -> /` names the image's `/etc`, never
+/// the host's.
+pub(crate) fn open_dir_in(root: &Path, path: &Path) -> nix::Result<OwnedFd> {
+    let root = fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let how = fcntl::OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(fcntl::ResolveFlag::RESOLVE_IN_ROOT | fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let path = path.strip_prefix("/").unwrap_or(path);
+    let path: &Path = if path.as_os_str().is_empty() {
+        ".".as_ref()
+    } else {
+        path
+    };
+    fcntl::openat2(&root, path, how)
+}
+
 /// Whether the directory holds no entry.
 pub(crate) fn is_empty(dir: &OwnedFd) -> nix::Result<bool> {
     Ok(list(dir)?.is_empty())

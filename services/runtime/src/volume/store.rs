@@ -213,12 +213,12 @@ impl VolumeStore {
             .map_err(|e| VolumeError::io(format!("measure volume {name}"), e))
     }
 
-    /// Copies the image directory `image_path` (the mount point in the container's rootfs)
-    /// into the volume, once: nothing happens if the volume was populated before, if it is
-    /// not empty (then it counts as populated), or if `image_path` is not a directory. Returns
-    /// whether content was copied. Call it after `acquire`, so the volume cannot be removed
-    /// meanwhile.
-    pub fn populate_from(&self, name: &str, image_path: &Path) -> Result<bool> {
+    /// Copies the directory `path` of the container's root file system `rootfs` (the mount
+    /// point, resolved inside `rootfs`: symlinks never lead out of it) into the volume, once:
+    /// nothing happens if the volume was populated before, if it is not empty (then it counts
+    /// as populated), or if `path` is not a directory. Returns whether content was copied. Call
+    /// it after `acquire`, so the volume cannot be removed meanwhile.
+    pub fn populate_from(&self, name: &str, rootfs: &Path, path: &Path) -> Result<bool> {
         let _copying = self.copying.lock().unwrap_or_else(|e| e.into_inner());
         let volume = self.get(name)?;
         if volume.populated {
@@ -228,9 +228,9 @@ impl VolumeStore {
             name: name.to_string(),
             reason,
         };
-        let source = match copy_up::open_dir(image_path) {
+        let source = match copy_up::open_dir_in(rootfs, path) {
             Ok(fd) => fd,
-            // Missing, a file, or a symlink in the image: nothing to copy (not marked: another
+            // Missing or not a directory in the image: nothing to copy (not marked: another
             // mount point may have content).
             Err(_) => return Ok(false),
         };
