@@ -316,3 +316,224 @@ fn apparmor_and_selinux_options_are_refused_on_a_host_without_them() {
         "true",
     ]);
 }
+
+/// A loop device of the host backed by a file holding the marker: a host disk a container
+/// must not read. Detached on drop.
+struct LoopDisk {
+    device: String,
+    major: u32,
+    minor: u32,
+    _file: tempfile::NamedTempFile,
+}
+
+impl LoopDisk {
+    fn new(marker: &Marker) -> LoopDisk {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let mut file = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+        let mut image = marker.text.clone().into_bytes();
+        image.resize(64 * 1024, 0);
+        file.write_all(&image).unwrap();
+        file.flush().unwrap();
+        let mut cmd = std::process::Command::new("losetup");
+        cmd.args(["-f", "--show"]).arg(file.path());
+        let out = support::run(cmd, None, std::time::Duration::from_secs(30)).ok();
+        let device = out.stdout.trim().to_string();
+        let rdev = std::fs::metadata(&device).unwrap().rdev();
+        LoopDisk {
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+            device,
+            _file: file,
+        }
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.device])
+            .status();
+    }
+}
+
+#[test]
+fn a_host_disk_node_made_with_mknod_cannot_be_opened_unless_allowed() {
+    let marker = Marker::new();
+    let disk = LoopDisk::new(&marker);
+    let w = world("devices", vec![], serde_json::json!({}));
+    let d = &w.docker;
+    let numbers = format!("{}:{}", disk.major, disk.minor);
+    let read = format!(
+        "mknod /tmp/disk b {} {} && head -c 64 /tmp/disk",
+        disk.major, disk.minor
+    );
+    // runc's default rules: mknod is allowed, opening the node is not.
+    let out = d.run(&["run", "--rm", &w.image, "sh", "-c", &read]);
+    marker.assert_not_in(&out);
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    // The rules a default container has are runc's (and dockerd's).
+    let list = d
+        .ok(&[
+            "run",
+            "--rm",
+            &w.image,
+            "cat",
+            "/sys/fs/cgroup/devices/devices.list",
+        ])
+        .stdout;
+    if !list.is_empty() {
+        let mut rules: Vec<&str> = list.lines().collect();
+        rules.sort_unstable();
+        assert_eq!(
+            rules,
+            [
+                "b *:* m",
+                "c *:* m",
+                "c 136:* rwm",
+                "c 1:3 rwm",
+                "c 1:5 rwm",
+                "c 1:7 rwm",
+                "c 1:8 rwm",
+                "c 1:9 rwm",
+                "c 5:0 rwm",
+                "c 5:1 rwm",
+                "c 5:2 rwm",
+            ]
+        );
+    }
+
+    // What the client allows is allowed, and only that.
+    let rule = format!("b {numbers} r");
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "--device-cgroup-rule",
+        &rule,
+        &w.image,
+        "sh",
+        "-c",
+        &read,
+    ]);
+    assert!(out.stdout.contains(&marker.text), "{out}");
+    let device = format!("{}:/dev/xdisk:r", disk.device);
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "--device",
+        &device,
+        &w.image,
+        "head",
+        "-c",
+        "64",
+        "/dev/xdisk",
+    ]);
+    assert!(out.stdout.contains(&marker.text), "{out}");
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "--device",
+        &device,
+        &w.image,
+        "sh",
+        "-c",
+        "echo x > /dev/xdisk",
+    ]);
+    assert!(
+        !out.success(),
+        "--device ...:r let the container write: {out}"
+    );
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "--privileged",
+        &w.image,
+        "head",
+        "-c",
+        "64",
+        &disk.device,
+    ]);
+    assert!(out.stdout.contains(&marker.text), "{out}");
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "--device-cgroup-rule",
+        "x 1:2 rwm",
+        &w.image,
+        "true",
+    ]);
+    assert!(out.stderr.contains("invalid"), "{out}");
+}
+
+/// Runs `args` on the host as `nobody` (uid and gid 65534, no supplementary groups).
+fn as_nobody(args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(args);
+    support::run(cmd, None, std::time::Duration::from_secs(30))
+}
+
+#[test]
+fn other_users_of_the_host_cannot_enter_a_containers_files() {
+    // An image with a setuid-root program (moby CVE-2021-41091).
+    let w = world(
+        "hostfiles",
+        vec![Entry::File(
+            "bin/suid-tool".into(),
+            0o4755,
+            fixtures::busybox(),
+        )],
+        serde_json::json!({}),
+    );
+    let d = &w.docker;
+    let name = format!("contain-files-{}", std::process::id());
+    let secret = format!("container-secret-{}", rand::random::<u64>());
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        &w.image,
+        "sh",
+        "-c",
+        &format!("echo {secret} > /secret && chmod 644 /secret && sleep 300"),
+    ]);
+    let merged = d
+        .ok(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", &name])
+        .stdout
+        .trim()
+        .to_string();
+    assert!(
+        Path::new(&merged).join("bin/suid-tool").exists(),
+        "{merged}"
+    );
+    for _ in 0..50 {
+        if Path::new(&merged).join("secret").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Root sees it; nobody can neither read the container's files nor run its setuid program.
+    let file = format!("{merged}/secret");
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&secret));
+    let out = as_nobody(&["/bin/busybox", "cat", &file]);
+    assert!(
+        !out.stdout.contains(&secret),
+        "nobody read a container's file: {out}"
+    );
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    let out = as_nobody(&[&format!("{merged}/bin/suid-tool"), "id", "-u"]);
+    assert!(
+        !out.success(),
+        "nobody ran a container's setuid program: {out}"
+    );
+    // Nor list what the node keeps, or reach the image store's layers.
+    let runtime = Path::new(&merged).ancestors().nth(3).unwrap().to_path_buf();
+    assert!(runtime.ends_with("runtime"), "{}", runtime.display());
+    let out = as_nobody(&["/bin/busybox", "ls", &runtime.display().to_string()]);
+    assert!(!out.success(), "{out}");
+    let store = runtime.parent().unwrap().join("image-store");
+    let out = as_nobody(&["/bin/busybox", "ls", &store.display().to_string()]);
+    assert!(!out.success(), "{out}");
+    d.ok(&["rm", "-f", &name]);
+}

@@ -260,6 +260,18 @@ pub struct LogConfig {
     pub config: BTreeMap<String, String>,
 }
 
+/// `--device /dev/host[:/dev/ctr[:rwm]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    #[serde(default)]
+    pub path_on_host: String,
+    #[serde(default)]
+    pub path_in_container: String,
+    #[serde(default)]
+    pub cgroup_permissions: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ulimit {
     #[serde(rename = "Name")]
@@ -384,6 +396,12 @@ pub struct HostConfig {
     pub init: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_size: Option<[u32; 2]>,
+    /// `--device`: host device nodes the container gets, with their cgroup permissions.
+    #[serde(default, deserialize_with = "null_vec")]
+    pub devices: Vec<DeviceMapping>,
+    /// `--device-cgroup-rule`: more devices the container may use (`c 13:* rwm`).
+    #[serde(default, deserialize_with = "null_vec")]
+    pub device_cgroup_rules: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masked_paths: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -27,7 +27,14 @@ pub struct Options {
 /// Registers the service and serves until the bus connection ends.
 pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result<()> {
     let root = options.data_root.join("image-store");
-    let store = tokio::task::spawn_blocking(move || store::ImageStore::open(&root)).await??;
+    let store = tokio::task::spawn_blocking(move || {
+        let store = store::ImageStore::open(&root)?;
+        // Image content is root's: another user of the host reads no private image's layers.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
+        anyhow::Ok(store)
+    })
+    .await??;
     let store = std::sync::Arc::new(store);
     // Unreferenced blobs (build contexts, abandoned pulls) go once idle for the grace period.
     let sweeper = std::sync::Arc::downgrade(&store);

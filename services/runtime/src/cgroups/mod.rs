@@ -6,12 +6,14 @@
 //! - `group_path`: `wharf/<container-id>`, always under Wharf's own parent group.
 //! - `resources`: Docker's limits, validated and converted per version.
 //! - `v1`, `v2`: the two implementations; `files`: cgroupfs reads, writes and removal.
+//! - `devices`: which device nodes a group may use (runc's defaults, `--device`).
 //! - `stats`: what `docker stats` reads.
 //!
 //! This is blocking code (cgroupfs I/O, short sleeps while freezing or removing): async
 //! callers use `spawn_blocking`.
 
 mod cgroup;
+mod devices;
 mod error;
 mod files;
 mod group_path;
@@ -23,6 +25,7 @@ mod v1;
 mod v2;
 
 pub use cgroup::{create, open, Cgroup};
+pub use devices::{default_rules as default_device_rules, DeviceRule};
 pub use error::{CgroupError, Result};
 pub use group_path::{GroupPath, PARENT};
 pub use layout::{Layout, V1_CONTROLLERS};

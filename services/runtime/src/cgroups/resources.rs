@@ -43,6 +43,8 @@ pub struct Resources {
     pub cpu_shares: Option<u64>,
     /// `--pids-limit`: the most tasks the group may hold.
     pub pids_limit: Option<u64>,
+    /// Device access, in order (the first usually denies everything); set once, at start.
+    pub devices: Option<Vec<super::DeviceRule>>,
 }
 
 impl Resources {

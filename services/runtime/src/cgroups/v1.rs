@@ -166,6 +166,17 @@ impl Cgroup for V1Group {
         if let Some(shares) = resources.cpu_shares_v1() {
             files::write(&self.dir("cpu")?.join("cpu.shares"), &shares.to_string())?;
         }
+        if let Some(rules) = &resources.devices {
+            let dir = self.dir("devices")?;
+            for rule in rules {
+                let file = if rule.allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                files::write(&dir.join(file), &rule.to_v1())?;
+            }
+        }
         if let Some(max) = resources.pids_limit {
             files::write(&self.dir("pids")?.join("pids.max"), &max.to_string())?;
         }

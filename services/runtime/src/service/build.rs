@@ -492,6 +492,13 @@ pub fn spec(
         linux.set_readonly_paths(Some(ro.clone()));
     }
     linux.set_seccomp(seccomp);
+    let (devices, _) = super::devices::plan(host)?;
+    if !devices.is_empty() {
+        let mut all = linux.devices().clone().unwrap_or_default();
+        all.retain(|d| !devices.iter().any(|n| n.path() == d.path()));
+        all.extend(devices);
+        linux.set_devices(Some(all));
+    }
     spec.set_linux(Some(linux));
     Ok(spec)
 }

@@ -951,8 +951,10 @@ async fn launch(
             if let Some(layout) = &node2.cgroups {
                 let group = cgroups::create(layout, &format!("wharf/{}", rec.id))
                     .map_err(|e| internal("cannot create the container's cgroup", e))?;
+                let mut limits = resources(h);
+                limits.devices = Some(super::devices::plan(h)?.1);
                 group
-                    .apply(&resources(h))
+                    .apply(&limits)
                     .map_err(|e| BusError::invalid(e.to_string()))?;
                 cgroup_dirs = group.dirs();
             }

@@ -14,6 +14,7 @@
 mod archive;
 pub mod build;
 mod commit;
+mod devices;
 mod exec;
 mod extras;
 mod health;
@@ -210,6 +211,13 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
     }
     let containers_dir = options.root.join("containers");
     std::fs::create_dir_all(&containers_dir)?;
+    // Root alone may enter the node's directory (moby CVE-2021-41091): through it, another
+    // user of the host would reach containers' files (a setuid program of an image, data in
+    // volumes) and the shims' control sockets.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&options.root, std::fs::Permissions::from_mode(0o700))?;
+    }
     let snapshots = Snapshotter::open(options.root.join("snapshots"))?;
     let volumes = VolumeStore::open(options.root.join("volumes"))?;
     let cgroups = match Layout::detect() {
