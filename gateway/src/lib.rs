@@ -3,7 +3,9 @@
 //! that another gateway would need, so any number can run behind a load balancer.
 
 mod body;
+mod content_type;
 mod error;
+mod limits;
 mod listen;
 mod query;
 mod render;
@@ -69,6 +71,20 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
         );
     }
     let app = routes::router(state);
+    let open_files = match limits::raise_open_file_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot read the open-file limit: {e}");
+            1024
+        }
+    };
+    let limits = limits::Limits::new(open_files, options.hosts.len());
+    tracing::info!(
+        "API limits: {} connections per listener (open-file limit {open_files}), request headers within {:?}, TLS handshakes within {:?}",
+        limits.max_connections,
+        limits.header_read_timeout,
+        limits.tls_handshake_timeout
+    );
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     for host in &options.hosts {
@@ -76,7 +92,7 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
             .await
             .with_context(|| format!("cannot serve the API on {host}"))?;
         tracing::info!("API listening on {}", listener.describe());
-        servers.spawn(listen::serve(listener, app.clone(), stop.clone()));
+        servers.spawn(listen::serve(listener, app.clone(), stop.clone(), limits));
     }
     let _guard = stop.clone().drop_guard();
     tokio::select! {

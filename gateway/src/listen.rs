@@ -1,22 +1,27 @@
 //! API listeners: unix sockets (mode 0660) and TCP, where a non-loopback address is refused
 //! unless TLS with client-certificate verification is configured (the API is root-equivalent).
+//! Each listener serves a bounded number of connections, with deadlines for the TLS handshake
+//! and for request headers (`limits.rs`).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use axum::body::Body;
 use axum::http::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::limits::Limits;
 use crate::TlsOptions;
 
 pub enum Listener {
@@ -184,28 +189,41 @@ fn tls_acceptor(t: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts connections until `stop` is cancelled; each connection is served by `app`.
-pub async fn serve(listener: Listener, app: axum::Router, stop: CancellationToken) {
+/// Accepts connections until `stop` is cancelled; each connection is served by `app`, at most
+/// `limits.max_connections` at once (the others wait in the kernel's accept queue).
+pub async fn serve(listener: Listener, app: axum::Router, stop: CancellationToken, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut full_warned: Option<Instant> = None;
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = accept(&listener) => match accepted {
-                Ok(Conn::Unix(s)) => { connections.spawn(serve_connection(s, app.clone())); }
-                Ok(Conn::Tcp(s, None)) => { connections.spawn(serve_connection(s, app.clone())); }
+            (slot, accepted) = accept_in_slot(&listener, &slots, &limits, &mut full_warned) => match accepted {
+                Ok(Conn::Unix(s)) => {
+                    connections.spawn(serve_connection(s, app.clone(), limits, slot));
+                }
+                Ok(Conn::Tcp(s, None)) => {
+                    connections.spawn(serve_connection(s, app.clone(), limits, slot));
+                }
                 Ok(Conn::Tcp(s, Some(acceptor))) => {
                     let app = app.clone();
                     connections.spawn(async move {
-                        match acceptor.accept(s).await {
-                            Ok(tls) => serve_connection(tls, app).await,
-                            Err(e) => tracing::debug!("TLS handshake failed: {e}"),
+                        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(s)).await {
+                            Ok(Ok(tls)) => serve_connection(tls, app, limits, slot).await,
+                            Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(
+                                "TLS handshake not done within {:?}: connection closed",
+                                limits.tls_handshake_timeout
+                            ),
                         }
                     });
                 }
                 Err(e) => {
+                    // EMFILE and the like: back off instead of spinning on the same error.
+                    drop(slot);
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -214,6 +232,38 @@ pub async fn serve(listener: Listener, app: axum::Router, stop: CancellationToke
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// Waits for a free connection slot, then for a connection. Cancel-safe: dropping it before a
+/// connection arrives frees the slot and loses no connection.
+async fn accept_in_slot(
+    listener: &Listener,
+    slots: &Arc<Semaphore>,
+    limits: &Limits,
+    full_warned: &mut Option<Instant>,
+) -> (OwnedSemaphorePermit, std::io::Result<Conn>) {
+    let slot = match slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            if full_warned.is_none_or(|at| at.elapsed() >= FULL_WARNING_INTERVAL) {
+                *full_warned = Some(Instant::now());
+                tracing::warn!(
+                    "{} holds its maximum of {} connections: new ones wait until one ends",
+                    listener.describe(),
+                    limits.max_connections
+                );
+            }
+            slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed")
+        }
+    };
+    (slot, accept(listener).await)
+}
+
+/// How often a listener that keeps hitting its connection cap says so.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 enum Conn {
     Unix(tokio::net::UnixStream),
@@ -230,10 +280,21 @@ async fn accept(listener: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-async fn serve_connection<S>(stream: S, app: axum::Router)
-where
+/// Serves HTTP/1.1 (with upgrades, for attach and exec) on one connection while it holds `slot`.
+/// A client gets `limits.header_read_timeout` for each request's header, counted from when the
+/// server starts waiting for it; nothing bounds a request once its header is in.
+///
+/// HTTP/1.1 only, as dockerd: hyper-util's HTTP/1-or-2 detection reads the first bytes without
+/// any deadline, so an idle client would escape the header timeout.
+async fn serve_connection<S>(
+    stream: S,
+    app: axum::Router,
+    limits: Limits,
+    slot: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _slot = slot;
     let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
         let app = app.clone();
         async move {
@@ -243,9 +304,13 @@ where
             }
         }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
     if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .with_upgrades()
         .await
     {
         tracing::debug!("connection ended: {e}");

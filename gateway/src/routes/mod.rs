@@ -15,20 +15,23 @@ mod volumes;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
+use crate::content_type::json_post;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The routes; those registered with [`json_post`] take a JSON body and refuse other content
+/// types, as dockerd's `CheckForJSON` does (`content_type.rs`).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/events", get(system::events))
-        .route("/auth", post(auth::login))
+        .route("/auth", json_post(auth::login))
         .route("/system/df", get(system::disk_usage))
         .route("/build/prune", post(system::build_prune))
         .route("/build", post(build::build))
-        .route("/wharf/sync", post(sync::sync))
+        .route("/wharf/sync", json_post(sync::sync))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))
@@ -41,7 +44,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(images::delete),
         )
         .route("/containers/json", get(containers::list))
-        .route("/containers/create", post(containers::create))
+        .route("/containers/create", json_post(containers::create))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{name}", delete(containers::remove))
         .route("/containers/{name}/json", get(containers::inspect))
@@ -56,10 +59,13 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{name}/resize", post(containers::resize))
         .route("/containers/{name}/wait", post(containers::wait))
         .route("/containers/{name}/attach", post(containers::attach))
-        .route("/containers/{name}/exec", post(containers::exec::create))
+        .route(
+            "/containers/{name}/exec",
+            json_post(containers::exec::create),
+        )
         .route("/containers/{name}/stats", get(containers::stats))
         .route("/containers/{name}/top", get(containers::top))
-        .route("/containers/{name}/update", post(containers::update))
+        .route("/containers/{name}/update", json_post(containers::update))
         .route(
             "/containers/{name}/archive",
             get(container_files::get)
@@ -68,21 +74,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/containers/{name}/export", get(container_files::export))
         .route("/containers/{name}/changes", get(container_files::changes))
-        .route("/commit", post(container_files::commit))
-        .route("/exec/{id}/start", post(containers::exec::start))
+        .route("/commit", json_post(container_files::commit))
+        .route("/exec/{id}/start", json_post(containers::exec::start))
         .route("/exec/{id}/resize", post(containers::exec::resize))
         .route("/exec/{id}/json", get(containers::exec::inspect))
         .route("/networks", get(networks::list))
-        .route("/networks/create", post(networks::create))
+        .route("/networks/create", json_post(networks::create))
         .route("/networks/prune", post(networks::prune))
         .route(
             "/networks/{id}",
             get(networks::inspect).delete(networks::remove),
         )
-        .route("/networks/{id}/connect", post(networks::connect))
-        .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/networks/{id}/connect", json_post(networks::connect))
+        .route("/networks/{id}/disconnect", json_post(networks::disconnect))
         .route("/volumes", get(volumes::list))
-        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/create", json_post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))
         .route(
             "/volumes/{name}",

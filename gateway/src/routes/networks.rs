@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -302,8 +302,8 @@ pub async fn inspect(
 }
 
 /// A create body as dockerd reads it: no body or no `Name` is an empty name.
-fn parse_create_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<NetworkCreateRequest> {
-    let mut value: Value = read_json(headers, body)?;
+fn parse_create_body(body: &[u8]) -> ApiResult<NetworkCreateRequest> {
+    let mut value: Value = read_json(body)?;
     if value.is_null() {
         return Ok(NetworkCreateRequest::default());
     }
@@ -315,12 +315,8 @@ fn parse_create_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<NetworkCreat
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let request = parse_create_body(&headers, &body)?;
+pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let request = parse_create_body(&body)?;
     let name = request.name.clone();
     if name.trim().is_empty() {
         return Err(ApiError::bad_request("invalid name: name is empty"));
@@ -464,10 +460,9 @@ async fn pair(
 pub async fn connect(
     State(state): State<AppState>,
     Path(term): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let body: ConnectBody = read_json(&headers, &body)?;
+    let body: ConnectBody = read_json(&body)?;
     let (container, network) = pair(&state, &term, &body).await?;
     let request = NetworkConnectRequest {
         network,
@@ -492,10 +487,9 @@ pub async fn connect(
 pub async fn disconnect(
     State(state): State<AppState>,
     Path(term): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let body: ConnectBody = read_json(&headers, &body)?;
+    let body: ConnectBody = read_json(&body)?;
     let (container, network) = pair(&state, &term, &body).await?;
     let request = NetworkConnectRequest {
         network,
@@ -705,28 +699,19 @@ mod tests {
 
     #[test]
     fn create_bodies_without_a_name_have_an_empty_one() {
-        let json = HeaderMap::from_iter([(
-            axum::http::header::CONTENT_TYPE,
-            "application/json".parse().unwrap(),
-        )]);
-        assert!(parse_create_body(&HeaderMap::new(), b"")
+        assert!(parse_create_body(b"").unwrap().name.is_empty());
+        assert!(parse_create_body(br#"{"Driver":"bridge"}"#)
             .unwrap()
             .name
             .is_empty());
-        assert!(parse_create_body(&json, br#"{"Driver":"bridge"}"#)
-            .unwrap()
-            .name
-            .is_empty());
-        let r = parse_create_body(
-            &json,
-            br#"{"Name":"front","Labels":{"wharf.node":"n2"},"Options":null}"#,
-        )
-        .unwrap();
+        let r =
+            parse_create_body(br#"{"Name":"front","Labels":{"wharf.node":"n2"},"Options":null}"#)
+                .unwrap();
         assert_eq!(
             (r.name.as_str(), r.labels["wharf.node"].as_str()),
             ("front", "n2")
         );
-        assert!(parse_create_body(&json, b"{").is_err());
+        assert!(parse_create_body(b"{").is_err());
     }
 
     #[test]
@@ -909,6 +894,7 @@ mod bus_tests {
             listener,
             app,
             tokio_util::sync::CancellationToken::new(),
+            crate::limits::Limits::default(),
         ));
         addr
     }

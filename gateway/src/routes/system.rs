@@ -1309,6 +1309,7 @@ mod tests {
             listener,
             super::super::router(state.clone()),
             tokio_util::sync::CancellationToken::new(),
+            crate::limits::Limits::default(),
         ));
         let config = std::env::temp_dir().join(format!("wharf-df-cli-{}", std::process::id()));
         std::fs::create_dir_all(&config).unwrap();

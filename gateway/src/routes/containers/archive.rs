@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -181,11 +181,10 @@ pub async fn commit(
     State(state): State<AppState>,
     axum::Extension(version): axum::Extension<ApiVersion>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
-    let config: Value = read_json(&headers, &body)?;
+    let config: Value = read_json(&body)?;
     let reference = match q.get("repo").unwrap_or("") {
         "" => String::new(),
         repo => {

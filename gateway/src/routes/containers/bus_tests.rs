@@ -158,6 +158,7 @@ async fn gateway(client: async_nats::Client) -> String {
         listener,
         app,
         tokio_util::sync::CancellationToken::new(),
+        crate::limits::Limits::default(),
     ));
     addr
 }

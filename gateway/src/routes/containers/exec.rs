@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
@@ -60,8 +60,8 @@ impl StartBody {
 }
 
 /// The exec a create body asks for, as dockerd checks it before looking at the container.
-fn exec_config(headers: &HeaderMap, body: &[u8], version: ApiVersion) -> ApiResult<ExecConfig> {
-    let mut config: ExecConfig = read_json(headers, body)?;
+fn exec_config(body: &[u8], version: ApiVersion) -> ApiResult<ExecConfig> {
+    let mut config: ExecConfig = read_json(body)?;
     if config.cmd.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));
     }
@@ -75,10 +75,9 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(version): Extension<ApiVersion>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let config = exec_config(&headers, &body, version)?;
+    let config = exec_config(&body, version)?;
     let target = resolve::locate(&state, &name).await?;
     let request = ExecCreateRequest {
         id: target.id.clone(),
@@ -242,7 +241,7 @@ pub async fn start(
     let body = axum::body::to_bytes(body, START_BODY_LIMIT)
         .await
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    let options: StartBody = read_json(&parts.headers, &body)?;
+    let options: StartBody = read_json(&body)?;
     let node = locate(&state, &id).await?;
     let mut start = ExecStartRequest {
         exec_id: id.clone(),
@@ -317,21 +316,14 @@ async fn open_stdin(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::header;
-
-    fn json() -> HeaderMap {
-        HeaderMap::from_iter([(header::CONTENT_TYPE, "application/json".parse().unwrap())])
-    }
-
     #[test]
     fn an_exec_needs_a_command() {
         for body in [&b""[..], br#"{"Cmd":null}"#, br#"{"Cmd":[],"Tty":true}"#] {
-            let err = exec_config(&json(), body, ApiVersion(1, 45)).unwrap_err();
+            let err = exec_config(body, ApiVersion(1, 45)).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST);
             assert_eq!(err.message, "No exec command specified");
         }
         let config = exec_config(
-            &json(),
             br#"{"Cmd":["sh"],"AttachStdin":true,"Tty":true,"ConsoleSize":[24,80]}"#,
             ApiVersion(1, 45),
         )
@@ -344,19 +336,15 @@ mod tests {
     #[test]
     fn console_sizes_count_from_api_1_42_and_only_with_a_tty() {
         let body = br#"{"Cmd":["sh"],"ConsoleSize":[24,80]}"#;
-        let config = exec_config(&json(), body, ApiVersion(1, 41)).unwrap();
+        let config = exec_config(body, ApiVersion(1, 41)).unwrap();
         assert_eq!(config.console_size, None);
-        let start: StartBody = read_json(
-            &json(),
-            br#"{"Detach":false,"Tty":true,"ConsoleSize":[24,80]}"#,
-        )
-        .unwrap();
+        let start: StartBody =
+            read_json(br#"{"Detach":false,"Tty":true,"ConsoleSize":[24,80]}"#).unwrap();
         assert_eq!(start.console_size(ApiVersion(1, 45)), Some([24, 80]));
         assert_eq!(start.console_size(ApiVersion(1, 41)), None);
-        let start: StartBody =
-            read_json(&json(), br#"{"Tty":false,"ConsoleSize":[24,80]}"#).unwrap();
+        let start: StartBody = read_json(br#"{"Tty":false,"ConsoleSize":[24,80]}"#).unwrap();
         assert_eq!(start.console_size(ApiVersion(1, 45)), None);
-        let start: StartBody = read_json(&HeaderMap::new(), b"").unwrap();
+        let start: StartBody = read_json(b"").unwrap();
         assert!(!start.detach && !start.tty);
     }
 

@@ -2,7 +2,6 @@
 //! read as dockerd reads it for the client's API version, applied by the container's node.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::Extension;
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -60,10 +59,9 @@ pub async fn update(
     State(state): State<AppState>,
     Extension(version): Extension<ApiVersion>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<axum::Json<Value>> {
-    let body = update_body(read_json(&headers, &body)?, version)?;
+    let body = update_body(read_json(&body)?, version)?;
     let target = resolve::locate(&state, &name).await?;
     let request = UpdateRequest {
         id: target.id.clone(),
