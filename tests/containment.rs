@@ -12,6 +12,7 @@ use support::{DockerCli, Output, Registry, Stack};
 /// Applets the attacks use, as symlinks to busybox in the test image.
 const APPLETS: &[&str] = &[
     "ln", "mkdir", "grep", "head", "id", "unshare", "mount", "mknod", "touch", "stat", "dd",
+    "wget", "httpd", "ip", "sysctl", "timeout",
 ];
 
 /// A file on the host that no container may read: a fresh directory under /tmp holding `secret`.
@@ -536,4 +537,241 @@ fn other_users_of_the_host_cannot_enter_a_containers_files() {
     let out = as_nobody(&["/bin/busybox", "ls", &store.display().to_string()]);
     assert!(!out.success(), "{out}");
     d.ok(&["rm", "-f", &name]);
+}
+
+/// What a dockerd does to a host's firewall when it starts: iptables' FORWARD policy DROP,
+/// bridged frames through iptables (br_netfilter). Undone on drop.
+struct DockerdFirewall {
+    policy: String,
+    bridge_nf: Option<String>,
+}
+
+const BRIDGE_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+fn iptables(args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new("iptables");
+    cmd.arg("-w").args(args);
+    support::run(cmd, None, std::time::Duration::from_secs(30))
+}
+
+impl DockerdFirewall {
+    fn start() -> DockerdFirewall {
+        let rules = iptables(&["-S", "FORWARD"]).ok().stdout;
+        let policy = rules
+            .lines()
+            .find_map(|l| l.strip_prefix("-P FORWARD "))
+            .unwrap_or("ACCEPT")
+            .trim()
+            .to_string();
+        let bridge_nf = std::fs::read_to_string(BRIDGE_NF).ok();
+        if bridge_nf.is_some() {
+            std::fs::write(BRIDGE_NF, "1").unwrap();
+        }
+        iptables(&["-P", "FORWARD", "DROP"]).ok();
+        DockerdFirewall { policy, bridge_nf }
+    }
+}
+
+impl Drop for DockerdFirewall {
+    fn drop(&mut self) {
+        let _ = iptables(&["-P", "FORWARD", &self.policy]);
+        if let Some(v) = &self.bridge_nf {
+            let _ = std::fs::write(BRIDGE_NF, v.trim());
+        }
+    }
+}
+
+/// Removes the test's containers and networks, whatever happened.
+struct Networks<'a> {
+    docker: &'a DockerCli,
+    names: Vec<String>,
+    containers: Vec<String>,
+}
+
+impl Drop for Networks<'_> {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = self.docker.run(&["rm", "-f", c]);
+        }
+        for n in &self.names {
+            let _ = self.docker.run(&["network", "rm", n]);
+        }
+    }
+}
+
+/// A TCP service of the host on 127.0.0.1 answering every connection with an HTTP response
+/// holding the marker.
+fn localhost_service(marker: &Marker) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = marker.text.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn inspect_net(d: &DockerCli, name: &str, field: &str) -> String {
+    d.ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{range .NetworkSettings.Networks}}}}{{{{.{field}}}}} {{{{end}}}}"),
+        name,
+    ])
+    .stdout
+    .split_whitespace()
+    .next()
+    .unwrap_or("")
+    .to_string()
+}
+
+#[test]
+fn networks_work_beside_a_dockerds_firewall_and_stay_apart() {
+    let marker = Marker::new();
+    let _firewall = DockerdFirewall::start();
+    let w = world("networks", vec![], serde_json::json!({}));
+    let d = &w.docker;
+    let pid = std::process::id();
+    let n = |s: &str| format!("contain-{s}-{pid}");
+    let serve = |name: &str, net: &str, publish: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", net];
+        args.extend_from_slice(publish);
+        args.extend_from_slice(&[
+            &w.image, "sh", "-c",
+            "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && httpd -f -p 8080 -h /www",
+        ]);
+        d.ok(&args);
+    };
+    // busybox 1.35's wget -T crashes when it times out: timeout(1) bounds it instead, under a
+    // shell (timeout execs its program, which as PID 1 would ignore timeout's SIGTERM).
+    let fetch = |net: &str, url: &str| {
+        let script = format!("timeout 3 wget -qO- {url}; true");
+        d.run(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            &w.image,
+            "sh",
+            "-c",
+            &script,
+        ])
+    };
+    // What must answer is asked again while the server may still be starting.
+    let fetch_ok = |net: &str, url: &str| {
+        let mut out = fetch(net, url);
+        for _ in 0..10 {
+            if out.stdout.contains("served-by") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            out = fetch(net, url);
+        }
+        out
+    };
+    let (net1, net2, inner) = (n("net1"), n("net2"), n("inner"));
+    let _networks = Networks {
+        docker: d,
+        names: vec![net1.clone(), net2.clone(), inner.clone()],
+        containers: vec![n("srv0"), n("srv1"), n("srv3")],
+    };
+    d.ok(&["network", "create", &net1]);
+    d.ok(&["network", "create", &net2]);
+    d.ok(&["network", "create", "--internal", &inner]);
+    let (srv0, srv1, srv3) = (n("srv0"), n("srv1"), n("srv3"));
+    let published = support::free_port();
+    let mapping = format!("{published}:8080");
+    serve(&srv0, "bridge", &["-p", &mapping]);
+    serve(&srv1, &net1, &[]);
+    serve(&srv3, &inner, &[]);
+    let ip0 = inspect_net(d, &srv0, "IPAddress");
+    let ip1 = inspect_net(d, &srv1, "IPAddress");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // Containers of one network talk: on the default bridge, and by name on a user network.
+    let out = fetch_ok("bridge", &format!("http://{ip0}:8080/"));
+    assert!(out.stdout.contains("served-by"), "default bridge: {out}");
+    let out = fetch_ok(&net1, &format!("http://{srv1}:8080/"));
+    assert!(out.stdout.contains("served-by"), "user network: {out}");
+    let out = fetch_ok(&inner, &format!("http://{srv3}:8080/"));
+    assert!(out.stdout.contains("served-by"), "internal network: {out}");
+
+    // Different networks are isolated, as under dockerd; an internal one has no way out.
+    let out = fetch(&net2, &format!("http://{ip1}:8080/"));
+    assert!(
+        !out.stdout.contains("served-by"),
+        "net2 reached net1: {out}"
+    );
+    let out = fetch(&net1, &format!("http://{ip0}:8080/"));
+    assert!(
+        !out.stdout.contains("served-by"),
+        "net1 reached the default bridge: {out}"
+    );
+    let out = fetch(&inner, &format!("http://{ip0}:8080/"));
+    assert!(
+        !out.stdout.contains("served-by"),
+        "the internal network got out: {out}"
+    );
+
+    // A published port answers, from the host and from another network (through the host).
+    let host_ip = inspect_net(d, &srv1, "Gateway");
+    let url = format!("http://127.0.0.1:{published}/");
+    let answer = support::http_get(&format!("127.0.0.1:{published}"), "/", &[]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer.2).contains("served-by"),
+        "{url}"
+    );
+    let out = fetch_ok(&net1, &format!("http://{host_ip}:{published}/"));
+    assert!(
+        out.stdout.contains("served-by"),
+        "published port from net1: {out}"
+    );
+
+    // A host service bound to 127.0.0.1 is out of reach, even for a container that routes
+    // 127.0.0.0/8 to its gateway (CVE-2020-8558: the bridge has route_localnet for published
+    // ports). --privileged only gives it its own network namespace's settings.
+    let port = localhost_service(&marker);
+    let gateway = inspect_net(d, &srv0, "Gateway");
+    let attack = format!(
+        "ip route del local 127.0.0.0/8 dev lo table local; \
+         ip route del local 127.0.0.1 dev lo table local; \
+         ip addr del 127.0.0.1/8 dev lo; \
+         sysctl -w net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1 >/dev/null; \
+         ip route add 127.0.0.1/32 via {gateway} dev eth0; \
+         timeout 3 wget -qO- http://127.0.0.1:{port}/; true"
+    );
+    let out = d.run(&["run", "--rm", "--privileged", &w.image, "sh", "-c", &attack]);
+    marker.assert_not_in(&out);
+
+    let chains: Vec<String> = [&net1, &net2, &inner]
+        .iter()
+        .map(|net| {
+            let id = d.ok(&["network", "inspect", "-f", "{{.Id}}", net]).stdout;
+            format!("WHARF-wh-{}", &id.trim()[..12])
+        })
+        .collect();
+    let rules = iptables(&["-S", "FORWARD"]).ok().stdout;
+    for chain in &chains {
+        assert!(rules.contains(chain.as_str()), "{chain} missing: {rules}");
+    }
+    drop(_networks);
+    // The networks' accept chains went with them.
+    let rules = iptables(&["-S", "FORWARD"]).ok().stdout;
+    for chain in &chains {
+        assert!(
+            !rules.contains(chain.as_str()),
+            "{chain} left behind: {rules}"
+        );
+    }
 }

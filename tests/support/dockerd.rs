@@ -1,15 +1,17 @@
 //! A private dockerd to compare Wharf with: Debian's docker.io (deploy/test.sh installs it), with
-//! its own data root, exec root and socket, no bridge and no iptables, stopped by its PID.
+//! its own data root, exec root, socket and bridge (a test network's: never `--bridge=none`,
+//! with which dockerd deletes the host's `docker0`), no iptables, stopped by its PID.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{find_program, ping, Proc};
+use super::{find_program, ping, Proc, StackNet};
 
 /// A private dockerd.
 pub struct Dockerd {
-    // Fields drop in order: the daemon goes before its directory.
+    // Fields drop in order: the daemon goes before its bridge and its directory.
     proc: Proc,
+    _bridge: Bridge,
     /// `unix:///.../d.sock`
     pub host: String,
     _dir: tempfile::TempDir,
@@ -25,6 +27,7 @@ impl Dockerd {
             .tempdir_in("/tmp")
             .unwrap();
         let socket = dir.path().join("d.sock");
+        let bridge = Bridge::new();
         let mut cmd = Command::new(bin);
         cmd.arg("--data-root")
             .arg(dir.path().join("data"))
@@ -34,7 +37,8 @@ impl Dockerd {
             .arg(dir.path().join("d.pid"))
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"]);
+            .arg(format!("--bridge={}", bridge.net.bridge))
+            .args(["--iptables=false", "--ip6tables=false"]);
         let log = dir.path().join("dockerd.log");
         let proc = Proc::start(
             "dockerd",
@@ -56,6 +60,7 @@ impl Dockerd {
         Dockerd {
             host: format!("unix://{}", socket.display()),
             proc,
+            _bridge: bridge,
             _dir: dir,
         }
     }
@@ -63,5 +68,33 @@ impl Dockerd {
     /// The last `lines` lines of dockerd's log.
     pub fn log_tail(&self, lines: usize) -> String {
         self.proc.log_tail(lines)
+    }
+}
+
+/// The bridge of a private dockerd: a test network's name and subnet, the gateway address on it.
+struct Bridge {
+    net: StackNet,
+}
+
+impl Bridge {
+    fn new() -> Bridge {
+        let net = StackNet::claim();
+        let ip = find_program("ip", &["/usr/sbin/ip", "/sbin/ip"]).expect("iproute2");
+        let gateway = net.subnet.replace(".0/24", ".1/24");
+        for args in [
+            vec!["link", "add", net.bridge.as_str(), "type", "bridge"],
+            vec!["addr", "add", gateway.as_str(), "dev", net.bridge.as_str()],
+            vec!["link", "set", net.bridge.as_str(), "up"],
+        ] {
+            let status = Command::new(&ip).args(&args).status().unwrap();
+            assert!(status.success(), "ip {}", args.join(" "));
+        }
+        Bridge { net }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.net.clean();
     }
 }

@@ -311,6 +311,7 @@ impl Drop for TestNode {
             .args(["link", "delete", "dev", &self.bridge])
             .stderr(std::process::Stdio::null())
             .status();
+        let _ = wharf_runtime::network::forward::remove(&self.bridge);
     }
 }
 
@@ -670,4 +671,198 @@ async fn copy_refuses_climbing_names_and_follows_a_symlinked_destination_inside_
     let entries = node.layer_entries(&d.layer.unwrap().digest).await;
     assert!(entries.contains_key(&format!("etc/{name}")), "{entries:?}");
     assert!(!std::path::Path::new("/etc").join(&name).exists());
+}
+
+/// The containers the node holds (all of them, stopped ones too).
+async fn containers(node: &TestNode) -> usize {
+    let answers = wharf_bus::nodes::gather_raw(
+        &node.client,
+        &bus::all_subject(op::LIST),
+        serde_json::to_vec(&bus::ListRequest {
+            all: true,
+            ..Default::default()
+        })
+        .unwrap(),
+        1,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let list: bus::ListResponse = serde_json::from_slice(&answers[0]).unwrap();
+    list.containers.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_step_asking_for_the_host_is_refused_before_anything_runs() {
+    let node = TestNode::start().await;
+    let image = node.base_image().await;
+    // Would write to the host's root, if any of these were honoured.
+    let marker = format!("/wharf-hostile-step-{:08x}", random_u32());
+    let hostile: Vec<(&str, bus::HostConfig)> = vec![
+        (
+            "Privileged",
+            bus::HostConfig {
+                privileged: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "CapAdd",
+            bus::HostConfig {
+                cap_add: vec!["ALL".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "Binds",
+            bus::HostConfig {
+                binds: vec!["/:/host".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "Mounts",
+            bus::HostConfig {
+                mounts: vec![bus::MountSpec {
+                    r#type: "bind".into(),
+                    source: "/".into(),
+                    target: "/host".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ),
+        (
+            "PidMode",
+            bus::HostConfig {
+                pid_mode: "host".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "IpcMode",
+            bus::HostConfig {
+                ipc_mode: "host".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "UTSMode",
+            bus::HostConfig {
+                uts_mode: "host".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "SecurityOpt",
+            bus::HostConfig {
+                security_opt: vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "Devices",
+            bus::HostConfig {
+                devices: vec![bus::DeviceMapping {
+                    path_on_host: "/dev/mem".into(),
+                    path_in_container: "/dev/mem".into(),
+                    cgroup_permissions: "rwm".into(),
+                }],
+                ..Default::default()
+            },
+        ),
+        (
+            "NetworkMode",
+            bus::HostConfig {
+                network_mode: "container:anything".into(),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (field, host_config) in hostile {
+        let req = StepRun {
+            image: image.clone(),
+            config: sh(&format!("touch /host{marker}; touch {marker}")),
+            host_config,
+            remove: true,
+            ..Default::default()
+        };
+        let err = match Receiver::open_json(&node.client, &node.subject(op::BUILD_RUN), &req).await
+        {
+            Ok(_) => panic!("{field}: a hostile step was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind, ErrorKind::Forbidden, "{field}: {err}");
+        assert!(
+            err.message.contains(field) || err.message.contains("network mode"),
+            "{field}: {err}"
+        );
+    }
+    assert!(!std::path::Path::new(&marker).exists());
+    assert_eq!(containers(&node).await, 0, "no container was made");
+
+    // What `docker build` itself sets still runs.
+    let events = node
+        .run(&StepRun {
+            image,
+            config: sh("echo ok"),
+            host_config: bus::HostConfig {
+                network_mode: "none".into(),
+                extra_hosts: vec!["db:10.0.0.2".into()],
+                memory: 64 << 20,
+                ..Default::default()
+            },
+            remove: true,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(output(&events), "ok\n");
+    assert_eq!(done(&events).exit_code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_sends_a_path_of_an_image_and_leaves_no_container() {
+    let node = TestNode::start().await;
+    let image = node.base_image().await;
+    let (mut rx, _) = Receiver::open_json(
+        &node.client,
+        &node.subject(op::BUILD_EXPORT),
+        &wharf_bus::build::StepExport {
+            image: image.clone(),
+            path: "/etc/passwd".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let stat: bus::PathStat = rx.next_json().await.unwrap().unwrap();
+    assert_eq!(stat.name, "passwd");
+    let tar = rx.collect().await.unwrap();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut entries = archive.entries().unwrap();
+    let mut first = entries.next().unwrap().unwrap();
+    assert_eq!(first.path().unwrap().to_str(), Some("passwd"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut first, &mut text).unwrap();
+    assert!(text.starts_with("root:x:0:0:"), "{text}");
+
+    // A missing path fails the stream with not_found.
+    let (mut rx, _) = Receiver::open_json(
+        &node.client,
+        &node.subject(op::BUILD_EXPORT),
+        &wharf_bus::build::StepExport {
+            image,
+            path: "/nowhere".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let err = rx.next_json::<bus::PathStat>().await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+
+    // The containers made for the exports go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while containers(&node).await > 0 {
+        assert!(Instant::now() < deadline, "an export's container stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use super::check_container_id;
 use super::error::{NetworkError, Result};
 use super::firewall::Firewall;
+use super::forward;
 use super::ipam::Ipam;
 use super::links::Links;
 use super::netlink::Netlink;
@@ -24,6 +25,8 @@ pub struct NetworkConfig {
     pub table: String,
     /// Directory of the IPAM state file.
     pub state_dir: PathBuf,
+    /// `--internal`: no route in or out of the bridge, only between its containers.
+    pub internal: bool,
 }
 
 impl NetworkConfig {
@@ -33,6 +36,7 @@ impl NetworkConfig {
             subnet: Subnet::default(),
             table: "wharf".to_owned(),
             state_dir: state_dir.into(),
+            internal: false,
         }
     }
 }
@@ -104,7 +108,8 @@ impl<L: Links> BridgeNetwork<L> {
         self.links.set_up(bridge)?;
         sysctl::enable_ip_forward()?;
         sysctl::enable_route_localnet(bridge)?;
-        self.firewall.setup(subnet, bridge)
+        self.firewall.setup(subnet, bridge, self.config.internal)?;
+        forward::allow(bridge, self.config.internal)
     }
 
     /// Connects the network namespace at `netns` (e.g. `/proc/<pid>/ns/net`) of `container`:
@@ -217,6 +222,7 @@ impl<L: Links> BridgeNetwork<L> {
     /// [`Self::detach`] of a known container still releases its address.
     pub fn teardown(&self) -> Result<()> {
         self.firewall.teardown()?;
+        forward::remove(&self.config.bridge)?;
         let bridge = &self.config.bridge;
         if !self.links.exists(bridge)? {
             return Ok(());

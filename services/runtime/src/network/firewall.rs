@@ -69,13 +69,25 @@ impl Firewall {
     /// Creates the table, chains and maps if missing and rewrites the fixed rules, in one nft
     /// transaction; published ports already present (map elements) are kept.
     /// Safe to repeat.
-    pub fn setup(&self, subnet: Subnet, bridge: &str) -> Result<()> {
+    pub fn setup(&self, subnet: Subnet, bridge: &str, internal: bool) -> Result<()> {
         let t = &self.table;
+        // Nothing enters or leaves an internal network; its containers talk among themselves.
+        let outside = match internal {
+            true => format!(
+                "add rule ip {t} forward iifname \"{bridge}\" oifname != \"{bridge}\" drop\n\
+                 add rule ip {t} forward oifname \"{bridge}\" iifname != \"{bridge}\" drop\n"
+            ),
+            false => format!(
+                "add rule ip {t} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade\n"
+            ),
+        };
         let script = format!(
             "add table ip {t}\n\
              add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
              add chain ip {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
              add chain ip {t} output {{ type nat hook output priority -100; policy accept; }}\n\
+             add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}\n\
+             add chain ip {t} input {{ type filter hook input priority filter; policy accept; }}\n\
              add chain ip {t} {PUBLISHED}\n\
              add map ip {t} {BOUND_PORTS} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
              add map ip {t} {ANY_PORTS} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
@@ -83,7 +95,11 @@ impl Firewall {
              flush chain ip {t} prerouting\n\
              flush chain ip {t} output\n\
              flush chain ip {t} {PUBLISHED}\n\
-             add rule ip {t} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+             flush chain ip {t} forward\n\
+             flush chain ip {t} input\n\
+             {outside}\
+             add rule ip {t} forward oifname \"{bridge}\" iifname != \"{bridge}\" ct state != {{ established, related }} ct status & dnat == 0 drop\n\
+             add rule ip {t} input iifname \"{bridge}\" ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop\n\
              add rule ip {t} postrouting oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade\n\
              add rule ip {t} prerouting fib daddr type local jump {PUBLISHED}\n\
              add rule ip {t} output fib daddr type local jump {PUBLISHED}\n\

@@ -8,7 +8,10 @@
 //!   iproute2's `ip` ([`IpRoute2`]).
 //! - `sysctl`: IPv4 forwarding and the bridge's `route_localnet`.
 //! - `ports`: Docker's `-p [ip:]hostPort:containerPort[/proto]` ([`PortMapping`]).
-//! - `firewall`: masquerade and published-port DNAT in Wharf's nftables table ([`Firewall`]).
+//! - `firewall`: masquerade, published-port DNAT, isolation between networks and `--internal`
+//!   in Wharf's nftables table ([`Firewall`]).
+//! - `forward`: each network's accept rules in iptables' FORWARD chain (a dockerd beside us
+//!   sets its policy to DROP).
 //! - `nft`: nftables scripts run in-process through libnftables, or by the `nft` program.
 //! - `bridge_network`: setup, attach, detach and teardown of one network ([`BridgeNetwork`]).
 //!
@@ -23,6 +26,7 @@ mod bridge_network;
 mod command;
 mod error;
 mod firewall;
+pub mod forward;
 mod ipam;
 mod links;
 mod netlink;

@@ -129,6 +129,7 @@ fn open_bridge(dir: &std::path::Path, record: &NetworkRecord) -> Result<BridgeNe
         subnet,
         table: record.table.clone(),
         state_dir: dir.join(&record.id),
+        internal: record.internal,
     };
     BridgeNetwork::open(config).map_err(|e| internal(format!("network {}", record.name), e))
 }
