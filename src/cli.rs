@@ -39,7 +39,7 @@ pub enum Command {
     /// Run a registry-sync worker alone.
     RegistrySync(RegistryArgs),
     /// Run a builder worker alone.
-    Builder,
+    Builder(BuilderArgs),
     /// Run a runtime node alone.
     Runtime(RuntimeArgs),
     /// Copy a repository from one registry to another (every tag and platform, or chosen
@@ -124,6 +124,43 @@ pub struct RegistryArgs {
 }
 
 #[derive(Args, Debug, Clone, Default)]
+pub struct BuilderArgs {
+    /// Largest file `ADD <url>` may download: bytes, or with a unit (512MiB, 10GiB)
+    /// [default: 10GiB].
+    #[arg(long, env = "WHARF_ADD_MAX_SIZE", value_parser = add_max_size)]
+    pub add_max_size: Option<u64>,
+    /// Longest an `ADD <url>` download may take, headers and body (90s, 10m) [default: 10m];
+    /// connecting has 30s.
+    #[arg(long, env = "WHARF_ADD_TIMEOUT", value_parser = add_timeout)]
+    pub add_timeout: Option<std::time::Duration>,
+}
+
+fn add_max_size(text: &str) -> Result<u64, String> {
+    wharf_builder::build::download::parse_size(text)
+}
+
+fn add_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("the timeout must be longer than 0s".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl BuilderArgs {
+    pub fn download_limits(&self) -> wharf_builder::build::download::DownloadLimits {
+        let mut limits = wharf_builder::build::download::DownloadLimits::default();
+        if let Some(size) = self.add_max_size {
+            limits.max_size = size;
+        }
+        if let Some(timeout) = self.add_timeout {
+            limits.timeout = timeout;
+        }
+        limits
+    }
+}
+
+#[derive(Args, Debug, Clone, Default)]
 pub struct RuntimeArgs {
     /// Name of this runtime node (default: the host name).
     #[arg(long)]
@@ -153,6 +190,8 @@ pub struct UpArgs {
     pub registry: RegistryArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub builder: BuilderArgs,
     /// Address the private nats-server listens on (only without --nats-url).
     #[arg(long, default_value = "127.0.0.1:4222")]
     pub nats_listen: String,
@@ -406,8 +445,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         let options = nats_options(&common);
-        // Inboxes under `_INBOX.wharf-sync.`: the `sync` user of deploy/nats/accounts.conf.
-        let client = wharf_bus::connect(&options, "wharf-sync")
+        // Inboxes under `_INBOX.wharf-sync.`: the `sync` user (wharf_bus::permissions).
+        let client = wharf_bus::connect(&options, wharf_bus::permissions::SYNC_CLIENT_NAME)
             .await
             .context("cannot connect to NATS")?;
         crate::sync::wait_connected(&client, &options.url, looked_in).await?;
@@ -427,7 +466,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway(_) => "wharf-gateway",
         Command::ImageStore => "wharf-image-store",
         Command::RegistrySync(_) => "wharf-registry-sync",
-        Command::Builder => "wharf-builder",
+        Command::Builder(_) => "wharf-builder",
         Command::Runtime(_) => "wharf-runtime",
         Command::Up(_) | Command::Sync(_) => unreachable!(),
     };
@@ -456,11 +495,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await
             }
-            Command::Builder => {
+            Command::Builder(args) => {
                 wharf_builder::run(
                     client,
                     wharf_builder::Options {
                         work_dir: settings.data_root.join("builder"),
+                        download: args.download_limits(),
                     },
                 )
                 .await

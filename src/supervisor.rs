@@ -1,7 +1,9 @@
 //! `wharf up`: the whole stack on one machine. Each service runs as its own child process and is
 //! restarted when it dies; without `--nats-url` a private nats-server (JetStream on, data under the
-//! data root, password generated and kept there) is started and supervised too. SIGTERM or Ctrl-C
-//! stops the services, then NATS.
+//! data root) is started and supervised too, with one NATS user per service holding the
+//! permissions of `wharf_bus::permissions` (the split deployment's `deploy/nats/accounts.conf`)
+//! and a password generated and kept under the data root. SIGTERM or Ctrl-C stops the services,
+//! then NATS.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -109,43 +111,90 @@ fn find_nats_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     bail!("nats-server not found: install it (Debian: apt-get install nats-server) or pass --nats-url")
 }
 
-/// The private server's password: generated once, kept readable by root only.
-fn nats_password(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join("password");
-    if let Ok(p) = std::fs::read_to_string(&path) {
-        if !p.trim().is_empty() {
-            return Ok(p.trim().to_string());
+/// The passwords of the private server's users: generated once each, kept readable by root
+/// only in `<dir>/passwords/<user>`.
+struct Passwords(std::collections::BTreeMap<&'static str, String>);
+
+impl Passwords {
+    fn load_or_create(dir: &Path) -> anyhow::Result<Passwords> {
+        let dir = dir.join("passwords");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let mut out = std::collections::BTreeMap::new();
+        for user in wharf_bus::permissions::user_names() {
+            let path = dir.join(user);
+            let kept = std::fs::read_to_string(&path)
+                .ok()
+                .map(|p| p.trim().to_string())
+                .filter(|p| p.len() >= 32 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+            let password = match kept {
+                Some(p) => p,
+                None => {
+                    let p = hex::encode(rand::random::<[u8; 24]>());
+                    write_private(&path, &p)?;
+                    p
+                }
+            };
+            out.insert(user, password);
         }
+        Ok(Passwords(out))
     }
-    let password = hex::encode(rand::random::<[u8; 24]>());
-    std::fs::write(&path, &password)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(password)
+
+    fn of(&self, user: &str) -> &str {
+        self.0.get(user).map(String::as_str).unwrap_or_default()
+    }
 }
 
-/// Writes the private nats-server's config and returns its spec and client URL.
-fn private_nats(settings: &Settings, up: &UpArgs) -> anyhow::Result<(Spec, String, String)> {
-    let dir = settings.data_root.join("nats");
-    std::fs::create_dir_all(dir.join("jetstream"))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let password = nats_password(&dir)?;
-    let (host, port) = up
-        .nats_listen
-        .rsplit_once(':')
-        .with_context(|| format!("--nats-listen wants host:port, got {}", up.nats_listen))?;
-    let config = format!(
-        "# Written by wharf up; rewritten at every start.\n\
+/// Writes `text` to `path`, readable by its owner only from the start.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The private server's configuration: listening on `host:port`, JetStream under `store`, and
+/// the users of `wharf_bus::permissions` with their passwords.
+fn private_config(host: &str, port: &str, store: &Path, passwords: &Passwords) -> String {
+    format!(
+        "# Written by wharf up; rewritten at every start. The users and their permissions come\n\
+         # from shared/src/permissions.rs, as deploy/nats/accounts.conf does.\n\
          server_name: wharf\n\
          host: \"{host}\"\n\
          port: {port}\n\
          max_payload: 1MB\n\
-         jetstream {{\n  store_dir: \"{store}\"\n}}\n\
-         authorization {{\n  user: wharf\n  password: \"{password}\"\n}}\n",
-        store = dir.join("jetstream").display(),
-    );
+         jetstream {{\n  store_dir: \"{store}\"\n}}\n\n{accounts}",
+        store = store.display(),
+        accounts =
+            wharf_bus::permissions::accounts_block(&|user| format!("\"{}\"", passwords.of(user))),
+    )
+}
+
+/// Writes the private nats-server's config and returns its spec, client URL and the users'
+/// passwords.
+fn private_nats(settings: &Settings, up: &UpArgs) -> anyhow::Result<(Spec, String, Passwords)> {
+    let dir = settings.data_root.join("nats");
+    std::fs::create_dir_all(dir.join("jetstream"))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let passwords = Passwords::load_or_create(&dir)?;
+    // The one password of earlier versions (user `wharf`, every service): no longer valid.
+    let _ = std::fs::remove_file(dir.join("password"));
+    let (host, port) = up
+        .nats_listen
+        .rsplit_once(':')
+        .with_context(|| format!("--nats-listen wants host:port, got {}", up.nats_listen))?;
+    let config = private_config(host, port, &dir.join("jetstream"), &passwords);
     let conf = dir.join("nats-server.conf");
-    std::fs::write(&conf, config)?;
-    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))?;
+    let _ = std::fs::remove_file(&conf);
+    write_private(&conf, &config)?;
     let spec = Spec {
         name: "nats-server".to_string(),
         program: find_nats_server(up.nats_server.as_deref())?,
@@ -157,18 +206,19 @@ fn private_nats(settings: &Settings, up: &UpArgs) -> anyhow::Result<(Spec, Strin
     let url_file = dir.join("url");
     std::fs::write(&url_file, &url)?;
     std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600))?;
-    Ok((spec, url, password))
+    Ok((spec, url, passwords))
 }
 
-/// The private nats-server of a `wharf up` using `data_root`: its URL, user and password, for
-/// commands run on the same host without NATS settings of their own.
+/// The private nats-server of a `wharf up` using `data_root`: its URL, and the `sync` user and
+/// its password, for `wharf sync` run on the same host without NATS settings of its own.
 pub fn private_nats_client(data_root: &Path) -> Option<(String, String, String)> {
     let dir = data_root.join("nats");
     let url = std::fs::read_to_string(dir.join("url")).ok()?;
-    let password = std::fs::read_to_string(dir.join("password")).ok()?;
+    let user = wharf_bus::permissions::SYNC;
+    let password = std::fs::read_to_string(dir.join("passwords").join(user)).ok()?;
     Some((
         url.trim().to_string(),
-        "wharf".to_string(),
+        user.to_string(),
         password.trim().to_string(),
     ))
 }
@@ -234,10 +284,11 @@ fn common_args(settings: &Settings) -> Vec<String> {
     args
 }
 
+/// The services' specs. `env(service)` is the environment of `wharf <service>`.
 fn service_specs(
     settings: &Settings,
-    env: &[(String, String)],
-    builders: usize,
+    env: &dyn Fn(&str) -> Vec<(String, String)>,
+    up: &UpArgs,
 ) -> anyhow::Result<Vec<Spec>> {
     let exe = std::env::current_exe().context("cannot find the wharf binary")?;
     let base = common_args(settings);
@@ -291,28 +342,39 @@ fn service_specs(
     if let Some(shim) = &rt.shim_binary {
         runtime.extend(["--shim-binary".to_string(), shim.display().to_string()]);
     }
+    let mut builder = vec!["builder".to_string()];
+    if let Some(size) = up.builder.add_max_size {
+        builder.extend(["--add-max-size".to_string(), size.to_string()]);
+    }
+    if let Some(timeout) = up.builder.add_timeout {
+        builder.extend([
+            "--add-timeout".to_string(),
+            humantime::format_duration(timeout).to_string(),
+        ]);
+    }
     let mut specs = vec![
         ("image-store".to_string(), vec!["image-store".to_string()]),
         ("registry-sync".to_string(), registry),
     ];
-    for i in 0..builders {
+    for i in 0..up.builders {
         let name = match i {
             0 => "builder".to_string(),
             i => format!("builder-{}", i + 1),
         };
-        specs.push((name, vec!["builder".to_string()]));
+        specs.push((name, builder.clone()));
     }
     specs.push(("runtime".to_string(), runtime));
     specs.push(("gateway".to_string(), gateway));
     Ok(specs
         .into_iter()
         .map(|(name, mut args)| {
+            let env = env(&args[0]);
             args.extend(base.iter().cloned());
             Spec {
                 name,
                 program: exe.clone(),
                 args,
-                env: env.to_vec(),
+                env,
             }
         })
         .collect())
@@ -329,6 +391,8 @@ pub async fn up(settings: Settings, up: UpArgs) -> anyhow::Result<()> {
     let mut env: Vec<(String, String)> = Vec::new();
     let c = &settings.common;
     let mut nats_task = None;
+    // With the private server, each service connects as its own user.
+    let mut passwords = None;
     match &c.nats_url {
         Some(url) => {
             env.push(("WHARF_NATS_URL".to_string(), url.clone()));
@@ -343,15 +407,26 @@ pub async fn up(settings: Settings, up: UpArgs) -> anyhow::Result<()> {
             }
         }
         None => {
-            let (spec, url, password) = private_nats(&settings, &up)?;
+            let (spec, url, kept) = private_nats(&settings, &up)?;
             nats_task = Some(tokio::spawn(supervise(spec, stop_nats.clone())));
             wait_for_tcp(&up.nats_listen, Duration::from_secs(15)).await?;
             env.push(("WHARF_NATS_URL".to_string(), url));
-            env.push(("WHARF_NATS_USER".to_string(), "wharf".to_string()));
-            env.push(("WHARF_NATS_PASSWORD".to_string(), password));
+            passwords = Some(kept);
         }
     }
-    for spec in service_specs(&settings, &env, up.builders)? {
+    let service_env = |service: &str| {
+        let mut env = env.clone();
+        if let Some(passwords) = &passwords {
+            let user = wharf_bus::permissions::user_of_service(service).unwrap_or_default();
+            env.push(("WHARF_NATS_USER".to_string(), user.to_string()));
+            env.push((
+                "WHARF_NATS_PASSWORD".to_string(),
+                passwords.of(user).to_string(),
+            ));
+        }
+        env
+    };
+    for spec in service_specs(&settings, &service_env, &up)? {
         tasks.spawn(supervise(spec, stop_services.clone()));
     }
 
@@ -380,4 +455,84 @@ pub async fn up(settings: Settings, up: UpArgs) -> anyhow::Result<()> {
     }
     println!("Wharf stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_private_server_has_a_user_and_password_per_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwords = Passwords::load_or_create(dir.path()).unwrap();
+        let again = Passwords::load_or_create(dir.path()).unwrap();
+        for user in wharf_bus::permissions::user_names() {
+            assert_eq!(passwords.of(user).len(), 48, "{user}");
+            assert_eq!(
+                passwords.of(user),
+                again.of(user),
+                "kept across starts: {user}"
+            );
+            let mode = std::fs::metadata(dir.path().join("passwords").join(user))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{user}");
+        }
+        let gateway = passwords.of("gateway");
+        assert_ne!(gateway, passwords.of("builder"));
+        let config = private_config("127.0.0.1", "4222", Path::new("/js"), &passwords);
+        assert!(!config.contains("$WHARF_NATS"), "{config}");
+        assert!(config.contains(&format!("user: gateway\n        password: \"{gateway}\"")));
+        for service in [
+            "gateway",
+            "image-store",
+            "registry-sync",
+            "builder",
+            "runtime",
+        ] {
+            let user = wharf_bus::permissions::user_of_service(service).unwrap();
+            assert!(config.contains(&format!("user: {user}\n")), "{service}");
+        }
+    }
+
+    /// nats-server itself accepts the configuration (when it is installed).
+    #[test]
+    fn nats_server_accepts_the_private_configuration() {
+        let Ok(server) = find_nats_server(None) else {
+            eprintln!("skipped: no nats-server");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let passwords = Passwords::load_or_create(dir.path()).unwrap();
+        let conf = dir.path().join("nats-server.conf");
+        std::fs::write(
+            &conf,
+            private_config("127.0.0.1", "4222", &dir.path().join("js"), &passwords),
+        )
+        .unwrap();
+        let out = std::process::Command::new(server)
+            .arg("-t")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The names the table gives JetStream are the ones the builder and the gateway use.
+    #[test]
+    fn the_permissions_name_the_builders_bucket() {
+        assert_eq!(
+            wharf_builder::build::cache::BUCKET,
+            wharf_bus::build::CACHE_BUCKET
+        );
+        let builder = wharf_bus::permissions::user("builder").unwrap();
+        assert!(builder.may_publish(&format!("$KV.{}.key", wharf_builder::build::cache::BUCKET)));
+    }
 }

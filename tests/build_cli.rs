@@ -1577,6 +1577,50 @@ fn add_downloads_urls_copy_takes_chmod_and_run_takes_a_heredoc() {
     );
 }
 
+#[test]
+fn add_of_a_url_beyond_the_size_cap_fails_the_build() {
+    if support::skip_on_reference("--add-max-size is Wharf's") {
+        return;
+    }
+    let port = serve_http(vec![
+        ("/small", 200, vec![], "0123456789\n"),
+        (
+            "/big",
+            200,
+            vec![],
+            "this file is longer than the thirty-two bytes the stack allows\n",
+        ),
+    ]);
+    let stack = Stack::start_with(StackOptions {
+        extra_args: vec!["--add-max-size".into(), "32".into()],
+        ..Default::default()
+    });
+    let e = Engine::new("wharf", &stack.host);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = write_context(
+        tmp.path(),
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM scratch\nADD http://127.0.0.1:{port}/small /small\n"),
+            ),
+            (
+                "Dockerfile.big",
+                &format!("FROM scratch\nADD http://127.0.0.1:{port}/big /big\n"),
+            ),
+        ],
+    );
+    e.build(&ctx, &["-t", "small", "."]);
+    let out = e.run_in(&ctx, &["build", "-f", "Dockerfile.big", "."]);
+    assert_fails_with(
+        &out,
+        1,
+        &format!(
+            "ADD failed: http://127.0.0.1:{port}/big is larger than the 32 bytes a download may be (--add-max-size)"
+        ),
+    );
+}
+
 /// `docker build -t TAG .` in the background (output in `log`), once its first RUN step runs.
 fn build_until_running(e: &Engine, ctx: &Path, tag: &str, log: &Path) -> Proc {
     let mut build = Proc::start(

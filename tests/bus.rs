@@ -97,12 +97,182 @@ async fn private_nats_refuses_clients_without_the_password() {
         return;
     }
     let stack = tokio::task::spawn_blocking(Stack::start).await.unwrap();
-    let wrong = async_nats::ConnectOptions::with_user_and_password("wharf".into(), "wrong".into())
-        .connect(stack.nats_url());
-    let refused = tokio::time::timeout(Duration::from_secs(5), wrong).await;
-    assert!(!matches!(refused, Ok(Ok(_))), "a wrong password is refused");
+    // A wrong password, another user's password, and the single user of earlier versions.
+    let builder = stack.nats_password("builder");
+    for (user, password) in [
+        ("gateway", "wrong".to_string()),
+        ("gateway", builder),
+        ("wharf", "wrong".to_string()),
+    ] {
+        let wrong = async_nats::ConnectOptions::with_user_and_password(user.into(), password)
+            .connect(stack.nats_url());
+        let refused = tokio::time::timeout(Duration::from_secs(5), wrong).await;
+        assert!(
+            !matches!(refused, Ok(Ok(_))),
+            "{user}: a wrong password is refused"
+        );
+    }
     let client = stack.nats().await;
     client.flush().await.unwrap();
+    tokio::task::spawn_blocking(move || drop(stack))
+        .await
+        .unwrap();
+}
+
+/// Publishes `refused` as `publisher`, then the marker `allowed` as `marker_by`, and returns
+/// the subjects `spy` heard up to the marker (the server has handled the first publish when
+/// its flush returns, so what is not there by the marker never came).
+async fn heard_through(
+    publisher: &async_nats::Client,
+    marker_by: &async_nats::Client,
+    spy: &mut async_nats::Subscriber,
+    refused: &str,
+    allowed: &str,
+) -> Vec<String> {
+    publisher
+        .publish(refused.to_string(), "probe".into())
+        .await
+        .unwrap();
+    publisher.flush().await.unwrap();
+    marker_by
+        .publish(allowed.to_string(), "probe".into())
+        .await
+        .unwrap();
+    marker_by.flush().await.unwrap();
+    let mut heard = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), spy.next())
+            .await
+            .unwrap_or_else(|_| panic!("{allowed} never arrived (heard {heard:?})"))
+            .unwrap();
+        heard.push(msg.subject.to_string());
+        if msg.subject.as_str() == allowed {
+            return heard;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_user_may_drive_only_the_endpoints_it_uses() {
+    if support::skip_on_reference("needs Wharf's bus") {
+        return;
+    }
+    let stack = tokio::task::spawn_blocking(Stack::start).await.unwrap();
+    // Spies: users that may subscribe to the subjects the probes go to, on a node nobody runs.
+    let runtime = stack.nats_as("runtime").await;
+    let mut node = runtime
+        .subscribe("wharf.v1.runtime.node.spy.>")
+        .await
+        .unwrap();
+    let registry_sync = stack.nats_as("registry-sync").await;
+    let mut registry = registry_sync
+        .subscribe("wharf.v1.registry-sync.>")
+        .await
+        .unwrap();
+    runtime.flush().await.unwrap();
+    registry_sync.flush().await.unwrap();
+
+    let builder = stack.nats_as("builder").await;
+    for refused in [
+        "wharf.v1.runtime.node.spy.container.create",
+        "wharf.v1.runtime.node.spy.exec.create",
+        "wharf.v1.runtime.node.spy.container.archive.put",
+    ] {
+        let heard = heard_through(
+            &builder,
+            &builder,
+            &mut node,
+            refused,
+            "wharf.v1.runtime.node.spy.build.run",
+        )
+        .await;
+        assert_eq!(heard, ["wharf.v1.runtime.node.spy.build.run"], "{refused}");
+    }
+    let heard = heard_through(
+        &builder,
+        &builder,
+        &mut registry,
+        "wharf.v1.registry-sync.login",
+        "wharf.v1.registry-sync.pull",
+    )
+    .await;
+    assert_eq!(heard, ["wharf.v1.registry-sync.pull"]);
+
+    // registry-sync, image-store and `wharf sync` drive no runtime node; the gateway does.
+    let image_store = stack.nats_as("image-store").await;
+    let gateway = stack.nats_as("gateway").await;
+    let sync = stack.nats_as("sync").await;
+    for (name, other) in [
+        ("registry-sync", &registry_sync),
+        ("image-store", &image_store),
+        ("sync", &sync),
+    ] {
+        let heard = heard_through(
+            other,
+            &gateway,
+            &mut node,
+            "wharf.v1.runtime.node.spy.container.create",
+            "wharf.v1.runtime.node.spy.container.start",
+        )
+        .await;
+        assert_eq!(
+            heard,
+            ["wharf.v1.runtime.node.spy.container.start"],
+            "{name}"
+        );
+    }
+    let heard = heard_through(
+        &gateway,
+        &gateway,
+        &mut node,
+        "wharf.v1.runtime.node.spy.container.create",
+        "wharf.v1.runtime.node.spy.container.start",
+    )
+    .await;
+    assert_eq!(
+        heard,
+        [
+            "wharf.v1.runtime.node.spy.container.create",
+            "wharf.v1.runtime.node.spy.container.start"
+        ]
+    );
+    let heard = heard_through(
+        &sync,
+        &sync,
+        &mut registry,
+        "wharf.v1.registry-sync.push",
+        "wharf.v1.registry-sync.sync",
+    )
+    .await;
+    assert_eq!(heard, ["wharf.v1.registry-sync.sync"]);
+
+    // A service reads its own inboxes only.
+    let ops = stack.nats().await;
+    let mut theirs = builder
+        .subscribe("_INBOX.wharf-gateway.probe")
+        .await
+        .unwrap();
+    let mut mine = builder
+        .subscribe("_INBOX.wharf-builder.probe")
+        .await
+        .unwrap();
+    builder.flush().await.unwrap();
+    ops.publish("_INBOX.wharf-gateway.probe", "secret".into())
+        .await
+        .unwrap();
+    ops.publish("_INBOX.wharf-builder.probe", "mine".into())
+        .await
+        .unwrap();
+    ops.flush().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), mine.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"mine");
+    assert!(
+        futures::FutureExt::now_or_never(theirs.next()).is_none(),
+        "the builder read the gateway's inbox"
+    );
     tokio::task::spawn_blocking(move || drop(stack))
         .await
         .unwrap();

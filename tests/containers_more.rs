@@ -366,12 +366,12 @@ fn two_runtime_nodes_share_one_api() {
             "--nats-url",
             &stack.nats_url(),
             "--nats-user",
-            "wharf",
+            "runtime",
         ])
         .arg("--data-root")
         .arg(&data2)
         .args(net.args())
-        .env("WHARF_NATS_PASSWORD", stack.nats_password())
+        .env("WHARF_NATS_PASSWORD", stack.nats_password("runtime"))
         .env("WHARF_CONFIG_FILE", stack.dir.path().join("daemon.json"));
     let node2 = Proc::start(
         "wharf runtime n2",

@@ -96,6 +96,9 @@ pub struct ContextAccept {
     pub fifo: bool,
 }
 
+/// The JetStream key-value bucket holding the build cache index every builder shares.
+pub const CACHE_BUCKET: &str = "wharf_build_cache";
+
 /// `wharf.v1.runtime.node.<node>.build.run`: a download stream of [`StepEvent`] JSON messages.
 /// The node creates a container from `image` with `config` (the command is `config.cmd`
 /// exactly; an entrypoint of `[""]` or none means none), starts it, streams its stdout and
@@ -107,6 +110,11 @@ pub struct StepRun {
     /// Parent image ID (`sha256:...`); empty for `FROM scratch`.
     pub image: String,
     pub config: ContainerConfig,
+    /// Only what `docker build` itself can set ([`STEP_HOST_CONFIG_FIELDS`]): `NetworkMode`
+    /// (default, bridge, host, none or a user network), `ExtraHosts`, `ShmSize`, `Memory`,
+    /// `MemorySwap`, `CpuShares`, `CpuPeriod`, `CpuQuota`, `CpusetCpus` and `Ulimits`. The node
+    /// refuses (`forbidden`) a step asking for anything else: privileges, capabilities, binds
+    /// and mounts, host namespaces, devices, security options...
     #[serde(default)]
     pub host_config: HostConfig,
     #[serde(default)]
@@ -175,6 +183,35 @@ pub struct StepCopy {
     /// Remove the container once the layer is stored.
     #[serde(default)]
     pub remove: bool,
+}
+
+/// The `HostConfig` fields (Docker's names) a [`StepRun`] may set: those `docker build` has
+/// options for (`--network`, `--add-host`, `--shm-size`, `--memory`, `--memory-swap`,
+/// `--cpu-shares`, `--cpu-period`, `--cpu-quota`, `--cpuset-cpus`, `--ulimit`).
+pub const STEP_HOST_CONFIG_FIELDS: &[&str] = &[
+    "NetworkMode",
+    "ExtraHosts",
+    "ShmSize",
+    "Memory",
+    "MemorySwap",
+    "CpuShares",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpusetCpus",
+    "Ulimits",
+];
+
+/// `wharf.v1.runtime.node.<node>.build.export`: a download stream of `path` in `image`'s file
+/// system: first the path's `PathStat` as one JSON message, then a tar of it as `docker cp` of
+/// a created container gives it (a missing path fails the stream with `not_found`). For
+/// `COPY --from`: the node creates a container from the image (never started, no host config)
+/// and removes it once the tar is sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepExport {
+    /// The image ID (`sha256:...`).
+    pub image: String,
+    /// An absolute path in the image.
+    pub path: String,
 }
 
 /// One entry of the shared build cache index (`wharf.v1.builder.cache.list` answers a list of

@@ -104,6 +104,11 @@ pub mod op {
     /// Node: a build's COPY/ADD step ([`crate::build::StepCopy`]), an upload stream of a tar;
     /// result [`crate::build::StepDone`].
     pub const BUILD_COPY: &str = "build.copy";
+    /// Node: a build's `COPY --from` source ([`crate::build::StepExport`]), a download stream:
+    /// one JSON [`super::PathStat`] message, then a tar of one path of an image. The node makes
+    /// (and removes) the never-started container itself, so a builder needs no container
+    /// endpoint.
+    pub const BUILD_EXPORT: &str = "build.export";
 }
 
 /// Subject of `op` on node `node`.

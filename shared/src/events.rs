@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::subjects;
 
+/// The JetStream stream recording every event (`docker events --since` replays it); the gateway
+/// creates it (`gateway/src/routes/system.rs`, `EVENTS_STREAM`) and alone may read it.
+pub const STREAM: &str = "WHARF_EVENTS";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     #[serde(rename = "ID")]

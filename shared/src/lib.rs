@@ -13,6 +13,7 @@ pub mod image;
 pub mod layer;
 pub mod nodes;
 pub mod paths;
+pub mod permissions;
 pub mod progress;
 pub mod reference;
 pub mod registry;

@@ -90,9 +90,132 @@ fn error_payload(err: &BusError) -> Bytes {
     Bytes::from(serde_json::to_vec(err).unwrap_or_default())
 }
 
+/// Longest error message a peer's `error` or `cancel` frame may bring (the rest is cut).
+const MAX_ERROR_MESSAGE: usize = 4096;
+
 fn parse_error(payload: &[u8]) -> BusError {
-    serde_json::from_slice(payload)
-        .unwrap_or_else(|_| BusError::internal(String::from_utf8_lossy(payload).to_string()))
+    let mut err: BusError = serde_json::from_slice(payload).unwrap_or_else(|_| {
+        let text = &payload[..payload.len().min(MAX_ERROR_MESSAGE)];
+        BusError::internal(String::from_utf8_lossy(text).to_string())
+    });
+    if err.message.len() > MAX_ERROR_MESSAGE {
+        let mut cut = MAX_ERROR_MESSAGE;
+        while !err.message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        err.message.truncate(cut);
+    }
+    err
+}
+
+/// A frame count (`credit` payload, `Wharf-Seq` value) as the peer wrote it: decimal digits
+/// only, and a number that fits; anything else is `None`, never a wrapped number.
+fn parse_count(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// A peer broke the protocol (a malformed frame, credit beyond the window, data beyond the
+/// credit): the stream ends with this error.
+fn protocol_error(what: impl std::fmt::Display) -> BusError {
+    BusError::internal(format!("stream protocol error: {what}"))
+}
+
+/// The sender's side of flow control: frames it may still send. The receiver's grants are
+/// untrusted numbers: each must be a decimal count, and together they may never let the
+/// sender hold more than [`WINDOW`] frames of credit (an honest receiver never grants more
+/// than it has room for), so nothing overflows however much a peer grants.
+#[derive(Debug, Default)]
+struct Credit(u64);
+
+impl Credit {
+    /// Adds the grant of a `credit` frame with `payload`.
+    fn grant(&mut self, payload: &[u8]) -> Result<()> {
+        let n = parse_count(payload).ok_or_else(|| {
+            protocol_error(format!(
+                "malformed credit frame {:?}",
+                String::from_utf8_lossy(&payload[..payload.len().min(32)])
+            ))
+        })?;
+        self.0 = self
+            .0
+            .checked_add(n)
+            .filter(|held| *held <= WINDOW)
+            .ok_or_else(|| {
+                protocol_error(format!(
+                    "the receiving side granted {n} frames with {} still unused (the window is {WINDOW})",
+                    self.0
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// Uses one frame of credit; false when there is none.
+    fn take(&mut self) -> bool {
+        match self.0.checked_sub(1) {
+            Some(left) => {
+                self.0 = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// The receiver's side of flow control. Credit is granted as the caller takes frames (the
+/// window is topped up once half of it is used); frames are counted as they arrive. An honest
+/// sender never has more frames arrive than it was granted (it sends only with credit in
+/// hand, and grants only grow), so a data frame beyond the grants means the sender ignored
+/// its credit, which ends the stream.
+#[derive(Debug)]
+struct Flow {
+    granted: u64,
+    arrived: u64,
+    delivered: u64,
+}
+
+impl Flow {
+    /// Starts with the first grant of a whole window.
+    fn new() -> Flow {
+        Flow {
+            granted: WINDOW,
+            arrived: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Counts a data frame that arrived (it may wait before the caller takes it).
+    fn arrive(&mut self) -> Result<()> {
+        self.arrived = self
+            .arrived
+            .checked_add(1)
+            .filter(|arrived| *arrived <= self.granted)
+            .ok_or_else(|| {
+                protocol_error(format!(
+                    "the sending side sent more data frames than the {} it was granted",
+                    self.granted
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// Counts a data frame handed to the caller; returns how many frames to grant now, if any.
+    fn deliver(&mut self) -> Option<u64> {
+        self.delivered = self.delivered.saturating_add(1);
+        let outstanding = self.granted.saturating_sub(self.delivered);
+        if outstanding <= WINDOW / 2 {
+            let more = WINDOW - outstanding;
+            self.granted = self.granted.saturating_add(more);
+            return Some(more);
+        }
+        None
+    }
 }
 
 async fn publish(
@@ -184,7 +307,7 @@ pub struct Sender {
     client: async_nats::Client,
     peer: String,
     control: async_nats::Subscriber,
-    credit: u64,
+    credit: Credit,
     seq: u64,
     expects_result: bool,
     finished: bool,
@@ -255,7 +378,7 @@ impl Sender {
             _heartbeat: Heartbeat::start(client.clone(), peer.clone()),
             peer,
             control,
-            credit: 0,
+            credit: Credit::default(),
             seq: 0,
             expects_result,
             finished: false,
@@ -278,7 +401,7 @@ impl Sender {
     }
 
     async fn send_frame(&mut self, piece: Bytes) -> Result<()> {
-        while self.credit == 0 && self.early_result.is_none() {
+        while self.credit.is_empty() && self.early_result.is_none() {
             if let Some(result) = self.await_control(false).await? {
                 self.early_result = Some(result);
             }
@@ -288,10 +411,12 @@ impl Sender {
             // caller can drain its source and collect the answer from `finish`.
             return Ok(());
         }
-        self.credit -= 1;
+        if !self.credit.take() {
+            return Err(BusError::internal("stream sender without credit"));
+        }
         let mut h = headers(Frame::Data);
         h.insert(HDR_SEQ, self.seq.to_string().as_str());
-        self.seq += 1;
+        self.seq = self.seq.wrapping_add(1);
         self.client
             .publish_with_headers(self.peer.clone(), h, piece)
             .await
@@ -313,11 +438,9 @@ impl Sender {
             };
             match Frame::of(&msg) {
                 Some(Frame::Credit) => {
-                    let n: u64 = std::str::from_utf8(&msg.payload)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                    self.credit += n;
+                    if let Err(e) = self.credit.grant(&msg.payload) {
+                        return Err(self.abort(e).await);
+                    }
                     if !want_result {
                         return Ok(None);
                     }
@@ -336,9 +459,23 @@ impl Sender {
                     };
                     return Err(err);
                 }
-                _ => {}
+                other => {
+                    let what = match other {
+                        Some(f) => format!("a {} frame reached the sending side", f.as_str()),
+                        None => "a message without a known Wharf-Frame header".to_string(),
+                    };
+                    return Err(self.abort(protocol_error(what)).await);
+                }
             }
         }
+    }
+
+    /// Ends the stream because the receiver broke the protocol: it hears why, and so does the
+    /// caller.
+    async fn abort(&mut self, err: BusError) -> BusError {
+        self.finished = true;
+        let _ = publish(&self.client, &self.peer, Frame::Error, error_payload(&err)).await;
+        err
     }
 
     /// Ends the stream successfully. For uploads, waits for and returns the service's result.
@@ -428,8 +565,13 @@ pub struct Receiver {
     client: async_nats::Client,
     peer: String,
     data: async_nats::Subscriber,
+    /// Frames that arrived and wait for the caller (at most the credit granted, plus the one
+    /// that ends the stream).
+    queue: std::collections::VecDeque<async_nats::Message>,
+    /// An ending frame (end, error, cancel, or a malformed one) is in `queue`.
+    ending_queued: bool,
     next_seq: u64,
-    outstanding: u64,
+    flow: Flow,
     done: bool,
     _heartbeat: Heartbeat,
 }
@@ -481,8 +623,10 @@ impl Receiver {
             _heartbeat: Heartbeat::start(client.clone(), peer.clone()),
             peer,
             data,
+            queue: Default::default(),
+            ending_queued: false,
             next_seq: 0,
-            outstanding: WINDOW,
+            flow: Flow::new(),
             done: false,
         };
         receiver.grant(WINDOW).await?;
@@ -505,18 +649,35 @@ impl Receiver {
             return None;
         }
         loop {
-            let msg = match tokio::time::timeout(IDLE_TIMEOUT, self.data.next()).await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => {
-                    return Some(Err(
-                        self.stop(BusError::unavailable("bus connection closed"))
-                    ))
+            let Some(msg) = self.queue.pop_front() else {
+                let msg = match tokio::time::timeout(IDLE_TIMEOUT, self.data.next()).await {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => {
+                        return Some(Err(
+                            self.stop(BusError::unavailable("bus connection closed"))
+                        ))
+                    }
+                    Err(_) => {
+                        return Some(Err(self.stop(BusError::unavailable(
+                            "the sending side of the stream stopped answering",
+                        ))))
+                    }
+                };
+                if let Err(e) = self.admit(msg) {
+                    return Some(Err(self.abort(e).await));
                 }
-                Err(_) => {
-                    return Some(Err(self.stop(BusError::unavailable(
-                        "the sending side of the stream stopped answering",
-                    ))))
+                // Whatever else has arrived too: a sender that ignores its credit shows here.
+                while !self.ending_queued {
+                    match futures::FutureExt::now_or_never(self.data.next()) {
+                        Some(Some(msg)) => {
+                            if let Err(e) = self.admit(msg) {
+                                return Some(Err(self.abort(e).await));
+                            }
+                        }
+                        _ => break,
+                    }
                 }
+                continue;
             };
             match Frame::of(&msg) {
                 Some(Frame::Data) => {
@@ -524,22 +685,16 @@ impl Receiver {
                         .headers
                         .as_ref()
                         .and_then(|h| h.get(HDR_SEQ))
-                        .and_then(|v| v.as_str().parse().ok());
+                        .and_then(|v| parse_count(v.as_str().as_bytes()));
                     if seq != Some(self.next_seq) {
                         let err = BusError::unavailable(format!(
                             "stream lost frames (expected frame {}, got {:?})",
                             self.next_seq, seq
                         ));
-                        let _ =
-                            publish(&self.client, &self.peer, Frame::Cancel, error_payload(&err))
-                                .await;
-                        return Some(Err(self.stop(err)));
+                        return Some(Err(self.abort(err).await));
                     }
-                    self.next_seq += 1;
-                    self.outstanding = self.outstanding.saturating_sub(1);
-                    if self.outstanding <= WINDOW / 2 {
-                        let more = WINDOW - self.outstanding;
-                        self.outstanding = WINDOW;
+                    self.next_seq = self.next_seq.wrapping_add(1);
+                    if let Some(more) = self.flow.deliver() {
                         if let Err(e) = self.grant(more).await {
                             return Some(Err(self.stop(e)));
                         }
@@ -553,14 +708,40 @@ impl Receiver {
                 Some(Frame::Error) | Some(Frame::Cancel) => {
                     return Some(Err(self.stop(parse_error(&msg.payload))));
                 }
-                _ => {}
+                other => {
+                    let what = match other {
+                        Some(f) => format!("a {} frame reached the receiving side", f.as_str()),
+                        None => "a message without a known Wharf-Frame header".to_string(),
+                    };
+                    return Some(Err(self.abort(protocol_error(what)).await));
+                }
             }
         }
+    }
+
+    /// Takes in a message that arrived: data is counted against the credit granted and queued,
+    /// a heartbeat has done its work by arriving, anything else ends the stream once the
+    /// frames before it are taken.
+    fn admit(&mut self, msg: async_nats::Message) -> Result<()> {
+        match Frame::of(&msg) {
+            Some(Frame::Heartbeat) => return Ok(()),
+            Some(Frame::Data) => self.flow.arrive()?,
+            _ => self.ending_queued = true,
+        }
+        self.queue.push_back(msg);
+        Ok(())
     }
 
     fn stop(&mut self, err: BusError) -> BusError {
         self.done = true;
         err
+    }
+
+    /// Ends the stream because the sender broke the protocol (or lost frames): it is told to
+    /// stop, and the caller hears why.
+    async fn abort(&mut self, err: BusError) -> BusError {
+        let _ = publish(&self.client, &self.peer, Frame::Cancel, error_payload(&err)).await;
+        self.stop(err)
     }
 
     /// The next frame decoded as one JSON message.
@@ -619,4 +800,110 @@ async fn subscribe(client: &async_nats::Client, inbox: &str) -> Result<async_nat
         .subscribe(inbox.to_string())
         .await
         .map_err(|e| BusError::unavailable(format!("cannot subscribe on the bus: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_decimal_digits_that_fit() {
+        assert_eq!(parse_count(b"16"), Some(16));
+        assert_eq!(parse_count(b"0"), Some(0));
+        assert_eq!(parse_count(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"99999999999999999999999",
+            b"-1",
+            b"+1",
+            b" 1",
+            b"1.0",
+            b"0x10",
+            b"\xff",
+        ] {
+            assert_eq!(parse_count(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn credit_never_exceeds_the_window_and_never_wraps() {
+        let mut c = Credit::default();
+        c.grant(WINDOW.to_string().as_bytes()).unwrap();
+        assert!(
+            c.grant(b"1").is_err(),
+            "a window is all a receiver may grant"
+        );
+        for _ in 0..WINDOW / 2 {
+            assert!(c.take());
+        }
+        c.grant((WINDOW / 2).to_string().as_bytes()).unwrap();
+        let mut c = Credit::default();
+        c.grant(b"1").unwrap();
+        let err = c.grant(b"18446744073709551615").unwrap_err();
+        assert!(err.message.contains("window"), "{}", err.message);
+        assert_eq!(c.0, 1, "a refused grant changes nothing");
+        for bad in [&b"lots"[..], b"", b"-5", b"99999999999999999999999"] {
+            assert!(Credit::default().grant(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn credit_runs_out_instead_of_underflowing() {
+        let mut c = Credit::default();
+        assert!(!c.take());
+        c.grant(b"2").unwrap();
+        assert!(c.take() && c.take());
+        assert!(!c.take());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn the_window_tops_up_at_half_and_never_lets_more_than_a_window_arrive_ahead() {
+        // An honest sender, taking every grant as soon as it is made.
+        let mut f = Flow::new();
+        let mut sender_credit = WINDOW;
+        for _ in 0..10 * WINDOW {
+            assert!(sender_credit > 0);
+            sender_credit -= 1;
+            f.arrive().unwrap();
+            if let Some(more) = f.deliver() {
+                sender_credit += more;
+            }
+            assert!(f.granted - f.delivered <= WINDOW);
+        }
+        // A slow reader: a whole window arrives before the caller takes anything; one more
+        // frame is beyond the credit.
+        let mut f = Flow::new();
+        for _ in 0..WINDOW {
+            f.arrive().unwrap();
+        }
+        let err = f.arrive().unwrap_err();
+        assert!(
+            err.message.contains("more data frames than the 16"),
+            "{}",
+            err.message
+        );
+        // Taking frames grants more, and those may then arrive.
+        let mut granted = 0;
+        for _ in 0..WINDOW {
+            granted += f.deliver().unwrap_or(0);
+        }
+        assert_eq!(granted, WINDOW);
+        for _ in 0..WINDOW {
+            f.arrive().unwrap();
+        }
+        assert!(f.arrive().is_err());
+    }
+
+    #[test]
+    fn peer_errors_are_cut_to_a_bounded_length() {
+        let long = "x".repeat(100_000);
+        let err = parse_error(long.as_bytes());
+        assert_eq!(err.message.len(), MAX_ERROR_MESSAGE);
+        let json = serde_json::to_vec(&BusError::invalid("é".repeat(50_000))).unwrap();
+        let err = parse_error(&json);
+        assert!(err.message.len() <= MAX_ERROR_MESSAGE);
+        assert_eq!(err.kind, crate::ErrorKind::Invalid);
+    }
 }

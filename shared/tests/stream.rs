@@ -182,3 +182,214 @@ async fn a_dead_writer_is_noticed_within_the_idle_timeout() {
         started.elapsed()
     );
 }
+
+/// A frame a hostile peer sends: its `Wharf-Frame` (none: no header), more headers, payload.
+type RawFrame = (Option<&'static str>, Vec<(&'static str, String)>, Bytes);
+
+/// A hostile peer: answers the first request on `endpoint` by hand (its own inbox in the
+/// accept reply), then sends the frames `frames` gives to the requester's inbox, and hands
+/// back what it hears on its inbox afterwards.
+async fn hostile_peer(
+    client: &async_nats::Client,
+    endpoint: &str,
+    frames: Vec<RawFrame>,
+) -> tokio::sync::mpsc::Receiver<async_nats::Message> {
+    let mut requests = client.subscribe(endpoint.to_string()).await.unwrap();
+    client.flush().await.unwrap();
+    let c = client.clone();
+    let (heard_tx, heard_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let req = requests.next().await.unwrap();
+        let peer = req
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(wharf_bus::stream::HDR_PEER))
+            .unwrap()
+            .to_string();
+        let inbox = c.new_inbox();
+        let mut heard = c.subscribe(inbox.clone()).await.unwrap();
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(wharf_bus::stream::HDR_PEER, inbox.as_str());
+        c.publish_with_headers(req.reply.unwrap(), h, Bytes::new())
+            .await
+            .unwrap();
+        for (frame, extra, payload) in frames {
+            let mut h = async_nats::HeaderMap::new();
+            if let Some(frame) = frame {
+                h.insert(wharf_bus::stream::HDR_FRAME, frame);
+            }
+            for (k, v) in extra {
+                h.insert(k, v.as_str());
+            }
+            c.publish_with_headers(peer.clone(), h, payload)
+                .await
+                .unwrap();
+        }
+        c.flush().await.unwrap();
+        while let Some(msg) = heard.next().await {
+            if heard_tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    heard_rx
+}
+
+/// The first frame other than a heartbeat or credit the hostile peer hears, as
+/// (frame, payload).
+async fn told(heard: &mut tokio::sync::mpsc::Receiver<async_nats::Message>) -> (String, String) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("the peer is told")
+            .unwrap();
+        let frame = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(wharf_bus::stream::HDR_FRAME))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        if frame != "hb" && frame != "credit" {
+            return (frame, String::from_utf8_lossy(&msg.payload).to_string());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_granting_credit_that_would_overflow_ends_the_upload() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let endpoint = format!("{GROUP}.greedy");
+    let max = u64::MAX.to_string();
+    let mut heard = hostile_peer(
+        &client,
+        &endpoint,
+        vec![
+            (Some("credit"), vec![], Bytes::from(max.clone())),
+            (Some("credit"), vec![], Bytes::from(max)),
+        ],
+    )
+    .await;
+    let (mut tx, _) = Sender::open(&client, &endpoint, Bytes::new())
+        .await
+        .unwrap();
+    let err = tx.send(Bytes::from(vec![0u8; 10])).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal, "{err:?}");
+    assert!(err.message.contains("stream protocol error"), "{err:?}");
+    let (frame, payload) = told(&mut heard).await;
+    assert_eq!(frame, "error", "{payload}");
+    assert!(payload.contains("window"), "{payload}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_credit_frame_ends_the_upload() {
+    for bad in ["lots", "-1", "", "99999999999999999999999"] {
+        let nats = NatsServer::start();
+        let client = nats.client().await;
+        let endpoint = format!("{GROUP}.bad-credit");
+        let mut heard = hostile_peer(
+            &client,
+            &endpoint,
+            vec![(Some("credit"), vec![], Bytes::from(bad))],
+        )
+        .await;
+        let (mut tx, _) = Sender::open(&client, &endpoint, Bytes::new())
+            .await
+            .unwrap();
+        let err = tx.send(Bytes::from(vec![0u8; 10])).await.unwrap_err();
+        assert!(err.message.contains("malformed credit"), "{bad:?}: {err:?}");
+        assert_eq!(told(&mut heard).await.0, "error", "{bad:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_ignoring_its_credit_ends_the_download() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let endpoint = format!("{GROUP}.flood");
+    // Far more frames than the window, without waiting for any credit.
+    let frames = (0..4 * WINDOW)
+        .map(|seq| {
+            (
+                Some("data"),
+                vec![(wharf_bus::stream::HDR_SEQ, seq.to_string())],
+                Bytes::from_static(b"x"),
+            )
+        })
+        .collect();
+    let mut heard = hostile_peer(&client, &endpoint, frames).await;
+    let (mut rx, _) = Receiver::open(&client, &endpoint, Bytes::new())
+        .await
+        .unwrap();
+    // Let the flood arrive before reading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut got = 0;
+    let err = loop {
+        match rx.next().await {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the flood was taken whole"),
+        }
+    };
+    assert!(got < 4 * WINDOW, "{got}");
+    assert!(err.message.contains("more data frames than"), "{err:?}");
+    let (frame, payload) = told(&mut heard).await;
+    assert_eq!(frame, "cancel", "{payload}");
+    assert!(rx.next().await.is_none(), "the stream is over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_end_the_download() {
+    let cases: Vec<(&str, Vec<RawFrame>)> = vec![
+        (
+            "no frame header",
+            vec![(None, vec![], Bytes::from_static(b"?"))],
+        ),
+        (
+            "unknown frame",
+            vec![(Some("bogus"), vec![], Bytes::from_static(b"?"))],
+        ),
+        (
+            "credit to the receiver",
+            vec![(Some("credit"), vec![], Bytes::from_static(b"16"))],
+        ),
+        (
+            "a sequence number that does not parse",
+            vec![(
+                Some("data"),
+                vec![(wharf_bus::stream::HDR_SEQ, "+0".to_string())],
+                Bytes::from_static(b"x"),
+            )],
+        ),
+        (
+            "a sequence number beyond u64",
+            vec![(
+                Some("data"),
+                vec![(
+                    wharf_bus::stream::HDR_SEQ,
+                    "99999999999999999999999".to_string(),
+                )],
+                Bytes::from_static(b"x"),
+            )],
+        ),
+    ];
+    for (what, frames) in cases {
+        let nats = NatsServer::start();
+        let client = nats.client().await;
+        let endpoint = format!("{GROUP}.malformed");
+        let mut heard = hostile_peer(&client, &endpoint, frames).await;
+        let (mut rx, _) = Receiver::open(&client, &endpoint, Bytes::new())
+            .await
+            .unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), rx.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no error in time"))
+            .expect("an error, not the end")
+            .unwrap_err();
+        assert!(
+            err.message.contains("protocol error") || err.message.contains("lost frames"),
+            "{what}: {err:?}"
+        );
+        assert_eq!(told(&mut heard).await.0, "cancel", "{what}");
+    }
+}

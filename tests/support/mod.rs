@@ -766,6 +766,11 @@ impl StackNet {
         };
         quiet("nft", &["delete", "table", "ip", &self.table]);
         quiet("ip", &["link", "delete", &self.bridge]);
+        // The network's accept chain in iptables' FORWARD (runtime's network::forward).
+        let chain = format!("WHARF-{}", self.bridge);
+        quiet("iptables", &["-w", "-D", "FORWARD", "-j", &chain]);
+        quiet("iptables", &["-w", "-F", &chain]);
+        quiet("iptables", &["-w", "-X", &chain]);
     }
 }
 
@@ -887,10 +892,10 @@ impl Stack {
         ping(&self.socket)
     }
 
-    /// The password of the private nats-server.
-    pub fn nats_password(&self) -> String {
-        std::fs::read_to_string(self.data_root.join("nats/password"))
-            .expect("<data-root>/nats/password")
+    /// The password of `user` (`gateway`, `runtime`, `ops`, ...) on the private nats-server.
+    pub fn nats_password(&self, user: &str) -> String {
+        std::fs::read_to_string(self.data_root.join("nats/passwords").join(user))
+            .unwrap_or_else(|e| panic!("<data-root>/nats/passwords/{user}: {e}"))
             .trim()
             .to_string()
     }
@@ -899,8 +904,14 @@ impl Stack {
         format!("nats://127.0.0.1:{}", self.nats_port)
     }
 
+    /// A client of the private nats-server as the `ops` user (discovery, events).
     pub async fn nats(&self) -> async_nats::Client {
-        nats_connect(&self.nats_url(), "wharf", &self.nats_password()).await
+        self.nats_as("ops").await
+    }
+
+    /// A client of the private nats-server as `user`.
+    pub async fn nats_as(&self, user: &str) -> async_nats::Client {
+        nats_connect(&self.nats_url(), user, &self.nats_password(user)).await
     }
 
     /// PID of the supervised child running `wharf <service> ...` (`image-store`, `gateway`, ...),

@@ -11,9 +11,12 @@ pub mod ignore;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Where a builder keeps the contexts of running builds (removed after each build).
+/// A builder's settings.
 pub struct Options {
+    /// Where a builder keeps the contexts of running builds (removed after each build).
     pub work_dir: PathBuf,
+    /// Bounds of `ADD <url>` downloads.
+    pub download: build::download::DownloadLimits,
 }
 
 /// Registers the service and serves until the bus connection ends.
@@ -25,7 +28,8 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
         wharf_bus::subjects::group::BUILDER,
     )
     .await?;
-    let builder = Arc::new(build::Builder::new(client.clone(), options.work_dir).await?);
+    let builder =
+        Arc::new(build::Builder::new(client.clone(), options.work_dir, options.download).await?);
     cache_endpoints::serve(&mut running, client.clone(), builder.cache.clone()).await?;
     running
         .serve(

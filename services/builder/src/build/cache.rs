@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use wharf_bus::container::ContainerConfig;
 use wharf_bus::BusError;
 
-/// The bucket's name.
-pub const BUCKET: &str = "wharf_build_cache";
+/// The bucket's name (the bus permissions give builders this bucket only).
+pub const BUCKET: &str = wharf_bus::build::CACHE_BUCKET;
 
 /// What the index keeps per step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod cache;
 pub mod copy;
+pub mod download;
 pub mod meta;
 pub mod output;
 mod sources;
@@ -14,7 +15,6 @@ mod steps;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -43,21 +43,26 @@ use cache::Cache;
 use output::{Failure, Output};
 
 const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
-/// Runtime calls that may unpack a base image first.
-const NODE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A builder process: its bus client, the shared cache and where builds keep their contexts.
 pub struct Builder {
     pub client: async_nats::Client,
     pub cache: Cache,
     pub work_dir: PathBuf,
+    /// Bounds of `ADD <url>` downloads, and the HTTP client that keeps them.
+    pub download_limits: download::DownloadLimits,
+    http: reqwest::Client,
     roster: tokio::sync::OnceCell<Roster>,
 }
 
 impl Builder {
     /// A builder keeping its builds under `<base>/<pid>`; what builders that are gone left
     /// under `base` (their build directories, after a crash) is removed first.
-    pub async fn new(client: async_nats::Client, base: PathBuf) -> anyhow::Result<Builder> {
+    pub async fn new(
+        client: async_nats::Client,
+        base: PathBuf,
+        download_limits: download::DownloadLimits,
+    ) -> anyhow::Result<Builder> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(&base)?;
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700))?;
@@ -69,6 +74,8 @@ impl Builder {
             cache: Cache::open(&client).await,
             client,
             work_dir,
+            http: download::client(&download_limits),
+            download_limits,
             roster: tokio::sync::OnceCell::new(),
         })
     }

@@ -2,21 +2,21 @@
 //! node) and `ADD <url>` (downloaded).
 
 use std::path::Path;
-use std::time::Duration;
 
-use serde_json::Value;
-use wharf_bus::container::{node_subject, op, ContainerConfig};
+use wharf_bus::build::StepExport;
+use wharf_bus::container::{node_subject, op, PathStat};
 use wharf_bus::progress::JsonMessage;
 use wharf_bus::stream::Receiver;
 use wharf_bus::{BusError, ErrorKind};
 
 use super::output::{Failure, Output};
-use super::{copy, internal, invalid, rand_u64, Build, NODE_TIMEOUT};
+use super::{copy, download, internal, invalid, rand_u64, Build};
 use crate::context;
 
 impl Build<'_> {
     /// `COPY --from=<stage|index|image>`: the source paths, exported from that image on the
-    /// build's node (a container is created, never started, for `docker cp`'s export).
+    /// build's node (`build.export`: the node makes a container, never started, for
+    /// `docker cp`'s export, and removes it).
     pub(super) async fn export_from(
         &mut self,
         out: &mut Output,
@@ -55,43 +55,12 @@ impl Build<'_> {
                 "invalid from flag value {from}: the stage has no image"
             )));
         }
-        let created: wharf_bus::container::CreateResponse = wharf_bus::rpc::call_with_timeout(
-            self.client(),
-            &node_subject(&self.node, op::CREATE),
-            &wharf_bus::container::CreateRequest {
-                name: String::new(),
-                body: wharf_bus::container::CreateBody {
-                    config: ContainerConfig {
-                        image: image.clone(),
-                        cmd: Some(vec!["/".to_string()]),
-                        entrypoint: Some(vec![String::new()]),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-                platform: None,
-            },
-            NODE_TIMEOUT,
-        )
-        .await?;
         let root = self.dir.join(format!("from-{:016x}", rand_u64()));
-        let result = self.export_paths(&created.id, &image, paths, &root).await;
-        let _: Result<Value, BusError> = wharf_bus::rpc::call(
-            self.client(),
-            &node_subject(&self.node, op::REMOVE),
-            &wharf_bus::container::RemoveRequest {
-                id: created.id.clone(),
-                force: true,
-                volumes: true,
-            },
-        )
-        .await;
-        result
+        self.export_paths(&image, paths, &root).await
     }
 
     async fn export_paths(
         &self,
-        container: &str,
         image: &str,
         paths: &[String],
         root: &Path,
@@ -103,29 +72,34 @@ impl Build<'_> {
                     "COPY failed: wildcards in COPY --from sources are not supported by Wharf: {path}"
                 )));
             }
-            let (mut rx, stat) = Receiver::open_json(
+            let (mut rx, _) = Receiver::open_json(
                 self.client(),
-                &node_subject(&self.node, op::ARCHIVE_GET),
-                &wharf_bus::container::ArchiveRequest {
-                    id: container.to_string(),
+                &node_subject(&self.node, op::BUILD_EXPORT),
+                &StepExport {
+                    image: image.to_string(),
                     path: if path.starts_with('/') {
                         path.clone()
                     } else {
                         format!("/{path}")
                     },
-                    ..Default::default()
                 },
             )
-            .await
-            .map_err(|e| {
-                if e.kind == ErrorKind::NotFound {
-                    invalid(format!("COPY failed: stat {path}: file does not exist"))
-                } else {
-                    Failure::Bus(e)
+            .await?;
+            let stat: PathStat = match rx.next_json().await {
+                Some(Ok(stat)) => stat,
+                Some(Err(e)) if e.kind == ErrorKind::NotFound => {
+                    return Err(invalid(format!(
+                        "COPY failed: stat {path}: file does not exist"
+                    )))
                 }
-            })?;
-            let stat: wharf_bus::container::PathStat =
-                serde_json::from_slice(&stat).unwrap_or_default();
+                Some(Err(e)) => return Err(Failure::Bus(e)),
+                None => {
+                    return Err(Failure::Bus(BusError::unavailable(format!(
+                        "runtime node {} ended the export of {path} without its stat",
+                        self.node
+                    ))))
+                }
+            };
             let dir = root.join(i.to_string());
             std::fs::create_dir_all(&dir).map_err(|e| internal("COPY --from", e))?;
             let tar_path = root.join(format!("{i}.tar"));
@@ -171,102 +145,35 @@ impl Build<'_> {
     }
 
     /// `ADD <url>`: the file downloaded into the build directory (never unpacked), named from
-    /// the URL or the response's Content-Disposition, with the Last-Modified time.
+    /// the URL or the response's Content-Disposition, with the Last-Modified time; within the
+    /// builder's download limits (`download.rs`).
     pub(super) async fn download(
         &mut self,
         out: &mut Output,
         url: &str,
         dest: &str,
     ) -> Result<copy::Source, Failure> {
-        let response = reqwest::get(url)
-            .await
-            .map_err(|e| invalid(format!("ADD failed: {e}")))?;
-        if !response.status().is_success() {
-            // dockerd's GetWithStatusError: the status line, then what the server said.
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            let body: String = body.chars().take(1024).collect();
-            return Err(invalid(format!(
-                "ADD failed: failed to GET {url} with status {status}: {}",
-                body.trim_end()
-            )));
-        }
-        let url_path = response.url().path().to_string();
-        let mut name = std::path::Path::new(&url_path)
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .filter(|_| !url_path.ends_with('/'))
-            .unwrap_or_default();
-        if name.is_empty() {
-            if let Some(cd) = response
-                .headers()
-                .get(reqwest::header::CONTENT_DISPOSITION)
-                .and_then(|v| v.to_str().ok())
-            {
-                if let Some(f) = cd
-                    .split(';')
-                    .find_map(|p| p.trim().strip_prefix("filename="))
-                {
-                    let f = f.trim_matches('"');
-                    if !f.ends_with('/') {
-                        name = std::path::Path::new(f)
-                            .file_name()
-                            .map(|n| n.to_string_lossy().to_string())
-                            .unwrap_or_default();
-                    }
-                }
-            }
-        }
-        if name.is_empty() {
-            if dest.ends_with('/') {
-                return Err(invalid(format!(
-                    "ADD failed: cannot determine filename for source {url}"
-                )));
-            }
-            name = "__unnamed__".to_string();
-        }
-        let mtime = response
-            .headers()
-            .get(reqwest::header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|t| t.timestamp())
-            .unwrap_or(0);
         let dir = self.dir.join(format!("download-{:016x}", rand_u64()));
         std::fs::create_dir_all(&dir).map_err(|e| internal("ADD", e))?;
-        let file_path = dir.join(&name);
-        let total = response.content_length();
-        let mut body = response.bytes_stream();
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            use tokio::io::AsyncWriteExt;
-            let std_file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&file_path)
-                .map_err(|e| internal("ADD", e))?;
-            let mut f = tokio::fs::File::from_std(std_file);
-            let mut got = 0u64;
-            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-                let chunk = chunk.map_err(|e| invalid(format!("ADD failed: {e}")))?;
-                got += chunk.len() as u64;
-                f.write_all(&chunk).await.map_err(|e| internal("ADD", e))?;
-            }
-            f.flush().await.map_err(|e| internal("ADD", e))?;
-            let modified = std::time::UNIX_EPOCH + Duration::from_secs(mtime.max(0) as u64);
-            f.into_std()
-                .await
-                .set_modified(modified)
-                .map_err(|e| internal("ADD", e))?;
-            out.send(JsonMessage::progress("Downloading", "", got, total))
-                .await?;
-            out.line("\n").await?;
-        }
-        let hash = context::checksum(&dir, &name).map_err(|e| internal("ADD", e))?;
+        let limits = self.builder.download_limits;
+        let got = download::fetch(&self.builder.http, url, dest, &dir, &limits)
+            .await
+            .map_err(|e| match e {
+                download::DownloadError::Invalid(m) => invalid(m),
+                download::DownloadError::Internal(m) => Failure::Bus(BusError::internal(m)),
+            })?;
+        out.send(JsonMessage::progress(
+            "Downloading",
+            "",
+            got.size,
+            got.total,
+        ))
+        .await?;
+        out.line("\n").await?;
+        let hash = context::checksum(&dir, &got.name).map_err(|e| internal("ADD", e))?;
         Ok(copy::Source {
             root: dir,
-            rel: name,
+            rel: got.name,
             hash,
             no_decompress: true,
         })

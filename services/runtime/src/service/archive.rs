@@ -504,7 +504,7 @@ impl Write for ChunkWriter {
 fn stream_tar(
     mut sender: Sender,
     producer: impl FnOnce(&mut TarOut<ChunkWriter>) -> io::Result<()> + Send + 'static,
-) {
+) -> tokio::task::JoinHandle<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let work = tokio::task::spawn_blocking(move || {
@@ -527,7 +527,7 @@ fn stream_tar(
             Ok(Err(e)) => sender.fail(&internal("cannot archive", e)).await,
             Err(e) => sender.fail(&internal("cannot archive", e)).await,
         }
-    });
+    })
 }
 
 /// `GET /containers/{id}/archive`: a tar of the path, its stat in the accept payload.
@@ -538,17 +538,34 @@ pub async fn get(
 ) -> Result<(), BusError> {
     check_path(&req)?;
     let c = node.get(&req.id)?;
-    let (resolved, stat) = {
-        let c = c.clone();
-        let req = req.clone();
-        tokio::task::spawn_blocking(move || {
-            let root = open_root(&c)?;
-            path_stat(&c, &root, &req)
-        })
-        .await
-        .map_err(|e| internal("archive", e))??
-    };
+    let (resolved, stat) = locate(c, req).await?;
     let sender = Sender::accept(&node.client, request, wharf_bus::rpc::encode(&stat)?).await?;
+    send_path(sender, resolved);
+    Ok(())
+}
+
+/// The path `req` names in container `c`, resolved, and its stat.
+pub(super) async fn locate(
+    c: Arc<Container>,
+    req: ArchiveRequest,
+) -> Result<(ResolvedPath, PathStat), BusError> {
+    check_path(&req)?;
+    let (resolved, stat) = tokio::task::spawn_blocking(move || {
+        let root = open_root(&c)?;
+        path_stat(&c, &root, &req)
+    })
+    .await
+    .map_err(|e| internal("archive", e))??;
+    Ok((ResolvedPath(resolved), stat))
+}
+
+/// A path [`locate`] found, to be sent by [`send_path`].
+pub(super) struct ResolvedPath(Resolved);
+
+/// Sends a tar of the path on `sender` (`docker cp`'s archive); the handle ends once the tar
+/// is sent, or the stream failed.
+pub(super) fn send_path(sender: Sender, path: ResolvedPath) -> tokio::task::JoinHandle<()> {
+    let resolved = path.0;
     stream_tar(sender, move |tar| {
         // Entries are named from dockerd's base name (`/` for the root, `.` for `dir/.`).
         let prefix = resolved.name.as_bytes().to_vec();
@@ -573,8 +590,7 @@ pub async fn get(
             }
         }
         Ok(())
-    });
-    Ok(())
+    })
 }
 
 /// `GET /containers/{id}/export`: the container's whole file system.

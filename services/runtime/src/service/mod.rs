@@ -9,7 +9,8 @@
 //! - `views`: `docker inspect` and `docker ps` shapes, resolve, filters.
 //! - `streams`: logs, attach and stdin.
 //! - `names`: generated container names.
-//! - `step_run`, `step_copy`: a build's RUN and COPY/ADD steps (`build.run`, `build.copy`).
+//! - `step_run`, `step_copy`, `step_export`: a build's RUN and COPY/ADD steps and `COPY --from`
+//!   sources (`build.run`, `build.copy`, `build.export`).
 
 mod archive;
 pub mod build;
@@ -26,6 +27,7 @@ pub mod networks;
 pub mod record;
 pub mod security;
 mod step_copy;
+mod step_export;
 mod step_run;
 mod streams;
 pub mod user;
@@ -560,6 +562,13 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         op::BUILD_COPY,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             step_copy::copy(&n, decode(&r.message.payload)?, &r).await?;
+            Ok(Reply::Streamed)
+        }
+    );
+    endpoint!(
+        op::BUILD_EXPORT,
+        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
+            step_export::export(&n, decode(&r.message.payload)?, &r).await?;
             Ok(Reply::Streamed)
         }
     );

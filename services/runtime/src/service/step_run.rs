@@ -7,6 +7,13 @@
 //! The answer is a download stream of `StepEvent`s, so a long step never waits on one
 //! request's deadline: heartbeats keep it alive. When the builder goes away (cancelled,
 //! crashed), the container is killed and removed and nothing is stored.
+//!
+//! The builder is not trusted with the host: a step's host config may hold only what
+//! `docker build` can set (`STEP_HOST_CONFIG_FIELDS`: network mode, extra hosts, memory and
+//! CPU limits, ulimits), and its network mode only default, bridge, host, none or a user
+//! network. Anything else (privileged, capabilities, binds or mounts, host PID/IPC/UTS
+//! namespaces, devices, security options, `container:<id>` networking, ...) is refused before
+//! the stream is accepted, whatever the builder sends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
-use wharf_bus::build::{StepDone, StepEvent, StepRun};
+use wharf_bus::build::{StepDone, StepEvent, StepRun, STEP_HOST_CONFIG_FIELDS};
+use wharf_bus::container::HostConfig;
 use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
 
@@ -34,9 +42,11 @@ enum Ending {
 /// Serves one `build.run` request: accepts the stream and runs the step behind it.
 pub async fn run(
     node: &Arc<Node>,
-    req: StepRun,
+    mut req: StepRun,
     request: &async_nats::service::Request,
 ) -> Result<(), BusError> {
+    // Refused as a plain error reply, before any stream or container exists.
+    req.host_config = step_host_config(&req.host_config)?;
     // Accepted before the work: unpacking the image may take longer than a request may wait.
     let mut sender = Sender::accept(&node.client, request, Bytes::new()).await?;
     let node = node.clone();
@@ -95,6 +105,47 @@ async fn step(node: &Arc<Node>, req: StepRun, sender: &mut Sender) -> Result<End
         Ending::Done(done) => Ok(Ending::Done(StepDone { removed, ..done })),
         abandoned => Ok(abandoned),
     }
+}
+
+/// The host config a build step runs with: the fields `docker build` can set, taken from
+/// `asked`. A step asking for anything else, or for a network mode `docker build --network`
+/// does not take (`container:<id>`), is refused with `forbidden`: the builder never sends such
+/// a step, so one that does is not to be obeyed, not even in part.
+pub(super) fn step_host_config(asked: &HostConfig) -> Result<HostConfig, BusError> {
+    let encode = |h: &HostConfig| {
+        serde_json::to_value(h).map_err(|e| BusError::internal(format!("host config: {e}")))
+    };
+    let asked_json = encode(asked)?;
+    let default_json = encode(&HostConfig::default())?;
+    let mut kept = serde_json::Map::new();
+    let mut refused = Vec::new();
+    for (key, value) in asked_json.as_object().into_iter().flatten() {
+        if STEP_HOST_CONFIG_FIELDS.contains(&key.as_str()) {
+            kept.insert(key.clone(), value.clone());
+        } else if default_json.get(key) != Some(value) {
+            refused.push(key.as_str());
+        }
+    }
+    if !refused.is_empty() {
+        return Err(BusError::forbidden(format!(
+            "a build step may not set {} (only what docker build sets: {})",
+            refused.join(", "),
+            STEP_HOST_CONFIG_FIELDS.join(", ")
+        )));
+    }
+    let allowed: HostConfig = serde_json::from_value(serde_json::Value::Object(kept))
+        .map_err(|e| BusError::invalid(format!("build step host config: {e}")))?;
+    let mode = allowed.network_mode.as_str();
+    let classic = matches!(mode, "" | "default" | "bridge" | "host" | "none");
+    // A user network is a name or an ID: one word, never `container:<id>` or another prefix.
+    let user_network = !mode.contains(':') && !mode.contains('/') && mode != "container";
+    if !classic && !user_network {
+        return Err(BusError::forbidden(format!(
+            "a build step may not use network mode {mode:?} (docker build --network takes \
+             default, bridge, host, none or a user network)"
+        )));
+    }
+    Ok(allowed)
 }
 
 /// Starts the container, relays its output and waits for it; stores its diff after a 0 exit.
@@ -320,6 +371,165 @@ impl Utf8Carry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_keeps_what_docker_build_sets() {
+        let asked = HostConfig {
+            network_mode: "host".into(),
+            extra_hosts: vec!["db:10.0.0.2".into()],
+            shm_size: 64 << 20,
+            memory: 256 << 20,
+            memory_swap: -1,
+            cpu_shares: 512,
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpuset_cpus: "0".into(),
+            ulimits: vec![wharf_bus::container::Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 1024,
+            }],
+            ..Default::default()
+        };
+        let kept = step_host_config(&asked).unwrap();
+        assert_eq!(
+            serde_json::to_value(&kept).unwrap(),
+            serde_json::to_value(&asked).unwrap()
+        );
+        for mode in ["", "default", "bridge", "none", "my-net", "0123456789ab"] {
+            let h = HostConfig {
+                network_mode: mode.into(),
+                ..Default::default()
+            };
+            assert_eq!(step_host_config(&h).unwrap().network_mode, mode);
+        }
+    }
+
+    #[test]
+    fn a_step_asking_for_the_host_is_refused() {
+        let hostile: Vec<(&str, HostConfig)> = vec![
+            (
+                "Privileged",
+                HostConfig {
+                    privileged: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "CapAdd",
+                HostConfig {
+                    cap_add: vec!["SYS_ADMIN".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "Binds",
+                HostConfig {
+                    binds: vec!["/:/host".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "Mounts",
+                HostConfig {
+                    mounts: vec![wharf_bus::container::MountSpec {
+                        r#type: "bind".into(),
+                        source: "/etc".into(),
+                        target: "/x".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            ),
+            (
+                "PidMode",
+                HostConfig {
+                    pid_mode: "host".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "IpcMode",
+                HostConfig {
+                    ipc_mode: "host".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "UTSMode",
+                HostConfig {
+                    uts_mode: "host".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "SecurityOpt",
+                HostConfig {
+                    security_opt: vec!["seccomp=unconfined".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "Devices",
+                HostConfig {
+                    devices: vec![wharf_bus::container::DeviceMapping {
+                        path_on_host: "/dev/sda".into(),
+                        path_in_container: "/dev/sda".into(),
+                        cgroup_permissions: "rwm".into(),
+                    }],
+                    ..Default::default()
+                },
+            ),
+            (
+                "DeviceCgroupRules",
+                HostConfig {
+                    device_cgroup_rules: vec!["b *:* rwm".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "MaskedPaths",
+                HostConfig {
+                    masked_paths: Some(Vec::new()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "VolumesFrom",
+                HostConfig {
+                    volumes_from: vec!["other".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "UsernsMode",
+                HostConfig {
+                    userns_mode: "host".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "Cgroup",
+                HostConfig {
+                    cgroup: "host".into(),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (field, h) in hostile {
+            let err = step_host_config(&h).unwrap_err();
+            assert_eq!(err.kind, wharf_bus::ErrorKind::Forbidden, "{field}");
+            assert!(err.message.contains(field), "{field}: {}", err.message);
+        }
+        for mode in ["container:abc", "container", "ns:/proc/1/ns/net"] {
+            let h = HostConfig {
+                network_mode: mode.into(),
+                ..Default::default()
+            };
+            let err = step_host_config(&h).unwrap_err();
+            assert_eq!(err.kind, wharf_bus::ErrorKind::Forbidden, "{mode}");
+        }
+    }
 
     fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![kind, 0, 0, 0];
