@@ -128,26 +128,20 @@ fn a_working_directory_through_proc_self_fd_never_reaches_the_host() {
         marker.assert_not_in(&out);
         assert!(!out.success(), "exec -w {cwd} ran: {out}");
     }
-    // An exec cannot use descriptors of the runtime either: only stdio is open in it.
-    let fds = d.ok(&["exec", &name, "ls", "/proc/self/fd"]).stdout;
-    let mut open: Vec<&str> = fds.split_whitespace().collect();
-    open.sort_unstable();
-    // 0-2, and the descriptor `ls` opened to read the directory.
-    assert_eq!(
-        open,
-        ["0", "1", "2", "3"],
-        "descriptors open in an exec: {fds}"
-    );
-    let fds = d
-        .ok(&["run", "--rm", &w.image, "ls", "/proc/self/fd"])
-        .stdout;
-    let mut open: Vec<&str> = fds.split_whitespace().collect();
-    open.sort_unstable();
-    assert_eq!(
-        open,
-        ["0", "1", "2", "3"],
-        "descriptors open in an init: {fds}"
-    );
+    // Neither an exec nor an init has a descriptor of the runtime: 0-2, and the one `ls`
+    // opened to read the directory.
+    let exec = ["exec", name.as_str(), "ls", "/proc/self/fd"];
+    let init = ["run", "--rm", w.image.as_str(), "ls", "/proc/self/fd"];
+    for args in [&exec[..], &init[..]] {
+        let fds = d.ok(args).stdout;
+        let mut open: Vec<&str> = fds.split_whitespace().collect();
+        open.sort_unstable();
+        assert_eq!(
+            open,
+            ["0", "1", "2", "3"],
+            "descriptors open in {args:?}: {fds}"
+        );
+    }
     d.ok(&["rm", "-f", &name]);
 }
 

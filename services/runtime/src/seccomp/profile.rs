@@ -223,55 +223,20 @@ impl FromParts for LinuxSeccompArg {
     }
 }
 
+// oci-spec's enums read libseccomp's names (`SCMP_ACT_ALLOW`, `SCMP_CMP_EQ`, `SCMP_ARCH_X86_64`).
 fn action(name: &str) -> Result<LinuxSeccompAction, String> {
-    Ok(match name {
-        "SCMP_ACT_KILL" => LinuxSeccompAction::ScmpActKill,
-        "SCMP_ACT_KILL_THREAD" => LinuxSeccompAction::ScmpActKillThread,
-        "SCMP_ACT_KILL_PROCESS" => LinuxSeccompAction::ScmpActKillProcess,
-        "SCMP_ACT_TRAP" => LinuxSeccompAction::ScmpActTrap,
-        "SCMP_ACT_ERRNO" => LinuxSeccompAction::ScmpActErrno,
-        "SCMP_ACT_TRACE" => LinuxSeccompAction::ScmpActTrace,
-        "SCMP_ACT_ALLOW" => LinuxSeccompAction::ScmpActAllow,
-        "SCMP_ACT_LOG" => LinuxSeccompAction::ScmpActLog,
-        other => return Err(format!("invalid action: {other:?}")),
-    })
+    name.parse()
+        .map_err(|_| format!("invalid action: {name:?}"))
 }
 
 fn operator(name: &str) -> Result<LinuxSeccompOperator, String> {
-    Ok(match name {
-        "SCMP_CMP_NE" => LinuxSeccompOperator::ScmpCmpNe,
-        "SCMP_CMP_LT" => LinuxSeccompOperator::ScmpCmpLt,
-        "SCMP_CMP_LE" => LinuxSeccompOperator::ScmpCmpLe,
-        "SCMP_CMP_EQ" => LinuxSeccompOperator::ScmpCmpEq,
-        "SCMP_CMP_GE" => LinuxSeccompOperator::ScmpCmpGe,
-        "SCMP_CMP_GT" => LinuxSeccompOperator::ScmpCmpGt,
-        "SCMP_CMP_MASKED_EQ" => LinuxSeccompOperator::ScmpCmpMaskedEq,
-        other => return Err(format!("invalid operator: {other:?}")),
-    })
+    name.parse()
+        .map_err(|_| format!("invalid operator: {name:?}"))
 }
 
 fn scmp_arch(name: &str) -> Result<Arch, String> {
-    Ok(match name {
-        "SCMP_ARCH_NATIVE" => Arch::ScmpArchNative,
-        "SCMP_ARCH_X86" => Arch::ScmpArchX86,
-        "SCMP_ARCH_X86_64" => Arch::ScmpArchX86_64,
-        "SCMP_ARCH_X32" => Arch::ScmpArchX32,
-        "SCMP_ARCH_ARM" => Arch::ScmpArchArm,
-        "SCMP_ARCH_AARCH64" => Arch::ScmpArchAarch64,
-        "SCMP_ARCH_MIPS" => Arch::ScmpArchMips,
-        "SCMP_ARCH_MIPS64" => Arch::ScmpArchMips64,
-        "SCMP_ARCH_MIPS64N32" => Arch::ScmpArchMips64n32,
-        "SCMP_ARCH_MIPSEL" => Arch::ScmpArchMipsel,
-        "SCMP_ARCH_MIPSEL64" => Arch::ScmpArchMipsel64,
-        "SCMP_ARCH_MIPSEL64N32" => Arch::ScmpArchMipsel64n32,
-        "SCMP_ARCH_PPC" => Arch::ScmpArchPpc,
-        "SCMP_ARCH_PPC64" => Arch::ScmpArchPpc64,
-        "SCMP_ARCH_PPC64LE" => Arch::ScmpArchPpc64le,
-        "SCMP_ARCH_S390" => Arch::ScmpArchS390,
-        "SCMP_ARCH_S390X" => Arch::ScmpArchS390x,
-        "SCMP_ARCH_RISCV64" => Arch::ScmpArchRiscv64,
-        other => return Err(format!("invalid architecture: {other:?}")),
-    })
+    name.parse()
+        .map_err(|_| format!("invalid architecture: {name:?}"))
 }
 
 /// libseccomp's name of the architecture Rust calls `arch`.
