@@ -392,3 +392,96 @@ fn a_spec_without_a_mount_namespace_is_refused() {
         Err(LaunchError::InvalidSpec(_))
     ));
 }
+
+/// Changes the owner of everything under `root` (symlinks themselves) to `id`.
+fn chown_tree(root: &Path, id: u32) {
+    let owner = Some(nix::unistd::Uid::from_raw(id));
+    let group = Some(nix::unistd::Gid::from_raw(id));
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            owner,
+            group,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        if path.is_dir() && !path.is_symlink() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+}
+
+#[test]
+fn in_a_user_namespace_container_root_is_an_unprivileged_host_id() {
+    const BASE: u32 = 231_072;
+    // A host file only host root may read, bind-mounted into the container.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "host secret\n").unwrap();
+    std::fs::set_permissions(
+        secret.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let mut s = spec(
+        "id -u; cat /proc/self/uid_map; touch /out/made && echo made; \
+         cat /secret || echo refused; ls /sys/kernel >/dev/null && echo sys",
+    );
+    let mut linux = s.linux().clone().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap();
+    namespaces.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::User)
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(namespaces));
+    let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+        .container_id(0u32)
+        .host_id(BASE)
+        .size(65_536u32)
+        .build()
+        .unwrap();
+    linux.set_uid_mappings(Some(vec![map]));
+    linux.set_gid_mappings(Some(vec![map]));
+    s.set_linux(Some(linux));
+    // And a host directory given to the container's root, where it writes.
+    let out_dir = tempfile::tempdir().unwrap();
+    chown_tree(out_dir.path(), BASE);
+    let mut mounts = s.mounts().clone().unwrap();
+    for (dest, source, mode) in [
+        ("/secret", secret.path(), "ro"),
+        ("/out", out_dir.path(), "rw"),
+    ] {
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source(source)
+                .options(vec!["rbind".to_string(), mode.to_string()])
+                .build()
+                .unwrap(),
+        );
+    }
+    s.set_mounts(Some(mounts));
+
+    let rootfs = rootfs();
+    chown_tree(rootfs.path(), BASE);
+    let (out, code) = Running::start_in(&s, rootfs).expect("launch").finish();
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "0", "{out}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(map, ["0", "231072", "65536"], "{out}");
+    assert!(out.contains("made"), "{out}");
+    assert!(
+        out.contains("refused") && !out.contains("host secret"),
+        "{out}"
+    );
+    assert!(out.contains("sys"), "{out}");
+    assert_eq!(code, 0, "{out}");
+    // What container root made belongs to the unprivileged host ID.
+    use std::os::unix::fs::MetadataExt;
+    let made = std::fs::metadata(out_dir.path().join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (BASE, BASE));
+}

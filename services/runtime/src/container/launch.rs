@@ -71,8 +71,22 @@ pub fn launch_with(
         .map_err(|e| LaunchError::InvalidSpec(format!("rootfs {}: {e}", rootfs.display())))?;
     let namespaces = Namespaces::from_spec(spec)?;
     let seccomp = compile_seccomp(spec)?;
-    let pid_ns = PidForChildren::enter(&namespaces.pid)?;
-    fork_child(stdio, options, pid_ns, seccomp.as_ref(), |stdio, fds| {
+    let maps = match namespaces.user {
+        true => Some(IdMaps::from_spec(spec)?),
+        false => None,
+    };
+    // In a user namespace of its own the child makes the PID namespace, after the user one
+    // (which must own it); otherwise we enter it around the fork.
+    let pid_ns = match namespaces.user {
+        true => None,
+        false => PidForChildren::enter(&namespaces.pid)?,
+    };
+    let forked = Fork {
+        pid_ns,
+        seccomp: seccomp.as_ref(),
+        maps: maps.as_ref(),
+    };
+    fork_child(stdio, options, forked, |stdio, fds| {
         child(spec, &rootfs, &namespaces, stdio, options, fds)
     })
 }
@@ -91,7 +105,12 @@ pub fn exec_with(spec: &Spec, pid: i32, stdio: Stdio, options: &LaunchOptions) -
         .map(PidForChildren::join)
         .transpose()?;
     let seccomp = compile_seccomp(spec)?;
-    fork_child(stdio, options, pid_ns, seccomp.as_ref(), |stdio, fds| {
+    let forked = Fork {
+        pid_ns,
+        seccomp: seccomp.as_ref(),
+        maps: None,
+    };
+    fork_child(stdio, options, forked, |stdio, fds| {
         exec_child(spec, &namespaces, stdio, options, fds)
     })
 }
@@ -118,15 +137,118 @@ fn process_args(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Forks (in the PID namespace `pid_ns` switched to, if any) a child that runs `in_child`, which
-/// execs or returns why it could not; waits for that outcome and, with a terminal, its master.
+/// How a child is forked: in the PID namespace `pid_ns` switched to (if any), with its seccomp
+/// filter, and for a user namespace of its own, the ID maps we write for it.
+struct Fork<'a> {
+    pid_ns: Option<PidForChildren>,
+    seccomp: Option<&'a Program>,
+    maps: Option<&'a IdMaps>,
+}
+
+/// A user namespace's ID maps, as `/proc/<pid>/uid_map` and `gid_map` take them.
+#[derive(Debug)]
+struct IdMaps {
+    uid: String,
+    gid: String,
+}
+
+impl IdMaps {
+    fn from_spec(spec: &Spec) -> Result<IdMaps> {
+        let linux = spec.linux().clone().unwrap_or_default();
+        let lines = |maps: Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            maps.unwrap_or_default()
+                .iter()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect::<String>()
+        };
+        let maps = IdMaps {
+            uid: lines(linux.uid_mappings().clone()),
+            gid: lines(linux.gid_mappings().clone()),
+        };
+        if maps.uid.is_empty() || maps.gid.is_empty() {
+            return Err(LaunchError::InvalidSpec(
+                "a user namespace needs uid and gid mappings".into(),
+            ));
+        }
+        Ok(maps)
+    }
+
+    /// Writes the maps of `child`'s user namespace (as its parent, privileged).
+    fn write(&self, child: Pid) -> StepResult<()> {
+        for (file, map) in [("gid_map", &self.gid), ("uid_map", &self.uid)] {
+            let path = format!("/proc/{child}/{file}");
+            std::fs::write(&path, map).map_err(|e| StepError(format!("write {path}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// The two pipes of a child making its own user namespace: it asks for its ID maps and later
+/// sends its own child's PID on `ask`; we answer on `mapped` once the maps are written.
+struct UsernsSync {
+    ask: (OwnedFd, OwnedFd),
+    mapped: (OwnedFd, OwnedFd),
+}
+
+/// The parent's side of [`enter_user_namespace`]: writes the maps when asked, and returns the
+/// PID of the init (the child's child). `Ok(None)`: the child gave up (its report says why).
+fn userns_handshake(
+    child: Pid,
+    maps: &IdMaps,
+    ask: &OwnedFd,
+    mapped: &OwnedFd,
+) -> StepResult<Option<Pid>> {
+    let mut byte = [0u8; 1];
+    if read_full(ask, &mut byte) != Some(()) {
+        return Ok(None);
+    }
+    maps.write(child)?;
+    unistd::write(mapped, b"m").map_err(|e| StepError::os("answer the child", e))?;
+    let mut pid = [0u8; 4];
+    Ok(read_full(ask, &mut pid).map(|()| Pid::from_raw(i32::from_ne_bytes(pid))))
+}
+
+/// Reads exactly `buf.len()` bytes; `None` on EOF or an error.
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> Option<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match unistd::read(fd, &mut buf[got..]) {
+            Ok(0) => return None,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    Some(())
+}
+
+/// Forks a child that runs `in_child`, which execs or returns why it could not; waits for that
+/// outcome and, with a terminal, its master. With a user namespace the init is the child's
+/// child (see [`enter_user_namespace`]): we are made a subreaper so that it becomes ours.
 fn fork_child(
     stdio: Stdio,
     options: &LaunchOptions,
-    pid_ns: Option<PidForChildren>,
-    seccomp: Option<&Program>,
+    forked: Fork,
     in_child: impl FnOnce(Stdio, ChildSetup) -> StepError,
 ) -> Result<Launched> {
+    let Fork {
+        pid_ns,
+        seccomp,
+        maps,
+    } = forked;
+    let sync = match maps {
+        Some(_) => {
+            // SAFETY: integer-only prctl; the init, orphaned by its parent, becomes our child.
+            let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            nix::errno::Errno::result(rc).map_err(|e| LaunchError::os("subreaper", e))?;
+            let pipe = || unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e));
+            Some(UsernsSync {
+                ask: pipe()?,
+                mapped: pipe()?,
+            })
+        }
+        None => None,
+    };
     let (report_r, report_w) =
         unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| LaunchError::os("pipe", e))?;
     // We put the child in its cgroups while it sets itself up (the first `cgroup.procs` write
@@ -154,12 +276,18 @@ fn fork_child(
             let keep: Vec<RawFd> = std::iter::once(report_w.as_raw_fd())
                 .chain(joined.as_ref().map(AsRawFd::as_raw_fd))
                 .collect();
+            let sync = sync.map(|s| {
+                drop(s.ask.0);
+                drop(s.mapped.1);
+                (s.ask.1, s.mapped.0)
+            });
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let fds = ChildSetup {
                     terminal: terminal.as_ref().map(|(child_end, _)| child_end),
                     joined: joined.as_ref(),
                     keep: &keep,
                     seccomp,
+                    userns: sync.as_ref().map(|(ask, mapped)| (ask, mapped)),
                 };
                 in_child(stdio, fds)
             }));
@@ -175,37 +303,60 @@ fn fork_child(
             drop(pid_ns);
             drop(report_w);
             drop(stdio);
+            let sync = sync.map(|s| {
+                drop(s.ask.1);
+                drop(s.mapped.0);
+                (s.ask.0, s.mapped.1)
+            });
+            let give_up = |e: StepError| {
+                let _ = signal::kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                Err(LaunchError::Setup(e.0))
+            };
             if let Some((joined_r, joined_w)) = joined {
                 drop(joined_r);
                 if let Err(e) = join_cgroups(child, &options.cgroup_dirs) {
                     // The child sees the pipe close without a byte and gives up.
                     drop(joined_w);
-                    let _ = signal::kill(child, Signal::SIGKILL);
-                    let _ = waitpid(child, None);
-                    return Err(LaunchError::Setup(e.0));
+                    return give_up(e);
                 }
                 let _ = unistd::write(&joined_w, b"j");
             }
+            let mut init = child;
+            if let (Some(maps), Some((ask, mapped))) = (maps, &sync) {
+                match userns_handshake(child, maps, ask, mapped) {
+                    Ok(Some(pid)) => init = pid,
+                    Ok(None) => {}
+                    Err(e) => return give_up(e),
+                }
+                // The child leaves once its child, the init, is forked (and so ours).
+                let _ = waitpid(child, None);
+            }
             let mut message = String::new();
             let _ = std::fs::File::from(report_r).read_to_string(&mut message);
+            if message.is_empty() && init == child && maps.is_some() {
+                message = "container setup failed in its user namespace".into();
+            }
             if message.is_empty() {
                 let terminal = match &terminal {
                     Some((_, ours)) => match terminal::receive(ours) {
                         Ok(master) => Some(master),
                         Err(e) => {
-                            let _ = signal::kill(child, Signal::SIGKILL);
-                            let _ = waitpid(child, None);
+                            let _ = signal::kill(init, Signal::SIGKILL);
+                            let _ = waitpid(init, None);
                             return Err(e);
                         }
                     },
                     None => None,
                 };
                 Ok(Launched {
-                    pid: child,
+                    pid: init,
                     terminal,
                 })
             } else {
-                let _ = waitpid(child, None);
+                if init != child || maps.is_none() {
+                    let _ = waitpid(init, None);
+                }
                 Err(LaunchError::Setup(message))
             }
         }
@@ -222,6 +373,9 @@ struct ChildSetup<'a> {
     joined: Option<&'a OwnedFd>,
     keep: &'a [RawFd],
     seccomp: Option<&'a Program>,
+    /// With a user namespace of its own: the pipes to ask for its ID maps (and send the init's
+    /// PID) and to hear they are written.
+    userns: Option<(&'a OwnedFd, &'a OwnedFd)>,
 }
 
 /// The child's setup, in order; returns only on failure.
@@ -235,6 +389,8 @@ fn child(
 ) -> StepError {
     match setup(spec, rootfs, namespaces, stdio, options, &fds) {
         Err(e) => e,
+        // In a user namespace the cgroups were waited for before the init was forked.
+        Ok(()) if fds.userns.is_some() => run(spec, None),
         Ok(()) => run(spec, fds.joined),
     }
 }
@@ -273,17 +429,63 @@ fn run(spec: &Spec, joined: Option<&OwnedFd>) -> StepError {
         Err(e) => return e,
     };
     if let Some(joined) = joined {
-        let mut byte = [0u8; 1];
-        loop {
-            match unistd::read(joined, &mut byte) {
-                Ok(1) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                // The parent could not place us (it says why) or is gone.
-                _ => return StepError("cgroups not joined".into()),
-            }
+        if let Err(e) = wait_joined(joined) {
+            return e;
         }
     }
     process::exec(&program, &args, &env)
+}
+
+/// Waits until the parent has put us in our cgroups.
+fn wait_joined(joined: &OwnedFd) -> StepResult<()> {
+    let mut byte = [0u8; 1];
+    match read_full(joined, &mut byte) {
+        Some(()) => Ok(()),
+        // The parent could not place us (it says why) or is gone.
+        None => Err(StepError("cgroups not joined".into())),
+    }
+}
+
+/// In the child, for a container with a user namespace of its own (as runc's nsexec): joins
+/// the namespaces given by path (the host's user namespace owns them, so it must be now),
+/// creates the user namespace and has the parent write its ID maps, becomes its root, waits
+/// for its cgroups, creates the other namespaces (the PID one too, now owned by the new user
+/// namespace), and forks the init, which returns from here; this process sends the init's PID
+/// and leaves.
+fn enter_user_namespace(
+    namespaces: &Namespaces,
+    ask: &OwnedFd,
+    mapped: &OwnedFd,
+    joined: Option<&OwnedFd>,
+) -> StepResult<()> {
+    namespaces.join()?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| StepError::os("unshare user namespace", e))?;
+    unistd::write(ask, b"m").map_err(|e| StepError::os("ask for ID maps", e))?;
+    let mut byte = [0u8; 1];
+    read_full(mapped, &mut byte).ok_or_else(|| StepError("no ID maps written".into()))?;
+    let root = (unistd::Gid::from_raw(0), unistd::Uid::from_raw(0));
+    unistd::setresgid(root.0, root.0, root.0).map_err(|e| StepError::os("setresgid", e))?;
+    unistd::setresuid(root.1, root.1, root.1).map_err(|e| StepError::os("setresuid", e))?;
+    if let Some(joined) = joined {
+        wait_joined(joined)?;
+    }
+    let pid = match namespaces.pid {
+        Some(_) => CloneFlags::CLONE_NEWPID,
+        None => CloneFlags::empty(),
+    };
+    nix::sched::unshare(namespaces.new | pid)
+        .map_err(|e| StepError::os("unshare namespaces", e))?;
+    // SAFETY: single-threaded; the child goes on with the setup and execs or reports.
+    match unsafe { unistd::fork() } {
+        Ok(ForkResult::Child) => Ok(()),
+        Ok(ForkResult::Parent { child }) => {
+            let _ = unistd::write(ask, &child.as_raw().to_ne_bytes());
+            // SAFETY: leave without running destructors: the init owns the setup now.
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => Err(StepError::os("fork the init", e)),
+    }
 }
 
 /// Puts `child` in each of `dirs` (its PID into `cgroup.procs`), as the parent.
@@ -308,7 +510,10 @@ fn setup(
     detach(stdio)?;
     umask(Mode::empty());
 
-    namespaces.enter()?;
+    match fds.userns {
+        Some((ask, mapped)) => enter_user_namespace(namespaces, ask, mapped, fds.joined)?,
+        None => namespaces.enter()?,
+    }
     rootfs::make_private()?;
     let root = rootfs::bind_self(rootfs)?;
     mounts::mount_all(

@@ -4,6 +4,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
@@ -118,14 +119,28 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroups: &[PathBuf]) -> StepResult<()> {
         let target = open_dest(root, dest, Create::Dir)?;
         let data = options.data.join(",");
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-        mount(
+        let mounted = mount(
             Some(&source),
             &beneath::fd_path(&target),
             Some(typ),
             options.flags,
             (!data.is_empty()).then_some(data.as_str()),
-        )
-        .map_err(|e| StepError::os(format!("mount {typ}"), e))?;
+        );
+        match mounted {
+            // In a user namespace of its own, a container may not mount sysfs for a network
+            // namespace the host's user namespace owns: it gets the host's, as with runc.
+            Err(Errno::EPERM) if typ == "sysfs" => {
+                drop(target);
+                bind(
+                    Path::new("/sys"),
+                    root,
+                    dest,
+                    Create::Dir,
+                    options.flags | MsFlags::MS_REC,
+                )?;
+            }
+            other => other.map_err(|e| StepError::os(format!("mount {typ}"), e))?,
+        }
     }
     if !options.propagation.is_empty() {
         let target = open_dest(root, dest, Create::Nothing)?;
@@ -174,14 +189,48 @@ pub(crate) fn remount(root: &OwnedFd, dest: &Path, flags: MsFlags) -> StepResult
         return Ok(());
     }
     let target = open_dest(root, dest, Create::Nothing)?;
-    mount(
-        none(),
-        &beneath::fd_path(&target),
-        none(),
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
-        none(),
-    )
-    .map_err(|e| StepError::os("remount", e))
+    let path = beneath::fd_path(&target);
+    let remount = |flags: MsFlags| {
+        mount(
+            none(),
+            &path,
+            none(),
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            none(),
+        )
+    };
+    match remount(flags) {
+        // In a user namespace the flags a mount came with from the host's are locked: keep
+        // them (runc does the same).
+        Err(Errno::EPERM) => {
+            remount(flags | locked_flags(&target)).map_err(|e| StepError::os("remount", e))
+        }
+        other => other.map_err(|e| StepError::os("remount", e)),
+    }
+}
+
+/// The flags of the mount `fd` is on that a user namespace may not clear.
+fn locked_flags(fd: &OwnedFd) -> MsFlags {
+    use nix::sys::statvfs::{fstatvfs, FsFlags};
+    let Ok(st) = fstatvfs(fd) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (has, flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(has) {
+            out |= flag;
+        }
+    }
+    out
 }
 
 /// `/sys/fs/cgroup`: the host's layout, mounted read-only as the spec asks. On cgroup v2 that is

@@ -27,6 +27,9 @@ pub(crate) struct Namespaces {
     pub join: Vec<(PathBuf, CloneFlags)>,
     /// The PID namespace: absent (host's), new (`Some(None)`) or joined by path.
     pub pid: Option<Option<PathBuf>>,
+    /// A new user namespace: the child creates it after joining the namespaces given by path
+    /// (which belong to the host's), and every new namespace, the PID one too, after it.
+    pub user: bool,
 }
 
 impl Namespaces {
@@ -35,6 +38,7 @@ impl Namespaces {
             new: CloneFlags::empty(),
             join: Vec::new(),
             pid: None,
+            user: false,
         };
         let list = spec
             .linux()
@@ -52,6 +56,10 @@ impl Namespaces {
                     out.pid = Some(ns.path().clone());
                     continue;
                 }
+                LinuxNamespaceType::User if ns.path().is_none() => {
+                    out.user = true;
+                    continue;
+                }
                 other => {
                     return Err(LaunchError::InvalidSpec(format!(
                         "namespace {other} is not supported"
@@ -62,6 +70,11 @@ impl Namespaces {
                 Some(path) => out.join.push((path.clone(), flag)),
                 None => out.new |= flag,
             }
+        }
+        if out.user && matches!(out.pid, Some(Some(_))) {
+            return Err(LaunchError::InvalidSpec(
+                "a new user namespace cannot join a pid namespace".into(),
+            ));
         }
         if !out.has(CloneFlags::CLONE_NEWNS) {
             // Everything below mounts and pivots: doing that in the host's namespace would
@@ -80,6 +93,12 @@ impl Namespaces {
 
     /// In the child: joins the namespaces given by path, then creates the new ones.
     pub(crate) fn enter(&self) -> StepResult<()> {
+        self.join()?;
+        sched::unshare(self.new).map_err(|e| StepError::os("unshare namespaces", e))
+    }
+
+    /// In the child: joins the namespaces given by path.
+    pub(crate) fn join(&self) -> StepResult<()> {
         // Open every path first: joining a mount namespace would change what they name.
         let mut fds = Vec::with_capacity(self.join.len());
         for (path, flag) in &self.join {
@@ -91,7 +110,7 @@ impl Namespaces {
             sched::setns(fd, flag)
                 .map_err(|e| StepError::os(format!("join namespace {}", path.display()), e))?;
         }
-        sched::unshare(self.new).map_err(|e| StepError::os("unshare namespaces", e))
+        Ok(())
     }
 }
 
@@ -147,7 +166,8 @@ impl Drop for PidForChildren {
 /// so that an exec joins exactly that process's namespaces even if it exits meanwhile.
 #[derive(Debug)]
 pub(crate) struct ProcessNamespaces {
-    /// In joining order: the mount namespace last, as it changes what paths name.
+    /// In joining order: network, user, then the ones the user namespace owns, the mount
+    /// namespace last, as it changes what paths name.
     others: Vec<(OwnedFd, CloneFlags, &'static str)>,
     /// Its PID namespace, for [`PidForChildren::join`].
     pub pid: Option<OwnedFd>,
@@ -174,10 +194,13 @@ impl ProcessNamespaces {
             others: Vec::new(),
             pid: None,
         };
+        // The network namespace belongs to the host's user namespace: joined before the
+        // container's user namespace, which owns the others.
         for (name, flag) in [
+            ("net", CloneFlags::CLONE_NEWNET),
+            ("user", CloneFlags::CLONE_NEWUSER),
             ("ipc", CloneFlags::CLONE_NEWIPC),
             ("uts", CloneFlags::CLONE_NEWUTS),
-            ("net", CloneFlags::CLONE_NEWNET),
             ("cgroup", CloneFlags::CLONE_NEWCGROUP),
             ("pid", CloneFlags::CLONE_NEWPID),
             ("mnt", CloneFlags::CLONE_NEWNS),
