@@ -180,6 +180,11 @@ pub struct RuntimeArgs {
     /// The wharf-shim program (default: next to this binary, else on PATH).
     #[arg(long, env = "WHARF_SHIM")]
     pub shim_binary: Option<PathBuf>,
+    /// dockerd's `--userns-remap`: `default` (the user dockremap, made when missing) or
+    /// `USER[:GROUP]` with ranges in /etc/subuid and /etc/subgid; container root is then the
+    /// range's first ID on the host (`docker run --userns=host` opts out).
+    #[arg(long)]
+    pub userns_remap: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -522,6 +527,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         subnet: rt.fixed_cidr.clone(),
                         firewall_table: rt.firewall_table.clone(),
                         shim_binary: rt.shim_binary.clone(),
+                        userns_remap: rt.userns_remap.clone(),
                     },
                 )
                 .await

@@ -334,6 +334,7 @@ fn service_specs(
         ("--bridge", &rt.bridge),
         ("--fixed-cidr", &rt.fixed_cidr),
         ("--firewall-table", &rt.firewall_table),
+        ("--userns-remap", &rt.userns_remap),
     ] {
         if let Some(v) = value {
             runtime.extend([flag.to_string(), v.clone()]);

@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::fixtures::{self, Entry, ImageSpec, Layer, PushFormat};
-use support::{DockerCli, Output, Registry, Stack};
+use support::{DockerCli, Output, Registry, Stack, StackOptions};
 
 /// Applets the attacks use, as symlinks to busybox in the test image.
 const APPLETS: &[&str] = &[
@@ -62,7 +62,16 @@ struct World {
 }
 
 fn world(name: &str, extra: Vec<Entry>, config: serde_json::Value) -> World {
-    let stack = Stack::start();
+    world_with(name, extra, config, StackOptions::default())
+}
+
+fn world_with(
+    name: &str,
+    extra: Vec<Entry>,
+    config: serde_json::Value,
+    options: StackOptions,
+) -> World {
+    let stack = Stack::start_with(options);
     let docker = stack.docker();
     let registry = Registry::start();
     let mut entries = vec![Entry::Dir("bin", 0o755)];
@@ -768,4 +777,134 @@ fn networks_work_beside_a_dockerds_firewall_and_stay_apart() {
             "{chain} left behind: {rules}"
         );
     }
+}
+
+/// The first subordinate ID of `user` in `file` (/etc/subuid or /etc/subgid).
+fn subordinate_start(file: &str, user: &str) -> u32 {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let mut p = l.split(':');
+            (p.next()? == user).then(|| p.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no range of {user} in {file}"))
+}
+
+#[test]
+fn with_userns_remap_container_root_is_not_host_root() {
+    let marker = Marker::new();
+    std::fs::set_permissions(
+        marker.dir().join("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let w = world_with(
+        "userns",
+        vec![],
+        serde_json::json!({}),
+        StackOptions {
+            extra_args: vec!["--userns-remap=default".into()],
+            ..Default::default()
+        },
+    );
+    let d = &w.docker;
+    let base = subordinate_start("/etc/subuid", "dockremap");
+    let info = d
+        .ok(&["info", "--format", "{{json .SecurityOptions}}"])
+        .stdout;
+    assert!(info.contains("name=userns"), "{info}");
+
+    // Container root is the range's first ID on the host, and root inside: it owns the image.
+    let name = format!("contain-userns-{}", std::process::id());
+    d.ok(&["run", "-d", "--name", &name, &w.image, "sleep", "300"]);
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &name]).stdout;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid.split_whitespace().nth(1),
+        Some(base.to_string().as_str()),
+        "{uid}"
+    );
+    let out = d.ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "id -u; touch /etc/made && echo made",
+    ]);
+    assert_eq!(out.stdout, "0\nmade\n");
+    d.ok(&["rm", "-f", &name]);
+
+    // A root-only host file bound into it stays out of reach.
+    let bind = format!("{}:/host", marker.dir().display());
+    let out = d.run(&["run", "--rm", "-v", &bind, &w.image, "cat", "/host/secret"]);
+    marker.assert_not_in(&out);
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    // A world-readable bind mount is read.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/etc:/hostetc:ro",
+        &w.image,
+        "cat",
+        "/hostetc/hostname",
+    ]);
+    assert!(!out.stdout.is_empty());
+    // A named volume is the container root's.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "contain-userns-vol:/data",
+        &w.image,
+        "sh",
+        "-c",
+        "echo kept > /data/f && cat /data/f",
+    ]);
+    assert_eq!(out.stdout, "kept\n");
+    d.ok(&["volume", "rm", "contain-userns-vol"]);
+    // --privileged needs --userns=host, as under dockerd.
+    let out = d.run(&["run", "--rm", "--privileged", &w.image, "true"]);
+    assert!(
+        out.stderr
+            .contains("privileged mode is incompatible with user namespaces"),
+        "{out}"
+    );
+    let out = d.ok(&["run", "--rm", "--userns=host", &w.image, "id", "-u"]);
+    assert_eq!(out.stdout, "0\n");
+
+    // A build's RUN step writes as container root; the layer records root, not the host ID.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {}\nRUN touch /built\n", w.image),
+    )
+    .unwrap();
+    let mut cmd = d.command(&["build", "-q", "-t", "contain-userns-built", "."]);
+    cmd.current_dir(ctx.path()).env("DOCKER_BUILDKIT", "0");
+    support::run(cmd, None, support::DOCKER_TIMEOUT).ok();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "contain-userns-built",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/built",
+    ]);
+    assert_eq!(out.stdout, "0:0\n");
+
+    // No layer was copied or changed: the unpacked layers are still host root's.
+    let snapshots = w.stack.data_root.join("runtime/snapshots");
+    let mut busyboxes = 0;
+    for entry in std::fs::read_dir(&snapshots).unwrap().flatten() {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::symlink_metadata(entry.path().join("fs/bin/busybox")) {
+            busyboxes += 1;
+            assert_eq!((m.uid(), m.gid()), (0, 0), "{}", entry.path().display());
+        }
+    }
+    assert_eq!(busyboxes, 1, "the base layer is unpacked once");
 }

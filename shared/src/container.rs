@@ -154,6 +154,10 @@ pub struct NodeInfo {
     pub bridge: String,
     #[serde(default)]
     pub subnet: String,
+    /// What the node enforces, as `docker info`'s SecurityOptions say it
+    /// (`name=seccomp,profile=builtin`, `name=userns`).
+    #[serde(default)]
+    pub security_options: Vec<String>,
 }
 
 /// Docker's `HealthConfig`.

@@ -118,6 +118,20 @@ fn cgroup_version() -> &'static str {
     }
 }
 
+/// What every node enforces (a protection one node lacks is not listed): seccomp always,
+/// `userns` where every node remaps.
+fn security_options(nodes: &[wharf_bus::container::NodeInfo]) -> Vec<String> {
+    let Some(first) = nodes.first() else {
+        return vec!["name=seccomp,profile=builtin".to_string()];
+    };
+    first
+        .security_options
+        .iter()
+        .filter(|o| nodes.iter().all(|n| n.security_options.contains(o)))
+        .cloned()
+        .collect()
+}
+
 pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     // Counts come from the services; a service that is down leaves its count at zero rather than
     // failing `docker info`.
@@ -245,7 +259,7 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security_options(&nodes),
         "Warnings": []
     })))
 }

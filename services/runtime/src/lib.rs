@@ -9,6 +9,7 @@ pub mod network;
 pub mod seccomp;
 pub mod shim;
 pub mod snapshot;
+pub mod userns;
 pub mod volume;
 mod worker;
 
@@ -34,6 +35,8 @@ pub struct Options {
     pub firewall_table: Option<String>,
     /// The `wharf-shim` program.
     pub shim_binary: Option<PathBuf>,
+    /// `--userns-remap` (`default` or `USER[:GROUP]`).
+    pub userns_remap: Option<String>,
 }
 
 /// Opens the node, adopts its running containers and serves until the bus connection ends.
@@ -51,8 +54,13 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
     if let Some(t) = options.firewall_table {
         network.table = t;
     }
+    let userns = match &options.userns_remap {
+        Some(spec) => Some(userns::IdMap::from_remap(spec).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let node = service::NodeOptions {
         root,
+        userns,
         name: options.node_name,
         labels: options.labels,
         shim_binary: options

@@ -75,6 +75,7 @@ impl TestNode {
                 subnet: Some(format!("10.232.{}.0/24", random_u32() % 256)),
                 firewall_table: Some(table.clone()),
                 shim_binary: Some(env!("CARGO_BIN_EXE_wharf-shim").into()),
+                userns_remap: None,
             };
             tokio::spawn(async move {
                 if let Err(e) = wharf_runtime::run(client, options).await {

@@ -467,6 +467,7 @@ fn enter_user_namespace(
     let root = (unistd::Gid::from_raw(0), unistd::Uid::from_raw(0));
     unistd::setresgid(root.0, root.0, root.0).map_err(|e| StepError::os("setresgid", e))?;
     unistd::setresuid(root.1, root.1, root.1).map_err(|e| StepError::os("setresuid", e))?;
+
     if let Some(joined) = joined {
         wait_joined(joined)?;
     }
@@ -509,21 +510,23 @@ fn setup(
     let linux = spec.linux().clone().unwrap_or_default();
     detach(stdio)?;
     umask(Mode::empty());
+    // The rootfs is reached from here on through the working directory (see bind_cwd).
+    unistd::chdir(rootfs).map_err(|e| StepError::os(format!("chdir {}", rootfs.display()), e))?;
 
     match fds.userns {
         Some((ask, mapped)) => enter_user_namespace(namespaces, ask, mapped, fds.joined)?,
         None => namespaces.enter()?,
     }
     rootfs::make_private()?;
-    let root = rootfs::bind_self(rootfs)?;
+    let root = rootfs::bind_cwd()?;
     mounts::mount_all(
         &root,
         spec.mounts().as_deref().unwrap_or_default(),
         &options.cgroup_dirs,
     )?;
     devices::create_all(&root, linux.devices().as_deref().unwrap_or_default())?;
+    rootfs::pivot(&root)?;
     drop(root);
-    rootfs::pivot(rootfs)?;
     if let Some(socket) = fds.terminal {
         terminal::open_and_send(socket, options.console_size)?;
     }

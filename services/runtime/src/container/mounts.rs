@@ -86,9 +86,8 @@ fn none() -> Option<&'static str> {
     None
 }
 
-/// Mounts every spec mount beneath `root`, in order.
-/// Mounts `mounts` below `root`; `cgroups` are the container's own cgroup directories (host
-/// paths), which its `/sys/fs/cgroup` shows.
+/// Mounts every spec mount beneath `root`, in order; `cgroups` are the container's own cgroup
+/// directories (host paths), which its `/sys/fs/cgroup` shows.
 pub(crate) fn mount_all(root: &OwnedFd, mounts: &[Mount], cgroups: &[PathBuf]) -> StepResult<()> {
     for m in mounts {
         mount_one(root, m, cgroups)

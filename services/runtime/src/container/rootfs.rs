@@ -31,27 +31,47 @@ pub(crate) fn make_private() -> StepResult<()> {
     .map_err(|e| StepError::os("make mounts private", e))
 }
 
-/// Binds the rootfs on itself (pivot_root needs a mount point) and opens the new mount.
-pub(crate) fn bind_self(rootfs: &Path) -> StepResult<OwnedFd> {
-    mount(
-        Some(rootfs),
-        rootfs,
-        none(),
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        none(),
-    )
-    .map_err(|e| StepError::os(format!("bind rootfs {}", rootfs.display()), e))?;
-    fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| StepError::os("open rootfs", e))
+/// Binds the rootfs, our working directory, on itself (pivot_root needs a mount point) and
+/// returns the new mount. Everything goes through the working directory, entered before any
+/// namespace: a container in a user namespace of its own could not walk the host's path to
+/// its rootfs (root's directories are closed to the IDs it runs as).
+pub(crate) fn bind_cwd() -> StepResult<OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let failed = |what: &str| StepError::os(format!("bind rootfs: {what}"), Errno::last());
+    // SAFETY: a NUL-terminated path and flags; returns a new descriptor or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c".".as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(failed("open_tree"));
+    }
+    // SAFETY: `tree` was just returned to us and is owned by nothing else.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    // SAFETY: attaches the detached mount `tree` on the working directory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c".".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(failed("move_mount"));
+    }
+    Ok(tree)
 }
 
-/// Makes the rootfs `/` and detaches the old root.
-pub(crate) fn pivot(rootfs: &Path) -> StepResult<()> {
-    unistd::chdir(rootfs).map_err(|e| StepError::os("chdir rootfs", e))?;
+/// Makes `root` (the rootfs mount) `/` and detaches the old root.
+pub(crate) fn pivot(root: &OwnedFd) -> StepResult<()> {
+    unistd::fchdir(root).map_err(|e| StepError::os("chdir rootfs", e))?;
     // pivot_root(".", "."): the old root is stacked under the new one, then detached, so no
     // directory for it is needed inside the rootfs.
     unistd::pivot_root(".", ".").map_err(|e| StepError::os("pivot_root", e))?;

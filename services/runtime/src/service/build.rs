@@ -299,12 +299,16 @@ pub fn init_binary() -> Option<std::path::PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// dockerd's refusal of `--privileged` in a remapped user namespace.
+pub const PRIVILEGED_USERNS: &str = "privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode";
+
 /// The OCI spec of a container about to start.
 pub fn spec(
     rec: &ContainerRecord,
     paths: &ContainerPaths,
     user: &ResolvedUser,
     netns: Option<&Path>,
+    userns: Option<crate::userns::IdMap>,
 ) -> Result<Spec, BusError> {
     let host = &rec.host_config;
     let mut args = vec![rec.path.clone()];
@@ -479,6 +483,27 @@ pub fn spec(
     }
     if host.ipc_mode == "host" {
         namespaces.retain(|n| n.typ() != LinuxNamespaceType::Ipc);
+    }
+    if let Some(map) = userns {
+        if host.privileged {
+            return Err(BusError::invalid(PRIVILEGED_USERNS));
+        }
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::User)
+                .build()
+                .expect("namespace"),
+        );
+        let id_map = |host_id: u32| {
+            oci_spec::runtime::LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(host_id)
+                .size(map.size)
+                .build()
+                .expect("id mapping")
+        };
+        linux.set_uid_mappings(Some(vec![id_map(map.uid)]));
+        linux.set_gid_mappings(Some(vec![id_map(map.gid)]));
     }
     linux.set_namespaces(Some(namespaces));
     if host.privileged {

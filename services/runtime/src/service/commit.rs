@@ -8,6 +8,7 @@
 //! `--change` is applied here with a small parser of the instructions dockerd allows for commit
 //! (image-store's parser is not reachable over the bus; HEALTHCHECK is not supported).
 
+use crate::userns::IdMap;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -61,6 +62,7 @@ fn append_layer<W: Write>(
     dir: &OwnedFd,
     prefix: &str,
     keep: &HashSet<String>,
+    map: Option<IdMap>,
 ) -> io::Result<()> {
     for name in archive::names_in(dir)? {
         let path = format!("{prefix}/{}", name.to_string_lossy());
@@ -70,6 +72,7 @@ fn append_layer<W: Write>(
         let Ok(st) = stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
         };
+        let st = as_container(st, map);
         let tar_name = path.trim_start_matches('/').as_bytes().to_vec();
         if archive::is_whiteout(&st) {
             let parent = tar_name[..tar_name.len() - name.len()].to_vec();
@@ -86,10 +89,24 @@ fn append_layer<W: Write>(
                 let opq = archive::join_name(&tar_name, b".wh..wh..opq");
                 tar.append(marker(&st, st.st_mode & 0o777), &opq, None, None)?;
             }
-            append_layer(tar, &child, &path, keep)?;
+            append_layer(tar, &child, &path, keep, map)?;
         }
     }
     Ok(())
+}
+
+/// `st` with the owners the container sees: with a user namespace, the host IDs of its range
+/// (what its processes wrote in the upper directory) are 0 and up again, as in its image.
+fn as_container(mut st: FileStat, map: Option<IdMap>) -> FileStat {
+    if let Some(m) = map {
+        if st.st_uid >= m.uid && st.st_uid - m.uid < m.size {
+            st.st_uid -= m.uid;
+        }
+        if st.st_gid >= m.gid && st.st_gid - m.gid < m.size {
+            st.st_gid -= m.gid;
+        }
+    }
+    st
 }
 
 /// An empty regular file owned as `st` (whiteout markers).
@@ -105,7 +122,12 @@ fn marker(st: &FileStat, mode: u32) -> tar::Header {
 }
 
 /// Writes the layer tar of the container's changes to `out`; `None` when nothing changed.
-fn write_layer(upper: &Path, lowers: &[PathBuf], out: &Path) -> io::Result<Option<(String, u64)>> {
+fn write_layer(
+    upper: &Path,
+    lowers: &[PathBuf],
+    out: &Path,
+    map: Option<IdMap>,
+) -> io::Result<Option<(String, u64)>> {
     let changes = archive::changed_paths(upper, lowers)?;
     if changes.is_empty() {
         return Ok(None);
@@ -123,7 +145,7 @@ fn write_layer(upper: &Path, lowers: &[PathBuf], out: &Path) -> io::Result<Optio
         nix::sys::stat::Mode::empty(),
     )
     .map_err(io::Error::from)?;
-    append_layer(&mut tar, &dir, "", &keep)?;
+    append_layer(&mut tar, &dir, "", &keep, map)?;
     let mut w = tar.finish()?;
     w.file.flush()?;
     w.file.get_ref().sync_all()?;
@@ -181,7 +203,8 @@ pub(super) async fn write_diff(node: &Node, c: &Container) -> Result<Option<Diff
         .dir
         .join(format!("layer-{:016x}.tar", rand::random::<u64>()));
     let out = path.clone();
-    let written = tokio::task::spawn_blocking(move || write_layer(&upper, &lowers, &out))
+    let map = super::lifecycle::remap(node, &c.snapshot().host_config).map(|(_, m)| m);
+    let written = tokio::task::spawn_blocking(move || write_layer(&upper, &lowers, &out, map))
         .await
         .map_err(|e| internal("cannot write the layer", e))?;
     match written {

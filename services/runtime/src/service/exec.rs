@@ -136,7 +136,8 @@ async fn launch_settings(
         if config.privileged {
             exec_rec.host_config.privileged = true;
         }
-        let spec = build::spec(&exec_rec, &paths, &resolved, None)?;
+        // (The exec joins the container's user namespace, if any, with the others.)
+        let spec = build::spec(&exec_rec, &paths, &resolved, None, None)?;
         std::fs::create_dir_all(&exec_dir).map_err(|e| internal("cannot create the exec", e))?;
         let cgroup_dirs = match &layout {
             Some(l) => cgroups::open(l, &format!("wharf/{}", rec.id))

@@ -7,14 +7,25 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
+/// The node's user namespace (`--userns-remap`) and its map, for a container that has one.
+pub type Remap<'a> = Option<(&'a std::os::fd::OwnedFd, crate::userns::IdMap)>;
+
+/// Directory (beside `upper`) of a remapped container's layers, mounted idmapped.
+pub fn layers_dir(upper: &Path) -> PathBuf {
+    upper.parent().unwrap_or(upper).join("layers")
+}
+
 /// Mounts the overlay `lower` (top first) + `upper` at `target`, unless already mounted.
-/// An image without layers gets `empty` as its only lower directory.
+/// An image without layers gets `empty` as its only lower directory. With `remap`, each layer
+/// is first mounted idmapped into the container's ID range (so host root's files are its
+/// root's, and no layer is copied) and the upper directory, the root's own, belongs to it.
 pub fn mount_rootfs(
     lower: &[PathBuf],
     empty: &Path,
     upper: &Path,
     work: &Path,
     target: &Path,
+    remap: Remap,
 ) -> std::io::Result<()> {
     for dir in [upper, work, target, empty] {
         std::fs::create_dir_all(dir)?;
@@ -22,11 +33,30 @@ pub fn mount_rootfs(
     if is_mountpoint(target)? {
         return Ok(());
     }
-    let lowers: Vec<String> = if lower.is_empty() {
-        vec![empty.display().to_string()]
+    let mut lowers: Vec<PathBuf> = if lower.is_empty() {
+        vec![empty.to_path_buf()]
     } else {
-        lower.iter().map(|p| p.display().to_string()).collect()
+        lower.to_vec()
     };
+    if let Some((userns, map)) = remap {
+        let dir = layers_dir(upper);
+        for (i, layer) in lowers.iter_mut().enumerate() {
+            let at = dir.join(i.to_string());
+            std::fs::create_dir_all(&at)?;
+            if !is_mountpoint(&at)? {
+                crate::userns::idmapped_bind(layer, &at, userns).map_err(|e| {
+                    std::io::Error::other(format!("idmapped mount of {}: {e}", layer.display()))
+                })?;
+            }
+            *layer = at;
+        }
+        let (uid, gid) = (
+            nix::unistd::Uid::from_raw(map.uid),
+            nix::unistd::Gid::from_raw(map.gid),
+        );
+        nix::unistd::chown(upper, Some(uid), Some(gid))?;
+    }
+    let lowers: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),
@@ -47,6 +77,17 @@ pub fn mount_rootfs(
         Some(options.as_str()),
     )
     .map_err(|e| std::io::Error::other(format!("mount overlay on {}: {e}", target.display())))
+}
+
+/// Unmounts the overlay at `target` and the idmapped layers under `layers` (if any).
+pub fn unmount_rootfs(target: &Path, layers: &Path) -> std::io::Result<()> {
+    unmount(target)?;
+    if let Ok(entries) = std::fs::read_dir(layers) {
+        for entry in entries.flatten() {
+            unmount(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts `target` if something is mounted there.

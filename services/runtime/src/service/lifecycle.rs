@@ -129,6 +129,9 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
         ));
     }
     check_host_config(&body.host_config)?;
+    if body.host_config.privileged && remap(node, &body.host_config).is_some() {
+        return Err(BusError::invalid(build::PRIVILEGED_USERNS));
+    }
     super::networks::resolve_mode(node, &body.host_config.network_mode)?;
     for name in body.networking_config.endpoints_config.keys() {
         super::networks::resolve_mode(node, name)?;
@@ -329,6 +332,7 @@ async fn prepare(
             &paths.upper(),
             &paths.work(),
             &rootfs,
+            remap(&node2, &host_config),
         )
         .map_err(|e| internal("cannot mount the container's root", e))?;
         let mounts = plan_mounts(&node2, &id, &config, &host_config, &rootfs)?;
@@ -389,6 +393,19 @@ fn plan_mounts(
         if copy {
             if let Err(e) = node.volumes.populate_from(&v.name, rootfs, Path::new(dest)) {
                 tracing::warn!(volume = %v.name, "copy-up: {e}");
+            }
+        }
+        if let Some((_, map)) = remap(node, host) {
+            // A volume nothing was copied into is still host root's: it goes to the container's
+            // root (what was copied up already has the owners the container sees).
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::metadata(&v.mountpoint).is_ok_and(|m| m.uid() == 0 && m.gid() == 0) {
+                let (uid, gid) = (
+                    nix::unistd::Uid::from_raw(map.uid),
+                    nix::unistd::Gid::from_raw(map.gid),
+                );
+                nix::unistd::chown(&v.mountpoint, Some(uid), Some(gid))
+                    .map_err(|e| internal("cannot give the volume to the container's root", e))?;
             }
         }
         Ok(MountPoint {
@@ -618,9 +635,18 @@ fn plan_mounts(
     Ok(mounts)
 }
 
+/// The node's user namespace and map, for a container that has one (`--userns-remap`, not
+/// `--userns=host`).
+pub(crate) fn remap<'a>(node: &'a Node, host: &HostConfig) -> host::Remap<'a> {
+    match (&node.userns, node.options.userns) {
+        (Some(fd), Some(map)) if host.userns_mode != "host" => Some((fd, map)),
+        _ => None,
+    }
+}
+
 /// Removes what create made (after a failed create or at remove).
 fn discard(paths: &ContainerPaths) {
-    let _ = host::unmount(&paths.rootfs());
+    let _ = host::unmount_rootfs(&paths.rootfs(), &host::layers_dir(&paths.upper()));
     let _ = host::remove_netns(&paths.netns());
     if let Err(e) = std::fs::remove_dir_all(&paths.dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -904,6 +930,7 @@ async fn launch(
                 &paths.upper(),
                 &paths.work(),
                 &paths.rootfs(),
+                remap(&node2, &rec.host_config),
             )
             .map_err(|e| internal("cannot mount the container's root", e))?;
             let io = |what: &str, e: std::io::Error| internal(format!("cannot write {what}"), e);
@@ -946,7 +973,19 @@ async fn launch(
             std::fs::write(paths.hosts(), hosts).map_err(|e| io("hosts", e))?;
             let user = user::resolve(&paths.rootfs(), &rec.config.user, &h.group_add)
                 .map_err(|m| BusError::invalid(format!("unable to find user: {m}")))?;
-            let spec = build::spec(&rec, &paths, &user, netns.as_deref())?;
+            let map = remap(&node2, h).map(|(_, map)| map);
+            if let Some(map) = map {
+                // The files the node writes for the container are its root's, as dockerd makes them.
+                let (uid, gid) = (
+                    nix::unistd::Uid::from_raw(map.uid),
+                    nix::unistd::Gid::from_raw(map.gid),
+                );
+                for file in [paths.hosts(), paths.hostname(), paths.resolv_conf()] {
+                    nix::unistd::chown(&file, Some(uid), Some(gid))
+                        .map_err(|e| internal("cannot give the container its /etc files", e))?;
+                }
+            }
+            let spec = build::spec(&rec, &paths, &user, netns.as_deref(), map)?;
             let mut cgroup_dirs = Vec::new();
             if let Some(layout) = &node2.cgroups {
                 let group = cgroups::create(layout, &format!("wharf/{}", rec.id))

@@ -63,6 +63,8 @@ pub struct NodeOptions {
     pub shim_binary: PathBuf,
     /// Bridge, subnet and firewall table of the default network.
     pub network: NetworkConfig,
+    /// `--userns-remap`: the host IDs container root and its users are (none: the host's).
+    pub userns: Option<crate::userns::IdMap>,
 }
 
 /// What waiters watch: exits and removal.
@@ -127,6 +129,9 @@ pub struct Node {
     pub stdin_slots: streams::StdinSlots,
     pub execs: exec::Execs,
     pub networks: networks::Networks,
+    /// With `--userns-remap`: a user namespace holding the node's ID map, through which
+    /// containers' layers are mounted idmapped.
+    pub userns: Option<std::os::fd::OwnedFd>,
 }
 
 impl Node {
@@ -160,6 +165,9 @@ impl Node {
             cgroup_driver: "cgroupfs".into(),
             bridge: self.options.network.bridge.clone(),
             subnet: self.options.network.subnet.to_string(),
+            security_options: std::iter::once("name=seccomp,profile=builtin".to_string())
+                .chain(self.userns.is_some().then(|| "name=userns".to_string()))
+                .collect(),
             ..Default::default()
         };
         for c in self.all() {
@@ -216,9 +224,16 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
     // Root alone may enter the node's directory (moby CVE-2021-41091): through it, another
     // user of the host would reach containers' files (a setuid program of an image, data in
     // volumes) and the shims' control sockets.
+    // With --userns-remap, the containers' root group may pass too (0710, as dockerd's
+    // remapped root directory), to reach the files bound into them; nobody else.
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&options.root, std::fs::Permissions::from_mode(0o700))?;
+        let (mode, group) = match options.userns {
+            Some(map) => (0o710, map.gid),
+            None => (0o700, 0),
+        };
+        nix::unistd::chown(&options.root, None, Some(nix::unistd::Gid::from_raw(group)))?;
+        std::fs::set_permissions(&options.root, std::fs::Permissions::from_mode(mode))?;
     }
     let snapshots = Snapshotter::open(options.root.join("snapshots"))?;
     let volumes = VolumeStore::open(options.root.join("volumes"))?;
@@ -251,7 +266,12 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         let table = options.network.table.clone();
         tokio::task::spawn_blocking(move || networks::Networks::open(dir, &table)).await?
     };
+    let userns = match options.userns {
+        Some(map) => Some(tokio::task::spawn_blocking(move || map.user_namespace()).await??),
+        None => None,
+    };
     let node = Arc::new(Node {
+        userns,
         blobs: BusBlobSource::new(client.clone()),
         client: client.clone(),
         containers_dir,
