@@ -835,6 +835,18 @@ fn with_userns_remap_container_root_is_not_host_root() {
     ]);
     assert_eq!(out.stdout, "0\nmade\n");
     d.ok(&["rm", "-f", &name]);
+    // A working directory the node makes is the container root's too.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-w",
+        "/made/here",
+        &w.image,
+        "sh",
+        "-c",
+        "touch x && stat -c %u x",
+    ]);
+    assert_eq!(out.stdout, "0\n");
 
     // A root-only host file bound into it stays out of reach.
     let bind = format!("{}:/host", marker.dir().display());

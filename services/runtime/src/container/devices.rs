@@ -32,6 +32,10 @@ pub(crate) fn create_all(root: &OwnedFd, devices: &[LinuxDevice]) -> StepResult<
     let dev = beneath::open(root, Path::new("/dev"), Create::Dir)
         .map_err(|e| StepError::os("open /dev", e))?;
     for (target, name) in SYMLINKS {
+        // As runc: /dev/core only where the kernel has /proc/kcore.
+        if name == "core" && !Path::new("/proc/kcore").exists() {
+            continue;
+        }
         match unistd::symlinkat(target, &dev, name) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(StepError::os(format!("symlink /dev/{name}"), e)),

@@ -338,6 +338,9 @@ async fn prepare(
         let mounts = plan_mounts(&node2, &id, &config, &host_config, &rootfs)?;
         if !config.working_dir.is_empty() {
             make_dir_in_root(&rootfs, &config.working_dir);
+            if let Some((_, map)) = remap(&node2, &host_config) {
+                give_to_container_root(&rootfs, &config.working_dir, map);
+            }
         }
         // dockerd puts an empty /.dockerenv in every container (programs test for it).
         {
@@ -354,6 +357,34 @@ async fn prepare(
         Ok((config, host_config, networking, mounts, chain_ids))
     })
     .await
+}
+
+/// With `--userns-remap`, the directories of `dir` the node made (host root's: what the image
+/// has looks owned by the container's range) go to the container's root, as if it made them.
+fn give_to_container_root(rootfs: &Path, dir: &str, map: crate::userns::IdMap) {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{fstat, Mode};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(mut cur) = open(rootfs, flags, Mode::empty()) else {
+        return;
+    };
+    for name in Path::new(dir).components().filter_map(|c| match c {
+        std::path::Component::Normal(n) => Some(n),
+        _ => None,
+    }) {
+        // A symlink on the way ends the walk: what it leads to is the image's.
+        let Ok(next) = openat(&cur, name, flags, Mode::empty()) else {
+            return;
+        };
+        if fstat(&next).is_ok_and(|st| st.st_uid == 0 && st.st_gid == 0) {
+            let (uid, gid) = (
+                nix::unistd::Uid::from_raw(map.uid),
+                nix::unistd::Gid::from_raw(map.gid),
+            );
+            let _ = nix::unistd::fchown(&next, Some(uid), Some(gid));
+        }
+        cur = next;
+    }
 }
 
 fn make_dir_in_root(rootfs: &Path, dir: &str) {
