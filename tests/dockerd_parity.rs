@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -324,4 +325,238 @@ fn tricky_layers_look_the_same_inside_containers_of_both_engines() {
         in_wharf, in_dockerd,
         "the same files, modes, owners and links in both engines"
     );
+}
+
+/// What a default container prints about its confinement, section by section.
+const CONFINEMENT: &str = "echo '== status'; cat /proc/self/status; \
+     echo '== mountinfo'; cat /proc/self/mountinfo; \
+     echo '== dev'; ls -la /dev; \
+     echo '== devices'; cat /sys/fs/cgroup/devices/devices.list 2>/dev/null; \
+     echo '== end'";
+
+/// The lines of one `== name` section of [`CONFINEMENT`]'s output.
+fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let head = format!("== {name}");
+    out.lines()
+        .skip_while(|l| *l != head)
+        .skip(1)
+        .take_while(|l| !l.starts_with("== "))
+        .collect()
+}
+
+/// The capability sets, no_new_privs and seccomp mode from /proc/self/status.
+fn confinement_status(out: &str) -> Vec<String> {
+    let keys = [
+        "CapInh:",
+        "CapPrm:",
+        "CapEff:",
+        "CapBnd:",
+        "CapAmb:",
+        "NoNewPrivs:",
+        "Seccomp:",
+    ];
+    section(out, "status")
+        .into_iter()
+        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The mounts on /proc, /sys and below, as `point fstype root options - source super-options`:
+/// no mount IDs or device numbers, and a cgroup's own directory (`/docker/<id>` in dockerd,
+/// `/wharf/<id>` in Wharf) as `<container>`.
+fn proc_and_sys_mounts(out: &str) -> BTreeSet<String> {
+    let mut mounts = BTreeSet::new();
+    for line in section(out, "mountinfo") {
+        let (left, right) = line.split_once(" - ").expect("mountinfo line");
+        let left: Vec<&str> = left.split(' ').collect();
+        let (root, point, options) = (left[3], left[4], left[5]);
+        let right: Vec<&str> = right.split(' ').collect();
+        let (fstype, source, super_options) = (right[0], right[1], right[2]);
+        let under = |top: &str| point == top || point.starts_with(&format!("{top}/"));
+        if !under("/proc") && !under("/sys") {
+            continue;
+        }
+        let root = match fstype {
+            "cgroup" | "cgroup2" if root.starts_with("/docker/") || root.starts_with("/wharf/") => {
+                "<container>"
+            }
+            _ => root,
+        };
+        mounts.insert(format!(
+            "{point} {fstype} {root} {options} - {source} {super_options}"
+        ));
+    }
+    mounts
+}
+
+/// Masked paths: a file under a bind of /dev/null (root `/null`), a directory under a tmpfs.
+fn masked(mounts: &BTreeSet<String>) -> Vec<String> {
+    mounts
+        .iter()
+        .filter(|m| {
+            let f: Vec<&str> = m.split(' ').collect();
+            f[0] != "/sys/fs/cgroup" && (f[2] == "/null" || f[1] == "tmpfs")
+        })
+        .cloned()
+        .collect()
+}
+
+/// Read-only paths: parts of /proc bound over themselves read-only.
+fn read_only(mounts: &BTreeSet<String>) -> Vec<String> {
+    mounts
+        .iter()
+        .filter(|m| {
+            let f: Vec<&str> = m.split(' ').collect();
+            f[0].starts_with("/proc/") && f[1] == "proc" && f[3].split(',').any(|o| o == "ro")
+        })
+        .cloned()
+        .collect()
+}
+
+/// `ls -la /dev` (busybox) as `name mode owner:group major:minor-or-link-target`, without the
+/// sizes, link counts and times.
+fn dev_listing(out: &str) -> BTreeSet<String> {
+    let mut rows = BTreeSet::new();
+    for line in section(out, "dev") {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 {
+            continue; // "total 4"
+        }
+        let (mode, owner) = (f[0], format!("{}:{}", f[2], f[3]));
+        let (rest, what) = if mode.starts_with('c') || mode.starts_with('b') {
+            (&f[9..], format!("{}:{}", f[4].trim_end_matches(','), f[5]))
+        } else {
+            (&f[8..], String::new())
+        };
+        let name = rest[0];
+        if name == ".." {
+            continue;
+        }
+        let target = rest.get(2).map(|t| format!("-> {t}")).unwrap_or(what);
+        rows.insert(format!("{name} {mode} {owner} {target}"));
+    }
+    rows
+}
+
+/// A default container of each engine, from the same image, is confined the same way: the
+/// same capability sets (and no_new_privs and seccomp mode), the same masked and read-only
+/// /proc and /sys paths (the same mounts: type, options, what is bound), the same /dev, and
+/// the same device cgroup rules. The differences left are listed and explained below.
+#[test]
+fn default_containers_are_confined_as_dockerds_are() {
+    if support::skip_on_reference("compares Wharf with a dockerd of its own") {
+        return;
+    }
+    let registry = Registry::start();
+    let dockerd = Dockerd::start();
+    let stack = Stack::start();
+    let (d, w) = (cli(&dockerd.host), cli(&stack.host));
+    let spec = fixtures::ImageSpec::busybox_like("confined", fixtures::host_arch(), vec![]);
+    let image = fixtures::push_image(
+        &registry,
+        &spec,
+        "parity/confined",
+        "v1",
+        PushFormat::DockerV2S2,
+    )
+    .reference();
+    run(&d, &["pull", &image]);
+    run(&w, &["pull", &image]);
+    let report = |docker: &DockerCli| {
+        let out = run(docker, &["run", "--rm", &image, "sh", "-c", CONFINEMENT]).stdout;
+        assert!(out.contains("== end"), "{out}");
+        out
+    };
+    let (in_wharf, in_dockerd) = (report(&w), report(&d));
+    let both = format!("--- wharf ---\n{in_wharf}\n--- dockerd ---\n{in_dockerd}");
+
+    // Capabilities: dockerd's 14 in the permitted, effective and bounding sets, none
+    // inheritable or ambient; no_new_privs off; seccomp filtering.
+    let status = confinement_status(&in_dockerd);
+    assert_eq!(status.len(), 7, "{both}");
+    assert!(
+        status.contains(&"CapEff: 00000000a80425fb".to_string()),
+        "{both}"
+    );
+    assert_eq!(confinement_status(&in_wharf), status, "{both}");
+
+    // /proc and /sys mounts.
+    let (mut wharf_mounts, dockerd_mounts) = (
+        proc_and_sys_mounts(&in_wharf),
+        proc_and_sys_mounts(&in_dockerd),
+    );
+    let (masked_d, read_only_d) = (masked(&dockerd_mounts), read_only(&dockerd_mounts));
+    assert!(
+        masked_d.iter().any(|m| m.starts_with("/proc/keys "))
+            && read_only_d.iter().any(|m| m.starts_with("/proc/sys ")),
+        "{both}"
+    );
+    assert_eq!(masked(&wharf_mounts), masked_d, "masked paths\n{both}");
+    assert_eq!(
+        read_only(&wharf_mounts),
+        read_only_d,
+        "read-only paths\n{both}"
+    );
+    // Deliberate: the tmpfs holding the cgroup hierarchies at /sys/fs/cgroup is read-only in
+    // Wharf, as the spec's mount asks; runc leaves that tmpfs writable (only the hierarchies
+    // bound in it are read-only), a runc detail nothing relies on.
+    let tmpfs = |mounts: &BTreeSet<String>| {
+        mounts
+            .iter()
+            .find(|m| m.starts_with("/sys/fs/cgroup tmpfs "))
+            .cloned()
+            .unwrap_or_else(|| panic!("no tmpfs on /sys/fs/cgroup\n{both}"))
+    };
+    let wharf_tmpfs = tmpfs(&wharf_mounts);
+    assert_eq!(
+        wharf_tmpfs,
+        tmpfs(&dockerd_mounts).replace(" rw,", " ro,"),
+        "{both}"
+    );
+    wharf_mounts.remove(&wharf_tmpfs);
+    wharf_mounts.insert(tmpfs(&dockerd_mounts));
+    // Known, not fixed here: on a hybrid host Wharf also binds the container's own group of
+    // the controller-less cgroup2 hierarchy (read-only) at /sys/fs/cgroup/unified, where runc
+    // binds only the v1 hierarchies (both put the container in that group). It shows the
+    // container nothing of the host's; the launcher's `mount_cgroup`
+    // (services/runtime/src/container/mounts.rs) would skip cgroup2 hierarchies on v1 to match.
+    wharf_mounts.retain(|m| {
+        let own_unified = m.starts_with("/sys/fs/cgroup/unified cgroup2 <container> ro,");
+        !own_unified || dockerd_mounts.contains(m)
+    });
+    assert_eq!(
+        wharf_mounts.iter().collect::<Vec<_>>(),
+        dockerd_mounts.iter().collect::<Vec<_>>(),
+        "/proc and /sys mounts\n{both}"
+    );
+
+    // /dev: the same nodes (type, mode, owner, numbers) and links.
+    let (wharf_dev, dockerd_dev) = (dev_listing(&in_wharf), dev_listing(&in_dockerd));
+    assert!(
+        dockerd_dev.contains("null crw-rw-rw- root:root 1:3"),
+        "{both}"
+    );
+    assert_eq!(
+        wharf_dev.iter().collect::<Vec<_>>(),
+        dockerd_dev.iter().collect::<Vec<_>>(),
+        "/dev\n{both}"
+    );
+
+    // Device cgroup rules (v1 hosts show them), compared as sets: runc writes them sorted.
+    let rules = |out: &str| -> BTreeSet<String> {
+        section(out, "devices")
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    };
+    let (wharf_rules, mut dockerd_rules) = (rules(&in_wharf), rules(&in_dockerd));
+    if !dockerd_rules.is_empty() {
+        // Debian's runc for dockerd 20.10 still allows tun/tap (`c 10:200 rwm`); runc 1.2
+        // dropped it from its defaults, and Wharf follows runc's current defaults. Apart from
+        // that the rules are the same.
+        dockerd_rules.remove("c 10:200 rwm");
+        assert!(wharf_rules.contains("c 136:* rwm"), "{both}");
+        assert_eq!(wharf_rules, dockerd_rules, "devices.list\n{both}");
+    }
 }

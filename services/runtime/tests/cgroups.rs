@@ -189,6 +189,65 @@ fn added_process_shows_up_in_pids() {
     assert!(membership.contains(group.path().as_str()), "{membership}");
 }
 
+/// As runc does on a hybrid host, a v1 group is made in the named hierarchies (`name=systemd`)
+/// and the controller-less cgroup2 hierarchy too, so the launcher moves the container into its
+/// own group there and binds that, never the host's whole hierarchy, at /sys/fs/cgroup. A group
+/// made before (live restore) without those directories still opens.
+#[test]
+fn v1_groups_include_the_named_and_cgroup2_hierarchies_as_runcs_do() {
+    let layout = Layout::detect().unwrap();
+    let Layout::V1 {
+        controllers,
+        unified,
+    } = &layout
+    else {
+        return eprintln!("not cgroup v1; skipped");
+    };
+    let mut extra: Vec<PathBuf> = controllers
+        .iter()
+        .filter(|(name, _)| name.starts_with("name="))
+        .map(|(_, root)| root.clone())
+        .collect();
+    extra.extend(unified.clone());
+    if extra.is_empty() {
+        return eprintln!("no named or cgroup2 hierarchy; skipped");
+    }
+    let group = Group::in_layout(&layout, "hybrid");
+    let dirs = group.dirs();
+    for root in &extra {
+        let dir = root.join(group.path().as_str());
+        assert!(
+            dirs.contains(&dir) && dir.is_dir(),
+            "{} in {dirs:?}",
+            dir.display()
+        );
+    }
+    let mut sleeper = Proc::gated("exec sleep 30");
+    group.add_process(sleeper.pid()).unwrap();
+    sleeper.release();
+    let membership = read(Path::new(&format!("/proc/{}/cgroup", sleeper.pid())));
+    let expected = format!(":/{}", group.path());
+    for line in membership.lines() {
+        assert!(line.ends_with(&expected), "{line} in\n{membership}");
+    }
+    group.kill_all(Signal::SIGKILL).unwrap();
+    sleeper.wait(Duration::from_secs(5));
+
+    // An older group: only the controllers' directories.
+    for root in &extra {
+        std::fs::remove_dir(root.join(group.path().as_str())).unwrap();
+    }
+    let reopened = cgroups::open(&layout, group.path().as_str()).unwrap();
+    let reopened_dirs = reopened.dirs();
+    assert!(!reopened_dirs.is_empty());
+    assert!(
+        reopened_dirs
+            .iter()
+            .all(|d| !extra.iter().any(|r| d.starts_with(r))),
+        "{reopened_dirs:?}"
+    );
+}
+
 #[test]
 fn memory_limit_of_32_mib_is_applied_and_read_back() {
     let layout = Layout::detect().unwrap();
@@ -471,4 +530,419 @@ fn v2_group_on_the_unified_hierarchy_freezes_lists_kills_and_is_removed() {
     let dir = group.dirs()[0].clone();
     group.destroy().unwrap();
     assert!(!dir.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device rules. On v1 the `devices` controller enforces them; on v2 a BPF program attached to
+// the group does (`src/cgroups/device_program.rs`). A hybrid host's cgroup2 hierarchy has no
+// controllers, but device programs work on any cgroup2 directory, so both run for real here.
+
+/// The cgroup2 hierarchy of this host (a hybrid host's `unified` mount, or the only one).
+fn unified_root() -> Option<PathBuf> {
+    match Layout::detect().unwrap() {
+        Layout::V1 { unified, .. } => unified,
+        Layout::V2 { root } => Some(root),
+    }
+}
+
+/// A loop device of the host over a file holding a marker; detached when dropped.
+struct LoopDisk {
+    device: String,
+    major: u32,
+    minor: u32,
+    _backing: tempfile::NamedTempFile,
+}
+
+impl LoopDisk {
+    fn new() -> Self {
+        let backing = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut content = b"wharf-device-marker".to_vec();
+        content.resize(1 << 20, 0);
+        std::fs::write(backing.path(), content).unwrap();
+        let out = Command::new(losetup())
+            .args(["-f", "--show"])
+            .arg(backing.path())
+            .output()
+            .expect("run losetup");
+        assert!(out.status.success(), "losetup: {out:?}");
+        let device = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        use std::os::unix::fs::MetadataExt;
+        let rdev = std::fs::metadata(&device).unwrap().rdev();
+        LoopDisk {
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+            device,
+            _backing: backing,
+        }
+    }
+
+    fn node(&self) -> Dev {
+        Dev::block(self.major, self.minor)
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let status = Command::new(losetup()).arg("-d").arg(&self.device).status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("detaching {} failed: {status:?}", self.device);
+        }
+    }
+}
+
+fn losetup() -> &'static str {
+    ["/usr/sbin/losetup", "/sbin/losetup"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("losetup")
+}
+
+/// A device number of either type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dev {
+    block: bool,
+    major: u32,
+    minor: u32,
+}
+
+impl Dev {
+    fn char(major: u32, minor: u32) -> Self {
+        Dev {
+            block: false,
+            major,
+            minor,
+        }
+    }
+
+    fn block(major: u32, minor: u32) -> Self {
+        Dev {
+            block: true,
+            major,
+            minor,
+        }
+    }
+
+    fn file_type(&self) -> libc::mode_t {
+        if self.block {
+            libc::S_IFBLK
+        } else {
+            libc::S_IFCHR
+        }
+    }
+}
+
+/// What a probe tries: create a node of the device (`m`), or open one for reading (`r`),
+/// writing (`w`) or both (`rw`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Mknod,
+    Open(libc::c_int),
+}
+
+const READ: Op = Op::Open(libc::O_RDONLY);
+const WRITE: Op = Op::Open(libc::O_WRONLY);
+const READ_WRITE: Op = Op::Open(libc::O_RDWR);
+
+/// Device probes run by a forked child inside a group: each gives the errno of its `mknod`
+/// or `open` (0 when it worked). The nodes opened are made beforehand by this (unconfined)
+/// process in a directory of its own; the device check comes before the driver's open, so a
+/// device without a driver still tells allowed (ENXIO, ENODEV) from refused (EPERM).
+struct Probes {
+    _dir: tempfile::TempDir,
+    list: Vec<(Dev, Op, std::ffi::CString)>,
+}
+
+impl Probes {
+    fn new(probes: &[(Dev, Op)]) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut list = Vec::new();
+        for (i, &(dev, op)) in probes.iter().enumerate() {
+            let path = match op {
+                Op::Mknod => dir.path().join(format!("made-{i}")),
+                Op::Open(_) => {
+                    let kind = if dev.block { 'b' } else { 'c' };
+                    let node = dir
+                        .path()
+                        .join(format!("{kind}-{}-{}", dev.major, dev.minor));
+                    if !node.exists() {
+                        nix::sys::stat::mknod(
+                            &node,
+                            nix::sys::stat::SFlag::from_bits_truncate(dev.file_type()),
+                            nix::sys::stat::Mode::from_bits_truncate(0o600),
+                            libc::makedev(dev.major, dev.minor),
+                        )
+                        .unwrap_or_else(|e| panic!("mknod {}: {e}", node.display()));
+                    }
+                    node
+                }
+            };
+            let path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+            list.push((dev, op, path));
+        }
+        Probes { _dir: dir, list }
+    }
+
+    /// Runs every probe in a child moved into `group` before it starts.
+    fn run_in(&self, group: &dyn Cgroup) -> Vec<i32> {
+        use nix::unistd::{fork, pipe2, ForkResult};
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (go_r, go_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (results_r, results_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let devs: Vec<libc::dev_t> = self
+            .list
+            .iter()
+            .map(|(dev, _, _)| libc::makedev(dev.major, dev.minor))
+            .collect();
+        // SAFETY: the child calls only async-signal-safe functions (read, mknod, unlink, open,
+        // close, write, _exit) on data prepared before the fork, and never returns.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                let (go, out) = (go_r.as_raw_fd(), results_w.as_raw_fd());
+                let mut byte = 0u8;
+                // SAFETY: async-signal-safe calls on descriptors and buffers this child owns;
+                // it goes on only once it has been moved into the group.
+                unsafe {
+                    libc::close(go_w.as_raw_fd());
+                    libc::close(results_r.as_raw_fd());
+                    if libc::read(go, (&mut byte as *mut u8).cast(), 1) != 1 {
+                        libc::_exit(2);
+                    }
+                    for ((dev, op, path), &number) in self.list.iter().zip(&devs) {
+                        let ok = match op {
+                            Op::Mknod => {
+                                let made =
+                                    libc::mknod(path.as_ptr(), dev.file_type() | 0o600, number);
+                                made == 0 && libc::unlink(path.as_ptr()) == 0
+                            }
+                            Op::Open(flags) => {
+                                let flags =
+                                    flags | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+                                let fd = libc::open(path.as_ptr(), flags);
+                                fd >= 0 && libc::close(fd) == 0
+                            }
+                        };
+                        let errno = if ok { 0 } else { *libc::__errno_location() };
+                        libc::write(out, (&errno as *const i32).cast(), 4);
+                    }
+                    libc::_exit(0);
+                }
+            }
+            ForkResult::Parent { child } => {
+                drop(go_r);
+                drop(results_w);
+                let mut go = std::fs::File::from(go_w);
+                if let Err(e) = group.add_process(child) {
+                    drop(go); // the child exits without probing
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    panic!("moving the probe into {}: {e}", group.path());
+                }
+                go.write_all(b"g").unwrap();
+                let mut bytes = Vec::new();
+                std::fs::File::from(results_r)
+                    .read_to_end(&mut bytes)
+                    .unwrap();
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+                let errnos: Vec<i32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
+                    .collect();
+                assert_eq!(errnos.len(), self.list.len());
+                errnos
+            }
+        }
+    }
+
+    /// Which probes the kernel's device check let through.
+    fn allowed_in(&self, group: &dyn Cgroup) -> Vec<bool> {
+        let errnos = self.run_in(group);
+        for (errno, (dev, op, _)) in errnos.iter().zip(&self.list) {
+            assert!(
+                [0, libc::EPERM, libc::ENXIO, libc::ENODEV, libc::EIO].contains(errno),
+                "{dev:?} {op:?}: unexpected {}",
+                std::io::Error::from_raw_os_error(*errno)
+            );
+        }
+        errnos.into_iter().map(|e| e != libc::EPERM).collect()
+    }
+}
+
+fn devices(rules: Vec<cgroups::DeviceRule>) -> Resources {
+    Resources {
+        devices: Some(rules),
+        ..Default::default()
+    }
+}
+
+fn rule(text: &str) -> cgroups::DeviceRule {
+    cgroups::DeviceRule::parse(text).unwrap()
+}
+
+fn deny(text: &str) -> cgroups::DeviceRule {
+    cgroups::DeviceRule {
+        allow: false,
+        ..rule(text)
+    }
+}
+
+/// The runtime's own path on a v2 layout (`cgroups::create`, then `apply` with the container's
+/// rules, as `start` does): runc's defaults let a process use /dev/null and create nodes, but
+/// not open a disk of the host through a node it made; an allow rule for the disk opens it
+/// for what it allows; `--privileged`'s allow-all opens everything; each `apply` replaces the
+/// group's program rather than adding another.
+#[test]
+fn v2_groups_enforce_device_rules_with_a_bpf_program() {
+    let Some(root) = unified_root() else {
+        return eprintln!("no cgroup2 hierarchy; skipped");
+    };
+    let group = Group::in_layout(&Layout::V2 { root }, "devices-v2");
+    let disk = LoopDisk::new();
+    let (null, tun) = (Dev::char(1, 3), Dev::char(10, 200));
+    let probes = Probes::new(&[
+        (null, READ_WRITE),
+        (null, Op::Mknod),
+        (disk.node(), Op::Mknod),
+        (disk.node(), READ),
+        (disk.node(), READ_WRITE),
+        (tun, READ_WRITE),
+    ]);
+    // A new group without a program: everything goes.
+    assert_eq!(probes.allowed_in(&*group), [true; 6]);
+
+    group
+        .apply(&devices(cgroups::default_device_rules()))
+        .unwrap();
+    let errnos = probes.run_in(&*group);
+    assert_eq!(errnos[..3], [0, 0, 0], "null opens, nodes are made");
+    assert_eq!(
+        errnos[3..],
+        [libc::EPERM; 3],
+        "the disk {} and tun are refused",
+        disk.device
+    );
+
+    let numbers = format!("{}:{}", disk.major, disk.minor);
+    let mut rules = cgroups::default_device_rules();
+    rules.push(rule(&format!("b {numbers} r")));
+    group.apply(&devices(rules)).unwrap();
+    assert_eq!(
+        probes.allowed_in(&*group),
+        [true, true, true, true, false, false],
+        "b {numbers} r opens the disk read-only"
+    );
+
+    group
+        .apply(&devices(vec![cgroups::DeviceRule::all(true)]))
+        .unwrap();
+    assert_eq!(probes.allowed_in(&*group), [true; 6], "privileged");
+
+    group
+        .apply(&devices(cgroups::default_device_rules()))
+        .unwrap();
+    assert_eq!(
+        probes.allowed_in(&*group),
+        [true, true, true, false, false, false]
+    );
+
+    // A rule the kernel cannot take is refused before anything is attached.
+    let bad = cgroups::DeviceRule::allow('x', None, None, "rwm");
+    assert!(matches!(
+        group.apply(&devices(vec![bad])),
+        Err(CgroupError::InvalidResources(_))
+    ));
+}
+
+/// The same rule lists in a v1 devices group and in a v2 group with the program decide the
+/// same for every probe: merges and removals of access, wildcards, a later `a` resetting
+/// everything, and the allow-by-default mode with partly matching denies.
+#[test]
+fn v2_device_programs_decide_as_the_v1_devices_controller_does() {
+    let layout = Layout::detect().unwrap();
+    let Layout::V1 {
+        controllers,
+        unified: Some(root),
+    } = &layout
+    else {
+        return eprintln!("not a hybrid host with a v1 devices controller; skipped");
+    };
+    if !controllers.contains_key("devices") {
+        return eprintln!("no v1 devices controller; skipped");
+    }
+    let v2 = Layout::V2 { root: root.clone() };
+    let disk = LoopDisk::new();
+    let mut grid = Vec::new();
+    for dev in [
+        Dev::char(1, 3),
+        Dev::char(1, 5),
+        Dev::char(1, 7),
+        Dev::char(10, 200),
+        Dev::char(200, 0),
+        disk.node(),
+        Dev::block(200, 1),
+    ] {
+        for op in [Op::Mknod, READ, WRITE, READ_WRITE] {
+            grid.push((dev, op));
+        }
+    }
+    let probes = Probes::new(&grid);
+    let disk_rule = |access: &str| rule(&format!("b {}:{} {access}", disk.major, disk.minor));
+    let none = cgroups::DeviceRule::all(false);
+    let all = cgroups::DeviceRule::all(true);
+    let lists = [
+        cgroups::default_device_rules(),
+        [
+            cgroups::default_device_rules(),
+            vec![disk_rule("r"), rule("c 10:200 rwm")],
+        ]
+        .concat(),
+        vec![none.clone(), rule("c 1:3 r"), rule("c 1:3 w")],
+        vec![
+            none.clone(),
+            rule("c 1:* r"),
+            rule("c 1:3 w"),
+            disk_rule("m"),
+        ],
+        vec![
+            none.clone(),
+            rule("c 1:* rwm"),
+            deny("c 1:* w"),
+            rule("b *:* rw"),
+        ],
+        vec![
+            none.clone(),
+            rule("c 1:5 rwm"),
+            all.clone(),
+            none.clone(),
+            rule("c 1:3 r"),
+        ],
+        vec![all.clone(), deny("c 1:3 w"), deny("b *:* m")],
+        vec![all.clone(), deny("c *:* r"), disk_rule("w")],
+        vec![all],
+    ];
+    for rules in lists {
+        let in_v1 = Group::in_layout(&layout, "devices-v1");
+        let in_v2 = Group::in_layout(&v2, "devices-v2");
+        in_v1.apply(&devices(rules.clone())).unwrap();
+        in_v2.apply(&devices(rules.clone())).unwrap();
+        let (v1_allowed, v2_allowed) = (probes.allowed_in(&*in_v1), probes.allowed_in(&*in_v2));
+        let differ: Vec<_> = grid
+            .iter()
+            .zip(v1_allowed.iter().zip(&v2_allowed))
+            .filter(|(_, (a, b))| a != b)
+            .map(|(probe, (v1, _))| format!("{probe:?}: v1 allows {v1}"))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "rules {:?}:\n{}",
+            rules
+                .iter()
+                .map(|r| (r.allow, r.to_v1()))
+                .collect::<Vec<_>>(),
+            differ.join("\n")
+        );
+        // Not a vacuous match: each list refuses or allows something.
+        assert!(v1_allowed.contains(&true));
+    }
 }

@@ -47,7 +47,10 @@ pub trait Cgroup: Debug + Send + Sync {
 pub fn create(layout: &Layout, path: &str) -> Result<Box<dyn Cgroup>> {
     let path = GroupPath::new(path)?;
     Ok(match layout {
-        Layout::V1 { controllers, .. } => Box::new(V1Group::create(controllers, path)?),
+        Layout::V1 {
+            controllers,
+            unified,
+        } => Box::new(V1Group::create(controllers, unified.as_deref(), path)?),
         Layout::V2 { root } => Box::new(V2Group::create(root, path)?),
     })
 }
@@ -56,7 +59,10 @@ pub fn create(layout: &Layout, path: &str) -> Result<Box<dyn Cgroup>> {
 pub fn open(layout: &Layout, path: &str) -> Result<Box<dyn Cgroup>> {
     let path = GroupPath::new(path)?;
     Ok(match layout {
-        Layout::V1 { controllers, .. } => Box::new(V1Group::open(controllers, path)?),
+        Layout::V1 {
+            controllers,
+            unified,
+        } => Box::new(V1Group::open(controllers, unified.as_deref(), path)?),
         Layout::V2 { root } => Box::new(V2Group::open(root, path)?),
     })
 }

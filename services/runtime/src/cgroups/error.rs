@@ -55,6 +55,16 @@ pub enum CgroupError {
         #[source]
         source: nix::Error,
     },
+    /// The kernel refused a v2 group's device program (or attaching it); `detail` holds the
+    /// verifier's log when there is one.
+    #[error("device program of {dir}: cannot {op}: {source}{detail}")]
+    DeviceProgram {
+        op: &'static str,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+        detail: String,
+    },
     /// The kernel did not reach the wanted state in time (freezing, emptying before removal).
     #[error("timed out: {0}")]
     Timeout(String),

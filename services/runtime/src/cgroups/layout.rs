@@ -12,12 +12,19 @@ pub const V1_CONTROLLERS: [&str; 8] = [
     "memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "cpuset", "devices",
 ];
 
+/// Whether a v1 mount option names a hierarchy without controllers (`name=systemd`), which
+/// runc places containers in too.
+pub(crate) fn is_named_hierarchy(option: &str) -> bool {
+    option.len() > "name=".len() && option.starts_with("name=")
+}
+
 /// The cgroup layout of a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
     /// cgroup v1 controllers (hybrid when `unified` is set: v2 exists but holds none of them).
     V1 {
-        /// Controller name -> mount point of its hierarchy (co-mounted controllers share one).
+        /// Controller name -> mount point of its hierarchy (co-mounted controllers share one);
+        /// named hierarchies such as `name=systemd` are here too, under that name.
         controllers: BTreeMap<String, PathBuf>,
         /// The v2 hierarchy of a hybrid host.
         unified: Option<PathBuf>,
@@ -53,7 +60,7 @@ impl Layout {
                     // are created: a full mount of the same hierarchy wins over them.
                     let full = mount.root == "/";
                     for option in mount.super_options.split(',') {
-                        if !V1_CONTROLLERS.contains(&option) {
+                        if !V1_CONTROLLERS.contains(&option) && !is_named_hierarchy(option) {
                             continue;
                         }
                         match full_mount.get(option) {
@@ -69,7 +76,10 @@ impl Layout {
                 _ => {}
             }
         }
-        if !controllers.is_empty() {
+        if controllers
+            .keys()
+            .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
+        {
             return Ok(Layout::V1 {
                 controllers,
                 unified,
@@ -172,12 +182,31 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/memory")
         );
         assert!(!controllers.contains_key("systemd"));
+        // runc puts containers in the named systemd hierarchy too.
+        assert_eq!(
+            controllers["name=systemd"],
+            PathBuf::from("/sys/fs/cgroup/systemd")
+        );
         assert_eq!(unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
     }
 
     #[test]
     fn unified_host_uses_v2() {
         let text = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        assert_eq!(
+            Layout::from_mountinfo(text).unwrap(),
+            Layout::V2 {
+                root: PathBuf::from("/sys/fs/cgroup")
+            }
+        );
+    }
+
+    #[test]
+    fn a_named_v1_hierarchy_beside_cgroup2_is_still_a_unified_host() {
+        let text = "\
+30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate
+31 30 0:27 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,name=systemd
+";
         assert_eq!(
             Layout::from_mountinfo(text).unwrap(),
             Layout::V2 {

@@ -6,13 +6,15 @@
 //! - `group_path`: `wharf/<container-id>`, always under Wharf's own parent group.
 //! - `resources`: Docker's limits, validated and converted per version.
 //! - `v1`, `v2`: the two implementations; `files`: cgroupfs reads, writes and removal.
-//! - `devices`: which device nodes a group may use (runc's defaults, `--device`).
+//! - `devices`: which device nodes a group may use (runc's defaults, `--device`);
+//!   `device_program`: the same rules on v2, as a BPF program attached to the group.
 //! - `stats`: what `docker stats` reads.
 //!
 //! This is blocking code (cgroupfs I/O, short sleeps while freezing or removing): async
 //! callers use `spawn_blocking`.
 
 mod cgroup;
+mod device_program;
 mod devices;
 mod error;
 mod files;

@@ -11,6 +11,7 @@ use super::cgroup::Cgroup;
 use super::error::{CgroupError, Result};
 use super::files::{self, keyed_value};
 use super::group_path::GroupPath;
+use super::layout::V1_CONTROLLERS;
 use super::resources::{MemorySwap, Resources};
 use super::signal::{signal_each, signal_frozen};
 use super::stats::{CpuStats, MemoryStats, PidsStats, Stats};
@@ -20,32 +21,51 @@ const UNLIMITED_FLOOR: u64 = 1 << 62;
 /// How long freezing may take before it is abandoned (and the group thawed again).
 const FREEZE_PATIENCE: Duration = Duration::from_secs(5);
 
-/// A group in the v1 hierarchies.
+/// The key of a hybrid host's cgroup2 hierarchy among a group's directories.
+const UNIFIED: &str = "cgroup2";
+
+/// A group in the v1 hierarchies: one directory per controller hierarchy, and, as runc places
+/// containers, in the named hierarchies (`name=systemd`) and a hybrid host's controller-less
+/// cgroup2 hierarchy too. The launcher moves the container into every one of them and mounts
+/// each (read-only) at /sys/fs/cgroup, so a container sees its own groups there, never the
+/// host's whole hierarchy.
 #[derive(Debug)]
 pub(crate) struct V1Group {
     path: GroupPath,
-    /// Controller -> the group's directory in that controller's hierarchy.
+    /// Controller (or `name=...`, or [`UNIFIED`]) -> the group's directory in that hierarchy.
     dirs: BTreeMap<String, PathBuf>,
 }
 
 impl V1Group {
-    fn at(controllers: &BTreeMap<String, PathBuf>, path: GroupPath) -> Self {
-        let dirs = controllers
+    fn at(
+        controllers: &BTreeMap<String, PathBuf>,
+        unified: Option<&Path>,
+        path: GroupPath,
+    ) -> Self {
+        let mut dirs: BTreeMap<String, PathBuf> = controllers
             .iter()
             .map(|(name, root)| (name.clone(), path.under(root)))
             .collect();
+        if let Some(root) = unified {
+            dirs.insert(UNIFIED.to_string(), path.under(root));
+        }
         V1Group { path, dirs }
     }
 
-    pub(crate) fn create(controllers: &BTreeMap<String, PathBuf>, path: GroupPath) -> Result<Self> {
-        let group = Self::at(controllers, path);
+    pub(crate) fn create(
+        controllers: &BTreeMap<String, PathBuf>,
+        unified: Option<&Path>,
+        path: GroupPath,
+    ) -> Result<Self> {
+        let group = Self::at(controllers, unified, path);
         let made = (|| {
             let cpuset_root = controllers.get("cpuset");
-            let roots: BTreeSet<&PathBuf> = controllers.values().collect();
+            let mut roots: BTreeSet<&Path> = controllers.values().map(PathBuf::as_path).collect();
+            roots.extend(unified);
             for root in roots {
                 for level in group.path.levels(root) {
                     files::make_group(&level)?;
-                    if Some(root) == cpuset_root {
+                    if Some(root) == cpuset_root.map(PathBuf::as_path) {
                         inherit_cpuset(&level)?;
                     }
                 }
@@ -59,8 +79,16 @@ impl V1Group {
         Ok(group)
     }
 
-    pub(crate) fn open(controllers: &BTreeMap<String, PathBuf>, path: GroupPath) -> Result<Self> {
-        let group = Self::at(controllers, path);
+    pub(crate) fn open(
+        controllers: &BTreeMap<String, PathBuf>,
+        unified: Option<&Path>,
+        path: GroupPath,
+    ) -> Result<Self> {
+        let mut group = Self::at(controllers, unified, path);
+        // Groups made before Wharf joined the named and cgroup2 hierarchies have none there.
+        group
+            .dirs
+            .retain(|name, dir| V1_CONTROLLERS.contains(&name.as_str()) || dir.is_dir());
         match group.unique_dirs().into_iter().find(|d| !d.is_dir()) {
             Some(missing) => Err(CgroupError::NotFound(missing)),
             None => Ok(group),

@@ -146,6 +146,10 @@ impl Cgroup for V2Group {
         if let Some(weight) = resources.cpu_weight_v2() {
             files::write(&self.file("cpu", "cpu.weight")?, &weight.to_string())?;
         }
+        if let Some(rules) = &resources.devices {
+            // No devices controller on v2: a BPF program attached to the group decides.
+            super::device_program::apply(&self.dir, rules)?;
+        }
         if let Some(max) = resources.pids_limit {
             files::write(&self.file("pids", "pids.max")?, &max.to_string())?;
         }
