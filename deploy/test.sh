@@ -37,6 +37,10 @@ have ps || missing+=(procps)
 # docker.io brings the docker CLI when there is none, and the dockerd that tests/dockerd_parity.rs
 # runs privately to compare Wharf with.
 { have docker || [ -x /usr/local/bin/docker ]; } && have dockerd || missing+=(docker.io)
+# tests/fuzz_api.rs runs deploy/fuzz-api.sh: schemathesis from PyPI, in a virtualenv; curl.
+have curl || missing+=(curl)
+have python3 || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing: ${missing[*]}"
@@ -59,6 +63,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; policy_added=; fi
 fi
 
+# schemathesis for tests/fuzz_api.rs (it skips, saying so, when this fails).
+deploy/fuzz-api.sh --install-only \
+    || echo "deploy/test.sh: schemathesis could not be installed; tests/fuzz_api.rs will skip" >&2
+
 docker_cli=$(command -v docker || echo /usr/local/bin/docker)
 log "tools"
 echo "nats-server:     $( (nats-server --version || /usr/sbin/nats-server --version) 2>&1 | head -1)"
@@ -66,6 +74,7 @@ echo "docker-registry: $(/usr/bin/docker-registry --version 2>&1 | head -1)"
 echo "skopeo:          $(skopeo --version 2>&1 | head -1)"
 echo "docker CLI:      $("$docker_cli" --version 2>&1 | head -1) ($docker_cli)"
 echo "busybox:         $(/bin/busybox 2>&1 | head -1)"
+echo "schemathesis:    $("${WHARF_FUZZ_VENV:-/var/tmp/wharf-fuzz-venv}/bin/schemathesis" --version 2>&1 | head -1)"
 
 # ---------------------------------------------------------------------------------------------
 # Build, then test

@@ -194,13 +194,15 @@ impl Reference {
         format!("{}/{}", self.domain, self.path)
     }
 
-    /// `busybox`, `user/app`, `localhost:5000/app`
+    /// `busybox`, `user/app`, `localhost:5000/app`. As distribution's `FamiliarName`, only an
+    /// official repository (`library/<name>`, one level) loses its prefix: `library/a/b`
+    /// stays, or it would read back as `docker.io/a/b`.
     pub fn familiar_name(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path
-                .strip_prefix(OFFICIAL_REPO_PREFIX)
-                .unwrap_or(&self.path)
-                .to_string()
+            match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
+                Some(name) if !name.contains('/') => name.to_string(),
+                _ => self.path.clone(),
+            }
         } else {
             self.name()
         }

@@ -906,4 +906,182 @@ mod tests {
         assert!(err.message.len() <= MAX_ERROR_MESSAGE);
         assert_eq!(err.kind, crate::ErrorKind::Invalid);
     }
+
+    mod properties {
+        use super::*;
+        use crate::testkit::proptest_cases;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: proptest_cases(256),
+                failure_persistence: None,
+                max_shrink_time: 30_000,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Credit-frame payloads and sequence numbers as a peer may write them.
+        fn count_text() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string().into_bytes()),
+                (0u64..=WINDOW + 2).prop_map(|n| n.to_string().into_bytes()),
+                "[0-9]{0,25}".prop_map(String::into_bytes),
+                "[-+ 0-9a-fx.]{0,8}".prop_map(String::into_bytes),
+                prop::collection::vec(any::<u8>(), 0..24),
+            ]
+        }
+
+        /// What a sender's side of flow control is told or does.
+        #[derive(Debug, Clone)]
+        enum CreditStep {
+            Grant(Vec<u8>),
+            Take,
+        }
+
+        fn kind() -> impl Strategy<Value = crate::ErrorKind> {
+            prop::sample::select(vec![
+                crate::ErrorKind::Invalid,
+                crate::ErrorKind::Unauthorized,
+                crate::ErrorKind::Forbidden,
+                crate::ErrorKind::NotFound,
+                crate::ErrorKind::Conflict,
+                crate::ErrorKind::Cancelled,
+                crate::ErrorKind::Internal,
+                crate::ErrorKind::Unavailable,
+            ])
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A count is at most 20 decimal digits (`u64::MAX` has 20; longer text, even
+            /// zero-padded, is refused unread) that fit in a u64, nothing else, and every u64
+            /// reads back from its decimal text.
+            #[test]
+            fn counts_are_exactly_the_decimal_numbers_that_fit(text in count_text(), n in any::<u64>()) {
+                let parsed = parse_count(&text);
+                let expected = std::str::from_utf8(&text)
+                    .ok()
+                    .filter(|t| (1..=20).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok());
+                prop_assert_eq!(parsed, expected);
+                prop_assert_eq!(parse_count(n.to_string().as_bytes()), Some(n));
+            }
+
+            /// Whatever a receiver grants, in any order with the frames sent, the sender never
+            /// holds more than a window of credit, a refused grant changes nothing, and
+            /// credit is never spent below zero.
+            #[test]
+            fn no_sequence_of_grants_lets_a_sender_hold_more_than_a_window(
+                steps in prop::collection::vec(
+                    prop_oneof![
+                        count_text().prop_map(CreditStep::Grant),
+                        Just(CreditStep::Take),
+                    ],
+                    0..64,
+                )
+            ) {
+                let mut credit = Credit::default();
+                let mut model: u64 = 0;
+                for step in &steps {
+                    match step {
+                        CreditStep::Grant(payload) => {
+                            let before = credit.0;
+                            match credit.grant(payload) {
+                                Ok(()) => {
+                                    let n = parse_count(payload).expect("a granted count parses");
+                                    model += n;
+                                    prop_assert!(model <= WINDOW);
+                                }
+                                Err(e) => {
+                                    prop_assert_eq!(credit.0, before);
+                                    prop_assert!(e.message.starts_with("stream protocol error"));
+                                    prop_assert!(e.message.len() < 256, "{}", e.message);
+                                }
+                            }
+                        }
+                        CreditStep::Take => {
+                            prop_assert_eq!(credit.take(), model > 0);
+                            model = model.saturating_sub(1);
+                        }
+                    }
+                    prop_assert_eq!(credit.0, model);
+                    prop_assert!(credit.0 <= WINDOW);
+                    prop_assert_eq!(credit.is_empty(), model == 0);
+                }
+            }
+
+            /// A receiver with an honest sender (one that sends only with credit in hand)
+            /// never refuses a frame, however the caller's reads interleave with arrivals; a
+            /// frame beyond the credit is always refused.
+            #[test]
+            fn an_honest_sender_is_never_refused_and_an_eager_one_always_is(
+                steps in prop::collection::vec(any::<bool>(), 0..200),
+                eager_at in prop::option::of(0usize..200),
+            ) {
+                let mut flow = Flow::new();
+                let mut sender_credit = WINDOW;
+                let mut waiting = 0u64;
+                for (i, arrive) in steps.iter().enumerate() {
+                    if eager_at == Some(i) && sender_credit == 0 {
+                        prop_assert!(flow.arrive().is_err(), "a frame beyond the credit");
+                        return Ok(());
+                    }
+                    if *arrive && sender_credit > 0 {
+                        sender_credit -= 1;
+                        prop_assert!(flow.arrive().is_ok());
+                        waiting += 1;
+                    } else if waiting > 0 {
+                        waiting -= 1;
+                        if let Some(more) = flow.deliver() {
+                            prop_assert!(more <= WINDOW);
+                            sender_credit += more;
+                        }
+                    }
+                    prop_assert!(sender_credit + waiting <= WINDOW);
+                    prop_assert!(flow.granted - flow.delivered <= WINDOW);
+                }
+            }
+
+            /// Any payload of an `error` or `cancel` frame becomes an error with a bounded
+            /// message, and an error a peer sent comes back as it was (cut to the bound).
+            #[test]
+            fn peer_errors_parse_from_anything_and_round_trip(
+                payload in prop::collection::vec(any::<u8>(), 0..6000),
+                kind in kind(),
+                message in ".{0,80}|.{4090,4100}",
+            ) {
+                let err = parse_error(&payload);
+                prop_assert!(err.message.len() <= MAX_ERROR_MESSAGE);
+                let sent = BusError::new(kind, message.clone());
+                let got = parse_error(&error_payload(&sent));
+                prop_assert_eq!(got.kind, kind);
+                let mut cut = message.len().min(MAX_ERROR_MESSAGE);
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                prop_assert_eq!(got.message, &message[..cut]);
+            }
+
+            /// A `Wharf-Frame` header names a frame exactly by its own text, nothing else.
+            #[test]
+            fn frame_headers_name_exactly_the_known_frames(text in "[a-z]{0,7}|.{0,8}") {
+                if let Some(frame) = Frame::parse(&text) {
+                    prop_assert_eq!(frame.as_str(), text.as_str());
+                }
+                for frame in [
+                    Frame::Data,
+                    Frame::End,
+                    Frame::Error,
+                    Frame::Credit,
+                    Frame::Cancel,
+                    Frame::Heartbeat,
+                    Frame::Result,
+                ] {
+                    prop_assert_eq!(Frame::parse(frame.as_str()), Some(frame));
+                }
+            }
+        }
+    }
 }

@@ -77,3 +77,14 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self._dir);
     }
 }
+
+pub mod hostile_tar;
+
+/// How many cases a property test runs: `PROPTEST_CASES` when set (to run longer), else
+/// `default` (kept small so the whole suite stays quick on a 2-core machine).
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}

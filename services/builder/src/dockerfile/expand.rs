@@ -170,6 +170,12 @@ impl Words {
     }
 }
 
+/// How deeply `${name:-word}` words may nest (`${a:-${b:-...}}`). Each level is a recursion
+/// of the lexer; Docker's Go stack grows, a thread's here does not, so a hostile Dockerfile
+/// nesting thousands of levels would overflow it and abort the builder. Real Dockerfiles nest
+/// two or three.
+pub const MAX_SUBSTITUTION_DEPTH: usize = 128;
+
 struct Lexer<'a> {
     source: &'a str,
     chars: Vec<char>,
@@ -177,6 +183,8 @@ struct Lexer<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     escape: char,
     mode: LexMode,
+    /// Substitution words being read, one inside the other.
+    depth: usize,
 }
 
 type LexResult<T> = Result<T, String>;
@@ -190,6 +198,7 @@ impl<'a> Lexer<'a> {
             env,
             escape,
             mode: LexMode::default(),
+            depth: 0,
         }
     }
 
@@ -403,7 +412,15 @@ impl<'a> Lexer<'a> {
     }
 
     fn modifier_word(&mut self) -> LexResult<String> {
-        match self.process_stop_on(Some('}')) {
+        if self.depth >= MAX_SUBSTITUTION_DEPTH {
+            return Err(format!(
+                "syntax error: substitutions nested more than {MAX_SUBSTITUTION_DEPTH} deep"
+            ));
+        }
+        self.depth += 1;
+        let word = self.process_stop_on(Some('}'));
+        self.depth -= 1;
+        match word {
             Ok((w, _)) => Ok(w),
             Err(e) => {
                 if self.peek().is_none() {
@@ -693,5 +710,24 @@ mod tests {
         ] {
             assert!(!expands(k), "{k}");
         }
+    }
+
+    /// Found by `nested_substitutions_of_any_depth_are_expanded_or_refused`
+    /// (tests/dockerfile_input.rs): 20,000 nested `${a:-` overflowed the stack and aborted
+    /// the process.
+    #[test]
+    fn substitutions_nested_past_the_limit_are_refused_not_a_crash() {
+        let nested = |depth: usize| format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth));
+        let e = env(&[]);
+        assert_eq!(ex(&nested(MAX_SUBSTITUTION_DEPTH), &e), "x");
+        let deep = nested(100_000);
+        let err = expand_word(&deep, &e, '\\').unwrap_err();
+        assert_eq!(
+            err.reason,
+            "syntax error: substitutions nested more than 128 deep"
+        );
+        // Inside double quotes too, and in the words of `expand_words`.
+        let quoted = format!("\"{deep}\"");
+        assert!(expand_words(&quoted, &e, '\\').is_err());
     }
 }

@@ -239,6 +239,10 @@ fn check_path(req: &ArchiveRequest) -> Result<(), BusError> {
     if req.path.is_empty() {
         return Err(BusError::invalid("bad parameter: pathcannot be empty"));
     }
+    // No file has such a name; dockerd fails the lookup with a 500 (EINVAL), we say why.
+    if req.path.contains('\0') {
+        return Err(BusError::invalid("bad parameter: path contains a NUL byte"));
+    }
     Ok(())
 }
 
@@ -721,9 +725,15 @@ impl Extraction {
 
     /// Extracts the whole tar `input` (blocking).
     pub(super) fn extract(mut self, input: impl Read) -> io::Result<()> {
+        // What the tar reader refuses is the client's archive (a 400), unless the upload stream
+        // itself failed, which extract_upload tells apart.
+        let malformed = |e: io::Error| match e.kind() {
+            io::ErrorKind::InvalidInput => e,
+            _ => bad(format!("Error processing tar file: {e}")),
+        };
         let mut archive = tar::Archive::new(input);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
+        for entry in archive.entries().map_err(malformed)? {
+            let mut entry = entry.map_err(malformed)?;
             self.entry(&mut entry)?;
         }
         self.finish()
@@ -790,10 +800,11 @@ impl Extraction {
             }
         }
         let header = entry.header();
-        let (uid, gid) = self
-            .owner
-            .unwrap_or((header.uid()? as u32, header.gid()? as u32));
-        let mode = Mode::from_bits_truncate((header.mode()? & 0o7777) as libc::mode_t);
+        // Blank numeric fields read as 0, as Go's archive/tar (dockerd) reads them.
+        let (tar_uid, tar_gid, tar_mode) = crate::snapshot::tar_ids_and_mode(header)
+            .map_err(|e| bad(format!("{shown:?}: {e}")))?;
+        let (uid, gid) = self.owner.unwrap_or((tar_uid as u32, tar_gid as u32));
+        let mode = Mode::from_bits_truncate((tar_mode & 0o7777) as libc::mode_t);
         let mtime = TimeSpec::new(header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0);
         let own = |fd: &OwnedFd, name: &OsStr| {
             unistd::fchownat(
@@ -1331,5 +1342,76 @@ mod tests {
             .join(outside.path().strip_prefix("/").unwrap())
             .join("pwned");
         assert_eq!(std::fs::read(landed).unwrap(), b"hi");
+    }
+
+    /// Found by tests/fuzz_api.rs: blank owner fields (Go reads them as 0) failed `docker cp`
+    /// with a 500; a field that is no number at all is the client's error.
+    #[test]
+    fn blank_owner_fields_read_as_zero_and_garbage_is_bad_input() {
+        let root = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "blank", &b"hi"[..]).unwrap();
+        let mut data = b.into_inner().unwrap();
+        let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        Extraction::new(target, "/", None)
+            .extract(&data[..])
+            .unwrap();
+        assert_eq!(std::fs::read(root.path().join("blank")).unwrap(), b"hi");
+        // The uid field made of letters, the checksum fixed up.
+        data[108..115].copy_from_slice(b"zzzzzzz");
+        let mut header = tar::Header::new_old();
+        header.as_mut_bytes().copy_from_slice(&data[..512]);
+        header.set_cksum();
+        data[..512].copy_from_slice(header.as_bytes());
+        let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        let err = Extraction::new(target, "/", None)
+            .extract(&data[..])
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use wharf_bus::testkit::{hostile_tar, proptest_cases};
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: proptest_cases(192),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// `docker cp` into a container: any sequence of tar entries, with any of the
+            /// upload's options, is extracted or refused, and nothing outside the target
+            /// directory is written, linked, chmodded or removed.
+            #[test]
+            fn no_upload_writes_outside_its_target(
+                picks in prop::collection::vec(any::<u16>(), 0..96),
+                options in 0u8..8,
+            ) {
+                let entries = hostile_tar::entries(&picks);
+                let arena = hostile_tar::Arena::new();
+                let tar = hostile_tar::build(&entries, arena.outside());
+                let target = fcntl::open(arena.root(), DIR_FLAGS, Mode::empty()).unwrap();
+                let owner = (options & 1 == 1).then_some((1000, 1000));
+                let mut x = Extraction::new(target, "/t", owner);
+                x.no_overwrite_dir_non_dir = options & 2 == 2;
+                if options & 4 == 4 {
+                    x = x.strict_names();
+                }
+                let result = x.extract(&tar[..]);
+                prop_assert_eq!(
+                    arena.check(),
+                    Ok(()),
+                    "entries {:#?} gave {:?}",
+                    entries,
+                    result
+                );
+            }
+        }
     }
 }

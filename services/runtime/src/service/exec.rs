@@ -340,7 +340,8 @@ pub fn inspect(node: &Node, exec_id: &str) -> Result<Value, BusError> {
     }))
 }
 
-/// `POST /exec/{id}/resize`.
+/// `POST /exec/{id}/resize`. An exec without a TTY has nothing to resize: dockerd answers 200
+/// and does nothing, and so do we.
 pub async fn resize(
     node: &Arc<Node>,
     exec_id: &str,
@@ -348,6 +349,9 @@ pub async fn resize(
     width: u16,
 ) -> Result<(), BusError> {
     let (exec, _c) = find(node, exec_id)?;
+    if !exec.config.tty {
+        return Ok(());
+    }
     ShimClient::open(&exec.dir)
         .resize(height, width)
         .await

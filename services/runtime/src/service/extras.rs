@@ -227,14 +227,20 @@ pub async fn top(node: &Arc<Node>, c: &Arc<Container>, req: TopRequest) -> Resul
             .into_iter()
             .map(|p| p.as_raw())
             .collect();
+        // Arguments `ps` refuses, or whose output has no PID column, are the client's: 400
+        // (dockerd answers 500 with the same texts).
+        if args.contains('\0') {
+            return Err(BusError::invalid("ps: arguments contain a NUL byte"));
+        }
         let out = std::process::Command::new("ps")
             .args(args.split_whitespace())
             .output()
             .map_err(|e| internal("cannot run ps", e))?;
         if !out.status.success() {
-            return Err(BusError::internal(format!(
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(BusError::invalid(format!(
                 "ps: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                stderr.lines().next().unwrap_or_default().trim()
             )));
         }
         parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
@@ -252,7 +258,7 @@ fn parse_ps(output: &str, pids: &[i32]) -> Result<Value, BusError> {
     let pid_index = titles
         .iter()
         .position(|t| *t == "PID")
-        .ok_or_else(|| BusError::internal("Couldn't find PID field in ps output"))?;
+        .ok_or_else(|| BusError::invalid("Couldn't find PID field in ps output"))?;
     let mut processes = Vec::new();
     for line in lines {
         if line.trim().is_empty() {
@@ -344,11 +350,15 @@ pub async fn prune(
             return Err(BusError::invalid(format!("invalid filter '{key}'")));
         }
     }
-    let until = req
-        .filters
-        .get("until")
-        .and_then(|v| v.first())
-        .and_then(|v| parse_until(v));
+    // A value that is no time is refused, as dockerd does, rather than ignored (which pruned
+    // every stopped container).
+    let until = match req.filters.get("until").and_then(|v| v.first()) {
+        Some(v) => Some(
+            parse_until(v)
+                .ok_or_else(|| BusError::invalid(format!("failed to parse value {v} as a time")))?,
+        ),
+        None => None,
+    };
     let mut report = ContainerPruneResponse::default();
     for c in node.all() {
         let rec = c.snapshot();
@@ -401,13 +411,16 @@ fn parse_until(text: &str) -> Option<i64> {
     }
     let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: i64 = num.parse().ok()?;
+    // Checked: `99999999999999h` overflowed and panicked the request's task.
     let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
-    };
-    Some(chrono::Utc::now().timestamp_nanos_opt()? - secs * 1_000_000_000)
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }?;
+    chrono::Utc::now()
+        .timestamp_nanos_opt()?
+        .checked_sub(secs.checked_mul(1_000_000_000)?)
 }
 
 #[cfg(test)]
@@ -421,5 +434,29 @@ mod tests {
         assert_eq!(v["Titles"][1], "PID");
         assert_eq!(v["Processes"].as_array().unwrap().len(), 1);
         assert_eq!(v["Processes"][0][7], "sleep 300");
+    }
+
+    /// Found by deploy/fuzz-api.sh (`GET /containers/{id}/top?ps_args=-e -o pid=`): output
+    /// without a PID column comes from the client's arguments, a 400 rather than a 500.
+    #[test]
+    fn ps_output_without_a_pid_column_is_the_clients_error() {
+        let err = parse_ps("  1\n  2\n", &[1]).unwrap_err();
+        assert_eq!(err.kind, wharf_bus::ErrorKind::Invalid);
+        assert_eq!(err.message, "Couldn't find PID field in ps output");
+    }
+
+    /// Found next to deploy/fuzz-api.sh's overflow in `update`: a prune's `until` of
+    /// `99999999999999h` overflowed and panicked the task (no answer), and one that was no time
+    /// at all was ignored, so the prune took every stopped container.
+    #[test]
+    fn until_values_never_overflow_and_bad_ones_are_none() {
+        assert_eq!(parse_until("99999999999999h"), None);
+        assert_eq!(parse_until("9223372036854775807s"), None);
+        assert_eq!(parse_until("abc"), None);
+        assert_eq!(parse_until("10x"), None);
+        let ten_minutes_ago = parse_until("10m").unwrap();
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        assert!((now - ten_minutes_ago - 600_000_000_000).abs() < 5_000_000_000);
+        assert_eq!(parse_until("1.5"), Some(1_500_000_000));
     }
 }

@@ -1088,7 +1088,7 @@ fn parse_size(text: &str) -> Option<u64> {
         'g' => (&t[..t.len() - 1], 1024 * 1024 * 1024),
         _ => (t.as_str(), 1),
     };
-    num.parse::<u64>().ok().map(|n| n * mult)
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult))
 }
 
 pub(crate) fn resources(h: &HostConfig) -> Resources {
@@ -1109,7 +1109,10 @@ pub(crate) fn resources(h: &HostConfig) -> Resources {
         } else {
             100_000
         };
-        r.nano_cpus = Some((h.cpu_quota as u64 * 1_000_000_000) / period as u64);
+        // In u128: a quota near i64::MAX overflowed u64 and panicked the request's task (found
+        // by deploy/fuzz-api.sh); the cgroup's own check then refuses what is out of range.
+        let nano = h.cpu_quota as u128 * 1_000_000_000 / period as u128;
+        r.nano_cpus = Some(u64::try_from(nano).unwrap_or(u64::MAX));
     }
     if h.cpu_shares > 0 {
         r.cpu_shares = Some(h.cpu_shares as u64);
@@ -1508,10 +1511,20 @@ pub fn parse_signal(text: &str) -> Result<i32, BusError> {
 }
 
 async fn signal(c: &Container, signal: i32) -> Result<(), BusError> {
-    ShimClient::open(&c.paths.dir)
-        .kill(signal)
-        .await
-        .map_err(|e| internal(format!("cannot signal container {}", c.id), e))
+    signal_shim(&c.paths.dir, &c.id, signal).await
+}
+
+/// A container whose process ended (its shim gone, or still there with nothing left to signal)
+/// before its exit was recorded is not an error: dockerd, too, takes containerd's "no such
+/// process" as done and lets the exit event follow (found by deploy/fuzz-api.sh: a kill racing
+/// a restart answered 500).
+async fn signal_shim(dir: &Path, id: &str, signal: i32) -> Result<(), BusError> {
+    match ShimClient::open(dir).kill(signal).await {
+        Ok(()) => Ok(()),
+        Err(crate::shim::ShimError::Gone { .. }) => Ok(()),
+        Err(crate::shim::ShimError::Refused(m)) if m.ends_with("is not running") => Ok(()),
+        Err(e) => Err(internal(format!("cannot signal container {id}"), e)),
+    }
 }
 
 /// Waits until the container has exited more than `seen` times, at most `timeout`.
@@ -2060,4 +2073,41 @@ pub async fn disconnect(
     let event = wharf_bus::events::Event::now("network", "disconnect", &net.record.id, attrs);
     wharf_bus::events::publish(&node.client, &event).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use wharf_bus::container::HostConfig;
+
+    /// Found by deploy/fuzz-api.sh: `POST /containers/{id}/update` with `CpuQuota`
+    /// 9223372036854775806 overflowed the quota's conversion to CPUs and panicked the task, so
+    /// the request never got an answer; a log `max-size` of too many gigabytes did the same.
+    #[test]
+    fn huge_cpu_quotas_and_sizes_do_not_overflow() {
+        let host = HostConfig {
+            cpu_quota: i64::MAX - 1,
+            ..HostConfig::default()
+        };
+        assert_eq!(super::resources(&host).nano_cpus, Some(u64::MAX));
+        let host = HostConfig {
+            cpu_quota: 150_000,
+            cpu_period: 100_000,
+            ..HostConfig::default()
+        };
+        assert_eq!(super::resources(&host).nano_cpus, Some(1_500_000_000));
+        assert_eq!(super::parse_size("99999999999999999999g"), None);
+        assert_eq!(super::parse_size("17179869184g"), None);
+        assert_eq!(super::parse_size("10m"), Some(10 << 20));
+    }
+
+    /// Found by deploy/fuzz-api.sh: `POST /containers/{id}/kill` racing the container's exit
+    /// (its shim already gone) answered 500.
+    #[tokio::test]
+    async fn a_signal_to_a_container_whose_shim_is_gone_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        super::signal_shim(dir.path(), "gone", 9).await.unwrap();
+        super::signal_shim(&dir.path().join("removed"), "removed", 15)
+            .await
+            .unwrap();
+    }
 }

@@ -402,7 +402,8 @@ pub async fn stdin(
     Ok(())
 }
 
-/// `POST /containers/{id}/resize`.
+/// `POST /containers/{id}/resize`. A container without a TTY has nothing to resize: dockerd
+/// (containerd's shim) answers 200 and does nothing, and so do we.
 pub async fn resize(
     _node: &Arc<Node>,
     c: &Arc<Container>,
@@ -414,6 +415,9 @@ pub async fn resize(
             "Container {} is not running",
             c.id
         )));
+    }
+    if !c.with(|r| r.config.tty) {
+        return Ok(());
     }
     ShimClient::open(&c.paths.dir)
         .resize(height, width)

@@ -292,3 +292,66 @@ fn malformed(raw: &[u8], what: &str) -> SnapshotError {
 fn lossy(raw: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(raw))
 }
+
+#[cfg(test)]
+mod tests {
+    /// Found by tests/fuzz_api.rs (an image imported from a tar the tar crate wrote with a bare
+    /// `Header::new_gnu()`): blank uid and gid fields failed the layer ("numeric field was not a
+    /// number") and `docker run` with a 500; Go's archive/tar, so dockerd, reads them as 0.
+    #[test]
+    fn blank_owner_fields_read_as_zero_as_go_does() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "bin/file", &b"hi"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        assert!(tar::Archive::new(&data[..])
+            .entries()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .header()
+            .uid()
+            .is_err());
+        let dir = tempfile::tempdir().unwrap();
+        super::extract(&data[..], dir.path()).unwrap();
+        let meta = std::fs::metadata(dir.path().join("bin/file")).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+        assert_eq!(std::fs::read(dir.path().join("bin/file")).unwrap(), b"hi");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use wharf_bus::testkit::{hostile_tar, proptest_cases};
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: proptest_cases(192),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any sequence of tar entries (see `hostile_tar::entries`) is unpacked or refused, and
+        /// nothing outside the layer directory is written, linked, chmodded or removed.
+        #[test]
+        fn no_layer_writes_outside_its_directory(
+            picks in prop::collection::vec(any::<u16>(), 0..96)
+        ) {
+            let entries = hostile_tar::entries(&picks);
+            let arena = hostile_tar::Arena::new();
+            let tar = hostile_tar::build(&entries, arena.outside());
+            let result = super::extract(&tar[..], arena.root());
+            prop_assert_eq!(
+                arena.check(),
+                Ok(()),
+                "entries {:#?} gave {:?}",
+                entries,
+                result.map_err(|e| e.to_string())
+            );
+        }
+    }
+}

@@ -33,9 +33,9 @@ impl Attrs {
     /// folded into the header by the tar crate; `mtime` and xattrs are read here).
     pub(crate) fn of<R: std::io::Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Attrs> {
         let header = entry.header();
-        let uid = id_of(header.uid()?)?;
-        let gid = id_of(header.gid()?)?;
-        let mode = header.mode()? & 0o7777;
+        let (uid, gid, mode) = ids_and_mode(header)?;
+        let (uid, gid) = (id_of(uid)?, id_of(gid)?);
+        let mode = mode & 0o7777;
         let mut mtime = TimeSpec::new(header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0);
         let mut xattrs = Vec::new();
         if let Some(records) = entry.pax_extensions()? {
@@ -123,6 +123,24 @@ impl Attrs {
 /// Sets the times of an open directory.
 pub(crate) fn set_times(fd: &OwnedFd, mtime: &TimeSpec) -> Result<(), Errno> {
     stat::futimens(fd, mtime, mtime)
+}
+
+/// The owner and mode fields of a header as Go's `archive/tar` (so dockerd) reads them: a field
+/// of only NULs and spaces is 0, where the tar crate refuses it ("numeric field was not a
+/// number"). Layers and `docker cp` archives from tools that leave fields blank unpack.
+pub(crate) fn ids_and_mode(header: &tar::Header) -> std::io::Result<(u64, u64, u32)> {
+    let old = header.as_old();
+    let blank = |field: &[u8]| field.iter().all(|b| *b == 0 || *b == b' ');
+    let uid = header
+        .uid()
+        .or_else(|e| if blank(&old.uid) { Ok(0) } else { Err(e) })?;
+    let gid = header
+        .gid()
+        .or_else(|e| if blank(&old.gid) { Ok(0) } else { Err(e) })?;
+    let mode = header
+        .mode()
+        .or_else(|e| if blank(&old.mode) { Ok(0) } else { Err(e) })?;
+    Ok((uid, gid, mode))
 }
 
 fn id_of(id: u64) -> std::io::Result<u32> {
