@@ -67,20 +67,23 @@ install_schemathesis() {
         return 0
     fi
     command -v python3 >/dev/null || { echo "python3 is not installed" >&2; return 1; }
-    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+    rm -rf "$venv"
+    # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip).
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        rm -rf "$venv"
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             log "installing python3-venv"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null \
-                || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; } \
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get install -y -qq --no-install-recommends python3-venv >/dev/null 2>&1 \
+                || { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; } \
                 || return 1
+            python3 -m venv "$venv" || return 1
         else
-            echo "python3's venv module is missing (apt-get install python3-venv)" >&2
+            echo "python3 -m venv fails: install python3-venv" >&2
             return 1
         fi
     fi
-    log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv" || return 1
     "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" || return 1
 }
 
@@ -134,8 +137,8 @@ curl -fsS "$api/_ping" >/dev/null || { echo "deploy/fuzz-api.sh: $url does not a
 # ---------------------------------------------------------------------------------------------
 # Fixtures: an image (busybox as a one-layer import, also tagged as the swagger's example
 # `ubuntu`), two running containers (one restarting when killed, one with a TTY) and a created
-# one, a volume and a network. The fuzzer may delete
-# or change any of them; that is part of the exercise.
+# one, an exec, a volume and a network. The fuzzer may delete or change any of them; that is
+# part of the exercise.
 busybox=$(command -v busybox || echo /bin/busybox)
 [ -x "$busybox" ] || { echo "deploy/fuzz-api.sh: busybox is missing (busybox-static)" >&2; exit 1; }
 mkdir -p "$work/rootfs/bin" "$work/rootfs/tmp"
@@ -157,6 +160,7 @@ post -d "{\"Image\":\"fuzz:latest\",\"Cmd\":$cmd,\"Tty\":true,\"OpenStdin\":true
     "$api/containers/create?name=fuzz-tty" >/dev/null
 post "$api/containers/fuzz-tty/start" >/dev/null
 created=$(post -d '{"Image":"fuzz:latest","Cmd":["true"]}' "$api/containers/create?name=fuzz-created" | json '["Id"]')
+exec_id=$(post -d '{"Cmd":["sleep","1"],"AttachStdout":true}' "$api/containers/$running/exec" | json '["Id"]')
 post -d '{"Name":"fuzz-volume"}' "$api/volumes/create" >/dev/null
 post -d '{"Name":"fuzz-network","IPAM":{"Config":[{"Subnet":"10.232.253.0/24"}]}}' "$api/networks/create" >/dev/null
 
@@ -165,6 +169,8 @@ cat > "$work/schemathesis.toml" <<EOF
 values = ["fuzz-running", "$running", "fuzz-tty", "fuzz-created", "${created:0:12}"]
 [dictionaries.images]
 values = ["fuzz:latest", "ubuntu", "$image_id"]
+[dictionaries.execs]
+values = ["$exec_id"]
 [dictionaries.volumes]
 values = ["fuzz-volume"]
 [dictionaries.networks]
@@ -179,6 +185,10 @@ parameters = { "path.id" = { dictionary = "containers", probability = 0.5 } }
 [[operations]]
 include-operation-id = ["ImageInspect", "ImageHistory", "ImageTag", "ImageDelete", "ImageGet"]
 parameters = { "path.name" = { dictionary = "images", probability = 0.5 } }
+
+[[operations]]
+include-operation-id = ["ExecInspect", "ExecResize", "ExecStart"]
+parameters = { "path.id" = { dictionary = "execs", probability = 0.5 } }
 
 [[operations]]
 include-operation-id = ["ImageCommit"]

@@ -40,7 +40,7 @@ have ps || missing+=(procps)
 # tests/fuzz_api.rs runs deploy/fuzz-api.sh: schemathesis from PyPI, in a virtualenv; curl.
 have curl || missing+=(curl)
 have python3 || missing+=(python3)
-python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'ok installed' || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing: ${missing[*]}"

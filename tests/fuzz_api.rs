@@ -147,7 +147,8 @@ fn stack_with_a_running_container() -> Stack {
 }
 
 /// Found by deploy/fuzz-api.sh: `POST /containers/{id}/resize` of a running container without
-/// a TTY answered 500 ("has no TTY"); dockerd (containerd's shim) answers 200 and does nothing.
+/// a TTY answered 500 ("has no TTY"), and so did an exec's; dockerd (containerd's shim) answers
+/// 200 and does nothing.
 #[test]
 fn resizing_a_container_without_a_tty_does_nothing_as_in_dockerd() {
     if skip_on_reference("starts Wharf's own stack") {
@@ -163,6 +164,30 @@ fn resizing_a_container_without_a_tty_does_nothing_as_in_dockerd() {
         );
         assert_eq!(answer.0, 200, "{size}: {}", message(&answer));
     }
+    // An exec without a TTY, before and after it starts.
+    let exec = request(
+        &stack,
+        "POST",
+        "/v1.45/containers/probe/exec",
+        Some(r#"{"Cmd":["sleep","5"]}"#),
+    );
+    assert_eq!(exec.0, 201, "{}", message(&exec));
+    let id = serde_json::from_slice::<Value>(&exec.2).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resize = format!("/v1.45/exec/{id}/resize?h=24&w=80");
+    let answer = request(&stack, "POST", &resize, None);
+    assert_eq!(answer.0, 200, "{}", message(&answer));
+    let started = request(
+        &stack,
+        "POST",
+        &format!("/v1.45/exec/{id}/start"),
+        Some(r#"{"Detach":true}"#),
+    );
+    assert!(started.0 < 300, "{}", message(&started));
+    let answer = request(&stack, "POST", &resize, None);
+    assert_eq!(answer.0, 200, "{}", message(&answer));
 }
 
 /// Found by deploy/fuzz-api.sh: `ps_args` that `ps` refuses, or that leave out the PID column,

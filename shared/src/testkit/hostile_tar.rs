@@ -46,6 +46,8 @@ pub struct Entry {
     /// PAX records written in an `x` header before the entry (e.g. `path`, `linkpath`,
     /// `mtime`, `uid`, `size`, `SCHILY.xattr.*`), values as they are.
     pub pax: Vec<(String, Vec<u8>)>,
+    /// Owner and mtime fields left all NULs (Go reads them as 0; the tar crate refuses them).
+    pub blank_numbers: bool,
 }
 
 impl Entry {
@@ -58,6 +60,7 @@ impl Entry {
             gid: 0,
             mtime: 1_700_000_000,
             pax: Vec::new(),
+            blank_numbers: false,
         }
     }
 }
@@ -93,10 +96,12 @@ fn header(name: &[u8], typeflag: u8, size: u64, link: &[u8], e: &Entry) -> [u8; 
     let n = name.len().min(100);
     h[..n].copy_from_slice(&name[..n]);
     octal(&mut h[100..108], u64::from(e.mode));
-    octal(&mut h[108..116], u64::from(e.uid));
-    octal(&mut h[116..124], u64::from(e.gid));
+    if !e.blank_numbers {
+        octal(&mut h[108..116], u64::from(e.uid));
+        octal(&mut h[116..124], u64::from(e.gid));
+        octal(&mut h[136..148], e.mtime);
+    }
     octal(&mut h[124..136], size);
-    octal(&mut h[136..148], e.mtime);
     h[156] = typeflag;
     let l = link.len().min(100);
     h[157..157 + l].copy_from_slice(&link[..l]);
@@ -400,6 +405,9 @@ pub fn entries(picks: &[u16]) -> Vec<Entry> {
         }
         if extras % 11 == 1 {
             e.pax = pick_pax(&mut p);
+        }
+        if extras % 13 == 1 {
+            e.blank_numbers = true;
         }
         out.push(e);
     }

@@ -1355,6 +1355,7 @@ mod tests {
         h.set_mode(0o644);
         b.append_data(&mut h, "blank", &b"hi"[..]).unwrap();
         let mut data = b.into_inner().unwrap();
+        let good = data.clone();
         let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
         Extraction::new(target, "/", None)
             .extract(&data[..])
@@ -1371,6 +1372,15 @@ mod tests {
             .extract(&data[..])
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        // Bytes that are no tar, and a tar cut short, are the client's error too (were 500).
+        let noise: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        for upload in [&noise[..], &good[..700]] {
+            let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+            let err = Extraction::new(target, "/", None)
+                .extract(upload)
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        }
     }
 
     mod properties {
