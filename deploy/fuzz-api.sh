@@ -102,6 +102,12 @@ cleanup() {
         kill -KILL "$stack_pid" 2>/dev/null || true
         nft delete table ip wharf_fuzz 2>/dev/null || true
         ip link delete wharffuzz0 2>/dev/null || true
+        # The network's accept chain in iptables' FORWARD (the runtime's network::forward).
+        if command -v iptables >/dev/null 2>&1; then
+            iptables -w -D FORWARD -j WHARF-wharffuzz0 2>/dev/null || true
+            iptables -w -F WHARF-wharffuzz0 2>/dev/null || true
+            iptables -w -X WHARF-wharffuzz0 2>/dev/null || true
+        fi
     fi
     rm -rf "$work"
 }
