@@ -834,6 +834,52 @@ fn with_userns_remap_container_root_is_not_host_root() {
         "id -u; touch /etc/made && echo made",
     ]);
     assert_eq!(out.stdout, "0\nmade\n");
+    // docker cp and export show the owners the container sees, not the host's range.
+    let owners = |args: &[&str]| -> Vec<(String, u64, u64)> {
+        let out = d.command(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        let mut archive = tar::Archive::new(&out.stdout[..]);
+        let mut owners = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let h = entry.header();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            owners.push((path, h.uid().unwrap(), h.gid().unwrap()));
+        }
+        owners
+    };
+    let made = owners(&["cp", &format!("{name}:/etc/made"), "-"]);
+    assert_eq!(made, vec![("made".to_string(), 0, 0)]);
+    let bin = owners(&["cp", &format!("{name}:/bin/busybox"), "-"]);
+    assert_eq!(bin, vec![("busybox".to_string(), 0, 0)]);
+    let exported = owners(&["export", &name]);
+    for wanted in ["etc/made", "bin/busybox"] {
+        let found = exported.iter().find(|(p, _, _)| p == wanted);
+        assert_eq!(found, Some(&(wanted.to_string(), 0, 0)), "{exported:?}");
+    }
+    // What docker cp puts in is owned by the archive's IDs as the container sees them; an ID
+    // the range cannot hold is refused in dockerd's words.
+    let upload = |uid: u64| {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_cksum();
+        b.append_data(&mut h, "in", &b"in\n"[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    d.run_stdin(&["cp", "-", &format!("{name}:/tmp")], upload(1000))
+        .ok();
+    let out = d.ok(&["exec", &name, "stat", "-c", "%u:%g", "/tmp/in"]);
+    assert_eq!(out.stdout, "1000:1000\n");
+    let out = d.run_stdin(&["cp", "-", &format!("{name}:/tmp")], upload(70_000));
+    assert!(
+        out.stderr
+            .contains("Container ID 70000 cannot be mapped to a host ID"),
+        "{out}"
+    );
     d.ok(&["rm", "-f", &name]);
     // A working directory the node makes is the container root's too.
     let out = d.ok(&[
@@ -889,9 +935,15 @@ fn with_userns_remap_container_root_is_not_host_root() {
 
     // A build's RUN step writes as container root; the layer records root, not the host ID.
     let ctx = tempfile::tempdir().unwrap();
+    // What COPY writes is the container root's too: a later step may change it.
+    std::fs::write(ctx.path().join("copied"), "c\n").unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        format!("FROM {}\nRUN touch /built\n", w.image),
+        format!(
+            "FROM {}\nRUN touch /built\nCOPY copied /copied/\n\
+             RUN chmod 600 /copied/copied && chown -R 5:5 /copied\n",
+            w.image
+        ),
     )
     .unwrap();
     let mut cmd = d.command(&["build", "-q", "-t", "contain-userns-built", "."]);
@@ -907,6 +959,16 @@ fn with_userns_remap_container_root_is_not_host_root() {
         "/built",
     ]);
     assert_eq!(out.stdout, "0:0\n");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "contain-userns-built",
+        "stat",
+        "-c",
+        "%u:%g %a",
+        "/copied/copied",
+    ]);
+    assert_eq!(out.stdout, "5:5 600\n");
 
     // No layer was copied or changed: the unpacked layers are still host root's.
     let snapshots = w.stack.data_root.join("runtime/snapshots");

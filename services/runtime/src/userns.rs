@@ -17,6 +17,9 @@ pub struct IdMap {
     pub size: u32,
 }
 
+/// The ID an unmapped owner shows as inside a user namespace (the kernel's overflowuid).
+const OVERFLOW_ID: u32 = 65_534;
+
 /// The user `--userns-remap=default` uses, as dockerd.
 pub const DEFAULT_USER: &str = "dockremap";
 
@@ -100,6 +103,27 @@ impl IdMap {
     /// Whether host `uid` is one of the container's.
     pub fn contains_uid(&self, uid: u32) -> bool {
         uid >= self.uid && uid - self.uid < self.size
+    }
+
+    /// The owner a file of host owner `(uid, gid)` has inside the container: its range shifted
+    /// back to 0 and up; any other ID is the kernel's overflow ID (65534), as the container
+    /// sees it.
+    pub fn to_container(&self, (uid, gid): (u32, u32)) -> (u32, u32) {
+        let shift = |id: u32, start: u32| match id.checked_sub(start) {
+            Some(n) if n < self.size => n,
+            _ => OVERFLOW_ID,
+        };
+        (shift(uid, self.uid), shift(gid, self.gid))
+    }
+
+    /// The host owner of container owner `(uid, gid)`; an ID outside the range is refused in
+    /// dockerd's words.
+    pub fn to_host(&self, (uid, gid): (u32, u32)) -> Result<(u32, u32), String> {
+        let shift = |id: u32, start: u32| match id < self.size {
+            true => Ok(start + id),
+            false => Err(format!("Container ID {id} cannot be mapped to a host ID")),
+        };
+        Ok((shift(uid, self.uid)?, shift(gid, self.gid)?))
     }
 
     /// A user namespace with this map, open (a short-lived child makes it; the namespace
@@ -278,5 +302,29 @@ mod tests {
         assert_eq!(subordinate(text, &["carol"]), None);
         assert_eq!(free_start(text), 231_072);
         assert_eq!(free_start(""), 100_000);
+    }
+
+    #[test]
+    fn owners_move_between_the_host_range_and_the_container() {
+        let m = IdMap {
+            uid: 100_000,
+            gid: 200_000,
+            size: 65_536,
+        };
+        assert_eq!(m.to_container((100_000, 200_000)), (0, 0));
+        assert_eq!(m.to_container((101_000, 200_007)), (1_000, 7));
+        // Host root and IDs past the range are nobody inside.
+        assert_eq!(m.to_container((0, 0)), (65_534, 65_534));
+        assert_eq!(m.to_container((165_536, 265_536)), (65_534, 65_534));
+        assert_eq!(m.to_host((0, 0)), Ok((100_000, 200_000)));
+        assert_eq!(m.to_host((1_000, 65_535)), Ok((101_000, 265_535)));
+        assert_eq!(
+            m.to_host((65_536, 0)),
+            Err("Container ID 65536 cannot be mapped to a host ID".to_string())
+        );
+        assert_eq!(
+            m.to_host((0, 70_000)),
+            Err("Container ID 70000 cannot be mapped to a host ID".to_string())
+        );
     }
 }

@@ -146,3 +146,29 @@ fn cap_sys_admin_opens_the_calls_it_gates() {
     // keyctl is refused whatever the capabilities.
     assert_eq!(errno_under(&program, keyctl), libc::EPERM);
 }
+
+#[test]
+fn a_cached_program_sent_as_json_filters_as_the_one_compiled() {
+    let caps: HashSet<Capability> = docker_default_capabilities().into_iter().collect();
+    let oci = seccomp::builtin().to_oci(&caps).unwrap();
+    let cache = seccomp::Cache::default();
+    let first = cache.program(&oci).unwrap();
+    let again = cache.program(&oci).unwrap();
+    assert_eq!(first.len(), again.len());
+    // Through the shim's launch request and back.
+    let json = serde_json::to_string(&first).unwrap();
+    let sent: Program = serde_json::from_str(&json).unwrap();
+    assert_eq!(serde_json::to_string(&sent).unwrap(), json);
+    assert_eq!(errno_under(&sent, keyctl), libc::EPERM);
+    assert_eq!(errno_under(&sent, getpid), 0);
+    // Another filter is another program.
+    let admin: HashSet<Capability> = caps.into_iter().chain([Capability::SysAdmin]).collect();
+    let other = cache
+        .program(&seccomp::builtin().to_oci(&admin).unwrap())
+        .unwrap();
+    assert_eq!(errno_under(&other, mount_tmpfs), libc::ENOENT);
+    assert!(
+        serde_json::from_str::<Program>("\"AAAA\"").is_err(),
+        "a partial instruction"
+    );
+}

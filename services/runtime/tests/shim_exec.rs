@@ -71,6 +71,7 @@ impl Container {
             console_size: None,
             cgroup_dirs,
             exec: None,
+            seccomp: None,
         };
         let shim = spawn(dir.path(), &launch).await;
         let state = shim.start().await.expect("start the container");
@@ -103,6 +104,7 @@ impl Container {
             console_size: None,
             cgroup_dirs: Vec::new(),
             exec: Some(ExecInto { pid: self.pid }),
+            seccomp: None,
         }
     }
 

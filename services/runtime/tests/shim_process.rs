@@ -63,6 +63,7 @@ impl Bundle {
             cgroup_dirs: Vec::new(),
             no_log: false,
             exec: None,
+            seccomp: None,
         }
     }
 

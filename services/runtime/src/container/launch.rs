@@ -42,6 +42,9 @@ pub struct LaunchOptions {
     pub terminal: bool,
     /// The terminal's initial size (rows, columns).
     pub console_size: Option<(u16, u16)>,
+    /// The spec's `linux.seccomp` already compiled (the runtime keeps the programs it made);
+    /// without it the filter is compiled here.
+    pub seccomp: Option<Program>,
 }
 
 /// A launched init: its PID and, with [`LaunchOptions::terminal`], its terminal's master.
@@ -70,7 +73,7 @@ pub fn launch_with(
         .canonicalize()
         .map_err(|e| LaunchError::InvalidSpec(format!("rootfs {}: {e}", rootfs.display())))?;
     let namespaces = Namespaces::from_spec(spec)?;
-    let seccomp = compile_seccomp(spec)?;
+    let seccomp = compile_seccomp(spec, options)?;
     let maps = match namespaces.user {
         true => Some(IdMaps::from_spec(spec)?),
         false => None,
@@ -104,7 +107,7 @@ pub fn exec_with(spec: &Spec, pid: i32, stdio: Stdio, options: &LaunchOptions) -
         .as_ref()
         .map(PidForChildren::join)
         .transpose()?;
-    let seccomp = compile_seccomp(spec)?;
+    let seccomp = compile_seccomp(spec, options)?;
     let forked = Fork {
         pid_ns,
         seccomp: seccomp.as_ref(),
@@ -116,10 +119,13 @@ pub fn exec_with(spec: &Spec, pid: i32, stdio: Stdio, options: &LaunchOptions) -
 }
 
 /// The spec's seccomp filter, compiled (none without `linux.seccomp`: unconfined).
-fn compile_seccomp(spec: &Spec) -> Result<Option<Program>> {
+fn compile_seccomp(spec: &Spec, options: &LaunchOptions) -> Result<Option<Program>> {
     let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
+    if let Some(program) = &options.seccomp {
+        return Ok(Some(program.clone()));
+    }
     seccomp::compile(seccomp)
         .map(Some)
         .map_err(LaunchError::InvalidSpec)

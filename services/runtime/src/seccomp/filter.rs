@@ -4,8 +4,14 @@
 //! The program is compiled before the launcher forks, so the child only makes one system call
 //! with memory it already has.
 
+use std::collections::HashMap;
 use std::io::{Read, Seek};
 use std::os::fd::FromRawFd;
+use std::sync::Mutex;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -24,6 +30,81 @@ impl Program {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The instructions as the kernel's `struct sock_filter` array lays them out.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * INSTRUCTION);
+        for i in &self.0 {
+            out.extend_from_slice(&i.code.to_ne_bytes());
+            out.extend_from_slice(&[i.jt, i.jf]);
+            out.extend_from_slice(&i.k.to_ne_bytes());
+        }
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Program, String> {
+        if !bytes.len().is_multiple_of(INSTRUCTION) {
+            return Err("a partial BPF instruction".to_string());
+        }
+        let program = bytes
+            .chunks_exact(INSTRUCTION)
+            .map(|b| libc::sock_filter {
+                code: u16::from_ne_bytes([b[0], b[1]]),
+                jt: b[2],
+                jf: b[3],
+                k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            })
+            .collect();
+        Ok(Program(program))
+    }
+}
+
+/// The size of one BPF instruction.
+const INSTRUCTION: usize = std::mem::size_of::<libc::sock_filter>();
+
+/// A program crosses to the shim as base64 text of its instructions.
+impl serde::Serialize for Program {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&BASE64.encode(self.to_bytes()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Program {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Program, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = BASE64.decode(text).map_err(serde::de::Error::custom)?;
+        Program::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Programs already compiled, by their filter's JSON: a node compiles the default profile
+/// once, not at every start and exec (libseccomp takes milliseconds for moby's profile).
+#[derive(Default)]
+pub struct Cache(Mutex<HashMap<[u8; 32], Program>>);
+
+/// Distinct filters a node keeps (custom profiles beyond it are compiled again).
+const CACHED: usize = 32;
+
+impl Cache {
+    /// The compiled program of `seccomp`, from the cache or compiled now (blocking).
+    pub fn program(&self, seccomp: &LinuxSeccomp) -> Result<Program, String> {
+        let json = serde_json::to_vec(seccomp).map_err(|e| format!("seccomp: {e}"))?;
+        let key: [u8; 32] = Sha256::digest(&json).into();
+        if let Some(p) = self.lock().get(&key) {
+            return Ok(p.clone());
+        }
+        let program = compile(seccomp)?;
+        let mut cache = self.lock();
+        if cache.len() >= CACHED {
+            cache.clear();
+        }
+        cache.insert(key, program.clone());
+        Ok(program)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Program>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -158,20 +239,7 @@ fn export(ctx: &ScmpFilterContext) -> std::io::Result<Program> {
     file.rewind()?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    let size = std::mem::size_of::<libc::sock_filter>();
-    if bytes.len() % size != 0 {
-        return Err(std::io::Error::other("a partial BPF instruction"));
-    }
-    let program = bytes
-        .chunks_exact(size)
-        .map(|b| libc::sock_filter {
-            code: u16::from_ne_bytes([b[0], b[1]]),
-            jt: b[2],
-            jf: b[3],
-            k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-        })
-        .collect();
-    Ok(Program(program))
+    Program::from_bytes(&bytes).map_err(std::io::Error::other)
 }
 
 /// Installs `program` on the calling thread, for good: it and its children keep it across

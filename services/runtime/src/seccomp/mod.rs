@@ -5,5 +5,5 @@
 pub mod filter;
 pub mod profile;
 
-pub use filter::{compile, load, Program};
+pub use filter::{compile, load, Cache, Program};
 pub use profile::{builtin, Profile};

@@ -32,6 +32,7 @@ use wharf_bus::BusError;
 
 use super::record::Status;
 use super::{internal, Container, Node};
+use crate::userns::IdMap;
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
@@ -267,6 +268,8 @@ pub(super) struct TarOut<W: Write> {
     /// Hard links: the first name of every multiply linked inode.
     links: HashMap<(u64, u64), Vec<u8>>,
     pub(super) entries: u64,
+    /// With `--userns-remap`: entries are owned as the container sees them.
+    map: Option<IdMap>,
 }
 
 impl<W: Write> TarOut<W> {
@@ -275,7 +278,20 @@ impl<W: Write> TarOut<W> {
             out,
             links: HashMap::new(),
             entries: 0,
+            map: None,
         }
+    }
+
+    /// Entries owned as a container with this user namespace map sees its files.
+    pub(super) fn with_map(mut self, map: Option<IdMap>) -> Self {
+        self.map = map;
+        self
+    }
+
+    /// The owner of a file of stat `st` in the archive.
+    pub(super) fn owner(&self, st: &FileStat) -> (u32, u32) {
+        let ids = (st.st_uid, st.st_gid);
+        self.map.map_or(ids, |m| m.to_container(ids))
     }
 
     fn long(&mut self, kind: u8, value: &[u8]) -> io::Result<()> {
@@ -348,9 +364,10 @@ impl<W: Write> TarOut<W> {
         st: &FileStat,
     ) -> io::Result<()> {
         let mut h = tar::Header::new_gnu();
+        let (uid, gid) = self.owner(st);
         h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(st.st_uid as u64);
-        h.set_gid(st.st_gid as u64);
+        h.set_uid(uid as u64);
+        h.set_gid(gid as u64);
         h.set_mtime(st.st_mtime.max(0) as u64);
         h.set_size(0);
         let kind = file_type(st);
@@ -507,12 +524,13 @@ impl Write for ChunkWriter {
 /// Runs the blocking tar `producer` and streams what it writes through `sender`.
 fn stream_tar(
     mut sender: Sender,
+    map: Option<IdMap>,
     producer: impl FnOnce(&mut TarOut<ChunkWriter>) -> io::Result<()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let work = tokio::task::spawn_blocking(move || {
-            let mut tar = TarOut::new(ChunkWriter::new(tx));
+            let mut tar = TarOut::new(ChunkWriter::new(tx)).with_map(map);
             producer(&mut tar)?;
             tar.finish().map(drop)
         });
@@ -542,7 +560,7 @@ pub async fn get(
 ) -> Result<(), BusError> {
     check_path(&req)?;
     let c = node.get(&req.id)?;
-    let (resolved, stat) = locate(c, req).await?;
+    let (resolved, stat) = locate(node, c, req).await?;
     let sender = Sender::accept(&node.client, request, wharf_bus::rpc::encode(&stat)?).await?;
     send_path(sender, resolved);
     Ok(())
@@ -550,27 +568,34 @@ pub async fn get(
 
 /// The path `req` names in container `c`, resolved, and its stat.
 pub(super) async fn locate(
+    node: &Node,
     c: Arc<Container>,
     req: ArchiveRequest,
 ) -> Result<(ResolvedPath, PathStat), BusError> {
     check_path(&req)?;
+    let map = id_map(node, &c);
     let (resolved, stat) = tokio::task::spawn_blocking(move || {
         let root = open_root(&c)?;
         path_stat(&c, &root, &req)
     })
     .await
     .map_err(|e| internal("archive", e))??;
-    Ok((ResolvedPath(resolved), stat))
+    Ok((ResolvedPath(resolved, map), stat))
 }
 
-/// A path [`locate`] found, to be sent by [`send_path`].
-pub(super) struct ResolvedPath(Resolved);
+/// A path [`locate`] found, to be sent by [`send_path`], and the container's ID map.
+pub(super) struct ResolvedPath(Resolved, Option<IdMap>);
+
+/// With `--userns-remap`, the map between the container's owners and the host's.
+pub(super) fn id_map(node: &Node, c: &Container) -> Option<IdMap> {
+    super::lifecycle::remap(node, &c.snapshot().host_config).map(|(_, m)| m)
+}
 
 /// Sends a tar of the path on `sender` (`docker cp`'s archive); the handle ends once the tar
 /// is sent, or the stream failed.
 pub(super) fn send_path(sender: Sender, path: ResolvedPath) -> tokio::task::JoinHandle<()> {
-    let resolved = path.0;
-    stream_tar(sender, move |tar| {
+    let ResolvedPath(resolved, map) = path;
+    stream_tar(sender, map, move |tar| {
         // Entries are named from dockerd's base name (`/` for the root, `.` for `dir/.`).
         let prefix = resolved.name.as_bytes().to_vec();
         match &resolved.base {
@@ -614,7 +639,9 @@ pub async fn export(
         .map_err(|e| internal("export", e))??
     };
     let sender = Sender::accept(&node.client, request, Bytes::new()).await?;
-    stream_tar(sender, move |tar| append_tree(tar, &root, b""));
+    stream_tar(sender, id_map(node, &c), move |tar| {
+        append_tree(tar, &root, b"")
+    });
     Ok(())
 }
 
@@ -656,6 +683,9 @@ pub(super) struct Extraction {
     strict_names: bool,
     /// The name every entry gets (a COPY of one file to a new name).
     rename: Option<OsString>,
+    /// With `--userns-remap`: the owners in the tar (or `owner`) are the container's, stored
+    /// as the host IDs of its range.
+    map: Option<IdMap>,
     dir_times: Vec<(Vec<u8>, TimeSpec)>,
 }
 
@@ -707,8 +737,15 @@ impl Extraction {
             owner,
             strict_names: false,
             rename: None,
+            map: None,
             dir_times: Vec::new(),
         }
+    }
+
+    /// Owners are container IDs of a user namespace with this map.
+    pub(super) fn mapped(mut self, map: Option<IdMap>) -> Extraction {
+        self.map = map;
+        self
     }
 
     /// Refuses entry names with `..` or a leading `/`.
@@ -804,6 +841,10 @@ impl Extraction {
         let (tar_uid, tar_gid, tar_mode) = crate::snapshot::tar_ids_and_mode(header)
             .map_err(|e| bad(format!("{shown:?}: {e}")))?;
         let (uid, gid) = self.owner.unwrap_or((tar_uid as u32, tar_gid as u32));
+        let (uid, gid) = match self.map {
+            Some(m) => m.to_host((uid, gid)).map_err(bad)?,
+            None => (uid, gid),
+        };
         let mode = Mode::from_bits_truncate((tar_mode & 0o7777) as libc::mode_t);
         let mtime = TimeSpec::new(header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0);
         let own = |fd: &OwnedFd, name: &OsStr| {
@@ -1042,7 +1083,7 @@ pub async fn put(
     let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
     let node = node.clone();
     tokio::spawn(async move {
-        let mut x = Extraction::new(target, &req.path, owner);
+        let mut x = Extraction::new(target, &req.path, owner).mapped(id_map(&node, &c));
         x.no_overwrite_dir_non_dir = req.no_overwrite_dir_non_dir;
         match extract_upload(&mut receiver, x).await {
             Ok(()) => {

@@ -62,7 +62,6 @@ fn append_layer<W: Write>(
     dir: &OwnedFd,
     prefix: &str,
     keep: &HashSet<String>,
-    map: Option<IdMap>,
 ) -> io::Result<()> {
     for name in archive::names_in(dir)? {
         let path = format!("{prefix}/{}", name.to_string_lossy());
@@ -72,14 +71,13 @@ fn append_layer<W: Write>(
         let Ok(st) = stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
         };
-        let st = as_container(st, map);
         let tar_name = path.trim_start_matches('/').as_bytes().to_vec();
         if archive::is_whiteout(&st) {
             let parent = tar_name[..tar_name.len() - name.len()].to_vec();
             let mut wh = parent;
             wh.extend_from_slice(b".wh.");
             wh.extend_from_slice(name.as_bytes());
-            tar.append(marker(&st, 0o600), &wh, None, None)?;
+            tar.append(marker(tar.owner(&st), &st, 0o600), &wh, None, None)?;
             continue;
         }
         tar.append_file(dir, &name, &tar_name, &st)?;
@@ -87,35 +85,22 @@ fn append_layer<W: Write>(
             let child = archive::open_dir(dir, &name)?;
             if archive::is_opaque(&child) {
                 let opq = archive::join_name(&tar_name, b".wh..wh..opq");
-                tar.append(marker(&st, st.st_mode & 0o777), &opq, None, None)?;
+                let owner = tar.owner(&st);
+                tar.append(marker(owner, &st, st.st_mode & 0o777), &opq, None, None)?;
             }
-            append_layer(tar, &child, &path, keep, map)?;
+            append_layer(tar, &child, &path, keep)?;
         }
     }
     Ok(())
 }
 
-/// `st` with the owners the container sees: with a user namespace, the host IDs of its range
-/// (what its processes wrote in the upper directory) are 0 and up again, as in its image.
-fn as_container(mut st: FileStat, map: Option<IdMap>) -> FileStat {
-    if let Some(m) = map {
-        if st.st_uid >= m.uid && st.st_uid - m.uid < m.size {
-            st.st_uid -= m.uid;
-        }
-        if st.st_gid >= m.gid && st.st_gid - m.gid < m.size {
-            st.st_gid -= m.gid;
-        }
-    }
-    st
-}
-
-/// An empty regular file owned as `st` (whiteout markers).
-fn marker(st: &FileStat, mode: u32) -> tar::Header {
+/// An empty regular file owned by `(uid, gid)`, with `st`'s time (whiteout markers).
+fn marker((uid, gid): (u32, u32), st: &FileStat, mode: u32) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(mode);
-    h.set_uid(st.st_uid as u64);
-    h.set_gid(st.st_gid as u64);
+    h.set_uid(uid as u64);
+    h.set_gid(gid as u64);
     h.set_mtime(st.st_mtime.max(0) as u64);
     h.set_size(0);
     h
@@ -138,14 +123,15 @@ fn write_layer(
         file: io::BufWriter::new(file),
         hasher: Sha256::new(),
         size: 0,
-    });
+    })
+    .with_map(map);
     let dir = nix::fcntl::open(
         upper,
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(io::Error::from)?;
-    append_layer(&mut tar, &dir, "", &keep, map)?;
+    append_layer(&mut tar, &dir, "", &keep)?;
     let mut w = tar.finish()?;
     w.file.flush()?;
     w.file.get_ref().sync_all()?;
@@ -203,7 +189,7 @@ pub(super) async fn write_diff(node: &Node, c: &Container) -> Result<Option<Diff
         .dir
         .join(format!("layer-{:016x}.tar", rand::random::<u64>()));
     let out = path.clone();
-    let map = super::lifecycle::remap(node, &c.snapshot().host_config).map(|(_, m)| m);
+    let map = archive::id_map(node, c);
     let written = tokio::task::spawn_blocking(move || write_layer(&upper, &lowers, &out, map))
         .await
         .map_err(|e| internal("cannot write the layer", e))?;

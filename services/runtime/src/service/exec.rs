@@ -116,6 +116,7 @@ async fn launch_settings(
     let layout = node.cgroups.clone();
     let exec_dir = exec.dir.clone();
     let id = exec.id.clone();
+    let node = node.clone();
     tokio::task::spawn_blocking(move || -> Result<ShimLaunch, BusError> {
         let user_spec = if config.user.is_empty() {
             rec.config.user.clone()
@@ -138,6 +139,7 @@ async fn launch_settings(
         }
         // (The exec joins the container's user namespace, if any, with the others.)
         let spec = build::spec(&exec_rec, &paths, &resolved, None, None)?;
+        let seccomp = super::lifecycle::compiled_seccomp(&node, &spec)?;
         std::fs::create_dir_all(&exec_dir).map_err(|e| internal("cannot create the exec", e))?;
         let cgroup_dirs = match &layout {
             Some(l) => cgroups::open(l, &format!("wharf/{}", rec.id))
@@ -159,6 +161,7 @@ async fn launch_settings(
             cgroup_dirs,
             no_log: true,
             exec: Some(ExecInto { pid: rec.state.pid }),
+            seccomp,
         })
     })
     .await

@@ -666,6 +666,20 @@ fn plan_mounts(
     Ok(mounts)
 }
 
+/// The spec's seccomp filter compiled, from the node's cache (blocking on a miss).
+pub(super) fn compiled_seccomp(
+    node: &Node,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<Option<crate::seccomp::Program>, BusError> {
+    let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    node.seccomp
+        .program(seccomp)
+        .map(Some)
+        .map_err(BusError::invalid)
+}
+
 /// The node's user namespace and map, for a container that has one (`--userns-remap`, not
 /// `--userns=host`).
 pub(crate) fn remap<'a>(node: &'a Node, host: &HostConfig) -> host::Remap<'a> {
@@ -1017,6 +1031,7 @@ async fn launch(
                 }
             }
             let spec = build::spec(&rec, &paths, &user, netns.as_deref(), map)?;
+            let seccomp = compiled_seccomp(&node2, &spec)?;
             let mut cgroup_dirs = Vec::new();
             if let Some(layout) = &node2.cgroups {
                 let group = cgroups::create(layout, &format!("wharf/{}", rec.id))
@@ -1047,6 +1062,7 @@ async fn launch(
                 cgroup_dirs,
                 no_log: false,
                 exec: None,
+                seccomp,
             };
             Ok((launch, network, connected))
         },
@@ -1365,10 +1381,14 @@ async fn monitor(node: Arc<Node>, c: Arc<Container>) {
     let shim = ShimClient::open(&c.paths.dir);
     let state = match shim.wait().await {
         Ok(state) => state,
-        Err(e) => {
-            tracing::warn!(container = %c.id, "lost the shim ({e}); reading its state file");
-            final_state_without_shim(&node, &c).await
-        }
+        Err(e) => match ShimState::read(&c.paths.state()) {
+            // A short-lived container's shim may record the exit and leave before we ask.
+            Ok(state) if state.exit_code.is_some() => state,
+            _ => {
+                tracing::warn!(container = %c.id, "lost the shim ({e}); reading its state file");
+                final_state_without_shim(&node, &c).await
+            }
+        },
     };
     on_exit(node, c, state).await;
 }

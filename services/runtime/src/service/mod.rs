@@ -132,6 +132,8 @@ pub struct Node {
     /// With `--userns-remap`: a user namespace holding the node's ID map, through which
     /// containers' layers are mounted idmapped.
     pub userns: Option<std::os::fd::OwnedFd>,
+    /// The seccomp programs compiled for containers and execs.
+    pub seccomp: crate::seccomp::Cache,
 }
 
 impl Node {
@@ -284,6 +286,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         stdin_slots: streams::StdinSlots::default(),
         execs: exec::Execs::default(),
         networks: user_networks,
+        seccomp: Default::default(),
         options,
     });
     lifecycle::restore(&node).await;

@@ -30,6 +30,7 @@ use wharf_bus::BusError;
 
 use super::archive::{self, Extraction, UploadError};
 use super::{commit, internal, lifecycle, user, Container, Node};
+use crate::userns::IdMap;
 
 /// Symlinks one destination may pass through (Go's `FollowSymlinkInScope` allows 255).
 const MAX_LINKS: u32 = 255;
@@ -104,7 +105,8 @@ async fn copy_into(
 ) -> Result<Option<wharf_bus::image::LayerInfo>, UploadError> {
     let rootfs = c.paths.rootfs();
     let r = req.clone();
-    let x = tokio::task::spawn_blocking(move || prepare(&rootfs, &r))
+    let map = archive::id_map(node, c);
+    let x = tokio::task::spawn_blocking(move || prepare(&rootfs, &r, map))
         .await
         .map_err(|e| UploadError::Failed(internal("copy", e)))?
         .map_err(UploadError::Failed)?;
@@ -114,8 +116,9 @@ async fn copy_into(
         .map_err(UploadError::Failed)
 }
 
-/// The destination made ready: the owner, the target directory, the extraction.
-fn prepare(rootfs: &Path, req: &StepCopy) -> Result<Extraction, BusError> {
+/// The destination made ready: the owner, the target directory, the extraction (owners are
+/// stored through `map` with `--userns-remap`).
+fn prepare(rootfs: &Path, req: &StepCopy, map: Option<IdMap>) -> Result<Extraction, BusError> {
     let owner = if req.chown.is_empty() {
         None
     } else {
@@ -146,6 +149,10 @@ fn prepare(rootfs: &Path, req: &StepCopy) -> Result<Extraction, BusError> {
     let names = in_scope(&root, &dest).map_err(failed)?;
     let into_dir = dest.ends_with('/');
     let made_by = owner.unwrap_or((0, 0));
+    let made_by = match map {
+        Some(m) => m.to_host(made_by).map_err(BusError::invalid)?,
+        None => made_by,
+    };
     match &req.file_name {
         // One file: into `dest` when that is a directory, else as `dest`.
         Some(_) if !into_dir && !is_dir(&root, &names) => {
@@ -155,11 +162,14 @@ fn prepare(rootfs: &Path, req: &StepCopy) -> Result<Extraction, BusError> {
             let target = make_dirs(&root, parents, made_by).map_err(failed)?;
             Ok(Extraction::new(target, &req.dest, owner)
                 .strict_names()
+                .mapped(map)
                 .renamed(last.clone()))
         }
         _ => {
             let target = make_dirs(&root, &names, made_by).map_err(failed)?;
-            Ok(Extraction::new(target, &req.dest, owner).strict_names())
+            Ok(Extraction::new(target, &req.dest, owner)
+                .strict_names()
+                .mapped(map))
         }
     }
 }

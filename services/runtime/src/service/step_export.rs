@@ -53,7 +53,7 @@ pub async fn export(
             path: req.path,
             ..Default::default()
         };
-        send(sender, c.clone(), request).await;
+        send(&node, sender, c.clone(), request).await;
         if let Err(e) = lifecycle::remove(&node, &c, true, true).await {
             tracing::warn!(container = %c.id, "cannot remove a build export's container: {}", e.message);
         }
@@ -62,8 +62,13 @@ pub async fn export(
 }
 
 /// The stat, then the tar; returns once the tar is sent or the stream failed.
-async fn send(mut sender: Sender, c: Arc<super::Container>, request: ArchiveRequest) {
-    match archive::locate(c, request).await {
+async fn send(
+    node: &super::Node,
+    mut sender: Sender,
+    c: Arc<super::Container>,
+    request: ArchiveRequest,
+) {
+    match archive::locate(node, c, request).await {
         Ok((path, stat)) => {
             // An error here means the builder went away: nothing more to send.
             if sender.send_json(&stat).await.is_ok() {

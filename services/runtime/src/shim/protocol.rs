@@ -77,6 +77,9 @@ pub struct ShimLaunch {
     /// the spec's root, mounts and namespaces are ignored then, and nothing is logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecInto>,
+    /// `spec.linux.seccomp` compiled by the runtime (the shim compiles it when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// The running container an exec joins.

@@ -457,6 +457,7 @@ impl Server {
             // The init opens its terminal in its own devpts and sends us the master.
             terminal: self.launch.tty,
             console_size: self.winsize,
+            seccomp: self.launch.seccomp.clone(),
         };
         let (stdio, pipes) = if self.launch.tty {
             (Stdio::default(), None)
