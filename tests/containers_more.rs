@@ -433,6 +433,19 @@ fn two_runtime_nodes_share_one_api() {
     let mut names = ps.lines();
     names.sort();
     assert_eq!(names, ["on1", "on2"], "{ps}");
+    // A filter every node refuses, with a line break in it: the refusal comes back from
+    // both at once (not after the gather's deadline, not a partial list), and both nodes
+    // still answer afterwards.
+    let started = Instant::now();
+    let out = d.run(&["ps", "--filter", "status=bad\nvalue"]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("invalid filter 'status=bad value'"),
+        "{out}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1500), "{out}");
+    let ps = d.ok(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(ps.lines().len(), 2, "{ps}");
     let logs = d.ok(&["logs", &on2[..8]]);
     assert_eq!(logs.stdout, "from-n2\n");
     let out = d.ok(&["exec", "on2", "hostname"]);

@@ -93,12 +93,29 @@ impl BusError {
         Self::new(ErrorKind::Cancelled, message)
     }
 
-    /// The NATS service API form of this error.
+    /// The NATS service API form of this error. Header values cannot hold CR or LF (the
+    /// client library panics on them), so line breaks become spaces.
     pub fn to_service_error(&self) -> async_nats::service::error::Error {
         async_nats::service::error::Error {
             status: self.message.replace(['\r', '\n'], " "),
             code: self.kind.code() as usize,
         }
+    }
+
+    /// The service API's error headers, for an answer published without the service API (a
+    /// broadcast's reply): what [`BusError::from_headers`] reads back.
+    pub fn to_headers(&self) -> async_nats::HeaderMap {
+        let error = self.to_service_error();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::service::NATS_SERVICE_ERROR_CODE,
+            error.code.to_string().as_str(),
+        );
+        headers.insert(
+            async_nats::service::NATS_SERVICE_ERROR,
+            error.status.as_str(),
+        );
+        headers
     }
 
     /// Reads an error reply (service API headers) if the message is one.
@@ -193,6 +210,15 @@ mod tests {
         ] {
             assert_eq!(ErrorKind::from_code(kind.code()), kind);
         }
+    }
+
+    #[test]
+    fn errors_cross_headers_whatever_their_message_holds() {
+        let err = BusError::invalid("invalid filter 'name=a\r\nb'");
+        let back = BusError::from_headers(Some(&err.to_headers())).unwrap();
+        assert_eq!(back, BusError::invalid("invalid filter 'name=a  b'"));
+        let err = BusError::conflict("");
+        assert_eq!(BusError::from_headers(Some(&err.to_headers())), Some(err));
     }
 
     #[test]

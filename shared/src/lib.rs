@@ -7,6 +7,7 @@ pub mod changes;
 pub mod connect;
 pub mod container;
 pub mod digest;
+pub mod endpoint;
 pub mod error;
 pub mod events;
 pub mod image;

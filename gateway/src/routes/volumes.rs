@@ -381,16 +381,7 @@ mod bus_tests {
                         .await
                         .unwrap(),
                     Err(err) => {
-                        let mut headers = async_nats::HeaderMap::new();
-                        headers.insert(
-                            async_nats::service::NATS_SERVICE_ERROR_CODE,
-                            err.kind.code().to_string().as_str(),
-                        );
-                        headers.insert(
-                            async_nats::service::NATS_SERVICE_ERROR,
-                            err.message.as_str(),
-                        );
-                        bus.publish_with_headers(reply, headers, Bytes::new())
+                        bus.publish_with_headers(reply, err.to_headers(), Bytes::new())
                             .await
                             .unwrap();
                     }

@@ -101,8 +101,8 @@ pub(crate) fn receive(socket: &OwnedFd) -> Result<OwnedFd, LaunchError> {
     Errno::result(n).map_err(|e| LaunchError::os("receive the terminal", e))?;
     // SAFETY: CMSG_FIRSTHDR reads the msghdr recvmsg filled.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    // SAFETY: a non-null cmsg points into `control`.
     if cmsg.is_null()
+        // SAFETY: a non-null cmsg points into `control`.
         || unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) }
             != (libc::SOL_SOCKET, libc::SCM_RIGHTS)
     {

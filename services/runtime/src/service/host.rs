@@ -6,9 +6,21 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use wharf_bus::container::HostConfig;
+
+use super::Node;
 
 /// The node's user namespace (`--userns-remap`) and its map, for a container that has one.
 pub type Remap<'a> = Option<(&'a std::os::fd::OwnedFd, crate::userns::IdMap)>;
+
+/// The node's user namespace and map, for a container that has one (`--userns-remap`, not
+/// `--userns=host`).
+pub(crate) fn remap<'a>(node: &'a Node, host: &HostConfig) -> Remap<'a> {
+    match (&node.userns, node.options.userns) {
+        (Some(fd), Some(map)) if host.userns_mode != "host" => Some((fd, map)),
+        _ => None,
+    }
+}
 
 /// Directory (beside `upper`) of a remapped container's layers, mounted idmapped.
 pub fn layers_dir(upper: &Path) -> PathBuf {
@@ -143,10 +155,12 @@ pub fn create_netns(path: &Path) -> std::io::Result<()> {
 
 fn loopback_up() -> std::io::Result<()> {
     // SIOCSIFFLAGS on "lo" with IFF_UP, in the calling thread's network namespace.
+    // SAFETY: socket takes no pointers; the descriptor is closed below.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: ifreq is plain old data, valid all zero.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (i, b) in b"lo\0".iter().enumerate() {
         req.ifr_name[i] = *b as libc::c_char;
@@ -154,11 +168,13 @@ fn loopback_up() -> std::io::Result<()> {
     // SAFETY: plain ioctls on a socket we own with a zeroed, named ifreq.
     let rc = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) };
     if rc == 0 {
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union we read and write back.
         unsafe {
             req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
             libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req);
         }
     }
+    // SAFETY: `sock` is ours and closed once.
     unsafe { libc::close(sock) };
     Ok(())
 }

@@ -672,17 +672,8 @@ async fn broadcasts(node: Arc<Node>, mut requests: async_nats::Subscriber) {
                     wharf_bus::nodes::answer(&node.client, reply, &node.options.name, payload).await
                 }
                 Err(err) => {
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert(
-                        async_nats::service::NATS_SERVICE_ERROR_CODE,
-                        err.kind.code().to_string().as_str(),
-                    );
-                    headers.insert(
-                        async_nats::service::NATS_SERVICE_ERROR,
-                        err.message.as_str(),
-                    );
                     node.client
-                        .publish_with_headers(reply, headers, Bytes::new())
+                        .publish_with_headers(reply, err.to_headers(), Bytes::new())
                         .await
                 }
             };

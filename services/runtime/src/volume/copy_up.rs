@@ -297,12 +297,14 @@ fn apply_metadata_by_name(
 /// Copies every extended attribute of `src` to `dst`; a destination without xattr support
 /// keeps none, as continuity's copy does.
 fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) -> nix::Result<()> {
+    // SAFETY: flistxattr writes at most `buf.len()` bytes into the buffer it is given.
     let names = xattr_call(|buf| unsafe {
         libc::flistxattr(src.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
     })?;
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let mut cname = name.to_vec();
         cname.push(0);
+        // SAFETY: `cname` is NUL-terminated; fgetxattr writes at most `buf.len()` bytes.
         let value = match xattr_call(|buf| unsafe {
             libc::fgetxattr(
                 src.as_raw_fd(),
@@ -315,6 +317,7 @@ fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) -> nix::Result<()> {
             Err(Errno::ENODATA) => continue,
             Err(e) => return Err(e),
         };
+        // SAFETY: `cname` is NUL-terminated and `value` is read for its own length.
         let rc = unsafe {
             libc::fsetxattr(
                 dst.as_raw_fd(),

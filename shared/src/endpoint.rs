@@ -1,0 +1,439 @@
+//! Typed endpoints: each subject of the bus is declared once, with where it is addressed, the
+//! request it takes and what it answers. Callers and services go through these declarations, so
+//! a request of the wrong type, or a node operation sent to a queue group, does not compile.
+//!
+//! Four ways a subject is addressed ([`Route`]):
+//! - a service's queue group, `wharf.v1.<service>.<name>`: any instance answers;
+//! - one runtime node, `wharf.v1.runtime.node.<node>.<name>`;
+//! - every runtime node, `wharf.v1.runtime.all.<name>`: each answers, large answers in parts
+//!   (see [`crate::nodes`]);
+//!
+//! and three exchanges:
+//! - [`Endpoint`]: one request, one JSON reply (or a [`BusError`]);
+//! - [`Download`]: one request, an accept payload, then a stream of frames from the service
+//!   ([`crate::stream::Receiver`] on the caller's side);
+//! - [`Upload`]: one request, an accept payload, a stream of frames to the service and its
+//!   result at the end ([`crate::stream::Sender`] on the caller's side).
+//!
+//! [`ENDPOINTS`] lists them all, as docs/architecture.md's subjects table does.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::container::{all_subject, node_subject};
+use crate::error::{BusError, Result};
+use crate::service::{Reply, Running};
+use crate::stream::{Receiver, Sender};
+use crate::subjects::subject;
+
+/// Where a subject is addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A service's queue group: `<group>.<name>`.
+    Service(&'static str),
+    /// One runtime node: `wharf.v1.runtime.node.<node>.<name>`.
+    Node,
+    /// Every runtime node: `wharf.v1.runtime.all.<name>`.
+    Broadcast,
+}
+
+/// What crosses the subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    Reply,
+    Download,
+    Upload,
+}
+
+/// A subject as [`ENDPOINTS`] lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct Declared {
+    pub name: &'static str,
+    pub route: Route,
+    pub exchange: Exchange,
+    pub request: &'static str,
+    /// The reply (for [`Exchange::Reply`]) or the accept payload (streams).
+    pub reply: &'static str,
+    /// An upload's result.
+    pub result: Option<&'static str>,
+}
+
+impl Declared {
+    /// The subject, with `<node>` standing for a node's name.
+    pub fn pattern(&self) -> String {
+        match self.route {
+            Route::Service(group) => subject(group, self.name),
+            Route::Node => node_subject("<node>", self.name),
+            Route::Broadcast => all_subject(self.name),
+        }
+    }
+}
+
+/// What every declaration has: its name, its route and its request.
+pub trait Subject: 'static {
+    /// The name under the group (`image.resolve`) or the node operation (`container.create`).
+    const NAME: &'static str;
+    const ROUTE: Route;
+    type Request: Serialize + DeserializeOwned + Send + Sync;
+}
+
+/// A subject of a service's queue group.
+pub trait ServiceSubject: Subject {
+    fn subject() -> String {
+        match Self::ROUTE {
+            Route::Service(group) => subject(group, Self::NAME),
+            _ => unreachable!("a service subject is routed to its group"),
+        }
+    }
+}
+
+/// A subject of one runtime node.
+pub trait NodeSubject: Subject {
+    fn subject(node: &str) -> String {
+        node_subject(node, Self::NAME)
+    }
+}
+
+/// A subject every runtime node answers.
+pub trait BroadcastSubject: Subject {
+    fn subject() -> String {
+        all_subject(Self::NAME)
+    }
+}
+
+/// One request, one JSON reply.
+pub trait Endpoint: Subject {
+    type Reply: Serialize + DeserializeOwned + Send;
+}
+
+/// One request; the service accepts with `Accept` and streams frames back.
+pub trait Download: Subject {
+    type Accept: Serialize + DeserializeOwned + Send;
+}
+
+/// One request; the service accepts with `Accept`, receives frames, and answers `Result`.
+pub trait Upload: Subject {
+    type Accept: Serialize + DeserializeOwned + Send;
+    type Result: Serialize + DeserializeOwned + Send;
+}
+
+/// A payload that crosses the bus as nothing at all (an accept with no payload, a request with
+/// no fields): encodes as `{}` and accepts any JSON object or an empty payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Empty;
+
+impl Serialize for Empty {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Empty {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Empty, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Empty)
+    }
+}
+
+/// Decodes a payload of type `T`; an empty payload reads as `{}` (streams accepted with no
+/// payload).
+fn decode_payload<T: DeserializeOwned>(payload: &[u8], what: &str) -> Result<T> {
+    let payload = if payload.is_empty() { b"{}" } else { payload };
+    serde_json::from_slice(payload)
+        .map_err(|e| BusError::internal(format!("malformed {what}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callers.
+
+/// Calls a service endpoint with the default deadline.
+pub async fn call<E: Endpoint + ServiceSubject>(
+    client: &async_nats::Client,
+    request: &E::Request,
+) -> Result<E::Reply> {
+    crate::rpc::call(client, &E::subject(), request).await
+}
+
+/// Calls a service endpoint with a deadline of its own.
+pub async fn call_with_timeout<E: Endpoint + ServiceSubject>(
+    client: &async_nats::Client,
+    request: &E::Request,
+    timeout: Duration,
+) -> Result<E::Reply> {
+    crate::rpc::call_with_timeout(client, &E::subject(), request, timeout).await
+}
+
+/// Calls a node's endpoint.
+pub async fn call_node<E: Endpoint + NodeSubject>(
+    client: &async_nats::Client,
+    node: &str,
+    request: &E::Request,
+    timeout: Duration,
+) -> Result<E::Reply> {
+    crate::rpc::call_with_timeout(client, &E::subject(node), request, timeout).await
+}
+
+/// Opens a download from a node: the receiver and the accept payload.
+pub async fn download_from_node<E: Download + NodeSubject>(
+    client: &async_nats::Client,
+    node: &str,
+    request: &E::Request,
+) -> Result<(Receiver, E::Accept)> {
+    let subject = E::subject(node);
+    let (receiver, accept) = Receiver::open_json(client, &subject, request).await?;
+    Ok((receiver, decode_payload(&accept, &subject)?))
+}
+
+/// Opens a download from a service.
+pub async fn download<E: Download + ServiceSubject>(
+    client: &async_nats::Client,
+    request: &E::Request,
+) -> Result<(Receiver, E::Accept)> {
+    let subject = E::subject();
+    let (receiver, accept) = Receiver::open_json(client, &subject, request).await?;
+    Ok((receiver, decode_payload(&accept, &subject)?))
+}
+
+/// Opens an upload to a node: the sender (whose [`Sender::finish_json`] gives `E::Result`) and
+/// the accept payload.
+pub async fn upload_to_node<E: Upload + NodeSubject>(
+    client: &async_nats::Client,
+    node: &str,
+    request: &E::Request,
+) -> Result<(Sender, E::Accept)> {
+    let subject = E::subject(node);
+    let (sender, accept) = Sender::open(client, &subject, crate::rpc::encode(request)?).await?;
+    Ok((sender, decode_payload(&accept, &subject)?))
+}
+
+/// Opens an upload to a service.
+pub async fn upload<E: Upload + ServiceSubject>(
+    client: &async_nats::Client,
+    request: &E::Request,
+) -> Result<(Sender, E::Accept)> {
+    let subject = E::subject();
+    let (sender, accept) = Sender::open(client, &subject, crate::rpc::encode(request)?).await?;
+    Ok((sender, decode_payload(&accept, &subject)?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services.
+
+/// A request as a handler gets it: decoded, with the NATS request kept for streams.
+pub struct Incoming<E: Subject> {
+    pub request: E::Request,
+    pub raw: Arc<async_nats::service::Request>,
+}
+
+impl<E: Subject> Incoming<E> {
+    fn decode(raw: Arc<async_nats::service::Request>) -> Result<Incoming<E>> {
+        let request = crate::rpc::decode(&raw.message.payload)?;
+        Ok(Incoming { request, raw })
+    }
+}
+
+impl Running {
+    /// Serves a request/reply endpoint under `group` (a service subject's group, or the node's
+    /// own group for node subjects): `handler` gets the decoded request and answers the typed
+    /// reply; a malformed request is the caller's error.
+    pub async fn serve_endpoint<E, F, Fut>(&mut self, group: &str, handler: F) -> Result<()>
+    where
+        E: Endpoint,
+        F: Fn(Incoming<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<E::Reply>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.serve(group, E::NAME, move |raw| {
+            let handler = handler.clone();
+            async move {
+                let reply = handler(Incoming::<E>::decode(raw)?).await?;
+                Reply::json(&reply)
+            }
+        })
+        .await
+    }
+
+    /// Serves a download or upload endpoint: `handler` accepts the stream on the request
+    /// itself (with [`accept_download`] or [`accept_upload`]); an error before that is the
+    /// typed error reply.
+    pub async fn serve_stream<E, F, Fut>(&mut self, group: &str, handler: F) -> Result<()>
+    where
+        E: Subject,
+        F: Fn(Incoming<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.serve(group, E::NAME, move |raw| {
+            let handler = handler.clone();
+            async move {
+                handler(Incoming::<E>::decode(raw)?).await?;
+                Ok(Reply::Streamed)
+            }
+        })
+        .await
+    }
+}
+
+/// Accepts a download with its typed accept payload.
+pub async fn accept_download<E: Download>(
+    client: &async_nats::Client,
+    incoming: &Incoming<E>,
+    accept: &E::Accept,
+) -> Result<Sender> {
+    Sender::accept(client, &incoming.raw, crate::rpc::encode(accept)?).await
+}
+
+/// Accepts an upload with its typed accept payload.
+pub async fn accept_upload<E: Upload>(
+    client: &async_nats::Client,
+    incoming: &Incoming<E>,
+    accept: &E::Accept,
+) -> Result<Receiver> {
+    Receiver::accept(client, &incoming.raw, crate::rpc::encode(accept)?).await
+}
+
+/// Encodes an upload's typed result for [`Receiver::respond`].
+pub fn upload_result<E: Upload>(result: Result<E::Result>) -> Result<Bytes> {
+    result.and_then(|r| crate::rpc::encode(&r))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Declarations.
+
+/// Declares endpoints: a type per subject, its traits, and its row in [`ENDPOINTS`].
+///
+/// ```text
+/// service(GROUP) Name "name": Request => Reply;          request/reply to a queue group
+/// node Name "name": Request => Reply;                     request/reply to one node
+/// broadcast Name "name": Request => Reply;                every node answers
+/// node download Name "name": Request => Accept;           stream from a node
+/// node upload Name "name": Request => Accept, Result;     stream to a node, then its result
+/// service(GROUP) download / upload ...                    the same on a queue group
+/// ```
+#[allow(unused_macros)]
+macro_rules! endpoints {
+    (@one $(#[$doc:meta])* service($group:expr) $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::endpoint::Subject for $name {
+            const NAME: &'static str = $sub;
+            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Service($group);
+            type Request = $req;
+        }
+        impl $crate::endpoint::ServiceSubject for $name {}
+        impl $crate::endpoint::Endpoint for $name { type Reply = $rep; }
+    };
+    (@one $(#[$doc:meta])* node $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::endpoint::Subject for $name {
+            const NAME: &'static str = $sub;
+            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Node;
+            type Request = $req;
+        }
+        impl $crate::endpoint::NodeSubject for $name {}
+        impl $crate::endpoint::Endpoint for $name { type Reply = $rep; }
+    };
+    (@one $(#[$doc:meta])* broadcast $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::endpoint::Subject for $name {
+            const NAME: &'static str = $sub;
+            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Broadcast;
+            type Request = $req;
+        }
+        impl $crate::endpoint::BroadcastSubject for $name {}
+        impl $crate::endpoint::Endpoint for $name { type Reply = $rep; }
+    };
+    (@one $(#[$doc:meta])* node download $name:ident $sub:literal: $req:ty => $acc:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::endpoint::Subject for $name {
+            const NAME: &'static str = $sub;
+            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Node;
+            type Request = $req;
+        }
+        impl $crate::endpoint::NodeSubject for $name {}
+        impl $crate::endpoint::Download for $name { type Accept = $acc; }
+    };
+    (@one $(#[$doc:meta])* node upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::endpoint::Subject for $name {
+            const NAME: &'static str = $sub;
+            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Node;
+            type Request = $req;
+        }
+        impl $crate::endpoint::NodeSubject for $name {}
+        impl $crate::endpoint::Upload for $name { type Accept = $acc; type Result = $res; }
+    };
+    (@one $(#[$doc:meta])* service($group:expr) download $name:ident $sub:literal: $req:ty => $acc:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::endpoint::Subject for $name {
+            const NAME: &'static str = $sub;
+            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Service($group);
+            type Request = $req;
+        }
+        impl $crate::endpoint::ServiceSubject for $name {}
+        impl $crate::endpoint::Download for $name { type Accept = $acc; }
+    };
+    (@one $(#[$doc:meta])* service($group:expr) upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::endpoint::Subject for $name {
+            const NAME: &'static str = $sub;
+            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Service($group);
+            type Request = $req;
+        }
+        impl $crate::endpoint::ServiceSubject for $name {}
+        impl $crate::endpoint::Upload for $name { type Accept = $acc; type Result = $res; }
+    };
+    (@row service($group:expr) $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Service($group),
+            exchange: $crate::endpoint::Exchange::Reply, request: stringify!($req),
+            reply: stringify!($rep), result: None }
+    };
+    (@row node $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Node,
+            exchange: $crate::endpoint::Exchange::Reply, request: stringify!($req),
+            reply: stringify!($rep), result: None }
+    };
+    (@row broadcast $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Broadcast,
+            exchange: $crate::endpoint::Exchange::Reply, request: stringify!($req),
+            reply: stringify!($rep), result: None }
+    };
+    (@row node download $name:ident $sub:literal: $req:ty => $acc:ty) => {
+        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Node,
+            exchange: $crate::endpoint::Exchange::Download, request: stringify!($req),
+            reply: stringify!($acc), result: None }
+    };
+    (@row node upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
+        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Node,
+            exchange: $crate::endpoint::Exchange::Upload, request: stringify!($req),
+            reply: stringify!($acc), result: Some(stringify!($res)) }
+    };
+    (@row service($group:expr) download $name:ident $sub:literal: $req:ty => $acc:ty) => {
+        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Service($group),
+            exchange: $crate::endpoint::Exchange::Download, request: stringify!($req),
+            reply: stringify!($acc), result: None }
+    };
+    (@row service($group:expr) upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
+        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Service($group),
+            exchange: $crate::endpoint::Exchange::Upload, request: stringify!($req),
+            reply: stringify!($acc), result: Some(stringify!($res)) }
+    };
+    ($( $(#[$doc:meta])* [$($decl:tt)*] )*) => {
+        $( endpoints!(@one $(#[$doc])* $($decl)*); )*
+        /// Every declared subject, in declaration order.
+        pub const ENDPOINTS: &[$crate::endpoint::Declared] = &[ $( endpoints!(@row $($decl)*) ),* ];
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use endpoints;
