@@ -1,0 +1,189 @@
+//! `/info`: dockerd's `docker info` document, with counts from the services (zero for a
+//! service that is down) and the protections every runtime node enforces.
+
+use axum::extract::State;
+use serde_json::{json, Value};
+use wharf_bus::subjects;
+
+use super::ping::kernel_version;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+fn os_pretty_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".to_string())
+}
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn cgroup_version() -> &'static str {
+    // cgroup2 at the root means a unified hierarchy; anything else (v1 or hybrid) is v1 to Docker.
+    match nix::sys::statfs::statfs("/sys/fs/cgroup") {
+        Ok(s) if s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => "2",
+        _ => "1",
+    }
+}
+
+/// What every node enforces (a protection one node lacks is not listed): seccomp always,
+/// `userns` where every node remaps.
+fn security_options(nodes: &[wharf_bus::container::NodeInfo]) -> Vec<String> {
+    let Some(first) = nodes.first() else {
+        return vec!["name=seccomp,profile=builtin".to_string()];
+    };
+    first
+        .security_options
+        .iter()
+        .filter(|o| nodes.iter().all(|n| n.security_options.contains(o)))
+        .cloned()
+        .collect()
+}
+
+pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    // Counts come from the services; a service that is down leaves its count at zero rather than
+    // failing `docker info`.
+    let images: Vec<wharf_bus::image::ImageRecord> = wharf_bus::call(
+        &state.bus,
+        &subjects::subject(
+            subjects::group::IMAGE_STORE,
+            subjects::image_store::IMAGE_LIST,
+        ),
+        &wharf_bus::image::ImageList {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_or_default();
+    let registry: wharf_bus::registry::RegistrySettings = wharf_bus::call(
+        &state.bus,
+        &subjects::subject(
+            subjects::group::REGISTRY_SYNC,
+            subjects::registry_sync::INFO,
+        ),
+        &json!({}),
+    )
+    .await
+    .unwrap_or_default();
+    let mut insecure_cidrs = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
+    let mut index_configs = serde_json::Map::new();
+    index_configs.insert(
+        "docker.io".to_string(),
+        json!({"Name": "docker.io", "Mirrors": registry.mirrors, "Secure": true, "Official": true}),
+    );
+    for r in &registry.insecure_registries {
+        if r.contains('/') {
+            insecure_cidrs.push(r.clone());
+        } else {
+            index_configs.insert(
+                r.clone(),
+                json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}),
+            );
+        }
+    }
+    // Container counts are the sums of the runtime nodes' last announcements.
+    let nodes = match state.roster().await {
+        Ok(roster) => roster.nodes_or_discover().await,
+        Err(_) => Vec::new(),
+    };
+    let count = |f: fn(&wharf_bus::container::NodeInfo) -> u64| nodes.iter().map(f).sum::<u64>();
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    Ok(axum::Json(json!({
+        "ID": state.engine_id,
+        "Containers": count(|n| n.containers),
+        "ContainersRunning": count(|n| n.running),
+        "ContainersPaused": count(|n| n.paused),
+        "ContainersStopped": count(|n| n.stopped),
+        "Images": images.len(),
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["bridge", "host", "null"],
+            "Authorization": null,
+            "Log": ["json-file"]
+        },
+        "MemoryLimit": true,
+        "SwapLimit": false,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": true,
+        "BridgeNfIptables": false,
+        "BridgeNfIp6tables": false,
+        "Debug": false,
+        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        "OomKillDisable": false,
+        "NGoroutines": 0,
+        "SystemTime": now,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version(),
+        "NEventsListener": 0,
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": os_pretty_name(),
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "AllowNondistributableArtifactsCIDRs": [],
+            "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": insecure_cidrs,
+            "IndexConfigs": index_configs,
+            "Mirrors": registry.mirrors
+        },
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem_total(),
+        "GenericResources": null,
+        "DockerRootDir": state.options.data_root.display().to_string(),
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+        "Name": hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": wharf_bus::VERSION,
+        "Runtimes": {"wharf": {"path": "wharf-runtime"}},
+        "DefaultRuntime": "wharf",
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": false,
+            "Error": "",
+            "RemoteManagers": null
+        },
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": security_options(&nodes),
+        "Warnings": []
+    })))
+}
