@@ -3,8 +3,6 @@
 
 mod auth;
 mod build;
-#[path = "containers/archive.rs"]
-mod container_files;
 mod containers;
 mod images;
 mod networks;
@@ -68,13 +66,19 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{name}/update", json_post(containers::update))
         .route(
             "/containers/{name}/archive",
-            get(container_files::get)
-                .head(container_files::head)
-                .put(container_files::put),
+            get(containers::archive::get)
+                .head(containers::archive::head)
+                .put(containers::archive::put),
         )
-        .route("/containers/{name}/export", get(container_files::export))
-        .route("/containers/{name}/changes", get(container_files::changes))
-        .route("/commit", json_post(container_files::commit))
+        .route(
+            "/containers/{name}/export",
+            get(containers::archive::export),
+        )
+        .route(
+            "/containers/{name}/changes",
+            get(containers::archive::changes),
+        )
+        .route("/commit", json_post(containers::archive::commit))
         .route("/exec/{id}/start", json_post(containers::exec::start))
         .route("/exec/{id}/resize", post(containers::exec::resize))
         .route("/exec/{id}/json", get(containers::exec::inspect))

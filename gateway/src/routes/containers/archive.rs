@@ -19,8 +19,8 @@ use wharf_bus::reference::Reference;
 use wharf_bus::stream::{Receiver, Sender};
 use wharf_bus::BusError;
 
-use super::containers::json_body::read_json;
-use super::containers::resolve;
+use super::json_body::read_json;
+use super::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;

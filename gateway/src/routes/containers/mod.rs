@@ -2,6 +2,7 @@
 //! a path's name or ID is resolved on every node ([`resolve::locate`]) and the request goes to
 //! the node that holds the container.
 
+pub(super) mod archive;
 mod attach;
 #[cfg(test)]
 mod bus_tests;
