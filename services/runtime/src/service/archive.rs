@@ -588,7 +588,7 @@ pub(super) struct ResolvedPath(Resolved, Option<IdMap>);
 
 /// With `--userns-remap`, the map between the container's owners and the host's.
 pub(super) fn id_map(node: &Node, c: &Container) -> Option<IdMap> {
-    super::lifecycle::remap(node, &c.snapshot().host_config).map(|(_, m)| m)
+    super::host::remap(node, &c.snapshot().host_config).map(|(_, m)| m)
 }
 
 /// Sends a tar of the path on `sender` (`docker cp`'s archive); the handle ends once the tar

@@ -31,7 +31,7 @@ use wharf_bus::BusError;
 
 use super::archive::{self, TarOut};
 use super::record::Status;
-use super::{internal, lifecycle, Container, Node};
+use super::{internal, stop, Container, Node};
 
 /// Media type of the committed layer: an uncompressed tar, as dockerd stores it.
 const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar";
@@ -271,11 +271,11 @@ pub async fn commit(
 
     let paused = req.pause && rec.state.status == Status::Running;
     if paused {
-        lifecycle::pause(node, &c, true).await?;
+        stop::pause(node, &c, true).await?;
     }
     let written = write_diff(node, &c).await;
     if paused {
-        if let Err(e) = lifecycle::pause(node, &c, false).await {
+        if let Err(e) = stop::pause(node, &c, false).await {
             tracing::warn!(container = %c.id, "unpause after commit: {}", e.message);
         }
     }

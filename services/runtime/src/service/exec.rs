@@ -17,7 +17,7 @@ use crate::shim::{ExecInto, ShimClient, ShimLaunch, ShimState, StartingShim};
 
 use super::record::Status;
 use super::streams;
-use super::{build, internal, user, Container, Node};
+use super::{internal, runtime_spec, start, user, Container, Node};
 
 /// One exec instance.
 pub struct Exec {
@@ -138,8 +138,8 @@ async fn launch_settings(
             exec_rec.host_config.privileged = true;
         }
         // (The exec joins the container's user namespace, if any, with the others.)
-        let spec = build::spec(&exec_rec, &paths, &resolved, None, None)?;
-        let seccomp = super::lifecycle::compiled_seccomp(&node, &spec)?;
+        let spec = runtime_spec::spec(&exec_rec, &paths, &resolved, None, None)?;
+        let seccomp = start::compiled_seccomp(&node, &spec)?;
         std::fs::create_dir_all(&exec_dir).map_err(|e| internal("cannot create the exec", e))?;
         let cgroup_dirs = match &layout {
             Some(l) => cgroups::open(l, &format!("wharf/{}", rec.id))

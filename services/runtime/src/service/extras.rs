@@ -325,7 +325,7 @@ pub async fn update(node: &Arc<Node>, c: &Arc<Container>, body: Value) -> Result
     if c.status().is_live() {
         if let Some(layout) = node.cgroups.clone() {
             let id = c.id.clone();
-            let resources = super::lifecycle::resources(&host);
+            let resources = super::limits::resources(&host);
             tokio::task::spawn_blocking(move || {
                 cgroups::open(&layout, &format!("wharf/{id}"))
                     .and_then(|g| g.apply(&resources))
@@ -390,10 +390,7 @@ pub async fn prune(
         let size = tokio::task::spawn_blocking(move || super::views::du(&upper))
             .await
             .unwrap_or(0);
-        if super::lifecycle::remove(node, &c, false, false)
-            .await
-            .is_ok()
-        {
+        if super::remove::remove(node, &c, false, false).await.is_ok() {
             report.containers_deleted.push(rec.id.clone());
             report.space_reclaimed += size;
         }

@@ -2,33 +2,52 @@
 //! calls (`wharf.v1.runtime.node.<node>.<op>` and the broadcast `wharf.v1.runtime.all.<op>`).
 //!
 //! - `record`: the persisted container record and its files.
-//! - `build`: image defaults merged into the config; the OCI spec of a container.
+//! - `runtime_spec`: the OCI runtime spec of a container.
 //! - `user`: `-u` resolved in the image's passwd and group files.
 //! - `host`: overlay root, network namespace, /etc files.
-//! - `lifecycle`: create, start, stop, kill, wait, remove, and what happens at exit.
+//! - `create`: create: the request checked, image defaults merged, ID, name, root and record.
+//! - `mounts`: binds, volumes, `--mount`, `--tmpfs` and `--volumes-from`, parsed and made.
+//! - `ports`: published ports, parsed and picked.
+//! - `network_attach`: a container on its networks (start, connect, disconnect), /etc/hosts.
+//! - `start`: start, the shim's launch, and undoing what a start set up.
+//! - `stop`: stop, restart, kill, pause and unpause.
+//! - `exits`: what happens at exit (restart policy, `--rm`), and wait.
+//! - `remove`: rm, and the background removal of a container's files.
+//! - `restore`: the containers the node finds at start.
 //! - `views`: `docker inspect` and `docker ps` shapes, resolve, filters.
 //! - `streams`: logs, attach and stdin.
-//! - `names`: generated container names.
+//! - `names`: the names in use, generated names, and rename.
+//! - `limits`: the cgroup limits of a host config and the log's size.
 //! - `step_run`, `step_copy`, `step_export`: a build's RUN and COPY/ADD steps and `COPY --from`
 //!   sources (`build.run`, `build.copy`, `build.export`).
 
 mod archive;
-pub mod build;
+mod blocking;
 mod commit;
+mod create;
 mod devices;
 mod exec;
+mod exits;
 mod extras;
 mod health;
 pub mod host;
-mod lifecycle;
-pub use lifecycle::drain_removals;
+mod limits;
+mod mounts;
 mod names;
+mod network_attach;
 pub mod networks;
+mod ports;
 pub mod record;
+mod remove;
+pub use remove::drain_removals;
+mod restore;
+mod runtime_spec;
 pub mod security;
+mod start;
 mod step_copy;
 mod step_export;
 mod step_run;
+mod stop;
 mod streams;
 pub mod user;
 mod views;
@@ -289,7 +308,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         seccomp: Default::default(),
         options,
     });
-    lifecycle::restore(&node).await;
+    restore::restore(&node).await;
 
     let mut running = wharf_bus::service::start(
         &client,
@@ -317,35 +336,35 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
     endpoint!(
         op::CREATE,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            Reply::json(&lifecycle::create(&n, decode(&r.message.payload)?).await?)
+            Reply::json(&create::create(&n, decode(&r.message.payload)?).await?)
         }
     );
     endpoint!(
         op::START,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::ById = decode(&r.message.payload)?;
-            Reply::json(&lifecycle::start(&n, &n.get(&req.id)?).await?)
+            Reply::json(&start::start(&n, &n.get(&req.id)?).await?)
         }
     );
     endpoint!(
         op::STOP,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::StopRequest = decode(&r.message.payload)?;
-            Reply::json(&lifecycle::stop(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
+            Reply::json(&stop::stop(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
         }
     );
     endpoint!(
         op::RESTART,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::StopRequest = decode(&r.message.payload)?;
-            Reply::json(&lifecycle::restart(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
+            Reply::json(&stop::restart(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
         }
     );
     endpoint!(
         op::KILL,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::KillRequest = decode(&r.message.payload)?;
-            lifecycle::kill(&n, &n.get(&req.id)?, &req.signal).await?;
+            stop::kill(&n, &n.get(&req.id)?, &req.signal).await?;
             Reply::json(&serde_json::json!({}))
         }
     );
@@ -353,14 +372,14 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         op::WAIT,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::WaitRequest = decode(&r.message.payload)?;
-            Reply::json(&lifecycle::wait(&n, &req.id, &req.condition).await?)
+            Reply::json(&exits::wait(&n, &req.id, &req.condition).await?)
         }
     );
     endpoint!(
         op::REMOVE,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::RemoveRequest = decode(&r.message.payload)?;
-            lifecycle::remove(&n, &n.get(&req.id)?, req.force, req.volumes).await?;
+            remove::remove(&n, &n.get(&req.id)?, req.force, req.volumes).await?;
             Reply::json(&serde_json::json!({}))
         }
     );
@@ -376,7 +395,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         op::PAUSE,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::ById = decode(&r.message.payload)?;
-            lifecycle::pause(&n, &n.get(&req.id)?, true).await?;
+            stop::pause(&n, &n.get(&req.id)?, true).await?;
             Reply::json(&serde_json::json!({}))
         }
     );
@@ -384,7 +403,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         op::UNPAUSE,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::ById = decode(&r.message.payload)?;
-            lifecycle::pause(&n, &n.get(&req.id)?, false).await?;
+            stop::pause(&n, &n.get(&req.id)?, false).await?;
             Reply::json(&serde_json::json!({}))
         }
     );
@@ -392,7 +411,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         op::RENAME,
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::RenameRequest = decode(&r.message.payload)?;
-            lifecycle::rename(&n, &n.get(&req.id)?, &req.name).await?;
+            names::rename(&n, &n.get(&req.id)?, &req.name).await?;
             Reply::json(&serde_json::json!({}))
         }
     );
@@ -495,14 +514,14 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
                                     r: Arc<
         async_nats::service::Request,
     >| async move {
-        lifecycle::connect(&n, decode(&r.message.payload)?).await?;
+        network_attach::connect(&n, decode(&r.message.payload)?).await?;
         Reply::json(&serde_json::json!({}))
     });
     endpoint!(op::NETWORK_DISCONNECT, |n: Arc<Node>,
                                        r: Arc<
         async_nats::service::Request,
     >| async move {
-        lifecycle::disconnect(&n, decode(&r.message.payload)?).await?;
+        network_attach::disconnect(&n, decode(&r.message.payload)?).await?;
         Reply::json(&serde_json::json!({}))
     });
     endpoint!(

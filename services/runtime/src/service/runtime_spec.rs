@@ -1,7 +1,7 @@
-//! From a create request and its image to the container's effective config, and from a
-//! container record to its OCI runtime spec.
+//! The OCI runtime spec of a container (what the shim hands to the kernel): its process,
+//! environment, capabilities, rlimits, namespaces, mounts and devices, from its record.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -9,107 +9,13 @@ use oci_spec::runtime::{
     Capability, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, PosixRlimitBuilder,
     PosixRlimitType, Spec, UserBuilder,
 };
-use serde_json::Value;
-use wharf_bus::container::{ContainerConfig, HealthConfig, HostConfig};
+use wharf_bus::container::HostConfig;
 use wharf_bus::BusError;
 
 use crate::container::{clamp_rlimits, default_spec, docker_default_capabilities};
 
 use super::record::{ContainerPaths, ContainerRecord};
 use super::user::ResolvedUser;
-
-/// The container's config with the image's defaults filled in, as dockerd merges them.
-pub fn merge_image_config(mut config: ContainerConfig, image: &Value) -> ContainerConfig {
-    let ic = image.get("config").cloned().unwrap_or(Value::Null);
-    let strings = |v: Option<&Value>| -> Option<Vec<String>> {
-        v.and_then(|v| v.as_array()).map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-    };
-    // Env: the image's, overridden key by key by the container's.
-    let mut env: Vec<String> = strings(ic.get("Env")).unwrap_or_default();
-    for e in std::mem::take(&mut config.env) {
-        let key = e.split('=').next().unwrap_or("").to_string();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()) || !e.contains('='));
-        env.push(e);
-    }
-    config.env = env;
-    // An entrypoint given on create resets the image's Cmd (dockerd).
-    if config.entrypoint.is_none() {
-        config.entrypoint = strings(ic.get("Entrypoint"));
-        if config.cmd.is_none() {
-            config.cmd = strings(ic.get("Cmd"));
-        }
-    }
-    if config.working_dir.is_empty() {
-        config.working_dir = ic
-            .get("WorkingDir")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-    }
-    if config.user.is_empty() {
-        config.user = ic
-            .get("User")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-    }
-    if let Some(ports) = ic.get("ExposedPorts").and_then(|v| v.as_object()) {
-        let mine = config.exposed_ports.get_or_insert_with(BTreeMap::new);
-        for (k, v) in ports {
-            mine.entry(k.clone()).or_insert(v.clone());
-        }
-    }
-    if let Some(vols) = ic.get("Volumes").and_then(|v| v.as_object()) {
-        let mine = config.volumes.get_or_insert_with(BTreeMap::new);
-        for (k, v) in vols {
-            mine.entry(k.clone()).or_insert(v.clone());
-        }
-    }
-    if config.stop_signal.is_none() {
-        config.stop_signal = ic
-            .get("StopSignal")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-    }
-    if config.healthcheck.is_none() {
-        config.healthcheck = ic
-            .get("Healthcheck")
-            .and_then(|h| serde_json::from_value::<HealthConfig>(h.clone()).ok());
-    }
-    if let Some(labels) = ic.get("Labels").and_then(|v| v.as_object()) {
-        for (k, v) in labels {
-            if let Some(v) = v.as_str() {
-                config.labels.entry(k.clone()).or_insert(v.to_string());
-            }
-        }
-    }
-    if config.on_build.is_none() {
-        config.on_build = strings(ic.get("OnBuild"));
-    }
-    if config.shell.is_none() {
-        config.shell = strings(ic.get("Shell"));
-    }
-    config
-}
-
-/// `Path` and `Args` of the container (entrypoint then cmd); dockerd's 400 when empty.
-pub fn command(config: &ContainerConfig) -> Result<(String, Vec<String>), BusError> {
-    let mut all: Vec<String> = config.entrypoint.clone().unwrap_or_default();
-    // `--entrypoint ""` clears the image's entrypoint.
-    if all.len() == 1 && all[0].is_empty() {
-        all.clear();
-    }
-    all.extend(config.cmd.clone().unwrap_or_default());
-    if all.is_empty() {
-        return Err(BusError::invalid("No command specified"));
-    }
-    let path = all.remove(0);
-    Ok((path, all))
-}
 
 /// Docker's environment: the config's, with PATH, HOSTNAME, HOME and TERM as dockerd and runc
 /// add them.
@@ -531,45 +437,6 @@ pub fn spec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn image_defaults_fill_what_the_create_left_out() {
-        let image = json!({"config": {"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"],
-            "Entrypoint": null, "WorkingDir": "/srv", "ExposedPorts": {"80/tcp": {}},
-            "Labels": {"l": "image"}}});
-        let mut config = ContainerConfig {
-            env: vec!["A=2".into()],
-            ..Default::default()
-        };
-        config.labels.insert("l".into(), "mine".into());
-        let merged = merge_image_config(config, &image);
-        assert_eq!(merged.env, ["PATH=/bin", "A=2"]);
-        assert_eq!(merged.cmd.as_deref().unwrap(), ["sh"]);
-        assert_eq!(merged.working_dir, "/srv");
-        assert!(merged.exposed_ports.unwrap().contains_key("80/tcp"));
-        assert_eq!(merged.labels["l"], "mine");
-    }
-
-    #[test]
-    fn an_entrypoint_on_create_drops_the_images_cmd() {
-        let image = json!({"config": {"Entrypoint": ["/init"], "Cmd": ["serve"]}});
-        let config = ContainerConfig {
-            entrypoint: Some(vec!["echo".into()]),
-            ..Default::default()
-        };
-        let merged = merge_image_config(config, &image);
-        assert_eq!(command(&merged).unwrap(), ("echo".to_string(), vec![]));
-        let merged = merge_image_config(ContainerConfig::default(), &image);
-        assert_eq!(
-            command(&merged).unwrap(),
-            ("/init".to_string(), vec!["serve".to_string()])
-        );
-        assert_eq!(
-            command(&ContainerConfig::default()).unwrap_err().message,
-            "No command specified"
-        );
-    }
 
     #[test]
     fn capabilities_follow_add_drop_and_privileged() {

@@ -29,7 +29,7 @@ use wharf_bus::stream::Receiver;
 use wharf_bus::BusError;
 
 use super::archive::{self, Extraction, UploadError};
-use super::{commit, internal, lifecycle, user, Container, Node};
+use super::{commit, create, internal, remove, user, Container, Node};
 use crate::userns::IdMap;
 
 /// Symlinks one destination may pass through (Go's `FollowSymlinkInScope` allows 255).
@@ -72,7 +72,7 @@ async fn step(
         // Never run, but a container needs a command.
         config.cmd = Some(vec!["/bin/sh".into(), "-c".into(), "#(nop) COPY".into()]);
     }
-    let c = lifecycle::create_for_step(node, &req.image, config, HostConfig::default())
+    let c = create::create_for_step(node, &req.image, config, HostConfig::default())
         .await
         .map_err(UploadError::Failed)?;
     let outcome = copy_into(node, &c, &req, receiver).await;
@@ -80,7 +80,7 @@ async fn step(
     let remove = req.remove || outcome.is_err();
     let removed = remove
         && {
-            match lifecycle::remove(node, &c, true, true).await {
+            match remove::remove(node, &c, true, true).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(container = %c.id, "cannot remove a build step's container: {}", e.message);

@@ -16,7 +16,7 @@ use wharf_bus::container::{ArchiveRequest, ContainerConfig, HostConfig};
 use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
 
-use super::{archive, lifecycle, Node};
+use super::{archive, create, remove, Node};
 
 /// Serves one `build.export` request: accepts the stream and exports behind it.
 pub async fn export(
@@ -42,19 +42,18 @@ pub async fn export(
             entrypoint: Some(vec![String::new()]),
             ..Default::default()
         };
-        let c = match lifecycle::create_for_step(&node, &req.image, config, HostConfig::default())
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => return sender.fail(&e).await,
-        };
+        let c =
+            match create::create_for_step(&node, &req.image, config, HostConfig::default()).await {
+                Ok(c) => c,
+                Err(e) => return sender.fail(&e).await,
+            };
         let request = ArchiveRequest {
             id: c.id.clone(),
             path: req.path,
             ..Default::default()
         };
         send(&node, sender, c.clone(), request).await;
-        if let Err(e) = lifecycle::remove(&node, &c, true, true).await {
+        if let Err(e) = remove::remove(&node, &c, true, true).await {
             tracing::warn!(container = %c.id, "cannot remove a build export's container: {}", e.message);
         }
     });

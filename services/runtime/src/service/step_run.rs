@@ -26,7 +26,7 @@ use wharf_bus::container::HostConfig;
 use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
 
-use super::{commit, lifecycle, streams, Container, Node};
+use super::{commit, create, start, streams, Container, Node};
 
 /// Output is sent once this much has gathered...
 const BATCH_BYTES: usize = 32 * 1024;
@@ -78,7 +78,7 @@ async fn step(node: &Arc<Node>, req: StepRun, sender: &mut Sender) -> Result<End
     // The step decides when its container goes, not an exit policy.
     host_config.auto_remove = false;
     host_config.restart_policy = Default::default();
-    let c = lifecycle::create_for_step(node, &req.image, config, host_config).await?;
+    let c = create::create_for_step(node, &req.image, config, host_config).await?;
     let outcome = match sender
         .send_json(&StepEvent::Started { id: c.id.clone() })
         .await
@@ -93,7 +93,7 @@ async fn step(node: &Arc<Node>, req: StepRun, sender: &mut Sender) -> Result<End
     };
     let removed = remove
         && {
-            match lifecycle::remove(node, &c, true, true).await {
+            match super::remove::remove(node, &c, true, true).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(container = %c.id, "cannot remove a build step's container: {}", e.message);
@@ -156,7 +156,7 @@ async fn attend(
 ) -> Result<Ending, BusError> {
     let attached = streams::attach_before_start(c, true, true);
     node.publish_event(&c.snapshot(), "attach", &[]).await;
-    lifecycle::start(node, c).await?;
+    start::start(node, c).await?;
     let output = tokio::select! {
         stream = attached => stream.ok(),
         why = sender.gone() => return Ok(Ending::Abandoned(why)),

@@ -1,0 +1,230 @@
+//! What happens when a container's process ends: its shim watched ([`monitor`]), the exit
+//! recorded and what the start set up released ([`on_exit`]), then the restart policy or
+//! `--rm` applied; and `docker wait`, which waits for those exits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use wharf_bus::container::WaitResponse;
+use wharf_bus::BusError;
+
+use crate::cgroups;
+use crate::logs::format_go_rfc3339_nano;
+use crate::shim::{ShimClient, ShimState};
+
+use super::record::{Status, ZERO_TIME};
+use super::{network_attach, remove, start, Container, Node};
+
+/// Waits for the container's exit (through its shim) and records it.
+pub(super) async fn monitor(node: Arc<Node>, c: Arc<Container>) {
+    let shim = ShimClient::open(&c.paths.dir);
+    let state = match shim.wait().await {
+        Ok(state) => state,
+        Err(e) => match ShimState::read(&c.paths.state()) {
+            // A short-lived container's shim may record the exit and leave before we ask.
+            Ok(state) if state.exit_code.is_some() => state,
+            _ => {
+                tracing::warn!(container = %c.id, "lost the shim ({e}); reading its state file");
+                final_state_without_shim(&node, &c).await
+            }
+        },
+    };
+    on_exit(node, c, state).await;
+}
+
+/// The exit as the state file recorded it; when the shim died before recording one, the
+/// container's processes are killed through its cgroup and the exit is 137.
+pub(super) async fn final_state_without_shim(node: &Arc<Node>, c: &Arc<Container>) -> ShimState {
+    let path = c.paths.state();
+    if let Ok(state) = ShimState::read(&path) {
+        if state.exit_code.is_some() {
+            return state;
+        }
+    }
+    let node2 = node.clone();
+    let id = c.id.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(layout) = &node2.cgroups {
+            if let Ok(group) = cgroups::open(layout, &format!("wharf/{id}")) {
+                let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    })
+    .await;
+    let mut state = ShimState::read(&path).unwrap_or_else(|_| ShimState {
+        pid: 0,
+        status: crate::shim::Status::Exited,
+        started_at: ZERO_TIME.into(),
+        exit_code: None,
+        finished_at: None,
+        oom_killed: None,
+    });
+    state.exit_code = Some(137);
+    state.finished_at = Some(format_go_rfc3339_nano(Utc::now()));
+    state
+}
+
+/// Records an exit, releases the host resources, then applies the restart policy or `--rm`.
+pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState) {
+    let code = state.exit_code.unwrap_or(255) as i64;
+    let node2 = node.clone();
+    let id = c.id.clone();
+    let paths = c.paths.clone();
+    let nets = c.with(|r| network_attach::user_nets(r));
+    let states = c.with(|r| r.networks());
+    let oom = tokio::task::spawn_blocking(move || {
+        let oom = node2.cgroups.as_ref().and_then(|layout| {
+            cgroups::open(layout, &format!("wharf/{id}"))
+                .ok()
+                .and_then(|g| g.oom_killed().ok())
+        });
+        start::teardown(&node2, &id, &paths, &states);
+        oom.unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
+    let oom = oom || state.oom_killed.unwrap_or(false);
+    let finished = state
+        .finished_at
+        .clone()
+        .unwrap_or_else(|| format_go_rfc3339_nano(Utc::now()));
+    let _ = c.update(|r| {
+        r.state.status = Status::Exited;
+        r.state.pid = 0;
+        r.state.exit_code = code;
+        r.state.finished_at = finished;
+        r.state.oom_killed = oom;
+        r.network = None;
+    });
+    c.phase.send_modify(|p| {
+        p.exits += 1;
+        p.exit_code = code;
+        p.running = false;
+    });
+    if !nets.is_empty() {
+        let node2 = node.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || network_attach::refresh_hosts(&node2, &nets)).await;
+    }
+    let rec = c.snapshot();
+    if oom {
+        node.publish_event(&rec, "oom", &[]).await;
+    }
+    node.publish_event(&rec, "die", &[("exitCode", code.to_string())])
+        .await;
+
+    let policy = rec.host_config.restart_policy.clone();
+    let restart = !rec.state.stopped_by_user
+        && match policy.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                code != 0
+                    && (policy.maximum_retry_count == 0
+                        || rec.restart_count < policy.maximum_retry_count)
+            }
+            _ => false,
+        };
+    if restart {
+        let delay = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 9));
+        let _ = c.update(|r| {
+            r.state.status = Status::Restarting;
+            r.restart_count += 1;
+        });
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _held = c.op_lock.lock().await;
+            if c.status() != Status::Restarting {
+                return;
+            }
+            if let Err(e) = start::start_locked(&node, &c).await {
+                tracing::warn!(container = %c.id, "restart failed: {}", e.message);
+                let _ = c.update(|r| r.state.status = Status::Exited);
+            }
+        });
+        return;
+    }
+    if rec.host_config.auto_remove {
+        if let Err(e) = remove::remove(&node, &c, true, true).await {
+            tracing::warn!(container = %c.id, "--rm: {}", e.message);
+        }
+    }
+}
+
+/// Waits until the container has exited more than `seen` times, at most `timeout`.
+pub(super) async fn exited_after(c: &Container, seen: u64, timeout: Option<Duration>) -> bool {
+    let mut rx = c.phase.subscribe();
+    let done = async {
+        loop {
+            if rx.borrow_and_update().exits > seen {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, done).await.is_ok(),
+        None => {
+            done.await;
+            true
+        }
+    }
+}
+
+/// `docker wait` with its conditions.
+pub async fn wait(node: &Arc<Node>, id: &str, condition: &str) -> Result<WaitResponse, BusError> {
+    let c = node.get(id)?;
+    let mut rx = c.phase.subscribe();
+    let start = rx.borrow_and_update().clone();
+    let response = |code: i64| WaitResponse {
+        status_code: code,
+        error: None,
+    };
+    match condition {
+        "" | "not-running" => {
+            let status = c.status();
+            if !status.is_live() && status != Status::Restarting {
+                return Ok(response(c.with(|r| r.state.exit_code)));
+            }
+            loop {
+                if rx.changed().await.is_err() {
+                    return Ok(response(start.exit_code));
+                }
+                let p = rx.borrow_and_update().clone();
+                if p.exits > start.exits && !p.running && c.status() != Status::Restarting {
+                    return Ok(response(p.exit_code));
+                }
+                if p.removed {
+                    return Ok(response(p.exit_code));
+                }
+            }
+        }
+        "next-exit" => loop {
+            if rx.changed().await.is_err() {
+                return Ok(response(start.exit_code));
+            }
+            let p = rx.borrow_and_update().clone();
+            if p.exits > start.exits || p.removed {
+                return Ok(response(p.exit_code));
+            }
+        },
+        "removed" => {
+            if start.removed {
+                return Ok(response(start.exit_code));
+            }
+            loop {
+                if rx.changed().await.is_err() {
+                    let code = c.with(|r| r.state.exit_code);
+                    return Ok(response(code));
+                }
+                let p = rx.borrow_and_update().clone();
+                if p.removed {
+                    return Ok(response(p.exit_code));
+                }
+            }
+        }
+        other => Err(BusError::invalid(format!("invalid condition: \"{other}\""))),
+    }
+}

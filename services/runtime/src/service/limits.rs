@@ -1,0 +1,79 @@
+//! The limits a container's host config sets: its cgroup resources (memory, CPUs, shares,
+//! PIDs), applied at start and by `docker update`, and the size its JSON log may grow to.
+
+use wharf_bus::container::HostConfig;
+
+use crate::cgroups::{self, Resources};
+
+/// A size as `--log-opt max-size` takes it (`10m`, `1g`, `512k`, bytes); `None` for text that
+/// is no size or too large.
+pub(super) fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1024),
+        'm' => (&t[..t.len() - 1], 1024 * 1024),
+        'g' => (&t[..t.len() - 1], 1024 * 1024 * 1024),
+        _ => (t.as_str(), 1),
+    };
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult))
+}
+
+/// The cgroup limits `h` asks for: `--memory` and `--memory-swap`, `--cpus` (or
+/// `--cpu-quota` over `--cpu-period`), `--cpu-shares` and `--pids-limit`.
+pub(super) fn resources(h: &HostConfig) -> Resources {
+    let mut r = Resources::default();
+    if h.memory > 0 {
+        r.memory = Some(h.memory as u64);
+        r.memory_swap = match h.memory_swap {
+            0 => cgroups::MemorySwap::Default,
+            -1 => cgroups::MemorySwap::Unlimited,
+            n => cgroups::MemorySwap::Total(n as u64),
+        };
+    }
+    if h.nano_cpus > 0 {
+        r.nano_cpus = Some(h.nano_cpus as u64);
+    } else if h.cpu_quota > 0 {
+        let period = if h.cpu_period > 0 {
+            h.cpu_period
+        } else {
+            100_000
+        };
+        // In u128: a quota near i64::MAX overflowed u64 and panicked the request's task (found
+        // by deploy/fuzz-api.sh); the cgroup's own check then refuses what is out of range.
+        let nano = h.cpu_quota as u128 * 1_000_000_000 / period as u128;
+        r.nano_cpus = Some(u64::try_from(nano).unwrap_or(u64::MAX));
+    }
+    if h.cpu_shares > 0 {
+        r.cpu_shares = Some(h.cpu_shares as u64);
+    }
+    if let Some(p) = h.pids_limit.filter(|p| *p > 0) {
+        r.pids_limit = Some(p as u64);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use wharf_bus::container::HostConfig;
+
+    /// Found by deploy/fuzz-api.sh: `POST /containers/{id}/update` with `CpuQuota`
+    /// 9223372036854775806 overflowed the quota's conversion to CPUs and panicked the task, so
+    /// the request never got an answer; a log `max-size` of too many gigabytes did the same.
+    #[test]
+    fn huge_cpu_quotas_and_sizes_do_not_overflow() {
+        let host = HostConfig {
+            cpu_quota: i64::MAX - 1,
+            ..HostConfig::default()
+        };
+        assert_eq!(super::resources(&host).nano_cpus, Some(u64::MAX));
+        let host = HostConfig {
+            cpu_quota: 150_000,
+            cpu_period: 100_000,
+            ..HostConfig::default()
+        };
+        assert_eq!(super::resources(&host).nano_cpus, Some(1_500_000_000));
+        assert_eq!(super::parse_size("99999999999999999999g"), None);
+        assert_eq!(super::parse_size("17179869184g"), None);
+        assert_eq!(super::parse_size("10m"), Some(10 << 20));
+    }
+}

@@ -1,0 +1,112 @@
+//! What the node does with the containers it finds at start: records loaded, removals a
+//! restart interrupted finished, containers whose shims still run adopted, exits that
+//! happened while no runtime watched recorded, and containers whose restart policy says so
+//! started again.
+
+use std::sync::{Arc, Mutex};
+
+use crate::shim::ShimClient;
+
+use super::record::{ContainerPaths, ContainerRecord, Status};
+use super::{exits, remove, start, Container, Node, Phase};
+
+/// Loads every container record and adopts the containers whose shims still run; applies the
+/// restart policy to those that ended while no runtime watched.
+pub async fn restore(node: &Arc<Node>) {
+    let entries = match std::fs::read_dir(&node.containers_dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("cannot read {}: {e}", node.containers_dir.display());
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let rec = match ContainerRecord::load(&dir) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "skipping container without a readable record: {e}");
+                continue;
+            }
+        };
+        if rec.state.status == Status::Removing {
+            // A remove was interrupted: finish it.
+            let paths = ContainerPaths::new(&node.containers_dir, &rec.id);
+            let node2 = node.clone();
+            let id = rec.id.clone();
+            let states = rec.networks();
+            let _ = tokio::task::spawn_blocking(move || {
+                start::teardown(&node2, &id, &paths, &states);
+                remove::discard(&paths);
+            })
+            .await;
+            continue;
+        }
+        let c = Arc::new(Container {
+            id: rec.id.clone(),
+            paths: ContainerPaths::new(&node.containers_dir, &rec.id),
+            record: Mutex::new(rec.clone()),
+            op_lock: tokio::sync::Mutex::new(()),
+            phase: tokio::sync::watch::channel(Phase {
+                exit_code: rec.state.exit_code,
+                running: rec.state.status.is_live(),
+                ..Default::default()
+            })
+            .0,
+            pending_attaches: Mutex::new(Vec::new()),
+        });
+        node.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.name.clone(), rec.id.clone());
+        node.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.id.clone(), c.clone());
+        match rec.state.status {
+            Status::Running | Status::Paused => {
+                let shim = ShimClient::open(&c.paths.dir);
+                match shim.state().await {
+                    Ok(state) if state.exit_code.is_none() => {
+                        tracing::info!(container = %rec.id, "adopted running container");
+                        tokio::spawn(exits::monitor(node.clone(), c.clone()));
+                    }
+                    Ok(state) => {
+                        tokio::spawn(exits::on_exit(node.clone(), c.clone(), state));
+                    }
+                    Err(_) => {
+                        let state = exits::final_state_without_shim(node, &c).await;
+                        tokio::spawn(exits::on_exit(node.clone(), c.clone(), state));
+                    }
+                }
+            }
+            Status::Restarting => {
+                let _ = c.update(|r| r.state.status = Status::Exited);
+                restart_on_boot(node, &c);
+            }
+            Status::Exited | Status::Created => restart_on_boot(node, &c),
+            _ => {}
+        }
+    }
+}
+
+/// Starts an exited container whose policy says it should run whenever the engine does.
+fn restart_on_boot(node: &Arc<Node>, c: &Arc<Container>) {
+    let rec = c.snapshot();
+    let wanted = rec.has_been_started
+        && match rec.host_config.restart_policy.name.as_str() {
+            "always" => true,
+            "unless-stopped" => !rec.state.stopped_by_user,
+            _ => false,
+        };
+    if wanted {
+        let node = node.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            let _held = c.op_lock.lock().await;
+            if let Err(e) = start::start_locked(&node, &c).await {
+                tracing::warn!(container = %c.id, "restart at boot failed: {}", e.message);
+            }
+        });
+    }
+}
