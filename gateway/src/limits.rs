@@ -179,10 +179,8 @@ mod tests {
             rlim_max: 0,
         };
         // SAFETY: getrlimit only writes the rlimit struct it is given, which lives on this stack.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+        assert_eq!(rc, 0);
         assert_eq!(soft, limit.rlim_cur);
         assert!(limit.rlim_cur <= limit.rlim_max);
         if limit.rlim_max != libc::RLIM_INFINITY {

@@ -3,6 +3,7 @@
 
 pub mod blob;
 pub mod build;
+pub mod api;
 pub mod changes;
 pub mod connect;
 pub mod container;

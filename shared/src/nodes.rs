@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::container::{all_subject, op, NodeInfo, ANNOUNCE_INTERVAL_SECS, ANNOUNCE_SUBJECT};
+use crate::endpoint::{BroadcastSubject, Endpoint};
 use crate::error::{BusError, Result};
 use crate::rpc;
 
@@ -144,12 +143,11 @@ impl Roster {
         record(&self.nodes, info);
     }
 
-    /// Sends `request` to every node on broadcast `op` and returns every answer.
-    pub async fn gather<Req: Serialize, Resp: DeserializeOwned>(
+    /// Sends `request` to every node on broadcast `E` and returns every answer.
+    pub async fn gather<E: Endpoint + BroadcastSubject>(
         &self,
-        op: &str,
-        request: &Req,
-    ) -> Result<Vec<Resp>> {
+        request: &E::Request,
+    ) -> Result<Vec<E::Reply>> {
         let expected = self.nodes_or_discover().await.len();
         if expected == 0 {
             return Ok(Vec::new());
@@ -158,7 +156,7 @@ impl Roster {
             .map_err(|e| BusError::internal(format!("cannot encode request: {e}")))?;
         let answers = gather_raw(
             &self.client,
-            &all_subject(op),
+            &E::subject(),
             payload,
             expected,
             GATHER_TIMEOUT,

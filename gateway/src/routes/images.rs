@@ -189,17 +189,14 @@ async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {
 pub(super) async fn images_in_use(
     state: &AppState,
 ) -> ApiResult<std::collections::BTreeMap<String, String>> {
-    use wharf_bus::container::{op, ListRequest, ListResponse};
+    use wharf_bus::container::{ListRequest, ListResponse};
     let lists: Vec<ListResponse> = state
         .roster()
         .await?
-        .gather(
-            op::LIST,
-            &ListRequest {
-                all: true,
-                ..Default::default()
-            },
-        )
+        .gather::<wharf_bus::api::ContainerList>(&ListRequest {
+            all: true,
+            ..Default::default()
+        })
         .await?;
     let mut used = std::collections::BTreeMap::new();
     for c in lists.iter().flat_map(|l| l.containers.iter()) {

@@ -236,7 +236,7 @@ async fn all_networks(state: &AppState) -> ApiResult<Vec<Located>> {
     let answers: Vec<NetworkListResponse> = state
         .roster()
         .await?
-        .gather(op::NETWORK_LIST, &VolumeListRequest::default())
+        .gather::<wharf_bus::api::NetworkList>(&VolumeListRequest::default())
         .await?;
     Ok(flatten(answers))
 }
@@ -262,7 +262,7 @@ pub async fn list(
     let answers: Vec<NetworkListResponse> = state
         .roster()
         .await?
-        .gather(op::NETWORK_LIST, &request)
+        .gather::<wharf_bus::api::NetworkList>(&request)
         .await?;
     Ok(axum::Json(merge_lists(answers)))
 }
@@ -334,7 +334,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Res
     let answers: Vec<NetworkListResponse> = state
         .roster()
         .await?
-        .gather(op::NETWORK_LIST, &lookup)
+        .gather::<wharf_bus::api::NetworkList>(&lookup)
         .await?;
     if flatten(answers).iter().any(|n| n.name() == name) {
         return Err(ApiError::new(
@@ -519,7 +519,7 @@ pub async fn prune(
     let answers: Vec<NetworkPruneResponse> = state
         .roster()
         .await?
-        .gather(op::NETWORK_PRUNE, &request)
+        .gather::<wharf_bus::api::NetworkPrune>(&request)
         .await?;
     Ok(axum::Json(merge_prunes(answers)))
 }

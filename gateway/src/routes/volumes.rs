@@ -98,7 +98,7 @@ async fn locate(state: &AppState, name: &str) -> ApiResult<Option<Located>> {
     let answers: Vec<VolumeListResponse> = state
         .roster()
         .await?
-        .gather(op::VOLUME_LIST, &request)
+        .gather::<wharf_bus::api::VolumeList>(&request)
         .await?;
     Ok(exact(name, answers))
 }
@@ -134,7 +134,7 @@ pub async fn list(
     let answers: Vec<VolumeListResponse> = state
         .roster()
         .await?
-        .gather(op::VOLUME_LIST, &request)
+        .gather::<wharf_bus::api::VolumeList>(&request)
         .await?;
     Ok(axum::Json(serde_json::json!({
         "Volumes": merge_lists(answers),
@@ -188,7 +188,7 @@ pub async fn prune(
     let answers: Vec<VolumePruneResponse> = state
         .roster()
         .await?
-        .gather(op::VOLUME_PRUNE, &request)
+        .gather::<wharf_bus::api::VolumePrune>(&request)
         .await?;
     Ok(axum::Json(merge_prunes(answers)))
 }

@@ -105,12 +105,9 @@ async fn locate(state: &AppState, exec_id: &str) -> ApiResult<String> {
     let answers: Vec<ExecLocation> = state
         .roster()
         .await?
-        .gather(
-            op::EXEC_LOCATE,
-            &ExecRef {
-                exec_id: exec_id.to_string(),
-            },
-        )
+        .gather::<wharf_bus::api::ExecLocate>(&ExecRef {
+            exec_id: exec_id.to_string(),
+        })
         .await?;
     holder(exec_id, answers)
 }

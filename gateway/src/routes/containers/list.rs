@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{RawQuery, State};
 use serde_json::Value;
-use wharf_bus::container::{op, ListRequest, ListResponse};
+use wharf_bus::container::{ListRequest, ListResponse};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -22,7 +22,9 @@ pub async fn list(
     let request = list_request(&q)?;
     let limit = request.limit;
     let roster = state.roster().await?;
-    let answers: Vec<ListResponse> = roster.gather(op::LIST, &request).await?;
+    let answers: Vec<ListResponse> = roster
+        .gather::<wharf_bus::api::ContainerList>(&request)
+        .await?;
     Ok(axum::Json(Value::Array(merge(answers, limit))))
 }
 

@@ -3,7 +3,7 @@
 
 use axum::extract::{RawQuery, State};
 use serde_json::{json, Value};
-use wharf_bus::container::{op, ContainerPruneResponse, ListRequest};
+use wharf_bus::container::{ContainerPruneResponse, ListRequest};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -49,8 +49,11 @@ pub async fn prune(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<axum::Json<Value>> {
     let request = prune_request(&Query::parse(raw.as_deref()))?;
-    let answers: Vec<ContainerPruneResponse> =
-        state.roster().await?.gather(op::PRUNE, &request).await?;
+    let answers: Vec<ContainerPruneResponse> = state
+        .roster()
+        .await?
+        .gather::<wharf_bus::api::ContainerPrune>(&request)
+        .await?;
     Ok(axum::Json(merge(answers)))
 }
 

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use wharf_bus::container::{
-    op, MatchKind, NodeInfo, ResolveMatch, ResolveRequest, ResolveResponse,
-};
+use wharf_bus::container::{MatchKind, NodeInfo, ResolveMatch, ResolveRequest, ResolveResponse};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -147,12 +145,9 @@ async fn candidates(state: &AppState, name_or_id: &str) -> ApiResult<Vec<Resolve
         return Err(no_node());
     }
     let answers: Vec<ResolveResponse> = roster
-        .gather(
-            op::RESOLVE,
-            &ResolveRequest {
-                name_or_id: name_or_id.to_string(),
-            },
-        )
+        .gather::<wharf_bus::api::ContainerResolve>(&ResolveRequest {
+            name_or_id: name_or_id.to_string(),
+        })
         .await?;
     Ok(answers
         .into_iter()
