@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use wharf_bus::container::WaitResponse;
+use wharf_bus::container::{RestartPolicy, WaitResponse};
 use wharf_bus::BusError;
 
 use crate::cgroups;
@@ -114,19 +114,9 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
     node.publish_event(&rec, "die", &[("exitCode", code.to_string())])
         .await;
 
-    let policy = rec.host_config.restart_policy.clone();
-    let restart = !rec.state.stopped_by_user
-        && match policy.name.as_str() {
-            "always" | "unless-stopped" => true,
-            "on-failure" => {
-                code != 0
-                    && (policy.maximum_retry_count == 0
-                        || rec.restart_count < policy.maximum_retry_count)
-            }
-            _ => false,
-        };
-    if restart {
-        let delay = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 9));
+    let policy = &rec.host_config.restart_policy;
+    if restarts_after_exit(policy, rec.state.stopped_by_user, code, rec.restart_count) {
+        let delay = restart_delay(rec.restart_count);
         let _ = c.update(|r| {
             r.state.status = Status::Restarting;
             r.restart_count += 1;
@@ -149,6 +139,34 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
             tracing::warn!(container = %c.id, "--rm: {}", e.message);
         }
     }
+}
+
+/// Whether the restart policy `policy` starts a container again after an exit with `code`:
+/// never once a user stopped it; always with `always` and `unless-stopped`; with
+/// `on-failure`, after a non-zero exit while fewer restarts than its maximum (0: no maximum)
+/// were made.
+fn restarts_after_exit(
+    policy: &RestartPolicy,
+    stopped_by_user: bool,
+    code: i64,
+    restart_count: i64,
+) -> bool {
+    !stopped_by_user
+        && match policy.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                code != 0
+                    && (policy.maximum_retry_count == 0
+                        || restart_count < policy.maximum_retry_count)
+            }
+            _ => false,
+        }
+}
+
+/// The pause before a restart after `restart_count` earlier ones: 100 ms, doubling with each
+/// restart up to 51.2 s.
+fn restart_delay(restart_count: i64) -> Duration {
+    Duration::from_millis(100u64 << restart_count.clamp(0, 9))
 }
 
 /// Waits until the container has exited more than `seen` times, at most `timeout`.
@@ -226,5 +244,45 @@ pub async fn wait(node: &Arc<Node>, id: &str, condition: &str) -> Result<WaitRes
             }
         }
         other => Err(BusError::invalid(format!("invalid condition: \"{other}\""))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, maximum_retry_count: i64) -> RestartPolicy {
+        RestartPolicy {
+            name: name.into(),
+            maximum_retry_count,
+        }
+    }
+
+    #[test]
+    fn the_restart_policy_decides_after_each_exit() {
+        for name in ["always", "unless-stopped"] {
+            assert!(restarts_after_exit(&policy(name, 0), false, 0, 0));
+            assert!(restarts_after_exit(&policy(name, 0), false, 1, 100));
+            assert!(!restarts_after_exit(&policy(name, 0), true, 1, 0));
+        }
+        for name in ["", "no"] {
+            assert!(!restarts_after_exit(&policy(name, 0), false, 1, 0));
+        }
+        let on_failure = policy("on-failure", 0);
+        assert!(!restarts_after_exit(&on_failure, false, 0, 0));
+        assert!(restarts_after_exit(&on_failure, false, 137, 1000));
+        assert!(!restarts_after_exit(&on_failure, true, 137, 0));
+        let three = policy("on-failure", 3);
+        assert!(restarts_after_exit(&three, false, 1, 2));
+        assert!(!restarts_after_exit(&three, false, 1, 3));
+    }
+
+    #[test]
+    fn restarts_back_off_up_to_a_limit() {
+        assert_eq!(restart_delay(0), Duration::from_millis(100));
+        assert_eq!(restart_delay(1), Duration::from_millis(200));
+        assert_eq!(restart_delay(9), Duration::from_millis(51_200));
+        assert_eq!(restart_delay(1000), Duration::from_millis(51_200));
+        assert_eq!(restart_delay(-1), Duration::from_millis(100));
     }
 }

@@ -360,3 +360,14 @@ pub async fn disconnect(
     wharf_bus::events::publish(&node.client, &event).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn macs_are_derived_from_the_address_as_docker_derives_them() {
+        assert_eq!(
+            super::mac_for(std::net::Ipv4Addr::new(172, 17, 0, 2)),
+            "02:42:ac:11:00:02"
+        );
+    }
+}

@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use wharf_bus::container::RestartPolicy;
+
 use crate::shim::ShimClient;
 
 use super::record::{ContainerPaths, ContainerRecord, Status};
@@ -93,13 +95,11 @@ pub async fn restore(node: &Arc<Node>) {
 /// Starts an exited container whose policy says it should run whenever the engine does.
 fn restart_on_boot(node: &Arc<Node>, c: &Arc<Container>) {
     let rec = c.snapshot();
-    let wanted = rec.has_been_started
-        && match rec.host_config.restart_policy.name.as_str() {
-            "always" => true,
-            "unless-stopped" => !rec.state.stopped_by_user,
-            _ => false,
-        };
-    if wanted {
+    if runs_at_boot(
+        &rec.host_config.restart_policy,
+        rec.has_been_started,
+        rec.state.stopped_by_user,
+    ) {
         let node = node.clone();
         let c = c.clone();
         tokio::spawn(async move {
@@ -108,5 +108,37 @@ fn restart_on_boot(node: &Arc<Node>, c: &Arc<Container>) {
                 tracing::warn!(container = %c.id, "restart at boot failed: {}", e.message);
             }
         });
+    }
+}
+
+/// Whether a container the node finds stopped at start runs again: one started before whose
+/// policy is `always`, or `unless-stopped` when no user stopped it.
+fn runs_at_boot(policy: &RestartPolicy, has_been_started: bool, stopped_by_user: bool) -> bool {
+    has_been_started
+        && match policy.name.as_str() {
+            "always" => true,
+            "unless-stopped" => !stopped_by_user,
+            _ => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn always_and_unless_stopped_containers_run_again_at_boot() {
+        let policy = |name: &str| RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: 0,
+        };
+        assert!(runs_at_boot(&policy("always"), true, false));
+        assert!(runs_at_boot(&policy("always"), true, true));
+        assert!(runs_at_boot(&policy("unless-stopped"), true, false));
+        assert!(!runs_at_boot(&policy("unless-stopped"), true, true));
+        assert!(!runs_at_boot(&policy("on-failure"), true, false));
+        assert!(!runs_at_boot(&policy("no"), true, false));
+        // Never started: `docker create` alone does not make it run at boot.
+        assert!(!runs_at_boot(&policy("always"), false, false));
     }
 }

@@ -202,6 +202,19 @@ pub async fn pause(node: &Arc<Node>, c: &Arc<Container>, on: bool) -> Result<(),
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn signals_by_name_or_number_as_docker_takes_them() {
+        for text in ["SIGKILL", "KILL", "kill", "9", " 9 "] {
+            assert_eq!(super::parse_signal(text).unwrap(), 9);
+        }
+        assert_eq!(super::parse_signal("hup").unwrap(), 1);
+        for text in ["0", "65", "-1", "SIGNOPE", ""] {
+            let e = super::parse_signal(text).unwrap_err();
+            assert_eq!(e.kind, wharf_bus::ErrorKind::Invalid);
+            assert_eq!(e.message, format!("Invalid signal: {text}"));
+        }
+    }
+
     /// Found by deploy/fuzz-api.sh: `POST /containers/{id}/kill` racing the container's exit
     /// (its shim already gone) answered 500.
     #[tokio::test]
