@@ -232,7 +232,12 @@ pub struct Incoming<E: Subject> {
 
 impl<E: Subject> Incoming<E> {
     fn decode(raw: Arc<async_nats::service::Request>) -> Result<Incoming<E>> {
-        let request = crate::rpc::decode(&raw.message.payload)?;
+        // An empty payload is an empty object (a request with no fields).
+        let payload: &[u8] = match raw.message.payload.is_empty() {
+            true => b"{}",
+            false => &raw.message.payload,
+        };
+        let request = crate::rpc::decode(payload)?;
         Ok(Incoming { request, raw })
     }
 }

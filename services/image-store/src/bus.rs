@@ -6,19 +6,16 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, Semaphore};
-use wharf_bus::image::{
-    BlobAdopt, BlobIngest, BlobIngested, BlobRead, BlobRef, ImageCommit, ImageDelete, ImageExport,
-    ImageImport, ImageList, ImageLoad, ImagePrune, ImageResolve, ImageTag,
-};
-use wharf_bus::service::{Reply, Running};
+use wharf_bus::api;
+use wharf_bus::endpoint::{accept_download, accept_upload, Empty, Endpoint, Incoming};
+use wharf_bus::image::BlobIngested;
+use wharf_bus::service::Running;
 use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
-use wharf_bus::subjects::{group, image_store as ep, service_name};
+use wharf_bus::subjects::{group, service_name};
 use wharf_bus::{events, rpc, BusError};
 
 use crate::blob_store::IngestSpec;
 use crate::store::{Events, ImageStore};
-
-type Request = Arc<async_nats::service::Request>;
 
 /// Uploads (blob ingests, loads, imports) served at once: each holds a blocking thread for its
 /// whole length, so many pulls must not take the whole blocking pool. More wait their turn.
@@ -50,26 +47,27 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
     )
     .await?;
 
-    // Small request/reply calls: decode, run blocking, publish events, answer JSON.
+    // Small request/reply calls: decoded by their declaration, run blocking, events
+    // published, the declared reply answered.
     macro_rules! call {
-        ($endpoint:expr, $req:ty, |$store:ident, $r:ident, $events:ident| $body:expr) => {{
+        ($endpoint:ty, |$store:ident, $r:ident, $events:ident| $body:expr) => {{
             let store = store.clone();
             let client = client.clone();
             running
-                .serve(group::IMAGE_STORE, $endpoint, move |request: Request| {
+                .serve_endpoint::<$endpoint, _, _>(group::IMAGE_STORE, move |incoming| {
                     let store = store.clone();
                     let client = client.clone();
                     async move {
-                        let $r: $req = rpc::decode(&request.message.payload)?;
+                        let $r = incoming.request;
                         let (value, evs) = blocking(move || {
                             let $store = &*store;
                             let mut $events = Events::new();
-                            let v = $body?;
+                            let v: <$endpoint as Endpoint>::Reply = $body?;
                             Ok((v, $events))
                         })
                         .await?;
                         publish(&client, evs).await;
-                        Reply::json(&value)
+                        Ok(value)
                     }
                 })
                 .await?;
@@ -77,14 +75,10 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
     }
 
     // A pull that finds a blob ("Already exists") commits it later: the stat renews its lease.
-    call!(ep::BLOB_STAT, BlobRef, |s, r, _e| s.blobs.touch(&r.digest));
-    call!(ep::BLOB_LOCATE, BlobRef, |s, r, _e| s
-        .blobs
-        .locate(&r.digest));
-    call!(ep::BLOB_STAGING, serde_json::Value, |s, _r, _e| s
-        .blobs
-        .staging_area());
-    call!(ep::BLOB_ADOPT, BlobAdopt, |s, r, _e| {
+    call!(api::BlobStat, |s, r, _e| s.blobs.touch(&r.digest));
+    call!(api::BlobLocate, |s, r, _e| s.blobs.locate(&r.digest));
+    call!(api::BlobStaging, |s, _r, _e| s.blobs.staging_area());
+    call!(api::BlobAdoptFile, |s, r, _e| {
         if !r.ingest.digest.is_empty() {
             wharf_bus::digest::sha256_hex(&r.ingest.digest)?;
         }
@@ -98,46 +92,43 @@ pub async fn serve(client: async_nats::Client, store: Arc<ImageStore>) -> anyhow
             layer: done.layer.map(|l| l.info),
         })
     });
-    call!(ep::IMAGE_COMMIT, ImageCommit, |s, r, e| s
-        .commit(&r, &mut e));
-    call!(ep::IMAGE_RESOLVE, ImageResolve, |s, r, _e| s
-        .resolve(&r.name));
-    call!(ep::IMAGE_LIST, ImageList, |s, r, _e| s.list(&r));
-    call!(ep::IMAGE_TAG, ImageTag, |s, r, e| s
+    call!(api::ImageCommitRecord, |s, r, e| s.commit(&r, &mut e));
+    call!(api::ImageResolveName, |s, r, _e| s.resolve(&r.name));
+    call!(api::ImageListAll, |s, r, _e| s.list(&r));
+    call!(api::ImageTagName, |s, r, e| s
         .tag(&r, &mut e)
-        .map(|()| serde_json::json!({})));
-    call!(ep::IMAGE_DELETE, ImageDelete, |s, r, e| s
-        .delete(&r, &mut e));
-    call!(ep::IMAGE_PRUNE, ImagePrune, |s, r, e| s.prune(&r, &mut e));
+        .map(|()| Empty));
+    call!(api::ImageDeleteName, |s, r, e| s.delete(&r, &mut e));
+    call!(api::ImagePruneUnused, |s, r, e| s.prune(&r, &mut e));
 
     let (s, c) = (store.clone(), client.clone());
     running
-        .serve(group::IMAGE_STORE, ep::BLOB_READ, move |req| {
+        .serve_stream::<api::BlobReadStream, _, _>(group::IMAGE_STORE, move |req| {
             blob_read(s.clone(), c.clone(), req)
         })
         .await?;
     let uploads = Arc::new(Semaphore::new(MAX_UPLOADS));
     let (s, c, u) = (store.clone(), client.clone(), uploads.clone());
     running
-        .serve(group::IMAGE_STORE, ep::BLOB_INGEST, move |req| {
+        .serve_stream::<api::BlobIngestStream, _, _>(group::IMAGE_STORE, move |req| {
             blob_ingest(s.clone(), c.clone(), u.clone(), req)
         })
         .await?;
     let (s, c) = (store.clone(), client.clone());
     running
-        .serve(group::IMAGE_STORE, ep::IMAGE_EXPORT, move |req| {
+        .serve_stream::<api::ImageExportTar, _, _>(group::IMAGE_STORE, move |req| {
             image_export(s.clone(), c.clone(), req)
         })
         .await?;
     let (s, c, u) = (store.clone(), client.clone(), uploads.clone());
     running
-        .serve(group::IMAGE_STORE, ep::IMAGE_LOAD, move |req| {
+        .serve_stream::<api::ImageLoadTar, _, _>(group::IMAGE_STORE, move |req| {
             image_load(s.clone(), c.clone(), u.clone(), req)
         })
         .await?;
     let (s, c, u) = (store.clone(), client.clone(), uploads);
     running
-        .serve(group::IMAGE_STORE, ep::IMAGE_IMPORT, move |req| {
+        .serve_stream::<api::ImageImportTar, _, _>(group::IMAGE_STORE, move |req| {
             image_import(s.clone(), c.clone(), u.clone(), req)
         })
         .await?;
@@ -174,9 +165,9 @@ async fn stream_out(
 async fn blob_read(
     store: Arc<ImageStore>,
     client: async_nats::Client,
-    request: Request,
-) -> Result<Reply, BusError> {
-    let r: BlobRead = rpc::decode(&request.message.payload)?;
+    incoming: Incoming<api::BlobReadStream>,
+) -> Result<(), BusError> {
+    let r = &incoming.request;
     let (info, file) = blocking({
         let store = store.clone();
         let digest = r.digest.clone();
@@ -195,7 +186,7 @@ async fn blob_read(
     }
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let offset = r.offset;
-    let sender = Sender::accept(&client, &request, rpc::encode(&info)?).await?;
+    let sender = accept_download(&client, &incoming, &info).await?;
     let producer = tokio::task::spawn_blocking(move || {
         let mut file = file;
         let read_error = |e: io::Error| BusError::internal(format!("cannot read blob: {e}"));
@@ -211,7 +202,7 @@ async fn blob_read(
         Ok(())
     });
     stream_out(sender, rx, producer).await;
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 /// What the async side hands the blocking worker of an upload.
@@ -369,14 +360,14 @@ async fn blob_ingest(
     store: Arc<ImageStore>,
     client: async_nats::Client,
     uploads: Arc<Semaphore>,
-    request: Request,
-) -> Result<Reply, BusError> {
-    let r: BlobIngest = rpc::decode(&request.message.payload)?;
+    incoming: Incoming<api::BlobIngestStream>,
+) -> Result<(), BusError> {
+    let r = &incoming.request;
     if !r.digest.is_empty() {
         wharf_bus::digest::sha256_hex(&r.digest)?;
     }
     let spec = IngestSpec::for_blob(&r.digest, r.size, r.media_type.as_deref());
-    let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
+    let receiver = accept_upload(&client, &incoming, &Empty).await?;
     stream_in(receiver, &client, uploads, move |mut upload| {
         let mut ingest = store.blobs.ingest(spec)?;
         while let Some(chunk) = upload
@@ -395,56 +386,55 @@ async fn blob_ingest(
         ))
     })
     .await;
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 async fn image_load(
     store: Arc<ImageStore>,
     client: async_nats::Client,
     uploads: Arc<Semaphore>,
-    request: Request,
-) -> Result<Reply, BusError> {
-    let _r: ImageLoad = rpc::decode(&request.message.payload)?;
-    let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
+    incoming: Incoming<api::ImageLoadTar>,
+) -> Result<(), BusError> {
+    let receiver = accept_upload(&client, &incoming, &Empty).await?;
     stream_in(receiver, &client, uploads, move |upload| {
         let mut events = Events::new();
         let report = crate::archive_load::load(&store, upload, &mut events)?;
         Ok((report, events))
     })
     .await;
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 async fn image_import(
     store: Arc<ImageStore>,
     client: async_nats::Client,
     uploads: Arc<Semaphore>,
-    request: Request,
-) -> Result<Reply, BusError> {
-    let r: ImageImport = rpc::decode(&request.message.payload)?;
-    let receiver = Receiver::accept(&client, &request, Bytes::new()).await?;
+    incoming: Incoming<api::ImageImportTar>,
+) -> Result<(), BusError> {
+    let receiver = accept_upload(&client, &incoming, &Empty).await?;
+    let r = incoming.request;
     stream_in(receiver, &client, uploads, move |upload| {
         let mut events = Events::new();
         let rec = crate::import::import_chunks(&store, upload.into_chunks(), &r, &mut events)?;
         Ok((rec, events))
     })
     .await;
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 async fn image_export(
     store: Arc<ImageStore>,
     client: async_nats::Client,
-    request: Request,
-) -> Result<Reply, BusError> {
-    let r: ImageExport = rpc::decode(&request.message.payload)?;
+    incoming: Incoming<api::ImageExportTar>,
+) -> Result<(), BusError> {
+    let names = incoming.request.names.clone();
     let plan = blocking({
         let store = store.clone();
-        move || crate::archive_export::plan(&store, &r.names)
+        move || crate::archive_export::plan(&store, &names)
     })
     .await?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let sender = Sender::accept(&client, &request, Bytes::new()).await?;
+    let sender = accept_download(&client, &incoming, &Empty).await?;
     let (events_tx, events_rx) = tokio::sync::oneshot::channel();
     let producer = tokio::task::spawn_blocking(move || {
         let mut events = Events::new();
@@ -457,7 +447,7 @@ async fn image_export(
     if let Ok(evs) = events_rx.await {
         publish(&client, evs).await;
     }
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 /// A blocking `Write` that hands full chunks to the async side.
