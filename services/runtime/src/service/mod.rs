@@ -17,18 +17,19 @@
 //! - `views`: `docker inspect` and `docker ps` shapes, resolve, filters.
 //! - `streams`: logs, attach and stdin.
 //! - `names`: the names in use, generated names, and rename.
-//! - `limits`: the cgroup limits of a host config and the log's size.
+//! - `stats`, `top`, `update`, `container_prune`: those commands; `limits`: the cgroup limits
+//!   of a host config and the log's size.
 //! - `step_run`, `step_copy`, `step_export`: a build's RUN and COPY/ADD steps and `COPY --from`
 //!   sources (`build.run`, `build.copy`, `build.export`).
 
 mod archive;
 mod blocking;
 mod commit;
+mod container_prune;
 mod create;
 mod devices;
 mod exec;
 mod exits;
-mod extras;
 mod health;
 pub mod host;
 mod limits;
@@ -44,11 +45,14 @@ mod restore;
 mod runtime_spec;
 pub mod security;
 mod start;
+mod stats;
 mod step_copy;
 mod step_export;
 mod step_run;
 mod stop;
 mod streams;
+mod top;
+mod update;
 pub mod user;
 mod views;
 mod volumes;
@@ -476,7 +480,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::StatsRequest = decode(&r.message.payload)?;
             let c = n.get(&req.id)?;
-            extras::stats(&n, c, req, &r).await?;
+            stats::stats(&n, c, req, &r).await?;
             Ok(Reply::Streamed)
         }
     );
@@ -485,7 +489,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::TopRequest = decode(&r.message.payload)?;
             let c = n.get(&req.id)?;
-            Reply::json(&extras::top(&n, &c, req).await?)
+            Reply::json(&top::top(&n, &c, req).await?)
         }
     );
     endpoint!(
@@ -493,7 +497,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
             let req: bus::UpdateRequest = decode(&r.message.payload)?;
             let c = n.get(&req.id)?;
-            Reply::json(&extras::update(&n, &c, req.body).await?)
+            Reply::json(&update::update(&n, &c, req.body).await?)
         }
     );
     endpoint!(op::NETWORK_CREATE, |n: Arc<Node>,
@@ -659,7 +663,7 @@ async fn broadcasts(node: Arc<Node>, mut requests: async_nats::Subscriber) {
                     })
                 }),
                 op::PRUNE => match decode::<bus::ListRequest>(&message.payload) {
-                    Ok(req) => extras::prune(&node, &req)
+                    Ok(req) => container_prune::prune(&node, &req)
                         .await
                         .and_then(|r| wharf_bus::rpc::encode(&r)),
                     Err(e) => Err(e),
