@@ -21,6 +21,19 @@ pub struct Inner {
 }
 
 impl AppState {
+    /// Calls node operation `E` on `node` (a container's, an exec's or a network's node).
+    pub async fn on_node<E>(
+        &self,
+        node: &str,
+        request: &E::Request,
+        timeout: std::time::Duration,
+    ) -> crate::error::ApiResult<E::Reply>
+    where
+        E: wharf_bus::endpoint::Endpoint + wharf_bus::endpoint::NodeSubject,
+    {
+        Ok(wharf_bus::endpoint::call_node::<E>(&self.bus, node, request, timeout).await?)
+    }
+
     pub async fn new(bus: async_nats::Client, options: Options) -> AppState {
         use sha2::Digest;
         let host = nix::unistd::gethostname()

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use wharf_bus::container::{
-    node_subject, op, CreateBody, NetworkConnectRequest, NetworkCreateRequest, NetworkListResponse,
+    CreateBody, NetworkConnectRequest, NetworkCreateRequest, NetworkListResponse,
     NetworkPruneResponse, NetworkRef, ResolveMatch, VolumeListRequest,
 };
 
@@ -29,6 +29,7 @@ use super::containers::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
+use wharf_bus::api;
 
 /// Creating may set up a bridge and its firewall rules.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -344,33 +345,10 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Res
     }
     let nodes = resolve::nodes(&state).await?;
     let node = resolve::place(&nodes, &request.labels)?.name.clone();
-    let created: Value = wharf_bus::rpc::call_with_timeout(
-        &state.bus,
-        &node_subject(&node, op::NETWORK_CREATE),
-        &request,
-        CREATE_TIMEOUT,
-    )
-    .await?;
+    let created: Value = state
+        .on_node::<api::NetworkCreate>(&node, &request, CREATE_TIMEOUT)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
-}
-
-/// Calls `op` on `node` for its success alone (the reply body is ignored).
-async fn command<Req: serde::Serialize>(
-    state: &AppState,
-    node: &str,
-    op: &str,
-    request: &Req,
-    timeout: Duration,
-) -> ApiResult<()> {
-    wharf_bus::rpc::raw_request(
-        &state.bus,
-        &node_subject(node, op),
-        async_nats::HeaderMap::new(),
-        wharf_bus::rpc::encode(request)?,
-        timeout,
-    )
-    .await?;
-    Ok(())
 }
 
 pub async fn remove(
@@ -383,14 +361,9 @@ pub async fn remove(
     let request = NetworkRef {
         id: found.id().to_string(),
     };
-    command(
-        &state,
-        &found.node,
-        op::NETWORK_REMOVE,
-        &request,
-        REMOVE_TIMEOUT,
-    )
-    .await?;
+    state
+        .on_node::<api::NetworkRemove>(&found.node, &request, REMOVE_TIMEOUT)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -473,14 +446,9 @@ pub async fn connect(
             .unwrap_or_default(),
         force: false,
     };
-    command(
-        &state,
-        &container.node,
-        op::NETWORK_CONNECT,
-        &request,
-        CONNECT_TIMEOUT,
-    )
-    .await?;
+    state
+        .on_node::<api::NetworkConnect>(&container.node, &request, CONNECT_TIMEOUT)
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -497,14 +465,9 @@ pub async fn disconnect(
         aliases: Vec::new(),
         force: body.force,
     };
-    command(
-        &state,
-        &container.node,
-        op::NETWORK_DISCONNECT,
-        &request,
-        CONNECT_TIMEOUT,
-    )
-    .await?;
+    state
+        .on_node::<api::NetworkDisconnect>(&container.node, &request, CONNECT_TIMEOUT)
+        .await?;
     Ok(StatusCode::OK)
 }
 

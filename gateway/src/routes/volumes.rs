@@ -12,14 +12,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 use wharf_bus::container::{
-    node_subject, op, VolumeCreateRequest, VolumeListRequest, VolumeListResponse,
-    VolumePruneResponse, VolumeRemoveRequest,
+    VolumeCreateRequest, VolumeListRequest, VolumeListResponse, VolumePruneResponse,
+    VolumeRemoveRequest,
 };
 
 use super::containers::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
+use wharf_bus::api;
 
 /// Removing a volume deletes its data, which may be large.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -113,13 +114,9 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Res
             resolve::place(&nodes, &request.labels)?.name.clone()
         }
     };
-    let created: Value = wharf_bus::rpc::call_with_timeout(
-        &state.bus,
-        &node_subject(&node, op::VOLUME_CREATE),
-        &request,
-        CREATE_TIMEOUT,
-    )
-    .await?;
+    let created: Value = state
+        .on_node::<api::VolumeCreate>(&node, &request, CREATE_TIMEOUT)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
@@ -166,14 +163,10 @@ pub async fn remove(
             Err(no_such_volume(&name))
         };
     };
-    wharf_bus::rpc::raw_request(
-        &state.bus,
-        &node_subject(&found.node, op::VOLUME_REMOVE),
-        async_nats::HeaderMap::new(),
-        wharf_bus::rpc::encode(&VolumeRemoveRequest { name, force })?,
-        REMOVE_TIMEOUT,
-    )
-    .await?;
+    let request = VolumeRemoveRequest { name, force };
+    state
+        .on_node::<api::VolumeRemove>(&found.node, &request, REMOVE_TIMEOUT)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -25,6 +25,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
 use crate::version::ApiVersion;
+use wharf_bus::api;
+use wharf_bus::rpc::DEFAULT_TIMEOUT;
 
 const PATH_STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
 /// Committing tars and stores the whole writable layer.
@@ -82,10 +84,11 @@ pub async fn head(
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let (target, request) = archive_request(&state, &name, &q).await?;
-    let stat: PathStat = wharf_bus::rpc::call(
+    let stat: PathStat = wharf_bus::endpoint::call_node::<api::ArchiveStat>(
         &state.bus,
-        &node_subject(&target.node, op::ARCHIVE_STAT),
+        &target.node,
         &request,
+        DEFAULT_TIMEOUT,
     )
     .await
     .map_err(|e| as_named(e, &target, &name))?;
@@ -167,12 +170,10 @@ pub async fn changes(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let target = resolve::locate(&state, &name).await?;
-    let rows: Value = wharf_bus::rpc::call(
-        &state.bus,
-        &node_subject(&target.node, op::CHANGES),
-        &ById { id: target.id },
-    )
-    .await?;
+    let request = ById { id: target.id };
+    let rows: Value = state
+        .on_node::<api::ContainerChanges>(&target.node, &request, DEFAULT_TIMEOUT)
+        .await?;
     Ok(axum::Json(rows).into_response())
 }
 
@@ -211,12 +212,8 @@ pub async fn commit(
         changes: q.all("changes"),
         config: (!config.is_null()).then_some(config),
     };
-    let created: Value = wharf_bus::rpc::call_with_timeout(
-        &state.bus,
-        &node_subject(&target.node, op::COMMIT),
-        &request,
-        COMMIT_TIMEOUT,
-    )
-    .await?;
+    let created: Value = state
+        .on_node::<api::ContainerCommit>(&target.node, &request, COMMIT_TIMEOUT)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }

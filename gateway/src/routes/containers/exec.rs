@@ -24,11 +24,12 @@ use super::attach::attach_id;
 use super::hijack::{self, Output};
 use super::json_body::read_json;
 use super::logs::{mux_frame, stream_content_type};
-use super::{call_node, dimension, resolve};
+use super::{dimension, resolve};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
 use crate::version::ApiVersion;
+use wharf_bus::api;
 
 /// A detached start answers once the process runs, which may take a while on a busy node.
 const DETACHED_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,8 +84,9 @@ pub async fn create(
         id: target.id.clone(),
         config,
     };
-    let created: ExecCreated =
-        call_node(&state, &target, op::EXEC_CREATE, &request, DEFAULT_TIMEOUT).await?;
+    let created: ExecCreated = state
+        .on_node::<api::ExecCreate>(&target.node, &request, DEFAULT_TIMEOUT)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
@@ -112,38 +114,6 @@ async fn locate(state: &AppState, exec_id: &str) -> ApiResult<String> {
     holder(exec_id, answers)
 }
 
-async fn call_exec<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    state: &AppState,
-    node: &str,
-    op: &str,
-    request: &Req,
-    timeout: Duration,
-) -> ApiResult<Resp> {
-    Ok(
-        wharf_bus::rpc::call_with_timeout(&state.bus, &node_subject(node, op), request, timeout)
-            .await?,
-    )
-}
-
-/// Calls `op` on `node` for its success alone (the reply body is ignored).
-async fn command_exec<Req: serde::Serialize>(
-    state: &AppState,
-    node: &str,
-    op: &str,
-    request: &Req,
-    timeout: Duration,
-) -> ApiResult<()> {
-    wharf_bus::rpc::raw_request(
-        &state.bus,
-        &node_subject(node, op),
-        async_nats::HeaderMap::new(),
-        wharf_bus::rpc::encode(request)?,
-        timeout,
-    )
-    .await?;
-    Ok(())
-}
-
 pub async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -151,7 +121,9 @@ pub async fn inspect(
     let node = locate(&state, &id).await?;
     let request = ExecRef { exec_id: id };
     Ok(axum::Json(
-        call_exec(&state, &node, op::EXEC_INSPECT, &request, DEFAULT_TIMEOUT).await?,
+        state
+            .on_node::<api::ExecInspect>(&node, &request, DEFAULT_TIMEOUT)
+            .await?,
     ))
 }
 
@@ -169,7 +141,9 @@ pub async fn resize(
         height,
         width,
     };
-    command_exec(&state, &node, op::EXEC_RESIZE, &request, DEFAULT_TIMEOUT).await?;
+    state
+        .on_node::<api::ExecResize>(&node, &request, DEFAULT_TIMEOUT)
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -212,16 +186,15 @@ where
 
 /// Whether the exec was created to read stdin (`OpenStdin` of its inspect JSON).
 async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<bool> {
-    let inspect: Value = call_exec(
-        state,
-        node,
-        op::EXEC_INSPECT,
-        &ExecRef {
-            exec_id: exec_id.to_string(),
-        },
-        DEFAULT_TIMEOUT,
-    )
-    .await?;
+    let inspect: Value = state
+        .on_node::<api::ExecInspect>(
+            node,
+            &ExecRef {
+                exec_id: exec_id.to_string(),
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await?;
     Ok(inspect
         .get("OpenStdin")
         .and_then(Value::as_bool)
@@ -248,14 +221,9 @@ pub async fn start(
     };
 
     if options.detach {
-        command_exec(
-            &state,
-            &node,
-            op::EXEC_START_DETACHED,
-            &start,
-            DETACHED_START_TIMEOUT,
-        )
-        .await?;
+        state
+            .on_node::<api::ExecStartDetached>(&node, &start, DETACHED_START_TIMEOUT)
+            .await?;
         return Ok(StatusCode::OK.into_response());
     }
 

@@ -24,14 +24,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
+use wharf_bus::api;
 use wharf_bus::container::{
-    node_subject, op, ById, Changed, CreateBody, CreateRequest, CreateResponse, InspectRequest,
-    KillRequest, RemoveRequest, RenameRequest, ResizeRequest, ResolveMatch, StopRequest,
-    TopRequest,
+    ById, Changed, CreateBody, CreateRequest, CreateResponse, InspectRequest, KillRequest,
+    RemoveRequest, RenameRequest, ResizeRequest, StopRequest, TopRequest,
 };
+use wharf_bus::endpoint::{Endpoint, NodeSubject};
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
 
 pub use attach::attach;
@@ -53,42 +52,6 @@ const STOP_MARGIN: Duration = Duration::from_secs(30);
 const LONG_STOP: Duration = Duration::from_secs(600);
 /// Removing a container may delete a large writable layer.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Calls `op` on the node holding `target`.
-async fn call_node<Req: Serialize, Resp: DeserializeOwned>(
-    state: &AppState,
-    target: &ResolveMatch,
-    op: &str,
-    request: &Req,
-    timeout: Duration,
-) -> ApiResult<Resp> {
-    Ok(wharf_bus::rpc::call_with_timeout(
-        &state.bus,
-        &node_subject(&target.node, op),
-        request,
-        timeout,
-    )
-    .await?)
-}
-
-/// Calls `op` on the node holding `target` for its success alone (the reply body is ignored).
-async fn command_node<Req: Serialize>(
-    state: &AppState,
-    target: &ResolveMatch,
-    op: &str,
-    request: &Req,
-    timeout: Duration,
-) -> ApiResult<()> {
-    wharf_bus::rpc::raw_request(
-        &state.bus,
-        &node_subject(&target.node, op),
-        async_nats::HeaderMap::new(),
-        wharf_bus::rpc::encode(request)?,
-        timeout,
-    )
-    .await?;
-    Ok(())
-}
 
 /// Adjusts the roster's counts of `node` until its next announcement, so that containers
 /// created in quick succession spread over the nodes.
@@ -167,14 +130,10 @@ pub async fn create(
             .filter(|p| !p.is_empty())
             .map(str::to_string),
     };
-    let created: CreateResponse = wharf_bus::rpc::call_with_timeout(
-        &state.bus,
-        &node_subject(&node, op::CREATE),
-        &request,
+    let created: CreateResponse = state
         // Creating may unpack the image's layers first.
-        Duration::from_secs(300),
-    )
-    .await?;
+        .on_node::<api::ContainerCreate>(&node, &request, Duration::from_secs(300))
+        .await?;
     note_counts(&state, &node, |n| {
         n.containers += 1;
         n.stopped += 1;
@@ -195,7 +154,9 @@ pub async fn inspect(
         size: q.flag("size"),
     };
     Ok(axum::Json(
-        call_node(&state, &target, op::INSPECT, &request, DEFAULT_TIMEOUT).await?,
+        state
+            .on_node::<api::ContainerInspect>(&target.node, &request, DEFAULT_TIMEOUT)
+            .await?,
     ))
 }
 
@@ -216,7 +177,9 @@ pub async fn top(
             .to_string(),
     };
     Ok(axum::Json(
-        call_node(&state, &target, op::TOP, &request, DEFAULT_TIMEOUT).await?,
+        state
+            .on_node::<api::ContainerTop>(&target.node, &request, DEFAULT_TIMEOUT)
+            .await?,
     ))
 }
 
@@ -248,14 +211,9 @@ pub async fn start(
         id: target.id.clone(),
     };
     // Starting may mount the rootfs and set up the network.
-    let changed: Changed = call_node(
-        &state,
-        &target,
-        op::START,
-        &request,
-        Duration::from_secs(120),
-    )
-    .await?;
+    let changed: Changed = state
+        .on_node::<api::ContainerStart>(&target.node, &request, Duration::from_secs(120))
+        .await?;
     if changed.changed {
         note_counts(&state, &target.node, |n| {
             n.running += 1;
@@ -305,8 +263,9 @@ pub async fn stop(
     let mut request = stop_request(String::new(), &q, version)?;
     let target = resolve::locate(&state, &name).await?;
     request.id = target.id.clone();
-    let changed: Changed =
-        call_node(&state, &target, op::STOP, &request, stop_deadline(&request)).await?;
+    let changed: Changed = state
+        .on_node::<api::ContainerStop>(&target.node, &request, stop_deadline(&request))
+        .await?;
     Ok(no_content_or_not_modified(changed))
 }
 
@@ -321,7 +280,9 @@ pub async fn restart(
     let target = resolve::locate(&state, &name).await?;
     request.id = target.id.clone();
     let deadline = stop_deadline(&request) + Duration::from_secs(90);
-    command_node(&state, &target, op::RESTART, &request, deadline).await?;
+    state
+        .on_node::<api::ContainerRestart>(&target.node, &request, deadline)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -343,18 +304,25 @@ pub async fn kill(
         id: target.id.clone(),
         signal: q.get("signal").unwrap_or("").to_string(),
     };
-    command_node(&state, &target, op::KILL, &request, DEFAULT_TIMEOUT)
+    state
+        .on_node::<api::ContainerKill>(&target.node, &request, DEFAULT_TIMEOUT)
         .await
         .map_err(context)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn by_id_command(state: &AppState, name: &str, op: &str) -> ApiResult<StatusCode> {
+/// Operation `E` on the container `name` names, for its success alone.
+async fn by_id_command<E>(state: &AppState, name: &str) -> ApiResult<StatusCode>
+where
+    E: Endpoint<Request = ById> + NodeSubject,
+{
     let target = resolve::locate(state, name).await?;
     let request = ById {
         id: target.id.clone(),
     };
-    command_node(state, &target, op, &request, DEFAULT_TIMEOUT).await?;
+    state
+        .on_node::<E>(&target.node, &request, DEFAULT_TIMEOUT)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -362,14 +330,14 @@ pub async fn pause(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    by_id_command(&state, &name, op::PAUSE).await
+    by_id_command::<api::ContainerPause>(&state, &name).await
 }
 
 pub async fn unpause(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    by_id_command(&state, &name, op::UNPAUSE).await
+    by_id_command::<api::ContainerUnpause>(&state, &name).await
 }
 
 pub async fn rename(
@@ -405,7 +373,9 @@ pub async fn rename(
         id: target.id.clone(),
         name: new_name.trim_start_matches('/').to_string(),
     };
-    command_node(&state, &target, op::RENAME, &request, DEFAULT_TIMEOUT).await?;
+    state
+        .on_node::<api::ContainerRename>(&target.node, &request, DEFAULT_TIMEOUT)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -433,7 +403,9 @@ pub async fn resize(
         height,
         width,
     };
-    command_node(&state, &target, op::RESIZE, &request, DEFAULT_TIMEOUT).await?;
+    state
+        .on_node::<api::ContainerResize>(&target.node, &request, DEFAULT_TIMEOUT)
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -449,7 +421,9 @@ pub async fn remove(
         force: q.flag("force"),
         volumes: q.flag("v"),
     };
-    command_node(&state, &target, op::REMOVE, &request, REMOVE_TIMEOUT).await?;
+    state
+        .on_node::<api::ContainerRemove>(&target.node, &request, REMOVE_TIMEOUT)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

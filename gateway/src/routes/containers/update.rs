@@ -5,14 +5,15 @@ use axum::extract::{Path, State};
 use axum::Extension;
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use wharf_bus::container::{op, UpdateRequest};
+use wharf_bus::container::UpdateRequest;
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
 
 use super::json_body::read_json;
-use super::{call_node, resolve};
+use super::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::version::ApiVersion;
+use wharf_bus::api;
 
 /// Per-device blkio settings: in the request type, but ignored by update before API 1.55.
 const BLKIO_DEVICE_FIELDS: [&str; 5] = [
@@ -68,7 +69,9 @@ pub async fn update(
         body,
     };
     Ok(axum::Json(
-        call_node(&state, &target, op::UPDATE, &request, DEFAULT_TIMEOUT).await?,
+        state
+            .on_node::<api::ContainerUpdate>(&target.node, &request, DEFAULT_TIMEOUT)
+            .await?,
     ))
 }
 
