@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use wharf_bus::api;
+use wharf_bus::endpoint::{self, accept_download, Empty, Incoming};
 use wharf_bus::events::{self, Event};
 use wharf_bus::image::{
-    BlobAdopt, BlobInfo, BlobIngest, BlobIngested, BlobRef, ImageCommit, ImageRecord, ImageResolve,
+    BlobAdopt, BlobIngest, BlobIngested, BlobRef, ImageCommit, ImageRecord, ImageResolve,
     StagingArea,
 };
-use wharf_bus::registry::{PullRequest, PushRequest, RegistryAuth};
-use wharf_bus::rpc;
-use wharf_bus::service::{Reply, Running};
+use wharf_bus::service::Running;
 use wharf_bus::stream::Sender;
-use wharf_bus::subjects::{self, group, image_store, registry_sync};
+use wharf_bus::subjects::group;
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::client::Registries;
@@ -44,13 +44,9 @@ impl BusStore {
     async fn staging(&self) -> Option<&StagingArea> {
         self.staging
             .get_or_init(|| async {
-                let area: StagingArea = rpc::call(
-                    &self.client,
-                    &store_subject(image_store::BLOB_STAGING),
-                    &serde_json::json!({}),
-                )
-                .await
-                .ok()?;
+                let area = endpoint::call::<api::BlobStaging>(&self.client, &Empty)
+                    .await
+                    .ok()?;
                 let same = wharf_bus::image::host_id().as_deref() == Some(area.host.as_str())
                     && same_inode(&area.dir, area.dev, area.ino);
                 same.then_some(area)
@@ -63,10 +59,6 @@ impl BusStore {
 fn same_inode(path: &Path, dev: u64, ino: u64) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
-}
-
-fn store_subject(endpoint: &str) -> String {
-    subjects::subject(group::IMAGE_STORE, endpoint)
 }
 
 /// A blob on its way to image-store: streamed over the bus (`blob.ingest`), or, with the store
@@ -178,13 +170,7 @@ impl StagedBlob {
         // it: the deadline grows with the size, so a store that died does not hold the pull
         // for long.
         let deadline = ADOPT_BASE + Duration::from_secs(self.written / ADOPT_RATE);
-        rpc::call_with_timeout(
-            &self.client,
-            &store_subject(image_store::BLOB_ADOPT),
-            &adopt,
-            deadline,
-        )
-        .await
+        endpoint::call_with_timeout::<api::BlobAdoptFile>(&self.client, &adopt, deadline).await
     }
 }
 
@@ -209,13 +195,7 @@ impl ContentStore for BusStore {
         let request = BlobRef {
             digest: digest.to_string(),
         };
-        match rpc::call::<_, BlobInfo>(
-            &self.client,
-            &store_subject(image_store::BLOB_STAT),
-            &request,
-        )
-        .await
-        {
+        match endpoint::call::<api::BlobStat>(&self.client, &request).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -228,12 +208,8 @@ impl ContentStore for BusStore {
                 return Ok(BusBlobWriter::Staged(staged));
             }
         }
-        let (sender, _) = Sender::open(
-            &self.client,
-            &store_subject(image_store::BLOB_INGEST),
-            rpc::encode(&ingest)?,
-        )
-        .await?;
+        let (sender, Empty) =
+            endpoint::upload::<api::BlobIngestStream>(&self.client, &ingest).await?;
         Ok(BusBlobWriter::Stream(sender))
     }
 
@@ -241,13 +217,7 @@ impl ContentStore for BusStore {
         let request = ImageResolve {
             name: reference.to_string(),
         };
-        match rpc::call::<_, ImageRecord>(
-            &self.client,
-            &store_subject(image_store::IMAGE_RESOLVE),
-            &request,
-        )
-        .await
-        {
+        match endpoint::call::<api::ImageResolveName>(&self.client, &request).await {
             Ok(record) => Ok(Some(record.id)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -255,13 +225,8 @@ impl ContentStore for BusStore {
     }
 
     async fn commit(&self, commit: ImageCommit) -> Result<ImageRecord, BusError> {
-        rpc::call_with_timeout(
-            &self.client,
-            &store_subject(image_store::IMAGE_COMMIT),
-            &commit,
-            COMMIT_TIMEOUT,
-        )
-        .await
+        endpoint::call_with_timeout::<api::ImageCommitRecord>(&self.client, &commit, COMMIT_TIMEOUT)
+            .await
     }
 }
 
@@ -273,45 +238,41 @@ pub async fn serve(
 ) -> Result<(), BusError> {
     let settings = registries.settings();
     running
-        .serve(group::REGISTRY_SYNC, registry_sync::INFO, move |_req| {
+        .serve_endpoint::<api::RegistryInfo, _, _>(group::REGISTRY_SYNC, move |_incoming| {
             let settings = settings.clone();
-            async move { Reply::json(&settings) }
+            async move { Ok(settings) }
         })
         .await?;
     let login_registries = registries.clone();
     running
-        .serve(group::REGISTRY_SYNC, registry_sync::LOGIN, move |request| {
+        .serve_endpoint::<api::Login, _, _>(group::REGISTRY_SYNC, move |incoming| {
             let registries = login_registries.clone();
-            async move {
-                let auth: RegistryAuth = rpc::decode(&request.message.payload)?;
-                let reply = crate::login::login(&registries, &auth).await?;
-                Reply::json(&reply)
-            }
+            async move { crate::login::login(&registries, &incoming.request).await }
         })
         .await?;
     let push_client = client.clone();
     let push_registries = registries.clone();
     running
-        .serve(group::REGISTRY_SYNC, registry_sync::PUSH, move |request| {
+        .serve_stream::<api::Push, _, _>(group::REGISTRY_SYNC, move |incoming| {
             let client = push_client.clone();
             let registries = push_registries.clone();
-            async move { handle_push(client, registries, request).await }
+            async move { handle_push(client, registries, incoming).await }
         })
         .await?;
     let sync_client = client.clone();
     let sync_registries = registries.clone();
     running
-        .serve(group::REGISTRY_SYNC, registry_sync::SYNC, move |request| {
+        .serve_stream::<api::RegistrySync, _, _>(group::REGISTRY_SYNC, move |incoming| {
             let client = sync_client.clone();
             let registries = sync_registries.clone();
-            async move { handle_sync(client, registries, request).await }
+            async move { handle_sync(client, registries, incoming).await }
         })
         .await?;
     running
-        .serve(group::REGISTRY_SYNC, registry_sync::PULL, move |request| {
+        .serve_stream::<api::Pull, _, _>(group::REGISTRY_SYNC, move |incoming| {
             let client = client.clone();
             let registries = registries.clone();
-            async move { handle_pull(client, registries, request).await }
+            async move { handle_pull(client, registries, incoming).await }
         })
         .await
 }
@@ -319,13 +280,13 @@ pub async fn serve(
 async fn handle_pull(
     client: async_nats::Client,
     registries: Arc<Registries>,
-    request: Arc<async_nats::service::Request>,
-) -> Result<Reply, BusError> {
-    let pull_request: PullRequest = rpc::decode(&request.message.payload)?;
+    incoming: Incoming<api::Pull>,
+) -> Result<(), BusError> {
+    let pull_request = &incoming.request;
     // Errors up to here (unknown tag, no access, unreachable registry) are plain error replies,
     // as dockerd answers them before it writes any progress.
-    let plan = pull::resolve(&registries, &pull_request).await?;
-    let mut sender = Sender::accept(&client, &request, Bytes::new()).await?;
+    let plan = pull::resolve(&registries, pull_request).await?;
+    let mut sender = accept_download(&client, &incoming, &Empty).await?;
     let store = BusStore::new(client.clone());
     let (progress, messages) = Progress::channel();
     // The caller going away drops the pull: its uploads are cancelled, nothing is committed.
@@ -337,7 +298,7 @@ async fn handle_pull(
     )
     .await
     else {
-        return Ok(Reply::Streamed);
+        return Ok(());
     };
     match result {
         Ok(outcome) => {
@@ -358,7 +319,7 @@ async fn handle_pull(
             sender.fail(&err).await;
         }
     }
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 /// image-store as the source of a push.
@@ -371,12 +332,7 @@ impl crate::push::ImageSource for BusImageSource {
         let request = ImageResolve {
             name: reference.to_string(),
         };
-        rpc::call(
-            &self.client,
-            &store_subject(image_store::IMAGE_RESOLVE),
-            &request,
-        )
-        .await
+        endpoint::call::<api::ImageResolveName>(&self.client, &request).await
     }
 
     async fn references(&self, name: &str) -> Result<Vec<String>, BusError> {
@@ -384,8 +340,7 @@ impl crate::push::ImageSource for BusImageSource {
             all: true,
             ..Default::default()
         };
-        let records: Vec<ImageRecord> =
-            rpc::call(&self.client, &store_subject(image_store::IMAGE_LIST), &list).await?;
+        let records = endpoint::call::<api::ImageListAll>(&self.client, &list).await?;
         let (tagged, digested) = (format!("{name}:"), format!("{name}@"));
         Ok(records
             .into_iter()
@@ -423,9 +378,8 @@ impl crate::push::ImageSource for BusImageSource {
             repo_digests: vec![repo_digest.to_string()],
             parent: None,
         };
-        let _: ImageRecord = rpc::call_with_timeout(
+        endpoint::call_with_timeout::<api::ImageCommitRecord>(
             &self.client,
-            &store_subject(image_store::IMAGE_COMMIT),
             &commit,
             COMMIT_TIMEOUT,
         )
@@ -437,15 +391,15 @@ impl crate::push::ImageSource for BusImageSource {
 async fn handle_push(
     client: async_nats::Client,
     registries: Arc<Registries>,
-    request: Arc<async_nats::service::Request>,
-) -> Result<Reply, BusError> {
-    let push_request: PushRequest = rpc::decode(&request.message.payload)?;
+    incoming: Incoming<api::Push>,
+) -> Result<(), BusError> {
+    let push_request = &incoming.request;
     let source = BusImageSource {
         client: client.clone(),
     };
     // An image that does not exist is a plain error reply, as dockerd answers it before output.
-    let plan = crate::push::resolve(&registries, &source, &push_request).await?;
-    let mut sender = Sender::accept(&client, &request, Bytes::new()).await?;
+    let plan = crate::push::resolve(&registries, &source, push_request).await?;
+    let mut sender = accept_download(&client, &incoming, &Empty).await?;
     let (progress, messages) = Progress::channel();
     let Some(result) = relay(
         &mut sender,
@@ -455,7 +409,7 @@ async fn handle_push(
     )
     .await
     else {
-        return Ok(Reply::Streamed);
+        return Ok(());
     };
     match result {
         Ok(pushed) => {
@@ -474,18 +428,18 @@ async fn handle_push(
             sender.fail(&err).await;
         }
     }
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 async fn handle_sync(
     client: async_nats::Client,
     registries: Arc<Registries>,
-    request: Arc<async_nats::service::Request>,
-) -> Result<Reply, BusError> {
-    let sync_request: wharf_bus::registry::SyncRequest = rpc::decode(&request.message.payload)?;
+    incoming: Incoming<api::RegistrySync>,
+) -> Result<(), BusError> {
+    let sync_request = &incoming.request;
     // A bad reference, an unreachable registry, refused credentials: plain error replies.
-    let plan = crate::sync::resolve(&registries, &sync_request).await?;
-    let mut sender = Sender::accept(&client, &request, Bytes::new()).await?;
+    let plan = crate::sync::resolve(&registries, sync_request).await?;
+    let mut sender = accept_download(&client, &incoming, &Empty).await?;
     let (progress, messages) = Progress::channel();
     // The caller going away drops the sync: uploads under way are abandoned, no tag is put.
     let Some(result) = relay(
@@ -496,7 +450,7 @@ async fn handle_sync(
     )
     .await
     else {
-        return Ok(Reply::Streamed);
+        return Ok(());
     };
     match result {
         Ok(_) => {
@@ -511,7 +465,7 @@ async fn handle_sync(
             sender.fail(&err).await;
         }
     }
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 /// Runs `work` while passing its progress messages to the caller, in order; `None` when the
