@@ -6,11 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use wharf_bus::api;
 use wharf_bus::build::{CachePrune, CachePruneReport, CacheRecord};
+use wharf_bus::endpoint;
 use wharf_bus::events::Event;
-use wharf_bus::image::{BlobLocation, BlobRef, DeleteItem, ImageDelete, ImageList, ImageRecord};
-use wharf_bus::service::{Reply, Running};
-use wharf_bus::subjects::{builder, group, image_store, subject};
+use wharf_bus::image::{BlobRef, DeleteItem, ImageDelete, ImageList, ImageRecord};
+use wharf_bus::service::Running;
+use wharf_bus::subjects::group;
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::build::cache::{Cache, Entry};
@@ -24,18 +26,15 @@ pub async fn serve(
 ) -> Result<(), BusError> {
     let listed = cache.clone();
     running
-        .serve(group::BUILDER, builder::CACHE_LIST, move |_request| {
+        .serve_endpoint::<api::CacheList, _, _>(group::BUILDER, move |_incoming| {
             let cache = listed.clone();
-            async move { Reply::json(&list(&cache).await?) }
+            async move { list(&cache).await }
         })
         .await?;
     running
-        .serve(group::BUILDER, builder::CACHE_PRUNE, move |request| {
+        .serve_endpoint::<api::CachePruneUnused, _, _>(group::BUILDER, move |incoming| {
             let (client, cache) = (client.clone(), cache.clone());
-            async move {
-                let req: CachePrune = wharf_bus::rpc::decode(&request.message.payload)?;
-                Reply::json(&prune(&client, &cache, &req).await?)
-            }
+            async move { prune(&client, &cache, &incoming.request).await }
         })
         .await
 }
@@ -299,10 +298,6 @@ pub fn exclusive_blobs(images: &[ImageRecord], deleted: &HashSet<String>) -> BTr
     out
 }
 
-fn store(endpoint: &str) -> String {
-    subject(group::IMAGE_STORE, endpoint)
-}
-
 /// `cache.prune`: removes the selected entries, then deletes their images that nothing else
 /// needs (without `no_prune`'s parent walk: a parent that is a kept entry's image must stay).
 ///
@@ -324,9 +319,8 @@ pub async fn prune(
         return Ok(report);
     }
     // The store's view before anything changes: what to delete, and what shares its blobs.
-    let images: Vec<ImageRecord> = wharf_bus::call(
+    let images = endpoint::call::<api::ImageListAll>(
         client,
-        &store(image_store::IMAGE_LIST),
         &ImageList {
             all: true,
             ..Default::default()
@@ -347,13 +341,7 @@ pub async fn prune(
             no_prune: true,
             in_use: req.in_use.clone(),
         };
-        match wharf_bus::call::<_, Vec<DeleteItem>>(
-            client,
-            &store(image_store::IMAGE_DELETE),
-            &request,
-        )
-        .await
-        {
+        match endpoint::call::<api::ImageDeleteName>(client, &request).await {
             Ok(items) => {
                 for item in items {
                     if let DeleteItem::Deleted(id) = item {
@@ -370,9 +358,8 @@ pub async fn prune(
         }
     }
     for (digest, size) in exclusive_blobs(&images, &deleted) {
-        let located: Result<BlobLocation, BusError> = wharf_bus::call(
+        let located = endpoint::call::<api::BlobLocate>(
             client,
-            &store(image_store::BLOB_LOCATE),
             &BlobRef {
                 digest: digest.clone(),
             },

@@ -32,12 +32,11 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
         Arc::new(build::Builder::new(client.clone(), options.work_dir, options.download).await?);
     cache_endpoints::serve(&mut running, client.clone(), builder.cache.clone()).await?;
     running
-        .serve(
+        .serve_stream::<wharf_bus::api::Build, _, _>(
             wharf_bus::subjects::group::BUILDER,
-            wharf_bus::subjects::builder::BUILD,
-            move |request| {
+            move |incoming| {
                 let builder = builder.clone();
-                async move { build::handle(builder, request).await }
+                async move { build::handle(builder, incoming).await }
             },
         )
         .await?;

@@ -19,18 +19,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
+use wharf_bus::api;
 use wharf_bus::build::{BuildRequest, ContextAccept, ContextPull, FifoOffer};
 use wharf_bus::container::{ContainerConfig, HealthConfig};
+use wharf_bus::endpoint::{self, accept_download, Empty, Incoming};
 use wharf_bus::image::{
-    BlobIngest, BlobIngested, ImageCommit, ImageRecord, ImageResolve, ImageTag, LayerInfo, LayerRef,
+    BlobIngest, ImageCommit, ImageRecord, ImageResolve, ImageTag, LayerInfo, LayerRef,
 };
 use wharf_bus::nodes::Roster;
 use wharf_bus::progress::JsonMessage;
 use wharf_bus::reference::{familiarize, Reference};
 use wharf_bus::registry::{Platform, PullRequest, RegistryAuth};
-use wharf_bus::service::Reply;
-use wharf_bus::stream::{Receiver, Sender};
-use wharf_bus::subjects::{group, image_store, registry_sync, subject};
+use wharf_bus::stream::Receiver;
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::context::{self, Context};
@@ -114,12 +114,9 @@ fn remove_leftovers(base: &Path) {
 }
 
 /// `wharf.v1.builder.build`: accepts the stream at once, then builds.
-pub async fn handle(
-    builder: Arc<Builder>,
-    request: Arc<async_nats::service::Request>,
-) -> Result<Reply, BusError> {
-    let req: BuildRequest = wharf_bus::rpc::decode(&request.message.payload)?;
-    let tx = Sender::accept(&builder.client, &request, Bytes::new()).await?;
+pub async fn handle(builder: Arc<Builder>, incoming: Incoming<api::Build>) -> Result<(), BusError> {
+    let tx = accept_download(&builder.client, &incoming, &Empty).await?;
+    let req = incoming.request;
     tracing::info!(pid = std::process::id(), "build started");
     let mut out = Output::new(tx, req.quiet);
     let dir = builder.work_dir.join(format!("build-{:016x}", rand_u64()));
@@ -141,7 +138,7 @@ pub async fn handle(
             out.fail(failure).await
         }
     }
-    Ok(Reply::Streamed)
+    Ok(())
 }
 
 fn rand_u64() -> u64 {
@@ -443,9 +440,8 @@ async fn run(
         .await?;
     tracing::debug!(elapsed = ?started.elapsed(), "built");
     for tag in &b.req.tags.clone() {
-        let _: Value = wharf_bus::rpc::call(
+        let Empty = endpoint::call::<api::ImageTagName>(
             &b.builder.client,
-            &subject(group::IMAGE_STORE, image_store::IMAGE_TAG),
             &ImageTag {
                 source: id.clone(),
                 target: tag.clone(),
@@ -480,9 +476,8 @@ impl Build<'_> {
     }
 
     async fn resolve(&self, name: &str) -> Result<ImageRecord, BusError> {
-        wharf_bus::rpc::call(
+        endpoint::call::<api::ImageResolveName>(
             self.client(),
-            &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
             &ImageResolve {
                 name: name.to_string(),
             },
@@ -526,12 +521,7 @@ impl Build<'_> {
             platform,
             auth: self.auth_for(&reference),
         };
-        let (mut rx, _) = Receiver::open_json(
-            self.client(),
-            &subject(group::REGISTRY_SYNC, registry_sync::PULL),
-            &request,
-        )
-        .await?;
+        let (mut rx, Empty) = endpoint::download::<api::Pull>(self.client(), &request).await?;
         while let Some(m) = rx.next_json::<JsonMessage>().await {
             out.send(m?).await?;
         }
@@ -877,17 +867,12 @@ impl Build<'_> {
             size: Some(raw.len() as u64),
             media_type: Some(CONFIG_MEDIA_TYPE.to_string()),
         };
-        let (mut tx, _) = Sender::open(
-            self.client(),
-            &subject(group::IMAGE_STORE, image_store::BLOB_INGEST),
-            wharf_bus::rpc::encode(&request)?,
-        )
-        .await?;
+        let (mut tx, Empty) =
+            endpoint::upload::<api::BlobIngestStream>(self.client(), &request).await?;
         tx.send(Bytes::from(raw)).await?;
-        let _: BlobIngested = tx.finish_json().await?;
-        let rec: ImageRecord = wharf_bus::rpc::call(
+        let _: <api::BlobIngestStream as endpoint::Upload>::Result = tx.finish_json().await?;
+        let rec = endpoint::call::<api::ImageCommitRecord>(
             self.client(),
-            &subject(group::IMAGE_STORE, image_store::IMAGE_COMMIT),
             &ImageCommit {
                 config: digest,
                 layers: layers.clone(),

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use wharf_bus::api;
 use wharf_bus::build::StepExport;
-use wharf_bus::container::{node_subject, op, PathStat};
+use wharf_bus::container::PathStat;
+use wharf_bus::endpoint::{self, Empty};
 use wharf_bus::progress::JsonMessage;
-use wharf_bus::stream::Receiver;
 use wharf_bus::{BusError, ErrorKind};
 
 use super::output::{Failure, Output};
@@ -72,9 +73,9 @@ impl Build<'_> {
                     "COPY failed: wildcards in COPY --from sources are not supported by Wharf: {path}"
                 )));
             }
-            let (mut rx, _) = Receiver::open_json(
+            let (mut rx, Empty) = endpoint::download_from_node::<api::BuildExport>(
                 self.client(),
-                &node_subject(&self.node, op::BUILD_EXPORT),
+                &self.node,
                 &StepExport {
                     image: image.to_string(),
                     path: if path.starts_with('/') {

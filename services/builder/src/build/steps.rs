@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
+use wharf_bus::api;
 use wharf_bus::build::{StepCopy, StepDone, StepEvent, StepRun};
-use wharf_bus::container::{node_subject, op, HealthConfig};
-use wharf_bus::stream::{Receiver, Sender};
+use wharf_bus::container::HealthConfig;
+use wharf_bus::endpoint::{self, Empty};
 use wharf_bus::{BusError, ErrorKind};
 
 use super::output::{Failure, Output};
@@ -85,12 +86,9 @@ impl Build<'_> {
             remove: self.req.rm || self.req.force_rm,
             force_remove: self.req.force_rm,
         };
-        let (mut rx, _) = Receiver::open_json(
-            self.client(),
-            &node_subject(&self.node, op::BUILD_RUN),
-            &request,
-        )
-        .await?;
+        let (mut rx, Empty) =
+            endpoint::download_from_node::<api::BuildRun>(self.client(), &self.node, &request)
+                .await?;
         let mut done: Option<StepDone> = None;
         loop {
             // A quiet command may run for long: stop (and so cancel the step, whose node then
@@ -210,12 +208,8 @@ impl Build<'_> {
             chown: chown.to_string(),
             remove: self.req.rm || self.req.force_rm,
         };
-        let (mut tx, _) = Sender::open(
-            self.client(),
-            &node_subject(&self.node, op::BUILD_COPY),
-            wharf_bus::rpc::encode(&request)?,
-        )
-        .await?;
+        let (mut tx, Empty) =
+            endpoint::upload_to_node::<api::BuildCopy>(self.client(), &self.node, &request).await?;
         tx.send_file(tar_path).await?;
         Ok(tx.finish_json::<StepDone>().await?)
     }
