@@ -156,7 +156,8 @@ impl Netns {
         let namespace = File::open(self.path()).unwrap();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            // setns changes only this thread's network namespace.
+            // SAFETY: setns takes a descriptor we own; it changes only this thread's network
+            // namespace.
             let rc = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             let listener = TcpListener::bind(("0.0.0.0", port)).expect("bind in netns");

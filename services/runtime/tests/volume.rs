@@ -344,6 +344,7 @@ fn size_counts_hard_linked_files_once_and_symlinks_by_their_own_size() {
 fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
+    // SAFETY: both names are NUL-terminated; `value` is read for its own length.
     let rc = unsafe {
         libc::setxattr(
             p.as_ptr(),
@@ -365,6 +366,7 @@ fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 256];
+    // SAFETY: both names are NUL-terminated; at most `buf.len()` bytes are written to `buf`.
     let rc = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (rc >= 0).then(|| {
         buf.truncate(rc as usize);

@@ -64,8 +64,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
-use wharf_bus::container::{self as bus, op, NodeInfo};
-use wharf_bus::service::Reply;
+use wharf_bus::api;
+use wharf_bus::container::{self as bus, NodeInfo};
+use wharf_bus::endpoint::{BroadcastSubject, Empty, Endpoint, Subject};
 use wharf_bus::{BusError, ErrorKind};
 
 use crate::cgroups::Layout;
@@ -326,298 +327,158 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         wharf_bus::subjects::PREFIX,
         node.options.name
     );
-    macro_rules! endpoint {
-        ($op:expr, $handler:expr) => {{
+    // Request/reply operations: the declared request in, the declared reply out.
+    macro_rules! reply {
+        ($e:ty, |$n:ident, $req:ident| $body:expr) => {{
             let node = node.clone();
             running
-                .serve(&group, $op, move |request| {
-                    let node = node.clone();
-                    async move { $handler(node, request).await }
+                .serve_endpoint::<$e, _, _>(&group, move |incoming| {
+                    let $n = node.clone();
+                    async move {
+                        let $req = incoming.request;
+                        let reply: <$e as Endpoint>::Reply = $body;
+                        Ok(reply)
+                    }
                 })
                 .await?;
         }};
     }
-    endpoint!(
-        op::CREATE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            Reply::json(&create::create(&n, decode(&r.message.payload)?).await?)
-        }
-    );
-    endpoint!(
-        op::START,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ById = decode(&r.message.payload)?;
-            Reply::json(&start::start(&n, &n.get(&req.id)?).await?)
-        }
-    );
-    endpoint!(
-        op::STOP,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::StopRequest = decode(&r.message.payload)?;
-            Reply::json(&stop::stop(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
-        }
-    );
-    endpoint!(
-        op::RESTART,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::StopRequest = decode(&r.message.payload)?;
-            Reply::json(&stop::restart(&n, &n.get(&req.id)?, req.signal, req.timeout).await?)
-        }
-    );
-    endpoint!(
-        op::KILL,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::KillRequest = decode(&r.message.payload)?;
-            stop::kill(&n, &n.get(&req.id)?, &req.signal).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::WAIT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::WaitRequest = decode(&r.message.payload)?;
-            Reply::json(&exits::wait(&n, &req.id, &req.condition).await?)
-        }
-    );
-    endpoint!(
-        op::REMOVE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::RemoveRequest = decode(&r.message.payload)?;
-            remove::remove(&n, &n.get(&req.id)?, req.force, req.volumes).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::INSPECT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::InspectRequest = decode(&r.message.payload)?;
-            let c = n.get(&req.id)?;
-            Reply::json(&views::inspect(&n, &c, req.size).await)
-        }
-    );
-    endpoint!(
-        op::PAUSE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ById = decode(&r.message.payload)?;
-            stop::pause(&n, &n.get(&req.id)?, true).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::UNPAUSE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ById = decode(&r.message.payload)?;
-            stop::pause(&n, &n.get(&req.id)?, false).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::RENAME,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::RenameRequest = decode(&r.message.payload)?;
-            names::rename(&n, &n.get(&req.id)?, &req.name).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::RESIZE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ResizeRequest = decode(&r.message.payload)?;
-            streams::resize(&n, &n.get(&req.id)?, req.height, req.width).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::VOLUME_CREATE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            Reply::json(&volumes::create(&n, decode(&r.message.payload)?).await?)
-        }
-    );
-    endpoint!(
-        op::VOLUME_REMOVE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            volumes::remove(&n, decode(&r.message.payload)?).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::EXEC_CREATE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            Reply::json(&exec::create(&n, decode(&r.message.payload)?).await?)
-        }
-    );
-    endpoint!(
-        op::EXEC_START,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            exec::start_attached(&n, decode(&r.message.payload)?, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(op::EXEC_START_DETACHED, |n: Arc<Node>,
-                                        r: Arc<
-        async_nats::service::Request,
-    >| async move {
-        exec::start_detached(&n, decode(&r.message.payload)?).await?;
-        Reply::json(&serde_json::json!({}))
+    // Streams: the handler accepts the stream on the request itself.
+    macro_rules! stream {
+        ($e:ty, |$n:ident, $req:ident, $raw:ident| $body:expr) => {{
+            let node = node.clone();
+            running
+                .serve_stream::<$e, _, _>(&group, move |incoming| {
+                    let $n = node.clone();
+                    async move {
+                        let ($req, $raw) = (incoming.request, incoming.raw);
+                        $body;
+                        Ok(())
+                    }
+                })
+                .await?;
+        }};
+    }
+    reply!(api::ContainerCreate, |n, req| create::create(&n, req)
+        .await?);
+    reply!(api::ContainerStart, |n, req| start::start(
+        &n,
+        &n.get(&req.id)?
+    )
+    .await?);
+    reply!(api::ContainerStop, |n, req| {
+        stop::stop(&n, &n.get(&req.id)?, req.signal, req.timeout).await?
     });
-    endpoint!(
-        op::EXEC_INSPECT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ExecRef = decode(&r.message.payload)?;
-            Reply::json(&exec::inspect(&n, &req.exec_id)?)
-        }
-    );
-    endpoint!(
-        op::EXEC_RESIZE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ExecResizeRequest = decode(&r.message.payload)?;
-            exec::resize(&n, &req.exec_id, req.height, req.width).await?;
-            Reply::json(&serde_json::json!({}))
-        }
-    );
-    endpoint!(
-        op::STATS,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::StatsRequest = decode(&r.message.payload)?;
-            let c = n.get(&req.id)?;
-            stats::stats(&n, c, req, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::TOP,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::TopRequest = decode(&r.message.payload)?;
-            let c = n.get(&req.id)?;
-            Reply::json(&top::top(&n, &c, req).await?)
-        }
-    );
-    endpoint!(
-        op::UPDATE,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::UpdateRequest = decode(&r.message.payload)?;
-            let c = n.get(&req.id)?;
-            Reply::json(&update::update(&n, &c, req.body).await?)
-        }
-    );
-    endpoint!(op::NETWORK_CREATE, |n: Arc<Node>,
-                                   r: Arc<
-        async_nats::service::Request,
-    >| async move {
-        Reply::json(&networks::create(&n, decode(&r.message.payload)?).await?)
+    reply!(api::ContainerRestart, |n, req| {
+        stop::restart(&n, &n.get(&req.id)?, req.signal, req.timeout).await?
     });
-    endpoint!(op::NETWORK_REMOVE, |n: Arc<Node>,
-                                   r: Arc<
-        async_nats::service::Request,
-    >| async move {
-        let req: bus::NetworkRef = decode(&r.message.payload)?;
+    reply!(api::ContainerKill, |n, req| {
+        stop::kill(&n, &n.get(&req.id)?, &req.signal).await?;
+        Empty
+    });
+    reply!(api::ContainerWait, |n, req| {
+        exits::wait(&n, &req.id, &req.condition).await?
+    });
+    reply!(api::ContainerRemove, |n, req| {
+        remove::remove(&n, &n.get(&req.id)?, req.force, req.volumes).await?;
+        Empty
+    });
+    reply!(api::ContainerInspect, |n, req| {
+        views::inspect(&n, &n.get(&req.id)?, req.size).await
+    });
+    reply!(api::ContainerPause, |n, req| {
+        stop::pause(&n, &n.get(&req.id)?, true).await?;
+        Empty
+    });
+    reply!(api::ContainerUnpause, |n, req| {
+        stop::pause(&n, &n.get(&req.id)?, false).await?;
+        Empty
+    });
+    reply!(api::ContainerRename, |n, req| {
+        names::rename(&n, &n.get(&req.id)?, &req.name).await?;
+        Empty
+    });
+    reply!(api::ContainerResize, |n, req| {
+        streams::resize(&n, &n.get(&req.id)?, req.height, req.width).await?;
+        Empty
+    });
+    reply!(api::VolumeCreate, |n, req| volumes::create(&n, req).await?);
+    reply!(api::VolumeRemove, |n, req| {
+        volumes::remove(&n, req).await?;
+        Empty
+    });
+    reply!(api::ExecCreate, |n, req| exec::create(&n, req).await?);
+    stream!(api::ExecStart, |n, req, raw| {
+        exec::start_attached(&n, req, &raw).await?
+    });
+    reply!(api::ExecStartDetached, |n, req| {
+        exec::start_detached(&n, req).await?;
+        Empty
+    });
+    reply!(api::ExecInspect, |n, req| exec::inspect(&n, &req.exec_id)?);
+    reply!(api::ExecResize, |n, req| {
+        exec::resize(&n, &req.exec_id, req.height, req.width).await?;
+        Empty
+    });
+    stream!(api::ContainerStats, |n, req, raw| {
+        let c = n.get(&req.id)?;
+        stats::stats(&n, c, req, &raw).await?
+    });
+    reply!(api::ContainerTop, |n, req| {
+        let c = n.get(&req.id)?;
+        top::top(&n, &c, req).await?
+    });
+    reply!(api::ContainerUpdate, |n, req| {
+        let c = n.get(&req.id)?;
+        update::update(&n, &c, req.body).await?
+    });
+    reply!(api::NetworkCreate, |n, req| networks::create(&n, req)
+        .await?);
+    reply!(api::NetworkRemove, |n, req| {
         networks::remove(&n, &req.id).await?;
-        Reply::json(&serde_json::json!({}))
+        Empty
     });
-    endpoint!(op::NETWORK_CONNECT, |n: Arc<Node>,
-                                    r: Arc<
-        async_nats::service::Request,
-    >| async move {
-        network_attach::connect(&n, decode(&r.message.payload)?).await?;
-        Reply::json(&serde_json::json!({}))
+    reply!(api::NetworkConnect, |n, req| {
+        network_attach::connect(&n, req).await?;
+        Empty
     });
-    endpoint!(op::NETWORK_DISCONNECT, |n: Arc<Node>,
-                                       r: Arc<
-        async_nats::service::Request,
-    >| async move {
-        network_attach::disconnect(&n, decode(&r.message.payload)?).await?;
-        Reply::json(&serde_json::json!({}))
+    reply!(api::NetworkDisconnect, |n, req| {
+        network_attach::disconnect(&n, req).await?;
+        Empty
     });
-    endpoint!(
-        op::LOGS,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::LogsRequest = decode(&r.message.payload)?;
-            let c = n.get(&req.id)?;
-            streams::logs(&n, c, req, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::ATTACH,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::AttachRequest = decode(&r.message.payload)?;
-            let c = n.get(&req.id)?;
-            streams::attach(&n, c, req, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::STDIN,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::StdinRequest = decode(&r.message.payload)?;
-            streams::stdin(&n, req, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::ARCHIVE_STAT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            Reply::json(&archive::stat(&n, decode(&r.message.payload)?).await?)
-        }
-    );
-    endpoint!(
-        op::ARCHIVE_GET,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            archive::get(&n, decode(&r.message.payload)?, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::ARCHIVE_PUT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            archive::put(&n, decode(&r.message.payload)?, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::EXPORT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ById = decode(&r.message.payload)?;
-            archive::export(&n, n.get(&req.id)?, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::CHANGES,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::ById = decode(&r.message.payload)?;
-            Reply::json(&archive::changes(&n, n.get(&req.id)?).await?)
-        }
-    );
-    endpoint!(
-        op::COMMIT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            let req: bus::CommitRequest = decode(&r.message.payload)?;
-            let c = n.get(&req.id)?;
-            Reply::json(&commit::commit(&n, c, req).await?)
-        }
-    );
-    endpoint!(
-        op::BUILD_RUN,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            step_run::run(&n, decode(&r.message.payload)?, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::BUILD_COPY,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            step_copy::copy(&n, decode(&r.message.payload)?, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
-    endpoint!(
-        op::BUILD_EXPORT,
-        |n: Arc<Node>, r: Arc<async_nats::service::Request>| async move {
-            step_export::export(&n, decode(&r.message.payload)?, &r).await?;
-            Ok(Reply::Streamed)
-        }
-    );
+    stream!(api::ContainerLogs, |n, req, raw| {
+        let c = n.get(&req.id)?;
+        streams::logs(&n, c, req, &raw).await?
+    });
+    stream!(api::ContainerAttach, |n, req, raw| {
+        let c = n.get(&req.id)?;
+        streams::attach(&n, c, req, &raw).await?
+    });
+    stream!(api::ContainerStdin, |n, req, raw| {
+        streams::stdin(&n, req, &raw).await?
+    });
+    reply!(api::ArchiveStat, |n, req| archive::stat(&n, req).await?);
+    stream!(api::ArchiveGet, |n, req, raw| archive::get(&n, req, &raw)
+        .await?);
+    stream!(api::ArchivePut, |n, req, raw| archive::put(&n, req, &raw)
+        .await?);
+    stream!(api::ContainerExport, |n, req, raw| {
+        archive::export(&n, n.get(&req.id)?, &raw).await?
+    });
+    reply!(api::ContainerChanges, |n, req| {
+        archive::changes(&n, n.get(&req.id)?).await?
+    });
+    reply!(api::ContainerCommit, |n, req| {
+        let c = n.get(&req.id)?;
+        commit::commit(&n, c, req).await?
+    });
+    stream!(api::BuildRun, |n, req, raw| step_run::run(&n, req, &raw)
+        .await?);
+    stream!(api::BuildCopy, |n, req, raw| step_copy::copy(&n, req, &raw)
+        .await?);
+    stream!(api::BuildExport, |n, req, raw| {
+        step_export::export(&n, req, &raw).await?
+    });
 
     let subject = bus::all_subject(">");
     let broadcast_requests = client
@@ -644,48 +505,61 @@ async fn broadcasts(node: Arc<Node>, mut requests: async_nats::Subscriber) {
                 return;
             };
             let op = message.subject.as_str().strip_prefix(&prefix).unwrap_or("");
+            let payload = &message.payload;
+            let node: &Arc<Node> = &node;
             let answer: Result<Bytes, BusError> = match op {
-                op::PING => wharf_bus::rpc::encode(&node.info()),
-                op::LIST => match decode::<bus::ListRequest>(&message.payload) {
-                    Ok(req) => views::list(&node, &req)
-                        .await
-                        .and_then(|r| wharf_bus::rpc::encode(&r)),
-                    Err(e) => Err(e),
-                },
-                op::RESOLVE => match decode::<bus::ResolveRequest>(&message.payload) {
-                    Ok(req) => wharf_bus::rpc::encode(&views::resolve(&node, &req.name_or_id)),
-                    Err(e) => Err(e),
-                },
-                op::EXEC_LOCATE => decode::<bus::ExecRef>(&message.payload).and_then(|req| {
-                    wharf_bus::rpc::encode(&bus::ExecLocation {
-                        node: node.options.name.clone(),
-                        found: node.execs.get(&req.exec_id).is_some(),
+                n if n == api::NodePing::NAME => wharf_bus::rpc::encode(&node.info()),
+                n if n == api::ContainerList::NAME => {
+                    answer::<api::ContainerList, _, _>(payload, |req| async move {
+                        views::list(node, &req).await
                     })
-                }),
-                op::PRUNE => match decode::<bus::ListRequest>(&message.payload) {
-                    Ok(req) => container_prune::prune(&node, &req)
-                        .await
-                        .and_then(|r| wharf_bus::rpc::encode(&r)),
-                    Err(e) => Err(e),
-                },
-                op::NETWORK_LIST => decode::<bus::VolumeListRequest>(&message.payload)
-                    .and_then(|req| networks::list(&node, &req.filters))
-                    .and_then(|r| wharf_bus::rpc::encode(&r)),
-                op::NETWORK_PRUNE => match decode::<bus::VolumeListRequest>(&message.payload) {
-                    Ok(req) => networks::prune(&node, &req.filters)
-                        .await
-                        .and_then(|r| wharf_bus::rpc::encode(&r)),
-                    Err(e) => Err(e),
-                },
-                op::VOLUME_LIST => decode::<bus::VolumeListRequest>(&message.payload)
-                    .and_then(|req| volumes::list(&node, &req))
-                    .and_then(|r| wharf_bus::rpc::encode(&r)),
-                op::VOLUME_PRUNE => match decode::<bus::VolumeListRequest>(&message.payload) {
-                    Ok(req) => volumes::prune(&node, req)
-                        .await
-                        .and_then(|r| wharf_bus::rpc::encode(&r)),
-                    Err(e) => Err(e),
-                },
+                    .await
+                }
+                n if n == api::ContainerResolve::NAME => {
+                    answer::<api::ContainerResolve, _, _>(payload, |req| async move {
+                        Ok(views::resolve(node, &req.name_or_id))
+                    })
+                    .await
+                }
+                n if n == api::ExecLocate::NAME => {
+                    answer::<api::ExecLocate, _, _>(payload, |req| async move {
+                        Ok(bus::ExecLocation {
+                            node: node.options.name.clone(),
+                            found: node.execs.get(&req.exec_id).is_some(),
+                        })
+                    })
+                    .await
+                }
+                n if n == api::ContainerPrune::NAME => {
+                    answer::<api::ContainerPrune, _, _>(payload, |req| async move {
+                        container_prune::prune(node, &req).await
+                    })
+                    .await
+                }
+                n if n == api::NetworkList::NAME => {
+                    answer::<api::NetworkList, _, _>(payload, |req| async move {
+                        networks::list(node, &req.filters)
+                    })
+                    .await
+                }
+                n if n == api::NetworkPrune::NAME => {
+                    answer::<api::NetworkPrune, _, _>(payload, |req| async move {
+                        networks::prune(node, &req.filters).await
+                    })
+                    .await
+                }
+                n if n == api::VolumeList::NAME => {
+                    answer::<api::VolumeList, _, _>(payload, |req| async move {
+                        volumes::list(node, &req)
+                    })
+                    .await
+                }
+                n if n == api::VolumePrune::NAME => {
+                    answer::<api::VolumePrune, _, _>(payload, |req| async move {
+                        volumes::prune(node, req).await
+                    })
+                    .await
+                }
                 other => Err(BusError::invalid(format!(
                     "unknown broadcast operation {other}"
                 ))),
@@ -705,6 +579,18 @@ async fn broadcasts(node: Arc<Node>, mut requests: async_nats::Subscriber) {
             }
         });
     }
+}
+
+/// A broadcast's answer: the declared request decoded, `handle` run, the declared reply
+/// encoded.
+async fn answer<E, F, Fut>(payload: &[u8], handle: F) -> Result<Bytes, BusError>
+where
+    E: Endpoint + BroadcastSubject,
+    F: FnOnce(E::Request) -> Fut,
+    Fut: std::future::Future<Output = Result<E::Reply, BusError>>,
+{
+    let request: E::Request = decode(payload)?;
+    wharf_bus::rpc::encode(&handle(request).await?)
 }
 
 /// Tells gateways this node exists, at start and every few seconds.
