@@ -1,9 +1,9 @@
 //! The bus contract of Wharf: every subject, every message type, every error and the streaming
 //! primitive that the gateway and the services share. Nothing else defines wire types.
 
+pub mod api;
 pub mod blob;
 pub mod build;
-pub mod api;
 pub mod changes;
 pub mod connect;
 pub mod container;
