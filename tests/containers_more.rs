@@ -448,6 +448,57 @@ fn two_runtime_nodes_share_one_api() {
     assert_eq!(ps.lines().len(), 2, "{ps}");
     let logs = d.ok(&["logs", &on2[..8]]);
     assert_eq!(logs.stdout, "from-n2\n");
+
+    // A name is one container's across the nodes: two creates of one name, at once, on two
+    // nodes, give one container and dockerd's conflict; removed, the name is free on either.
+    for round in 0..4 {
+        let name = format!("race{round}");
+        let runs: Vec<_> = ["n1", "n2"]
+            .into_iter()
+            .map(|node| {
+                let cmd = d.command(&[
+                    "create",
+                    "--name",
+                    &name,
+                    "--label",
+                    &format!("wharf.node={node}"),
+                    &image,
+                    "true",
+                ]);
+                std::thread::spawn(move || support::run(cmd, None, support::DOCKER_TIMEOUT))
+            })
+            .collect();
+        let outs: Vec<_> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+        let won: Vec<_> = outs.iter().filter(|o| o.success()).collect();
+        assert_eq!(won.len(), 1, "{outs:?}");
+        let winner = won[0].stdout.trim();
+        let lost = outs.iter().find(|o| !o.success()).unwrap();
+        assert!(
+            lost.stderr.contains(&format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{winner}\""
+            )),
+            "{lost}"
+        );
+        d.ok(&["rm", &name]);
+        let other = if round % 2 == 0 { "n2" } else { "n1" };
+        d.ok(&[
+            "create",
+            "--name",
+            &name,
+            "--label",
+            &format!("wharf.node={other}"),
+            &image,
+            "true",
+        ]);
+        d.ok(&["rm", &name]);
+    }
+    // Renaming to a name another node's container holds is refused too.
+    let out = d.run(&["rename", "on2", "on1"]);
+    assert!(
+        out.stderr
+            .contains("Conflict. The container name \"/on1\" is already in use"),
+        "{out}"
+    );
     let out = d.ok(&["exec", "on2", "hostname"]);
     assert_eq!(out.stdout.trim(), &on2[..12]);
 

@@ -171,6 +171,19 @@ pub fn all_subject(op: &str) -> String {
     format!("{PREFIX}.runtime.all.{op}")
 }
 
+/// The JetStream key-value bucket holding every container name in use on any node (key: the
+/// name without its slash; value: [`NameHolder`]). A node reserves a name with a create of its
+/// key, which only one node can win, so two creates of one name on two nodes give one
+/// container and one conflict.
+pub const NAMES_BUCKET: &str = "wharf_container_names";
+
+/// Who holds a container name, as [`NAMES_BUCKET`] records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameHolder {
+    pub id: String,
+    pub node: String,
+}
+
 /// Subject nodes announce themselves on, every [`ANNOUNCE_INTERVAL_SECS`] seconds.
 pub const ANNOUNCE_SUBJECT: &str = "wharf.v1.runtime.announce";
 pub const ANNOUNCE_INTERVAL_SECS: u64 = 2;

@@ -171,6 +171,7 @@ pub fn users() -> Vec<User> {
         events("volume"),
         INBOX_ALL.into(),
     ]);
+    runtime_publish.extend(bucket(crate::container::NAMES_BUCKET));
 
     vec![
         User {
@@ -332,7 +333,8 @@ const HEADER: &str = "\
 #   wharf.v1.events.<type>.>  the events a service reports.
 #   $JS.API.STREAM|CONSUMER|DIRECT....<stream>, $JS.ACK/$JS.FC.<stream>, $KV.<bucket>.>
 #                   JetStream, for the streams a service owns only: the gateway's event history
-#                   (WHARF_EVENTS), the builder's build cache (bucket wharf_build_cache).
+#                   (WHARF_EVENTS), the builder's build cache (bucket wharf_build_cache), the
+#                   runtime nodes' container names (bucket wharf_container_names).
 ";
 
 fn quoted(items: &[String], indent: &str) -> String {
@@ -481,6 +483,16 @@ mod tests {
         ] {
             assert!(!b.may_publish(refused), "{refused}");
         }
+    }
+
+    #[test]
+    fn only_runtime_nodes_hold_container_names() {
+        for user in users() {
+            let may = user.may_publish("$KV.wharf_container_names.web")
+                && user.may_publish("$JS.API.STREAM.INFO.KV_wharf_container_names");
+            assert_eq!(may, user.name == RUNTIME, "{}", user.name);
+        }
+        assert!(!u(RUNTIME).may_publish("$KV.wharf_build_cache.abc"));
     }
 
     #[test]

@@ -183,14 +183,14 @@ async fn create_from(
         let mut attempt = 0;
         loop {
             let candidate = format!("/{}", names::generate(attempt));
-            if names::reserve_name(node, &candidate, &id).is_ok() {
+            if names::reserve_name(node, &candidate, &id).await.is_ok() {
                 break candidate;
             }
             attempt += 1;
         }
     } else {
         let name = format!("/{}", name.trim_start_matches('/'));
-        names::reserve_name(node, &name, &id)?;
+        names::reserve_name(node, &name, &id).await?;
         name
     };
     let paths = ContainerPaths::new(&node.containers_dir, &id);
@@ -207,7 +207,7 @@ async fn create_from(
     let (config, host_config, networking_config, mounts, chain_ids) = match made {
         Ok(m) => m,
         Err(e) => {
-            names::release_name(node, &name, &id);
+            names::release_name(node, &name, &id).await;
             let dir = paths.clone();
             let _ = tokio::task::spawn_blocking(move || remove::discard(&dir)).await;
             return Err(e);
@@ -240,7 +240,7 @@ async fn create_from(
         platform: "linux".into(),
     };
     if let Err(e) = record.save(&paths.dir) {
-        names::release_name(node, &name, &id);
+        names::release_name(node, &name, &id).await;
         let dir = paths.clone();
         let _ = tokio::task::spawn_blocking(move || remove::discard(&dir)).await;
         return Err(internal("cannot save the container", e));

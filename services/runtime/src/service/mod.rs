@@ -150,6 +150,8 @@ pub struct Node {
     pub containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Names (with slash) to IDs, including names reserved by creates in progress.
     pub names: Mutex<HashMap<String, String>>,
+    /// The names in use on every node (a JetStream key-value bucket).
+    pub cluster_names: names::ClusterNames,
     pub stdin_slots: streams::StdinSlots,
     pub execs: exec::Execs,
     pub networks: networks::Networks,
@@ -307,6 +309,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         cgroups,
         containers: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
+        cluster_names: names::ClusterNames::new(&client),
         stdin_slots: streams::StdinSlots::default(),
         execs: exec::Execs::default(),
         networks: user_networks,

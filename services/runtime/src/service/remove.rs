@@ -79,7 +79,7 @@ pub async fn remove(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&c.id);
-    names::release_name(node, &rec.name, &rec.id);
+    names::release_name(node, &rec.name, &rec.id).await;
     super::exec::forget_container(node, &rec.id);
     c.phase.send_modify(|p| p.removed = true);
     node.publish_event(&rec, "destroy", &[]).await;

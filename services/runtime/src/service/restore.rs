@@ -10,7 +10,7 @@ use wharf_bus::container::RestartPolicy;
 use crate::shim::ShimClient;
 
 use super::record::{ContainerPaths, ContainerRecord, Status};
-use super::{exits, remove, start, Container, Node, Phase};
+use super::{exits, names, remove, start, Container, Node, Phase};
 
 /// Loads every container record and adopts the containers whose shims still run; applies the
 /// restart policy to those that ended while no runtime watched.
@@ -57,10 +57,7 @@ pub async fn restore(node: &Arc<Node>) {
             .0,
             pending_attaches: Mutex::new(Vec::new()),
         });
-        node.names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(rec.name.clone(), rec.id.clone());
+        names::restore_name(node, &rec.name, &rec.id).await;
         node.containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
