@@ -12,8 +12,7 @@ use serde::Deserialize;
 use wharf_bus::progress::JsonMessage;
 use wharf_bus::reference::Reference;
 use wharf_bus::registry::{auth_key_domain, AuthConfigs, RegistryAuth, SyncRequest, SyncSummary};
-use wharf_bus::stream::Receiver;
-use wharf_bus::subjects::{group, registry_sync, subject};
+use wharf_bus::{api, endpoint};
 
 #[derive(Args, Debug, Clone)]
 pub struct SyncArgs {
@@ -132,13 +131,9 @@ async fn once(
     request: &SyncRequest,
     quiet: bool,
 ) -> anyhow::Result<SyncSummary> {
-    let (mut rx, _) = Receiver::open_json(
-        client,
-        &subject(group::REGISTRY_SYNC, registry_sync::SYNC),
-        request,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let (mut rx, _) = endpoint::download::<api::RegistrySync>(client, request)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     let mut summary = None;
     let mut failure = None;
     while let Some(message) = rx.next_json::<JsonMessage>().await {

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::io::AsyncReadExt;
 
+use crate::api::{BlobLocate, BlobReadStream};
+use crate::endpoint;
 use crate::error::BusError;
-use crate::image::{host_id, BlobLocation, BlobRead, BlobRef};
-use crate::stream::Receiver;
-use crate::subjects::{group, image_store, subject};
+use crate::image::{host_id, BlobRead, BlobRef};
 
 /// A blob's bytes in order; an `Err` item ends the stream.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, BusError>> + Send>>;
@@ -51,12 +51,8 @@ pub async fn open_at(
         digest: digest.to_string(),
         offset,
     };
-    let (receiver, _info) = Receiver::open_json(
-        client,
-        &subject(group::IMAGE_STORE, image_store::BLOB_READ),
-        &request,
-    )
-    .await?;
+    // The accept tells the blob's size; the stream ends where the blob does anyway.
+    let (receiver, _info) = endpoint::download::<BlobReadStream>(client, &request).await?;
     Ok(Box::pin(receiver.into_stream()))
 }
 
@@ -66,13 +62,7 @@ async fn open_local(client: &async_nats::Client, digest: &str) -> Option<tokio::
     let request = BlobRef {
         digest: digest.to_string(),
     };
-    let at: BlobLocation = crate::rpc::call(
-        client,
-        &subject(group::IMAGE_STORE, image_store::BLOB_LOCATE),
-        &request,
-    )
-    .await
-    .ok()?;
+    let at = endpoint::call::<BlobLocate>(client, &request).await.ok()?;
     if host_id().as_deref() != Some(at.host.as_str()) {
         return None;
     }

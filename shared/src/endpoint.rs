@@ -178,6 +178,53 @@ pub async fn call_node<E: Endpoint + NodeSubject>(
     crate::rpc::call_with_timeout(client, &E::subject(node), request, timeout).await
 }
 
+/// Sends a request to a node's endpoint and returns once it is on its way (flushed to the
+/// server), its reply still to come and with no deadline: for a request that lasts as long as
+/// its caller waits (`container.wait`), and whose caller must know it reached the node before
+/// going on (the CLI starts a container only once its wait is answered with headers). Dropping
+/// the returned future gives up on the reply. A node that is not there is `unavailable` at once:
+/// the caller waits on that node, there is no other instance to retry on.
+pub async fn send_to_node<E: Endpoint + NodeSubject>(
+    client: &async_nats::Client,
+    node: &str,
+    request: &E::Request,
+) -> Result<impl Future<Output = Result<E::Reply>> + Send + 'static>
+where
+    E::Reply: 'static,
+{
+    let subject = E::subject(node);
+    let unavailable = |e: &dyn std::fmt::Display| {
+        BusError::unavailable(format!("bus request to {subject} failed: {e}"))
+    };
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| unavailable(&e))?;
+    client
+        .publish_with_reply(subject.clone(), inbox, crate::rpc::encode(request)?)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    client.flush().await.map_err(|e| unavailable(&e))?;
+    Ok(async move {
+        use futures::StreamExt;
+        let reply = replies
+            .next()
+            .await
+            .ok_or_else(|| BusError::unavailable("bus connection closed"))?;
+        if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Err(BusError::unavailable(format!(
+                "the runtime node is not running (no responders on {subject})"
+            )));
+        }
+        if let Some(err) = BusError::from_headers(reply.headers.as_ref()) {
+            return Err(err);
+        }
+        serde_json::from_slice(&reply.payload)
+            .map_err(|e| BusError::internal(format!("malformed reply from {subject}: {e}")))
+    })
+}
+
 /// Opens a download from a node: the receiver and the accept payload.
 pub async fn download_from_node<E: Download + NodeSubject>(
     client: &async_nats::Client,
@@ -442,3 +489,71 @@ macro_rules! endpoints {
 }
 #[allow(unused_imports)]
 pub(crate) use endpoints;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::ContainerWait;
+    use crate::container::{WaitRequest, WaitResponse};
+
+    #[tokio::test]
+    async fn a_request_sent_to_a_node_is_on_its_way_before_its_answer_comes() {
+        let server = crate::testkit::NatsServer::start();
+        let client = server.client().await;
+        let mut requests = client
+            .subscribe(ContainerWait::subject("n1"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let (seen_tx, seen) = tokio::sync::oneshot::channel();
+        let (answer_tx, answer) = tokio::sync::oneshot::channel::<()>();
+        let c = client.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let m = requests.next().await.unwrap();
+            let r: WaitRequest = serde_json::from_slice(&m.payload).unwrap();
+            seen_tx.send(r.id).unwrap();
+            // The node answers whenever it likes: no deadline on this side.
+            answer.await.unwrap();
+            let reply = WaitResponse {
+                status_code: 3,
+                error: None,
+            };
+            c.publish(m.reply.unwrap(), crate::rpc::encode(&reply).unwrap())
+                .await
+                .unwrap();
+        });
+        let request = WaitRequest {
+            id: "c1".into(),
+            condition: "not-running".into(),
+        };
+        let pending = send_to_node::<ContainerWait>(&client, "n1", &request)
+            .await
+            .unwrap();
+        let id = tokio::time::timeout(Duration::from_secs(5), seen)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            id, "c1",
+            "the node has the request before anyone awaits the answer"
+        );
+        answer_tx.send(()).unwrap();
+        assert_eq!(pending.await.unwrap().status_code, 3);
+
+        let nobody = send_to_node::<ContainerWait>(&client, "n2", &request)
+            .await
+            .unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(2), nobody)
+            .await
+            .expect("no responders is told at once")
+            .unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::Unavailable);
+        assert_eq!(
+            err.message,
+            "the runtime node is not running (no responders on wharf.v1.runtime.node.n2.container.wait)"
+        );
+    }
+}
