@@ -3,6 +3,7 @@
 //! that another gateway would need, so any number can run behind a load balancer.
 
 mod body;
+mod cluster;
 mod content_type;
 mod error;
 mod limits;

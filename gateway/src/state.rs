@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use wharf_bus::nodes::Roster;
 
+use crate::cluster::node::NodeClient;
 use crate::error::{ApiError, ApiResult};
 use crate::Options;
 
@@ -21,17 +22,9 @@ pub struct Inner {
 }
 
 impl AppState {
-    /// Calls node operation `E` on `node` (a container's, an exec's or a network's node).
-    pub async fn on_node<E>(
-        &self,
-        node: &str,
-        request: &E::Request,
-        timeout: std::time::Duration,
-    ) -> crate::error::ApiResult<E::Reply>
-    where
-        E: wharf_bus::endpoint::Endpoint + wharf_bus::endpoint::NodeSubject,
-    {
-        Ok(wharf_bus::endpoint::call_node::<E>(&self.bus, node, request, timeout).await?)
+    /// Node `name` (a container's, an exec's or a network's), to call its endpoints.
+    pub fn node<'a>(&'a self, name: &'a str) -> NodeClient<'a> {
+        NodeClient::new(&self.bus, name)
     }
 
     pub async fn new(bus: async_nats::Client, options: Options) -> AppState {

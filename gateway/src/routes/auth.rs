@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::{json, Value};
-use wharf_bus::registry::{LoginReply, RegistryAuth};
-use wharf_bus::subjects;
+use wharf_bus::registry::RegistryAuth;
+use wharf_bus::{api, endpoint};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -19,16 +19,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn login(State(state): State<AppState>, body: Bytes) -> ApiResult<axum::Json<Value>> {
     let auth: RegistryAuth =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let reply: LoginReply = wharf_bus::rpc::call_with_timeout(
-        &state.bus,
-        &subjects::subject(
-            subjects::group::REGISTRY_SYNC,
-            subjects::registry_sync::LOGIN,
-        ),
-        &auth,
-        LOGIN_TIMEOUT,
-    )
-    .await?;
+    let reply = endpoint::call_with_timeout::<api::Login>(&state.bus, &auth, LOGIN_TIMEOUT).await?;
     Ok(axum::Json(
         json!({"IdentityToken": reply.identity_token, "Status": reply.status}),
     ))

@@ -10,9 +10,8 @@ use axum::response::Response;
 use futures::StreamExt;
 use wharf_bus::build::{BuildRequest, ContextAccept, ContextPull, FifoOffer};
 use wharf_bus::reference::Reference;
-use wharf_bus::stream::{Receiver, Sender, OPEN_TIMEOUT};
-use wharf_bus::subjects::{self, builder, group};
-use wharf_bus::BusError;
+use wharf_bus::stream::{Sender, OPEN_TIMEOUT};
+use wharf_bus::{api, endpoint, BusError};
 
 use super::images::progress_response_with;
 use crate::error::{ApiError, ApiResult};
@@ -139,12 +138,7 @@ pub async fn build(
         .subscribe(request.context_source.clone())
         .await
         .map_err(|e| BusError::unavailable(format!("cannot serve the build context: {e}")))?;
-    let (rx, _) = Receiver::open_json(
-        &state.bus,
-        &subjects::subject(group::BUILDER, builder::BUILD),
-        &request,
-    )
-    .await?;
+    let (rx, _) = endpoint::download::<api::Build>(&state.bus, &request).await?;
     let bus = state.bus.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();

@@ -8,16 +8,16 @@ use axum::Extension;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use wharf_bus::endpoint::{ServiceSubject, Upload};
 use wharf_bus::image::{
     DeleteItem, ImageDelete, ImageExport, ImageImport, ImageList, ImageLoad, ImagePrune,
-    ImageRecord, ImageResolve, ImageTag, LoadReport, PruneReport,
+    ImageRecord, ImageResolve, ImageTag,
 };
 use wharf_bus::progress::JsonMessage;
 use wharf_bus::reference::{valid_digest, Reference};
 use wharf_bus::registry::{Platform, PullRequest, PushRequest, RegistryAuth};
-use wharf_bus::stream::{Receiver, Sender};
-use wharf_bus::subjects::{self, group, image_store, registry_sync};
-use wharf_bus::BusError;
+use wharf_bus::stream::Receiver;
+use wharf_bus::{api, endpoint, BusError};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -25,19 +25,11 @@ use crate::render;
 use crate::state::AppState;
 use crate::version::ApiVersion;
 
-fn store(op: &str) -> String {
-    subjects::subject(group::IMAGE_STORE, op)
-}
-
 async fn resolve(state: &AppState, name: &str) -> ApiResult<ImageRecord> {
-    Ok(wharf_bus::call(
-        &state.bus,
-        &store(image_store::IMAGE_RESOLVE),
-        &ImageResolve {
-            name: name.to_string(),
-        },
-    )
-    .await?)
+    let request = ImageResolve {
+        name: name.to_string(),
+    };
+    Ok(endpoint::call::<api::ImageResolveName>(&state.bus, &request).await?)
 }
 
 /// The image `name` and its parents, as far as its history has rows for them (dockerd's
@@ -72,15 +64,11 @@ pub async fn list(
             .or_default()
             .push(f.to_string());
     }
-    let records: Vec<ImageRecord> = wharf_bus::call(
-        &state.bus,
-        &store(image_store::IMAGE_LIST),
-        &ImageList {
-            all: q.flag("all"),
-            filters,
-        },
-    )
-    .await?;
+    let request = ImageList {
+        all: q.flag("all"),
+        filters,
+    };
+    let records = endpoint::call::<api::ImageListAll>(&state.bus, &request).await?;
     Ok(axum::Json(Value::Array(
         records
             .iter()
@@ -149,13 +137,9 @@ async fn push(state: &AppState, name: &str, q: &Query, headers: &HeaderMap) -> A
         reference: reference.to_string(),
         auth,
     };
-    let (rx, _) = Receiver::open_json(
-        &state.bus,
-        &subjects::subject(group::REGISTRY_SYNC, registry_sync::PUSH),
-        &request,
-    )
-    .await
-    .map_err(registry_error)?;
+    let (rx, _) = endpoint::download::<api::Push>(&state.bus, &request)
+        .await
+        .map_err(registry_error)?;
     progress_response(rx).await
 }
 
@@ -172,15 +156,11 @@ async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {
         target = Reference::parse(&format!("{}:{tag}", target.name()))?;
     }
     let target = target.with_default_tag();
-    let _: Value = wharf_bus::call(
-        &state.bus,
-        &store(image_store::IMAGE_TAG),
-        &ImageTag {
-            source: name.to_string(),
-            target: target.to_string(),
-        },
-    )
-    .await?;
+    let request = ImageTag {
+        source: name.to_string(),
+        target: target.to_string(),
+    };
+    endpoint::call::<api::ImageTagName>(&state.bus, &request).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -221,7 +201,7 @@ pub async fn delete(
         in_use: images_in_use(&state).await?,
     };
     Ok(axum::Json(
-        wharf_bus::call(&state.bus, &store(image_store::IMAGE_DELETE), &request).await?,
+        endpoint::call::<api::ImageDeleteName>(&state.bus, &request).await?,
     ))
 }
 
@@ -230,15 +210,11 @@ pub async fn prune(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<axum::Json<Value>> {
     let q = Query::parse(raw.as_deref());
-    let report: PruneReport = wharf_bus::call(
-        &state.bus,
-        &store(image_store::IMAGE_PRUNE),
-        &ImagePrune {
-            filters: q.filters()?,
-            in_use: images_in_use(&state).await?,
-        },
-    )
-    .await?;
+    let request = ImagePrune {
+        filters: q.filters()?,
+        in_use: images_in_use(&state).await?,
+    };
+    let report = endpoint::call::<api::ImagePruneUnused>(&state.bus, &request).await?;
     let deleted = if report.deleted.is_empty() {
         Value::Null
     } else {
@@ -344,27 +320,22 @@ pub async fn create(
         platform,
         auth,
     };
-    let (rx, _) = Receiver::open_json(
-        &state.bus,
-        &subjects::subject(group::REGISTRY_SYNC, registry_sync::PULL),
-        &request,
-    )
-    .await
-    .map_err(registry_error)?;
+    let (rx, _) = endpoint::download::<api::Pull>(&state.bus, &request)
+        .await
+        .map_err(registry_error)?;
     progress_response(rx).await
 }
 
-/// Streams an HTTP request body into an upload stream and returns the service's result. Body
+/// Streams an HTTP request body into upload `E` of image-store and returns its result. Body
 /// chunks (often 8-32 KiB from the CLI) are gathered into full frames.
-pub(super) async fn upload<T: serde::de::DeserializeOwned>(
+async fn upload<E: Upload + ServiceSubject>(
     state: &AppState,
-    subject: &str,
-    request: &impl serde::Serialize,
+    request: &E::Request,
     body: Body,
-) -> ApiResult<T> {
-    let (tx, _) = Sender::open(&state.bus, subject, wharf_bus::rpc::encode(request)?).await?;
+) -> ApiResult<E::Result> {
+    let (tx, _) = endpoint::upload::<E>(&state.bus, request).await?;
     let (tx, _) = crate::body::send(tx, body).await?;
-    Ok(tx.finish_json::<T>().await?)
+    Ok(tx.finish_json::<E::Result>().await?)
 }
 
 async fn import(state: &AppState, src: &str, q: &Query, body: Body) -> ApiResult<Response> {
@@ -396,8 +367,7 @@ async fn import(state: &AppState, src: &str, q: &Query, body: Body) -> ApiResult
         architecture: platform.as_ref().map(|p| p.architecture.clone()),
         variant: platform.and_then(|p| p.variant),
     };
-    let record: ImageRecord =
-        upload(state, &store(image_store::IMAGE_IMPORT), &request, body).await?;
+    let record = upload::<api::ImageImportTar>(state, &request, body).await?;
     let line = json_line(&JsonMessage::status(record.id.clone(), None));
     Ok(([(header::CONTENT_TYPE, "application/json")], line).into_response())
 }
@@ -408,15 +378,10 @@ pub async fn load(
     body: Body,
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
-    let report: LoadReport = upload(
-        &state,
-        &store(image_store::IMAGE_LOAD),
-        &ImageLoad {
-            quiet: q.flag("quiet"),
-        },
-        body,
-    )
-    .await?;
+    let request = ImageLoad {
+        quiet: q.flag("quiet"),
+    };
+    let report = upload::<api::ImageLoadTar>(&state, &request, body).await?;
     let mut out = Vec::new();
     for line in &report.lines {
         out.extend_from_slice(&json_line(&JsonMessage::stream(format!("{line}\n"))));
@@ -436,12 +401,8 @@ pub async fn save_many(
 }
 
 async fn save(state: &AppState, names: Vec<String>) -> ApiResult<Response> {
-    let (mut rx, _) = Receiver::open_json(
-        &state.bus,
-        &store(image_store::IMAGE_EXPORT),
-        &ImageExport { names },
-    )
-    .await?;
+    let (mut rx, _) =
+        endpoint::download::<api::ImageExportTar>(&state.bus, &ImageExport { names }).await?;
     // Errors before the first byte (an unknown image) become an HTTP error.
     let first = match rx.next().await {
         Some(Ok(b)) => Some(b),
@@ -498,6 +459,7 @@ mod tests {
     #[tokio::test]
     async fn history_walks_the_parents_over_the_bus_as_dockerd_does() {
         use wharf_bus::service::Reply;
+        use wharf_bus::subjects::{group, image_store};
         let nats = wharf_bus::testkit::NatsServer::start();
         let client = nats.client().await;
         // A pulled base (two rows, no parent), a build step on it and the tagged result.

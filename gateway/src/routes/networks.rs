@@ -346,7 +346,8 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Res
     let nodes = resolve::nodes(&state).await?;
     let node = resolve::place(&nodes, &request.labels)?.name.clone();
     let created: Value = state
-        .on_node::<api::NetworkCreate>(&node, &request, CREATE_TIMEOUT)
+        .node(&node)
+        .call::<api::NetworkCreate>(&request, CREATE_TIMEOUT)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
@@ -362,7 +363,8 @@ pub async fn remove(
         id: found.id().to_string(),
     };
     state
-        .on_node::<api::NetworkRemove>(&found.node, &request, REMOVE_TIMEOUT)
+        .node(&found.node)
+        .call::<api::NetworkRemove>(&request, REMOVE_TIMEOUT)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -447,7 +449,8 @@ pub async fn connect(
         force: false,
     };
     state
-        .on_node::<api::NetworkConnect>(&container.node, &request, CONNECT_TIMEOUT)
+        .node(&container.node)
+        .call::<api::NetworkConnect>(&request, CONNECT_TIMEOUT)
         .await?;
     Ok(StatusCode::OK)
 }
@@ -466,7 +469,8 @@ pub async fn disconnect(
         force: body.force,
     };
     state
-        .on_node::<api::NetworkDisconnect>(&container.node, &request, CONNECT_TIMEOUT)
+        .node(&container.node)
+        .call::<api::NetworkDisconnect>(&request, CONNECT_TIMEOUT)
         .await?;
     Ok(StatusCode::OK)
 }

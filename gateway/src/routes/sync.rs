@@ -11,8 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use wharf_bus::reference::Reference;
 use wharf_bus::registry::{auth_configs_from_header, auth_for_domain, SyncRequest};
-use wharf_bus::stream::Receiver;
-use wharf_bus::subjects::{self, group, registry_sync};
+use wharf_bus::{api, endpoint};
 
 use super::images::{progress_response, registry_error};
 use crate::error::{ApiError, ApiResult};
@@ -48,12 +47,8 @@ pub async fn sync(
         destination: destination.to_string(),
         tags: body.tags,
     };
-    let (rx, _) = Receiver::open_json(
-        &state.bus,
-        &subjects::subject(group::REGISTRY_SYNC, registry_sync::SYNC),
-        &request,
-    )
-    .await
-    .map_err(registry_error)?;
+    let (rx, _) = endpoint::download::<api::RegistrySync>(&state.bus, &request)
+        .await
+        .map_err(registry_error)?;
     progress_response(rx).await
 }

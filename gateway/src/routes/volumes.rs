@@ -115,7 +115,8 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Res
         }
     };
     let created: Value = state
-        .on_node::<api::VolumeCreate>(&node, &request, CREATE_TIMEOUT)
+        .node(&node)
+        .call::<api::VolumeCreate>(&request, CREATE_TIMEOUT)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
@@ -165,7 +166,8 @@ pub async fn remove(
     };
     let request = VolumeRemoveRequest { name, force };
     state
-        .on_node::<api::VolumeRemove>(&found.node, &request, REMOVE_TIMEOUT)
+        .node(&found.node)
+        .call::<api::VolumeRemove>(&request, REMOVE_TIMEOUT)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

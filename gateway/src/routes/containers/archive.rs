@@ -12,11 +12,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
-use wharf_bus::container::{
-    node_subject, op, ArchiveRequest, ById, CommitRequest, PathStat, ResolveMatch,
-};
+use wharf_bus::container::{ArchiveRequest, ById, CommitRequest, PathStat, ResolveMatch};
 use wharf_bus::reference::Reference;
-use wharf_bus::stream::{Receiver, Sender};
+use wharf_bus::stream::Receiver;
 use wharf_bus::BusError;
 
 use super::json_body::read_json;
@@ -84,14 +82,11 @@ pub async fn head(
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let (target, request) = archive_request(&state, &name, &q).await?;
-    let stat: PathStat = wharf_bus::endpoint::call_node::<api::ArchiveStat>(
-        &state.bus,
-        &target.node,
-        &request,
-        DEFAULT_TIMEOUT,
-    )
-    .await
-    .map_err(|e| as_named(e, &target, &name))?;
+    let stat = state
+        .node(&target.node)
+        .call::<api::ArchiveStat>(&request, DEFAULT_TIMEOUT)
+        .await
+        .map_err(|e| as_named(e, &target, &name))?;
     Ok(([(PATH_STAT_HEADER, stat_header(&stat)?)], StatusCode::OK).into_response())
 }
 
@@ -103,14 +98,11 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let (target, request) = archive_request(&state, &name, &q).await?;
-    let (rx, accept) = Receiver::open_json(
-        &state.bus,
-        &node_subject(&target.node, op::ARCHIVE_GET),
-        &request,
-    )
-    .await
-    .map_err(|e| as_named(e, &target, &name))?;
-    let stat: PathStat = wharf_bus::rpc::decode(&accept)?;
+    let (rx, stat) = state
+        .node(&target.node)
+        .download::<api::ArchiveGet>(&request)
+        .await
+        .map_err(|e| as_named(e, &target, &name))?;
     Ok((
         [
             (
@@ -137,15 +129,13 @@ pub async fn put(
     let q = Query::parse(raw.as_deref());
     let (target, request) = archive_request(&state, &name, &q).await?;
     let named = |e: BusError| as_named(e, &target, &name);
-    let (tx, _) = Sender::open(
-        &state.bus,
-        &node_subject(&target.node, op::ARCHIVE_PUT),
-        wharf_bus::rpc::encode(&request)?,
-    )
-    .await
-    .map_err(named)?;
-    let (tx, _) = crate::body::send(tx, body).await.map_err(named)?;
-    tx.finish().await.map_err(named)?;
+    let (upload, _) = state
+        .node(&target.node)
+        .upload::<api::ArchivePut>(&request)
+        .await
+        .map_err(named)?;
+    let (upload, _) = upload.send_body(body).await.map_err(named)?;
+    upload.finish().await.map_err(named)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -155,12 +145,10 @@ pub async fn export(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let target = resolve::locate(&state, &name).await?;
-    let (rx, _) = Receiver::open_json(
-        &state.bus,
-        &node_subject(&target.node, op::EXPORT),
-        &ById { id: target.id },
-    )
-    .await?;
+    let (rx, _) = state
+        .node(&target.node)
+        .download::<api::ContainerExport>(&ById { id: target.id })
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar_body(rx)).into_response())
 }
 
@@ -172,7 +160,8 @@ pub async fn changes(
     let target = resolve::locate(&state, &name).await?;
     let request = ById { id: target.id };
     let rows: Value = state
-        .on_node::<api::ContainerChanges>(&target.node, &request, DEFAULT_TIMEOUT)
+        .node(&target.node)
+        .call::<api::ContainerChanges>(&request, DEFAULT_TIMEOUT)
         .await?;
     Ok(axum::Json(rows).into_response())
 }
@@ -213,7 +202,8 @@ pub async fn commit(
         config: (!config.is_null()).then_some(config),
     };
     let created: Value = state
-        .on_node::<api::ContainerCommit>(&target.node, &request, COMMIT_TIMEOUT)
+        .node(&target.node)
+        .call::<api::ContainerCommit>(&request, COMMIT_TIMEOUT)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }

@@ -6,10 +6,8 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::Response;
 use axum::Extension;
 use futures::StreamExt;
-use wharf_bus::container::{
-    node_subject, op, AttachRequest, LogsRequest, StdinRequest, StreamInfo,
-};
-use wharf_bus::stream::{Receiver, Sender};
+use wharf_bus::api;
+use wharf_bus::container::{AttachRequest, LogsRequest, StdinRequest};
 
 use super::logs::stream_content_type;
 use super::{hijack, resolve};
@@ -36,58 +34,44 @@ pub async fn attach(
     let attach_id = attach_id();
     // Output first, before answering: nothing the container writes after the client's
     // attach may be lost, even if it is started right after.
-    let (rx, accept) = if q.flag("stream") {
-        Receiver::open_json(
-            &state.bus,
-            &node_subject(&target.node, op::ATTACH),
-            &AttachRequest {
-                id: target.id.clone(),
-                attach_id: attach_id.clone(),
-                stdin,
-                stdout,
-                stderr,
-                logs: q.flag("logs"),
-                detach_keys: q.get("detachKeys").unwrap_or("").to_string(),
-            },
-        )
-        .await?
+    let node = state.node(&target.node);
+    let (rx, info) = if q.flag("stream") {
+        let request = AttachRequest {
+            id: target.id.clone(),
+            attach_id: attach_id.clone(),
+            stdin,
+            stdout,
+            stderr,
+            logs: q.flag("logs"),
+            detach_keys: q.get("detachKeys").unwrap_or("").to_string(),
+        };
+        node.download::<api::ContainerAttach>(&request).await?
     } else {
         // Without `stream` dockerd replays the log (when asked) and ends.
-        Receiver::open_json(
-            &state.bus,
-            &node_subject(&target.node, op::LOGS),
-            &LogsRequest {
-                id: target.id.clone(),
-                stdout: stdout && q.flag("logs"),
-                stderr: stderr && q.flag("logs"),
-                tail: "all".to_string(),
-                ..Default::default()
-            },
-        )
-        .await?
+        let request = LogsRequest {
+            id: target.id.clone(),
+            stdout: stdout && q.flag("logs"),
+            stderr: stderr && q.flag("logs"),
+            tail: "all".to_string(),
+            ..Default::default()
+        };
+        node.download::<api::ContainerLogs>(&request).await?
     };
-    let tty = wharf_bus::rpc::decode::<StreamInfo>(&accept)
-        .map(|i| i.tty)
-        .unwrap_or(false);
-    let tx = if stdin && q.flag("stream") {
-        let (tx, _) = Sender::open(
-            &state.bus,
-            &node_subject(&target.node, op::STDIN),
-            wharf_bus::rpc::encode(&StdinRequest {
-                id: target.id.clone(),
-                attach_id,
-            })?,
-        )
-        .await?;
-        Some(tx)
+    let input = if stdin && q.flag("stream") {
+        let request = StdinRequest {
+            id: target.id.clone(),
+            attach_id,
+        };
+        let (upload, _) = node.upload::<api::ContainerStdin>(&request).await?;
+        Some(upload)
     } else {
         None
     };
 
     Ok(hijack::take_over(
         request,
-        stream_content_type(tty, version),
+        stream_content_type(info.tty, version),
         rx.into_stream().boxed(),
-        tx,
+        input,
     ))
 }

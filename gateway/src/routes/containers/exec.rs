@@ -13,15 +13,14 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 use wharf_bus::container::{
-    node_subject, op, ExecConfig, ExecCreateRequest, ExecCreated, ExecLocation, ExecRef,
-    ExecResizeRequest, ExecStartRequest, StdinRequest,
+    ExecConfig, ExecCreateRequest, ExecCreated, ExecLocation, ExecRef, ExecResizeRequest,
+    ExecStartRequest, StdinRequest,
 };
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
-use wharf_bus::stream::{Receiver, Sender};
 use wharf_bus::{BusError, ErrorKind};
 
 use super::attach::attach_id;
-use super::hijack::{self, Output};
+use super::hijack::{self, Input, Output};
 use super::json_body::read_json;
 use super::logs::{mux_frame, stream_content_type};
 use super::{dimension, resolve};
@@ -85,7 +84,8 @@ pub async fn create(
         config,
     };
     let created: ExecCreated = state
-        .on_node::<api::ExecCreate>(&target.node, &request, DEFAULT_TIMEOUT)
+        .node(&target.node)
+        .call::<api::ExecCreate>(&request, DEFAULT_TIMEOUT)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
@@ -122,7 +122,8 @@ pub async fn inspect(
     let request = ExecRef { exec_id: id };
     Ok(axum::Json(
         state
-            .on_node::<api::ExecInspect>(&node, &request, DEFAULT_TIMEOUT)
+            .node(&node)
+            .call::<api::ExecInspect>(&request, DEFAULT_TIMEOUT)
             .await?,
     ))
 }
@@ -142,7 +143,8 @@ pub async fn resize(
         width,
     };
     state
-        .on_node::<api::ExecResize>(&node, &request, DEFAULT_TIMEOUT)
+        .node(&node)
+        .call::<api::ExecResize>(&request, DEFAULT_TIMEOUT)
         .await?;
     Ok(StatusCode::OK)
 }
@@ -187,8 +189,8 @@ where
 /// Whether the exec was created to read stdin (`OpenStdin` of its inspect JSON).
 async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<bool> {
     let inspect: Value = state
-        .on_node::<api::ExecInspect>(
-            node,
+        .node(node)
+        .call::<api::ExecInspect>(
             &ExecRef {
                 exec_id: exec_id.to_string(),
             },
@@ -222,7 +224,8 @@ pub async fn start(
 
     if options.detach {
         state
-            .on_node::<api::ExecStartDetached>(&node, &start, DETACHED_START_TIMEOUT)
+            .node(&node)
+            .call::<api::ExecStartDetached>(&start, DETACHED_START_TIMEOUT)
             .await?;
         return Ok(StatusCode::OK.into_response());
     }
@@ -230,10 +233,9 @@ pub async fn start(
     let stdin = reads_stdin(&state, &node, &id).await?;
     start.attach_id = attach_id();
     // Output first, before answering: nothing the process writes may be lost.
-    let opened =
-        Receiver::open_json(&state.bus, &node_subject(&node, op::EXEC_START), &start).await;
+    let opened = state.node(&node).download::<api::ExecStart>(&start).await;
     let (output, input) = match opened {
-        Ok((rx, _accept)) => {
+        Ok((rx, _info)) => {
             let input = if stdin {
                 open_stdin(&state, &node, &id, &start.attach_id).await
             } else {
@@ -258,19 +260,17 @@ pub async fn start(
 
 /// The stdin upload of an attached start. A refusal (the process may have ended already) leaves
 /// the start without stdin rather than failing it.
-async fn open_stdin(
-    state: &AppState,
-    node: &str,
-    exec_id: &str,
-    attach_id: &str,
-) -> Option<Sender> {
+async fn open_stdin(state: &AppState, node: &str, exec_id: &str, attach_id: &str) -> Option<Input> {
     let request = StdinRequest {
         id: exec_id.to_string(),
         attach_id: attach_id.to_string(),
     };
-    let payload = wharf_bus::rpc::encode(&request).ok()?;
-    match Sender::open(&state.bus, &node_subject(node, op::STDIN), payload).await {
-        Ok((tx, _)) => Some(tx),
+    match state
+        .node(node)
+        .upload::<api::ContainerStdin>(&request)
+        .await
+    {
+        Ok((upload, _)) => Some(upload),
         Err(e) => {
             tracing::debug!("exec {exec_id}: no stdin upload: {}", e.message);
             None

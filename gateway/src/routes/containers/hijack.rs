@@ -12,9 +12,10 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wharf_bus::stream::Sender;
+use wharf_bus::api::ContainerStdin;
 
 use super::logs::RAW_STREAM;
+use crate::cluster::node::Uploading;
 
 /// How much of the client's input goes into one stdin frame at most.
 const STDIN_READ: usize = 32 * 1024;
@@ -22,13 +23,16 @@ const STDIN_READ: usize = 32 * 1024;
 /// What goes to the client: framed output chunks, ending with the stream (an error ends it too).
 pub type Output = BoxStream<'static, wharf_bus::error::Result<Bytes>>;
 
+/// Where the client's input goes: the stdin upload paired with the output.
+pub type Input = Uploading<ContainerStdin>;
+
 /// Answers `request` by handing its connection to `output` and `input`. `content_type` is the
 /// upgraded stream's (raw or multiplexed); without an upgrade dockerd always says raw.
 pub fn take_over(
     mut request: Request,
     content_type: &'static str,
     output: Output,
-    input: Option<Sender>,
+    input: Option<Input>,
 ) -> Response {
     if !request.headers().contains_key(header::UPGRADE) {
         return duplex_response(output, input, request.into_body());
@@ -57,7 +61,7 @@ pub fn take_over(
 /// (then the connection is shut down) or the client goes away (then both streams are cancelled,
 /// by dropping them). A client half-closing its side (the CLI does so at once when it has no
 /// stdin to send) only ends the input.
-async fn bridge<S>(io: S, mut output: Output, input: Option<Sender>)
+async fn bridge<S>(io: S, mut output: Output, input: Option<Input>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -91,7 +95,7 @@ where
 
 /// Sends what the client writes to the node until the client half-closes (then the upload is
 /// finished, and this returns false) or the connection fails (true: the client is gone).
-async fn copy_input<R: AsyncRead + Unpin>(reader: &mut R, mut input: Option<Sender>) -> bool {
+async fn copy_input<R: AsyncRead + Unpin>(reader: &mut R, mut input: Option<Input>) -> bool {
     let mut buf = vec![0u8; STDIN_READ];
     loop {
         match reader.read(&mut buf).await {
@@ -119,7 +123,7 @@ async fn copy_input<R: AsyncRead + Unpin>(reader: &mut R, mut input: Option<Send
 
 /// A client that did not ask for an upgrade gets the output as the response body and sends its
 /// input as the request body, on the same connection.
-fn duplex_response(output: Output, input: Option<Sender>, body: Body) -> Response {
+fn duplex_response(output: Output, input: Option<Input>, body: Body) -> Response {
     let feeder = input.map(|mut tx| {
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
             let mut data = body.into_data_stream();

@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
 use futures::StreamExt;
-use wharf_bus::container::{node_subject, op, LogsRequest, StreamInfo};
+use wharf_bus::api;
+use wharf_bus::container::LogsRequest;
 use wharf_bus::stream::Receiver;
 
 use super::resolve;
@@ -128,12 +129,15 @@ pub async fn logs(
     let mut request = logs_request(String::new(), &q)?;
     let target = resolve::locate(&state, &name).await?;
     request.id = target.id;
-    let (rx, accept) =
-        Receiver::open_json(&state.bus, &node_subject(&target.node, op::LOGS), &request).await?;
-    let tty = wharf_bus::rpc::decode::<StreamInfo>(&accept)
-        .map(|i| i.tty)
-        .unwrap_or(false);
-    Ok(stream_response(rx, tty, stream_content_type(tty, version)))
+    let (rx, info) = state
+        .node(&target.node)
+        .download::<api::ContainerLogs>(&request)
+        .await?;
+    Ok(stream_response(
+        rx,
+        info.tty,
+        stream_content_type(info.tty, version),
+    ))
 }
 
 #[cfg(test)]

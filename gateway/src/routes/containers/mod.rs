@@ -132,7 +132,8 @@ pub async fn create(
     };
     let created: CreateResponse = state
         // Creating may unpack the image's layers first.
-        .on_node::<api::ContainerCreate>(&node, &request, Duration::from_secs(300))
+        .node(&node)
+        .call::<api::ContainerCreate>(&request, Duration::from_secs(300))
         .await?;
     note_counts(&state, &node, |n| {
         n.containers += 1;
@@ -155,7 +156,8 @@ pub async fn inspect(
     };
     Ok(axum::Json(
         state
-            .on_node::<api::ContainerInspect>(&target.node, &request, DEFAULT_TIMEOUT)
+            .node(&target.node)
+            .call::<api::ContainerInspect>(&request, DEFAULT_TIMEOUT)
             .await?,
     ))
 }
@@ -178,7 +180,8 @@ pub async fn top(
     };
     Ok(axum::Json(
         state
-            .on_node::<api::ContainerTop>(&target.node, &request, DEFAULT_TIMEOUT)
+            .node(&target.node)
+            .call::<api::ContainerTop>(&request, DEFAULT_TIMEOUT)
             .await?,
     ))
 }
@@ -212,7 +215,8 @@ pub async fn start(
     };
     // Starting may mount the rootfs and set up the network.
     let changed: Changed = state
-        .on_node::<api::ContainerStart>(&target.node, &request, Duration::from_secs(120))
+        .node(&target.node)
+        .call::<api::ContainerStart>(&request, Duration::from_secs(120))
         .await?;
     if changed.changed {
         note_counts(&state, &target.node, |n| {
@@ -264,7 +268,8 @@ pub async fn stop(
     let target = resolve::locate(&state, &name).await?;
     request.id = target.id.clone();
     let changed: Changed = state
-        .on_node::<api::ContainerStop>(&target.node, &request, stop_deadline(&request))
+        .node(&target.node)
+        .call::<api::ContainerStop>(&request, stop_deadline(&request))
         .await?;
     Ok(no_content_or_not_modified(changed))
 }
@@ -281,7 +286,8 @@ pub async fn restart(
     request.id = target.id.clone();
     let deadline = stop_deadline(&request) + Duration::from_secs(90);
     state
-        .on_node::<api::ContainerRestart>(&target.node, &request, deadline)
+        .node(&target.node)
+        .call::<api::ContainerRestart>(&request, deadline)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -305,9 +311,10 @@ pub async fn kill(
         signal: q.get("signal").unwrap_or("").to_string(),
     };
     state
-        .on_node::<api::ContainerKill>(&target.node, &request, DEFAULT_TIMEOUT)
+        .node(&target.node)
+        .call::<api::ContainerKill>(&request, DEFAULT_TIMEOUT)
         .await
-        .map_err(context)?;
+        .map_err(|e| context(e.into()))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -321,7 +328,8 @@ where
         id: target.id.clone(),
     };
     state
-        .on_node::<E>(&target.node, &request, DEFAULT_TIMEOUT)
+        .node(&target.node)
+        .call::<E>(&request, DEFAULT_TIMEOUT)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -374,7 +382,8 @@ pub async fn rename(
         name: new_name.trim_start_matches('/').to_string(),
     };
     state
-        .on_node::<api::ContainerRename>(&target.node, &request, DEFAULT_TIMEOUT)
+        .node(&target.node)
+        .call::<api::ContainerRename>(&request, DEFAULT_TIMEOUT)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -404,7 +413,8 @@ pub async fn resize(
         width,
     };
     state
-        .on_node::<api::ContainerResize>(&target.node, &request, DEFAULT_TIMEOUT)
+        .node(&target.node)
+        .call::<api::ContainerResize>(&request, DEFAULT_TIMEOUT)
         .await?;
     Ok(StatusCode::OK)
 }
@@ -422,7 +432,8 @@ pub async fn remove(
         volumes: q.flag("v"),
     };
     state
-        .on_node::<api::ContainerRemove>(&target.node, &request, REMOVE_TIMEOUT)
+        .node(&target.node)
+        .call::<api::ContainerRemove>(&request, REMOVE_TIMEOUT)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use wharf_bus::container::{node_subject, op, StatsRequest};
-use wharf_bus::stream::Receiver;
+use wharf_bus::api;
+use wharf_bus::container::StatsRequest;
 
 use super::resolve;
 use crate::error::ApiResult;
@@ -48,8 +48,10 @@ pub async fn stats(
     let request = stats_request(target.id, &q, version);
     let stream = request.stream;
     // Errors before the first frame (no such container, ...) are still HTTP errors.
-    let (rx, _) =
-        Receiver::open_json(&state.bus, &node_subject(&target.node, op::STATS), &request).await?;
+    let (rx, _) = state
+        .node(&target.node)
+        .download::<api::ContainerStats>(&request)
+        .await?;
     // After the headers, dockerd ends a failing stream without a word.
     let body = rx
         .into_stream()

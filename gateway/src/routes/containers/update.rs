@@ -70,7 +70,8 @@ pub async fn update(
     };
     Ok(axum::Json(
         state
-            .on_node::<api::ContainerUpdate>(&target.node, &request, DEFAULT_TIMEOUT)
+            .node(&target.node)
+            .call::<api::ContainerUpdate>(&request, DEFAULT_TIMEOUT)
             .await?,
     ))
 }

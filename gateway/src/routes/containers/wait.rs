@@ -8,9 +8,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::json;
-use wharf_bus::container::{node_subject, op, WaitRequest, WaitResponse};
+use wharf_bus::api;
+use wharf_bus::container::{WaitRequest, WaitResponse};
 use wharf_bus::BusError;
 
 use super::resolve;
@@ -45,47 +45,6 @@ pub fn render(result: Result<WaitResponse, BusError>) -> Bytes {
     Bytes::from(line)
 }
 
-/// Sends the wait to the node without a deadline and returns its pending answer. The request is
-/// flushed to the bus before this returns, so it reaches the node ahead of a later start.
-async fn send_wait(
-    state: &AppState,
-    node: &str,
-    request: &WaitRequest,
-) -> ApiResult<impl std::future::Future<Output = Result<WaitResponse, BusError>>> {
-    let subject = node_subject(node, op::WAIT);
-    let unavailable = |e: &dyn std::fmt::Display| {
-        BusError::unavailable(format!("bus request to {subject} failed: {e}"))
-    };
-    let inbox = state.bus.new_inbox();
-    let mut replies = state
-        .bus
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| unavailable(&e))?;
-    state
-        .bus
-        .publish_with_reply(subject.clone(), inbox, wharf_bus::rpc::encode(request)?)
-        .await
-        .map_err(|e| unavailable(&e))?;
-    state.bus.flush().await.map_err(|e| unavailable(&e))?;
-    Ok(async move {
-        let reply = replies
-            .next()
-            .await
-            .ok_or_else(|| BusError::unavailable("bus connection closed"))?;
-        if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
-            return Err(BusError::unavailable(format!(
-                "the runtime node is not running (no responders on {subject})"
-            )));
-        }
-        if let Some(err) = BusError::from_headers(reply.headers.as_ref()) {
-            return Err(err);
-        }
-        serde_json::from_slice(&reply.payload)
-            .map_err(|e| BusError::internal(format!("malformed reply from {subject}: {e}")))
-    })
-}
-
 pub async fn wait(
     State(state): State<AppState>,
     Extension(version): Extension<ApiVersion>,
@@ -100,15 +59,16 @@ pub async fn wait(
         condition(&Query::parse(raw.as_deref()))?
     };
     let target = resolve::locate(&state, &name).await?;
-    let answer = send_wait(
-        &state,
-        &target.node,
-        &WaitRequest {
-            id: target.id,
-            condition,
-        },
-    )
-    .await?;
+    let request = WaitRequest {
+        id: target.id,
+        condition,
+    };
+    // No deadline: the wait lasts as long as the container runs and the client waits. It is
+    // with the node before the headers go out, ahead of the start the CLI sends after them.
+    let answer = state
+        .node(&target.node)
+        .send::<api::ContainerWait>(&request)
+        .await?;
     let json = [(header::CONTENT_TYPE, "application/json")];
     if legacy {
         let body = render(Ok(answer.await?));

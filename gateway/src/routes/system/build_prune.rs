@@ -5,8 +5,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use wharf_bus::build::{CachePrune, CachePruneReport};
-use wharf_bus::subjects;
-use wharf_bus::ErrorKind;
+use wharf_bus::{api, endpoint, ErrorKind};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -51,19 +50,15 @@ pub async fn build_prune(
         keep_storage,
         in_use: crate::routes::images::images_in_use(&state).await?,
     };
-    let report: CachePruneReport = wharf_bus::call(
-        &state.bus,
-        &subjects::subject(subjects::group::BUILDER, subjects::builder::CACHE_PRUNE),
-        &request,
-    )
-    .await
-    .map_err(|e| match e.kind {
-        ErrorKind::Unavailable => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot prune the build cache: {}", e.message),
-        ),
-        _ => e.into(),
-    })?;
+    let report = endpoint::call::<api::CachePruneUnused>(&state.bus, &request)
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot prune the build cache: {}", e.message),
+            ),
+            _ => e.into(),
+        })?;
     Ok(axum::Json(prune_json(&report)))
 }
 

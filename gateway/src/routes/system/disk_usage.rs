@@ -8,9 +8,9 @@ use axum::Extension;
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 use wharf_bus::build::CacheRecord;
+use wharf_bus::endpoint::{self, Empty};
 use wharf_bus::image::{ImageList, ImageRecord};
-use wharf_bus::subjects;
-use wharf_bus::ErrorKind;
+use wharf_bus::{api, ErrorKind};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -221,28 +221,16 @@ pub fn disk_usage_json(usage: Usage, parts: DfParts, version: ApiVersion) -> Val
 }
 
 async fn list_images(state: &AppState, all: bool) -> ApiResult<Vec<ImageRecord>> {
-    Ok(wharf_bus::call(
-        &state.bus,
-        &subjects::subject(
-            subjects::group::IMAGE_STORE,
-            subjects::image_store::IMAGE_LIST,
-        ),
-        &ImageList {
-            all,
-            ..Default::default()
-        },
-    )
-    .await?)
+    let request = ImageList {
+        all,
+        ..Default::default()
+    };
+    Ok(endpoint::call::<api::ImageListAll>(&state.bus, &request).await?)
 }
 
 /// The build cache records; `None` when no builder answers (`docker system df` still works).
 async fn build_cache(state: &AppState) -> ApiResult<Option<Vec<CacheRecord>>> {
-    let listed = wharf_bus::call(
-        &state.bus,
-        &subjects::subject(subjects::group::BUILDER, subjects::builder::CACHE_LIST),
-        &json!({}),
-    )
-    .await;
+    let listed = endpoint::call::<api::CacheList>(&state.bus, &Empty).await;
     match listed {
         Ok(records) => Ok(Some(records)),
         Err(e) if e.kind == ErrorKind::Unavailable => {

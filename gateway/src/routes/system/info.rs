@@ -3,7 +3,9 @@
 
 use axum::extract::State;
 use serde_json::{json, Value};
-use wharf_bus::subjects;
+use wharf_bus::api;
+use wharf_bus::endpoint::{self, Empty};
+use wharf_bus::image::ImageList;
 
 use super::ping::kernel_version;
 use crate::error::ApiResult;
@@ -59,29 +61,16 @@ fn security_options(nodes: &[wharf_bus::container::NodeInfo]) -> Vec<String> {
 pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     // Counts come from the services; a service that is down leaves its count at zero rather than
     // failing `docker info`.
-    let images: Vec<wharf_bus::image::ImageRecord> = wharf_bus::call(
-        &state.bus,
-        &subjects::subject(
-            subjects::group::IMAGE_STORE,
-            subjects::image_store::IMAGE_LIST,
-        ),
-        &wharf_bus::image::ImageList {
-            all: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_or_default();
-    let registry: wharf_bus::registry::RegistrySettings = wharf_bus::call(
-        &state.bus,
-        &subjects::subject(
-            subjects::group::REGISTRY_SYNC,
-            subjects::registry_sync::INFO,
-        ),
-        &json!({}),
-    )
-    .await
-    .unwrap_or_default();
+    let every_image = ImageList {
+        all: true,
+        ..Default::default()
+    };
+    let images = endpoint::call::<api::ImageListAll>(&state.bus, &every_image)
+        .await
+        .unwrap_or_default();
+    let registry = endpoint::call::<api::RegistryInfo>(&state.bus, &Empty)
+        .await
+        .unwrap_or_default();
     let mut insecure_cidrs = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
     let mut index_configs = serde_json::Map::new();
     index_configs.insert(

@@ -1,0 +1,96 @@
+//! One runtime node as the gateway calls it: its endpoints by their api.rs declarations, each
+//! answering its declared types. Errors stay [`BusError`]s, for the routes that word some of
+//! them as dockerd does; `?` turns them into HTTP errors otherwise.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use wharf_bus::endpoint::{self, Download, Endpoint, NodeSubject, Upload};
+use wharf_bus::error::Result;
+use wharf_bus::stream::{Receiver, Sender};
+
+/// The node named `name`, reached over `bus`.
+#[derive(Clone, Copy)]
+pub struct NodeClient<'a> {
+    bus: &'a async_nats::Client,
+    name: &'a str,
+}
+
+impl<'a> NodeClient<'a> {
+    pub fn new(bus: &'a async_nats::Client, name: &'a str) -> NodeClient<'a> {
+        NodeClient { bus, name }
+    }
+
+    /// Calls endpoint `E` and returns its reply; the node has `timeout` to answer.
+    pub async fn call<E: Endpoint + NodeSubject>(
+        &self,
+        request: &E::Request,
+        timeout: Duration,
+    ) -> Result<E::Reply> {
+        endpoint::call_node::<E>(self.bus, self.name, request, timeout).await
+    }
+
+    /// Sends a request to endpoint `E` and returns once it reached the bus, with the answer to
+    /// come without a deadline (see [`endpoint::send_to_node`]).
+    pub async fn send<E: Endpoint + NodeSubject>(
+        &self,
+        request: &E::Request,
+    ) -> Result<impl Future<Output = Result<E::Reply>> + Send + 'static>
+    where
+        E::Reply: 'static,
+    {
+        endpoint::send_to_node::<E>(self.bus, self.name, request).await
+    }
+
+    /// Opens download `E`: its frames, and the accept payload that tells about them.
+    pub async fn download<E: Download + NodeSubject>(
+        &self,
+        request: &E::Request,
+    ) -> Result<(Receiver, E::Accept)> {
+        endpoint::download_from_node::<E>(self.bus, self.name, request).await
+    }
+
+    /// Opens upload `E`: where its frames go, and the accept payload.
+    pub async fn upload<E: Upload + NodeSubject>(
+        &self,
+        request: &E::Request,
+    ) -> Result<(Uploading<E>, E::Accept)> {
+        let (sender, accept) = endpoint::upload_to_node::<E>(self.bus, self.name, request).await?;
+        Ok((Uploading::new(sender), accept))
+    }
+}
+
+/// An open upload of endpoint `E`: frames go out, and it ends with `E`'s declared result.
+pub struct Uploading<E: Upload> {
+    sender: Sender,
+    endpoint: PhantomData<fn() -> E>,
+}
+
+impl<E: Upload> Uploading<E> {
+    fn new(sender: Sender) -> Uploading<E> {
+        Uploading {
+            sender,
+            endpoint: PhantomData,
+        }
+    }
+
+    /// Sends `data`, in frames, as the receiver grants room for them.
+    pub async fn send(&mut self, data: Bytes) -> Result<()> {
+        self.sender.send(data).await
+    }
+
+    /// Sends all of an HTTP request body in full frames (see [`crate::body::send`]) and hands
+    /// the upload back with the number of bytes sent.
+    pub async fn send_body(self, body: Body) -> Result<(Uploading<E>, u64)> {
+        let (sender, size) = crate::body::send(self.sender, body).await?;
+        Ok((Uploading::new(sender), size))
+    }
+
+    /// Ends the upload and returns the service's result.
+    pub async fn finish(self) -> Result<E::Result> {
+        self.sender.finish_json::<E::Result>().await
+    }
+}
