@@ -1,6 +1,8 @@
 //! The bus contract of Wharf: every subject, every message type, every error and the streaming
 //! primitive that the gateway and the services share. Nothing else defines wire types.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod blob;
 pub mod build;
@@ -11,6 +13,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod image;
 pub mod layer;
 pub mod nodes;

@@ -322,8 +322,12 @@ impl BlobStore {
 
     fn write_layer_meta(&self, hex: &str, meta: &LayerMeta) -> Result<(), BusError> {
         let data = serde_json::to_vec(meta).map_err(|e| BusError::internal(e.to_string()))?;
-        crate::fsutil::write_atomic(&self.layer_path(hex), &data)
-            .map_err(|e| BusError::internal(format!("cannot record layer {hex}: {e}")))
+        wharf_bus::files::write_atomic(
+            &self.layer_path(hex),
+            &data,
+            wharf_bus::files::Durability::Synced,
+        )
+        .map_err(|e| BusError::internal(format!("cannot record layer {hex}: {e}")))
     }
 
     /// Starts writing a blob.
@@ -609,7 +613,7 @@ impl Ingest {
             }
         };
         self.committed = true;
-        crate::fsutil::sync_dir(&self.root.join("blobs/sha256"));
+        wharf_bus::files::sync_dir(&self.root.join("blobs/sha256"));
         Ok(Ingested {
             blob: BlobInfo {
                 digest: actual,

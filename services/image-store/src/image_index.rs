@@ -12,8 +12,8 @@ use wharf_bus::image::ImageRecord;
 use wharf_bus::reference::{self, Reference};
 use wharf_bus::BusError;
 
-use crate::fsutil::write_atomic;
 use wharf_bus::digest;
+use wharf_bus::files::{write_atomic, Durability};
 
 pub struct ImageIndex {
     root: PathBuf,
@@ -175,7 +175,11 @@ impl ImageIndex {
             .unwrap_or(&rec.id)
             .to_string();
         let data = serde_json::to_vec_pretty(&rec).map_err(io::Error::other)?;
-        write_atomic(&self.root.join("images").join(format!("{hex}.json")), &data)?;
+        write_atomic(
+            &self.root.join("images").join(format!("{hex}.json")),
+            &data,
+            Durability::Synced,
+        )?;
         let old_parent = self.images.get(&rec.id).and_then(|r| r.parent.clone());
         if old_parent != rec.parent {
             if let Some(p) = old_parent {
@@ -296,15 +300,16 @@ impl ImageIndex {
         stored.repo_digests.clear();
         let hex = id.strip_prefix("sha256:").unwrap_or(id).to_string();
         let data = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
-        crate::fsutil::write_atomic_unsynced(
+        write_atomic(
             &self.root.join("images").join(format!("{hex}.json")),
             &data,
+            Durability::Unsynced,
         )
     }
 
     fn save_refs(&self) -> io::Result<()> {
         let data = serde_json::to_vec_pretty(&self.refs).map_err(io::Error::other)?;
-        write_atomic(&self.root.join("refs.json"), &data)
+        write_atomic(&self.root.join("refs.json"), &data, Durability::Synced)
     }
 
     /// Finds an image as dockerd does: a full ID (`sha256:` optional), then a reference

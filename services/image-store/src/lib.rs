@@ -9,7 +9,6 @@ pub mod blob_store;
 pub mod bus;
 mod chunks;
 pub mod filters;
-mod fsutil;
 pub mod image_index;
 pub mod import;
 pub mod layer_scan;

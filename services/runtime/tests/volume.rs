@@ -190,7 +190,8 @@ fn records_and_references_survive_reopening_the_store() {
     let anon = fx.anonymous();
     fx.store.acquire("web", "c1").unwrap();
     // A temporary record left by a crash, and a directory without a record, are ignored.
-    std::fs::write(fx.root().join("web/volume.json.tmp"), b"{half").unwrap();
+    let torn = fx.root().join("web/.volume.json.4242.0.tmp");
+    std::fs::write(&torn, b"{half").unwrap();
     std::fs::create_dir_all(fx.root().join("stray/_data")).unwrap();
 
     let reopened = fx.reopen();
@@ -202,7 +203,7 @@ fn records_and_references_survive_reopening_the_store() {
     assert_eq!(web.references.iter().collect::<Vec<_>>(), ["c1"]);
     assert!(reopened.get(&anon).unwrap().is_anonymous());
     assert!(reopened.get("stray").is_err());
-    assert!(!fx.root().join("web/volume.json.tmp").exists());
+    assert!(!torn.exists());
     let mut names: Vec<_> = reopened
         .list(&VolumeFilters::default())
         .into_iter()

@@ -23,6 +23,8 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use wharf_bus::files::{write_atomic, Durability};
+
 use super::check_container_id;
 use super::error::{NetworkError, Result};
 use super::nft::{list, run_script};
@@ -226,13 +228,11 @@ impl Firewall {
         let dir = &self.published_dir;
         fs::create_dir_all(dir).map_err(|e| NetworkError::io("creating", dir, e))?;
         let file = self.ports_file(container);
-        let temporary = dir.join(format!(".{container}.tmp"));
         let mut text = format!("{address}\n");
         text.extend(ports.iter().map(|p| format!("{p}\n")));
         // Not synced, like the IPAM state: published ports live as long as their container.
-        fs::write(&temporary, text.as_bytes())
-            .map_err(|e| NetworkError::io("writing", &temporary, e))?;
-        fs::rename(&temporary, &file).map_err(|e| NetworkError::io("renaming into place", file, e))
+        write_atomic(&file, text.as_bytes(), Durability::Unsynced)
+            .map_err(|e| NetworkError::io("writing", &file, e))
     }
 
     fn load_ports(&self, container: &str) -> Result<Option<(Ipv4Addr, Vec<PortMapping>)>> {

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use wharf_bus::files::{write_atomic, Durability};
 
 use super::error::{NetworkError, Result};
 use super::subnet::Subnet;
@@ -156,11 +157,8 @@ impl Ipam {
             allocations: self.allocations.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&state).expect("IPAM state serializes");
-        let temporary = self.path.with_extension("json.tmp");
-        fs::write(&temporary, &bytes).map_err(|e| NetworkError::io("writing", &temporary, e))?;
-        fs::rename(&temporary, &self.path)
-            .map_err(|e| NetworkError::io("renaming into place", &self.path, e))?;
-        Ok(())
+        write_atomic(&self.path, &bytes, Durability::Unsynced)
+            .map_err(|e| NetworkError::io("writing", &self.path, e))
     }
 }
 
@@ -207,7 +205,12 @@ mod tests {
         assert_eq!(ipam.address_of("b"), Some(Ipv4Addr::new(10, 88, 0, 3)));
         // Allocation continues after the last address handed out.
         assert_eq!(ipam.allocate("c").unwrap(), Ipv4Addr::new(10, 88, 0, 4));
-        assert!(!dir.path().join("ipam.json.tmp").exists());
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .count();
+        assert_eq!(leftovers, 0);
     }
 
     #[test]

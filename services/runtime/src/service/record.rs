@@ -177,9 +177,11 @@ impl ContainerRecord {
     /// Writes the record into `dir` atomically.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        let tmp = dir.join(format!("{RECORD_FILE}.tmp"));
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, dir.join(RECORD_FILE))
+        wharf_bus::files::write_atomic(
+            &dir.join(RECORD_FILE),
+            &json,
+            wharf_bus::files::Durability::Unsynced,
+        )
     }
 
     /// Reads the record in `dir`.

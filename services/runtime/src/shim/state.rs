@@ -2,9 +2,7 @@
 //! (the shim outlives it). Written whole to a temporary file and renamed over, so a reader
 //! sees the old state or the new one, never half of either.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,17 +57,8 @@ impl ShimState {
             path: path.to_path_buf(),
             source,
         };
-        let tmp = temporary_path(path);
         let json = serde_json::to_vec(self).expect("a ShimState serializes");
-        let mut file = File::create(&tmp).map_err(io)?;
-        file.write_all(&json).map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io)
+        wharf_bus::files::write_atomic(path, &json, wharf_bus::files::Durability::Unsynced)
+            .map_err(io)
     }
-}
-
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }

@@ -2,8 +2,6 @@
 //! file and renaming it over the old one, so a crash leaves either the old or the new record.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::volume::{Result, VolumeError};
 
 pub(crate) const RECORD_FILE: &str = "volume.json";
-const RECORD_TEMP: &str = "volume.json.tmp";
 pub(crate) const DATA_DIR: &str = "_data";
 
 /// One volume as `docker volume inspect` describes it, plus what the store tracks.
@@ -67,19 +64,16 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Volume>> {
 
 /// Writes the record into `dir` atomically (temporary file, fsync, rename, fsync the directory).
 pub(crate) fn store(dir: &Path, volume: &Volume) -> Result<()> {
-    let temp = dir.join(RECORD_TEMP);
     let json = serde_json::to_vec_pretty(volume).expect("a volume record serializes");
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&temp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, dir.join(RECORD_FILE))?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| VolumeError::io(format!("write record of volume {}", volume.name), e))
+    wharf_bus::files::write_atomic(
+        &dir.join(RECORD_FILE),
+        &json,
+        wharf_bus::files::Durability::Synced,
+    )
+    .map_err(|e| VolumeError::io(format!("write record of volume {}", volume.name), e))
 }
 
 /// Drops a temporary record left by a crash between write and rename.
 pub(crate) fn discard_temp(dir: &Path) {
-    let _ = std::fs::remove_file(dir.join(RECORD_TEMP));
+    wharf_bus::files::remove_leftovers(dir, RECORD_FILE);
 }
