@@ -208,8 +208,8 @@ async fn create_from(
         Ok(m) => m,
         Err(e) => {
             names::release_name(node, &name, &id).await;
-            let dir = paths.clone();
-            let _ = tokio::task::spawn_blocking(move || remove::discard(&dir)).await;
+            let (dir, system) = (paths.clone(), node.host.clone());
+            let _ = tokio::task::spawn_blocking(move || remove::discard(&*system, &dir)).await;
             return Err(e);
         }
     };
@@ -241,8 +241,8 @@ async fn create_from(
     };
     if let Err(e) = record.save(&paths.dir) {
         names::release_name(node, &name, &id).await;
-        let dir = paths.clone();
-        let _ = tokio::task::spawn_blocking(move || remove::discard(&dir)).await;
+        let (dir, system) = (paths.clone(), node.host.clone());
+        let _ = tokio::task::spawn_blocking(move || remove::discard(&*system, &dir)).await;
         return Err(internal("cannot save the container", e));
     }
     let container = Arc::new(Container {
@@ -294,15 +294,17 @@ async fn prepare(
     let paths = paths.clone();
     blocking(move || {
         let rootfs = paths.rootfs();
-        host::mount_rootfs(
-            &lower,
-            &node2.options.root.join("empty"),
-            &paths.upper(),
-            &paths.work(),
-            &rootfs,
-            host::remap(&node2, &host_config),
-        )
-        .map_err(|e| internal("cannot mount the container's root", e))?;
+        node2
+            .host
+            .mount_rootfs(
+                &lower,
+                &node2.options.root.join("empty"),
+                &paths.upper(),
+                &paths.work(),
+                &rootfs,
+                host::remap(&node2, &host_config),
+            )
+            .map_err(|e| internal("cannot mount the container's root", e))?;
         let mounts = mounts::make(&node2, &id, &config, &host_config, &rootfs)?;
         if !config.working_dir.is_empty() {
             make_dir_in_root(&rootfs, &config.working_dir);

@@ -9,17 +9,15 @@ use chrono::Utc;
 use wharf_bus::container::{RestartPolicy, WaitResponse};
 use wharf_bus::BusError;
 
-use crate::cgroups;
 use crate::logs::format_go_rfc3339_nano;
-use crate::shim::{ShimClient, ShimState};
+use crate::shim::ShimState;
 
 use super::record::{Status, ZERO_TIME};
 use super::{network_attach, remove, start, Container, Node};
 
 /// Waits for the container's exit (through its shim) and records it.
 pub(super) async fn monitor(node: Arc<Node>, c: Arc<Container>) {
-    let shim = ShimClient::open(&c.paths.dir);
-    let state = match shim.wait().await {
+    let state = match node.host.shim_wait(&c.paths.dir).await {
         Ok(state) => state,
         Err(e) => match ShimState::read(&c.paths.state()) {
             // A short-lived container's shim may record the exit and leave before we ask.
@@ -46,7 +44,7 @@ pub(super) async fn final_state_without_shim(node: &Arc<Node>, c: &Arc<Container
     let id = c.id.clone();
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(layout) = &node2.cgroups {
-            if let Ok(group) = cgroups::open(layout, &format!("wharf/{id}")) {
+            if let Ok(group) = node2.host.cgroup_open(layout, &format!("wharf/{id}")) {
                 let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
             }
         }
@@ -75,7 +73,9 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
     let states = c.with(|r| r.networks());
     let oom = tokio::task::spawn_blocking(move || {
         let oom = node2.cgroups.as_ref().and_then(|layout| {
-            cgroups::open(layout, &format!("wharf/{id}"))
+            node2
+                .host
+                .cgroup_open(layout, &format!("wharf/{id}"))
                 .ok()
                 .and_then(|g| g.oom_killed().ok())
         });

@@ -5,6 +5,8 @@
 //! - `runtime_spec`: the OCI runtime spec of a container.
 //! - `user`: `-u` resolved in the image's passwd and group files.
 //! - `host`: overlay root, network namespace, /etc files.
+//! - `kernel`: the [`Host`](kernel::Host) seam every mount, namespace, attachment, cgroup and
+//!   shim call of the lifecycle goes through, so tests can record them instead.
 //! - `create`: create: the request checked, image defaults merged, ID, name, root and record.
 //! - `mounts`: binds, volumes, `--mount`, `--tmpfs` and `--volumes-from`, parsed and made.
 //! - `ports`: published ports, parsed and picked.
@@ -32,6 +34,7 @@ mod exec;
 mod exits;
 mod health;
 pub mod host;
+pub mod kernel;
 mod limits;
 mod mounts;
 mod names;
@@ -160,6 +163,9 @@ pub struct Node {
     pub userns: Option<std::os::fd::OwnedFd>,
     /// The seccomp programs compiled for containers and execs.
     pub seccomp: crate::seccomp::Cache,
+    /// Mounts, network namespaces and attachments, cgroups, the files written for containers
+    /// and their shims: the host itself, or a test's double.
+    pub host: Arc<dyn kernel::Host>,
 }
 
 impl Node {
@@ -314,6 +320,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         execs: exec::Execs::default(),
         networks: user_networks,
         seccomp: Default::default(),
+        host: Arc::new(kernel::RealHost),
         options,
     });
     restore::restore(&node).await;

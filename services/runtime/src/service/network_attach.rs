@@ -25,7 +25,7 @@ fn mac_for(address: std::net::Ipv4Addr) -> String {
 pub(super) fn release_networks(node: &Node, id: &str, states: &[NetworkState]) {
     for n in states.iter().filter(|n| !n.network_id.is_empty()) {
         if let Some(net) = node.networks.find(&n.network_id) {
-            if let Err(e) = net.bridge.release(id) {
+            if let Err(e) = node.host.release(&net.bridge, id) {
                 tracing::warn!(container = %id, network = %n.network_name, "release: {e}");
             }
         }
@@ -37,7 +37,7 @@ pub(super) fn release_networks(node: &Node, id: &str, states: &[NetworkState]) {
 fn detach_networks(node: &Node, id: &str, states: &[NetworkState]) {
     for n in states.iter().filter(|n| !n.network_id.is_empty()) {
         if let Some(net) = node.networks.find(&n.network_id) {
-            if let Err(e) = net.bridge.detach_as(id, &n.host_interface) {
+            if let Err(e) = node.host.detach_as(&net.bridge, id, &n.host_interface) {
                 tracing::warn!(container = %id, network = %n.network_name, "detach: {e}");
             }
         }
@@ -101,7 +101,8 @@ pub(super) fn attach_networks(
                     let bridge = node.network.as_ref().ok_or_else(|| {
                         BusError::unavailable("the bridge network is not available on this node")
                     })?;
-                    let a = bridge.attach_as(
+                    let a = node.host.attach(
+                        bridge,
                         &rec.id,
                         netns,
                         ports,
@@ -125,9 +126,9 @@ pub(super) fn attach_networks(
                 }
                 Some(net) => {
                     let host_if = super::networks::host_interface(&rec.id, &net.record.id);
-                    let a = net
-                        .bridge
-                        .attach_as(&rec.id, netns, ports, &host_if, &interface)
+                    let a = node
+                        .host
+                        .attach(&net.bridge, &rec.id, netns, ports, &host_if, &interface)
                         .map_err(|e| {
                             internal(
                                 format!(
@@ -157,7 +158,7 @@ pub(super) fn attach_networks(
     if let Err(e) = outcome {
         detach_networks(node, &rec.id, &done);
         if let Some(bridge) = &node.network {
-            let _ = bridge.detach(&rec.id);
+            let _ = node.host.detach(bridge, &rec.id);
         }
         return Err(e);
     }
@@ -260,9 +261,10 @@ pub async fn connect(
             let rec = c2.snapshot();
             let index = rec.network.iter().count() + rec.connected.len();
             let host_if = super::networks::host_interface(&rec.id, &net2.record.id);
-            let a = net2
-                .bridge
-                .attach_as(
+            let a = node2
+                .host
+                .attach(
+                    &net2.bridge,
                     &rec.id,
                     &c2.paths.netns(),
                     &[],
@@ -272,7 +274,6 @@ pub async fn connect(
                 .map_err(|e| {
                     internal(format!("cannot connect to network {}", net2.record.name), e)
                 })?;
-            let _ = node2;
             Ok(NetworkState {
                 network_id: net2.record.id.clone(),
                 network_name: net2.record.name.clone(),
@@ -326,9 +327,10 @@ pub async fn disconnect(
         .collect();
     let net2 = net.clone();
     let id = c.id.clone();
+    let host = node.host.clone();
     blocking(move || {
         for s in &states {
-            let _ = net2.bridge.detach_as(&id, &s.host_interface);
+            let _ = host.detach_as(&net2.bridge, &id, &s.host_interface);
         }
         Ok(())
     })

@@ -10,6 +10,7 @@ use wharf_bus::BusError;
 use crate::worker::Worker;
 
 use super::blocking::blocking;
+use super::kernel::Host;
 use super::record::{ContainerPaths, Status};
 use super::{exits, host, names, start, stop, Container, Node};
 
@@ -50,7 +51,7 @@ pub async fn remove(
             }
             node.publish_event(&rec, "kill", &[("signal", "9".into())])
                 .await;
-            let _ = stop::signal(c, 9).await;
+            let _ = stop::signal(node, c, 9).await;
             exits::exited_after(c, seen, Some(Duration::from_secs(30))).await;
         }
     }
@@ -71,7 +72,7 @@ pub async fn remove(
                 }
             }
         }
-        discard_later(paths);
+        discard_later(node2.host.clone(), paths);
         Ok(())
     })
     .await?;
@@ -87,9 +88,9 @@ pub async fn remove(
 }
 
 /// Removes what create made (after a failed create or at remove).
-pub(super) fn discard(paths: &ContainerPaths) {
-    let _ = host::unmount_rootfs(&paths.rootfs(), &host::layers_dir(&paths.upper()));
-    let _ = host::remove_netns(&paths.netns());
+pub(super) fn discard(system: &dyn Host, paths: &ContainerPaths) {
+    let _ = system.unmount_rootfs(&paths.rootfs(), &host::layers_dir(&paths.upper()));
+    let _ = system.remove_netns(&paths.netns());
     if let Err(e) = std::fs::remove_dir_all(&paths.dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(dir = %paths.dir.display(), "cannot remove container files: {e}");
@@ -102,16 +103,17 @@ pub(super) fn discard(paths: &ContainerPaths) {
 /// was unpacked, and the removal is done once the container is gone from the node. Its
 /// directory still holds the record (status `Removing`) until then, so a restart of the
 /// runtime finishes an unfinished discard ([`restore`](super::restore::restore)).
-fn discard_later(paths: ContainerPaths) {
-    static REAPER: Worker<ContainerPaths> = Worker::new("container-discard", |queue| {
-        for paths in queue {
-            discard(&paths);
-            PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
+fn discard_later(system: Arc<dyn Host>, paths: ContainerPaths) {
+    static REAPER: Worker<(Arc<dyn Host>, ContainerPaths)> =
+        Worker::new("container-discard", |queue| {
+            for (system, paths) in queue {
+                discard(&*system, &paths);
+                PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
     PENDING_DISCARDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    if let Err(paths) = REAPER.send(paths) {
-        discard(&paths);
+    if let Err((system, paths)) = REAPER.send((system, paths)) {
+        discard(&*system, &paths);
         PENDING_DISCARDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use wharf_bus::container::RestartPolicy;
 
-use crate::shim::ShimClient;
-
 use super::record::{ContainerPaths, ContainerRecord, Status};
 use super::{exits, names, remove, start, Container, Node, Phase};
 
@@ -39,7 +37,7 @@ pub async fn restore(node: &Arc<Node>) {
             let states = rec.networks();
             let _ = tokio::task::spawn_blocking(move || {
                 start::teardown(&node2, &id, &paths, &states);
-                remove::discard(&paths);
+                remove::discard(&*node2.host, &paths);
             })
             .await;
             continue;
@@ -64,8 +62,8 @@ pub async fn restore(node: &Arc<Node>) {
             .insert(rec.id.clone(), c.clone());
         match rec.state.status {
             Status::Running | Status::Paused => {
-                let shim = ShimClient::open(&c.paths.dir);
-                match shim.state().await {
+                let shim = node.host.shim_state(&c.paths.dir).await;
+                match shim {
                     Ok(state) if state.exit_code.is_none() => {
                         tracing::info!(container = %rec.id, "adopted running container");
                         tokio::spawn(exits::monitor(node.clone(), c.clone()));

@@ -11,8 +11,7 @@ use wharf_bus::image::{ImageRecord, ImageResolve};
 use wharf_bus::subjects::{group, image_store, subject};
 use wharf_bus::BusError;
 
-use crate::cgroups;
-use crate::shim::{ShimLaunch, ShimState, StartingShim};
+use crate::shim::{ShimClient, ShimLaunch, ShimState};
 
 use super::blocking::blocking;
 use super::record::{ContainerPaths, ContainerRecord, NetworkState, Status};
@@ -168,36 +167,47 @@ async fn launch(
     let paths = c.paths.clone();
     let rec2 = rec.clone();
     // The shim process starts (exec, loading) while the host side is prepared.
-    let starting = StartingShim::start(&node.options.shim_binary, &c.paths.dir)
+    let starting = node
+        .host
+        .shim_spawn(&node.options.shim_binary, &c.paths.dir)
         .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
     // Host side: root, /etc files, network, user, spec, cgroup.
     let prepared = blocking(
         move || -> Result<(ShimLaunch, Option<NetworkState>, Vec<NetworkState>), BusError> {
             let rec = rec2;
-            host::mount_rootfs(
-                &lower,
-                &node2.options.root.join("empty"),
-                &paths.upper(),
-                &paths.work(),
-                &paths.rootfs(),
-                host::remap(&node2, &rec.host_config),
-            )
-            .map_err(|e| internal("cannot mount the container's root", e))?;
+            let system = &node2.host;
+            system
+                .mount_rootfs(
+                    &lower,
+                    &node2.options.root.join("empty"),
+                    &paths.upper(),
+                    &paths.work(),
+                    &paths.rootfs(),
+                    host::remap(&node2, &rec.host_config),
+                )
+                .map_err(|e| internal("cannot mount the container's root", e))?;
             let io = |what: &str, e: std::io::Error| internal(format!("cannot write {what}"), e);
-            std::fs::write(paths.hostname(), format!("{}\n", rec.config.hostname))
+            system
+                .write_file(
+                    &paths.hostname(),
+                    format!("{}\n", rec.config.hostname).as_bytes(),
+                )
                 .map_err(|e| io("hostname", e))?;
             let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let h = &rec.host_config;
-            std::fs::write(
-                paths.resolv_conf(),
-                host::resolv_conf(&host_resolv, &h.dns, &h.dns_search, &h.dns_options),
-            )
-            .map_err(|e| io("resolv.conf", e))?;
+            system
+                .write_file(
+                    &paths.resolv_conf(),
+                    host::resolv_conf(&host_resolv, &h.dns, &h.dns_search, &h.dns_options)
+                        .as_bytes(),
+                )
+                .map_err(|e| io("resolv.conf", e))?;
             let mode = h.network_mode.as_str();
             let mut netns = None;
             let mut network = None;
             if mode != "host" {
-                host::create_netns(&paths.netns())
+                system
+                    .create_netns(&paths.netns())
                     .map_err(|e| internal("cannot create the network namespace", e))?;
                 netns = Some(paths.netns());
             }
@@ -221,7 +231,9 @@ async fn launch(
                     .collect();
                 network_attach::hosts_text(&node2, &rec, address.as_deref(), &nets)
             };
-            std::fs::write(paths.hosts(), hosts).map_err(|e| io("hosts", e))?;
+            system
+                .write_file(&paths.hosts(), hosts.as_bytes())
+                .map_err(|e| io("hosts", e))?;
             let user = user::resolve(&paths.rootfs(), &rec.config.user, &h.group_add)
                 .map_err(|m| BusError::invalid(format!("unable to find user: {m}")))?;
             let map = host::remap(&node2, h).map(|(_, map)| map);
@@ -240,7 +252,8 @@ async fn launch(
             let seccomp = compiled_seccomp(&node2, &spec)?;
             let mut cgroup_dirs = Vec::new();
             if let Some(layout) = &node2.cgroups {
-                let group = cgroups::create(layout, &format!("wharf/{}", rec.id))
+                let group = system
+                    .cgroup_create(layout, &format!("wharf/{}", rec.id))
                     .map_err(|e| internal("cannot create the container's cgroup", e))?;
                 let mut limits = limits::resources(h);
                 limits.devices = Some(super::devices::plan(h)?.1);
@@ -283,12 +296,12 @@ async fn launch(
         r.connected = connected.clone();
     })
     .map_err(fail)?;
-    let shim = starting
-        .launch(&launch)
+    node.host
+        .shim_launch(starting, &launch)
         .await
         .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
-    streams::connect_pending(c, &shim).await;
-    match shim.start().await {
+    streams::connect_pending(c, &ShimClient::open(&c.paths.dir)).await;
+    match node.host.shim_start(&c.paths.dir).await {
         Ok(state) => Ok(state),
         Err(e) => {
             let message = format!("failed to create task for container: {e}: unknown");
@@ -318,13 +331,13 @@ pub(super) fn teardown(node: &Node, id: &str, paths: &ContainerPaths, states: &[
     // (removed next), which the kernel tears down on its own time.
     network_attach::release_networks(node, id, states);
     if let Some(bridge) = &node.network {
-        if let Err(e) = bridge.release(id) {
+        if let Err(e) = node.host.release(bridge, id) {
             tracing::warn!(container = %id, "network release: {e}");
         }
     }
-    let _ = host::remove_netns(&paths.netns());
+    let _ = node.host.remove_netns(&paths.netns());
     if let Some(layout) = &node.cgroups {
-        if let Ok(group) = cgroups::open(layout, &format!("wharf/{id}")) {
+        if let Ok(group) = node.host.cgroup_open(layout, &format!("wharf/{id}")) {
             let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
             if let Err(e) = group.destroy() {
                 tracing::warn!(container = %id, "cgroup: {e}");

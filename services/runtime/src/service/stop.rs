@@ -9,10 +9,8 @@ use std::time::Duration;
 use wharf_bus::container::Changed;
 use wharf_bus::BusError;
 
-use crate::cgroups;
-use crate::shim::ShimClient;
-
 use super::blocking::blocking;
+use super::kernel::Host;
 use super::record::Status;
 use super::{exits, internal, start, Container, Node};
 
@@ -40,16 +38,16 @@ fn parse_signal(text: &str) -> Result<i32, BusError> {
 }
 
 /// Sends `signal` to the container's process through its shim.
-pub(super) async fn signal(c: &Container, signal: i32) -> Result<(), BusError> {
-    signal_shim(&c.paths.dir, &c.id, signal).await
+pub(super) async fn signal(node: &Node, c: &Container, signal: i32) -> Result<(), BusError> {
+    signal_shim(&*node.host, &c.paths.dir, &c.id, signal).await
 }
 
 /// A container whose process ended (its shim gone, or still there with nothing left to signal)
 /// before its exit was recorded is not an error: dockerd, too, takes containerd's "no such
 /// process" as done and lets the exit event follow (found by deploy/fuzz-api.sh: a kill racing
 /// a restart answered 500).
-async fn signal_shim(dir: &Path, id: &str, signal: i32) -> Result<(), BusError> {
-    match ShimClient::open(dir).kill(signal).await {
+async fn signal_shim(host: &dyn Host, dir: &Path, id: &str, signal: i32) -> Result<(), BusError> {
+    match host.shim_kill(dir, signal).await {
         Ok(()) => Ok(()),
         Err(crate::shim::ShimError::Gone { .. }) => Ok(()),
         Err(crate::shim::ShimError::Refused(m)) if m.ends_with("is not running") => Ok(()),
@@ -101,12 +99,12 @@ async fn stop_locked(
     }
     node.publish_event(&rec, "kill", &[("signal", number.to_string())])
         .await;
-    let _ = signal(c, number).await;
+    let _ = signal(node, c, number).await;
     let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
     if !exits::exited_after(c, seen, grace).await {
         node.publish_event(&rec, "kill", &[("signal", "9".into())])
             .await;
-        let _ = signal(c, 9).await;
+        let _ = signal(node, c, 9).await;
         exits::exited_after(c, seen, Some(Duration::from_secs(30))).await;
     }
     node.publish_event(&c.snapshot(), "stop", &[]).await;
@@ -145,7 +143,7 @@ pub async fn kill(node: &Arc<Node>, c: &Arc<Container>, sig: &str) -> Result<(),
     if rec.state.status == Status::Paused && number == 9 {
         let _ = freeze(node, c, false).await;
     }
-    signal(c, number).await?;
+    signal(node, c, number).await?;
     node.publish_event(&rec, "kill", &[("signal", number.to_string())])
         .await;
     Ok(())
@@ -159,9 +157,11 @@ pub(super) async fn freeze(node: &Arc<Node>, c: &Arc<Container>, on: bool) -> Re
         ));
     };
     let id = c.id.clone();
+    let host = node.host.clone();
     blocking(move || {
-        let group =
-            cgroups::open(&layout, &format!("wharf/{id}")).map_err(|e| internal("cgroup", e))?;
+        let group = host
+            .cgroup_open(&layout, &format!("wharf/{id}"))
+            .map_err(|e| internal("cgroup", e))?;
         if on { group.freeze() } else { group.thaw() }.map_err(|e| internal("cgroup", e))
     })
     .await
@@ -220,8 +220,11 @@ mod tests {
     #[tokio::test]
     async fn a_signal_to_a_container_whose_shim_is_gone_is_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        super::signal_shim(dir.path(), "gone", 9).await.unwrap();
-        super::signal_shim(&dir.path().join("removed"), "removed", 15)
+        let host = super::super::kernel::RealHost;
+        super::signal_shim(&host, dir.path(), "gone", 9)
+            .await
+            .unwrap();
+        super::signal_shim(&host, &dir.path().join("removed"), "removed", 15)
             .await
             .unwrap();
     }
