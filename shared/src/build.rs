@@ -1,4 +1,4 @@
-//! Builds (issue 4): the gateway's request to a builder, and the two steps a builder asks of a
+//! Builds: the gateway's request to a builder, and the two steps a builder asks of a
 //! runtime node (run a command in a container and diff it; copy files into an image's root).
 //!
 //! Flow: the gateway opens a download stream on `wharf.v1.builder.build` with a [`BuildRequest`]

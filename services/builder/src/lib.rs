@@ -1,6 +1,8 @@
 //! builder: turns a build context and a Dockerfile into an image, as dockerd's classic builder
-//! does (issue 4). Any number of builders serve `wharf.v1.builder.build` in one queue group; the
-//! cache index they share is a JetStream key-value bucket.
+//! does. Any number of builders serve `wharf.v1.builder.build` in one queue group; the cache
+//! index they share is a JetStream key-value bucket.
+
+#![forbid(unsafe_code)]
 
 pub mod build;
 pub mod cache_endpoints;

@@ -11,6 +11,7 @@ pub mod shim;
 pub mod snapshot;
 pub mod userns;
 pub mod volume;
+pub mod xattrs;
 mod worker;
 
 pub mod service;

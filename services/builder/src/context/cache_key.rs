@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -208,22 +208,11 @@ fn lazy_hash(root: &Path, path: &str) -> io::Result<String> {
 
 /// `ReadSecurityXattrToTarHeader`: the file capability, revision 3 rewritten as revision 2.
 fn security_capability(path: &Path) -> Option<Vec<u8>> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let name = c"security.capability";
-    let mut buf = vec![0u8; 256];
-    // SAFETY: both strings are NUL-terminated and `buf` is writable for its length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n <= 0 {
+    // Not following a symlink, as lgetxattr.
+    let mut buf = xattr::get(path, "security.capability").ok()??;
+    if buf.is_empty() {
         return None;
     }
-    buf.truncate(n as usize);
     const XATTR_CAPS_SZ_2: usize = 20;
     if buf.len() > 3 && buf[3] == 3 {
         buf[3] = 2;

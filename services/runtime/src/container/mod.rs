@@ -1,5 +1,5 @@
 //! Container launcher: from an OCI runtime [`Spec`](oci_spec::runtime::Spec) and a prepared root
-//! file system to a running init process in new namespaces (issue 3). No runc binary: the
+//! file system to a running init process in new namespaces. No runc binary: the
 //! kernel calls are made here, with nix and libc.
 //!
 //! - `spec`: Docker's defaults as a `Spec` ([`default_spec`]) and rlimit clamping.

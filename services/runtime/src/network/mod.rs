@@ -1,4 +1,4 @@
-//! Container networking that coexists with a dockerd on the same host (issue 3): Wharf's own
+//! Container networking that coexists with a dockerd on the same host: Wharf's own
 //! bridge (`wharf0`), subnet (172.30.0.0/16) and nftables table (`table ip wharf`).
 //!
 //! - `subnet`: IPv4 subnets, the gateway and the container address range ([`Subnet`]).

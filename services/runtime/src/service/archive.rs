@@ -1158,18 +1158,8 @@ fn layer_stat(root: &Path, parts: &[&[u8]]) -> Option<FileStat> {
 
 /// Whether a directory is opaque for overlayfs.
 pub(super) fn is_opaque(dir: &OwnedFd) -> bool {
-    let name = std::ffi::CString::new(crate::snapshot::OPAQUE_XATTR).expect("no NUL");
-    let mut buf = [0u8; 4];
-    // SAFETY: a valid descriptor, a NUL-terminated name and a buffer of the given size.
-    let n = unsafe {
-        libc::fgetxattr(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
+    let marker = crate::xattrs::get(dir, OsStr::new(crate::snapshot::OPAQUE_XATTR));
+    matches!(marker, Ok(Some(v)) if v == b"y")
 }
 
 pub(super) fn is_whiteout(st: &FileStat) -> bool {

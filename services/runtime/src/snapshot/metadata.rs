@@ -5,7 +5,7 @@
 //! mode, then the xattrs, then the times.
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
@@ -196,42 +196,24 @@ fn ignore_unsupported(result: Result<(), Errno>) -> Result<(), Errno> {
     }
 }
 
-pub(crate) fn fsetxattr(fd: &impl AsFd, name: &CString, value: &[u8]) -> Result<(), Errno> {
-    // SAFETY: valid descriptor, NUL-terminated name, and a buffer of the given length.
-    let rc = unsafe {
-        libc::fsetxattr(
-            fd.as_fd().as_raw_fd(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    Errno::result(rc).map(drop)
+fn errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// `lsetxattr` on `name` in the directory `parent`: the directory is named by its descriptor
-/// (`/proc/self/fd/N`, which is that very directory), and the last name is not followed.
+/// Sets attribute `name` of an open file.
+pub(crate) fn fsetxattr(fd: &impl AsFd, name: &CString, value: &[u8]) -> Result<(), Errno> {
+    crate::xattrs::set(fd, OsStr::from_bytes(name.to_bytes()), value).map_err(errno)
+}
+
+/// Sets attribute `xname` of `name` in the directory `parent`, not following `name`.
 fn lsetxattr_at(
     parent: &OwnedFd,
     name: &OsStr,
     xname: &CString,
     value: &[u8],
 ) -> Result<(), Errno> {
-    let mut path = format!("/proc/self/fd/{}/", parent.as_raw_fd()).into_bytes();
-    path.extend_from_slice(name.as_bytes());
-    let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: NUL-terminated path and name, and a buffer of the given length.
-    let rc = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            xname.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    Errno::result(rc).map(drop)
+    crate::xattrs::set_at_nofollow(parent, name, OsStr::from_bytes(xname.to_bytes()), value)
+        .map_err(errno)
 }
 
 #[cfg(test)]

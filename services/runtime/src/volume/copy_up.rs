@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -297,65 +297,23 @@ fn apply_metadata_by_name(
 /// Copies every extended attribute of `src` to `dst`; a destination without xattr support
 /// keeps none, as continuity's copy does.
 fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) -> nix::Result<()> {
-    // SAFETY: flistxattr writes at most `buf.len()` bytes into the buffer it is given.
-    let names = xattr_call(|buf| unsafe {
-        libc::flistxattr(src.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-    })?;
-    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let mut cname = name.to_vec();
-        cname.push(0);
-        // SAFETY: `cname` is NUL-terminated; fgetxattr writes at most `buf.len()` bytes.
-        let value = match xattr_call(|buf| unsafe {
-            libc::fgetxattr(
-                src.as_raw_fd(),
-                cname.as_ptr().cast(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        }) {
-            Ok(v) => v,
-            Err(Errno::ENODATA) => continue,
-            Err(e) => return Err(e),
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let names = match crate::xattrs::list(src) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(()),
+        Err(e) => return Err(errno(e)),
+    };
+    for name in names {
+        let Some(value) = crate::xattrs::get(src, &name).map_err(errno)? else {
+            continue; // removed meanwhile
         };
-        // SAFETY: `cname` is NUL-terminated and `value` is read for its own length.
-        let rc = unsafe {
-            libc::fsetxattr(
-                dst.as_raw_fd(),
-                cname.as_ptr().cast(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        match Errno::result(rc) {
-            Ok(_) | Err(Errno::EOPNOTSUPP) => {}
-            Err(e) => return Err(e),
+        match crate::xattrs::set(dst, &name, &value) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+            Err(e) => return Err(errno(e)),
         }
     }
     Ok(())
-}
-
-/// Calls a size-then-fill xattr function until the buffer is large enough.
-fn xattr_call(mut call: impl FnMut(&mut [u8]) -> libc::ssize_t) -> nix::Result<Vec<u8>> {
-    loop {
-        let size = call(&mut []);
-        if size < 0 {
-            return match Errno::last() {
-                Errno::EOPNOTSUPP => Ok(Vec::new()),
-                e => Err(e),
-            };
-        }
-        let mut buf = vec![0u8; size as usize];
-        let got = call(&mut buf);
-        if got >= 0 {
-            buf.truncate(got as usize);
-            return Ok(buf);
-        }
-        // ERANGE: it grew in between; ask again.
-        if Errno::last() != Errno::ERANGE {
-            return Err(Errno::last());
-        }
-    }
 }
 
 /// Names in a directory, without `.` and `..`.
