@@ -97,6 +97,14 @@ pub trait Host: Send + Sync {
 /// [`Host::shim_launch`], its process exits on its own.
 pub struct PendingShim(Option<StartingShim>);
 
+impl PendingShim {
+    /// One with no process behind it, for a double that launches nothing.
+    #[cfg(test)]
+    pub(crate) fn none() -> PendingShim {
+        PendingShim(None)
+    }
+}
+
 /// The host itself: each method is the call the handlers made before the seam.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealHost;

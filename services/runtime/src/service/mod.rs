@@ -60,6 +60,11 @@ pub mod user;
 mod views;
 mod volumes;
 
+#[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
+mod testkit;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
