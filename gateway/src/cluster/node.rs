@@ -94,3 +94,66 @@ impl<E: Upload> Uploading<E> {
         self.sender.finish_json::<E::Result>().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use wharf_bus::api::ContainerStdin;
+    use wharf_bus::container::StdinRequest;
+    use wharf_bus::endpoint::{accept_upload, upload_result, Empty};
+    use wharf_bus::testkit::NatsServer;
+
+    use super::*;
+
+    /// The stdin upload's contract: the node takes the bytes in and answers `{}` at the end of
+    /// the upload, which is what the client's `finish` returns (well before a silent node
+    /// would count as gone).
+    #[tokio::test]
+    async fn a_stdin_upload_ends_with_the_nodes_answer() {
+        let nats = NatsServer::start();
+        let client = nats.client().await;
+        let group = "wharf.v1.runtime.node.n1";
+        let mut node = wharf_bus::service::start(&client, "fake-runtime", "test", group)
+            .await
+            .unwrap();
+        let (got_tx, got) = tokio::sync::oneshot::channel::<Vec<u8>>();
+        let got_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(got_tx)));
+        let bus = client.clone();
+        node.serve_stream::<ContainerStdin, _, _>(group, move |incoming| {
+            let (bus, got_tx) = (bus.clone(), got_tx.clone());
+            async move {
+                assert_eq!(incoming.request.attach_id, "a1");
+                let mut rx = accept_upload(&bus, &incoming, &Empty).await?;
+                tokio::spawn(async move {
+                    let data = rx.collect().await.unwrap();
+                    if let Some(tx) = got_tx.lock().unwrap().take() {
+                        tx.send(data).unwrap();
+                    }
+                    rx.respond(upload_result::<ContainerStdin>(Ok(Empty)))
+                        .await
+                        .unwrap();
+                });
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+
+        let request = StdinRequest {
+            id: "c1".into(),
+            attach_id: "a1".into(),
+        };
+        let (mut upload, Empty) = NodeClient::new(&client, "n1")
+            .upload::<ContainerStdin>(&request)
+            .await
+            .unwrap();
+        upload.send(Bytes::from_static(b"typed")).await.unwrap();
+        let Empty = tokio::time::timeout(Duration::from_secs(3), upload.finish())
+            .await
+            .expect("the node answers the end of the upload")
+            .unwrap();
+        assert_eq!(got.await.unwrap(), b"typed");
+    }
+}

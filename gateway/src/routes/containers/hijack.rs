@@ -13,6 +13,7 @@ use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wharf_bus::api::ContainerStdin;
+use wharf_bus::endpoint::Empty;
 
 use super::logs::RAW_STREAM;
 use crate::cluster::node::Uploading;
@@ -100,9 +101,11 @@ async fn copy_input<R: AsyncRead + Unpin>(reader: &mut R, mut input: Option<Inpu
     loop {
         match reader.read(&mut buf).await {
             Ok(0) => {
-                if let Some(tx) = input.take() {
-                    if let Err(e) = tx.finish().await {
-                        tracing::debug!("stdin upload ended: {}", e.message);
+                if let Some(upload) = input.take() {
+                    // The node answers (`{}`) once it has taken the end of stdin in.
+                    match upload.finish().await {
+                        Ok(Empty) => tracing::debug!("stdin upload taken in"),
+                        Err(e) => tracing::debug!("stdin upload ended: {}", e.message),
                     }
                 }
                 return false;

@@ -356,8 +356,13 @@ pub async fn stdin(
             .clone();
         let mut matched = 0usize;
         let mut ended_by_client = false;
+        // The client's side failed (or went away): nobody is left to answer.
+        let mut failed = false;
         while let Some(frame) = receiver.next().await {
-            let Ok(bytes) = frame else { break };
+            let Ok(bytes) = frame else {
+                failed = true;
+                break;
+            };
             let Some(w) = writer.as_mut() else { continue };
             // Docker's detach keys: the sequence itself is never delivered.
             let mut out = Vec::with_capacity(bytes.len());
@@ -391,6 +396,14 @@ pub async fn stdin(
         }
         if ended_by_client && stdin_once {
             let _ = ShimClient::open(&bundle).close_stdin().await;
+        }
+        // The upload's declared result, `{}`: its end was taken in (or, after a detach or a
+        // stdin that takes no more, nothing more is wanted, and the client's sender drops the
+        // rest quietly). A client waits for it to finish its upload.
+        if !failed {
+            use wharf_bus::endpoint::{upload_result, Empty};
+            let result = upload_result::<wharf_bus::api::ContainerStdin>(Ok(Empty));
+            let _ = receiver.respond(result).await;
         }
         // Keep the writer open until the attach ends: closing it is not a stdin close.
         if let Some(w) = writer {
