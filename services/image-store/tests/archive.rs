@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-
 use common::*;
 use serde_json::json;
 use wharf_bus::digest;
@@ -379,40 +377,6 @@ fn import_makes_a_one_layer_image_with_changes_applied() {
     )
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Invalid);
-}
-
-/// Manual check against real docker: `WHARF_DOCKER_SAVE=/path/to/save.tar` loads an archive
-/// made by `docker save`, and `WHARF_EXPORT_TO=/path/out.tar` writes our save of it back for
-/// `docker load`.
-#[test]
-#[ignore]
-fn loads_a_real_docker_save_and_exports_it_back() {
-    let path = std::env::var("WHARF_DOCKER_SAVE").expect("WHARF_DOCKER_SAVE");
-    let (_d, s) = open();
-    let report =
-        archive_load::load(&s, std::fs::File::open(path).unwrap(), &mut Events::new()).unwrap();
-    println!("{:#?}", report.lines);
-    for r in s.list(&Default::default()).unwrap() {
-        println!("{} {:?} size={}", r.id, r.repo_tags, r.size);
-    }
-    if let Ok(out) = std::env::var("WHARF_EXPORT_TO") {
-        let names: Vec<String> = s
-            .list(&Default::default())
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        let tags: Vec<String> = s
-            .list(&Default::default())
-            .unwrap()
-            .into_iter()
-            .flat_map(|r| r.repo_tags)
-            .collect();
-        let plan = archive_export::plan(&s, if tags.is_empty() { &names } else { &tags }).unwrap();
-        let mut f = std::fs::File::create(out).unwrap();
-        archive_export::write(&s, &plan, &mut f, &mut Events::new()).unwrap();
-        f.flush().unwrap();
-    }
 }
 
 #[test]

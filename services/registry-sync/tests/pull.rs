@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Instant;
-
 use support::*;
 use wharf_bus::registry::{Platform, RegistryAuth};
 use wharf_bus::ErrorKind;
@@ -452,32 +450,6 @@ async fn info_reports_mirrors_and_insecure_registries() {
 }
 
 /// 3 layers, 255 MB in all, from a loopback registry. dockerd takes ~6.5 s; the target is 2.1 s.
-/// Run with `cargo test -p wharf-registry-sync --test pull -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn throughput_of_a_255mb_three_layer_pull() {
-    let registry = Registry::start(None);
-    let tars: Vec<Vec<u8>> = (0..3)
-        .map(|i| tar_of(&[(&format!("blob{i}"), &noise(85_000_000, 100 + i))]))
-        .collect();
-    let name = format!("{}/perf/big", registry.host());
-    push_images(
-        &name,
-        "big",
-        &[ImageSpec::plain("amd64", tars)],
-        &["--format", "oci"],
-    );
-    let bus = Bus::start(Options::default()).await;
-    let start = Instant::now();
-    bus.pull_ok(&format!("{name}:big")).await;
-    let elapsed = start.elapsed();
-    println!(
-        "pulled 255 MB in {:.2}s ({:.0} MB/s)",
-        elapsed.as_secs_f64(),
-        255.0 / elapsed.as_secs_f64()
-    );
-}
-
 /// The same pull into the real image-store service: it verifies the blobs and records the image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_into_the_real_image_store() {

@@ -1,8 +1,11 @@
-//! Measures layer ingest throughput (`cargo test -p wharf-image-store --test ingest_throughput
-//! -- --ignored --nocapture`): a ~280 MB gzip layer (or `WHARF_LAYER=<file>`), verified, scanned for its diff ID and
-//! unpacked size while it streams in, synced and renamed into place.
-
-mod common;
+//! Benchmark (not a test): how fast image-store ingests a gzip layer, against inflating it
+//! alone on one thread (the ceiling), then where the time of one ingest goes.
+//!
+//!     cargo run --release -p wharf-image-store --example ingest_throughput
+//!     WHARF_LAYER=<file.tar.gz> cargo run --release -p wharf-image-store --example ingest_throughput
+//!
+//! A ~600 MB synthetic tar (files that compress about 2.4:1, like distribution layers) is used
+//! unless WHARF_LAYER names a real one.
 
 use std::io::Write;
 use std::time::Instant;
@@ -10,6 +13,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use wharf_bus::digest;
 use wharf_image_store::blob_store::{BlobStore, IngestSpec};
+
+const GZ: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// A tar of files that compress roughly 2.4:1, like typical distribution layers.
 fn layer_tar(total: usize) -> Vec<u8> {
@@ -43,9 +48,13 @@ fn layer_tar(total: usize) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-#[test]
-#[ignore]
-fn a_gzip_layer_ingests_about_as_fast_as_zlib_alone_inflates_it() {
+fn main() {
+    ingest_rate();
+    phases();
+}
+
+/// Three ingests of the layer, the best rate, and inflating alone.
+fn ingest_rate() {
     // WHARF_LAYER=<file.tar.gz> measures a real layer instead of the synthetic one.
     let gz = match std::env::var("WHARF_LAYER") {
         Ok(path) => std::fs::read(path).unwrap(),
@@ -66,11 +75,7 @@ fn a_gzip_layer_ingests_about_as_fast_as_zlib_alone_inflates_it() {
         let _ = store.delete(&d);
         let start = Instant::now();
         let mut ingest = store
-            .ingest(IngestSpec::for_blob(
-                &d,
-                Some(gz.len() as u64),
-                Some(common::GZ),
-            ))
+            .ingest(IngestSpec::for_blob(&d, Some(gz.len() as u64), Some(GZ)))
             .unwrap();
         for c in &chunks {
             ingest.write(c.clone()).unwrap();
@@ -90,12 +95,14 @@ fn a_gzip_layer_ingests_about_as_fast_as_zlib_alone_inflates_it() {
     std::io::copy(&mut dec, &mut std::io::sink()).unwrap();
     let inflate = gz.len() as f64 / start.elapsed().as_secs_f64() / 1e6;
     println!("best: {best:.0} MB/s; inflate alone: {inflate:.0} MB/s");
-    assert!(best > 0.7 * inflate, "{best:.0} MB/s vs {inflate:.0} MB/s");
+    println!(
+        "ingest reaches {:.0}% of inflating alone",
+        100.0 * best / inflate
+    );
 }
 
-#[test]
-#[ignore]
-fn ingest_phases_timing() {
+/// One ingest's parts, each timed alone.
+fn phases() {
     let tar = layer_tar(300 << 20);
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(&tar).unwrap();
