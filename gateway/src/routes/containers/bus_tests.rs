@@ -324,7 +324,8 @@ async fn exec_nodes(client: &async_nats::Client) -> wharf_bus::service::Running 
                     }
                     op::EXEC_LOCATE => {
                         let r: ExecRef = serde_json::from_slice(&message.payload).unwrap();
-                        let found = holds && ["e1", "e2", "ran"].contains(&r.exec_id.as_str());
+                        let found =
+                            holds && ["e1", "e2", "ran", "tty1"].contains(&r.exec_id.as_str());
                         serde_json::to_value(ExecLocation {
                             node: name.into(),
                             found,
@@ -410,6 +411,16 @@ async fn exec_nodes(client: &async_nats::Client) -> wharf_bus::service::Running 
                     return Err(BusError::conflict("exec command ran has already run"));
                 }
                 assert!(!r.attach_id.is_empty());
+                if r.exec_id == "tty1" {
+                    // Created with a TTY: the node sends the TTY's raw output.
+                    let accept = wharf_bus::rpc::encode(&StreamInfo { tty: true })?;
+                    let mut tx = Sender::accept(&bus, &req, accept).await?;
+                    tokio::spawn(async move {
+                        tx.send(Bytes::from_static(b"hi\r\n")).await.unwrap();
+                        let _ = tx.finish().await;
+                    });
+                    return Ok(Reply::Streamed);
+                }
                 let (stdin_tx, mut stdin) = tokio::sync::mpsc::channel::<Bytes>(8);
                 if r.exec_id == "e1" {
                     pipes.lock().unwrap().insert(r.attach_id.clone(), stdin_tx);
@@ -507,9 +518,23 @@ fn mux(data: &[u8]) -> Bytes {
     super::logs::mux_frame(1, data)
 }
 
-/// Sends a hijacking request, checks the 101, writes `input`, half-closes and returns all
-/// output.
+const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
+const RAW: &str = "application/vnd.docker.raw-stream";
+
+/// Sends a hijacking request, checks the 101 (multiplexed), writes `input`, half-closes and
+/// returns all output.
 async fn hijacked(addr: &str, path: &str, body: &str, input: &[u8]) -> Vec<u8> {
+    hijacked_as(addr, path, body, input, MULTIPLEXED).await
+}
+
+/// [`hijacked`] with the stream's content type `content_type`.
+async fn hijacked_as(
+    addr: &str,
+    path: &str,
+    body: &str,
+    input: &[u8],
+    content_type: &str,
+) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
@@ -527,7 +552,7 @@ async fn hijacked(addr: &str, path: &str, body: &str, input: &[u8]) -> Vec<u8> {
     assert!(head.starts_with("HTTP/1.1 101 UPGRADED\r\n"), "{head}");
     assert!(
         head.to_ascii_lowercase()
-            .contains("content-type: application/vnd.docker.multiplexed-stream"),
+            .contains(&format!("content-type: {content_type}")),
         "{head}"
     );
     s.write_all(input).await.unwrap();
@@ -594,6 +619,16 @@ async fn exec_stats_top_update_and_prune_follow_the_contract_end_to_end() {
     // Without stdin the CLI half-closes at once; the output still comes in full.
     let out = hijacked(&addr, "/v1.45/exec/e2/start", r#"{"Tty":false}"#, b"").await;
     assert_eq!(out, [mux(b"hello\n"), mux(b"bye\n")].concat());
+    // An exec created with a TTY and started without one: the node sends raw output, the
+    // client gets what dockerd sends (it frames by the start): stdout frames, multiplexed.
+    let out = hijacked(&addr, "/v1.45/exec/tty1/start", r#"{"Tty":false}"#, b"").await;
+    assert_eq!(out, mux(b"hi\r\n"));
+    let start = r#"{"Tty":true}"#;
+    let out = hijacked_as(&addr, "/v1.45/exec/tty1/start", start, b"", RAW).await;
+    assert_eq!(out, b"hi\r\n");
+    // Multiplexed output started with a TTY: the payloads, raw.
+    let out = hijacked_as(&addr, "/v1.45/exec/e2/start", start, b"", RAW).await;
+    assert_eq!(out, b"hello\nbye\n");
     // A start that fails once running is told in the stream, as dockerd does.
     let out = hijacked(&addr, "/v1.45/exec/ran/start", "{}", b"").await;
     assert_eq!(out, mux(b"exec command ran has already run\r\n"));

@@ -186,6 +186,81 @@ where
     .boxed()
 }
 
+/// How the node's framing of an exec's output becomes dockerd's. dockerd frames by the start's
+/// `Tty` (multiplexed without it, from its stdout and stderr writers), whatever the exec was
+/// created with; the node frames as its accept says ([`StreamInfo::tty`]: raw with a TTY), and
+/// gives the process a TTY when either the exec or its start asks for one.
+///
+/// [`StreamInfo::tty`]: wharf_bus::container::StreamInfo
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reframe {
+    /// The node frames as the client asked.
+    AsIs,
+    /// The node sends a TTY's raw output and the client asked for a multiplexed stream: each
+    /// chunk goes out as a stdout frame (a TTY has no other stream).
+    Multiplex,
+    /// The node multiplexes and the client asked for raw output: the frames' payloads, in
+    /// order.
+    Demultiplex,
+}
+
+impl Reframe {
+    fn of(node_tty: bool, start_tty: bool) -> Reframe {
+        match (node_tty, start_tty) {
+            (true, false) => Reframe::Multiplex,
+            (false, true) => Reframe::Demultiplex,
+            _ => Reframe::AsIs,
+        }
+    }
+
+    /// The node's output framed as the client asked.
+    fn apply<S>(self, output: S) -> Output
+    where
+        S: Stream<Item = wharf_bus::error::Result<Bytes>> + Send + 'static,
+    {
+        match self {
+            Reframe::AsIs => output.boxed(),
+            Reframe::Multiplex => output.map(|chunk| chunk.map(|c| mux_frame(1, &c))).boxed(),
+            Reframe::Demultiplex => {
+                let mut frames = Demultiplexer::default();
+                output
+                    .map(move |chunk| chunk.map(|c| frames.push(&c)))
+                    .filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if c.is_empty())))
+                    .boxed()
+            }
+        }
+    }
+}
+
+/// The payloads of a multiplexed stream (8-byte headers: stream, three zero bytes, big-endian
+/// length), whatever the chunks' boundaries.
+#[derive(Debug, Default)]
+struct Demultiplexer {
+    pending: bytes::BytesMut,
+}
+
+impl Demultiplexer {
+    /// The payloads completed by `chunk`, run together.
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        self.pending.extend_from_slice(chunk);
+        let mut out = bytes::BytesMut::new();
+        while self.pending.len() >= 8 {
+            let len = u32::from_be_bytes([
+                self.pending[4],
+                self.pending[5],
+                self.pending[6],
+                self.pending[7],
+            ]) as usize;
+            if self.pending.len() < 8 + len {
+                break;
+            }
+            let frame = self.pending.split_to(8 + len);
+            out.extend_from_slice(&frame[8..]);
+        }
+        out.freeze()
+    }
+}
+
 /// Whether the exec was created to read stdin (`OpenStdin` of its inspect JSON).
 async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<bool> {
     let inspect: Value = state
@@ -235,13 +310,14 @@ pub async fn start(
     // Output first, before answering: nothing the process writes may be lost.
     let opened = state.node(&node).download::<api::ExecStart>(&start).await;
     let (output, input) = match opened {
-        Ok((rx, _info)) => {
+        Ok((rx, info)) => {
             let input = if stdin {
                 open_stdin(&state, &node, &id, &start.attach_id).await
             } else {
                 None
             };
-            (telling_errors(rx.into_stream(), options.tty), input)
+            let output = Reframe::of(info.tty, options.tty).apply(rx.into_stream());
+            (telling_errors(output, options.tty), input)
         }
         Err(e) if refused_before_hijack(&e) => return Err(e.into()),
         Err(e) => (
@@ -343,6 +419,43 @@ mod tests {
         assert!(!refused_before_hijack(&BusError::internal(
             "OCI runtime exec failed"
         )));
+    }
+
+    async fn reframed(reframe: Reframe, chunks: Vec<Bytes>) -> Vec<u8> {
+        let out: Vec<Bytes> = reframe
+            .apply(futures::stream::iter(chunks.into_iter().map(Ok)))
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        out.concat()
+    }
+
+    #[tokio::test]
+    async fn exec_output_is_framed_as_the_start_asks_whatever_the_node_sends() {
+        // The node frames as it accepted; dockerd frames by the start's Tty.
+        assert_eq!(Reframe::of(true, true), Reframe::AsIs);
+        assert_eq!(Reframe::of(false, false), Reframe::AsIs);
+        assert_eq!(Reframe::of(true, false), Reframe::Multiplex);
+        assert_eq!(Reframe::of(false, true), Reframe::Demultiplex);
+        // A TTY's raw output, started without a TTY: stdout frames.
+        let raw = vec![Bytes::from_static(b"hi\r\n"), Bytes::from_static(b"$ ")];
+        assert_eq!(
+            reframed(Reframe::Multiplex, raw).await,
+            [mux_frame(1, b"hi\r\n"), mux_frame(1, b"$ ")].concat()
+        );
+        // Multiplexed output, started with a TTY: the payloads, however the chunks fall.
+        let muxed = Bytes::from(
+            [
+                mux_frame(1, b"out\n"),
+                mux_frame(2, b"err\n"),
+                mux_frame(1, b""),
+            ]
+            .concat(),
+        );
+        let chunks = vec![muxed.slice(..3), muxed.slice(3..13), muxed.slice(13..)];
+        assert_eq!(reframed(Reframe::Demultiplex, chunks).await, b"out\nerr\n");
+        let same = vec![Bytes::from_static(b"as is")];
+        assert_eq!(reframed(Reframe::AsIs, same).await, b"as is");
     }
 
     #[tokio::test]
