@@ -89,7 +89,7 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
         .finished_at
         .clone()
         .unwrap_or_else(|| format_go_rfc3339_nano(Utc::now()));
-    let _ = c.update(|r| {
+    c.update_logged(|r| {
         r.state.status = Status::Exited;
         r.state.pid = 0;
         r.state.exit_code = code;
@@ -117,7 +117,7 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
     let policy = &rec.host_config.restart_policy;
     if restarts_after_exit(policy, rec.state.stopped_by_user, code, rec.restart_count) {
         let delay = restart_delay(rec.restart_count);
-        let _ = c.update(|r| {
+        c.update_logged(|r| {
             r.state.status = Status::Restarting;
             r.restart_count += 1;
         });
@@ -129,7 +129,7 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
             }
             if let Err(e) = start::start_locked(&node, &c).await {
                 tracing::warn!(container = %c.id, "restart failed: {}", e.message);
-                let _ = c.update(|r| r.state.status = Status::Exited);
+                c.update_logged(|r| r.state.status = Status::Exited);
             }
         });
         return;

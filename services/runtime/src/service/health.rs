@@ -55,7 +55,7 @@ pub fn start(node: &Arc<Node>, c: &Arc<Container>, exits: u64) {
     } else {
         DEFAULT_RETRIES
     };
-    let _ = c.update(|r| {
+    c.update_logged(|r| {
         r.state.health = Some(Health {
             status: "starting".into(),
             failing_streak: 0,
@@ -98,7 +98,7 @@ pub fn start(node: &Arc<Node>, c: &Arc<Container>, exits: u64) {
             };
             let in_start_period = began.elapsed() < start_period;
             let mut changed = None;
-            let _ = c.update(|r| {
+            c.update_logged(|r| {
                 let health = r.state.health.get_or_insert_with(Health::default);
                 health.log.push(result);
                 if health.log.len() > KEEP_RESULTS {

@@ -140,6 +140,15 @@ impl Container {
             .map_err(|e| BusError::internal(format!("cannot save container {}: {e}", self.id)))
     }
 
+    /// [`Container::update`] where nobody waits for the answer (an exit, a health probe, a
+    /// restore): the record in memory changes all the same, and a record that cannot be saved
+    /// is logged, since after a restart of the node the container comes back as last saved.
+    pub fn update_logged(&self, f: impl FnOnce(&mut ContainerRecord)) {
+        if let Err(e) = self.update(f) {
+            tracing::warn!(container = %self.id, "{}", e.message);
+        }
+    }
+
     pub fn status(&self) -> Status {
         self.with(|r| r.state.status)
     }

@@ -135,13 +135,20 @@ pub(super) async fn restore_name(node: &Node, name: &str, id: &str) {
 pub struct ClusterNames {
     js: jetstream::Context,
     store: tokio::sync::Mutex<Option<kv::Store>>,
+    /// When the bucket was last found unreachable: it is asked for again only after
+    /// [`RETRY_AFTER`], so a node on a bus without JetStream does not pay for it at every name.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long an unreachable bucket is not asked for again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ClusterNames {
     pub fn new(client: &async_nats::Client) -> ClusterNames {
         ClusterNames {
             js: jetstream::new(client.clone()),
             store: tokio::sync::Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -150,6 +157,10 @@ impl ClusterNames {
         let mut slot = self.store.lock().await;
         if let Some(store) = slot.as_ref() {
             return Some(store.clone());
+        }
+        let failed_at = *self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        if failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            return None;
         }
         let opened = match self.js.get_key_value(NAMES_BUCKET).await {
             Ok(store) => Ok(store),
@@ -190,6 +201,8 @@ impl ClusterNames {
                 Some(store)
             }
             Err(e) => {
+                *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(std::time::Instant::now());
                 tracing::warn!(
                     "cluster name table unavailable ({e}): names are unique on this node only"
                 );

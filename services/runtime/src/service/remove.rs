@@ -65,7 +65,9 @@ pub async fn remove(
     blocking(move || {
         start::teardown(&node2, &id, &paths, &states);
         for m in mounts.iter().filter(|m| m.kind == "volume") {
-            let _ = node2.volumes.release(&m.name, &id);
+            if let Err(e) = node2.volumes.release(&m.name, &id) {
+                tracing::warn!(volume = %m.name, container = %id, "cannot release the volume: {e}");
+            }
             if volumes && m.anonymous {
                 if let Err(e) = node2.volumes.remove(&m.name, false) {
                     tracing::warn!(volume = %m.name, "cannot remove anonymous volume: {e}");

@@ -78,7 +78,7 @@ pub async fn restore(node: &Arc<Node>) {
                 }
             }
             Status::Restarting => {
-                let _ = c.update(|r| r.state.status = Status::Exited);
+                c.update_logged(|r| r.state.status = Status::Exited);
                 restart_on_boot(node, &c);
             }
             Status::Exited | Status::Created => restart_on_boot(node, &c),

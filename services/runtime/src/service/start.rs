@@ -96,7 +96,7 @@ async fn start_locked_inner(node: &Arc<Node>, c: &Arc<Container>) -> Result<(), 
         }
         Err((err, code)) => {
             let message = err.message.clone();
-            let _ = c.update(|r| {
+            c.update_logged(|r| {
                 r.state.exit_code = code;
                 r.state.error = message;
                 if r.has_been_started {

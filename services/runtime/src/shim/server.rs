@@ -700,6 +700,8 @@ impl Server {
         }
         self.stdin = Vec::new();
         self.state.finished_at = Some(format_go_rfc3339_nano(Utc::now()));
+        // The shim's stderr is /dev/null by now; a state file without the exit is what the
+        // runtime logs ("lost the shim") before it ends the container's processes itself.
         let _ = self.state.write(&self.state_path);
         // Whoever connected before now is answered; later clients find no socket and read
         // the state file, which is final.
