@@ -367,127 +367,95 @@ pub fn upload_result<E: Upload>(result: Result<E::Result>) -> Result<Bytes> {
 /// node upload Name "name": Request => Accept, Result;     stream to a node, then its result
 /// service(GROUP) download / upload ...                    the same on a queue group
 /// ```
-#[allow(unused_macros)]
 macro_rules! endpoints {
-    (@one $(#[$doc:meta])* service($group:expr) $name:ident $sub:literal: $req:ty => $rep:ty) => {
+    // The type, its name and route, and its route marker.
+    (@subject $(#[$doc:meta])* $name:ident $sub:literal, $route:expr, $marker:ident, $req:ty) => {
         $(#[$doc])*
         pub struct $name;
         impl $crate::endpoint::Subject for $name {
             const NAME: &'static str = $sub;
-            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Service($group);
+            const ROUTE: $crate::endpoint::Route = $route;
             type Request = $req;
         }
-        impl $crate::endpoint::ServiceSubject for $name {}
+        impl $crate::endpoint::$marker for $name {}
+    };
+    // What crosses it.
+    (@exchange $name:ident, reply $rep:ty) => {
         impl $crate::endpoint::Endpoint for $name { type Reply = $rep; }
+    };
+    (@exchange $name:ident, download $acc:ty) => {
+        impl $crate::endpoint::Download for $name { type Accept = $acc; }
+    };
+    (@exchange $name:ident, upload $acc:ty, $res:ty) => {
+        impl $crate::endpoint::Upload for $name { type Accept = $acc; type Result = $res; }
+    };
+    // Its row in ENDPOINTS.
+    (@row $sub:literal, $route:expr, $exchange:ident, $req:ty, $rep:ty, $res:expr) => {
+        $crate::endpoint::Declared {
+            name: $sub,
+            route: $route,
+            exchange: $crate::endpoint::Exchange::$exchange,
+            request: stringify!($req),
+            reply: stringify!($rep),
+            result: $res,
+        }
+    };
+    // The declaration forms.
+    (@one $(#[$doc:meta])* service($group:expr) $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        endpoints!(@subject $(#[$doc])* $name $sub, $crate::endpoint::Route::Service($group), ServiceSubject, $req);
+        endpoints!(@exchange $name, reply $rep);
     };
     (@one $(#[$doc:meta])* node $name:ident $sub:literal: $req:ty => $rep:ty) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl $crate::endpoint::Subject for $name {
-            const NAME: &'static str = $sub;
-            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Node;
-            type Request = $req;
-        }
-        impl $crate::endpoint::NodeSubject for $name {}
-        impl $crate::endpoint::Endpoint for $name { type Reply = $rep; }
+        endpoints!(@subject $(#[$doc])* $name $sub, $crate::endpoint::Route::Node, NodeSubject, $req);
+        endpoints!(@exchange $name, reply $rep);
     };
     (@one $(#[$doc:meta])* broadcast $name:ident $sub:literal: $req:ty => $rep:ty) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl $crate::endpoint::Subject for $name {
-            const NAME: &'static str = $sub;
-            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Broadcast;
-            type Request = $req;
-        }
-        impl $crate::endpoint::BroadcastSubject for $name {}
-        impl $crate::endpoint::Endpoint for $name { type Reply = $rep; }
+        endpoints!(@subject $(#[$doc])* $name $sub, $crate::endpoint::Route::Broadcast, BroadcastSubject, $req);
+        endpoints!(@exchange $name, reply $rep);
     };
     (@one $(#[$doc:meta])* node download $name:ident $sub:literal: $req:ty => $acc:ty) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl $crate::endpoint::Subject for $name {
-            const NAME: &'static str = $sub;
-            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Node;
-            type Request = $req;
-        }
-        impl $crate::endpoint::NodeSubject for $name {}
-        impl $crate::endpoint::Download for $name { type Accept = $acc; }
+        endpoints!(@subject $(#[$doc])* $name $sub, $crate::endpoint::Route::Node, NodeSubject, $req);
+        endpoints!(@exchange $name, download $acc);
     };
     (@one $(#[$doc:meta])* node upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl $crate::endpoint::Subject for $name {
-            const NAME: &'static str = $sub;
-            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Node;
-            type Request = $req;
-        }
-        impl $crate::endpoint::NodeSubject for $name {}
-        impl $crate::endpoint::Upload for $name { type Accept = $acc; type Result = $res; }
+        endpoints!(@subject $(#[$doc])* $name $sub, $crate::endpoint::Route::Node, NodeSubject, $req);
+        endpoints!(@exchange $name, upload $acc, $res);
     };
     (@one $(#[$doc:meta])* service($group:expr) download $name:ident $sub:literal: $req:ty => $acc:ty) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl $crate::endpoint::Subject for $name {
-            const NAME: &'static str = $sub;
-            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Service($group);
-            type Request = $req;
-        }
-        impl $crate::endpoint::ServiceSubject for $name {}
-        impl $crate::endpoint::Download for $name { type Accept = $acc; }
+        endpoints!(@subject $(#[$doc])* $name $sub, $crate::endpoint::Route::Service($group), ServiceSubject, $req);
+        endpoints!(@exchange $name, download $acc);
     };
     (@one $(#[$doc:meta])* service($group:expr) upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl $crate::endpoint::Subject for $name {
-            const NAME: &'static str = $sub;
-            const ROUTE: $crate::endpoint::Route = $crate::endpoint::Route::Service($group);
-            type Request = $req;
-        }
-        impl $crate::endpoint::ServiceSubject for $name {}
-        impl $crate::endpoint::Upload for $name { type Accept = $acc; type Result = $res; }
+        endpoints!(@subject $(#[$doc])* $name $sub, $crate::endpoint::Route::Service($group), ServiceSubject, $req);
+        endpoints!(@exchange $name, upload $acc, $res);
     };
-    (@row service($group:expr) $name:ident $sub:literal: $req:ty => $rep:ty) => {
-        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Service($group),
-            exchange: $crate::endpoint::Exchange::Reply, request: stringify!($req),
-            reply: stringify!($rep), result: None }
+    (@decl service($group:expr) $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        endpoints!(@row $sub, $crate::endpoint::Route::Service($group), Reply, $req, $rep, None)
     };
-    (@row node $name:ident $sub:literal: $req:ty => $rep:ty) => {
-        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Node,
-            exchange: $crate::endpoint::Exchange::Reply, request: stringify!($req),
-            reply: stringify!($rep), result: None }
+    (@decl node $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        endpoints!(@row $sub, $crate::endpoint::Route::Node, Reply, $req, $rep, None)
     };
-    (@row broadcast $name:ident $sub:literal: $req:ty => $rep:ty) => {
-        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Broadcast,
-            exchange: $crate::endpoint::Exchange::Reply, request: stringify!($req),
-            reply: stringify!($rep), result: None }
+    (@decl broadcast $name:ident $sub:literal: $req:ty => $rep:ty) => {
+        endpoints!(@row $sub, $crate::endpoint::Route::Broadcast, Reply, $req, $rep, None)
     };
-    (@row node download $name:ident $sub:literal: $req:ty => $acc:ty) => {
-        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Node,
-            exchange: $crate::endpoint::Exchange::Download, request: stringify!($req),
-            reply: stringify!($acc), result: None }
+    (@decl node download $name:ident $sub:literal: $req:ty => $acc:ty) => {
+        endpoints!(@row $sub, $crate::endpoint::Route::Node, Download, $req, $acc, None)
     };
-    (@row node upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
-        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Node,
-            exchange: $crate::endpoint::Exchange::Upload, request: stringify!($req),
-            reply: stringify!($acc), result: Some(stringify!($res)) }
+    (@decl node upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
+        endpoints!(@row $sub, $crate::endpoint::Route::Node, Upload, $req, $acc, Some(stringify!($res)))
     };
-    (@row service($group:expr) download $name:ident $sub:literal: $req:ty => $acc:ty) => {
-        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Service($group),
-            exchange: $crate::endpoint::Exchange::Download, request: stringify!($req),
-            reply: stringify!($acc), result: None }
+    (@decl service($group:expr) download $name:ident $sub:literal: $req:ty => $acc:ty) => {
+        endpoints!(@row $sub, $crate::endpoint::Route::Service($group), Download, $req, $acc, None)
     };
-    (@row service($group:expr) upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
-        $crate::endpoint::Declared { name: $sub, route: $crate::endpoint::Route::Service($group),
-            exchange: $crate::endpoint::Exchange::Upload, request: stringify!($req),
-            reply: stringify!($acc), result: Some(stringify!($res)) }
+    (@decl service($group:expr) upload $name:ident $sub:literal: $req:ty => $acc:ty, $res:ty) => {
+        endpoints!(@row $sub, $crate::endpoint::Route::Service($group), Upload, $req, $acc, Some(stringify!($res)))
     };
     ($( $(#[$doc:meta])* [$($decl:tt)*] )*) => {
         $( endpoints!(@one $(#[$doc])* $($decl)*); )*
         /// Every declared subject, in declaration order.
-        pub const ENDPOINTS: &[$crate::endpoint::Declared] = &[ $( endpoints!(@row $($decl)*) ),* ];
+        pub const ENDPOINTS: &[$crate::endpoint::Declared] = &[ $( endpoints!(@decl $($decl)*) ),* ];
     };
 }
-#[allow(unused_imports)]
 pub(crate) use endpoints;
 
 #[cfg(test)]
