@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::Value;
@@ -22,7 +22,7 @@ use crate::snapshot::Snapshotter;
 
 use super::blocking::blocking;
 use super::record::{ContainerPaths, ContainerRecord, MountPoint, State, ZERO_TIME};
-use super::{host, internal, mounts, names, remove, runtime_spec, Container, Node, Phase};
+use super::{host, internal, mounts, names, remove, runtime_spec, Container, Node};
 
 /// A new container ID: 64 hex digits, as dockerd makes them.
 fn new_id() -> String {
@@ -245,14 +245,7 @@ async fn create_from(
         let _ = tokio::task::spawn_blocking(move || remove::discard(&*system, &dir)).await;
         return Err(internal("cannot save the container", e));
     }
-    let container = Arc::new(Container {
-        id: id.clone(),
-        paths,
-        record: Mutex::new(record.clone()),
-        op_lock: tokio::sync::Mutex::new(()),
-        phase: tokio::sync::watch::channel(Phase::default()).0,
-        pending_attaches: Mutex::new(Vec::new()),
-    });
+    let container = Container::new(paths, record.clone());
     node.containers
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -121,6 +121,24 @@ pub struct Container {
 }
 
 impl Container {
+    /// The container `rec` describes, its files under `paths`, its phase as the record says
+    /// (a new container's is the default one).
+    pub fn new(paths: ContainerPaths, rec: ContainerRecord) -> Arc<Container> {
+        let phase = Phase {
+            exit_code: rec.state.exit_code,
+            running: rec.state.status.is_live(),
+            ..Default::default()
+        };
+        Arc::new(Container {
+            id: rec.id.clone(),
+            paths,
+            record: Mutex::new(rec),
+            op_lock: tokio::sync::Mutex::new(()),
+            phase: tokio::sync::watch::channel(phase).0,
+            pending_attaches: Mutex::new(Vec::new()),
+        })
+    }
+
     pub fn snapshot(&self) -> ContainerRecord {
         self.record
             .lock()

@@ -3,12 +3,12 @@
 //! happened while no runtime watched recorded, and containers whose restart policy says so
 //! started again.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use wharf_bus::container::RestartPolicy;
 
 use super::record::{ContainerPaths, ContainerRecord, Status};
-use super::{exits, names, remove, start, Container, Node, Phase};
+use super::{exits, names, remove, start, Container, Node};
 
 /// Loads every container record and adopts the containers whose shims still run; applies the
 /// restart policy to those that ended while no runtime watched.
@@ -42,19 +42,10 @@ pub async fn restore(node: &Arc<Node>) {
             .await;
             continue;
         }
-        let c = Arc::new(Container {
-            id: rec.id.clone(),
-            paths: ContainerPaths::new(&node.containers_dir, &rec.id),
-            record: Mutex::new(rec.clone()),
-            op_lock: tokio::sync::Mutex::new(()),
-            phase: tokio::sync::watch::channel(Phase {
-                exit_code: rec.state.exit_code,
-                running: rec.state.status.is_live(),
-                ..Default::default()
-            })
-            .0,
-            pending_attaches: Mutex::new(Vec::new()),
-        });
+        let c = Container::new(
+            ContainerPaths::new(&node.containers_dir, &rec.id),
+            rec.clone(),
+        );
         names::restore_name(node, &rec.name, &rec.id).await;
         node.containers
             .lock()

@@ -26,7 +26,7 @@ use crate::volume::VolumeStore;
 use super::host::Remap;
 use super::kernel::{Host, PendingShim};
 use super::record::{ContainerPaths, ContainerRecord, State, ZERO_TIME};
-use super::{exec, names, networks, streams, Container, Node, NodeOptions, Phase};
+use super::{exec, names, networks, streams, Container, Node, NodeOptions};
 
 /// The bridge of the test node's default network (never made: attachments are recorded).
 pub(crate) const BRIDGE: &str = "wharf-test";
@@ -596,14 +596,7 @@ pub(crate) fn save(node: &Node, rec: &ContainerRecord) -> ContainerPaths {
 pub(crate) fn container(node: &Node, id: &str, host_config: HostConfig) -> Arc<Container> {
     let rec = record(id, host_config);
     let paths = save(node, &rec);
-    let c = Arc::new(Container {
-        id: id.into(),
-        paths,
-        record: Mutex::new(rec.clone()),
-        op_lock: tokio::sync::Mutex::new(()),
-        phase: tokio::sync::watch::channel(Phase::default()).0,
-        pending_attaches: Mutex::new(Vec::new()),
-    });
+    let c = Container::new(paths, rec.clone());
     node.names
         .lock()
         .unwrap_or_else(|e| e.into_inner())
