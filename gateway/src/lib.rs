@@ -12,6 +12,8 @@ mod query;
 mod render;
 mod routes;
 mod state;
+#[cfg(test)]
+mod testutil;
 mod version;
 
 use std::path::PathBuf;
@@ -66,7 +68,7 @@ pub async fn run(client: async_nats::Client, options: Options) -> anyhow::Result
     .await?;
     let state = state::AppState::new(client.clone(), options.clone()).await;
     // Record events from the start, not only once somebody runs `docker events`.
-    if let Err(e) = routes::system::ensure_events_stream(&state.jetstream).await {
+    if let Err(e) = cluster::events::ensure_events_stream(&state.jetstream).await {
         tracing::warn!(
             "no JetStream on the bus ({e}): docker events --since will only show live events"
         );

@@ -19,6 +19,7 @@ use wharf_bus::registry::{Platform, PullRequest, PushRequest, RegistryAuth};
 use wharf_bus::stream::Receiver;
 use wharf_bus::{api, endpoint, BusError};
 
+use crate::cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::render;
@@ -164,30 +165,6 @@ async fn tag(state: &AppState, name: &str, q: &Query) -> ApiResult<Response> {
     Ok(StatusCode::CREATED.into_response())
 }
 
-/// Image IDs that containers on any node use, each with one of those containers (the store
-/// refuses to delete them as dockerd does).
-pub(super) async fn images_in_use(
-    state: &AppState,
-) -> ApiResult<std::collections::BTreeMap<String, String>> {
-    use wharf_bus::container::{ListRequest, ListResponse};
-    let lists: Vec<ListResponse> = state
-        .roster()
-        .await?
-        .gather::<wharf_bus::api::ContainerList>(&ListRequest {
-            all: true,
-            ..Default::default()
-        })
-        .await?;
-    let mut used = std::collections::BTreeMap::new();
-    for c in lists.iter().flat_map(|l| l.containers.iter()) {
-        if let (Some(image), Some(id)) = (c["ImageID"].as_str(), c["Id"].as_str()) {
-            used.entry(image.to_string())
-                .or_insert_with(|| id.to_string());
-        }
-    }
-    Ok(used)
-}
-
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -198,7 +175,7 @@ pub async fn delete(
         name,
         force: q.flag("force"),
         no_prune: q.flag("noprune"),
-        in_use: images_in_use(&state).await?,
+        in_use: cluster::containers::images_in_use(&state).await?,
     };
     Ok(axum::Json(
         endpoint::call::<api::ImageDeleteName>(&state.bus, &request).await?,
@@ -212,7 +189,7 @@ pub async fn prune(
     let q = Query::parse(raw.as_deref());
     let request = ImagePrune {
         filters: q.filters()?,
-        in_use: images_in_use(&state).await?,
+        in_use: cluster::containers::images_in_use(&state).await?,
     };
     let report = endpoint::call::<api::ImagePruneUnused>(&state.bus, &request).await?;
     let deleted = if report.deleted.is_empty() {

@@ -1,5 +1,6 @@
-//! The Docker Engine API routes. Handlers are thin: parse the request, make one bus call (or
-//! stream), render dockerd's JSON.
+//! The Docker Engine API routes. Handlers are thin: parse the request as dockerd does, make the
+//! bus call (or open the stream) its declaration in `wharf_bus::api` names, on the node the
+//! cluster layer ([`crate::cluster`]) finds, and render dockerd's answer.
 
 mod auth;
 mod build;

@@ -1,9 +1,7 @@
-//! `/volumes/...`: volumes live on runtime nodes. Listing and pruning ask every node and merge;
-//! a volume named in a path is found by listing with a `name` filter (a substring match on the
-//! nodes) and keeping the exact name; creating goes to the node that already has the name, else
-//! where a container with the same labels would go.
+//! `/volumes/...`: volumes live on runtime nodes. Finding one by name, listing and pruning over
+//! every node, and where a new one goes are [`crate::cluster::volumes`]; these handlers read
+//! dockerd's requests and call the node that holds (or gets) the volume.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
@@ -11,76 +9,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
-use wharf_bus::container::{
-    VolumeCreateRequest, VolumeListRequest, VolumeListResponse, VolumePruneResponse,
-    VolumeRemoveRequest,
-};
+use wharf_bus::api;
+use wharf_bus::container::{VolumeCreateRequest, VolumePruneResponse, VolumeRemoveRequest};
 
-use super::containers::resolve;
-use crate::error::{ApiError, ApiResult};
+use crate::cluster::volumes::{self, no_such_volume};
+use crate::error::ApiResult;
 use crate::query::Query;
 use crate::state::AppState;
-use wharf_bus::api;
 
 /// Removing a volume deletes its data, which may be large.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Creating may run a driver's setup (a mount, a directory tree).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// dockerd's answer for a volume no node has.
-pub fn no_such_volume(name: &str) -> ApiError {
-    ApiError::not_found(format!("get {name}: no such volume"))
-}
-
-/// A volume found on a node: the node, and the volume's JSON as the node renders it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Located {
-    pub node: String,
-    pub volume: Value,
-}
-
-fn volume_name(v: &Value) -> &str {
-    v.get("Name").and_then(Value::as_str).unwrap_or("")
-}
-
-/// The volume named exactly `name` among the nodes' answers (the `name` filter also matches
-/// longer names that contain it).
-pub fn exact(name: &str, answers: Vec<VolumeListResponse>) -> Option<Located> {
-    answers.into_iter().find_map(|answer| {
-        let node = answer.node;
-        answer
-            .volumes
-            .into_iter()
-            .find(|v| volume_name(v) == name)
-            .map(|volume| Located { node, volume })
-    })
-}
-
-/// Every node's volumes as one list, by name (then by node, so the order is stable).
-pub fn merge_lists(answers: Vec<VolumeListResponse>) -> Vec<Value> {
-    let mut all: Vec<(String, Value)> = answers
-        .into_iter()
-        .flat_map(|a| {
-            let node = a.node;
-            a.volumes.into_iter().map(move |v| (node.clone(), v))
-        })
-        .collect();
-    all.sort_by(|(na, a), (nb, b)| (volume_name(a), na).cmp(&(volume_name(b), nb)));
-    all.into_iter().map(|(_, v)| v).collect()
-}
-
-/// Every node's prune report as one: all deleted names (sorted), the space added up.
-pub fn merge_prunes(answers: Vec<VolumePruneResponse>) -> VolumePruneResponse {
-    let mut merged = VolumePruneResponse::default();
-    for answer in answers {
-        merged.volumes_deleted.extend(answer.volumes_deleted);
-        merged.space_reclaimed = merged
-            .space_reclaimed
-            .saturating_add(answer.space_reclaimed);
-    }
-    merged.volumes_deleted.sort();
-    merged
-}
 
 /// dockerd's reading of a volume create body (`httputils.ReadJSON`): an empty body is an
 /// anonymous volume; otherwise JSON only, one document.
@@ -88,32 +28,9 @@ pub fn parse_create_body(body: &[u8]) -> ApiResult<VolumeCreateRequest> {
     super::containers::json_body::read_json(body)
 }
 
-/// The volume named exactly `name`, on whichever node has it.
-async fn locate(state: &AppState, name: &str) -> ApiResult<Option<Located>> {
-    if name.is_empty() {
-        return Ok(None);
-    }
-    let request = VolumeListRequest {
-        filters: BTreeMap::from([("name".to_string(), vec![name.to_string()])]),
-    };
-    let answers: Vec<VolumeListResponse> = state
-        .roster()
-        .await?
-        .gather::<wharf_bus::api::VolumeList>(&request)
-        .await?;
-    Ok(exact(name, answers))
-}
-
 pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
     let request = parse_create_body(&body)?;
-    // dockerd answers a create of an existing name with that volume: ask its node.
-    let node = match locate(&state, &request.name).await? {
-        Some(found) => found.node,
-        None => {
-            let nodes = resolve::nodes(&state).await?;
-            resolve::place(&nodes, &request.labels)?.name.clone()
-        }
-    };
+    let node = volumes::node_for_create(&state, &request).await?;
     let created: Value = state
         .node(&node)
         .call::<api::VolumeCreate>(&request, CREATE_TIMEOUT)
@@ -126,16 +43,8 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<axum::Json<Value>> {
     let q = Query::parse(raw.as_deref());
-    let request = VolumeListRequest {
-        filters: q.filters()?,
-    };
-    let answers: Vec<VolumeListResponse> = state
-        .roster()
-        .await?
-        .gather::<wharf_bus::api::VolumeList>(&request)
-        .await?;
     Ok(axum::Json(serde_json::json!({
-        "Volumes": merge_lists(answers),
+        "Volumes": volumes::list(&state, q.filters()?).await?,
         "Warnings": [],
     })))
 }
@@ -144,7 +53,7 @@ pub async fn inspect(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    match locate(&state, &name).await? {
+    match volumes::locate(&state, &name).await? {
         Some(found) => Ok(axum::Json(found.volume)),
         None => Err(no_such_volume(&name)),
     }
@@ -156,7 +65,7 @@ pub async fn remove(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<StatusCode> {
     let force = Query::parse(raw.as_deref()).flag("force");
-    let Some(found) = locate(&state, &name).await? else {
+    let Some(found) = volumes::locate(&state, &name).await? else {
         // dockerd's purge-on-error: a forced removal of nothing succeeds.
         return if force {
             Ok(StatusCode::NO_CONTENT)
@@ -177,88 +86,12 @@ pub async fn prune(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<axum::Json<VolumePruneResponse>> {
     let q = Query::parse(raw.as_deref());
-    let request = VolumeListRequest {
-        filters: q.filters()?,
-    };
-    let answers: Vec<VolumePruneResponse> = state
-        .roster()
-        .await?
-        .gather::<wharf_bus::api::VolumePrune>(&request)
-        .await?;
-    Ok(axum::Json(merge_prunes(answers)))
+    Ok(axum::Json(volumes::prune(&state, q.filters()?).await?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn answer(node: &str, names: &[&str]) -> VolumeListResponse {
-        VolumeListResponse {
-            node: node.into(),
-            volumes: names
-                .iter()
-                .map(
-                    |n| json!({"Name": n, "Driver": "local", "Mountpoint": format!("/{node}/{n}")}),
-                )
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn lists_merge_sorted_by_name_across_nodes() {
-        let merged = merge_lists(vec![
-            answer("n2", &["web", "alpha"]),
-            answer("n1", &["db", "web"]),
-        ]);
-        let names: Vec<_> = merged.iter().map(volume_name).collect();
-        assert_eq!(names, ["alpha", "db", "web", "web"]);
-        assert_eq!(merged[2]["Mountpoint"], "/n1/web");
-        assert!(merge_lists(vec![]).is_empty());
-    }
-
-    #[test]
-    fn only_the_exact_name_is_found() {
-        let found = exact(
-            "data",
-            vec![answer("n1", &["data2", "mydata"]), answer("n2", &["data"])],
-        )
-        .unwrap();
-        assert_eq!(found.node, "n2");
-        assert_eq!(found.volume["Name"], "data");
-        assert!(exact("dat", vec![answer("n1", &["data"])]).is_none());
-        assert!(exact("data", vec![]).is_none());
-    }
-
-    #[test]
-    fn prunes_merge_names_and_add_up_space() {
-        let merged = merge_prunes(vec![
-            VolumePruneResponse {
-                volumes_deleted: vec!["b".into()],
-                space_reclaimed: 10,
-            },
-            VolumePruneResponse {
-                volumes_deleted: vec!["a".into()],
-                space_reclaimed: 5,
-            },
-        ]);
-        assert_eq!(
-            serde_json::to_value(&merged).unwrap(),
-            json!({"VolumesDeleted": ["a", "b"], "SpaceReclaimed": 15})
-        );
-        // dockerd answers an empty list, not null.
-        assert_eq!(
-            serde_json::to_value(merge_prunes(vec![])).unwrap(),
-            json!({"VolumesDeleted": [], "SpaceReclaimed": 0})
-        );
-    }
-
-    #[test]
-    fn a_missing_volume_reads_as_dockerds() {
-        let err = no_such_volume("v1");
-        assert_eq!(err.status, StatusCode::NOT_FOUND);
-        assert_eq!(err.message, "get v1: no such volume");
-    }
 
     #[test]
     fn create_bodies_are_read_like_dockerd() {

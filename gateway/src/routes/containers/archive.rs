@@ -18,7 +18,7 @@ use wharf_bus::stream::Receiver;
 use wharf_bus::BusError;
 
 use super::json_body::read_json;
-use super::resolve;
+use crate::cluster::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;

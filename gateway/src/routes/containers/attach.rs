@@ -9,8 +9,9 @@ use futures::StreamExt;
 use wharf_bus::api;
 use wharf_bus::container::{AttachRequest, LogsRequest, StdinRequest};
 
+use super::hijack;
 use super::logs::stream_content_type;
-use super::{hijack, resolve};
+use crate::cluster::resolve;
 use crate::error::ApiResult;
 use crate::query::Query;
 use crate::state::AppState;

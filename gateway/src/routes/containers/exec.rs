@@ -13,17 +13,18 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 use wharf_bus::container::{
-    ExecConfig, ExecCreateRequest, ExecCreated, ExecLocation, ExecRef, ExecResizeRequest,
-    ExecStartRequest, StdinRequest,
+    ExecConfig, ExecCreateRequest, ExecCreated, ExecRef, ExecResizeRequest, ExecStartRequest,
+    StdinRequest,
 };
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
 use wharf_bus::{BusError, ErrorKind};
 
 use super::attach::attach_id;
+use super::dimension;
 use super::hijack::{self, Input, Output};
 use super::json_body::read_json;
 use super::logs::{mux_frame, stream_content_type};
-use super::{dimension, resolve};
+use crate::cluster::{execs, resolve};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
@@ -34,10 +35,6 @@ use wharf_bus::api;
 const DETACHED_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest exec start body read (it is three small fields).
 const START_BODY_LIMIT: usize = 64 * 1024;
-
-fn no_such_exec(id: &str) -> ApiError {
-    ApiError::not_found(format!("No such exec instance: {id}"))
-}
 
 /// The body of `POST /exec/{id}/start`.
 #[derive(Debug, Default, Deserialize)]
@@ -90,35 +87,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
-/// The node that says it holds the exec.
-fn holder(exec_id: &str, answers: Vec<ExecLocation>) -> ApiResult<String> {
-    answers
-        .into_iter()
-        .find(|a| a.found)
-        .map(|a| a.node)
-        .ok_or_else(|| no_such_exec(exec_id))
-}
-
-/// Which node holds exec `exec_id`.
-async fn locate(state: &AppState, exec_id: &str) -> ApiResult<String> {
-    if exec_id.is_empty() {
-        return Err(no_such_exec(exec_id));
-    }
-    let answers: Vec<ExecLocation> = state
-        .roster()
-        .await?
-        .gather::<wharf_bus::api::ExecLocate>(&ExecRef {
-            exec_id: exec_id.to_string(),
-        })
-        .await?;
-    holder(exec_id, answers)
-}
-
 pub async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let node = locate(&state, &id).await?;
+    let node = execs::locate(&state, &id).await?;
     let request = ExecRef { exec_id: id };
     Ok(axum::Json(
         state
@@ -136,7 +109,7 @@ pub async fn resize(
     let q = Query::parse(raw.as_deref());
     let height = dimension(&q, "h", "height")?;
     let width = dimension(&q, "w", "width")?;
-    let node = locate(&state, &id).await?;
+    let node = execs::locate(&state, &id).await?;
     let request = ExecResizeRequest {
         exec_id: id,
         height,
@@ -289,7 +262,7 @@ pub async fn start(
         .await
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
     let options: StartBody = read_json(&body)?;
-    let node = locate(&state, &id).await?;
+    let node = execs::locate(&state, &id).await?;
     let mut start = ExecStartRequest {
         exec_id: id.clone(),
         attach_id: String::new(),
@@ -387,22 +360,6 @@ mod tests {
         assert_eq!(start.console_size(ApiVersion(1, 45)), None);
         let start: StartBody = read_json(b"").unwrap();
         assert!(!start.detach && !start.tty);
-    }
-
-    #[test]
-    fn the_exec_is_on_the_node_that_found_it() {
-        let at = |node: &str, found| ExecLocation {
-            node: node.into(),
-            found,
-        };
-        assert_eq!(
-            holder("e1", vec![at("n1", false), at("n2", true)]).unwrap(),
-            "n2"
-        );
-        let err = holder("e1", vec![at("n1", false)]).unwrap_err();
-        assert_eq!(err.status, StatusCode::NOT_FOUND);
-        assert_eq!(err.message, "No such exec instance: e1");
-        assert!(holder("e1", vec![]).is_err());
     }
 
     #[test]

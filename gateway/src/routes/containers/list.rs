@@ -1,18 +1,16 @@
-//! `GET /containers/json`: every node lists its containers; the gateway merges them.
+//! `GET /containers/json`: every node lists its containers; the gateway merges them
+//! ([`cluster::containers::list`]).
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use axum::extract::{RawQuery, State};
 use serde_json::Value;
-use wharf_bus::container::{ListRequest, ListResponse};
+use wharf_bus::container::ListRequest;
 
+use crate::cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
-
-/// Key nodes add for a stable order within one second; never shown to clients.
-const CREATED_NANOS: &str = "_created_nanos";
 
 pub async fn list(
     State(state): State<AppState>,
@@ -20,12 +18,8 @@ pub async fn list(
 ) -> ApiResult<axum::Json<Value>> {
     let q = Query::parse(raw.as_deref());
     let request = list_request(&q)?;
-    let limit = request.limit;
-    let roster = state.roster().await?;
-    let answers: Vec<ListResponse> = roster
-        .gather::<wharf_bus::api::ContainerList>(&request)
-        .await?;
-    Ok(axum::Json(Value::Array(merge(answers, limit))))
+    let containers = cluster::containers::list(&state, &request).await?;
+    Ok(axum::Json(Value::Array(containers)))
 }
 
 /// The list request a query asks for. The old `since=`/`before=` parameters become the filters
@@ -55,82 +49,9 @@ fn list_request(q: &Query) -> ApiResult<ListRequest> {
     })
 }
 
-fn created(v: &Value) -> (i64, i64) {
-    (
-        v.get("Created").and_then(Value::as_i64).unwrap_or(0),
-        v.get(CREATED_NANOS).and_then(Value::as_i64).unwrap_or(0),
-    )
-}
-
-/// Every node's containers as one list, newest first, cut to `limit`.
-pub fn merge(answers: Vec<ListResponse>, limit: Option<i64>) -> Vec<Value> {
-    let mut all: Vec<Value> = answers.into_iter().flat_map(|a| a.containers).collect();
-    all.sort_by(|a, b| match created(b).cmp(&created(a)) {
-        Ordering::Equal => {
-            let id = |v: &Value| v.get("Id").and_then(Value::as_str).map(str::to_string);
-            id(a).cmp(&id(b))
-        }
-        other => other,
-    });
-    if let Some(n) = limit.filter(|n| *n > 0) {
-        all.truncate(n as usize);
-    }
-    for v in &mut all {
-        if let Some(o) = v.as_object_mut() {
-            o.remove(CREATED_NANOS);
-        }
-    }
-    all
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn answer(node: &str, containers: Vec<Value>) -> ListResponse {
-        ListResponse {
-            node: node.into(),
-            containers,
-        }
-    }
-
-    #[test]
-    fn nodes_lists_merge_newest_first_and_lose_the_nanos_key() {
-        let merged = merge(
-            vec![
-                answer(
-                    "n1",
-                    vec![
-                        json!({"Id": "a", "Created": 100, "_created_nanos": 100_000_000_001i64}),
-                        json!({"Id": "c", "Created": 300}),
-                    ],
-                ),
-                answer(
-                    "n2",
-                    vec![json!({"Id": "b", "Created": 100, "_created_nanos": 100_000_000_009i64})],
-                ),
-            ],
-            None,
-        );
-        let ids: Vec<_> = merged.iter().map(|v| v["Id"].as_str().unwrap()).collect();
-        assert_eq!(ids, ["c", "b", "a"]);
-        assert!(merged.iter().all(|v| v.get(CREATED_NANOS).is_none()));
-    }
-
-    #[test]
-    fn a_limit_keeps_the_newest() {
-        let merged = merge(
-            vec![
-                answer("n1", vec![json!({"Id": "old", "Created": 1})]),
-                answer("n2", vec![json!({"Id": "new", "Created": 2})]),
-            ],
-            Some(1),
-        );
-        assert_eq!(merged.len(), 1);
-        assert_eq!(merged[0]["Id"], "new");
-        assert_eq!(merge(vec![answer("n", vec![json!({})])], Some(0)).len(), 1);
-    }
 
     #[test]
     fn list_queries_carry_filters_in_both_shapes_and_old_parameters() {

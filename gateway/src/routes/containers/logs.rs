@@ -11,7 +11,7 @@ use wharf_bus::api;
 use wharf_bus::container::LogsRequest;
 use wharf_bus::stream::Receiver;
 
-use super::resolve;
+use crate::cluster::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;

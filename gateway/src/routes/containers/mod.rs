@@ -1,6 +1,6 @@
 //! `/containers/...`: the container half of the Engine API. Containers live on runtime nodes;
 //! a path's name or ID is resolved on every node ([`resolve::locate`]) and the request goes to
-//! the node that holds the container.
+//! the node that holds the container; a new one goes where [`placement::for_container`] puts it.
 
 pub(super) mod archive;
 mod attach;
@@ -11,8 +11,8 @@ mod hijack;
 pub(crate) mod json_body;
 mod list;
 mod logs;
+mod names;
 mod prune;
-pub(crate) mod resolve;
 mod stats;
 mod update;
 mod wait;
@@ -41,6 +41,8 @@ pub use stats::stats;
 pub use update::update;
 pub use wait::wait;
 
+use crate::cluster::nodes::note_counts;
+use crate::cluster::{placement, resolve};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
@@ -52,22 +54,6 @@ const STOP_MARGIN: Duration = Duration::from_secs(30);
 const LONG_STOP: Duration = Duration::from_secs(600);
 /// Removing a container may delete a large writable layer.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Adjusts the roster's counts of `node` until its next announcement, so that containers
-/// created in quick succession spread over the nodes.
-async fn note_counts(
-    state: &AppState,
-    node: &str,
-    change: impl FnOnce(&mut wharf_bus::container::NodeInfo),
-) {
-    let Ok(roster) = state.roster().await else {
-        return;
-    };
-    if let Some(mut info) = roster.nodes().into_iter().find(|n| n.name == node) {
-        change(&mut info);
-        roster.note(info);
-    }
-}
 
 /// dockerd's reading of a create body: one JSON document with a config in it (the content type
 /// was checked by the route, `content_type::json_post`).
@@ -103,21 +89,10 @@ pub async fn create(
     let body = parse_create_body(&body)?;
     let name = q.get("name").unwrap_or("");
     if !name.is_empty() {
-        resolve::check_name(name)?;
+        names::check_name(name)?;
         resolve::ensure_name_free(&state, name).await?;
     }
-    // A user network decides the node (networks are local to theirs); the body still names
-    // it as the client did, which the node resolves.
-    let home = super::networks::home_of(&state, &body).await?;
-    let nodes = resolve::nodes(&state).await?;
-    let node = match &home {
-        Some((network, home)) => {
-            resolve::place_with_network(&nodes, &body.config.labels, network, home)?
-        }
-        None => resolve::place(&nodes, &body.config.labels)?,
-    }
-    .name
-    .clone();
+    let node = placement::for_container(&state, &body).await?;
     let request = CreateRequest {
         name: if name.is_empty() {
             String::new()
@@ -130,8 +105,8 @@ pub async fn create(
             .filter(|p| !p.is_empty())
             .map(str::to_string),
     };
+    // Creating may unpack the image's layers first.
     let created: CreateResponse = state
-        // Creating may unpack the image's layers first.
         .node(&node)
         .call::<api::ContainerCreate>(&request, Duration::from_secs(300))
         .await?;
@@ -373,7 +348,7 @@ pub async fn rename(
             format!("Error when allocating new name: {}", e.message),
         )
     };
-    resolve::check_name(&new_name).map_err(allocating)?;
+    names::check_name(&new_name).map_err(allocating)?;
     resolve::ensure_name_free(&state, &new_name)
         .await
         .map_err(allocating)?;

@@ -1,10 +1,11 @@
 //! `POST /containers/prune`: every node removes its stopped containers matching the filters;
-//! the gateway adds up the reports.
+//! the gateway adds up the reports ([`cluster::containers::prune`]).
 
 use axum::extract::{RawQuery, State};
-use serde_json::{json, Value};
-use wharf_bus::container::{ContainerPruneResponse, ListRequest};
+use serde_json::Value;
+use wharf_bus::container::ListRequest;
 
+use crate::cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
@@ -26,63 +27,19 @@ fn prune_request(q: &Query) -> ApiResult<ListRequest> {
     })
 }
 
-/// Every node's report as dockerd's one: the deleted IDs (sorted; `null` when none, as Go
-/// encodes an empty slice it never appended to) and the space added up.
-fn merge(answers: Vec<ContainerPruneResponse>) -> Value {
-    let mut deleted: Vec<String> = Vec::new();
-    let mut space: u64 = 0;
-    for answer in answers {
-        deleted.extend(answer.containers_deleted);
-        space = space.saturating_add(answer.space_reclaimed);
-    }
-    deleted.sort();
-    let deleted = if deleted.is_empty() {
-        Value::Null
-    } else {
-        json!(deleted)
-    };
-    json!({"ContainersDeleted": deleted, "SpaceReclaimed": space})
-}
-
 pub async fn prune(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<axum::Json<Value>> {
     let request = prune_request(&Query::parse(raw.as_deref()))?;
-    let answers: Vec<ContainerPruneResponse> = state
-        .roster()
-        .await?
-        .gather::<wharf_bus::api::ContainerPrune>(&request)
-        .await?;
-    Ok(axum::Json(merge(answers)))
+    Ok(axum::Json(
+        cluster::containers::prune(&state, &request).await?,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn report(ids: &[&str], space: u64) -> ContainerPruneResponse {
-        ContainerPruneResponse {
-            containers_deleted: ids.iter().map(|s| s.to_string()).collect(),
-            space_reclaimed: space,
-        }
-    }
-
-    #[test]
-    fn reports_add_up_and_none_deleted_is_null() {
-        assert_eq!(
-            merge(vec![report(&["b", "c"], 10), report(&["a"], 5)]),
-            json!({"ContainersDeleted": ["a", "b", "c"], "SpaceReclaimed": 15})
-        );
-        assert_eq!(
-            merge(vec![report(&[], 0), report(&[], 0)]),
-            json!({"ContainersDeleted": null, "SpaceReclaimed": 0})
-        );
-        assert_eq!(
-            merge(vec![]),
-            json!({"ContainersDeleted": null, "SpaceReclaimed": 0})
-        );
-    }
 
     #[test]
     fn only_label_and_until_filters_are_accepted() {

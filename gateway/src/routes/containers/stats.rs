@@ -11,7 +11,7 @@ use futures::StreamExt;
 use wharf_bus::api;
 use wharf_bus::container::StatsRequest;
 
-use super::resolve;
+use crate::cluster::resolve;
 use crate::error::ApiResult;
 use crate::query::Query;
 use crate::state::AppState;

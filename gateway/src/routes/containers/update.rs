@@ -9,7 +9,7 @@ use wharf_bus::container::UpdateRequest;
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
 
 use super::json_body::read_json;
-use super::resolve;
+use crate::cluster::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::version::ApiVersion;

@@ -13,7 +13,7 @@ use wharf_bus::api;
 use wharf_bus::container::{WaitRequest, WaitResponse};
 use wharf_bus::BusError;
 
-use super::resolve;
+use crate::cluster::resolve;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;

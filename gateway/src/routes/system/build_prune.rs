@@ -48,7 +48,7 @@ pub async fn build_prune(
         all: q.flag("all"),
         filters,
         keep_storage,
-        in_use: crate::routes::images::images_in_use(&state).await?,
+        in_use: crate::cluster::containers::images_in_use(&state).await?,
     };
     let report = endpoint::call::<api::CachePruneUnused>(&state.bus, &request)
         .await

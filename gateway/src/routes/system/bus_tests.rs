@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use wharf_bus::build::{CachePrune, CachePruneReport};
 use wharf_bus::image::{ImageList, ImageRecord};
 
-use super::testutil::{cache_record, image};
 use super::{build_prune, disk_usage};
 use crate::state::AppState;
+use crate::testutil::{cache_record, image};
 use crate::version::ApiVersion;
 
 /// A fake image-store, runtime node and (optionally) builder on a real nats-server, and

@@ -1,17 +1,13 @@
-//! `/system/df`: what images, containers, volumes and the build cache take on disk, asked of
-//! the services at once and summed up as dockerd's `types.DiskUsage`.
-
-use std::collections::HashMap;
+//! `/system/df`: what images, containers, volumes and the build cache take on disk, gathered
+//! and accounted by [`cluster::disk_usage`], rendered as dockerd's `types.DiskUsage`.
 
 use axum::extract::{RawQuery, State};
 use axum::Extension;
 use serde_json::{json, Map, Value};
-use sha2::Digest;
 use wharf_bus::build::CacheRecord;
-use wharf_bus::endpoint::{self, Empty};
-use wharf_bus::image::{ImageList, ImageRecord};
-use wharf_bus::{api, ErrorKind};
 
+use crate::cluster;
+use crate::cluster::disk_usage::{image_usage, volume_usage, Parts, Usage};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::render;
@@ -20,30 +16,12 @@ use crate::version::ApiVersion;
 
 /// What `GET /system/df` reports: everything before API 1.42 or without `type`, otherwise
 /// the types asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DfParts {
-    pub containers: bool,
-    pub images: bool,
-    pub volumes: bool,
-    pub build_cache: bool,
-}
-
-pub fn df_parts(q: &Query, version: ApiVersion) -> ApiResult<DfParts> {
+pub fn df_parts(q: &Query, version: ApiVersion) -> ApiResult<Parts> {
     let types = q.all("type");
     if !version.at_least(1, 42) || types.is_empty() {
-        return Ok(DfParts {
-            containers: true,
-            images: true,
-            volumes: true,
-            build_cache: true,
-        });
+        return Ok(Parts::ALL);
     }
-    let mut parts = DfParts {
-        containers: false,
-        images: false,
-        volumes: false,
-        build_cache: false,
-    };
+    let mut parts = Parts::NONE;
     for t in types {
         match t.as_str() {
             "container" => parts.containers = true,
@@ -58,86 +36,6 @@ pub fn df_parts(q: &Query, version: ApiVersion) -> ApiResult<DfParts> {
         }
     }
     Ok(parts)
-}
-
-/// An image's layers as dockerd's layer store knows them: by chain ID (the layer with
-/// everything under it), each with its unpacked size.
-fn chain_ids(record: &ImageRecord) -> Vec<(String, u64)> {
-    let mut chain = String::new();
-    record
-        .layers
-        .iter()
-        .map(|layer| {
-            chain = if chain.is_empty() {
-                layer.diff_id.clone()
-            } else {
-                let digest = sha2::Sha256::digest(format!("{chain} {}", layer.diff_id));
-                format!("sha256:{}", hex::encode(digest))
-            };
-            (chain.clone(), layer.unpacked_size)
-        })
-        .collect()
-}
-
-/// dockerd's image part of `/system/df`: `LayersSize` is the size of every distinct layer of
-/// every image (`all`, intermediate ones too); each image `docker images` shows (`shown`) gets
-/// its `SharedSize` (its layers some other image also has) and how many containers use it.
-pub fn image_usage(
-    all: &[ImageRecord],
-    shown: &[ImageRecord],
-    containers: &[Value],
-    version: ApiVersion,
-) -> (u64, Vec<Value>) {
-    let mut layers: HashMap<String, (usize, u64)> = HashMap::new();
-    for record in all {
-        for (chain, size) in chain_ids(record) {
-            layers.entry(chain).or_insert((0, size)).0 += 1;
-        }
-    }
-    let layers_size = layers.values().map(|(_, size)| size).sum();
-    let images = shown
-        .iter()
-        .map(|record| {
-            let shared: u64 = chain_ids(record)
-                .iter()
-                .filter(|(chain, _)| layers.get(chain).is_some_and(|(refs, _)| *refs > 1))
-                .map(|(_, size)| size)
-                .sum();
-            let used = containers
-                .iter()
-                .filter(|c| c["ImageID"].as_str() == Some(record.id.as_str()))
-                .count();
-            let mut summary = render::summary(record, version);
-            summary["SharedSize"] = json!(shared);
-            summary["Containers"] = json!(used);
-            summary
-        })
-        .collect();
-    (layers_size, images)
-}
-
-/// Volumes with dockerd's `UsageData`: `RefCount` counts the containers (in any state) that
-/// mount the volume; `Size` is the node's figure when it gives one, else -1 ("not available").
-pub fn volume_usage(volumes: Vec<Value>, containers: &[Value]) -> Vec<Value> {
-    volumes
-        .into_iter()
-        .map(|mut volume| {
-            let name = volume["Name"].as_str().unwrap_or("").to_string();
-            let refs = containers
-                .iter()
-                .filter(|c| {
-                    c["Mounts"].as_array().is_some_and(|mounts| {
-                        mounts
-                            .iter()
-                            .any(|m| m["Type"] == "volume" && m["Name"].as_str() == Some(&name))
-                    })
-                })
-                .count();
-            let size = volume["UsageData"]["Size"].as_i64().unwrap_or(-1);
-            volume["UsageData"] = json!({"Size": size, "RefCount": refs});
-            volume
-        })
-        .collect()
 }
 
 /// A build cache record as dockerd shows it: from API 1.42 the deprecated `Parent` gives way
@@ -171,25 +69,24 @@ pub fn cache_record_json(record: &CacheRecord, version: ApiVersion) -> Value {
     Value::Object(v)
 }
 
-/// What the services answered for `/system/df`; `None` for a part not asked for (or, for the
-/// build cache, when no builder answers).
-#[derive(Debug, Default)]
-pub struct Usage {
-    /// Every image, and those `docker images` shows.
-    pub images: Option<(Vec<ImageRecord>, Vec<ImageRecord>)>,
-    /// Every container (with sizes when the containers part is asked for).
-    pub containers: Option<Vec<Value>>,
-    pub volumes: Option<Vec<Value>>,
-    pub build_cache: Option<Vec<CacheRecord>>,
-}
-
-/// dockerd's `GET /system/df` body (`types.DiskUsage`).
-pub fn disk_usage_json(usage: Usage, parts: DfParts, version: ApiVersion) -> Value {
+/// dockerd's `GET /system/df` body (`types.DiskUsage`): each image as `docker images` shows it
+/// with its `SharedSize` and `Containers`.
+pub fn disk_usage_json(usage: Usage, parts: Parts, version: ApiVersion) -> Value {
     let containers = usage.containers.unwrap_or_default();
     let (layers_size, images) = match &usage.images {
         Some((all, shown)) => {
-            let (size, images) = image_usage(all, shown, &containers, version);
-            (size, json!(images))
+            let accounted = image_usage(all, shown, &containers);
+            let images: Vec<Value> = shown
+                .iter()
+                .zip(accounted.images)
+                .map(|(record, counts)| {
+                    let mut summary = render::summary(record, version);
+                    summary["SharedSize"] = json!(counts.shared_size);
+                    summary["Containers"] = json!(counts.containers);
+                    summary
+                })
+                .collect();
+            (accounted.layers_size, json!(images))
         }
         None => (0, Value::Null),
     };
@@ -220,103 +117,30 @@ pub fn disk_usage_json(usage: Usage, parts: DfParts, version: ApiVersion) -> Val
     out
 }
 
-async fn list_images(state: &AppState, all: bool) -> ApiResult<Vec<ImageRecord>> {
-    let request = ImageList {
-        all,
-        ..Default::default()
-    };
-    Ok(endpoint::call::<api::ImageListAll>(&state.bus, &request).await?)
-}
-
-/// The build cache records; `None` when no builder answers (`docker system df` still works).
-async fn build_cache(state: &AppState) -> ApiResult<Option<Vec<CacheRecord>>> {
-    let listed = endpoint::call::<api::CacheList>(&state.bus, &Empty).await;
-    match listed {
-        Ok(records) => Ok(Some(records)),
-        Err(e) if e.kind == ErrorKind::Unavailable => {
-            tracing::debug!("no build cache in df: {}", e.message);
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `GET /system/df`: the same bus requests as `docker images`, `docker ps -as` and
-/// `docker volume ls`, plus the builders' cache index, asked at once.
+/// `GET /system/df`.
 pub async fn disk_usage(
     State(state): State<AppState>,
     Extension(version): Extension<ApiVersion>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<axum::Json<Value>> {
     let parts = df_parts(&Query::parse(raw.as_deref()), version)?;
-    let containers = async {
-        if !(parts.containers || parts.images || parts.volumes) {
-            return Ok(None);
-        }
-        // Sizes cost a walk of each container's files: only when they are shown.
-        let query = if parts.containers {
-            "all=1&size=1"
-        } else {
-            "all=1"
-        };
-        let listed = crate::routes::containers::list(
-            State(state.clone()),
-            RawQuery(Some(query.to_string())),
-        )
-        .await?;
-        Ok::<_, ApiError>(Some(listed.0.as_array().cloned().unwrap_or_default()))
-    };
-    let images = async {
-        if !parts.images {
-            return Ok(None);
-        }
-        let (all, shown) = tokio::try_join!(list_images(&state, true), list_images(&state, false))?;
-        Ok::<_, ApiError>(Some((all, shown)))
-    };
-    let volumes = async {
-        if !parts.volumes {
-            return Ok(None);
-        }
-        let listed = crate::routes::volumes::list(State(state.clone()), RawQuery(None)).await?;
-        Ok::<_, ApiError>(Some(
-            listed.0["Volumes"].as_array().cloned().unwrap_or_default(),
-        ))
-    };
-    let cache = async {
-        if !parts.build_cache {
-            return Ok(None);
-        }
-        build_cache(&state).await
-    };
-    let (containers, images, volumes, build_cache) =
-        tokio::try_join!(containers, images, volumes, cache)?;
-    let usage = Usage {
-        images,
-        containers,
-        volumes,
-        build_cache,
-    };
+    let usage = cluster::disk_usage::gather(&state, parts).await?;
     Ok(axum::Json(disk_usage_json(usage, parts, version)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::system::testutil::{cache_record, image};
+    use crate::testutil::{cache_record, image};
     use axum::http::StatusCode;
 
     #[test]
     fn df_types_are_read_from_api_1_42() {
-        let all = DfParts {
-            containers: true,
-            images: true,
-            volumes: true,
-            build_cache: true,
-        };
+        let all = Parts::ALL;
         let q = Query::parse(Some("type=image&type=build-cache"));
         assert_eq!(
             df_parts(&q, ApiVersion::CURRENT).unwrap(),
-            DfParts {
+            Parts {
                 containers: false,
                 images: true,
                 volumes: false,
@@ -334,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn image_usage_counts_distinct_layers_shared_sizes_and_containers() {
+    fn images_show_as_docker_images_does_with_their_usage() {
         // A base, a build step on it (hidden from `docker images`) and the tagged result with
         // the step's layers; another image whose layer has the same diff ID on another base.
         let base = image(
@@ -363,9 +187,19 @@ mod tests {
             json!({"Id": "c2", "ImageID": app.id}),
             json!({"Id": "c3", "ImageID": base.id}),
         ];
-        let (layers_size, images) = image_usage(&all, &shown, &containers, ApiVersion::CURRENT);
+        let usage = Usage {
+            images: Some((all, shown)),
+            containers: Some(containers),
+            ..Default::default()
+        };
+        let parts = Parts {
+            images: true,
+            ..Parts::NONE
+        };
+        let v = disk_usage_json(usage, parts, ApiVersion::CURRENT);
         // a, a+b (one chain for step and app), c, c+b: b counts twice, under two chains.
-        assert_eq!(layers_size, 1000 + 200 + 50 + 200);
+        assert_eq!(v["LayersSize"], 1000 + 200 + 50 + 200);
+        let images = v["Images"].as_array().unwrap();
         assert_eq!(images.len(), 3);
         assert_eq!(images[0]["Id"], json!(app.id));
         assert_eq!(images[0]["RepoTags"], json!(["app:v1"]));
@@ -376,23 +210,7 @@ mod tests {
         assert_eq!(images[1]["Containers"], 1);
         assert_eq!(images[2]["SharedSize"], 0);
         assert_eq!(images[2]["Containers"], 0);
-    }
-
-    #[test]
-    fn volume_usage_counts_the_containers_that_mount_each_volume() {
-        let volumes = vec![
-            json!({"Name": "data", "Driver": "local"}),
-            json!({"Name": "idle", "Driver": "local", "UsageData": {"Size": 4096, "RefCount": 7}}),
-        ];
-        let containers = vec![
-            json!({"Id": "c1", "Mounts": [{"Type": "volume", "Name": "data"}, {"Type": "bind", "Source": "/data"}]}),
-            json!({"Id": "c2", "Mounts": [{"Type": "volume", "Name": "data"}]}),
-            json!({"Id": "c3", "Mounts": [{"Type": "bind", "Name": "idle"}]}),
-        ];
-        let out = volume_usage(volumes, &containers);
-        assert_eq!(out[0]["UsageData"], json!({"Size": -1, "RefCount": 2}));
-        assert_eq!(out[0]["Driver"], "local");
-        assert_eq!(out[1]["UsageData"], json!({"Size": 4096, "RefCount": 0}));
+        assert_eq!(v["Containers"], Value::Null, "not asked for");
     }
 
     #[test]
@@ -416,7 +234,7 @@ mod tests {
 
     #[test]
     fn df_leaves_out_what_was_not_asked_for() {
-        let parts = DfParts {
+        let parts = Parts {
             containers: false,
             images: false,
             volumes: false,
@@ -437,7 +255,7 @@ mod tests {
                 ],
             })
         );
-        let all = DfParts {
+        let all = Parts {
             containers: true,
             images: true,
             volumes: true,

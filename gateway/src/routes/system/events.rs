@@ -1,23 +1,20 @@
-//! `/events`: events from the bus, replayed from the JetStream stream that records them for
-//! `--since`, filtered as dockerd does, and ended at `--until`.
+//! `/events`: the events [`cluster::events::replay`] gives for `--since` and `--until`,
+//! filtered and written as dockerd does.
 
 use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_bus::events::Event;
-use wharf_bus::subjects;
 
+use crate::cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::state::AppState;
-
-/// Name of the JetStream stream that keeps recent events for `docker events --since`.
-pub const EVENTS_STREAM: &str = "WHARF_EVENTS";
 
 /// A point in time as `docker events --since/--until` sends it: unix seconds with optional
 /// fraction, or RFC 3339.
@@ -132,99 +129,6 @@ fn render_event(event: &Event) -> Vec<u8> {
     line
 }
 
-/// Creates (or finds) the JetStream stream that records every event, so `--since` can replay them.
-pub async fn ensure_events_stream(
-    js: &async_nats::jetstream::Context,
-) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError>
-{
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: EVENTS_STREAM.to_string(),
-        subjects: vec![subjects::EVENTS_ALL.to_string()],
-        max_age: std::time::Duration::from_secs(24 * 3600),
-        max_messages: 100_000,
-        ..Default::default()
-    })
-    .await
-}
-
-/// An event as read from the bus, with how many recorded events follow it (JetStream only).
-struct Recorded {
-    payload: Vec<u8>,
-    pending: Option<u64>,
-}
-
-/// Source of events: JetStream (history for `--since`) when the bus has it, a plain
-/// subscription otherwise. Also returns how many recorded events the replay holds (`None`
-/// without JetStream).
-async fn event_source(
-    state: &AppState,
-    since: Option<i64>,
-) -> ApiResult<(futures::stream::BoxStream<'static, Recorded>, Option<u64>)> {
-    let unavailable = |e: &dyn std::fmt::Display| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot read events: {e}"),
-        )
-    };
-    match ensure_events_stream(&state.jetstream).await {
-        Ok(stream) => {
-            let deliver_policy = match since {
-                Some(nanos) => async_nats::jetstream::consumer::DeliverPolicy::ByStartTime {
-                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
-                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-                },
-                None => async_nats::jetstream::consumer::DeliverPolicy::New,
-            };
-            let mut consumer = stream
-                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-                    deliver_policy,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| unavailable(&e))?;
-            let recorded = consumer
-                .info()
-                .await
-                .map(|i| i.num_pending)
-                .map_err(|e| unavailable(&e))?;
-            let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
-            let source = messages.filter_map(|m| async move {
-                let m = m.ok()?;
-                let pending = m.info().ok().map(|i| i.pending);
-                Some(Recorded {
-                    payload: m.payload.to_vec(),
-                    pending,
-                })
-            });
-            Ok((source.boxed(), Some(recorded)))
-        }
-        Err(e) => {
-            tracing::debug!("JetStream unavailable for events ({e}); live events only");
-            let sub = state
-                .bus
-                .subscribe(subjects::EVENTS_ALL.to_string())
-                .await
-                .map_err(|e| unavailable(&e))?;
-            Ok((
-                sub.map(|m| Recorded {
-                    payload: m.payload.to_vec(),
-                    pending: None,
-                })
-                .boxed(),
-                None,
-            ))
-        }
-    }
-}
-
-/// When the response ends: with an `until` in the past, once the recorded events are replayed;
-/// with one in the future, at that time; without one, never.
-enum End {
-    AfterReplay,
-    At(tokio::time::Instant),
-    Never,
-}
-
 pub async fn events(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let filters = q.filters()?;
@@ -243,55 +147,14 @@ pub async fn events(State(state): State<AppState>, RawQuery(raw): RawQuery) -> A
         .filter(|s| !s.is_empty())
         .map(parse_time)
         .transpose()?;
-    let (source, recorded) = event_source(&state, since).await?;
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let end = match until {
-        Some(u) if u <= now && recorded.is_some() => End::AfterReplay,
-        Some(u) => End::At(
-            tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64),
-        ),
-        None => End::Never,
+    let events =
+        cluster::events::replay(&state, since, until, move |e| matches(e, &filters)).await?;
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    let Some(events) = events else {
+        return Ok((json, Body::empty()).into_response());
     };
-    if matches!(end, End::AfterReplay) && recorded == Some(0) {
-        return Ok(([(header::CONTENT_TYPE, "application/json")], Body::empty()).into_response());
-    }
-    let body = futures::stream::unfold(Some(source), move |source| {
-        let filters = filters.clone();
-        let end_at = match end {
-            End::At(t) => Some(t),
-            _ => None,
-        };
-        let after_replay = matches!(end, End::AfterReplay);
-        async move {
-            let mut source = source?;
-            loop {
-                let next = match end_at {
-                    Some(t) => tokio::time::timeout_at(t, source.next()).await.ok()?,
-                    None => source.next().await,
-                }?;
-                let last = after_replay && next.pending == Some(0);
-                let event = serde_json::from_slice::<Event>(&next.payload).ok();
-                let wanted = event.as_ref().filter(|e| {
-                    until.map(|u| e.time_nano <= u).unwrap_or(true)
-                        && since.map(|s| e.time_nano >= s).unwrap_or(true)
-                        && matches(e, &filters)
-                });
-                match (wanted, last) {
-                    (Some(e), last) => {
-                        let rest = if last { None } else { Some(source) };
-                        return Some((Ok::<_, std::io::Error>(render_event(e)), rest));
-                    }
-                    (None, true) => return None,
-                    (None, false) => continue,
-                }
-            }
-        }
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response())
+    let lines = events.map(|e| Ok::<_, std::io::Error>(render_event(&e)));
+    Ok((json, Body::from_stream(lines)).into_response())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use wharf_bus::endpoint::{self, Empty};
 use wharf_bus::image::ImageList;
 
 use super::ping::kernel_version;
+use crate::cluster;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -44,20 +45,6 @@ fn cgroup_version() -> &'static str {
     }
 }
 
-/// What every node enforces (a protection one node lacks is not listed): seccomp always,
-/// `userns` where every node remaps.
-fn security_options(nodes: &[wharf_bus::container::NodeInfo]) -> Vec<String> {
-    let Some(first) = nodes.first() else {
-        return vec!["name=seccomp,profile=builtin".to_string()];
-    };
-    first
-        .security_options
-        .iter()
-        .filter(|o| nodes.iter().all(|n| n.security_options.contains(o)))
-        .cloned()
-        .collect()
-}
-
 pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     // Counts come from the services; a service that is down leaves its count at zero rather than
     // failing `docker info`.
@@ -88,11 +75,8 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
         }
     }
     // Container counts are the sums of the runtime nodes' last announcements.
-    let nodes = match state.roster().await {
-        Ok(roster) => roster.nodes_or_discover().await,
-        Err(_) => Vec::new(),
-    };
-    let count = |f: fn(&wharf_bus::container::NodeInfo) -> u64| nodes.iter().map(f).sum::<u64>();
+    let nodes = cluster::nodes::connected_or_none(&state).await;
+    let counts = cluster::nodes::counts(&nodes);
     let hostname = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -100,10 +84,10 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     Ok(axum::Json(json!({
         "ID": state.engine_id,
-        "Containers": count(|n| n.containers),
-        "ContainersRunning": count(|n| n.running),
-        "ContainersPaused": count(|n| n.paused),
-        "ContainersStopped": count(|n| n.stopped),
+        "Containers": counts.containers,
+        "ContainersRunning": counts.running,
+        "ContainersPaused": counts.paused,
+        "ContainersStopped": counts.stopped,
         "Images": images.len(),
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
@@ -172,7 +156,7 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": security_options(&nodes),
+        "SecurityOptions": cluster::nodes::security_options(&nodes),
         "Warnings": []
     })))
 }

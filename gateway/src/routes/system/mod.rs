@@ -9,11 +9,9 @@ mod disk_usage;
 mod events;
 mod info;
 mod ping;
-#[cfg(test)]
-mod testutil;
 
 pub use build_prune::build_prune;
 pub use disk_usage::disk_usage;
-pub use events::{ensure_events_stream, events};
+pub use events::events;
 pub use info::info;
 pub use ping::{ping, version};

@@ -1,11 +1,11 @@
-//! Test fixtures shared by the `/system/df` and `/build/prune` tests: image and build cache
-//! records as the services send them.
+//! Test fixtures shared by the disk usage and build cache tests: image and build cache records
+//! as the services send them.
 
 use serde_json::{json, Value};
 use wharf_bus::build::CacheRecord;
 use wharf_bus::image::ImageRecord;
 
-pub(super) fn image(
+pub(crate) fn image(
     id: char,
     layers: &[(char, u64)],
     tags: &[&str],
@@ -31,7 +31,7 @@ pub(super) fn image(
     .unwrap()
 }
 
-pub(super) fn cache_record(id: &str, parent: &str, size: u64) -> CacheRecord {
+pub(crate) fn cache_record(id: &str, parent: &str, size: u64) -> CacheRecord {
     CacheRecord {
         id: id.into(),
         parent: parent.into(),
