@@ -1,5 +1,5 @@
 //! The events of every service and node as `docker events` reads them. Services publish under
-//! `wharf.v1.events.>`; a JetStream stream ([`EVENTS_STREAM`], kept 24 hours) records them, so
+//! `wharf.v1.events.>`; a JetStream stream ([`events::STREAM`], kept 24 hours) records them, so
 //! `--since` replays what happened before the client asked, then follows live events; `--until`
 //! ends the replay (in the past) or the wait (in the future). Without JetStream only live
 //! events are seen.
@@ -9,14 +9,11 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use wharf_bus::events::Event;
+use wharf_bus::events::{self, Event};
 use wharf_bus::subjects;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-
-/// Name of the JetStream stream that keeps recent events for `docker events --since`.
-pub const EVENTS_STREAM: &str = "WHARF_EVENTS";
 
 /// Creates (or finds) the JetStream stream that records every event, so `--since` can replay them.
 pub async fn ensure_events_stream(
@@ -24,7 +21,7 @@ pub async fn ensure_events_stream(
 ) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError>
 {
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: EVENTS_STREAM.to_string(),
+        name: events::STREAM.to_string(),
         subjects: vec![subjects::EVENTS_ALL.to_string()],
         max_age: std::time::Duration::from_secs(24 * 3600),
         max_messages: 100_000,
