@@ -222,5 +222,13 @@ fn an_exec_is_framed_as_its_start_asks() {
         [(1, b"out\n".to_vec()), (2, b"err\n".to_vec())],
         "one frame per stream"
     );
+    // Whether the process gets a terminal is the exec's own Tty, as in dockerd: started with a
+    // TTY, an exec created without one has none (no \r\n), its output sent unframed.
+    let id = exec_create(&stack.socket, "idle", without);
+    let (content_type, out) = exec_start(&stack.socket, &id, r#"{"Detach":false,"Tty":true}"#);
+    assert_eq!(content_type, "application/vnd.docker.raw-stream");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("out\n") && text.contains("err\n"), "{text:?}");
+    assert!(!text.contains('\r'), "no terminal: {text:?}");
     d.ok(&["rm", "-f", "idle"]);
 }

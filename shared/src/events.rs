@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::subjects;
 
 /// The JetStream stream recording every event (`docker events --since` replays it); the gateway
-/// creates it (`gateway/src/routes/system.rs`, `EVENTS_STREAM`) and alone may read it.
+/// creates it (`gateway/src/cluster/events.rs`) and alone may read it.
 pub const STREAM: &str = "WHARF_EVENTS";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -186,7 +186,9 @@ async fn spawn_and_start(
         }
         st.started = true;
     }
-    let tty = req.tty || exec.config.tty;
+    // The process gets a terminal when the exec was created with one, as in dockerd; the
+    // start's Tty only says how the gateway frames the output.
+    let tty = exec.config.tty;
     // The shim process starts while the launch is put together.
     let starting = StartingShim::start(&node.options.shim_binary, &exec.dir)
         .map_err(|e| internal("cannot start the exec's shim", e))?;
@@ -283,7 +285,7 @@ pub async fn start_attached(
 ) -> Result<(), BusError> {
     let (exec, c) = find(node, &req.exec_id)?;
     let cfg = &exec.config;
-    let tty = req.tty || cfg.tty;
+    let tty = cfg.tty;
     let want_stdin = cfg.attach_stdin && !req.attach_id.is_empty();
     let slot = want_stdin.then(|| streams::slot_for(node, &req.attach_id, &cfg.detach_keys));
     let stream = spawn_and_start(
