@@ -11,8 +11,8 @@ pub mod shim;
 pub mod snapshot;
 pub mod userns;
 pub mod volume;
-pub mod xattrs;
 mod worker;
+pub mod xattrs;
 
 pub mod service;
 

@@ -1,15 +1,13 @@
 //! Extended attributes, the one way the runtime reads and writes them: on open descriptors
-//! (layers being unpacked, volume copy-up, overlay's opaque marker) and on a name inside a
-//! directory descriptor without following it (symlinks and device nodes in layers). Built on
-//! the `xattr` crate; a file system without extended attributes answers `EOPNOTSUPP`, which
-//! callers decide about.
+//! (volume copy-up, overlay's opaque marker, `docker diff`'s opaque directories). Built on the
+//! `xattr` crate; a file system without extended attributes answers `EOPNOTSUPP`, which callers
+//! decide about. (Layers' PAX xattrs are set by the tar core, `wharf_untar`.)
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
 
 use xattr::FileExt;
 
@@ -36,26 +34,12 @@ pub fn list(fd: &impl AsFd) -> io::Result<Vec<OsString>> {
     with_file(fd, |f| f.list_xattr().map(|names| names.collect()))
 }
 
-/// Sets attribute `xname` of `name` in the directory `parent` without following `name` (a
-/// symlink gets the attribute itself). The directory is named by its descriptor
-/// (`/proc/self/fd/N`, which is that very directory).
-pub fn set_at_nofollow(
-    parent: &impl AsFd,
-    name: &OsStr,
-    xname: &OsStr,
-    value: &[u8],
-) -> io::Result<()> {
-    let mut path = format!("/proc/self/fd/{}/", parent.as_fd().as_raw_fd()).into_bytes();
-    path.extend_from_slice(name.as_bytes());
-    xattr::set(OsStr::from_bytes(&path), xname, value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn attributes_round_trip_on_descriptors_and_names() {
+    fn attributes_round_trip_on_descriptors() {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"x").unwrap();
@@ -69,9 +53,7 @@ mod tests {
         assert_eq!(get(&file, name).unwrap(), Some(b"one".to_vec()));
         assert!(list(&file).unwrap().iter().any(|n| n == name));
         assert_eq!(get(&file, OsStr::new("user.wharf.none")).unwrap(), None);
-        let parent = File::open(dir.path()).unwrap();
-        set_at_nofollow(&parent, OsStr::new("f"), name, b"two").unwrap();
-        assert_eq!(get(&file, name).unwrap(), Some(b"two".to_vec()));
+        set(&file, name, b"two").unwrap();
         // The descriptor is still open and still the caller's.
         assert_eq!(get(&file, name).unwrap(), Some(b"two".to_vec()));
     }

@@ -1,295 +1,175 @@
-//! Unpacks one layer tar into an empty directory, treating every entry as hostile.
+//! Unpacks one layer tar into an empty directory with the confined tar core (`wharf_untar`),
+//! treating every entry as hostile. What is the layer's own:
 //!
-//! - Names are made relative (leading `/` dropped); a `..` component refuses the layer.
-//! - Parents are opened from the layer root without following any symlink (see [`beneath`]); an
-//!   entry whose path passes through a symlink refuses the layer. Symlinks themselves are written
-//!   as they are: they are resolved later, inside the container's root.
+//! - Names are made relative (leading `/` dropped); a `..` component or a NUL byte refuses the
+//!   layer.
+//! - Parents are opened beneath the layer root without following any symlink; an entry whose
+//!   path passes through a symlink refuses the layer. Symlinks themselves are written as they
+//!   are: they are resolved later, inside the container's root.
 //! - Hard links may only point to something this layer already wrote (the directory starts
 //!   empty), found the same way, and never to a directory.
 //! - Devices and fifos are made as dockerd makes them when it runs as root; whiteout markers
 //!   become overlayfs whiteouts (see [`whiteout`]).
 //! - An entry repeated in the layer replaces the earlier one (directories merge), as in Docker.
-//! - Owners, modes (setuid/setgid/sticky included), PAX xattrs and mtimes are kept; directory
-//!   times are set last, once their contents are in place.
+//! - Owners, modes (setuid/setgid/sticky included), PAX xattrs (not overlayfs' own) and mtimes
+//!   are kept; directory times are set last, once their contents are in place.
+//!
+//! Failures keep the snapshotter's words: refused entries are [`SnapshotError::UnsafeEntry`],
+//! unreadable ones [`SnapshotError::Malformed`].
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt as _;
+use std::io::Read;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{self, AtFlags, OFlag};
-use nix::sys::stat::{self, Mode, SFlag};
-use nix::sys::time::TimeSpec;
-use nix::unistd;
 use tar::EntryType;
+use wharf_untar::{
+    header, EntryPath, Error, Hooks, Item, Kind, LinkProblem, Names, Op, Options, Place, Problem,
+    Root,
+};
 
-use super::beneath::{self, LayerDir};
-use super::entry_path::EntryPath;
 use super::error::{Result, SnapshotError};
-use super::metadata::{self, Attrs};
 use super::whiteout;
-
-/// Size of the copy buffer for file contents.
-const COPY_BUFFER: usize = 256 * 1024;
 
 /// Unpacks the tar read from `reader` into `dest` (an empty directory).
 pub(crate) fn extract(reader: impl Read, dest: &Path) -> Result<()> {
-    let layer = LayerDir::open(dest)
+    let root = Root::beneath(dest)
         .map_err(|e| SnapshotError::io(format!("opening {}", dest.display()), e))?;
-    let mut unpacker = Unpacker {
-        layer,
-        dir_times: HashMap::new(),
-        buffer: vec![0; COPY_BUFFER],
-    };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|e| SnapshotError::reading("reading the layer tar", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| SnapshotError::reading("reading the layer tar", e))?;
-        unpacker.entry(&mut entry)?;
-    }
-    unpacker.finish()
+    let mut layer = Layer { refused: None };
+    wharf_untar::extract(reader, &root, &Options::new(Names::NoDotDot), &mut layer)?;
+    Ok(())
 }
 
-struct Unpacker {
-    layer: LayerDir,
-    /// Directory times to set at the end (the last entry for a directory wins).
-    dir_times: HashMap<EntryPath, TimeSpec>,
-    buffer: Vec<u8>,
+/// The layer's reading of headers, its whiteouts and its words for failures.
+struct Layer {
+    /// Why the entry just read cannot be made (a link without a target), said only if it is
+    /// to be made: the layer root and whiteouts take any type.
+    refused: Option<SnapshotError>,
 }
 
-impl Unpacker {
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
-        let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
+impl Hooks for Layer {
+    type Error = SnapshotError;
+
+    fn read<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<Option<Item>> {
+        if entry.header().entry_type() == EntryType::XGlobalHeader {
             // Docker ignores global PAX headers too.
-            return Ok(());
+            return Ok(None);
         }
-        let raw = entry.path_bytes().into_owned();
-        let path = EntryPath::parse(&raw).map_err(|r| SnapshotError::unsafe_entry(&raw, r))?;
-        let attrs = Attrs::of(entry)
-            .map_err(|e| SnapshotError::reading(&format!("reading entry {}", lossy(&raw)), e))?;
-        let Some(name) = path.name() else {
-            // The layer root (`./`) is the snapshot directory: it keeps its own attributes.
-            return Ok(());
+        let name = entry.path_bytes().into_owned();
+        let reading = |e| SnapshotError::reading(&format!("reading entry {}", lossy(&name)), e);
+        let (uid, gid, mode) = header::ids_and_mode(entry.header()).map_err(reading)?;
+        let owner = (id_of(uid).map_err(reading)?, id_of(gid).map_err(reading)?);
+        let mtime = header::mtime(entry.header());
+        let pax = header::pax(entry).map_err(reading)?;
+        self.refused = None;
+        let kind = match header::kind(entry) {
+            // The tar crate reads GNU sparse files as their whole content.
+            Ok(Kind::Other(b'S')) => Kind::File,
+            Ok(Kind::Symlink(target)) => {
+                if target.is_empty() || target.contains(&0) {
+                    self.refused = Some(malformed(&name, "a symlink with an empty or NUL target"));
+                }
+                Kind::Symlink(target)
+            }
+            Ok(kind) => kind,
+            Err(missing) => {
+                self.refused = Some(malformed(&name, missing));
+                Kind::Other(0)
+            }
         };
-        if whiteout::is_marker(name) {
-            return whiteout::apply(&self.layer, &path, &raw, &attrs);
+        Ok(Some(Item {
+            name,
+            kind,
+            owner: Some(owner),
+            mode: mode & 0o7777,
+            mtime: pax.mtime.unwrap_or(mtime),
+            xattrs: pax.xattrs,
+        }))
+    }
+
+    fn place(&mut self, root: &Root, path: &EntryPath, item: &Item) -> Result<Place> {
+        if path.name().is_some_and(whiteout::is_marker) {
+            whiteout::apply(root, path, item)?;
+            return Ok(Place::Done);
         }
-        let parent = self
-            .layer
-            .dir(path.parent(), true)
-            .map_err(|e| SnapshotError::unsafe_entry(&raw, e.reason()))?;
+        match self.refused.take() {
+            Some(refused) => Err(refused),
+            None => Ok(Place::Make),
+        }
+    }
+
+    fn error(&self, error: Error) -> SnapshotError {
+        let (raw, problem) = match error {
+            Error::Archive(e) => return SnapshotError::reading("reading the layer tar", e),
+            Error::Finish { path, errno, .. } => {
+                return SnapshotError::io(
+                    format!("setting times of {:?}", path.components()),
+                    errno.into(),
+                )
+            }
+            Error::Entry { entry, problem, .. } => (entry, problem),
+        };
+        let refuse = |reason: String| SnapshotError::unsafe_entry(&raw, reason);
         let failed = |what: &str, e: Errno| {
             SnapshotError::io(format!("{what} {}", lossy(&raw)), std::io::Error::from(e))
         };
-        match kind {
-            EntryType::Directory => {
-                let existing = beneath::lstat_at(&parent, name).map_err(|e| failed("stat", e))?;
-                match existing {
-                    Some(st) if beneath::file_type(&st) == SFlag::S_IFDIR => {}
-                    Some(_) => {
-                        beneath::remove_at(&parent, name).map_err(|e| failed("replacing", e))?;
-                        make_dir(&parent, name).map_err(|e| failed("creating directory", e))?;
-                    }
-                    None => make_dir(&parent, name).map_err(|e| failed("creating directory", e))?,
-                }
-                let dir = fcntl::openat(
-                    &parent,
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| failed("opening directory", e))?;
-                attrs
-                    .apply_to_fd(&dir, false)
-                    .map_err(|e| failed("setting attributes of", e))?;
-                self.dir_times.insert(path.clone(), attrs.mtime);
+        match problem {
+            Problem::Read(e) => {
+                SnapshotError::reading(&format!("reading entry {}", lossy(&raw)), e)
             }
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                beneath::remove_at(&parent, name).map_err(|e| failed("replacing", e))?;
-                let fd = fcntl::openat(
-                    &parent,
-                    name,
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(|e| failed("creating file", e))?;
-                let fd = self.copy_content(entry, fd, &raw)?;
-                attrs
-                    .apply_to_fd(&fd, true)
-                    .map_err(|e| failed("setting attributes of", e))?;
+            Problem::Write(e) => SnapshotError::io(format!("writing {}", lossy(&raw)), e),
+            Problem::Name(reason) => refuse(reason.to_string()),
+            Problem::Parent(walk) => refuse(walk.reason()),
+            // Not asked for (Options::no_overwrite_dir_non_dir).
+            Problem::Overwrite { .. } => {
+                refuse("a directory and a non-directory would replace each other".into())
             }
-            EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| malformed(&raw, "a symlink without a target"))?
-                    .into_owned();
-                if target.is_empty() || target.contains(&0) {
-                    return Err(malformed(&raw, "a symlink with an empty or NUL target"));
-                }
-                beneath::remove_at(&parent, name).map_err(|e| failed("replacing", e))?;
-                // The target is stored, never followed here.
-                unistd::symlinkat(OsStr::from_bytes(&target), &parent, name)
-                    .map_err(|e| failed("creating symlink", e))?;
-                attrs
-                    .apply_at(&parent, name, true)
-                    .map_err(|e| failed("setting attributes of", e))?;
-            }
-            EntryType::Link => self.hard_link(entry, &raw, &parent, name, &attrs)?,
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let (kind_flag, dev) = match kind {
-                    EntryType::Fifo => (SFlag::S_IFIFO, 0),
-                    other => {
-                        let header = entry.header();
-                        let major = header.device_major().ok().flatten().unwrap_or(0);
-                        let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                        let flag = if other == EntryType::Char {
-                            SFlag::S_IFCHR
-                        } else {
-                            SFlag::S_IFBLK
-                        };
-                        (flag, stat::makedev(major as u64, minor as u64))
-                    }
-                };
-                beneath::remove_at(&parent, name).map_err(|e| failed("replacing", e))?;
-                match stat::mknodat(&parent, name, kind_flag, Mode::empty(), dev) {
-                    Ok(()) => {}
-                    // Without CAP_MKNOD (rootless, user namespaces) dockerd skips devices too.
-                    Err(Errno::EPERM) if kind_flag != SFlag::S_IFIFO => {
-                        tracing::warn!("device {} not created: not permitted here", lossy(&raw));
-                        return Ok(());
-                    }
-                    Err(e) => return Err(failed("creating node", e)),
-                }
-                attrs
-                    .apply_at(&parent, name, false)
-                    .map_err(|e| failed("setting attributes of", e))?;
-            }
-            other => {
-                return Err(malformed(
-                    &raw,
-                    &format!("unsupported entry type {other:?}"),
-                ));
-            }
+            Problem::Link { problem, .. } => match problem {
+                LinkProblem::Name(reason) => refuse(format!("its hard link target: {reason}")),
+                LinkProblem::Root => refuse("a hard link to the layer root".into()),
+                LinkProblem::Parent(walk) => refuse(format!(
+                    "its hard link target is not in this layer: {}",
+                    walk.reason()
+                )),
+                LinkProblem::Stat(e) => failed("stat of the link target of", e),
+                LinkProblem::Missing => refuse("its hard link target is not in this layer".into()),
+                LinkProblem::Directory => refuse("a hard link to a directory".into()),
+                LinkProblem::Os(e) => failed("creating hard link", e),
+            },
+            Problem::Unsupported(flag) => malformed(
+                &raw,
+                &format!("unsupported entry type {:?}", EntryType::new(flag)),
+            ),
+            Problem::Os(op, e) => failed(
+                match op {
+                    Op::Stat => "stat",
+                    Op::Replace => "replacing",
+                    Op::MakeDir => "creating directory",
+                    Op::OpenDir => "opening directory",
+                    Op::MakeFile => "creating file",
+                    Op::MakeSymlink => "creating symlink",
+                    Op::MakeNode => "creating node",
+                    Op::Owner | Op::Mode | Op::Xattr | Op::Times => "setting attributes of",
+                },
+                e,
+            ),
         }
-        Ok(())
-    }
-
-    fn copy_content<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        fd: OwnedFd,
-        raw: &[u8],
-    ) -> Result<OwnedFd> {
-        let mut file = std::fs::File::from(fd);
-        loop {
-            let n = match entry.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(SnapshotError::reading(
-                        &format!("reading entry {}", lossy(raw)),
-                        e,
-                    ))
-                }
-            };
-            file.write_all(&self.buffer[..n])
-                .map_err(|e| SnapshotError::io(format!("writing {}", lossy(raw)), e))?;
-        }
-        Ok(OwnedFd::from(file))
-    }
-
-    fn hard_link<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        raw: &[u8],
-        parent: &OwnedFd,
-        name: &OsStr,
-        attrs: &Attrs,
-    ) -> Result<()> {
-        let refuse = |reason: String| SnapshotError::unsafe_entry(raw, reason);
-        let failed = |what: &str, e: Errno| {
-            SnapshotError::io(format!("{what} {}", lossy(raw)), std::io::Error::from(e))
-        };
-        let target_raw = entry
-            .link_name_bytes()
-            .ok_or_else(|| malformed(raw, "a hard link without a target"))?
-            .into_owned();
-        let target = EntryPath::parse(&target_raw)
-            .map_err(|r| refuse(format!("its hard link target: {r}")))?;
-        let Some(target_name) = target.name() else {
-            return Err(refuse("a hard link to the layer root".into()));
-        };
-        // Only what this layer wrote is there: the target must be found beneath the root,
-        // through no symlink, and must not be a directory.
-        let target_parent = self.layer.dir(target.parent(), false).map_err(|e| {
-            refuse(format!(
-                "its hard link target is not in this layer: {}",
-                e.reason()
-            ))
-        })?;
-        let target_stat = beneath::lstat_at(&target_parent, target_name)
-            .map_err(|e| failed("stat of the link target of", e))?
-            .ok_or_else(|| refuse("its hard link target is not in this layer".into()))?;
-        let target_type = beneath::file_type(&target_stat);
-        if target_type == SFlag::S_IFDIR {
-            return Err(refuse("a hard link to a directory".into()));
-        }
-        if let Some(existing) = beneath::lstat_at(parent, name).map_err(|e| failed("stat", e))? {
-            if existing.st_dev == target_stat.st_dev && existing.st_ino == target_stat.st_ino {
-                return Ok(());
-            }
-            beneath::remove_at(parent, name).map_err(|e| failed("replacing", e))?;
-        }
-        unistd::linkat(&target_parent, target_name, parent, name, AtFlags::empty())
-            .map_err(|e| failed("creating hard link", e))?;
-        // Docker applies the link header's attributes to the shared inode, unless it is a symlink.
-        if target_type != SFlag::S_IFLNK {
-            attrs
-                .apply_at(parent, name, false)
-                .map_err(|e| failed("setting attributes of", e))?;
-        }
-        Ok(())
-    }
-
-    /// Sets directory times now that nothing more is written into them.
-    fn finish(self) -> Result<()> {
-        for (path, mtime) in &self.dir_times {
-            // A directory a later entry replaced is no longer there as a directory: skip it.
-            let Ok(dir) = self.layer.dir(path.components(), false) else {
-                continue;
-            };
-            metadata::set_times(&dir, mtime).map_err(|e| {
-                SnapshotError::io(
-                    format!("setting times of {:?}", path.components()),
-                    e.into(),
-                )
-            })?;
-        }
-        Ok(())
     }
 }
 
-fn make_dir(parent: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
-    // Restrictive until the entry's own mode is applied.
-    stat::mkdirat(parent, name, Mode::from_bits_truncate(0o700))
+fn id_of(id: u64) -> std::io::Result<u32> {
+    u32::try_from(id).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("owner ID {id} is out of range"),
+        )
+    })
 }
 
 fn malformed(raw: &[u8], what: &str) -> SnapshotError {
     SnapshotError::Malformed(format!("entry {}: {what}", lossy(raw)))
 }
 
-fn lossy(raw: &[u8]) -> String {
+pub(super) fn lossy(raw: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(raw))
 }
 

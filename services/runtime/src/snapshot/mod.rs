@@ -5,19 +5,17 @@
 //!   removal of unused snapshots in `gc`.
 //! - [`BlobSource`]: where blobs come from ([`BusBlobSource`] over image-store,
 //!   [`DirBlobSource`] over files).
-//! - `layer_unpack`, `decompress`, `extract`, `beneath`, `entry_path`, `metadata`, `whiteout`:
-//!   turning a hostile layer blob into a directory, never writing outside it.
+//! - `layer_unpack`, `extract`, `whiteout`: turning a hostile layer blob into a directory,
+//!   never writing outside it (the extraction itself is the confined tar core, `wharf_untar`;
+//!   `extract` says how a layer reads, and `whiteout` makes overlayfs' whiteouts).
 
-mod beneath;
 mod blob_source;
 mod chain_id;
 mod channel_reader;
-mod entry_path;
 mod error;
 mod extract;
 mod gc;
 mod layer_unpack;
-mod metadata;
 mod snapshotter;
 mod whiteout;
 
@@ -26,7 +24,7 @@ pub use chain_id::chain_ids;
 pub use error::{Result, SnapshotError};
 pub use snapshotter::{SnapshotInfo, Snapshotter};
 
-pub(crate) use metadata::ids_and_mode as tar_ids_and_mode;
+pub(crate) use wharf_untar::header::ids_and_mode as tar_ids_and_mode;
 
 /// The xattr that marks a directory opaque for overlayfs.
 pub const OPAQUE_XATTR: &str = whiteout::OPAQUE_XATTR;
