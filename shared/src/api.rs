@@ -13,13 +13,14 @@ use crate::build::{
 };
 use crate::container::{
     op, ArchiveRequest, AttachRequest, ById, Changed, CommitRequest, ContainerPruneResponse,
-    CreateRequest, CreateResponse, ExecCreateRequest, ExecCreated, ExecLocation, ExecRef,
-    ExecResizeRequest, ExecStartRequest, InspectRequest, KillRequest, ListRequest, ListResponse,
-    LogsRequest, NetworkConnectRequest, NetworkCreateRequest, NetworkListResponse,
-    NetworkPruneResponse, NetworkRef, NodeInfo, PathStat, RemoveRequest, RenameRequest,
-    ResizeRequest, ResolveRequest, ResolveResponse, StatsRequest, StdinRequest, StopRequest,
-    StreamInfo, TopRequest, UpdateRequest, VolumeCreateRequest, VolumeListRequest,
-    VolumeListResponse, VolumePruneResponse, VolumeRemoveRequest, WaitRequest, WaitResponse,
+    CreateRequest, CreateResponse, ExecCreateRequest, ExecCreated, ExecInspectResponse,
+    ExecLocation, ExecRef, ExecResizeRequest, ExecStartRequest, InspectRequest, InspectResponse,
+    KillRequest, ListRequest, ListResponse, LogsRequest, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkListResponse, NetworkPruneResponse, NetworkRef, NodeInfo,
+    PathStat, RemoveRequest, RenameRequest, ResizeRequest, ResolveRequest, ResolveResponse,
+    StatsRequest, StdinRequest, StopRequest, StreamInfo, TopRequest, UpdateRequest,
+    VolumeCreateRequest, VolumeListRequest, VolumeListResponse, VolumePruneResponse,
+    VolumeRemoveRequest, WaitRequest, WaitResponse,
 };
 use crate::endpoint::{endpoints, Empty};
 use crate::image::{
@@ -92,7 +93,7 @@ endpoints! {
     [node ContainerWait "container.wait": WaitRequest => WaitResponse]
     [node ContainerRemove "container.remove": RemoveRequest => Empty]
     /// Docker's inspect JSON.
-    [node ContainerInspect "container.inspect": InspectRequest => Value]
+    [node ContainerInspect "container.inspect": InspectRequest => InspectResponse]
     /// The log, framed as `docker logs` frames it.
     [node download ContainerLogs "container.logs": LogsRequest => StreamInfo]
     /// The live output (`docker attach`).
@@ -111,7 +112,7 @@ endpoints! {
     [node download ExecStart "exec.start": ExecStartRequest => StreamInfo]
     [node ExecStartDetached "exec.start-detached": ExecStartRequest => Empty]
     /// Docker's exec inspect JSON.
-    [node ExecInspect "exec.inspect": ExecRef => Value]
+    [node ExecInspect "exec.inspect": ExecRef => ExecInspectResponse]
     [node ExecResize "exec.resize": ExecResizeRequest => Empty]
     /// `docker stats`: one JSON object per frame.
     [node download ContainerStats "container.stats": StatsRequest => Empty]

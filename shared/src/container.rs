@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use crate::subjects::PREFIX;
 
+mod views;
+pub use views::*;
+
 /// Operations a node answers on its own subject (`wharf.v1.runtime.node.<node>.<op>`).
 pub mod op {
     pub const CREATE: &str = "container.create";
@@ -619,9 +622,48 @@ pub struct ListRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListResponse {
     pub node: String,
-    /// `/containers/json` entries, each with a `Created` (unix seconds) the gateway sorts by,
-    /// and `_created_nanos` for a stable order (removed by the gateway).
-    pub containers: Vec<Value>,
+    /// `/containers/json` entries; the gateway sorts them by `Created` and, within one second,
+    /// by [`ContainerSummary::created_nanos`] (which crosses the bus beside each entry).
+    #[serde(with = "listed")]
+    pub containers: Vec<ContainerSummary>,
+}
+
+/// [`ListResponse::containers`] on the bus: each entry with its creation time in nanoseconds,
+/// which Docker's JSON of the entry leaves out.
+mod listed {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ContainerSummary;
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        created_nanos: i64,
+        summary: &'a ContainerSummary,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        #[serde(default)]
+        created_nanos: i64,
+        summary: ContainerSummary,
+    }
+
+    pub fn serialize<S: Serializer>(v: &[ContainerSummary], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|summary| Out {
+            created_nanos: summary.created_nanos,
+            summary,
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ContainerSummary>, D::Error> {
+        Ok(Vec::<In>::deserialize(d)?
+            .into_iter()
+            .map(|entry| ContainerSummary {
+                created_nanos: entry.created_nanos,
+                ..entry.summary
+            })
+            .collect())
+    }
 }
 
 /// `container.resolve`: which containers an ID, ID prefix or name may mean.

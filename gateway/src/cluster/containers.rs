@@ -1,49 +1,32 @@
 //! Containers over every node: the lists merged into one (`docker ps`), the prune reports added
 //! up, and which images containers use (image removal and the build cache keep those).
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use wharf_bus::api;
-use wharf_bus::container::{ContainerPruneResponse, ListRequest, ListResponse};
+use wharf_bus::container::{ContainerPruneResponse, ContainerSummary, ListRequest, ListResponse};
 
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-/// Key nodes add for a stable order within one second; never shown to clients.
-const CREATED_NANOS: &str = "_created_nanos";
-
-fn created(v: &Value) -> (i64, i64) {
-    (
-        v.get("Created").and_then(Value::as_i64).unwrap_or(0),
-        v.get(CREATED_NANOS).and_then(Value::as_i64).unwrap_or(0),
-    )
-}
-
-/// Every node's containers as one list, newest first, cut to `limit`.
-pub fn merge_lists(answers: Vec<ListResponse>, limit: Option<i64>) -> Vec<Value> {
-    let mut all: Vec<Value> = answers.into_iter().flat_map(|a| a.containers).collect();
-    all.sort_by(|a, b| match created(b).cmp(&created(a)) {
-        Ordering::Equal => {
-            let id = |v: &Value| v.get("Id").and_then(Value::as_str).map(str::to_string);
-            id(a).cmp(&id(b))
-        }
-        other => other,
+/// Every node's containers as one list, newest first (by second, then nanosecond; the ID
+/// breaks a tie), cut to `limit`.
+pub fn merge_lists(answers: Vec<ListResponse>, limit: Option<i64>) -> Vec<ContainerSummary> {
+    let mut all: Vec<ContainerSummary> = answers.into_iter().flat_map(|a| a.containers).collect();
+    all.sort_by(|a, b| {
+        let key = |c: &ContainerSummary| (Reverse((c.created, c.created_nanos)), c.id.clone());
+        key(a).cmp(&key(b))
     });
     if let Some(n) = limit.filter(|n| *n > 0) {
         all.truncate(n as usize);
-    }
-    for v in &mut all {
-        if let Some(o) = v.as_object_mut() {
-            o.remove(CREATED_NANOS);
-        }
     }
     all
 }
 
 /// Every node's containers `request` selects, as one list.
-pub async fn list(state: &AppState, request: &ListRequest) -> ApiResult<Vec<Value>> {
+pub async fn list(state: &AppState, request: &ListRequest) -> ApiResult<Vec<ContainerSummary>> {
     let answers = state
         .roster()
         .await?
@@ -84,9 +67,9 @@ pub async fn prune(state: &AppState, request: &ListRequest) -> ApiResult<Value> 
 pub fn images_in_use_of(lists: &[ListResponse]) -> BTreeMap<String, String> {
     let mut used = BTreeMap::new();
     for c in lists.iter().flat_map(|l| l.containers.iter()) {
-        if let (Some(image), Some(id)) = (c["ImageID"].as_str(), c["Id"].as_str()) {
-            used.entry(image.to_string())
-                .or_insert_with(|| id.to_string());
+        if !c.image_id.is_empty() {
+            used.entry(c.image_id.clone())
+                .or_insert_with(|| c.id.clone());
         }
     }
     used
@@ -111,53 +94,75 @@ pub async fn images_in_use(state: &AppState) -> ApiResult<BTreeMap<String, Strin
 mod tests {
     use super::*;
 
-    fn answer(node: &str, containers: Vec<Value>) -> ListResponse {
+    fn answer(node: &str, containers: Vec<ContainerSummary>) -> ListResponse {
         ListResponse {
             node: node.into(),
             containers,
         }
     }
 
+    fn container(id: &str, created: i64, created_nanos: i64) -> ContainerSummary {
+        ContainerSummary {
+            id: id.into(),
+            created,
+            created_nanos,
+            ..Default::default()
+        }
+    }
+
+    fn using(id: &str, image: &str) -> ContainerSummary {
+        ContainerSummary {
+            id: id.into(),
+            image_id: image.into(),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn nodes_lists_merge_newest_first_and_lose_the_nanos_key() {
+    fn nodes_lists_merge_newest_first() {
         let merged = merge_lists(
             vec![
                 answer(
                     "n1",
-                    vec![
-                        json!({"Id": "a", "Created": 100, "_created_nanos": 100_000_000_001i64}),
-                        json!({"Id": "c", "Created": 300}),
-                    ],
+                    vec![container("a", 100, 100_000_000_001), container("c", 300, 0)],
                 ),
-                answer(
-                    "n2",
-                    vec![json!({"Id": "b", "Created": 100, "_created_nanos": 100_000_000_009i64})],
-                ),
+                answer("n2", vec![container("b", 100, 100_000_000_009)]),
             ],
             None,
         );
-        let ids: Vec<_> = merged.iter().map(|v| v["Id"].as_str().unwrap()).collect();
+        let ids: Vec<_> = merged.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["c", "b", "a"]);
-        assert!(merged.iter().all(|v| v.get(CREATED_NANOS).is_none()));
+        // The nanoseconds order the merge only: Docker's JSON has no such key.
+        let rendered = serde_json::to_value(&merged).unwrap();
+        assert!(rendered[1].get("_created_nanos").is_none());
+        assert_eq!(rendered[1]["Created"], 100);
+    }
+
+    #[test]
+    fn a_list_crosses_the_bus_with_its_nanoseconds() {
+        let sent = answer("n1", vec![container("a", 100, 100_000_000_001)]);
+        let got: ListResponse =
+            serde_json::from_slice(&serde_json::to_vec(&sent).unwrap()).unwrap();
+        assert_eq!(got.containers, sent.containers);
+        assert_eq!(got.containers[0].created_nanos, 100_000_000_001);
     }
 
     #[test]
     fn a_limit_keeps_the_newest() {
         let merged = merge_lists(
             vec![
-                answer("n1", vec![json!({"Id": "old", "Created": 1})]),
-                answer("n2", vec![json!({"Id": "new", "Created": 2})]),
+                answer("n1", vec![container("old", 1, 0)]),
+                answer("n2", vec![container("new", 2, 0)]),
             ],
             Some(1),
         );
         assert_eq!(merged.len(), 1);
-        assert_eq!(merged[0]["Id"], "new");
+        assert_eq!(merged[0].id, "new");
         assert_eq!(
-            merge_lists(vec![answer("n", vec![json!({})])], Some(0)).len(),
+            merge_lists(vec![answer("n", vec![container("x", 0, 0)])], Some(0)).len(),
             1
         );
     }
-
     fn report(ids: &[&str], space: u64) -> ContainerPruneResponse {
         ContainerPruneResponse {
             containers_deleted: ids.iter().map(|s| s.to_string()).collect(),
@@ -184,20 +189,8 @@ mod tests {
     #[test]
     fn images_in_use_name_one_container_each() {
         let lists = vec![
-            answer(
-                "n1",
-                vec![
-                    json!({"Id": "c1", "ImageID": "sha256:a"}),
-                    json!({"Id": "c2", "ImageID": "sha256:b"}),
-                ],
-            ),
-            answer(
-                "n2",
-                vec![
-                    json!({"Id": "c3", "ImageID": "sha256:a"}),
-                    json!({"Id": "c4"}),
-                ],
-            ),
+            answer("n1", vec![using("c1", "sha256:a"), using("c2", "sha256:b")]),
+            answer("n2", vec![using("c3", "sha256:a"), using("c4", "")]),
         ];
         assert_eq!(
             images_in_use_of(&lists),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Value};
 use sha2::Digest;
 use wharf_bus::build::CacheRecord;
-use wharf_bus::container::ListRequest;
+use wharf_bus::container::{ContainerSummary, ListRequest};
 use wharf_bus::endpoint::{self, Empty};
 use wharf_bus::image::{ImageList, ImageRecord};
 use wharf_bus::{api, ErrorKind};
@@ -47,7 +47,7 @@ pub struct Usage {
     /// Every image, and those `docker images` shows.
     pub images: Option<(Vec<ImageRecord>, Vec<ImageRecord>)>,
     /// Every container (with sizes when the containers part is asked for).
-    pub containers: Option<Vec<Value>>,
+    pub containers: Option<Vec<ContainerSummary>>,
     pub volumes: Option<Vec<Value>>,
     pub build_cache: Option<Vec<CacheRecord>>,
 }
@@ -89,7 +89,11 @@ pub struct ImageCounts {
 }
 
 /// The accounting of `all` images, for those in `shown`, given every container.
-pub fn image_usage(all: &[ImageRecord], shown: &[ImageRecord], containers: &[Value]) -> ImageUsage {
+pub fn image_usage(
+    all: &[ImageRecord],
+    shown: &[ImageRecord],
+    containers: &[ContainerSummary],
+) -> ImageUsage {
     let mut layers: HashMap<String, (usize, u64)> = HashMap::new();
     for record in all {
         for (chain, size) in chain_ids(record) {
@@ -107,7 +111,7 @@ pub fn image_usage(all: &[ImageRecord], shown: &[ImageRecord], containers: &[Val
                 .sum();
             let containers = containers
                 .iter()
-                .filter(|c| c["ImageID"].as_str() == Some(record.id.as_str()))
+                .filter(|c| c.image_id == record.id)
                 .count();
             ImageCounts {
                 shared_size,
@@ -123,7 +127,7 @@ pub fn image_usage(all: &[ImageRecord], shown: &[ImageRecord], containers: &[Val
 
 /// Volumes with dockerd's `UsageData`: `RefCount` counts the containers (in any state) that
 /// mount the volume; `Size` is the node's figure when it gives one, else -1 ("not available").
-pub fn volume_usage(volumes: Vec<Value>, containers: &[Value]) -> Vec<Value> {
+pub fn volume_usage(volumes: Vec<Value>, containers: &[ContainerSummary]) -> Vec<Value> {
     volumes
         .into_iter()
         .map(|mut volume| {
@@ -131,11 +135,9 @@ pub fn volume_usage(volumes: Vec<Value>, containers: &[Value]) -> Vec<Value> {
             let refs = containers
                 .iter()
                 .filter(|c| {
-                    c["Mounts"].as_array().is_some_and(|mounts| {
-                        mounts
-                            .iter()
-                            .any(|m| m["Type"] == "volume" && m["Name"].as_str() == Some(&name))
-                    })
+                    c.mounts
+                        .iter()
+                        .any(|m| m.kind == "volume" && m.name.as_deref() == Some(&name))
                 })
                 .count();
             let size = volume["UsageData"]["Size"].as_i64().unwrap_or(-1);
@@ -240,11 +242,12 @@ mod tests {
         );
         let all = vec![base.clone(), step, app.clone(), other.clone()];
         let shown = vec![app.clone(), base.clone(), other.clone()];
-        let containers = vec![
-            json!({"Id": "c1", "ImageID": app.id}),
-            json!({"Id": "c2", "ImageID": app.id}),
-            json!({"Id": "c3", "ImageID": base.id}),
-        ];
+        let containers: Vec<ContainerSummary> = serde_json::from_value(json!([
+            {"Id": "c1", "ImageID": app.id},
+            {"Id": "c2", "ImageID": app.id},
+            {"Id": "c3", "ImageID": base.id},
+        ]))
+        .unwrap();
         let usage = image_usage(&all, &shown, &containers);
         // a, a+b (one chain for step and app), c, c+b: b counts twice, under two chains.
         assert_eq!(usage.layers_size, 1000 + 200 + 50 + 200);
@@ -264,11 +267,12 @@ mod tests {
             json!({"Name": "data", "Driver": "local"}),
             json!({"Name": "idle", "Driver": "local", "UsageData": {"Size": 4096, "RefCount": 7}}),
         ];
-        let containers = vec![
-            json!({"Id": "c1", "Mounts": [{"Type": "volume", "Name": "data"}, {"Type": "bind", "Source": "/data"}]}),
-            json!({"Id": "c2", "Mounts": [{"Type": "volume", "Name": "data"}]}),
-            json!({"Id": "c3", "Mounts": [{"Type": "bind", "Name": "idle"}]}),
-        ];
+        let containers: Vec<ContainerSummary> = serde_json::from_value(json!([
+            {"Id": "c1", "Mounts": [{"Type": "volume", "Name": "data"}, {"Type": "bind", "Source": "/data"}]},
+            {"Id": "c2", "Mounts": [{"Type": "volume", "Name": "data"}]},
+            {"Id": "c3", "Mounts": [{"Type": "bind", "Name": "idle"}]},
+        ]))
+        .unwrap();
         let out = volume_usage(volumes, &containers);
         assert_eq!(out[0]["UsageData"], json!({"Size": -1, "RefCount": 2}));
         assert_eq!(out[0]["Driver"], "local");

@@ -225,14 +225,12 @@ mod tests {
 mod bus_tests {
     use std::sync::{Arc, Mutex};
 
-    use bytes::Bytes;
-    use futures::StreamExt;
     use serde_json::{json, Value};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
     use wharf_bus::container::*;
     use wharf_bus::testkit::NatsServer;
     use wharf_bus::BusError;
+
+    use crate::testutil::{gateway, http, json_of};
 
     /// What the nodes were asked to do: `<node> <op> <payload>`.
     type Calls = Arc<Mutex<Vec<String>>>;
@@ -247,8 +245,6 @@ mod bus_tests {
         container: (&'static str, &'static str),
         calls: Calls,
     ) {
-        let mut all = client.subscribe(all_subject(">")).await.unwrap();
-        let mut own = client.subscribe(node_subject(name, ">")).await.unwrap();
         let info = NodeInfo {
             name: name.into(),
             running,
@@ -262,153 +258,81 @@ mod bus_tests {
                 json!({"Name": network.0, "Id": network.1, "Containers": {}}),
             ))
             .collect();
-        let bus = client.clone();
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    Some(m) = all.next() => m,
-                    Some(m) = own.next() => m,
-                    else => break,
-                };
-                let subject = message.subject.to_string();
-                let operation = subject
-                    .rsplit_once('.')
-                    .map(|(rest, last)| {
-                        let kind = rest.rsplit('.').next().unwrap_or("");
-                        format!("{kind}.{last}")
+        crate::testutil::fake_node(client, info, move |operation, payload| {
+            let payload = String::from_utf8_lossy(payload).to_string();
+            calls
+                .lock()
+                .unwrap()
+                .push(format!("{name} {operation} {payload}"));
+            let answer: Result<Value, BusError> = match operation {
+                op::RESOLVE => {
+                    let r: ResolveRequest = serde_json::from_str(&payload).unwrap();
+                    let q = r.name_or_id;
+                    let how = if q == container.1 {
+                        Some(MatchKind::Id)
+                    } else if q == container.0 {
+                        Some(MatchKind::Name)
+                    } else if container.1.starts_with(&q) {
+                        Some(MatchKind::Prefix)
+                    } else {
+                        None
+                    };
+                    let matches = how
+                        .map(|how| ResolveMatch {
+                            id: container.1.into(),
+                            name: format!("/{}", container.0),
+                            node: name.into(),
+                            how,
+                        })
+                        .into_iter()
+                        .collect();
+                    Ok(serde_json::to_value(ResolveResponse {
+                        node: name.into(),
+                        matches,
                     })
-                    .unwrap_or_default();
-                let payload = String::from_utf8_lossy(&message.payload).to_string();
-                if operation != op::PING {
-                    calls
-                        .lock()
-                        .unwrap()
-                        .push(format!("{name} {operation} {payload}"));
+                    .unwrap())
                 }
-                let answer: Result<Value, BusError> = match operation.as_str() {
-                    op::PING => Ok(serde_json::to_value(&info).unwrap()),
-                    op::RESOLVE => {
-                        let r: ResolveRequest = serde_json::from_str(&payload).unwrap();
-                        let q = r.name_or_id;
-                        let how = if q == container.1 {
-                            Some(MatchKind::Id)
-                        } else if q == container.0 {
-                            Some(MatchKind::Name)
-                        } else if container.1.starts_with(&q) {
-                            Some(MatchKind::Prefix)
-                        } else {
-                            None
-                        };
-                        let matches = how
-                            .map(|how| ResolveMatch {
-                                id: container.1.into(),
-                                name: format!("/{}", container.0),
-                                node: name.into(),
-                                how,
-                            })
-                            .into_iter()
-                            .collect();
-                        Ok(serde_json::to_value(ResolveResponse {
-                            node: name.into(),
-                            matches,
+                op::NETWORK_LIST => {
+                    let r: VolumeListRequest = serde_json::from_str(&payload).unwrap();
+                    let wanted = r.filters.get("name").cloned().unwrap_or_default();
+                    let networks = networks
+                        .iter()
+                        .filter(|n| {
+                            let n = n["Name"].as_str().unwrap();
+                            wanted.iter().all(|w| n.contains(w.as_str()))
                         })
-                        .unwrap())
-                    }
-                    op::NETWORK_LIST => {
-                        let r: VolumeListRequest = serde_json::from_str(&payload).unwrap();
-                        let wanted = r.filters.get("name").cloned().unwrap_or_default();
-                        let networks = networks
-                            .iter()
-                            .filter(|n| {
-                                let n = n["Name"].as_str().unwrap();
-                                wanted.iter().all(|w| n.contains(w.as_str()))
-                            })
-                            .cloned()
-                            .collect();
-                        Ok(serde_json::to_value(NetworkListResponse {
-                            node: name.into(),
-                            networks,
-                        })
-                        .unwrap())
-                    }
-                    op::NETWORK_PRUNE => Ok(serde_json::to_value(NetworkPruneResponse {
-                        networks_deleted: vec![format!("gone-{name}")],
+                        .cloned()
+                        .collect();
+                    Ok(serde_json::to_value(NetworkListResponse {
+                        node: name.into(),
+                        networks,
                     })
-                    .unwrap()),
-                    op::NETWORK_CREATE => {
-                        let r: NetworkCreateRequest = serde_json::from_str(&payload).unwrap();
-                        Ok(json!({"Id": format!("{name}-{}", r.name), "Warning": ""}))
-                    }
-                    op::NETWORK_REMOVE => {
-                        let r: NetworkRef = serde_json::from_str(&payload).unwrap();
-                        match r.id.strip_prefix(&format!("{name}-")) {
-                            Some(predefined) => Err(BusError::forbidden(format!(
-                                "{predefined} is a pre-defined network and cannot be removed"
-                            ))),
-                            None => Ok(json!({})),
-                        }
-                    }
-                    op::NETWORK_CONNECT | op::NETWORK_DISCONNECT => Ok(json!({})),
-                    op::CREATE => Ok(json!({"Id": format!("{name}-new"), "Warnings": []})),
-                    _ => continue,
-                };
-                let Some(reply) = message.reply.clone() else {
-                    continue;
-                };
-                match answer {
-                    Ok(v) => bus
-                        .publish(reply, Bytes::from(serde_json::to_vec(&v).unwrap()))
-                        .await
-                        .unwrap(),
-                    Err(err) => {
-                        bus.publish_with_headers(reply, err.to_headers(), Bytes::new())
-                            .await
-                            .unwrap();
+                    .unwrap())
+                }
+                op::NETWORK_PRUNE => Ok(serde_json::to_value(NetworkPruneResponse {
+                    networks_deleted: vec![format!("gone-{name}")],
+                })
+                .unwrap()),
+                op::NETWORK_CREATE => {
+                    let r: NetworkCreateRequest = serde_json::from_str(&payload).unwrap();
+                    Ok(json!({"Id": format!("{name}-{}", r.name), "Warning": ""}))
+                }
+                op::NETWORK_REMOVE => {
+                    let r: NetworkRef = serde_json::from_str(&payload).unwrap();
+                    match r.id.strip_prefix(&format!("{name}-")) {
+                        Some(predefined) => Err(BusError::forbidden(format!(
+                            "{predefined} is a pre-defined network and cannot be removed"
+                        ))),
+                        None => Ok(json!({})),
                     }
                 }
-            }
-        });
-    }
-
-    async fn gateway(client: async_nats::Client) -> String {
-        let listener = crate::listen::bind("tcp://127.0.0.1:0", None, None)
-            .await
-            .unwrap();
-        let addr = listener.describe().trim_start_matches("tcp://").to_string();
-        let state = crate::state::AppState::new(client, crate::Options::default()).await;
-        let app = super::super::router(state);
-        tokio::spawn(crate::listen::serve(
-            listener,
-            app,
-            tokio_util::sync::CancellationToken::new(),
-            crate::limits::Limits::default(),
-        ));
-        addr
-    }
-
-    /// One HTTP/1.1 exchange; returns the status line and the body.
-    async fn http(addr: &str, method: &str, path: &str, body: &str) -> (String, String) {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let content_type = if body.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/json\r\n"
-        };
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        let text = String::from_utf8_lossy(&out).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status = head.lines().next().unwrap().to_string();
-        (status, body.to_string())
-    }
-
-    fn json_of(body: &str) -> Value {
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+                op::NETWORK_CONNECT | op::NETWORK_DISCONNECT => Ok(json!({})),
+                op::CREATE => Ok(json!({"Id": format!("{name}-new"), "Warnings": []})),
+                _ => return None,
+            };
+            Some(answer)
+        })
+        .await;
     }
 
     /// The calls of `operation` made since the last look, as `<node> <payload>`.

@@ -116,14 +116,12 @@ mod tests {
 /// contract (broadcasts on plain subscriptions, like the runtime, so both nodes answer).
 #[cfg(test)]
 mod bus_tests {
-    use bytes::Bytes;
-    use futures::StreamExt;
     use serde_json::{json, Value};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
     use wharf_bus::container::*;
     use wharf_bus::testkit::NatsServer;
     use wharf_bus::BusError;
+
+    use crate::testutil::{gateway, http, json_of};
 
     /// A node holding `volumes`; `busy` is in use by a container.
     async fn fake_node(
@@ -132,8 +130,6 @@ mod bus_tests {
         running: u64,
         volumes: &'static [&'static str],
     ) {
-        let mut all = client.subscribe(all_subject(">")).await.unwrap();
-        let mut own = client.subscribe(node_subject(name, ">")).await.unwrap();
         let info = NodeInfo {
             name: name.into(),
             running,
@@ -141,122 +137,51 @@ mod bus_tests {
             ..Default::default()
         };
         let vol = move |n: &str| json!({"Name": n, "Driver": "local", "Mountpoint": format!("/{name}/{n}")});
-        let bus = client.clone();
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    Some(m) = all.next() => m,
-                    Some(m) = own.next() => m,
-                    else => break,
-                };
-                let subject = message.subject.to_string();
-                let operation = subject.rsplit_once('.').map(|(rest, last)| {
-                    // Ops are two tokens: `volume.list`, `node.ping`.
-                    let kind = rest.rsplit('.').next().unwrap_or("");
-                    format!("{kind}.{last}")
-                });
-                let answer: Result<Value, BusError> = match operation.as_deref().unwrap_or("") {
-                    op::PING => Ok(serde_json::to_value(&info).unwrap()),
-                    op::VOLUME_LIST => {
-                        let r: VolumeListRequest =
-                            serde_json::from_slice(&message.payload).unwrap();
-                        let wanted = r.filters.get("name").cloned().unwrap_or_default();
-                        let volumes = volumes
-                            .iter()
-                            .filter(|v| wanted.iter().all(|w| v.contains(w.as_str())))
-                            .map(|v| vol(v))
-                            .collect();
-                        Ok(serde_json::to_value(VolumeListResponse {
-                            node: name.into(),
-                            volumes,
-                        })
-                        .unwrap())
-                    }
-                    op::VOLUME_PRUNE => Ok(serde_json::to_value(VolumePruneResponse {
-                        volumes_deleted: vec![format!("anon-{name}")],
-                        space_reclaimed: 100,
+        crate::testutil::fake_node(client, info, move |operation, payload| {
+            let answer: Result<Value, BusError> = match operation {
+                op::VOLUME_LIST => {
+                    let r: VolumeListRequest = serde_json::from_slice(payload).unwrap();
+                    let wanted = r.filters.get("name").cloned().unwrap_or_default();
+                    let volumes = volumes
+                        .iter()
+                        .filter(|v| wanted.iter().all(|w| v.contains(w.as_str())))
+                        .map(|v| vol(v))
+                        .collect();
+                    Ok(serde_json::to_value(VolumeListResponse {
+                        node: name.into(),
+                        volumes,
                     })
-                    .unwrap()),
-                    op::VOLUME_CREATE => {
-                        let r: VolumeCreateRequest =
-                            serde_json::from_slice(&message.payload).unwrap();
-                        let n = if r.name.is_empty() {
-                            "anon".to_string()
-                        } else {
-                            r.name
-                        };
-                        Ok(vol(&n))
-                    }
-                    op::VOLUME_REMOVE => {
-                        let r: VolumeRemoveRequest =
-                            serde_json::from_slice(&message.payload).unwrap();
-                        if r.name == "busy" {
-                            Err(BusError::conflict(
-                                "remove busy: volume is in use - [abc123]",
-                            ))
-                        } else {
-                            Ok(json!({}))
-                        }
-                    }
-                    _ => continue,
-                };
-                let Some(reply) = message.reply.clone() else {
-                    continue;
-                };
-                match answer {
-                    Ok(v) => bus
-                        .publish(reply, Bytes::from(serde_json::to_vec(&v).unwrap()))
-                        .await
-                        .unwrap(),
-                    Err(err) => {
-                        bus.publish_with_headers(reply, err.to_headers(), Bytes::new())
-                            .await
-                            .unwrap();
+                    .unwrap())
+                }
+                op::VOLUME_PRUNE => Ok(serde_json::to_value(VolumePruneResponse {
+                    volumes_deleted: vec![format!("anon-{name}")],
+                    space_reclaimed: 100,
+                })
+                .unwrap()),
+                op::VOLUME_CREATE => {
+                    let r: VolumeCreateRequest = serde_json::from_slice(payload).unwrap();
+                    let n = if r.name.is_empty() {
+                        "anon".to_string()
+                    } else {
+                        r.name
+                    };
+                    Ok(vol(&n))
+                }
+                op::VOLUME_REMOVE => {
+                    let r: VolumeRemoveRequest = serde_json::from_slice(payload).unwrap();
+                    if r.name == "busy" {
+                        Err(BusError::conflict(
+                            "remove busy: volume is in use - [abc123]",
+                        ))
+                    } else {
+                        Ok(json!({}))
                     }
                 }
-            }
-        });
-    }
-
-    async fn gateway(client: async_nats::Client) -> String {
-        let listener = crate::listen::bind("tcp://127.0.0.1:0", None, None)
-            .await
-            .unwrap();
-        let addr = listener.describe().trim_start_matches("tcp://").to_string();
-        let state = crate::state::AppState::new(client, crate::Options::default()).await;
-        let app = super::super::router(state);
-        tokio::spawn(crate::listen::serve(
-            listener,
-            app,
-            tokio_util::sync::CancellationToken::new(),
-            crate::limits::Limits::default(),
-        ));
-        addr
-    }
-
-    /// One HTTP/1.1 exchange; returns the status line and the body (un-chunked if need be).
-    async fn http(addr: &str, method: &str, path: &str, body: &str) -> (String, String) {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let content_type = if body.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/json\r\n"
-        };
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        let text = String::from_utf8_lossy(&out).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status = head.lines().next().unwrap().to_string();
-        (status, body.to_string())
-    }
-
-    fn json_of(body: &str) -> Value {
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+                _ => return None,
+            };
+            Some(answer)
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,65 +16,73 @@ use wharf_bus::stream::{Receiver, Sender};
 use wharf_bus::testkit::NatsServer;
 use wharf_bus::BusError;
 
+use crate::testutil::{exchange, fake_node, gateway};
+
 const ID: &str = "abcdef0123456789";
 
-async fn fake_node(client: &async_nats::Client) -> wharf_bus::service::Running {
-    let mut svc = wharf_bus::service::start(client, "fake-runtime", "test", "wharf.v1.runtime.all")
-        .await
-        .unwrap();
+/// One stand-in node, `n1`, holding container [`ID`] (named `web`) and an older one: the
+/// broadcasts through [`fake_node`], its own operations (create, start, wait, attach with
+/// stdin) as a service.
+async fn one_node(client: &async_nats::Client) -> wharf_bus::service::Running {
     let info = NodeInfo {
         name: "n1".into(),
         containers: 1,
         running: 1,
         ..Default::default()
     };
-    let all = "wharf.v1.runtime.all";
-    let node = "wharf.v1.runtime.node.n1";
-    svc.serve(all, op::PING, move |_| {
-        let info = info.clone();
-        async move { Reply::json(&info) }
-    })
-    .await
-    .unwrap();
-    svc.serve(all, op::RESOLVE, |req| async move {
-        let r: ResolveRequest = wharf_bus::rpc::decode(&req.message.payload)?;
-        let q = r.name_or_id;
-        let how = if q == ID {
-            Some(MatchKind::Id)
-        } else if q == "web" {
-            Some(MatchKind::Name)
-        } else if ID.starts_with(&q) {
-            Some(MatchKind::Prefix)
-        } else {
-            None
-        };
-        let matches = how
-            .map(|how| ResolveMatch {
-                id: ID.into(),
-                name: "/web".into(),
+    fake_node(client, info, |operation, payload| {
+        let answer = match operation {
+            op::RESOLVE => {
+                let r: ResolveRequest = serde_json::from_slice(payload).unwrap();
+                let q = r.name_or_id;
+                let how = if q == ID {
+                    Some(MatchKind::Id)
+                } else if q == "web" {
+                    Some(MatchKind::Name)
+                } else if ID.starts_with(&q) {
+                    Some(MatchKind::Prefix)
+                } else {
+                    None
+                };
+                let matches = how
+                    .map(|how| ResolveMatch {
+                        id: ID.into(),
+                        name: "/web".into(),
+                        node: "n1".into(),
+                        how,
+                    })
+                    .into_iter()
+                    .collect();
+                serde_json::to_value(ResolveResponse {
+                    node: "n1".into(),
+                    matches,
+                })
+            }
+            op::LIST => serde_json::to_value(ListResponse {
                 node: "n1".into(),
-                how,
-            })
-            .into_iter()
-            .collect();
-        Reply::json(&ResolveResponse {
-            node: "n1".into(),
-            matches,
-        })
+                containers: vec![
+                    ContainerSummary {
+                        id: "old".into(),
+                        created: 1,
+                        ..Default::default()
+                    },
+                    ContainerSummary {
+                        id: ID.into(),
+                        created: 2,
+                        created_nanos: 5,
+                        ..Default::default()
+                    },
+                ],
+            }),
+            _ => return None,
+        };
+        Some(Ok(answer.unwrap()))
     })
-    .await
-    .unwrap();
-    svc.serve(all, op::LIST, |_| async move {
-        Reply::json(&ListResponse {
-            node: "n1".into(),
-            containers: vec![
-                json!({"Id": "old", "Created": 1}),
-                json!({"Id": ID, "Created": 2, "_created_nanos": 5}),
-            ],
-        })
-    })
-    .await
-    .unwrap();
+    .await;
+    let node = "wharf.v1.runtime.node.n1";
+    let mut svc = wharf_bus::service::start(client, "fake-runtime", "test", node)
+        .await
+        .unwrap();
     svc.serve(node, op::CREATE, |req| async move {
         let r: CreateRequest = wharf_bus::rpc::decode(&req.message.payload)?;
         if r.body.config.image == "missing" {
@@ -147,45 +154,14 @@ async fn fake_node(client: &async_nats::Client) -> wharf_bus::service::Running {
     svc
 }
 
-async fn gateway(client: async_nats::Client) -> String {
-    let listener = crate::listen::bind("tcp://127.0.0.1:0", None, None)
-        .await
-        .unwrap();
-    let addr = listener.describe().trim_start_matches("tcp://").to_string();
-    let state = crate::state::AppState::new(client, crate::Options::default()).await;
-    let app = super::super::router(state);
-    tokio::spawn(crate::listen::serve(
-        listener,
-        app,
-        tokio_util::sync::CancellationToken::new(),
-        crate::limits::Limits::default(),
-    ));
-    addr
-}
-
-/// One HTTP/1.1 exchange; returns the head and the raw (possibly chunked) body.
-async fn http(addr: &str, method: &str, path: &str, body: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.to_string(), body.to_string())
-}
-
 #[tokio::test]
 async fn container_routes_follow_the_contract_end_to_end() {
     let nats = NatsServer::start();
     let client = nats.client().await;
-    let _node = fake_node(&client).await;
+    let _node = one_node(&client).await;
     let addr = gateway(client.clone()).await;
 
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/v1.45/containers/create?name=ok1",
@@ -196,7 +172,7 @@ async fn container_routes_follow_the_contract_end_to_end() {
     let created: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(created, json!({"Id": "new", "Warnings": []}));
 
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/containers/create?name=web",
@@ -211,7 +187,7 @@ async fn container_routes_follow_the_contract_end_to_end() {
         "{body}"
     );
 
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/containers/create",
@@ -221,7 +197,7 @@ async fn container_routes_follow_the_contract_end_to_end() {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     assert!(body.contains("No such image: missing:latest"), "{body}");
 
-    let (head, _) = http(
+    let (head, _) = exchange(
         &addr,
         "POST",
         "/containers/create?name=a",
@@ -230,18 +206,25 @@ async fn container_routes_follow_the_contract_end_to_end() {
     .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 
-    let (head, _) = http(&addr, "POST", "/containers/abc/start", "").await;
+    let (head, _) = exchange(&addr, "POST", "/containers/abc/start", "").await;
     assert!(head.starts_with("HTTP/1.1 304"), "{head}");
-    let (head, body) = http(&addr, "POST", "/containers/zzz/start", "").await;
+    let (head, body) = exchange(&addr, "POST", "/containers/zzz/start", "").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     assert!(body.contains("No such container: zzz"), "{body}");
 
-    let (head, body) = http(&addr, "GET", "/containers/json?limit=1", "").await;
+    let (head, body) = exchange(&addr, "GET", "/containers/json?limit=1", "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let list: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(list, json!([{"Id": ID, "Created": 2}]));
+    // The newest only, as Docker renders a row: the nanoseconds ordered it and are not shown.
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        (list[0]["Id"].as_str(), list[0]["Created"].as_i64()),
+        (Some(ID), Some(2))
+    );
+    assert!(list[0]["Names"].is_array() && list[0]["HostConfig"]["NetworkMode"].is_string());
+    assert!(!body.contains("nanos"), "{body}");
 
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/containers/web/wait?condition=next-exit",
@@ -251,7 +234,7 @@ async fn container_routes_follow_the_contract_end_to_end() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(body.contains("{\"StatusCode\":7}\n"), "{body}");
 
-    let (_, body) = http(&addr, "GET", "/info", "").await;
+    let (_, body) = exchange(&addr, "GET", "/info", "").await;
     let info: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(info["ContainersRunning"], 1);
 
@@ -291,66 +274,55 @@ async fn container_routes_follow_the_contract_end_to_end() {
 /// nothing. Broadcasts go to plain subscriptions, as the runtime takes them, so both answer.
 async fn exec_nodes(client: &async_nats::Client) -> wharf_bus::service::Running {
     for name in ["n1", "n2"] {
-        let mut all = client.subscribe(all_subject(">")).await.unwrap();
-        let bus = client.clone();
-        tokio::spawn(async move {
-            while let Some(message) = all.next().await {
-                let subject = message.subject.to_string();
-                let operation = subject.trim_start_matches(&all_subject(""));
-                let holds = name == "n1";
-                let answer = match operation {
-                    op::PING => serde_json::to_value(NodeInfo {
-                        name: name.into(),
-                        ..Default::default()
-                    })
-                    .unwrap(),
-                    op::RESOLVE => {
-                        let r: ResolveRequest = serde_json::from_slice(&message.payload).unwrap();
-                        let found = holds && (r.name_or_id == "web" || r.name_or_id == ID);
-                        let matches: Vec<ResolveMatch> = found
-                            .then(|| ResolveMatch {
-                                id: ID.into(),
-                                name: "/web".into(),
-                                node: name.into(),
-                                how: if r.name_or_id == ID {
-                                    MatchKind::Id
-                                } else {
-                                    MatchKind::Name
-                                },
-                            })
-                            .into_iter()
-                            .collect();
-                        json!({"node": name, "matches": matches})
-                    }
-                    op::EXEC_LOCATE => {
-                        let r: ExecRef = serde_json::from_slice(&message.payload).unwrap();
-                        let found =
-                            holds && ["e1", "e2", "ran", "tty1"].contains(&r.exec_id.as_str());
-                        serde_json::to_value(ExecLocation {
+        let info = NodeInfo {
+            name: name.into(),
+            ..Default::default()
+        };
+        let holds = name == "n1";
+        fake_node(client, info, move |operation, payload| {
+            let answer = match operation {
+                op::RESOLVE => {
+                    let r: ResolveRequest = serde_json::from_slice(payload).unwrap();
+                    let found = holds && (r.name_or_id == "web" || r.name_or_id == ID);
+                    let matches: Vec<ResolveMatch> = found
+                        .then(|| ResolveMatch {
+                            id: ID.into(),
+                            name: "/web".into(),
                             node: name.into(),
-                            found,
+                            how: if r.name_or_id == ID {
+                                MatchKind::Id
+                            } else {
+                                MatchKind::Name
+                            },
                         })
-                        .unwrap()
-                    }
-                    op::PRUNE => {
-                        let r: ListRequest = serde_json::from_slice(&message.payload).unwrap();
-                        assert_eq!(r.filters["label"], ["gone=yes"]);
-                        let (id, space) = if holds { ("c1", 10) } else { ("c2", 5) };
-                        serde_json::to_value(ContainerPruneResponse {
-                            containers_deleted: vec![id.into()],
-                            space_reclaimed: space,
-                        })
-                        .unwrap()
-                    }
-                    _ => continue,
-                };
-                if let Some(reply) = message.reply {
-                    bus.publish(reply, Bytes::from(serde_json::to_vec(&answer).unwrap()))
-                        .await
-                        .unwrap();
+                        .into_iter()
+                        .collect();
+                    json!({"node": name, "matches": matches})
                 }
-            }
-        });
+                op::EXEC_LOCATE => {
+                    let r: ExecRef = serde_json::from_slice(payload).unwrap();
+                    let found = holds && ["e1", "e2", "ran", "tty1"].contains(&r.exec_id.as_str());
+                    serde_json::to_value(ExecLocation {
+                        node: name.into(),
+                        found,
+                    })
+                    .unwrap()
+                }
+                op::PRUNE => {
+                    let r: ListRequest = serde_json::from_slice(payload).unwrap();
+                    assert_eq!(r.filters["label"], ["gone=yes"]);
+                    let (id, space) = if holds { ("c1", 10) } else { ("c2", 5) };
+                    serde_json::to_value(ContainerPruneResponse {
+                        containers_deleted: vec![id.into()],
+                        space_reclaimed: space,
+                    })
+                    .unwrap()
+                }
+                _ => return None,
+            };
+            Some(Ok(answer))
+        })
+        .await;
     }
 
     type StdinPipes =
@@ -573,13 +545,13 @@ async fn exec_stats_top_update_and_prune_follow_the_contract_end_to_end() {
     let addr = gateway(client.clone()).await;
 
     // Exec create: the command is checked first, then the container, then the node decides.
-    let (head, body) = http(&addr, "POST", "/v1.45/containers/web/exec", r#"{"Cmd":[]}"#).await;
+    let (head, body) = exchange(&addr, "POST", "/v1.45/containers/web/exec", r#"{"Cmd":[]}"#).await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     assert!(body.contains("No exec command specified"), "{body}");
-    let (head, body) = http(&addr, "POST", "/containers/zzz/exec", r#"{"Cmd":["sh"]}"#).await;
+    let (head, body) = exchange(&addr, "POST", "/containers/zzz/exec", r#"{"Cmd":["sh"]}"#).await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     assert!(body.contains("No such container: zzz"), "{body}");
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/containers/web/exec",
@@ -591,7 +563,7 @@ async fn exec_stats_top_update_and_prune_follow_the_contract_end_to_end() {
         body.contains("is paused, unpause the container before exec"),
         "{body}"
     );
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/v1.45/containers/web/exec",
@@ -633,29 +605,29 @@ async fn exec_stats_top_update_and_prune_follow_the_contract_end_to_end() {
     let out = hijacked(&addr, "/v1.45/exec/ran/start", "{}", b"").await;
     assert_eq!(out, mux(b"exec command ran has already run\r\n"));
 
-    let (head, body) = http(&addr, "POST", "/exec/nope/start", r#"{"Detach":false}"#).await;
+    let (head, body) = exchange(&addr, "POST", "/exec/nope/start", r#"{"Detach":false}"#).await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     assert!(body.contains("No such exec instance: nope"), "{body}");
-    let (head, body) = http(&addr, "POST", "/exec/e2/start", r#"{"Detach":true}"#).await;
+    let (head, body) = exchange(&addr, "POST", "/exec/e2/start", r#"{"Detach":true}"#).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(body.is_empty(), "{body}");
 
-    let (head, body) = http(&addr, "GET", "/exec/e1/json", "").await;
+    let (head, body) = exchange(&addr, "GET", "/exec/e1/json", "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let inspect: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         (inspect["ID"].as_str(), inspect["ExitCode"].as_i64()),
         (Some("e1"), Some(0))
     );
-    let (head, _) = http(&addr, "POST", "/exec/e1/resize?h=24&w=80", "").await;
+    let (head, _) = exchange(&addr, "POST", "/exec/e1/resize?h=24&w=80", "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let (head, _) = http(&addr, "POST", "/exec/e1/resize?h=x&w=80", "").await;
+    let (head, _) = exchange(&addr, "POST", "/exec/e1/resize?h=x&w=80", "").await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    let (head, _) = http(&addr, "GET", "/exec/nope/json", "").await;
+    let (head, _) = exchange(&addr, "GET", "/exec/nope/json", "").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     // Stats without streaming: one JSON document and a newline.
-    let (head, body) = http(&addr, "GET", "/containers/web/stats?stream=0", "").await;
+    let (head, body) = exchange(&addr, "GET", "/containers/web/stats?stream=0", "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -665,14 +637,14 @@ async fn exec_stats_top_update_and_prune_follow_the_contract_end_to_end() {
     let line = format!("{}\n", json!({"id": ID, "pids_stats": {"current": 3}}));
     assert!(body.contains(&line), "{body}");
 
-    let (head, body) = http(&addr, "GET", "/containers/web/top", "").await;
+    let (head, body) = exchange(&addr, "GET", "/containers/web/top", "").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"Titles": ["-ef"], "Processes": [["1"]]})
     );
 
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/v1.45/containers/web/update",
@@ -686,7 +658,7 @@ async fn exec_stats_top_update_and_prune_follow_the_contract_end_to_end() {
     );
 
     // Prune: both nodes' reports as one.
-    let (head, body) = http(
+    let (head, body) = exchange(
         &addr,
         "POST",
         "/containers/prune?filters=%7B%22label%22%3A%7B%22gone%3Dyes%22%3Atrue%7D%7D",

@@ -11,10 +11,9 @@ use axum::Extension;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use serde_json::Value;
 use wharf_bus::container::{
-    ExecConfig, ExecCreateRequest, ExecCreated, ExecRef, ExecResizeRequest, ExecStartRequest,
-    StdinRequest,
+    ExecConfig, ExecCreateRequest, ExecCreated, ExecInspectResponse, ExecRef, ExecResizeRequest,
+    ExecStartRequest, StdinRequest,
 };
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
 use wharf_bus::{BusError, ErrorKind};
@@ -90,7 +89,7 @@ pub async fn create(
 pub async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<ExecInspectResponse>> {
     let node = execs::locate(&state, &id).await?;
     let request = ExecRef { exec_id: id };
     Ok(axum::Json(
@@ -236,7 +235,7 @@ impl Demultiplexer {
 
 /// Whether the exec was created to read stdin (`OpenStdin` of its inspect JSON).
 async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<bool> {
-    let inspect: Value = state
+    let inspect = state
         .node(node)
         .call::<api::ExecInspect>(
             &ExecRef {
@@ -245,10 +244,7 @@ async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<b
             DEFAULT_TIMEOUT,
         )
         .await?;
-    Ok(inspect
-        .get("OpenStdin")
-        .and_then(Value::as_bool)
-        .unwrap_or(false))
+    Ok(inspect.open_stdin)
 }
 
 pub async fn start(

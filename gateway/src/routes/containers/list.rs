@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{RawQuery, State};
-use serde_json::Value;
-use wharf_bus::container::ListRequest;
+use wharf_bus::container::{ContainerSummary, ListRequest};
 
 use crate::cluster;
 use crate::error::{ApiError, ApiResult};
@@ -15,11 +14,11 @@ use crate::state::AppState;
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Vec<ContainerSummary>>> {
     let q = Query::parse(raw.as_deref());
     let request = list_request(&q)?;
     let containers = cluster::containers::list(&state, &request).await?;
-    Ok(axum::Json(Value::Array(containers)))
+    Ok(axum::Json(containers))
 }
 
 /// The list request a query asks for. The old `since=`/`before=` parameters become the filters

@@ -27,8 +27,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use wharf_bus::api;
 use wharf_bus::container::{
-    ById, Changed, CreateBody, CreateRequest, CreateResponse, InspectRequest, KillRequest,
-    RemoveRequest, RenameRequest, ResizeRequest, StopRequest, TopRequest,
+    ById, Changed, CreateBody, CreateRequest, CreateResponse, InspectRequest, InspectResponse,
+    KillRequest, RemoveRequest, RenameRequest, ResizeRequest, StopRequest, TopRequest,
 };
 use wharf_bus::endpoint::{Endpoint, NodeSubject};
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
@@ -122,7 +122,7 @@ pub async fn inspect(
     State(state): State<AppState>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<InspectResponse>> {
     let q = Query::parse(raw.as_deref());
     let target = resolve::locate(&state, &name).await?;
     let request = InspectRequest {

@@ -80,12 +80,12 @@ async fn df_and_build_prune_over_the_bus() {
             asked.lock().unwrap().push((r.all, r.size));
             Reply::json(&ListResponse {
                 node: "n1".into(),
-                containers: vec![json!({
+                containers: vec![serde_json::from_value(json!({
                     "Id": "c1", "Names": ["/web"], "ImageID": app_id, "Created": 5,
-                    "_created_nanos": 5_000_000_000i64, "State": "exited",
-                    "SizeRw": 300, "SizeRootFs": 1500,
+                    "State": "exited", "SizeRw": 300, "SizeRootFs": 1500,
                     "Mounts": [{"Type": "volume", "Name": "data"}],
-                })],
+                }))
+                .unwrap()],
             })
         }
     })

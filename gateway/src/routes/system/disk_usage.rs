@@ -182,11 +182,12 @@ mod tests {
         );
         let all = vec![base.clone(), step, app.clone(), other.clone()];
         let shown = vec![app.clone(), base.clone(), other.clone()];
-        let containers = vec![
-            json!({"Id": "c1", "ImageID": app.id}),
-            json!({"Id": "c2", "ImageID": app.id}),
-            json!({"Id": "c3", "ImageID": base.id}),
-        ];
+        let containers = serde_json::from_value(json!([
+            {"Id": "c1", "ImageID": app.id},
+            {"Id": "c2", "ImageID": app.id},
+            {"Id": "c3", "ImageID": base.id},
+        ]))
+        .unwrap();
         let usage = Usage {
             images: Some((all, shown)),
             containers: Some(containers),

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
 use wharf_bus::container::{
-    ExecConfig, ExecCreateRequest, ExecCreated, ExecStartRequest, StreamInfo,
+    ExecConfig, ExecCreateRequest, ExecCreated, ExecInspectResponse, ExecProcessConfig,
+    ExecStartRequest, StreamInfo,
 };
 use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
@@ -320,29 +320,29 @@ pub fn stdin_target(node: &Node, id: &str) -> Option<PathBuf> {
 }
 
 /// `GET /exec/{id}/json`.
-pub fn inspect(node: &Node, exec_id: &str) -> Result<Value, BusError> {
+pub fn inspect(node: &Node, exec_id: &str) -> Result<ExecInspectResponse, BusError> {
     let (exec, _c) = find(node, exec_id)?;
     let st = exec.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let cfg = &exec.config;
-    Ok(json!({
-        "ID": exec.id,
-        "Running": st.running,
-        "ExitCode": st.exit_code,
-        "ProcessConfig": {
-            "tty": cfg.tty,
-            "entrypoint": cfg.cmd.first().cloned().unwrap_or_default(),
-            "arguments": cfg.cmd.iter().skip(1).cloned().collect::<Vec<_>>(),
-            "privileged": cfg.privileged,
-            "user": cfg.user,
+    Ok(ExecInspectResponse {
+        id: exec.id.clone(),
+        running: st.running,
+        exit_code: st.exit_code,
+        process_config: ExecProcessConfig {
+            tty: cfg.tty,
+            entrypoint: cfg.cmd.first().cloned().unwrap_or_default(),
+            arguments: cfg.cmd.iter().skip(1).cloned().collect(),
+            privileged: cfg.privileged,
+            user: cfg.user.clone(),
         },
-        "OpenStdin": cfg.attach_stdin,
-        "OpenStderr": cfg.attach_stderr,
-        "OpenStdout": cfg.attach_stdout,
-        "CanRemove": false,
-        "ContainerID": exec.container_id,
-        "DetachKeys": cfg.detach_keys,
-        "Pid": st.pid,
-    }))
+        open_stdin: cfg.attach_stdin,
+        open_stderr: cfg.attach_stderr,
+        open_stdout: cfg.attach_stdout,
+        can_remove: false,
+        container_id: exec.container_id.clone(),
+        detach_keys: cfg.detach_keys.clone(),
+        pid: st.pid.into(),
+    })
 }
 
 /// `POST /exec/{id}/resize`. An exec without a TTY has nothing to resize: dockerd answers 200

@@ -1,11 +1,16 @@
 //! Docker's views of a container: `docker inspect`, `docker ps` entries and their filters,
 //! and which containers a name or ID prefix may mean.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
-use wharf_bus::container::{ListRequest, ListResponse, MatchKind, ResolveMatch, ResolveResponse};
+use wharf_bus::container::{
+    ContainerState, ContainerSummary, EndpointView, GraphDriver, HealthLogEntry, HealthState,
+    InspectResponse, ListRequest, ListResponse, LogConfig, MatchKind, NetworkSettings, OverlayDirs,
+    PortBinding, PortSummary, ResolveMatch, ResolveResponse, SummaryHostConfig,
+    SummaryNetworkSettings,
+};
 use wharf_bus::BusError;
 
 use super::record::{ContainerRecord, MountPoint, Status};
@@ -88,45 +93,42 @@ pub fn status_text(rec: &ContainerRecord) -> String {
     }
 }
 
-fn mount_json(m: &MountPoint) -> Value {
-    let mut v = Map::new();
-    v.insert("Type".into(), json!(m.kind));
-    if m.kind == "volume" {
-        v.insert("Name".into(), json!(m.name));
+fn mount_view(m: &MountPoint) -> wharf_bus::container::MountPoint {
+    let volume = m.kind == "volume";
+    wharf_bus::container::MountPoint {
+        kind: m.kind.clone(),
+        name: volume.then(|| m.name.clone()),
+        source: m.source.clone(),
+        destination: m.destination.clone(),
+        driver: volume.then(|| "local".to_string()),
+        mode: m.mode.clone(),
+        rw: m.rw,
+        propagation: m.propagation.clone(),
     }
-    v.insert("Source".into(), json!(m.source));
-    v.insert("Destination".into(), json!(m.destination));
-    if m.kind == "volume" {
-        v.insert("Driver".into(), json!("local"));
-    }
-    v.insert("Mode".into(), json!(m.mode));
-    v.insert("RW".into(), json!(m.rw));
-    v.insert("Propagation".into(), json!(m.propagation));
-    Value::Object(v)
 }
 
-fn ports_json(rec: &ContainerRecord) -> Value {
-    // NetworkSettings.Ports: every exposed port, with its bindings or null.
-    let mut ports = Map::new();
+/// `NetworkSettings.Ports`: every exposed port, with its bindings or `null`.
+fn published_ports(rec: &ContainerRecord) -> BTreeMap<String, Option<Vec<PortBinding>>> {
+    let mut ports = BTreeMap::new();
     if let Some(exposed) = &rec.config.exposed_ports {
         for p in exposed.keys() {
-            ports.insert(p.clone(), Value::Null);
+            ports.insert(p.clone(), None);
         }
     }
     if let Some(net) = &rec.network {
         for p in &net.ports {
             let key = format!("{}/{}", p.container_port, p.protocol);
-            let entry = ports.entry(key).or_insert(Value::Null);
-            if entry.is_null() {
-                *entry = json!([]);
-            }
-            entry.as_array_mut().expect("array").push(json!({
-                "HostIp": p.host_ip,
-                "HostPort": p.host_port.to_string(),
-            }));
+            ports
+                .entry(key)
+                .or_insert(None)
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: p.host_port.to_string(),
+                });
         }
     }
-    Value::Object(ports)
+    ports
 }
 
 fn network_mode(rec: &ContainerRecord) -> String {
@@ -143,140 +145,144 @@ fn network_name(rec: &ContainerRecord) -> String {
     }
 }
 
-fn endpoint_json(rec: &ContainerRecord, short: bool) -> Value {
+/// The container's endpoint; `docker ps` (`short`) leaves its `Aliases` out.
+fn endpoint_view(rec: &ContainerRecord, short: bool) -> EndpointView {
     let net = rec.network.clone().unwrap_or_default();
-    let mut v = json!({
-        "IPAMConfig": null,
-        "Links": null,
-        "Aliases": null,
-        "NetworkID": "",
-        "EndpointID": if rec.network.is_some() { rec.id.clone() } else { String::new() },
-        "Gateway": net.gateway,
-        "IPAddress": net.address,
-        "IPPrefixLen": net.prefix,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "MacAddress": net.mac,
-        "DriverOpts": null,
-    });
-    if short {
-        v.as_object_mut().expect("object").remove("Aliases");
+    EndpointView {
+        ipam_config: None,
+        links: None,
+        aliases: if short { None } else { Some(None) },
+        network_id: String::new(),
+        endpoint_id: if rec.network.is_some() {
+            rec.id.clone()
+        } else {
+            String::new()
+        },
+        gateway: net.gateway,
+        ip_address: net.address,
+        ip_prefix_len: net.prefix,
+        ipv6_gateway: String::new(),
+        global_ipv6_address: String::new(),
+        global_ipv6_prefix_len: 0,
+        mac_address: net.mac,
+        driver_opts: None,
     }
-    v
 }
 
 /// `GET /containers/{id}/json`.
-pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> Value {
+pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> InspectResponse {
     let rec = c.snapshot();
     let s = &rec.state;
     let net = rec.network.clone().unwrap_or_default();
-    let networks = if rec.host_config.network_mode == "none" {
-        json!({"none": endpoint_json(&rec, false)})
+    let network = if rec.host_config.network_mode == "none" {
+        "none".to_string()
     } else {
-        let mut m = Map::new();
-        m.insert(network_name(&rec), endpoint_json(&rec, false));
-        Value::Object(m)
+        network_name(&rec)
     };
-    let mut host_config = serde_json::to_value(&rec.host_config).unwrap_or(Value::Null);
-    if let Some(h) = host_config.as_object_mut() {
-        if h.get("NetworkMode").and_then(|v| v.as_str()) == Some("") {
-            h.insert("NetworkMode".into(), json!("default"));
-        }
-        if h.get("LogConfig")
-            .and_then(|l| l.get("Type"))
-            .and_then(|v| v.as_str())
-            == Some("")
-        {
-            h.insert(
-                "LogConfig".into(),
-                json!({"Type": "json-file", "Config": {}}),
-            );
-        }
+    let mut host_config = rec.host_config.clone();
+    host_config.network_mode = network_mode(&rec);
+    if host_config.log_config.r#type.is_empty() {
+        host_config.log_config = LogConfig {
+            r#type: "json-file".into(),
+            config: Default::default(),
+        };
     }
-    let mut config = serde_json::to_value(&rec.config).unwrap_or(Value::Null);
-    if let Some(cfg) = config.as_object_mut() {
-        if rec.config.labels.is_empty() {
-            cfg.insert("Labels".into(), json!({}));
-        }
-    }
-    let mut out = json!({
-        "Id": rec.id,
-        "Created": rec.created,
-        "Path": rec.path,
-        "Args": rec.args,
-        "State": {
-            "Status": s.status.as_str(),
-            "Running": matches!(s.status, Status::Running | Status::Paused),
-            "Paused": s.status == Status::Paused,
-            "Restarting": s.status == Status::Restarting,
-            "OOMKilled": s.oom_killed,
-            "Dead": s.status == Status::Dead,
-            "Pid": s.pid,
-            "ExitCode": s.exit_code,
-            "Error": s.error,
-            "StartedAt": s.started_at,
-            "FinishedAt": s.finished_at,
+    let endpoint_id = if rec.network.is_some() {
+        rec.id.clone()
+    } else {
+        String::new()
+    };
+    let mut out = InspectResponse {
+        id: rec.id.clone(),
+        created: rec.created.clone(),
+        path: rec.path.clone(),
+        args: rec.args.clone(),
+        state: ContainerState {
+            status: s.status.as_str().to_string(),
+            running: s.status.is_live(),
+            paused: s.status == Status::Paused,
+            restarting: s.status == Status::Restarting,
+            oom_killed: s.oom_killed,
+            dead: s.status == Status::Dead,
+            pid: s.pid.into(),
+            exit_code: s.exit_code,
+            error: s.error.clone(),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+            health: s.health.as_ref().map(|h| HealthState {
+                status: h.status.clone(),
+                failing_streak: h.failing_streak,
+                log: h
+                    .log
+                    .iter()
+                    .map(|l| HealthLogEntry {
+                        start: l.start.clone(),
+                        end: l.end.clone(),
+                        exit_code: l.exit_code,
+                        output: l.output.clone(),
+                    })
+                    .collect(),
+            }),
         },
-        "Image": rec.image_id,
-        "ResolvConfPath": c.paths.resolv_conf(),
-        "HostnamePath": c.paths.hostname(),
-        "HostsPath": c.paths.hosts(),
-        "LogPath": if rec.has_been_started { c.paths.log(&rec.id).display().to_string() } else { String::new() },
-        "Name": rec.name,
-        "RestartCount": rec.restart_count,
-        "Driver": "overlay2",
-        "Platform": rec.platform,
-        "MountLabel": "",
-        "ProcessLabel": "",
-        "AppArmorProfile": "",
-        "ExecIDs": null,
-        "HostConfig": host_config,
-        "GraphDriver": {
-            "Data": {
-                "LowerDir": rec.chain_ids.iter().rev().filter_map(|c| node.snapshots.fs_path(c).ok()).map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
-                "MergedDir": c.paths.rootfs(),
-                "UpperDir": c.paths.upper(),
-                "WorkDir": c.paths.work(),
+        image: rec.image_id.clone(),
+        resolv_conf_path: c.paths.resolv_conf().display().to_string(),
+        hostname_path: c.paths.hostname().display().to_string(),
+        hosts_path: c.paths.hosts().display().to_string(),
+        log_path: if rec.has_been_started {
+            c.paths.log(&rec.id).display().to_string()
+        } else {
+            String::new()
+        },
+        name: rec.name.clone(),
+        restart_count: rec.restart_count,
+        driver: "overlay2".into(),
+        platform: rec.platform.clone(),
+        mount_label: String::new(),
+        process_label: String::new(),
+        app_armor_profile: String::new(),
+        exec_ids: None,
+        host_config,
+        graph_driver: GraphDriver {
+            data: OverlayDirs {
+                lower_dir: rec
+                    .chain_ids
+                    .iter()
+                    .rev()
+                    .filter_map(|c| node.snapshots.fs_path(c).ok())
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":"),
+                merged_dir: c.paths.rootfs().display().to_string(),
+                upper_dir: c.paths.upper().display().to_string(),
+                work_dir: c.paths.work().display().to_string(),
             },
-            "Name": "overlay2",
+            name: "overlay2".into(),
         },
-        "Mounts": rec.mounts.iter().map(mount_json).collect::<Vec<_>>(),
-        "Config": config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": if rec.network.is_some() { rec.id.clone() } else { String::new() },
-            "HairpinMode": false,
-            "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "Ports": ports_json(&rec),
-            "SandboxKey": if s.status.is_live() && rec.host_config.network_mode != "host" { c.paths.netns().display().to_string() } else { String::new() },
-            "SecondaryIPAddresses": null,
-            "SecondaryIPv6Addresses": null,
-            "EndpointID": if rec.network.is_some() { rec.id.clone() } else { String::new() },
-            "Gateway": net.gateway,
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "IPAddress": net.address,
-            "IPPrefixLen": net.prefix,
-            "IPv6Gateway": "",
-            "MacAddress": net.mac,
-            "Networks": networks,
+        mounts: rec.mounts.iter().map(mount_view).collect(),
+        config: rec.config.clone(),
+        network_settings: NetworkSettings {
+            sandbox_id: endpoint_id.clone(),
+            ports: published_ports(&rec),
+            sandbox_key: if s.status.is_live() && rec.host_config.network_mode != "host" {
+                c.paths.netns().display().to_string()
+            } else {
+                String::new()
+            },
+            endpoint_id,
+            gateway: net.gateway,
+            ip_address: net.address,
+            ip_prefix_len: net.prefix,
+            mac_address: net.mac,
+            networks: [(network, endpoint_view(&rec, false))].into(),
+            ..Default::default()
         },
-    });
-    if let Some(h) = &s.health {
-        out["State"]["Health"] = json!({
-            "Status": h.status,
-            "FailingStreak": h.failing_streak,
-            "Log": h.log.iter().map(|l| json!({
-                "Start": l.start, "End": l.end, "ExitCode": l.exit_code, "Output": l.output,
-            })).collect::<Vec<_>>(),
-        });
-    }
+        size_rw: None,
+        size_root_fs: None,
+    };
     if size {
         let (rw, root) = sizes(node, c).await;
-        out["SizeRw"] = json!(rw);
-        out["SizeRootFs"] = json!(root);
+        out.size_rw = Some(rw);
+        out.size_root_fs = Some(root);
     }
     out
 }
@@ -332,16 +338,16 @@ fn command_text(rec: &ContainerRecord) -> String {
     parts.join(" ")
 }
 
-fn summary(rec: &ContainerRecord) -> Value {
+fn summary(rec: &ContainerRecord) -> ContainerSummary {
     let mut ports = Vec::new();
     if let Some(net) = &rec.network {
         for p in &net.ports {
-            ports.push(json!({
-                "IP": p.host_ip,
-                "PrivatePort": p.container_port,
-                "PublicPort": p.host_port,
-                "Type": p.protocol,
-            }));
+            ports.push(PortSummary {
+                ip: Some(p.host_ip.clone()),
+                private_port: p.container_port,
+                public_port: Some(p.host_port),
+                protocol: p.protocol.clone(),
+            });
         }
     }
     if let Some(exposed) = &rec.config.exposed_ports {
@@ -354,32 +360,41 @@ fn summary(rec: &ContainerRecord) -> Value {
                     .any(|p| p.container_port == n && p.protocol == proto)
             });
             if !published {
-                ports.push(json!({"PrivatePort": n, "Type": proto}));
+                ports.push(PortSummary {
+                    ip: None,
+                    private_port: n,
+                    public_port: None,
+                    protocol: proto.to_string(),
+                });
             }
         }
     }
-    let mut networks = Map::new();
-    networks.insert(network_name(rec), endpoint_json(rec, true));
-    json!({
-        "Id": rec.id,
-        "Names": [rec.name],
-        "Image": rec.image_name,
-        "ImageID": rec.image_id,
-        "Command": command_text(rec),
-        "Created": rec.created_nanos / 1_000_000_000,
-        "_created_nanos": rec.created_nanos,
-        "Ports": ports,
-        "Labels": rec.config.labels,
-        "State": rec.state.status.as_str(),
-        "Status": status_text(rec),
-        "HostConfig": {"NetworkMode": network_mode(rec)},
-        "NetworkSettings": {"Networks": networks},
-        "Mounts": rec.mounts.iter().map(mount_json).collect::<Vec<_>>(),
-    })
+    ContainerSummary {
+        id: rec.id.clone(),
+        names: vec![rec.name.clone()],
+        image: rec.image_name.clone(),
+        image_id: rec.image_id.clone(),
+        command: command_text(rec),
+        created: rec.created_nanos / 1_000_000_000,
+        created_nanos: rec.created_nanos,
+        ports,
+        labels: rec.config.labels.clone(),
+        state: rec.state.status.as_str().to_string(),
+        status: status_text(rec),
+        host_config: SummaryHostConfig {
+            network_mode: network_mode(rec),
+        },
+        network_settings: SummaryNetworkSettings {
+            networks: [(network_name(rec), endpoint_view(rec, true))].into(),
+        },
+        mounts: rec.mounts.iter().map(mount_view).collect(),
+        size_rw: None,
+        size_root_fs: None,
+    }
 }
 
 /// Docker's container filters, as far as this node can judge them.
-struct Filters<'a>(&'a std::collections::BTreeMap<String, Vec<String>>);
+struct Filters<'a>(&'a BTreeMap<String, Vec<String>>);
 
 impl Filters<'_> {
     fn check(&self) -> Result<(), BusError> {
@@ -559,8 +574,8 @@ pub async fn list(node: &Arc<Node>, req: &ListRequest) -> Result<ListResponse, B
     for (mut v, c) in out {
         if req.size {
             let (rw, root) = sizes(node, &c).await;
-            v["SizeRw"] = json!(rw);
-            v["SizeRootFs"] = json!(root);
+            v.size_rw = Some(rw);
+            v.size_root_fs = Some(root);
         }
         containers.push(v);
     }
