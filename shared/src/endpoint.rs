@@ -16,6 +16,46 @@
 //!   result at the end ([`crate::stream::Sender`] on the caller's side).
 //!
 //! [`ENDPOINTS`] lists them all, as docs/architecture.md's subjects table does.
+//!
+//! What the declarations rule out, checked by the compiler (these examples are doctests):
+//!
+//! ```
+//! # use wharf_bus::{api, endpoint, image::{ImageRecord, ImageResolve}};
+//! async fn resolve(client: &async_nats::Client) -> wharf_bus::error::Result<ImageRecord> {
+//!     let request = ImageResolve { name: "busybox".into() };
+//!     endpoint::call::<api::ImageResolveName>(client, &request).await
+//! }
+//! ```
+//!
+//! A request of another type:
+//!
+//! ```compile_fail
+//! # use wharf_bus::{api, endpoint, image::ImageTag};
+//! async fn resolve(client: &async_nats::Client) {
+//!     let request = ImageTag { source: "a".into(), target: "b".into() };
+//!     let _ = endpoint::call::<api::ImageResolveName>(client, &request).await;
+//! }
+//! ```
+//!
+//! A reply taken as another type:
+//!
+//! ```compile_fail
+//! # use wharf_bus::{api, endpoint, image::{ImageList, ImageResolve}};
+//! async fn resolve(client: &async_nats::Client) -> wharf_bus::error::Result<ImageList> {
+//!     let request = ImageResolve { name: "busybox".into() };
+//!     endpoint::call::<api::ImageResolveName>(client, &request).await
+//! }
+//! ```
+//!
+//! A node's operation sent to a service's queue group:
+//!
+//! ```compile_fail
+//! # use wharf_bus::{api, endpoint, container::InspectRequest};
+//! async fn inspect(client: &async_nats::Client) {
+//!     let request = InspectRequest { id: "c1".into(), size: false };
+//!     let _ = endpoint::call::<api::ContainerInspect>(client, &request).await;
+//! }
+//! ```
 
 use std::future::Future;
 use std::sync::Arc;
