@@ -4,10 +4,11 @@
 //! Safety: a path the client names is resolved with `openat2(RESOLVE_IN_ROOT)` on the rootfs, so
 //! symlinks in the container (absolute or `..`) resolve as if the rootfs were `/`. Trees are then
 //! walked from descriptors, one name at a time with `O_NOFOLLOW`, so a symlink met on the way is
-//! archived as a symlink, never followed. An upload is extracted with the target directory as
-//! the root of every lookup (as dockerd's chrooted untar does): names with `..` climbing out are
-//! refused, parents that are symlinks resolve inside the target, the last name is never
-//! followed, and hard links can only point inside the target.
+//! archived as a symlink, never followed. An upload is extracted by the confined tar core
+//! (`wharf_untar`) with the target directory as the root of every lookup (as dockerd's chrooted
+//! untar does): names with `..` climbing out are refused, parents that are symlinks resolve
+//! inside the target, the last name is never followed, and hard links can only point inside
+//! the target.
 //!
 //! Volumes and bind mounts are not seen: they are mounted in the container's namespace only.
 
@@ -22,13 +23,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{self, FileStat, Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
-use nix::unistd::{self, Gid, Uid, UnlinkatFlags};
+use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use serde_json::{json, Value};
 use wharf_bus::container::{ArchiveRequest, PathStat};
 use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
 use wharf_bus::BusError;
+use wharf_untar::{
+    header, EntryPath, Error, Hooks, Item, Kind, LinkProblem, Names, Options, Place, Problem, Root,
+};
 
 use super::record::Status;
 use super::{internal, Container, Node};
@@ -670,7 +672,12 @@ impl Read for ChunkReader {
     }
 }
 
-/// Extraction of a tar into a directory.
+/// Extraction of a tar into a directory: `docker cp`'s upload, and a build's COPY and ADD. The
+/// confined tar core (`wharf_untar`) does the work with the target as the root of every lookup
+/// ([`Root::in_root`], as dockerd's chrooted untar sees it): names are cleaned as Go's
+/// `filepath.Clean` and refused when they climb out ([`Names::NoEscape`]), parents resolve
+/// inside the target, the last name is never followed, hard links only point inside. What is
+/// the upload's own ([`Upload`]): the owners and dockerd's words for every failure.
 pub(super) struct Extraction {
     /// The target directory: the root of every lookup.
     target: OwnedFd,
@@ -686,44 +693,10 @@ pub(super) struct Extraction {
     /// With `--userns-remap`: the owners in the tar (or `owner`) are the container's, stored
     /// as the host IDs of its range.
     map: Option<IdMap>,
-    dir_times: Vec<(Vec<u8>, TimeSpec)>,
 }
 
 fn bad(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
-/// An entry name cleaned as Go's `filepath.Clean`; `None` when it climbs out.
-fn clean_entry(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut parts: Vec<Vec<u8>> = Vec::new();
-    for part in raw.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p.to_vec()),
-        }
-    }
-    Some(parts)
-}
-
-fn remove_tree(parent: &OwnedFd, name: &OsStr) -> nix::Result<()> {
-    let st = match stat::fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if file_type(&st) != SFlag::S_IFDIR {
-        return unistd::unlinkat(parent, name, UnlinkatFlags::NoRemoveDir);
-    }
-    let dir = fcntl::openat(parent, name, DIR_FLAGS, Mode::empty())?;
-    let names =
-        names_in(&dir).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    for child in names {
-        remove_tree(&dir, &child)?;
-    }
-    unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)
 }
 
 impl Extraction {
@@ -738,7 +711,6 @@ impl Extraction {
             strict_names: false,
             rename: None,
             map: None,
-            dir_times: Vec::new(),
         }
     }
 
@@ -760,217 +732,139 @@ impl Extraction {
         self
     }
 
-    /// Extracts the whole tar `input` (blocking).
-    pub(super) fn extract(mut self, input: impl Read) -> io::Result<()> {
-        // What the tar reader refuses is the client's archive (a 400), unless the upload stream
-        // itself failed, which extract_upload tells apart.
-        let malformed = |e: io::Error| match e.kind() {
-            io::ErrorKind::InvalidInput => e,
-            _ => bad(format!("Error processing tar file: {e}")),
+    /// Extracts the whole tar `input` (blocking). The client's faults (a bad archive, a name
+    /// climbing out...) are `InvalidInput` errors, in dockerd's words.
+    pub(super) fn extract(self, input: impl Read) -> io::Result<()> {
+        let mut options = Options::new(Names::NoEscape);
+        options.strict = self.strict_names;
+        options.rename = self.rename;
+        options.no_overwrite_dir_non_dir = self.no_overwrite_dir_non_dir;
+        let mut upload = Upload {
+            dest: self.dest,
+            owner: self.owner,
+            map: self.map,
+            refused: None,
         };
-        let mut archive = tar::Archive::new(input);
-        for entry in archive.entries().map_err(malformed)? {
-            let mut entry = entry.map_err(malformed)?;
-            self.entry(&mut entry)?;
-        }
-        self.finish()
-    }
-
-    /// The parent directory of `parts`, created if missing, resolved inside the target.
-    fn parent(&self, parts: &[Vec<u8>]) -> io::Result<OwnedFd> {
-        let joined = parts.join(&b'/');
-        if !joined.is_empty() {
-            crate::container::mkdir_in_root(&self.target, Path::new(OsStr::from_bytes(&joined)))
-                .map_err(io::Error::from)?;
-        }
-        in_root(&self.target, &joined, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-            .map_err(io::Error::from)
-    }
-
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> io::Result<()> {
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
-        ) {
-            return Ok(());
-        }
-        let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        let outside = || bad(format!("{shown:?} is outside of {:?}", self.dest));
-        if self.strict_names
-            && (raw.starts_with(b"/") || raw.split(|&b| b == b'/').any(|p| p == b".."))
-        {
-            return Err(outside());
-        }
-        let mut parts = clean_entry(&raw).ok_or_else(outside)?;
-        if let Some(name) = &self.rename {
-            parts = vec![name.as_bytes().to_vec()];
-        }
-        let Some((name, dirs)) = parts.split_last() else {
-            // The target itself (`./`): dockerd leaves it alone.
-            return Ok(());
-        };
-        let name = OsStr::from_bytes(name);
-        let parent = self.parent(dirs)?;
-        let is_dir = kind == tar::EntryType::Directory;
-        if let Some(existing) = match stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(st),
-            Err(Errno::ENOENT) => None,
-            Err(e) => return Err(e.into()),
-        } {
-            let existing_dir = file_type(&existing) == SFlag::S_IFDIR;
-            if self.no_overwrite_dir_non_dir && existing_dir && !is_dir {
-                return Err(bad(format!(
-                    "cannot overwrite directory {:?} with non-directory {shown:?}",
-                    parts_path(&parts)
-                )));
-            }
-            if self.no_overwrite_dir_non_dir && !existing_dir && is_dir {
-                return Err(bad(format!(
-                    "cannot overwrite non-directory {:?} with directory {shown:?}",
-                    parts_path(&parts)
-                )));
-            }
-            if !(existing_dir && is_dir) {
-                remove_tree(&parent, name)?;
-            }
-        }
-        let header = entry.header();
-        // Blank numeric fields read as 0, as Go's archive/tar (dockerd) reads them.
-        let (tar_uid, tar_gid, tar_mode) = crate::snapshot::tar_ids_and_mode(header)
-            .map_err(|e| bad(format!("{shown:?}: {e}")))?;
-        let (uid, gid) = self.owner.unwrap_or((tar_uid as u32, tar_gid as u32));
-        let (uid, gid) = match self.map {
-            Some(m) => m.to_host((uid, gid)).map_err(bad)?,
-            None => (uid, gid),
-        };
-        let mode = Mode::from_bits_truncate((tar_mode & 0o7777) as libc::mode_t);
-        let mtime = TimeSpec::new(header.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0);
-        let own = |fd: &OwnedFd, name: &OsStr| {
-            unistd::fchownat(
-                fd,
-                name,
-                Some(Uid::from_raw(uid)),
-                Some(Gid::from_raw(gid)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        match kind {
-            tar::EntryType::Directory => {
-                match stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o700)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                own(&parent, name)?;
-                stat::fchmodat(&parent, name, mode, stat::FchmodatFlags::NoFollowSymlink)?;
-                self.dir_times.push((parts.join(&b'/'), mtime));
-                return Ok(());
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let fd = fcntl::openat(
-                    &parent,
-                    name,
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )?;
-                let mut file = std::fs::File::from(fd);
-                io::copy(entry, &mut file)?;
-                let fd = OwnedFd::from(file);
-                unistd::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
-                stat::fchmod(&fd, mode)?;
-                stat::futimens(&fd, &mtime, &mtime)?;
-                return Ok(());
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad(format!("{shown:?}: a symlink without a target")))?;
-                // Stored as it is, never followed here.
-                unistd::symlinkat(OsStr::from_bytes(&target), &parent, name)?;
-                own(&parent, name)?;
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad(format!("{shown:?}: a hard link without a target")))?;
-                let tparts = clean_entry(&target)
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "invalid hardlink {:?} -> {:?}",
-                            shown,
-                            String::from_utf8_lossy(&target)
-                        ))
-                    })?;
-                let (tname, tdirs) = tparts.split_last().expect("not empty");
-                let tparent = in_root(
-                    &self.target,
-                    &tdirs.join(&b'/'),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-                )?;
-                let tname = OsStr::from_bytes(tname);
-                let tst = stat::fstatat(&tparent, tname, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                if file_type(&tst) == SFlag::S_IFDIR {
-                    return Err(bad(format!("{shown:?}: a hard link to a directory")));
-                }
-                unistd::linkat(&tparent, tname, &parent, name, AtFlags::empty())?;
-                if file_type(&tst) != SFlag::S_IFLNK {
-                    own(&parent, name)?;
-                    stat::fchmodat(&parent, name, mode, stat::FchmodatFlags::NoFollowSymlink)?;
-                }
-            }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let flag = match kind {
-                    tar::EntryType::Char => SFlag::S_IFCHR,
-                    tar::EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                let major = header.device_major().ok().flatten().unwrap_or(0);
-                let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                stat::mknodat(
-                    &parent,
-                    name,
-                    flag,
-                    mode,
-                    stat::makedev(major as u64, minor as u64),
-                )?;
-                own(&parent, name)?;
-                stat::fchmodat(&parent, name, mode, stat::FchmodatFlags::NoFollowSymlink)?;
-            }
-            other => {
-                return Err(bad(format!(
-                    "unhandled tar header type {}",
-                    other.as_byte()
-                )))
-            }
-        }
-        stat::utimensat(
-            &parent,
-            name,
-            &mtime,
-            &mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )?;
-        Ok(())
-    }
-
-    fn finish(self) -> io::Result<()> {
-        for (path, mtime) in self.dir_times.iter().rev() {
-            if let Ok(fd) = in_root(&self.target, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
-                let _ = stat::futimens(&fd, mtime, mtime);
-            }
-        }
-        Ok(())
+        let root = Root::in_root(self.target);
+        wharf_untar::extract(input, &root, &options, &mut upload).map(drop)
     }
 }
 
-fn parts_path(parts: &[Vec<u8>]) -> String {
-    format!("/{}", String::from_utf8_lossy(&parts.join(&b'/')))
+/// An upload's reading of headers and its words for failures.
+struct Upload {
+    dest: String,
+    owner: Option<(u32, u32)>,
+    map: Option<IdMap>,
+    /// Why the entry just read cannot be made (its owner fields, an owner the map cannot
+    /// hold, a link without a target), said only if it is to be made: the target itself
+    /// (`./`) is left alone whatever its header says, as dockerd does.
+    refused: Option<io::Error>,
+}
+
+impl Upload {
+    /// The host owner and the mode (setuid, setgid and sticky included) of an entry.
+    fn owner_and_mode(&self, shown: &str, h: &tar::Header) -> io::Result<((u32, u32), u32)> {
+        // Blank numeric fields read as 0, as Go's archive/tar (dockerd) reads them.
+        let (uid, gid, mode) =
+            header::ids_and_mode(h).map_err(|e| bad(format!("{shown:?}: {e}")))?;
+        let owner = self.owner.unwrap_or((uid as u32, gid as u32));
+        let owner = match self.map {
+            Some(m) => m.to_host(owner).map_err(bad)?,
+            None => owner,
+        };
+        Ok((owner, mode & 0o7777))
+    }
+}
+
+impl Hooks for Upload {
+    type Error = io::Error;
+
+    fn read<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> io::Result<Option<Item>> {
+        if matches!(
+            entry.header().entry_type(),
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            return Ok(None);
+        }
+        let name = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        self.refused = None;
+        let (owner, mode) = match self.owner_and_mode(&shown, entry.header()) {
+            Ok((owner, mode)) => (Some(owner), mode),
+            Err(e) => {
+                self.refused = Some(e);
+                (None, 0)
+            }
+        };
+        let kind = header::kind(entry).unwrap_or_else(|missing| {
+            self.refused
+                .get_or_insert_with(|| bad(format!("{shown:?}: {missing}")));
+            Kind::Other(0)
+        });
+        // Whole seconds and no extended attributes: `docker cp` keeps no PAX records.
+        Ok(Some(Item {
+            name,
+            kind,
+            owner,
+            mode,
+            mtime: header::mtime(entry.header()),
+            xattrs: Vec::new(),
+        }))
+    }
+
+    fn place(&mut self, _root: &Root, _path: &EntryPath, _item: &Item) -> io::Result<Place> {
+        match self.refused.take() {
+            Some(refused) => Err(refused),
+            None => Ok(Place::Make),
+        }
+    }
+
+    fn error(&self, error: Error) -> io::Error {
+        let (raw, path, problem) = match error {
+            // What the tar reader refuses is the client's archive (a 400), unless the upload
+            // stream itself failed, which extract_upload tells apart.
+            Error::Archive(e) if e.kind() == io::ErrorKind::InvalidInput => return e,
+            Error::Archive(e) => return bad(format!("Error processing tar file: {e}")),
+            // A directory's times, set once everything else is in place.
+            Error::Finish { errno, .. } => return errno.into(),
+            Error::Entry {
+                entry,
+                path,
+                problem,
+            } => (entry, path, problem),
+        };
+        let shown = String::from_utf8_lossy(&raw);
+        let at = || format!("/{}", path.to_slash_string());
+        match problem {
+            Problem::Name(_) => bad(format!("{shown:?} is outside of {:?}", self.dest)),
+            Problem::Overwrite { existing_dir: true } => bad(format!(
+                "cannot overwrite directory {:?} with non-directory {shown:?}",
+                at()
+            )),
+            Problem::Overwrite {
+                existing_dir: false,
+            } => bad(format!(
+                "cannot overwrite non-directory {:?} with directory {shown:?}",
+                at()
+            )),
+            Problem::Link {
+                target, problem, ..
+            } => match problem {
+                LinkProblem::Name(_) | LinkProblem::Root => bad(format!(
+                    "invalid hardlink {shown:?} -> {:?}",
+                    String::from_utf8_lossy(&target)
+                )),
+                LinkProblem::Directory => bad(format!("{shown:?}: a hard link to a directory")),
+                LinkProblem::Parent(walk) => walk.errno().into(),
+                LinkProblem::Missing => Errno::ENOENT.into(),
+                LinkProblem::Stat(e) | LinkProblem::Os(e) => e.into(),
+            },
+            Problem::Unsupported(flag) => bad(format!("unhandled tar header type {flag}")),
+            Problem::Parent(walk) => walk.errno().into(),
+            Problem::Read(e) | Problem::Write(e) => e,
+            Problem::Os(_, e) => e.into(),
+        }
+    }
 }
 
 /// Why an upload was not extracted.
@@ -1328,18 +1222,6 @@ mod tests {
     }
 
     #[test]
-    fn entry_names_climbing_out_are_refused() {
-        assert!(clean_entry(b"../x").is_none());
-        assert!(clean_entry(b"a/../../x").is_none());
-        assert_eq!(
-            clean_entry(b"/abs/./x").unwrap(),
-            vec![b"abs".to_vec(), b"x".to_vec()]
-        );
-        assert_eq!(clean_entry(b"a/../b").unwrap(), vec![b"b".to_vec()]);
-        assert!(clean_entry(b"./").unwrap().is_empty());
-    }
-
-    #[test]
     fn times_print_as_go_does() {
         assert_eq!(go_time(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(go_time(1, 500_000_000), "1970-01-01T00:00:01.5Z");
@@ -1363,16 +1245,179 @@ mod tests {
         b.append_data(&mut h, "evil/pwned", &b"hi"[..]).unwrap();
         let data = b.into_inner().unwrap();
         let target = fcntl::open(&target_path, DIR_FLAGS, Mode::empty()).unwrap();
-        let mut x = Extraction::new(target, "/t", None);
-        let mut archive = tar::Archive::new(&data[..]);
-        for e in archive.entries().unwrap() {
-            x.entry(&mut e.unwrap()).unwrap();
-        }
+        Extraction::new(target, "/t", None)
+            .extract(&data[..])
+            .unwrap();
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
         let landed = target_path
             .join(outside.path().strip_prefix("/").unwrap())
             .join("pwned");
         assert_eq!(std::fs::read(landed).unwrap(), b"hi");
+    }
+
+    fn upload(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn entry(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(7);
+        h.set_gid(8);
+        h.set_mtime(1_500_000_000);
+        h.set_size(size);
+        h
+    }
+
+    /// A header whose name is written as it is (the tar crate refuses `..` in names).
+    fn raw_entry(b: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, link: &str) {
+        let mut h = entry(kind, 0o644, 0);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+
+    /// The client sees dockerd's words, as a 400 (`InvalidInput`).
+    #[test]
+    fn failures_are_worded_as_dockerd_words_them() {
+        use tar::EntryType::{Directory, Link, Regular};
+        let cases: Vec<(&str, Vec<u8>, bool, String)> = vec![
+            (
+                "climbing out",
+                upload(|b| raw_entry(b, Regular, "a/../../x", "")),
+                false,
+                r#""a/../../x" is outside of "/t""#.into(),
+            ),
+            (
+                "strict names",
+                upload(|b| raw_entry(b, Regular, "/abs", "")),
+                true,
+                r#""/abs" is outside of "/t""#.into(),
+            ),
+            (
+                "a directory replaced",
+                upload(|b| {
+                    raw_entry(b, Directory, "d/", "");
+                    raw_entry(b, Regular, "./d", "");
+                }),
+                false,
+                r#"cannot overwrite directory "/d" with non-directory "./d""#.into(),
+            ),
+            (
+                "a file replaced",
+                upload(|b| {
+                    raw_entry(b, Regular, "f", "");
+                    raw_entry(b, Directory, "f/", "");
+                }),
+                false,
+                r#"cannot overwrite non-directory "/f" with directory "f/""#.into(),
+            ),
+            (
+                "a hard link out",
+                upload(|b| raw_entry(b, Link, "l", "../x")),
+                false,
+                r#"invalid hardlink "l" -> "../x""#.into(),
+            ),
+            (
+                "a hard link to the target",
+                upload(|b| raw_entry(b, Link, "l", "./")),
+                false,
+                r#"invalid hardlink "l" -> "./""#.into(),
+            ),
+            (
+                "a hard link to a directory",
+                upload(|b| {
+                    raw_entry(b, Directory, "d/", "");
+                    raw_entry(b, Link, "l", "d");
+                }),
+                false,
+                r#""l": a hard link to a directory"#.into(),
+            ),
+            (
+                "a hard link without a target",
+                upload(|b| raw_entry(b, Link, "l", "")),
+                false,
+                r#""l": a hard link without a target"#.into(),
+            ),
+            (
+                "an unknown type",
+                upload(|b| raw_entry(b, tar::EntryType::new(b'Z'), "z", "")),
+                false,
+                "unhandled tar header type 90".into(),
+            ),
+        ];
+        for (what, data, strict, want) in cases {
+            let root = tempfile::tempdir().unwrap();
+            let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+            let mut x = Extraction::new(target, "/t", None);
+            x.no_overwrite_dir_non_dir = true;
+            if strict {
+                x = x.strict_names();
+            }
+            let err = x.extract(&data[..]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{what}: {err}");
+            assert_eq!(err.to_string(), want, "{what}");
+        }
+        // A hard link to what is not there is the node's error (a 500), as in dockerd.
+        let root = tempfile::tempdir().unwrap();
+        let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        let err = Extraction::new(target, "/t", None)
+            .extract(&upload(|b| raw_entry(b, Link, "l", "missing"))[..])
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+        // The target itself is left alone, whatever its header says.
+        let root = tempfile::tempdir().unwrap();
+        let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        Extraction::new(target, "/t", None)
+            .extract(&upload(|b| raw_entry(b, Link, "./", ""))[..])
+            .unwrap();
+    }
+
+    #[test]
+    fn owners_are_mapped_and_modes_and_times_kept() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let data = upload(|b| {
+            let mut h = entry(tar::EntryType::Directory, 0o1750, 0);
+            b.append_data(&mut h, "d/", &[][..]).unwrap();
+            let mut h = entry(tar::EntryType::Regular, 0o4755, 2);
+            b.append_data(&mut h, "d/f", &b"hi"[..]).unwrap();
+            let mut h = entry(tar::EntryType::Symlink, 0o777, 0);
+            b.append_link(&mut h, "d/s", "f").unwrap();
+        });
+        let map = IdMap {
+            uid: 100_000,
+            gid: 200_000,
+            size: 65_536,
+        };
+        let root = tempfile::tempdir().unwrap();
+        let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        Extraction::new(target, "/", None)
+            .mapped(Some(map))
+            .extract(&data[..])
+            .unwrap();
+        let meta = |p: &str| std::fs::symlink_metadata(root.path().join(p)).unwrap();
+        for p in ["d", "d/f", "d/s"] {
+            assert_eq!((meta(p).uid(), meta(p).gid()), (100_007, 200_008), "{p}");
+            assert_eq!(meta(p).mtime(), 1_500_000_000, "{p}");
+        }
+        assert_eq!(meta("d").permissions().mode() & 0o7777, 0o1750);
+        assert_eq!(meta("d/f").permissions().mode() & 0o7777, 0o4755);
+        // The owner override is the container's too; one the range cannot hold is refused.
+        let root = tempfile::tempdir().unwrap();
+        let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        let err = Extraction::new(target, "/", Some((70_000, 0)))
+            .mapped(Some(map))
+            .extract(&data[..])
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!(
+            err.to_string(),
+            "Container ID 70000 cannot be mapped to a host ID"
+        );
     }
 
     /// Found by tests/fuzz_api.rs: blank owner fields (Go reads them as 0) failed `docker cp`

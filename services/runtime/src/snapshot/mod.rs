@@ -24,7 +24,5 @@ pub use chain_id::chain_ids;
 pub use error::{Result, SnapshotError};
 pub use snapshotter::{SnapshotInfo, Snapshotter};
 
-pub(crate) use wharf_untar::header::ids_and_mode as tar_ids_and_mode;
-
 /// The xattr that marks a directory opaque for overlayfs.
 pub const OPAQUE_XATTR: &str = whiteout::OPAQUE_XATTR;
