@@ -12,7 +12,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::paths::{clean_components, join_key, relative_key, resolve_in_scope};
+use super::paths::{clean_key, relative_key, resolve_in_scope};
 use super::tarsum::{write_v1_header, HashWriter, V1Fields};
 use super::Context;
 
@@ -95,7 +95,7 @@ impl Context {
     /// dangling link) hashes to `path` itself, as in dockerd.
     pub fn hash(&self, path: &str) -> io::Result<String> {
         let full = resolve_in_scope(&self.root, path).map_err(|e| {
-            let clean = join_key(&clean_components(path.as_bytes()));
+            let clean = clean_key(path.as_bytes());
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("forbidden path outside the build context: {path} ({clean}): {e}"),

@@ -1,32 +1,36 @@
 //! The tar extraction into the context directory, as dockerd's chrooted `archive.Unpack` does it
-//! but confined without a chroot: no entry is written through a symlink, hard links only join
-//! entries already extracted, devices are skipped, and directory modes and times are applied
-//! last.
+//! but confined without a chroot. The walk is the confined tar core's (`wharf_untar`): names
+//! cleaned as rooted paths (`..` stops at the context root), no entry written through a symlink
+//! (parents are opened beneath the context directory without following any), an existing path
+//! replaced unless both are directories, hard links only to entries already extracted and never
+//! to a directory, directory modes and times applied last.
+//!
+//! What is the builder's own is here, as the core's [`Hooks`]: headers read as Go's
+//! `archive/tar` reads them ([`HeaderInfo`]) into [`EntryMeta`] records, each entry's `tarsum`
+//! (its header, then its data as it goes by), devices skipped, owners and xattrs recorded but
+//! not applied, the stream's cut-short end ([`EndPadded`]) and what follows the archive, and
+//! dockerd's error texts.
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use nix::errno::Errno;
+use nix::sys::time::TimeSpec;
 use sha2::{Digest, Sha256};
+use wharf_untar::{
+    lstat_at, remove_at, Blocked, EntryPath, Error, Hooks, Item, Kind, LinkProblem, Names, Op,
+    Options, Place, Problem, Root, WalkError,
+};
 
 use super::error::io_error;
 use super::header::{HeaderInfo, BLOCK};
-use super::paths::{clean_components, join_key};
+use super::paths::clean_key;
 use super::{Context, ContextError, EntryMeta};
 
 fn is_header_only(typeflag: u8) -> bool {
     matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6')
-}
-
-/// A directory's metadata, applied after everything else is extracted.
-struct DirMeta {
-    mode: u32,
-    mtime: Option<(i64, u32)>,
 }
 
 /// Extracts the tar `stream` into `dest`, recording each entry's header data and sum in
@@ -37,148 +41,267 @@ pub(super) fn extract<R: Read>(
     ctx: &mut Context,
     stream_error: &dyn Fn(io::Error) -> ContextError,
 ) -> Result<(), ContextError> {
-    let data_end = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut archive = tar::Archive::new(EndPadded {
+    let root = Root::beneath(dest).map_err(|e| ContextError::BadDestination {
+        path: dest.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let data_end = Arc::new(AtomicU64::new(0));
+    let stream = EndPadded {
         inner: stream,
         consumed: 0,
         data_end: data_end.clone(),
         zeros: None,
-    });
-    let mut dirs: HashMap<Vec<Vec<u8>>, DirMeta> = HashMap::new();
-    {
-        let entries = archive.entries().map_err(stream_error)?;
-        for entry in entries {
-            let mut entry = entry.map_err(stream_error)?;
-            let size = entry.header().entry_size().unwrap_or(0);
-            data_end.store(
-                entry.raw_file_position() + size,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            let info = HeaderInfo::read(&mut entry).map_err(stream_error)?;
-            let mut hasher = Sha256::new();
-            info.write_tarsum_header(&mut hasher);
-            let components = clean_components(&info.name);
-            let key = join_key(&components);
-
-            // The root itself is never replaced (Unpack skips "." when it is a directory, and
-            // it always is); global headers carry no file.
-            if components.is_empty() || info.typeflag == b'g' {
-                if !is_header_only(info.typeflag) && info.typeflag != b'g' {
-                    copy_hashing(&mut entry, None, &mut hasher, info.size, stream_error)?;
-                }
-                record(ctx, key, &info, hasher);
-                continue;
-            }
-            match info.typeflag {
-                b'0' | b'1' | b'2' | b'5' | b'6' => {}
-                b'3' | b'4' => {
-                    // A build never needs the context's device nodes; dockerd would mknod them.
-                    ctx.skipped.push(key.clone());
-                    record(ctx, key, &info, hasher);
-                    continue;
-                }
-                other => {
-                    return Err(ContextError::UnhandledType {
-                        name: key,
-                        typeflag: other,
-                    })
-                }
-            }
-
-            let parent = prepare_parents(dest, &components, &key, &mut dirs)?;
-            let path = parent.join(OsStr::from_bytes(components.last().expect("non-empty")));
-            clear_existing(&path, info.typeflag == b'5', &key)?;
-            let mode = info.mode & 0o7777;
-            match info.typeflag {
-                b'0' => {
-                    let mut file = fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(&path)
-                        .map_err(io_error(format!("creating {key}")))?;
-                    copy_hashing(
-                        &mut entry,
-                        Some(&mut file),
-                        &mut hasher,
-                        info.size,
-                        stream_error,
-                    )?;
-                    file.set_permissions(fs::Permissions::from_mode(mode))
-                        .map_err(io_error(format!("setting the mode of {key}")))?;
-                    let t = system_time(info.mtime);
-                    file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
-                        .map_err(io_error(format!("setting the times of {key}")))?;
-                }
-                b'1' => {
-                    let target = clean_components(&info.linkname);
-                    let target_key = join_key(&target);
-                    let bad = |reason: &str| ContextError::BadHardlink {
-                        name: key.clone(),
-                        target: target_key.clone(),
-                        reason: reason.to_string(),
-                    };
-                    if target.is_empty() {
-                        return Err(bad("target is the context root"));
-                    }
-                    let target_path =
-                        existing_without_symlinks(dest, &target).map_err(|reason| bad(&reason))?;
-                    let target_meta = fs::symlink_metadata(&target_path)
-                        .map_err(io_error(format!("inspecting {target_key}")))?;
-                    if target_meta.is_dir() {
-                        return Err(bad("target is a directory"));
-                    }
-                    fs::hard_link(&target_path, &path)
-                        .map_err(io_error(format!("linking {key} to {target_key}")))?;
-                    // Like createTarFile, the link's header mode and time go to the shared
-                    // inode unless that is a symlink.
-                    if !target_meta.file_type().is_symlink() {
-                        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                            .map_err(io_error(format!("setting the mode of {key}")))?;
-                        set_times_nofollow(&path, info.mtime)
-                            .map_err(io_error(format!("setting the times of {key}")))?;
-                    }
-                }
-                b'2' => {
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&info.linkname), &path)
-                        .map_err(io_error(format!("creating symlink {key}")))?;
-                    set_times_nofollow(&path, info.mtime)
-                        .map_err(io_error(format!("setting the times of {key}")))?;
-                }
-                b'5' => {
-                    if !path.is_dir() {
-                        fs::DirBuilder::new()
-                            .mode(0o700)
-                            .create(&path)
-                            .map_err(io_error(format!("creating directory {key}")))?;
-                    }
-                    dirs.insert(
-                        components.clone(),
-                        DirMeta {
-                            mode,
-                            mtime: Some(info.mtime),
-                        },
-                    );
-                }
-                b'6' => {
-                    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                        .map_err(|e| io_error(format!("creating fifo {key}"))(e.into()))?;
-                    fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                        .map_err(io_error(format!("setting the mode of {key}")))?;
-                    set_times_nofollow(&path, info.mtime)
-                        .map_err(io_error(format!("setting the times of {key}")))?;
-                }
-                _ => unreachable!("filtered above"),
-            }
-            record(ctx, key, &info, hasher);
-        }
-    }
+    };
+    let mut options = Options::new(Names::Clamped);
+    // A read-only directory still receives its contents; implied parents end up 0755, as
+    // `MkdirAllAndChownNew` gives them.
+    options.dir_modes_last = true;
+    let mut receiving = Receiving {
+        ctx,
+        stream_error,
+        data_end,
+        entry: None,
+    };
+    let mut rest = wharf_untar::extract(stream, &root, &options, &mut receiving)?;
     // Read to the end, as docker-untar flushes its input: a corrupt compressed tail fails.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(stream_error)?;
-    finish_directories(dest, dirs)
+    io::copy(&mut rest, &mut io::sink()).map_err(stream_error)?;
+    Ok(())
 }
 
+/// The builder's hooks into the extraction.
+struct Receiving<'a> {
+    ctx: &'a mut Context,
+    stream_error: &'a dyn Fn(io::Error) -> ContextError,
+    /// Where the data of the entry being read ends, for [`EndPadded`].
+    data_end: Arc<AtomicU64>,
+    /// The entry being extracted.
+    entry: Option<Entry>,
+}
+
+/// One entry as it goes by: its header as Go reads it, and its sum so far.
+struct Entry {
+    info: HeaderInfo,
+    hasher: Sha256,
+    /// Whether its data is hashed (and its length checked): Go's reader gives the header-only
+    /// types none.
+    hashed: bool,
+    received: u64,
+}
+
+impl Hooks for Receiving<'_> {
+    type Error = ContextError;
+
+    fn read<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<Option<Item>, ContextError> {
+        let size = entry.header().entry_size().unwrap_or(0);
+        self.data_end
+            .store(entry.raw_file_position() + size, Ordering::Relaxed);
+        let info = HeaderInfo::read(entry).map_err(self.stream_error)?;
+        let mut hasher = Sha256::new();
+        info.write_tarsum_header(&mut hasher);
+        if info.typeflag == b'g' {
+            // A global header carries no file, but has its sum as any entry.
+            record(self.ctx, clean_key(&info.name), &info, hasher);
+            return Ok(None);
+        }
+        let item = Item {
+            name: info.name.clone(),
+            kind: kind_of(&info),
+            // Recorded, not applied: COPY and ADD give context files their own owner.
+            owner: None,
+            mode: info.mode & 0o7777,
+            mtime: TimeSpec::new(info.mtime.0, info.mtime.1.into()),
+            xattrs: Vec::new(),
+        };
+        self.entry = Some(Entry {
+            hashed: !is_header_only(info.typeflag),
+            info,
+            hasher,
+            received: 0,
+        });
+        Ok(Some(item))
+    }
+
+    fn place(&mut self, root: &Root, path: &EntryPath, item: &Item) -> Result<Place, ContextError> {
+        match &item.kind {
+            Kind::Device { .. } => {
+                // A build never needs the context's device nodes; dockerd would mknod them.
+                self.ctx.skipped.push(path.to_slash_string());
+                Ok(Place::Skip)
+            }
+            Kind::HardLink(_) => {
+                // dockerd removes what has the link's name before it looks for the target: a
+                // link to itself, or to something below it, finds nothing, and a link to
+                // another name of the same file still gives it the header's mode and time.
+                let Ok(parent) = root.dir(path.parent(), false) else {
+                    // Nothing there yet, or a path the core refuses.
+                    return Ok(Place::Make);
+                };
+                let key = path.to_slash_string();
+                let name = path.name().expect("not the root");
+                if lstat_at(&parent, name)
+                    .map_err(|e| os_error("inspecting", &key, e))?
+                    .is_some()
+                {
+                    remove_at(&parent, name).map_err(|e| os_error("replacing", &key, e))?;
+                }
+                Ok(Place::Make)
+            }
+            _ => Ok(Place::Make),
+        }
+    }
+
+    fn data(&mut self, chunk: &[u8]) {
+        if let Some(entry) = self.entry.as_mut().filter(|e| e.hashed) {
+            entry.hasher.update(chunk);
+            entry.received += chunk.len() as u64;
+        }
+    }
+
+    fn done(&mut self, path: &EntryPath, _item: &Item) -> Result<(), ContextError> {
+        let Some(entry) = self.entry.take() else {
+            return Ok(());
+        };
+        if entry.hashed && entry.received != entry.info.size {
+            // The tar crate ends a truncated entry quietly; Go reports io.ErrUnexpectedEOF.
+            return Err(ContextError::Malformed("unexpected EOF".into()));
+        }
+        record(self.ctx, path.to_slash_string(), &entry.info, entry.hasher);
+        Ok(())
+    }
+
+    fn error(&self, error: Error) -> ContextError {
+        let (path, problem) = match error {
+            Error::Archive(e) => return (self.stream_error)(e),
+            Error::Finish { path, op, errno } => {
+                let what = match op {
+                    Op::Mode => "setting the mode of",
+                    _ => "setting the times of",
+                };
+                return os_error(what, &path.to_slash_string(), errno);
+            }
+            Error::Entry { path, problem, .. } => (path, problem),
+        };
+        let key = path.to_slash_string();
+        match problem {
+            Problem::Read(e) => (self.stream_error)(e),
+            Problem::Write(e) => io_error("writing the build context")(e),
+            Problem::Parent(walk) => parent_error(&key, &path, walk),
+            Problem::Link {
+                target,
+                path: target_path,
+                problem,
+            } => {
+                let target_key =
+                    target_path.map_or_else(|| clean_key(&target), |p| p.to_slash_string());
+                let reason = match problem {
+                    LinkProblem::Root => "target is the context root".to_string(),
+                    LinkProblem::Directory => "target is a directory".to_string(),
+                    LinkProblem::Parent(WalkError {
+                        at,
+                        blocked: blocked @ (Blocked::Symlink | Blocked::NotDirectory),
+                    }) => {
+                        let through = EntryPath::parse(&target, Names::Clamped)
+                            .unwrap_or_default()
+                            .prefix(at + 1)
+                            .to_slash_string();
+                        if blocked == Blocked::Symlink {
+                            format!("path goes through symlink {through}")
+                        } else {
+                            format!("{through} is not a directory")
+                        }
+                    }
+                    LinkProblem::Os(e) => {
+                        return os_error(&format!("linking {key} to"), &target_key, e)
+                    }
+                    // Not there, or not to be looked at.
+                    LinkProblem::Name(_)
+                    | LinkProblem::Parent(_)
+                    | LinkProblem::Stat(_)
+                    | LinkProblem::Missing => "target not extracted yet".to_string(),
+                };
+                ContextError::BadHardlink {
+                    name: key,
+                    target: target_key,
+                    reason,
+                }
+            }
+            Problem::Unsupported(typeflag) => ContextError::UnhandledType {
+                name: key,
+                typeflag,
+            },
+            // Names are clamped, never refused; directories and non-directories replace each
+            // other.
+            Problem::Name(e) => ContextError::Malformed(format!("cannot extract {key}: {e}")),
+            Problem::Overwrite { .. } => ContextError::Malformed(format!(
+                "cannot extract {key}: a directory and a non-directory would replace each other"
+            )),
+            Problem::Os(op, e) => os_error(
+                match op {
+                    Op::Stat => "inspecting",
+                    Op::Replace => "replacing",
+                    Op::MakeDir => "creating directory",
+                    Op::OpenDir => "opening directory",
+                    Op::MakeFile => "creating",
+                    Op::MakeSymlink => "creating symlink",
+                    // Devices are skipped.
+                    Op::MakeNode => "creating fifo",
+                    Op::Owner => "setting the owner of",
+                    Op::Mode => "setting the mode of",
+                    Op::Xattr => "setting the extended attributes of",
+                    Op::Times => "setting the times of",
+                },
+                &key,
+                e,
+            ),
+        }
+    }
+}
+
+/// Why the parents of the entry `key` at `path` could not be made.
+fn parent_error(key: &str, path: &EntryPath, walk: WalkError) -> ContextError {
+    let at = path.prefix(walk.at + 1).to_slash_string();
+    match walk.blocked {
+        Blocked::Symlink => ContextError::ThroughSymlink {
+            name: key.to_string(),
+            link: at,
+        },
+        Blocked::NotDirectory => {
+            ContextError::Malformed(format!("cannot extract {key}: {at} is not a directory"))
+        }
+        Blocked::Create(e) => os_error("creating the parents of", key, e),
+        Blocked::Missing | Blocked::Os(_) => {
+            os_error("inspecting the parents of", key, walk.errno())
+        }
+    }
+}
+
+fn os_error(what: &str, key: &str, errno: Errno) -> ContextError {
+    io_error(format!("{what} {key}"))(errno.into())
+}
+
+/// What to make of an entry, by its (Go-promoted) type flag.
+fn kind_of(info: &HeaderInfo) -> Kind {
+    let number = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    match info.typeflag {
+        b'0' => Kind::File,
+        b'1' => Kind::HardLink(info.linkname.clone()),
+        b'2' => Kind::Symlink(info.linkname.clone()),
+        b'3' | b'4' => Kind::Device {
+            block: info.typeflag == b'4',
+            major: number(info.devmajor),
+            minor: number(info.devminor),
+        },
+        b'5' => Kind::Dir,
+        b'6' => Kind::Fifo,
+        // dockerd's `unhandled tar header type` (the root aside, which is never made).
+        other => Kind::Other(other),
+    }
+}
+
+/// Records the first entry of each name, as dockerd's `FileInfoSums.GetFile` finds it.
 fn record(ctx: &mut Context, key: String, info: &HeaderInfo, hasher: Sha256) {
     ctx.entries.entry(key).or_insert_with(|| EntryMeta {
         uid: info.uid,
@@ -198,7 +321,7 @@ struct EndPadded<R> {
     inner: R,
     consumed: u64,
     /// Where the data of the entry being read ends.
-    data_end: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    data_end: Arc<AtomicU64>,
     /// Zeros still to supply once the stream ended.
     zeros: Option<u64>,
 }
@@ -214,7 +337,7 @@ impl<R: Read> Read for EndPadded<R> {
         let n = self.inner.read(buf)?;
         self.consumed += n as u64;
         if n == 0 && !buf.is_empty() && self.consumed > 0 {
-            let end = self.data_end.load(std::sync::atomic::Ordering::Relaxed);
+            let end = self.data_end.load(Ordering::Relaxed);
             let block = BLOCK as u64;
             if self.consumed >= end {
                 let pad = (block - self.consumed % block) % block;
@@ -226,182 +349,13 @@ impl<R: Read> Read for EndPadded<R> {
     }
 }
 
-/// Copies an entry's data into `out` (if any) and the hasher, checking the length.
-fn copy_hashing(
-    entry: &mut impl Read,
-    mut out: Option<&mut fs::File>,
-    hasher: &mut Sha256,
-    size: u64,
-    stream_error: &dyn Fn(io::Error) -> ContextError,
-) -> Result<(), ContextError> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match entry.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(stream_error(e)),
-        };
-        hasher.update(&buf[..n]);
-        if let Some(out) = out.as_deref_mut() {
-            out.write_all(&buf[..n])
-                .map_err(io_error("writing the build context"))?;
-        }
-        total += n as u64;
-    }
-    if total != size {
-        // The tar crate ends a truncated entry quietly; Go reports io.ErrUnexpectedEOF.
-        return Err(ContextError::Malformed("unexpected EOF".into()));
-    }
-    Ok(())
-}
-
-/// Ensures each parent of `components` is a real directory under `dest` (creating missing
-/// ones, mode 0755 at the end as `MkdirAllAndChownNew` gives them), and returns the parent.
-fn prepare_parents(
-    dest: &Path,
-    components: &[Vec<u8>],
-    key: &str,
-    dirs: &mut HashMap<Vec<Vec<u8>>, DirMeta>,
-) -> Result<PathBuf, ContextError> {
-    let mut current = dest.to_path_buf();
-    for (i, c) in components[..components.len() - 1].iter().enumerate() {
-        current.push(OsStr::from_bytes(c));
-        match fs::symlink_metadata(&current) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(ContextError::ThroughSymlink {
-                    name: key.to_string(),
-                    link: join_key(&components[..=i]),
-                })
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(ContextError::Malformed(format!(
-                    "cannot extract {key}: {} is not a directory",
-                    join_key(&components[..=i])
-                )))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&current)
-                    .map_err(io_error(format!("creating the parents of {key}")))?;
-                dirs.insert(
-                    components[..=i].to_vec(),
-                    DirMeta {
-                        mode: 0o755,
-                        mtime: None,
-                    },
-                );
-            }
-            Err(e) => return Err(io_error(format!("inspecting the parents of {key}"))(e)),
-        }
-    }
-    Ok(current)
-}
-
-/// Removes whatever is at `path` unless it and the new entry are both directories (which
-/// merge). Never follows a symlink: the link itself goes.
-fn clear_existing(path: &Path, new_is_dir: bool, key: &str) -> Result<(), ContextError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() && new_is_dir => Ok(()),
-        Ok(m) if m.is_dir() => {
-            fs::remove_dir_all(path).map_err(io_error(format!("replacing {key}")))
-        }
-        Ok(_) => fs::remove_file(path).map_err(io_error(format!("replacing {key}"))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error(format!("inspecting {key}"))(e)),
-    }
-}
-
-/// The path of an existing entry, reached through real directories only (the entry itself may
-/// be anything, a symlink included).
-fn existing_without_symlinks(dest: &Path, components: &[Vec<u8>]) -> Result<PathBuf, String> {
-    let mut current = dest.to_path_buf();
-    for (i, c) in components.iter().enumerate() {
-        current.push(OsStr::from_bytes(c));
-        let meta =
-            fs::symlink_metadata(&current).map_err(|_| "target not extracted yet".to_string())?;
-        if i + 1 == components.len() {
-            break;
-        }
-        if meta.file_type().is_symlink() {
-            return Err(format!(
-                "path goes through symlink {}",
-                join_key(&components[..=i])
-            ));
-        }
-        if !meta.is_dir() {
-            return Err(format!(
-                "{} is not a directory",
-                join_key(&components[..=i])
-            ));
-        }
-    }
-    Ok(current)
-}
-
-/// Applies directory modes and times, deepest first so that a read-only or non-searchable
-/// directory never blocks the work below it. Each path is re-checked: a directory replaced by
-/// a later entry (say, by a symlink) is left alone.
-fn finish_directories(
-    dest: &Path,
-    dirs: HashMap<Vec<Vec<u8>>, DirMeta>,
-) -> Result<(), ContextError> {
-    let mut dirs: Vec<(Vec<Vec<u8>>, DirMeta)> = dirs.into_iter().collect();
-    dirs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-    for (components, meta) in dirs {
-        let Ok(path) = existing_without_symlinks(dest, &components) else {
-            continue;
-        };
-        let dir = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(&path)
-        {
-            Ok(dir) => dir,
-            // Replaced by a non-directory after it was made.
-            Err(_) => continue,
-        };
-        let key = join_key(&components);
-        dir.set_permissions(fs::Permissions::from_mode(meta.mode))
-            .map_err(io_error(format!("setting the mode of {key}")))?;
-        if let Some(mtime) = meta.mtime {
-            let t = system_time(mtime);
-            dir.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
-                .map_err(io_error(format!("setting the times of {key}")))?;
-        }
-    }
-    Ok(())
-}
-
-fn system_time((secs, nanos): (i64, u32)) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs as u64, nanos)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos.into())
-    }
-}
-
-/// Sets atime and mtime (both to the header's mtime) without following a symlink.
-fn set_times_nofollow(path: &Path, (secs, nanos): (i64, u32)) -> io::Result<()> {
-    let t = nix::sys::time::TimeSpec::new(secs, i64::from(nanos));
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &t,
-        &t,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(io::Error::from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::context::testutil::{gzip, mode_of, mtime_of, Scratch, Tar, MTIME};
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::path::Path;
 
     // ---- hostile archives ----
 

@@ -41,7 +41,8 @@
 //!   and the body that is a bare Dockerfile.
 //! - `header.rs`: one tar header as Go's `archive/tar` reader presents it (numeric fields, PAX
 //!   records).
-//! - `extract.rs`: the tar extraction, confined to the context directory.
+//! - `extract.rs`: the tar extraction, by the confined tar core (`wharf_untar`) with the
+//!   builder's hooks: headers read as Go does, sums, devices skipped, dockerd's error texts.
 //! - `paths.rs`: archive names cleaned into context keys, and paths resolved in scope.
 //! - `build_files.rs`: reading the Dockerfile, then dropping the build files `.dockerignore`
 //!   excludes.

@@ -3,37 +3,23 @@
 //! directory were `/`, so that no symlink leads out of it.
 
 use std::collections::VecDeque;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use wharf_untar::{EntryPath, Names};
+
 /// `evalSymlinksInScope`'s bound on path components walked (symlink targets included).
 const MAX_SCOPE_STEPS: usize = 255;
 
-/// Splits a name into the components of `path.Clean("/" + name)`: `.` and empty parts drop,
-/// `..` removes the previous component and cannot climb above the root.
-pub(super) fn clean_components(name: &[u8]) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    for part in name.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                out.pop();
-            }
-            other => out.push(other.to_vec()),
-        }
-    }
-    out
-}
-
-pub(super) fn join_key(components: &[Vec<u8>]) -> String {
-    if components.is_empty() {
-        ".".to_string()
-    } else {
-        String::from_utf8_lossy(&components.join(&b'/')).into_owned()
-    }
+/// The key of an archive name: `path.Clean("/" + name)` without its leading `/` (`.` for the
+/// root), as the extraction cleans names ([`Names::Clamped`]).
+pub(super) fn clean_key(name: &[u8]) -> String {
+    EntryPath::parse(name, Names::Clamped)
+        .unwrap_or_default()
+        .to_slash_string()
 }
 
 fn under(root: &Path, components: &[Vec<u8>]) -> PathBuf {
@@ -106,11 +92,11 @@ pub fn resolve_in_scope(root: &Path, path: &str) -> io::Result<PathBuf> {
 /// `/`-separated path of `full` relative to `root`, `.` for the root itself.
 pub(super) fn relative_key(root: &Path, full: &Path) -> String {
     let rel = full.strip_prefix(root).unwrap_or(full);
-    let parts: Vec<Vec<u8>> = rel
+    let parts: Vec<OsString> = rel
         .components()
-        .map(|c| c.as_os_str().as_bytes().to_vec())
+        .map(|c| c.as_os_str().to_os_string())
         .collect();
-    join_key(&parts)
+    EntryPath::from(parts).to_slash_string()
 }
 
 #[cfg(test)]
