@@ -96,6 +96,13 @@ else
         cargo test --workspace --no-fail-fast "$@" -- --test-threads "$threads" || status=$?
 fi
 
+# Doctests, which nextest does not run (the bus contract's compile_fail examples among them);
+# only for a whole run, as extra arguments are nextest's.
+if [ $# -eq 0 ]; then
+    log "cargo test --workspace --doc"
+    cargo test --workspace --doc || status=$?
+fi
+
 elapsed=$(( $(date +%s) - started ))
 if [ "$status" -eq 0 ]; then
     log "deploy/test.sh: all tests passed (${elapsed}s)"

@@ -58,6 +58,7 @@
 //! ```
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -318,6 +319,20 @@ pub struct Incoming<E: Subject> {
 }
 
 impl<E: Subject> Incoming<E> {
+    /// The request, and the stream still to accept (a download's or an upload's handler).
+    pub fn split(self) -> (E::Request, StreamRequest<E>) {
+        let stream = self.stream();
+        (self.request, stream)
+    }
+
+    /// The stream still to accept.
+    pub fn stream(&self) -> StreamRequest<E> {
+        StreamRequest {
+            raw: self.raw.clone(),
+            endpoint: PhantomData,
+        }
+    }
+
     fn decode(raw: Arc<async_nats::service::Request>) -> Result<Incoming<E>> {
         // An empty payload is an empty object (a request with no fields).
         let payload: &[u8] = match raw.message.payload.is_empty() {
@@ -371,22 +386,52 @@ impl Running {
     }
 }
 
-/// Accepts a download with its typed accept payload.
+/// A stream request its handler has yet to accept, with the accept payload its declaration
+/// names.
+pub struct StreamRequest<E: Subject> {
+    raw: Arc<async_nats::service::Request>,
+    endpoint: PhantomData<E>,
+}
+
+impl<E: Download> StreamRequest<E> {
+    /// Accepts the download: the sender of its frames.
+    pub async fn accept_download(
+        &self,
+        client: &async_nats::Client,
+        accept: &E::Accept,
+    ) -> Result<Sender> {
+        Sender::accept(client, &self.raw, crate::rpc::encode(accept)?).await
+    }
+}
+
+impl<E: Upload> StreamRequest<E> {
+    /// Accepts the upload: the receiver of its frames, which answers `E::Result` at the end
+    /// ([`upload_result`]).
+    pub async fn accept_upload(
+        &self,
+        client: &async_nats::Client,
+        accept: &E::Accept,
+    ) -> Result<Receiver> {
+        Receiver::accept(client, &self.raw, crate::rpc::encode(accept)?).await
+    }
+}
+
+/// Accepts a download with its typed accept payload (a handler that keeps its [`Incoming`]).
 pub async fn accept_download<E: Download>(
     client: &async_nats::Client,
     incoming: &Incoming<E>,
     accept: &E::Accept,
 ) -> Result<Sender> {
-    Sender::accept(client, &incoming.raw, crate::rpc::encode(accept)?).await
+    incoming.stream().accept_download(client, accept).await
 }
 
-/// Accepts an upload with its typed accept payload.
+/// Accepts an upload with its typed accept payload (a handler that keeps its [`Incoming`]).
 pub async fn accept_upload<E: Upload>(
     client: &async_nats::Client,
     incoming: &Incoming<E>,
     accept: &E::Accept,
 ) -> Result<Receiver> {
-    Receiver::accept(client, &incoming.raw, crate::rpc::encode(accept)?).await
+    incoming.stream().accept_upload(client, accept).await
 }
 
 /// Encodes an upload's typed result for [`Receiver::respond`].

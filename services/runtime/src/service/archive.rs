@@ -25,7 +25,9 @@ use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use serde_json::{json, Value};
+use wharf_bus::api;
 use wharf_bus::container::{ArchiveRequest, PathStat};
+use wharf_bus::endpoint::{Empty, StreamRequest};
 use wharf_bus::stream::{Receiver, Sender, CHUNK_SIZE};
 use wharf_bus::BusError;
 use wharf_untar::{
@@ -558,12 +560,12 @@ fn stream_tar(
 pub async fn get(
     node: &Arc<Node>,
     req: ArchiveRequest,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ArchiveGet>,
 ) -> Result<(), BusError> {
     check_path(&req)?;
     let c = node.get(&req.id)?;
     let (resolved, stat) = locate(node, c, req).await?;
-    let sender = Sender::accept(&node.client, request, wharf_bus::rpc::encode(&stat)?).await?;
+    let sender = request.accept_download(&node.client, &stat).await?;
     send_path(sender, resolved);
     Ok(())
 }
@@ -628,7 +630,7 @@ pub(super) fn send_path(sender: Sender, path: ResolvedPath) -> tokio::task::Join
 pub async fn export(
     node: &Arc<Node>,
     c: Arc<Container>,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ContainerExport>,
 ) -> Result<(), BusError> {
     let root = {
         let c = c.clone();
@@ -640,7 +642,7 @@ pub async fn export(
         .await
         .map_err(|e| internal("export", e))??
     };
-    let sender = Sender::accept(&node.client, request, Bytes::new()).await?;
+    let sender = request.accept_download(&node.client, &Empty).await?;
     stream_tar(sender, id_map(node, &c), move |tar| {
         append_tree(tar, &root, b"")
     });
@@ -927,7 +929,7 @@ pub(super) async fn extract_upload(
 pub async fn put(
     node: &Arc<Node>,
     req: ArchiveRequest,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ArchivePut>,
 ) -> Result<(), BusError> {
     check_path(&req)?;
     let c = node.get(&req.id)?;
@@ -974,7 +976,7 @@ pub async fn put(
         .await
         .map_err(|e| internal("extract", e))??
     };
-    let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
+    let mut receiver = request.accept_upload(&node.client, &Empty).await?;
     let node = node.clone();
     tokio::spawn(async move {
         let mut x = Extraction::new(target, &req.path, owner).mapped(id_map(&node, &c));

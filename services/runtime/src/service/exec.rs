@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use wharf_bus::api;
 use wharf_bus::container::{
     ExecConfig, ExecCreateRequest, ExecCreated, ExecInspectResponse, ExecProcessConfig,
     ExecStartRequest, StreamInfo,
 };
-use wharf_bus::stream::Sender;
+use wharf_bus::endpoint::StreamRequest;
 use wharf_bus::BusError;
 
 use crate::cgroups;
@@ -281,7 +282,7 @@ pub async fn start_detached(node: &Arc<Node>, req: ExecStartRequest) -> Result<(
 pub async fn start_attached(
     node: &Arc<Node>,
     req: ExecStartRequest,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ExecStart>,
 ) -> Result<(), BusError> {
     let (exec, c) = find(node, &req.exec_id)?;
     let cfg = &exec.config;
@@ -297,12 +298,9 @@ pub async fn start_attached(
     )
     .await?
     .expect("attached");
-    let sender = Sender::accept(
-        &node.client,
-        request,
-        wharf_bus::rpc::encode(&StreamInfo { tty })?,
-    )
-    .await?;
+    let sender = request
+        .accept_download(&node.client, &StreamInfo { tty })
+        .await?;
     streams::pump(
         node.clone(),
         stream,

@@ -385,7 +385,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
                 .await?;
         }};
     }
-    // Streams: the handler accepts the stream on the request itself.
+    // Streams: the handler accepts the stream (`raw`, typed by the declaration) itself.
     macro_rules! stream {
         ($e:ty, |$n:ident, $req:ident, $raw:ident| $body:expr) => {{
             let node = node.clone();
@@ -393,7 +393,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
                 .serve_stream::<$e, _, _>(&group, move |incoming| {
                     let $n = node.clone();
                     async move {
-                        let ($req, $raw) = (incoming.request, incoming.raw);
+                        let ($req, $raw) = incoming.split();
                         $body;
                         Ok(())
                     }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use wharf_bus::api;
 use wharf_bus::container::StatsRequest;
-use wharf_bus::stream::Sender;
+use wharf_bus::endpoint::{Empty, StreamRequest};
 use wharf_bus::BusError;
 
 use crate::cgroups::{self, Stats};
@@ -152,9 +153,9 @@ pub async fn stats(
     node: &Arc<Node>,
     c: Arc<Container>,
     req: StatsRequest,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ContainerStats>,
 ) -> Result<(), BusError> {
-    let mut sender = Sender::accept(&node.client, request, bytes::Bytes::new()).await?;
+    let mut sender = request.accept_download(&node.client, &Empty).await?;
     let node = node.clone();
     let v2 = matches!(node.cgroups, Some(cgroups::Layout::V2 { .. }));
     tokio::spawn(async move {

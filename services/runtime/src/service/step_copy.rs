@@ -18,13 +18,14 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{self, FchmodatFlags, Mode, SFlag};
 use nix::unistd::{self, Gid, Uid};
+use wharf_bus::api;
 use wharf_bus::build::{StepCopy, StepDone};
 use wharf_bus::container::HostConfig;
+use wharf_bus::endpoint::{Empty, StreamRequest};
 use wharf_bus::stream::Receiver;
 use wharf_bus::BusError;
 
@@ -39,11 +40,11 @@ const MAX_LINKS: u32 = 255;
 pub async fn copy(
     node: &Arc<Node>,
     req: StepCopy,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::BuildCopy>,
 ) -> Result<(), BusError> {
     // Accepted before the work: unpacking the image may take longer than a request may wait
     // (the builder's upload waits for credit meanwhile).
-    let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
+    let mut receiver = request.accept_upload(&node.client, &Empty).await?;
     let node = node.clone();
     tokio::spawn(async move {
         match step(&node, req, &mut receiver).await {

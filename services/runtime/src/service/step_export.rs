@@ -10,9 +10,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use wharf_bus::api;
 use wharf_bus::build::StepExport;
 use wharf_bus::container::{ArchiveRequest, ContainerConfig, HostConfig};
+use wharf_bus::endpoint::{Empty, StreamRequest};
 use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
 
@@ -22,7 +23,7 @@ use super::{archive, create, remove, Node};
 pub async fn export(
     node: &Arc<Node>,
     req: StepExport,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::BuildExport>,
 ) -> Result<(), BusError> {
     if req.image.is_empty() {
         return Err(BusError::invalid("build.export needs an image"));
@@ -33,7 +34,7 @@ pub async fn export(
             req.path
         )));
     }
-    let sender = Sender::accept(&node.client, request, Bytes::new()).await?;
+    let sender = request.accept_download(&node.client, &Empty).await?;
     let node = node.clone();
     tokio::spawn(async move {
         let config = ContainerConfig {

@@ -18,11 +18,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
+use wharf_bus::api;
 use wharf_bus::build::{StepDone, StepEvent, StepRun, STEP_HOST_CONFIG_FIELDS};
 use wharf_bus::container::HostConfig;
+use wharf_bus::endpoint::{Empty, StreamRequest};
 use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
 
@@ -43,12 +44,12 @@ enum Ending {
 pub async fn run(
     node: &Arc<Node>,
     mut req: StepRun,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::BuildRun>,
 ) -> Result<(), BusError> {
     // Refused as a plain error reply, before any stream or container exists.
     req.host_config = step_host_config(&req.host_config)?;
     // Accepted before the work: unpacking the image may take longer than a request may wait.
-    let mut sender = Sender::accept(&node.client, request, Bytes::new()).await?;
+    let mut sender = request.accept_download(&node.client, &Empty).await?;
     let node = node.clone();
     tokio::spawn(async move {
         match step(&node, req, &mut sender).await {

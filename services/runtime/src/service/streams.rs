@@ -16,8 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
+use wharf_bus::api;
 use wharf_bus::container::{AttachRequest, LogsRequest, StdinRequest, StreamInfo};
-use wharf_bus::stream::{Receiver, Sender};
+use wharf_bus::endpoint::{Empty, StreamRequest};
+use wharf_bus::stream::Sender;
 use wharf_bus::BusError;
 
 use crate::logs::{multiplex_frame, payload, LogReader, ReadOptions};
@@ -188,19 +190,16 @@ pub async fn attach(
     node: &Arc<Node>,
     c: Arc<Container>,
     req: AttachRequest,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ContainerAttach>,
 ) -> Result<(), BusError> {
     let (tty, stdin_once, open_stdin) =
         c.with(|r| (r.config.tty, r.config.stdin_once, r.config.open_stdin));
     parse_detach_keys(&req.detach_keys)?;
     let want_stdin = req.stdin && open_stdin;
     let slot = want_stdin.then(|| slot_for(node, &req.attach_id, &req.detach_keys));
-    let mut sender = Sender::accept(
-        &node.client,
-        request,
-        wharf_bus::rpc::encode(&StreamInfo { tty })?,
-    )
-    .await?;
+    let mut sender = request
+        .accept_download(&node.client, &StreamInfo { tty })
+        .await?;
     // dockerd logs an `attach` event for every attach (`docker run` without -d makes one).
     node.publish_event(&c.snapshot(), "attach", &[]).await;
     let _ = stdin_once;
@@ -323,7 +322,7 @@ pub fn pump(
 pub async fn stdin(
     node: &Arc<Node>,
     req: StdinRequest,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ContainerStdin>,
 ) -> Result<(), BusError> {
     // The target is an exec (its stdin ends with the client's) or a container.
     let (bundle, stdin_once) = match super::exec::stdin_target(node, &req.id) {
@@ -334,7 +333,7 @@ pub async fn stdin(
         }
     };
     let slot = node.stdin_slots.get_or_create(&req.attach_id);
-    let mut receiver = Receiver::accept(&node.client, request, Bytes::new()).await?;
+    let mut receiver = request.accept_upload(&node.client, &Empty).await?;
     let node = node.clone();
     tokio::spawn(async move {
         // The attach hands over its writer once the shim connection exists (possibly only
@@ -447,7 +446,7 @@ pub async fn logs(
     node: &Arc<Node>,
     c: Arc<Container>,
     req: LogsRequest,
-    request: &async_nats::service::Request,
+    request: &StreamRequest<api::ContainerLogs>,
 ) -> Result<(), BusError> {
     let tty = c.with(|r| r.config.tty);
     let tail = match req.tail.as_str() {
@@ -465,12 +464,9 @@ pub async fn logs(
         stderr: req.stderr,
         timestamps: req.timestamps,
     };
-    let mut sender = Sender::accept(
-        &node.client,
-        request,
-        wharf_bus::rpc::encode(&StreamInfo { tty })?,
-    )
-    .await?;
+    let mut sender = request
+        .accept_download(&node.client, &StreamInfo { tty })
+        .await?;
     let path = c.paths.log(&c.id);
     let frame = move |e: &crate::logs::LogEntry| -> Vec<u8> {
         let bytes = payload(e, options.timestamps);
