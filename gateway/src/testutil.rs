@@ -32,6 +32,40 @@ pub(crate) fn image(
     .unwrap()
 }
 
+/// Four images as image-store lists them: `base` (layer a), a build step on it (hidden from
+/// `docker images`), the tagged result `app` with the step's layers (a, b), and `other`, whose
+/// layer b has the same diff ID on another base (c).
+pub(crate) struct FourImages {
+    pub base: ImageRecord,
+    pub step: ImageRecord,
+    pub app: ImageRecord,
+    pub other: ImageRecord,
+}
+
+pub(crate) fn four_images() -> FourImages {
+    FourImages {
+        base: image(
+            '1',
+            &[('a', 1000)],
+            &["docker.io/library/base:latest"],
+            None,
+        ),
+        step: image('2', &[('a', 1000), ('b', 200)], &[], Some('1')),
+        app: image(
+            '3',
+            &[('a', 1000), ('b', 200)],
+            &["docker.io/library/app:v1"],
+            Some('2'),
+        ),
+        other: image(
+            '4',
+            &[('c', 50), ('b', 200)],
+            &["docker.io/library/other:v1"],
+            None,
+        ),
+    }
+}
+
 pub(crate) fn cache_record(id: &str, parent: &str, size: u64) -> CacheRecord {
     CacheRecord {
         id: id.into(),

@@ -215,31 +215,16 @@ pub async fn gather(state: &AppState, parts: Parts) -> ApiResult<Usage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::image;
+    use crate::testutil::{four_images, FourImages};
 
     #[test]
     fn image_usage_counts_distinct_layers_shared_sizes_and_containers() {
-        // A base, a build step on it (hidden from `docker images`) and the tagged result with
-        // the step's layers; another image whose layer has the same diff ID on another base.
-        let base = image(
-            '1',
-            &[('a', 1000)],
-            &["docker.io/library/base:latest"],
-            None,
-        );
-        let step = image('2', &[('a', 1000), ('b', 200)], &[], Some('1'));
-        let app = image(
-            '3',
-            &[('a', 1000), ('b', 200)],
-            &["docker.io/library/app:v1"],
-            Some('2'),
-        );
-        let other = image(
-            '4',
-            &[('c', 50), ('b', 200)],
-            &["docker.io/library/other:v1"],
-            None,
-        );
+        let FourImages {
+            base,
+            step,
+            app,
+            other,
+        } = four_images();
         let all = vec![base.clone(), step, app.clone(), other.clone()];
         let shown = vec![app.clone(), base.clone(), other.clone()];
         let containers: Vec<ContainerSummary> = serde_json::from_value(json!([

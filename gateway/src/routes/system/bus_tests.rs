@@ -12,7 +12,7 @@ use wharf_bus::image::{ImageList, ImageRecord};
 
 use super::{build_prune, disk_usage};
 use crate::state::AppState;
-use crate::testutil::{cache_record, image};
+use crate::testutil::{cache_record, four_images, FourImages};
 use crate::version::ApiVersion;
 
 /// A fake image-store, runtime node and (optionally) builder on a real nats-server, and
@@ -26,19 +26,7 @@ async fn df_and_build_prune_over_the_bus() {
 
     let nats = wharf_bus::testkit::NatsServer::start();
     let client = nats.client().await;
-    let base = image(
-        '1',
-        &[('a', 1000)],
-        &["docker.io/library/base:latest"],
-        None,
-    );
-    let step = image('2', &[('a', 1000), ('b', 200)], &[], Some('1'));
-    let app = image(
-        '3',
-        &[('a', 1000), ('b', 200)],
-        &["docker.io/library/app:v1"],
-        Some('2'),
-    );
+    let FourImages { base, step, app, .. } = four_images();
     let images = Arc::new(vec![app.clone(), step.clone(), base.clone()]);
     let mut store =
         wharf_bus::service::start(&client, "wharf-image-store", "fake", group::IMAGE_STORE)

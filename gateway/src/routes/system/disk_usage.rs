@@ -131,7 +131,7 @@ pub async fn disk_usage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{cache_record, image};
+    use crate::testutil::{cache_record, four_images, FourImages};
     use axum::http::StatusCode;
 
     #[test]
@@ -159,27 +159,12 @@ mod tests {
 
     #[test]
     fn images_show_as_docker_images_does_with_their_usage() {
-        // A base, a build step on it (hidden from `docker images`) and the tagged result with
-        // the step's layers; another image whose layer has the same diff ID on another base.
-        let base = image(
-            '1',
-            &[('a', 1000)],
-            &["docker.io/library/base:latest"],
-            None,
-        );
-        let step = image('2', &[('a', 1000), ('b', 200)], &[], Some('1'));
-        let app = image(
-            '3',
-            &[('a', 1000), ('b', 200)],
-            &["docker.io/library/app:v1"],
-            Some('2'),
-        );
-        let other = image(
-            '4',
-            &[('c', 50), ('b', 200)],
-            &["docker.io/library/other:v1"],
-            None,
-        );
+        let FourImages {
+            base,
+            step,
+            app,
+            other,
+        } = four_images();
         let all = vec![base.clone(), step, app.clone(), other.clone()];
         let shown = vec![app.clone(), base.clone(), other.clone()];
         let containers = serde_json::from_value(json!([
