@@ -197,9 +197,11 @@ pub struct UpArgs {
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub builder: BuilderArgs,
-    /// Address the private nats-server listens on (only without --nats-url).
-    #[arg(long, default_value = "127.0.0.1:4222")]
-    pub nats_listen: String,
+    /// Address the private nats-server listens on (only without --nats-url). Without it:
+    /// 127.0.0.1:4222, or a free loopback port when another server has that one (a second
+    /// engine on the host); the address is recorded under the data root for `wharf sync`.
+    #[arg(long)]
+    pub nats_listen: Option<String>,
     /// The nats-server binary for the private server.
     #[arg(long, env = "WHARF_NATS_SERVER")]
     pub nats_server: Option<PathBuf>,

@@ -187,10 +187,10 @@ fn private_nats(settings: &Settings, up: &UpArgs) -> anyhow::Result<(Spec, Strin
     let passwords = Passwords::load_or_create(&dir)?;
     // The one password of earlier versions (user `wharf`, every service): no longer valid.
     let _ = std::fs::remove_file(dir.join("password"));
-    let (host, port) = up
-        .nats_listen
+    let listen = nats_listen(up.nats_listen.as_deref())?;
+    let (host, port) = listen
         .rsplit_once(':')
-        .with_context(|| format!("--nats-listen wants host:port, got {}", up.nats_listen))?;
+        .with_context(|| format!("--nats-listen wants host:port, got {listen}"))?;
     let config = private_config(host, port, &dir.join("jetstream"), &passwords);
     let conf = dir.join("nats-server.conf");
     let _ = std::fs::remove_file(&conf);
@@ -207,6 +207,37 @@ fn private_nats(settings: &Settings, up: &UpArgs) -> anyhow::Result<(Spec, Strin
     std::fs::write(&url_file, &url)?;
     std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600))?;
     Ok((spec, url, passwords))
+}
+
+/// The default address of the private nats-server.
+const DEFAULT_NATS_LISTEN: &str = "127.0.0.1:4222";
+
+/// Where the private nats-server will listen. An address the user gave must be free: taken, the
+/// stack would talk to whatever server has it (and fail its logins forever), so it stops here.
+/// Without one, the default port, or a free loopback port when the default is taken (another
+/// engine on the same host).
+fn nats_listen(given: Option<&str>) -> anyhow::Result<String> {
+    let free = |addr: &str| std::net::TcpListener::bind(addr).is_ok();
+    match given {
+        Some(addr) => {
+            anyhow::ensure!(
+                free(addr),
+                "--nats-listen {addr}: the address is in use (another nats-server, or another \
+                 `wharf up`?); give a free one, or leave --nats-listen out to have one chosen"
+            );
+            Ok(addr.to_string())
+        }
+        None if free(DEFAULT_NATS_LISTEN) => Ok(DEFAULT_NATS_LISTEN.to_string()),
+        None => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")
+                .context("finding a free port for the private nats-server")?;
+            let addr = listener.local_addr()?;
+            tracing::info!(
+                "{DEFAULT_NATS_LISTEN} is in use; the private nats-server listens on {addr}"
+            );
+            Ok(addr.to_string())
+        }
+    }
 }
 
 /// The private nats-server of a `wharf up` using `data_root`: its URL, and the `sync` user and
@@ -410,7 +441,7 @@ pub async fn up(settings: Settings, up: UpArgs) -> anyhow::Result<()> {
         None => {
             let (spec, url, kept) = private_nats(&settings, &up)?;
             nats_task = Some(tokio::spawn(supervise(spec, stop_nats.clone())));
-            wait_for_tcp(&up.nats_listen, Duration::from_secs(15)).await?;
+            wait_for_tcp(url.trim_start_matches("nats://"), Duration::from_secs(15)).await?;
             env.push(("WHARF_NATS_URL".to_string(), url));
             passwords = Some(kept);
         }
@@ -461,6 +492,23 @@ pub async fn up(settings: Settings, up: UpArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_nats_address_is_refused() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap().to_string();
+        let err = nats_listen(Some(&taken)).unwrap_err().to_string();
+        assert!(err.contains("the address is in use"), "{err}");
+        let free = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().to_string()
+        };
+        assert_eq!(nats_listen(Some(&free)).unwrap(), free);
+        // Without an address: the default port or, while it is taken, another loopback port
+        // (tests/stack.rs holds the default port for that; not here, where tests run in parallel).
+        let chosen = nats_listen(None).unwrap();
+        assert!(chosen.starts_with("127.0.0.1:"), "{chosen}");
+    }
 
     #[test]
     fn the_private_server_has_a_user_and_password_per_service() {

@@ -293,3 +293,66 @@ fn chrono_like_now() -> String {
         .unwrap();
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
+
+/// Two engines on one host, neither told where its private nats-server listens: while another
+/// server has the default port (4222; held here by a plain listener when it is free), each
+/// `wharf up` takes a free port of its own and records it, and both serve the CLI; one told to
+/// use a taken address stops at once, saying so, instead of talking to the other's server.
+#[test]
+fn a_second_engine_on_the_host_gets_its_own_nats_port() {
+    if support::skip_on_reference("starts Wharf stacks") {
+        return;
+    }
+    // Whoever holds the default port (this listener, or a server already there) stays for the
+    // whole test.
+    let _default = std::net::TcpListener::bind("127.0.0.1:4222");
+    assert!(
+        std::net::TcpListener::bind("127.0.0.1:4222").is_err(),
+        "the default port is held"
+    );
+    let options = support::StackOptions {
+        default_nats_listen: true,
+        ..Default::default()
+    };
+    let first = Stack::start_with(options.clone());
+    let second = Stack::start_with(options);
+    assert_ne!(first.nats_port, 4222);
+    assert_ne!(second.nats_port, 4222);
+    assert_ne!(first.nats_port, second.nats_port);
+    for stack in [&first, &second] {
+        let url = std::fs::read_to_string(stack.data_root.join("nats/url")).unwrap();
+        assert_eq!(url.trim(), format!("nats://127.0.0.1:{}", stack.nats_port));
+        let out = stack.docker().run(&["info", "--format", "{{.Name}}"]);
+        assert!(out.success(), "{out}");
+        let out = stack.docker().run(&["volume", "create", "data1"]);
+        assert!(out.success(), "{out}");
+    }
+
+    // An address given and taken: a clear error within seconds, nothing left running.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("daemon.json");
+    std::fs::write(&config, "{}").unwrap();
+    let taken = format!("127.0.0.1:{}", first.nats_port);
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("up")
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .arg("-H")
+        .arg(format!(
+            "unix://{}",
+            dir.path().join("docker.sock").display()
+        ))
+        .arg("--nats-listen")
+        .arg(&taken)
+        .arg("--config-file")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--nats-listen {taken}: the address is in use")),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("docker.sock").exists());
+}

@@ -685,6 +685,9 @@ pub struct StackOptions {
     pub extra_args: Vec<String>,
     /// Environment of `wharf up` (and so of its services).
     pub env: Vec<(String, String)>,
+    /// Leave `--nats-listen` out: `wharf up` picks the private server's port itself (the
+    /// default one, or a free one when that is taken).
+    pub default_nats_listen: bool,
 }
 
 /// `wharf up` with its own data root, API socket and private nats-server.
@@ -829,9 +832,11 @@ impl Stack {
                 .arg("--data-root")
                 .arg(&data_root)
                 .arg("-H")
-                .arg(&host)
-                .arg("--nats-listen")
-                .arg(format!("127.0.0.1:{nats_port}"));
+                .arg(&host);
+            if !options.default_nats_listen {
+                cmd.arg("--nats-listen")
+                    .arg(format!("127.0.0.1:{nats_port}"));
+            }
             for m in &options.registry_mirrors {
                 cmd.arg("--registry-mirror").arg(m);
             }
@@ -862,6 +867,11 @@ impl Stack {
                     break;
                 }
                 if ping(&socket) {
+                    // Where the private server listens, as `wharf up` recorded it.
+                    let nats_port = std::fs::read_to_string(data_root.join("nats/url"))
+                        .ok()
+                        .and_then(|url| url.trim().rsplit_once(':')?.1.parse().ok())
+                        .unwrap_or(nats_port);
                     return Stack {
                         dir,
                         data_root,
