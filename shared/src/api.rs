@@ -29,7 +29,8 @@ use crate::image::{
     ImageRecord, ImageResolve, ImageTag, LoadReport, PruneReport, StagingArea,
 };
 use crate::registry::{
-    LoginReply, PullRequest, PushRequest, RegistryAuth, RegistrySettings, SyncRequest,
+    DistributionInspect, DistributionRequest, LoginReply, PullRequest, PushRequest, RegistryAuth,
+    RegistrySettings, SyncRequest,
 };
 use crate::service::Health;
 use crate::subjects::{builder, group, image_store, registry_sync};
@@ -71,6 +72,9 @@ endpoints! {
     [service(group::REGISTRY_SYNC) download RegistrySync "sync": SyncRequest => Empty]
     /// `docker login`.
     [service(group::REGISTRY_SYNC) Login "login": RegistryAuth => LoginReply]
+    /// `GET /distribution/{name}/json`: the descriptor and platforms a registry serves for a
+    /// reference; nothing is pulled.
+    [service(group::REGISTRY_SYNC) ManifestInspect "manifest.inspect": DistributionRequest => DistributionInspect]
     /// Mirrors and insecure registries, for `docker info`.
     [service(group::REGISTRY_SYNC) RegistryInfo "info": Empty => RegistrySettings]
     [service(group::REGISTRY_SYNC) RegistrySyncHealth "health": Empty => Health]
@@ -178,6 +182,7 @@ const _SAME_NAMES: () = {
     assert!(eq(BlobStat::NAME, image_store::BLOB_STAT));
     assert!(eq(ImageResolveName::NAME, image_store::IMAGE_RESOLVE));
     assert!(eq(Pull::NAME, registry_sync::PULL));
+    assert!(eq(ManifestInspect::NAME, registry_sync::MANIFEST_INSPECT));
     assert!(eq(Build::NAME, builder::BUILD));
     assert!(eq(ContainerCreate::NAME, op::CREATE));
     assert!(eq(ContainerList::NAME, op::LIST));

@@ -1,4 +1,5 @@
-//! registry-sync messages: pull and push, with the registry credentials a client sent.
+//! registry-sync messages: pull, push, sync and manifest inspection, with the registry
+//! credentials a client sent.
 
 use serde::{Deserialize, Serialize};
 
@@ -264,6 +265,56 @@ pub struct SyncFailure {
     pub error: String,
 }
 
+/// `manifest.inspect`: what a registry serves for a reference, read without pulling anything
+/// (dockerd's `GET /distribution/{name}/json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DistributionRequest {
+    /// Normalized reference, with a tag or a digest.
+    pub reference: String,
+    #[serde(default)]
+    pub auth: Option<RegistryAuth>,
+}
+
+/// The answer to [`DistributionRequest`], in Docker's `registry.DistributionInspect` shape, so
+/// the gateway passes it on as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionInspect {
+    /// The manifest or index the reference names.
+    #[serde(rename = "Descriptor")]
+    pub descriptor: ManifestDescriptor,
+    /// `null` where dockerd names none (an OCI image manifest, a config without os and
+    /// architecture, an empty index).
+    #[serde(rename = "Platforms")]
+    pub platforms: Option<Vec<OciPlatform>>,
+}
+
+/// An OCI content descriptor: media type, digest and size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestDescriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// A platform as the OCI image spec spells it (`os.version` and the rest left out when empty,
+/// as Go's `omitempty` leaves them out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub os_version: String,
+    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+}
+
 /// `info`: how registry-sync reaches registries (shown by `docker info`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RegistrySettings {
@@ -320,6 +371,39 @@ mod tests {
         assert!(
             RegistryAuth::from_header(&base64::engine::general_purpose::URL_SAFE.encode("{}"))
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn distribution_inspect_is_dockers_json() {
+        let inspect = DistributionInspect {
+            descriptor: ManifestDescriptor {
+                media_type: "application/vnd.oci.image.index.v1+json".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                size: 100,
+            },
+            platforms: Some(vec![OciPlatform {
+                architecture: "arm64".into(),
+                os: "linux".into(),
+                variant: "v8".into(),
+                ..Default::default()
+            }]),
+        };
+        assert_eq!(
+            serde_json::to_value(&inspect).unwrap(),
+            serde_json::json!({
+                "Descriptor": {
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "digest": format!("sha256:{}", "a".repeat(64)),
+                    "size": 100
+                },
+                "Platforms": [{"architecture": "arm64", "os": "linux", "variant": "v8"}]
+            })
+        );
+        let none = DistributionInspect::default();
+        assert_eq!(
+            serde_json::to_value(&none).unwrap()["Platforms"],
+            serde_json::Value::Null
         );
     }
 

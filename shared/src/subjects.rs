@@ -59,6 +59,9 @@ pub mod registry_sync {
     /// `docker login`: checks [`crate::registry::RegistryAuth`] against its registry
     /// ([`crate::registry::LoginReply`]).
     pub const LOGIN: &str = "login";
+    /// `GET /distribution/{name}/json`: a reference's descriptor and platforms, read from its
+    /// registry ([`crate::registry::DistributionInspect`]).
+    pub const MANIFEST_INSPECT: &str = "manifest.inspect";
     pub const INFO: &str = "info";
     pub const HEALTH: &str = "health";
 }

@@ -5,8 +5,10 @@
 mod auth;
 mod build;
 mod containers;
+mod distribution;
 mod images;
 mod networks;
+mod swarm;
 mod sync;
 pub mod system;
 mod volumes;
@@ -99,6 +101,8 @@ pub fn router(state: AppState) -> Router {
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
         )
+        .route("/distribution/{*rest}", get(distribution::inspect))
+        .merge(swarm::router())
         .fallback(|| async { ApiError::not_found("page not found") })
         .with_state(state)
 }

@@ -1,5 +1,6 @@
-//! The bus adapter: `pull`, `login` and `info` endpoints, and image-store reached over the bus as the
-//! pull's [`ContentStore`]. It translates; the decisions are in [`crate::pull`].
+//! The bus adapter: `pull`, `push`, `sync`, `login`, `manifest.inspect` and `info` endpoints,
+//! and image-store reached over the bus as the pull's [`ContentStore`]. It translates; the
+//! decisions are in [`crate::pull`] and the other library modules.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -230,7 +231,8 @@ impl ContentStore for BusStore {
     }
 }
 
-/// Adds the `pull`, `push`, `sync`, `login` and `info` endpoints to a started service.
+/// Adds the `pull`, `push`, `sync`, `login`, `manifest.inspect` and `info` endpoints to a
+/// started service.
 pub async fn serve(
     running: &mut Running,
     client: async_nats::Client,
@@ -248,6 +250,13 @@ pub async fn serve(
         .serve_endpoint::<api::Login, _, _>(group::REGISTRY_SYNC, move |incoming| {
             let registries = login_registries.clone();
             async move { crate::login::login(&registries, &incoming.request).await }
+        })
+        .await?;
+    let inspect_registries = registries.clone();
+    running
+        .serve_endpoint::<api::ManifestInspect, _, _>(group::REGISTRY_SYNC, move |incoming| {
+            let registries = inspect_registries.clone();
+            async move { crate::distribution::inspect(&registries, &incoming.request).await }
         })
         .await?;
     let push_client = client.clone();

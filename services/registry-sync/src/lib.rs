@@ -1,11 +1,12 @@
 //! registry-sync: moves images between OCI Distribution registries and the image-store.
 //!
-//! The library ([`client`], [`auth`], [`manifest`], [`pull`], [`login`]) works without NATS; [`bus`] puts it
-//! on the bus.
+//! The library ([`client`], [`auth`], [`manifest`], [`pull`], [`login`], [`distribution`]) works
+//! without NATS; [`bus`] puts it on the bus.
 
 pub mod auth;
 pub mod bus;
 pub mod client;
+pub mod distribution;
 pub mod login;
 pub mod manifest;
 pub mod pull;

@@ -239,7 +239,8 @@ pub async fn resolve(registries: &Registries, request: &PullRequest) -> Result<P
     ))
 }
 
-fn verify_manifest_digest(body: &[u8], expected: &str) -> Result<(), BusError> {
+/// A manifest's bytes must be the digest they were asked or announced by.
+pub(crate) fn verify_manifest_digest(body: &[u8], expected: &str) -> Result<(), BusError> {
     if sha256_of(body) != expected {
         return Err(BusError::invalid(format!(
             "manifest verification failed for digest {expected}"
@@ -495,7 +496,7 @@ async fn store_bytes<S: ContentStore>(
 
 /// Reads the image config into memory (it is at most [`manifest::MAX_CONFIG_SIZE`] bytes, the
 /// manifest was validated) and checks its digest; dropped connections start over.
-async fn fetch_config(
+pub(crate) async fn fetch_config(
     session: &Session,
     reference: &Reference,
     config: &Descriptor,

@@ -13,6 +13,9 @@ pub async fn ping() -> Response {
     headers.insert("Builder-Version", HeaderValue::from_static("1"));
     headers.insert("Docker-Experimental", HeaderValue::from_static("false"));
     headers.insert("OSType", HeaderValue::from_static("linux"));
+    // API 1.42 on: the node's swarm state, which the CLI reads to hide swarm commands. Wharf is
+    // never part of a swarm (routes/swarm.rs).
+    headers.insert("Swarm", HeaderValue::from_static("inactive"));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
