@@ -560,3 +560,111 @@ fn default_containers_are_confined_as_dockerds_are() {
         assert_eq!(wharf_rules, dockerd_rules, "devices.list\n{both}");
     }
 }
+
+/// `docker create` of the same image with the same flags in each engine gives the same
+/// `HostConfig` in `docker inspect`: every key dockerd shows, in its order, with its values
+/// (its zero values where the CLI sent nothing: `null`, `[]`, `0`, `""`, and what dockerd fills
+/// in at create: `ShmSize`, `IpcMode`, `Runtime`, `OomKillDisable`, the masked paths).
+#[test]
+fn created_containers_inspect_with_dockerds_host_config() {
+    if support::skip_on_reference("compares Wharf with a dockerd of its own") {
+        return;
+    }
+    let registry = Registry::start();
+    let dockerd = Dockerd::start();
+    let stack = Stack::start();
+    let (d, w) = (cli(&dockerd.host), cli(&stack.host));
+    let spec = fixtures::ImageSpec::busybox_like("hostconfig", fixtures::host_arch(), vec![]);
+    let image = fixtures::push_image(
+        &registry,
+        &spec,
+        "parity/hostconfig",
+        "v1",
+        PushFormat::DockerV2S2,
+    )
+    .reference();
+    run(&d, &["pull", &image]);
+    run(&w, &["pull", &image]);
+    // Wharf never gives a container a cgroup namespace of its own: `host`, which is dockerd's
+    // default on a cgroup v1 host only.
+    let cgroup_v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    let cases: [&[&str]; 4] = [
+        &[],
+        &[
+            "--memory",
+            "64m",
+            "--log-opt",
+            "max-size=1m",
+            "--cap-add",
+            "NET_ADMIN",
+            "--dns",
+            "192.0.2.53",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--pids-limit",
+            "50",
+            "--tmpfs",
+            "/run",
+            "--restart",
+            "on-failure:3",
+        ],
+        &["--privileged", "--network", "none", "--init"],
+        &[
+            "--ipc",
+            "host",
+            "--pid",
+            "host",
+            "--memory",
+            "32m",
+            "--memory-swappiness",
+            "60",
+            "--oom-kill-disable",
+            "--cpuset-mems",
+            "0",
+            "--device-cgroup-rule",
+            "c 1:3 rwm",
+        ],
+    ];
+    for (n, flags) in cases.iter().enumerate() {
+        let name = format!("hc{n}");
+        let host_config = |docker: &DockerCli| {
+            let mut args = vec!["create", "--name", name.as_str()];
+            args.extend_from_slice(flags);
+            args.extend_from_slice(&[image.as_str(), "true"]);
+            run(docker, &args);
+            let out = run(docker, &["inspect", &name]);
+            let v: Value = serde_json::from_str(&out.stdout).unwrap();
+            v[0]["HostConfig"].clone()
+        };
+        let (mut wharf, dockerd) = (host_config(&w), host_config(&d));
+        if cgroup_v2 {
+            assert_eq!(dockerd["CgroupnsMode"], "private");
+            wharf["CgroupnsMode"] = "private".into();
+        }
+        // Deliberate: Wharf masks /sys/devices/virtual/powercap too (CVE-2020-8694), as
+        // moby's current defaults do; Debian's dockerd 20.10 does not list it.
+        const POWERCAP: &str = "/sys/devices/virtual/powercap";
+        if let Some(masked) = wharf["MaskedPaths"].as_array_mut() {
+            assert_eq!(masked.last().and_then(Value::as_str), Some(POWERCAP));
+            if !dockerd["MaskedPaths"]
+                .as_array()
+                .is_some_and(|m| m.contains(&POWERCAP.into()))
+            {
+                masked.pop();
+            }
+        }
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            keys(&wharf),
+            keys(&dockerd),
+            "flags {flags:?}: HostConfig keys\nwharf:   {wharf:#}\ndockerd: {dockerd:#}"
+        );
+        assert_eq!(
+            wharf, dockerd,
+            "flags {flags:?}: HostConfig\nwharf:   {wharf:#}\ndockerd: {dockerd:#}"
+        );
+    }
+}

@@ -311,3 +311,186 @@ fn a_prune_until_that_is_no_time_is_refused_and_prunes_nothing() {
     let still = request(&stack, "GET", "/v1.45/containers/stopped/json", None);
     assert_eq!(still.0, 200, "the stopped container is still there");
 }
+
+/// Every key of `HostConfig` in dockerd 20.10's inspect of a container without mounts, tmpfs,
+/// sysctls, storage options or init, in dockerd's order.
+const DOCKERD_HOST_CONFIG_KEYS: [&str; 65] = [
+    "Binds",
+    "ContainerIDFile",
+    "LogConfig",
+    "NetworkMode",
+    "PortBindings",
+    "RestartPolicy",
+    "AutoRemove",
+    "VolumeDriver",
+    "VolumesFrom",
+    "CapAdd",
+    "CapDrop",
+    "CgroupnsMode",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IpcMode",
+    "Cgroup",
+    "Links",
+    "OomScoreAdj",
+    "PidMode",
+    "Privileged",
+    "PublishAllPorts",
+    "ReadonlyRootfs",
+    "SecurityOpt",
+    "UTSMode",
+    "UsernsMode",
+    "ShmSize",
+    "Runtime",
+    "ConsoleSize",
+    "Isolation",
+    "CpuShares",
+    "Memory",
+    "NanoCpus",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "OomKillDisable",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    "MaskedPaths",
+    "ReadonlyPaths",
+];
+
+/// What docker-compose 1.29.2 (docker-py) sends for a service whose health check sets only
+/// `test`: the check's other fields are null, as are other fields it leaves unset. The create
+/// was refused ("invalid type: null, expected i64"); dockerd's Go decoder reads null as the
+/// zero value, ignores unknown keys, and still refuses a value of the wrong type.
+#[test]
+fn a_compose_create_body_with_null_fields_runs_and_inspects_as_in_dockerd() {
+    let stack = Stack::start();
+    let tar = busybox_rootfs_tar();
+    let imported = unix_request(
+        &stack.socket,
+        "POST",
+        "/v1.41/images/create?fromSrc=-&repo=nulls&tag=latest",
+        &[("Content-Type", "application/x-tar")],
+        Some(&tar),
+    )
+    .unwrap();
+    assert_eq!(imported.0, 200, "{}", message(&imported));
+    let body = r#"{
+        "Image": "nulls:latest", "Cmd": ["sleep", "300"], "Hostname": null, "User": null,
+        "Labels": {"com.docker.compose.service": "web"}, "Env": null, "StopSignal": null,
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": null, "Timeout": null,
+                        "Retries": null, "StartPeriod": null},
+        "ComposeOnly": "an unknown field",
+        "HostConfig": {"NetworkMode": "none", "Binds": [], "VolumesFrom": [], "Links": [],
+                       "PortBindings": {}, "Memory": null, "RestartPolicy": null, "Init": null,
+                       "LogConfig": {"Type": "", "Config": {"max-size": "10m"}}},
+        "NetworkingConfig": null
+    }"#;
+    let created = request(
+        &stack,
+        "POST",
+        "/v1.41/containers/create?name=composed",
+        Some(body),
+    );
+    assert_eq!(created.0, 201, "{}", message(&created));
+    let started = request(&stack, "POST", "/v1.41/containers/composed/start", None);
+    assert_eq!(started.0, 204, "{}", message(&started));
+
+    let inspected = request(&stack, "GET", "/v1.41/containers/composed/json", None);
+    assert_eq!(inspected.0, 200, "{}", message(&inspected));
+    let inspect: Value = serde_json::from_slice(&inspected.2).unwrap();
+    assert_eq!(inspect["State"]["Running"], true, "{inspect:#}");
+    assert_eq!(
+        inspect["Config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "true"]})
+    );
+    let host = inspect["HostConfig"].as_object().unwrap();
+    assert_eq!(
+        host.keys().map(String::as_str).collect::<Vec<_>>(),
+        DOCKERD_HOST_CONFIG_KEYS,
+        "{:#}",
+        inspect["HostConfig"]
+    );
+    // What dockerd shows for what the body left out, and the log options it kept.
+    let cgroup_v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    let cgroupns = if cgroup_v2 && support::reference_host().is_some() {
+        "private" // dockerd's default on a v2 host; Wharf shares the host's cgroup namespace
+    } else {
+        "host"
+    };
+    let expected = serde_json::json!({
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}},
+        "RestartPolicy": {"Name": "", "MaximumRetryCount": 0},
+        "Binds": [], "VolumesFrom": [], "PortBindings": {}, "CapAdd": null, "Dns": null,
+        "ExtraHosts": null, "Links": null,
+        "CgroupnsMode": cgroupns, "IpcMode": "private", "ShmSize": 67108864, "Runtime": "runc",
+        "ConsoleSize": [0, 0], "Memory": 0, "CgroupParent": "", "BlkioWeight": 0,
+        "BlkioWeightDevice": null, "BlkioDeviceReadBps": null, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetMems": "", "Devices": null, "DeviceCgroupRules": null,
+        "DeviceRequests": null, "KernelMemory": 0, "KernelMemoryTCP": 0,
+        "MemorySwappiness": null, "OomKillDisable": false, "PidsLimit": null, "Ulimits": null,
+        "IOMaximumBandwidth": 0,
+    });
+    for (key, value) in expected.as_object().unwrap() {
+        assert_eq!(&host[key], value, "HostConfig.{key}");
+    }
+    assert!(
+        host["MaskedPaths"]
+            .as_array()
+            .is_some_and(|m| m.contains(&Value::from("/proc/kcore"))),
+        "{:#}",
+        inspect["HostConfig"]
+    );
+
+    // A value of the wrong type is still the client's error, in Go's words: dockerd 20.10
+    // answers them with a 500, dockerd 23 and later (API 1.42+) with a 400 saying
+    // "invalid JSON: ", as Wharf does.
+    let refused = request(
+        &stack,
+        "POST",
+        "/v1.41/containers/create",
+        Some(r#"{"Image": "nulls:latest", "HostConfig": {"Memory": "1g"}}"#),
+    );
+    let status = if support::reference_host().is_some() {
+        500
+    } else {
+        400
+    };
+    assert_eq!(refused.0, status, "{}", message(&refused));
+    assert!(
+        message(&refused).ends_with(
+            "json: cannot unmarshal string into Go struct field HostConfig.HostConfig.Memory of type int64"
+        ),
+        "{}",
+        message(&refused)
+    );
+    let removed = request(&stack, "DELETE", "/v1.41/containers/composed?force=1", None);
+    assert_eq!(removed.0, 204, "{}", message(&removed));
+}

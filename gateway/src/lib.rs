@@ -6,6 +6,7 @@ mod body;
 mod cluster;
 mod content_type;
 mod error;
+mod json_body;
 mod limits;
 mod listen;
 mod query;

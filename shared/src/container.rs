@@ -348,13 +348,14 @@ pub struct DeviceMapping {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Ulimit {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(rename = "Soft")]
-    pub soft: i64,
     #[serde(rename = "Hard")]
     pub hard: i64,
+    #[serde(rename = "Soft")]
+    pub soft: i64,
 }
 
 /// Docker's `Mount` (`--mount`, and what `Mounts` in inspect is made from).
@@ -379,108 +380,143 @@ pub struct MountSpec {
     pub tmpfs_options: Option<Value>,
 }
 
-/// Docker's `HostConfig`: the fields Wharf acts on are typed; the rest are kept as sent.
+/// `BlkioWeightDevice`: a device's block IO weight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// `BlkioDeviceReadBps` and its kin: a device's IO rate limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
+}
+
+/// `--gpus`: devices a device driver is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceRequest {
+    pub driver: String,
+    pub count: i64,
+    #[serde(rename = "DeviceIDs")]
+    pub device_ids: Option<Vec<String>>,
+    pub capabilities: Option<Vec<Vec<String>>>,
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// Docker's `HostConfig`, every field of it in dockerd's order, kept as the client sent it:
+/// a list or map the client left out or sent as `null` stays `null` (`None`), an empty one
+/// stays `[]`, as dockerd shows them; the fields Go omits when empty are left out when empty.
+/// What dockerd fills in at create (`ShmSize`, `IpcMode`, `Runtime`, `CgroupnsMode`,
+/// `OomKillDisable`, the masked and read-only paths) the node fills in when it renders inspect.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
-    #[serde(default, deserialize_with = "null_vec")]
-    pub binds: Vec<String>,
-    #[serde(default)]
+    pub binds: Option<Vec<String>>,
+    #[serde(rename = "ContainerIDFile", alias = "ContainerIdFile")]
     pub container_id_file: String,
-    #[serde(default)]
     pub log_config: LogConfig,
-    #[serde(default)]
     pub network_mode: String,
-    #[serde(default, deserialize_with = "null_map")]
-    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
-    #[serde(default)]
+    pub port_bindings: Option<BTreeMap<String, Vec<PortBinding>>>,
     pub restart_policy: RestartPolicy,
-    #[serde(default)]
     pub auto_remove: bool,
-    #[serde(default)]
     pub volume_driver: String,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub volumes_from: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub mounts: Vec<MountSpec>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub cap_add: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub cap_drop: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub dns: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub dns_options: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub dns_search: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub extra_hosts: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub group_add: Vec<String>,
-    #[serde(default)]
+    pub volumes_from: Option<Vec<String>>,
+    #[serde(
+        deserialize_with = "null_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub annotations: BTreeMap<String, String>,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    /// `host` or `private`; empty: the node's default.
+    pub cgroupns_mode: String,
+    pub dns: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub extra_hosts: Option<Vec<String>>,
+    pub group_add: Option<Vec<String>>,
     pub ipc_mode: String,
-    #[serde(default)]
     pub cgroup: String,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub links: Vec<String>,
-    #[serde(default)]
+    pub links: Option<Vec<String>>,
     pub oom_score_adj: i64,
-    #[serde(default)]
     pub pid_mode: String,
-    #[serde(default)]
     pub privileged: bool,
-    #[serde(default)]
     pub publish_all_ports: bool,
-    #[serde(default)]
     pub readonly_rootfs: bool,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub security_opt: Vec<String>,
-    #[serde(default, deserialize_with = "null_map")]
+    pub security_opt: Option<Vec<String>>,
+    #[serde(
+        deserialize_with = "null_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub storage_opt: BTreeMap<String, String>,
+    #[serde(
+        deserialize_with = "null_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub tmpfs: BTreeMap<String, String>,
-    #[serde(default, rename = "UTSMode")]
+    #[serde(rename = "UTSMode")]
     pub uts_mode: String,
-    #[serde(default)]
     pub userns_mode: String,
-    #[serde(default)]
     pub shm_size: i64,
-    #[serde(default)]
+    #[serde(
+        deserialize_with = "null_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub sysctls: BTreeMap<String, String>,
     pub runtime: String,
-    #[serde(default)]
-    pub isolation: String,
-    #[serde(default)]
-    pub cpu_shares: i64,
-    #[serde(default)]
-    pub memory: i64,
-    #[serde(default)]
-    pub nano_cpus: i64,
-    #[serde(default)]
-    pub cpu_period: i64,
-    #[serde(default)]
-    pub cpu_quota: i64,
-    #[serde(default)]
-    pub cpuset_cpus: String,
-    #[serde(default)]
-    pub memory_reservation: i64,
-    #[serde(default)]
-    pub memory_swap: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids_limit: Option<i64>,
-    #[serde(default, deserialize_with = "null_vec")]
-    pub ulimits: Vec<Ulimit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `[height, width]`; inspect shows `[0, 0]` when none was given.
     pub console_size: Option<[u32; 2]>,
+    pub isolation: String,
+    // dockerd's `Resources`, which `docker update` changes.
+    pub cpu_shares: i64,
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub cgroup_parent: String,
+    pub blkio_weight: u16,
+    pub blkio_weight_device: Option<Vec<WeightDevice>>,
+    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
+    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_realtime_period: i64,
+    pub cpu_realtime_runtime: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
     /// `--device`: host device nodes the container gets, with their cgroup permissions.
-    #[serde(default, deserialize_with = "null_vec")]
-    pub devices: Vec<DeviceMapping>,
+    pub devices: Option<Vec<DeviceMapping>>,
     /// `--device-cgroup-rule`: more devices the container may use (`c 13:* rwm`).
-    #[serde(default, deserialize_with = "null_vec")]
-    pub device_cgroup_rules: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_cgroup_rules: Option<Vec<String>>,
+    pub device_requests: Option<Vec<DeviceRequest>>,
+    pub kernel_memory: i64,
+    #[serde(rename = "KernelMemoryTCP")]
+    pub kernel_memory_tcp: i64,
+    pub memory_reservation: i64,
+    pub memory_swap: i64,
+    pub memory_swappiness: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub pids_limit: Option<i64>,
+    pub ulimits: Option<Vec<Ulimit>>,
+    pub cpu_count: i64,
+    pub cpu_percent: i64,
+    #[serde(rename = "IOMaximumIOps")]
+    pub io_maximum_iops: u64,
+    #[serde(rename = "IOMaximumBandwidth")]
+    pub io_maximum_bandwidth: u64,
+    #[serde(deserialize_with = "null_vec", skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
     pub masked_paths: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readonly_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
 }
 
 /// Per-network settings of a create (`NetworkingConfig.EndpointsConfig.<net>`).
@@ -881,6 +917,7 @@ pub struct ContainerPruneResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkCreateRequest {
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub driver: String,
@@ -1042,21 +1079,49 @@ where
 }
 
 /// Docker accepts `Cmd`/`Entrypoint` as a string too (old clients); a string is one argument.
+/// Docker's `strslice.StrSlice`.
 fn string_or_vec<'de, D>(d: D) -> Result<Option<Vec<String>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        One(String),
-        Many(Vec<String>),
+    struct StrSlice;
+
+    impl<'de> serde::de::Visitor<'de> for StrSlice {
+        type Value = Option<Vec<String>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![s.to_string()]))
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item);
+            }
+            Ok(Some(items))
+        }
     }
-    Ok(match Option::<Either>::deserialize(d)? {
-        None => None,
-        Some(Either::One(s)) => Some(vec![s]),
-        Some(Either::Many(v)) => Some(v),
-    })
+
+    d.deserialize_option(StrSlice)
 }
 
 #[cfg(test)]
@@ -1079,10 +1144,12 @@ mod tests {
         assert!(body.config.env.is_empty());
         assert!(body.host_config.auto_remove);
         assert_eq!(
-            body.host_config.port_bindings["80/tcp"][0].host_port,
+            body.host_config.port_bindings.as_ref().unwrap()["80/tcp"][0].host_port,
             "8080"
         );
-        assert_eq!(body.host_config.ulimits[0].hard, 2048);
+        assert_eq!(body.host_config.ulimits.as_ref().unwrap()[0].hard, 2048);
+        // A list sent as null stays null, as dockerd shows it.
+        assert_eq!(body.host_config.binds, None);
         assert_eq!(
             body.networking_config.endpoints_config["net1"].aliases,
             ["db"]

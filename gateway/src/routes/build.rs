@@ -80,8 +80,9 @@ pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
     }
     let build_args: BTreeMap<String, Option<String>> = json_param(q, "buildargs", "build args")?;
     let labels: BTreeMap<String, String> = json_param(q, "labels", "labels")?;
+    let extra_hosts = q.all("extrahosts");
     let mut host_config = wharf_bus::container::HostConfig {
-        extra_hosts: q.all("extrahosts"),
+        extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
         shm_size: int_param(q, "shmsize")?,
         memory: int_param(q, "memory")?,
         memory_swap: int_param(q, "memswap")?,

@@ -14,10 +14,10 @@ use serde_json::Value;
 use wharf_bus::api;
 use wharf_bus::container::{NetworkConnectRequest, NetworkCreateRequest, NetworkRef};
 
-use super::containers::json_body::read_json;
 use crate::cluster::networks::{self, is_predefined, no_such_network, Wording};
 use crate::cluster::placement;
 use crate::error::{ApiError, ApiResult};
+use crate::json_body::read_json;
 use crate::query::Query;
 use crate::state::AppState;
 
@@ -69,16 +69,7 @@ pub async fn inspect(
 
 /// A create body as dockerd reads it: no body or no `Name` is an empty name.
 fn parse_create_body(body: &[u8]) -> ApiResult<NetworkCreateRequest> {
-    let mut value: Value = read_json(body)?;
-    if value.is_null() {
-        return Ok(NetworkCreateRequest::default());
-    }
-    if let Some(object) = value.as_object_mut() {
-        object
-            .entry("Name")
-            .or_insert_with(|| Value::String(String::new()));
-    }
-    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+    read_json(body)
 }
 
 pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
@@ -208,6 +199,15 @@ mod tests {
             ("front", "n2")
         );
         assert!(parse_create_body(b"{").is_err());
+        let r = parse_create_body(br#"{"Name":null,"Driver":null,"Internal":null,"IPAM":null}"#)
+            .unwrap();
+        assert!(r.name.is_empty() && r.driver.is_empty() && r.ipam.is_none());
+        assert_eq!(
+            parse_create_body(br#"{"Name":"n","Internal":"yes"}"#)
+                .unwrap_err()
+                .message,
+            "invalid JSON: json: cannot unmarshal string into Go struct field NetworkCreateRequest.Internal of type bool"
+        );
     }
 
     #[test]

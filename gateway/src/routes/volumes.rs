@@ -25,7 +25,7 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// dockerd's reading of a volume create body (`httputils.ReadJSON`): an empty body is an
 /// anonymous volume; otherwise JSON only, one document.
 pub fn parse_create_body(body: &[u8]) -> ApiResult<VolumeCreateRequest> {
-    super::containers::json_body::read_json(body)
+    crate::json_body::read_json(body)
 }
 
 pub async fn create(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {

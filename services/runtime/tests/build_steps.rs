@@ -710,14 +710,14 @@ async fn a_run_step_asking_for_the_host_is_refused_before_anything_runs() {
         (
             "CapAdd",
             bus::HostConfig {
-                cap_add: vec!["ALL".into()],
+                cap_add: Some(vec!["ALL".into()]),
                 ..Default::default()
             },
         ),
         (
             "Binds",
             bus::HostConfig {
-                binds: vec!["/:/host".into()],
+                binds: Some(vec!["/:/host".into()]),
                 ..Default::default()
             },
         ),
@@ -757,18 +757,21 @@ async fn a_run_step_asking_for_the_host_is_refused_before_anything_runs() {
         (
             "SecurityOpt",
             bus::HostConfig {
-                security_opt: vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()],
+                security_opt: Some(vec![
+                    "seccomp=unconfined".into(),
+                    "apparmor=unconfined".into(),
+                ]),
                 ..Default::default()
             },
         ),
         (
             "Devices",
             bus::HostConfig {
-                devices: vec![bus::DeviceMapping {
+                devices: Some(vec![bus::DeviceMapping {
                     path_on_host: "/dev/mem".into(),
                     path_in_container: "/dev/mem".into(),
                     cgroup_permissions: "rwm".into(),
-                }],
+                }]),
                 ..Default::default()
             },
         ),
@@ -809,7 +812,7 @@ async fn a_run_step_asking_for_the_host_is_refused_before_anything_runs() {
             config: sh("echo ok"),
             host_config: bus::HostConfig {
                 network_mode: "none".into(),
-                extra_hosts: vec!["db:10.0.0.2".into()],
+                extra_hosts: Some(vec!["db:10.0.0.2".into()]),
                 memory: 64 << 20,
                 ..Default::default()
             },

@@ -332,7 +332,15 @@ mod tests {
             "ExposedPorts": {"80/tcp": {}}, "Healthcheck": {"Test": ["CMD", "true"]},
             "HostConfig": {"Binds": ["/a:/b"], "PortBindings": {"80/tcp": [{"HostPort": "8080"}]},
                            "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}},
-                           "PidsLimit": 10, "Tmpfs": {"/t": ""}}
+                           "PidsLimit": 10, "Tmpfs": {"/t": ""}, "Dns": [], "CapAdd": null,
+                           "CgroupnsMode": "private", "Sysctls": {"net.ipv4.ip_forward": "1"},
+                           "BlkioWeight": 300,
+                           "BlkioWeightDevice": [{"Path": "/dev/sda", "Weight": 200}],
+                           "BlkioDeviceReadBps": [{"Path": "/dev/sda", "Rate": 1048576}],
+                           "DeviceRequests": [{"Driver": "nvidia", "Count": -1,
+                                               "Capabilities": [["gpu"]]}],
+                           "MemorySwappiness": 60, "OomKillDisable": true,
+                           "KernelMemoryTCP": 4096, "IOMaximumIOps": 5, "ConsoleSize": [24, 80]}
         }))
         .unwrap();
         let inspect = InspectResponse {
@@ -391,7 +399,42 @@ mod tests {
         assert_eq!(sent["State"]["OOMKilled"], false);
         assert_eq!(sent["State"]["Health"]["Log"][0]["Output"], "ok");
         assert_eq!(sent["ExecIDs"], Value::Null);
-        assert_eq!(sent["HostConfig"]["PidsLimit"], 10);
+        let host = &sent["HostConfig"];
+        assert_eq!(host["PidsLimit"], 10);
+        assert_eq!(host["LogConfig"]["Config"]["max-size"], "1m");
+        // Lists as the client sent them: `[]` stays `[]`, `null` or nothing is `null`.
+        assert_eq!(host["Dns"], json!([]));
+        assert_eq!(host.get("CapAdd"), Some(&Value::Null));
+        assert_eq!(host.get("Links"), Some(&Value::Null));
+        assert_eq!(host.get("DeviceCgroupRules"), Some(&Value::Null));
+        assert_eq!(host["BlkioWeightDevice"][0]["Weight"], 200);
+        assert_eq!(host["BlkioDeviceReadBps"][0]["Rate"], 1048576);
+        assert_eq!(host.get("BlkioDeviceWriteIOps"), Some(&Value::Null));
+        assert_eq!(host["DeviceRequests"][0]["Capabilities"], json!([["gpu"]]));
+        assert_eq!(
+            host["DeviceRequests"][0].get("DeviceIDs"),
+            Some(&Value::Null)
+        );
+        assert_eq!(
+            (&host["MemorySwappiness"], &host["OomKillDisable"]),
+            (&json!(60), &json!(true))
+        );
+        assert_eq!(host["CgroupnsMode"], "private");
+        assert_eq!(host["Sysctls"]["net.ipv4.ip_forward"], "1");
+        assert_eq!(host["ConsoleSize"], json!([24, 80]));
+        assert_eq!(
+            (&host["KernelMemoryTCP"], &host["IOMaximumIOps"]),
+            (&json!(4096), &json!(5))
+        );
+        assert_eq!(
+            (&host["CpuRealtimePeriod"], &host["CpusetMems"]),
+            (&json!(0), &json!(""))
+        );
+        // Go's omitempty fields: there when set, absent when empty.
+        assert_eq!(host["Tmpfs"]["/t"], "");
+        for absent in ["Mounts", "StorageOpt", "Annotations", "Init"] {
+            assert!(host.get(absent).is_none(), "{absent}");
+        }
         assert_eq!(sent["Config"]["Labels"]["l"], "v");
         assert_eq!(
             sent["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"],

@@ -12,14 +12,16 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
-use wharf_bus::container::{ArchiveRequest, ById, CommitRequest, PathStat, ResolveMatch};
+use wharf_bus::container::{
+    ArchiveRequest, ById, CommitRequest, ContainerConfig, PathStat, ResolveMatch,
+};
 use wharf_bus::reference::Reference;
 use wharf_bus::stream::Receiver;
 use wharf_bus::BusError;
 
-use super::json_body::read_json;
 use crate::cluster::resolve;
 use crate::error::{ApiError, ApiResult};
+use crate::json_body::{self, read_json};
 use crate::query::Query;
 use crate::state::AppState;
 use crate::version::ApiVersion;
@@ -175,6 +177,10 @@ pub async fn commit(
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let config: Value = read_json(&body)?;
+    // dockerd decodes the body as a container config: a field of the wrong type is a 400.
+    if !config.is_null() {
+        json_body::decode::<ContainerConfig>(config.clone()).map_err(json_body::invalid)?;
+    }
     let reference = match q.get("repo").unwrap_or("") {
         "" => String::new(),
         repo => {

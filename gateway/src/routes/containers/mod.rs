@@ -8,7 +8,6 @@ mod attach;
 mod bus_tests;
 pub mod exec;
 mod hijack;
-pub(crate) mod json_body;
 mod list;
 mod logs;
 mod names;
@@ -27,8 +26,9 @@ use bytes::Bytes;
 use serde_json::Value;
 use wharf_bus::api;
 use wharf_bus::container::{
-    ById, Changed, CreateBody, CreateRequest, CreateResponse, InspectRequest, InspectResponse,
-    KillRequest, RemoveRequest, RenameRequest, ResizeRequest, StopRequest, TopRequest,
+    ById, Changed, CreateBody, CreateRequest, CreateResponse, HostConfig, InspectRequest,
+    InspectResponse, KillRequest, RemoveRequest, RenameRequest, ResizeRequest, StopRequest,
+    TopRequest,
 };
 use wharf_bus::endpoint::{Endpoint, NodeSubject};
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
@@ -44,6 +44,7 @@ pub use wait::wait;
 use crate::cluster::nodes::note_counts;
 use crate::cluster::{placement, resolve};
 use crate::error::{ApiError, ApiResult};
+use crate::json_body;
 use crate::query::Query;
 use crate::state::AppState;
 use crate::version::ApiVersion;
@@ -56,28 +57,55 @@ const LONG_STOP: Duration = Duration::from_secs(600);
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// dockerd's reading of a create body: one JSON document with a config in it (the content type
-/// was checked by the route, `content_type::json_post`).
+/// was checked by the route, `content_type::json_post`), decoded as Go decodes it
+/// (`json_body`). `HostConfig` and `NetworkingConfig` are read apart from the config fields
+/// around them, as dockerd's `ContainerConfigWrapper` holds them.
 fn parse_create_body(body: &[u8]) -> ApiResult<CreateBody> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid JSON: got EOF while reading request body",
-        ));
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let value = json_body::read_document(body)?
+        .ok_or_else(|| ApiError::bad_request("invalid JSON: got EOF while reading request body"))?;
+    // A config key allocates the config in Go, even when its value is null.
     let has_config = value
         .as_object()
         .map(|o| {
-            o.keys()
-                .any(|k| k != "HostConfig" && k != "NetworkingConfig")
+            o.keys().any(|k| {
+                !k.eq_ignore_ascii_case("HostConfig") && !k.eq_ignore_ascii_case("NetworkingConfig")
+            })
         })
         .unwrap_or(false);
-    if !has_config {
+    let (Value::Object(mut config), true) = (value, has_config) else {
         return Err(ApiError::bad_request(
             "config cannot be empty in order to create a container",
         ));
+    };
+    let host_config = create_body_part(&mut config, "HostConfig")?;
+    let networking_config = create_body_part(&mut config, "NetworkingConfig")?;
+    Ok(CreateBody {
+        config: json_body::decode(Value::Object(config))
+            .map_err(|e| json_body::invalid(e.root_named("ContainerConfigWrapper")))?,
+        host_config,
+        networking_config,
+    })
+}
+
+/// The struct `field` of a create body, taken out of it.
+fn create_body_part<T: serde::de::DeserializeOwned>(
+    body: &mut serde_json::Map<String, Value>,
+    field: &str,
+) -> ApiResult<T> {
+    let value = json_body::take_field(body, field).unwrap_or(Value::Null);
+    json_body::decode(value)
+        .map_err(|e| json_body::invalid(e.within("ContainerConfigWrapper", field)))
+}
+
+/// dockerd's create: a PIDs limit of 0 or less (unlimited) and a memory swappiness of -1 (the
+/// kernel's) are no setting at all, `null` in inspect.
+fn no_limit_is_unset(host: &mut HostConfig) {
+    if host.pids_limit.is_some_and(|p| p <= 0) {
+        host.pids_limit = None;
     }
-    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+    if host.memory_swappiness == Some(-1) {
+        host.memory_swappiness = None;
+    }
 }
 
 pub async fn create(
@@ -86,7 +114,8 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
-    let body = parse_create_body(&body)?;
+    let mut body = parse_create_body(&body)?;
+    no_limit_is_unset(&mut body.host_config);
     let name = q.get("name").unwrap_or("");
     if !name.is_empty() {
         names::check_name(name)?;
@@ -435,6 +464,98 @@ mod tests {
                 .message,
             "config cannot be empty in order to create a container"
         );
+    }
+
+    /// What docker-compose 1.29.2 (docker-py) sends for a service whose health check sets only
+    /// `test`: the check's other fields as null.
+    const COMPOSE_CREATE_BODY: &str = r#"{
+        "Image": "busybox", "Cmd": ["sleep", "300"], "Labels": {"com.docker.compose.service": "web"},
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": null, "Timeout": null,
+                        "Retries": null, "StartPeriod": null},
+        "Volumes": {}, "Env": null, "StopSignal": null,
+        "HostConfig": {"NetworkMode": "default", "VolumesFrom": [], "Binds": [], "PortBindings": {},
+                       "Links": [], "LogConfig": {"Type": "", "Config": {}}, "Init": null,
+                       "Memory": null, "RestartPolicy": null, "ComposeOnly": {"x": 1}},
+        "NetworkingConfig": {"EndpointsConfig": {"default": {"Aliases": ["web"], "IPAMConfig": {}}}}
+    }"#;
+
+    #[test]
+    fn a_compose_create_body_with_null_fields_reads_as_dockerd_reads_it() {
+        let body = parse_create_body(COMPOSE_CREATE_BODY.as_bytes()).unwrap();
+        let health = body.config.healthcheck.as_ref().unwrap();
+        assert_eq!(health.test.as_deref().unwrap(), ["CMD-SHELL", "true"]);
+        assert_eq!((health.interval, health.timeout, health.retries), (0, 0, 0));
+        assert_eq!(body.config.stop_signal, None);
+        assert_eq!(body.host_config.binds, Some(Vec::new()));
+        assert_eq!(body.host_config.memory, 0);
+        assert_eq!(body.host_config.init, None);
+        assert_eq!(body.host_config.restart_policy, Default::default());
+        assert_eq!(
+            body.networking_config.endpoints_config["default"].aliases,
+            ["web"]
+        );
+    }
+
+    #[test]
+    fn unlimited_pids_and_the_kernels_swappiness_are_no_setting() {
+        for (pids, swappiness, kept) in [
+            (Some(0), Some(-1), (None, None)),
+            (Some(-1), Some(0), (None, Some(0))),
+            (Some(50), Some(60), (Some(50), Some(60))),
+        ] {
+            let mut host = HostConfig {
+                pids_limit: pids,
+                memory_swappiness: swappiness,
+                ..Default::default()
+            };
+            no_limit_is_unset(&mut host);
+            assert_eq!((host.pids_limit, host.memory_swappiness), kept);
+        }
+    }
+
+    #[test]
+    fn create_fields_match_in_any_case_and_wrong_types_are_400s() {
+        let body =
+            parse_create_body(br#"{"image":"busybox","hostconfig":{"memory":8388608}}"#).unwrap();
+        assert_eq!(
+            (body.config.image.as_str(), body.host_config.memory),
+            ("busybox", 8 << 20)
+        );
+        let refused = |json: &str| {
+            let e = parse_create_body(json.as_bytes()).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            e.message
+        };
+        assert_eq!(
+            refused(r#"{"Image":"busybox","HostConfig":{"Memory":"1g"}}"#),
+            "invalid JSON: json: cannot unmarshal string into Go struct field HostConfig.HostConfig.Memory of type int64"
+        );
+        assert_eq!(
+            refused(r#"{"Image":"busybox","Healthcheck":{"Interval":"5s"}}"#),
+            "invalid JSON: json: cannot unmarshal string into Go struct field HealthConfig.Healthcheck.Interval of type int64"
+        );
+        assert_eq!(
+            refused(r#"{"Image":"busybox","HostConfig":"x"}"#),
+            "invalid JSON: json: cannot unmarshal string into Go struct field ContainerConfigWrapper.HostConfig of type HostConfig"
+        );
+        assert_eq!(
+            refused(r#"{"Image":"busybox","Tty":1}"#),
+            "invalid JSON: json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Tty of type bool"
+        );
+        assert_eq!(
+            refused(r#"{"Image":"busybox","Cmd":5}"#),
+            "invalid JSON: json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Cmd of type string"
+        );
+        assert_eq!(
+            refused(r#"{"Image":"busybox"} x"#),
+            "unexpected content after JSON"
+        );
+        // Cmd and Entrypoint: a string is one argument; a null in the list is "".
+        let body =
+            parse_create_body(br#"{"Image":"busybox","Cmd":["echo",null],"Entrypoint":"sh"}"#)
+                .unwrap();
+        assert_eq!(body.config.cmd.unwrap(), ["echo", ""]);
+        assert_eq!(body.config.entrypoint.unwrap(), ["sh"]);
     }
 
     #[test]

@@ -5,12 +5,12 @@ use axum::extract::{Path, State};
 use axum::Extension;
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use wharf_bus::container::UpdateRequest;
+use wharf_bus::container::{HostConfig, UpdateRequest};
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
 
-use super::json_body::read_json;
 use crate::cluster::resolve;
 use crate::error::{ApiError, ApiResult};
+use crate::json_body::{self, read_json};
 use crate::state::AppState;
 use crate::version::ApiVersion;
 use wharf_bus::api;
@@ -23,6 +23,56 @@ const BLKIO_DEVICE_FIELDS: [&str; 5] = [
     "BlkioDeviceReadIOps",
     "BlkioDeviceWriteIOps",
 ];
+
+/// The fields of dockerd's `UpdateConfig` (its `Resources` and `RestartPolicy`): their types are
+/// checked as Go's decoder checks them; other keys are ignored, as Go ignores them.
+const UPDATE_FIELDS: [&str; 32] = [
+    "CpuShares",
+    "Memory",
+    "NanoCpus",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "OomKillDisable",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    "RestartPolicy",
+];
+
+/// A 400 in Go's words when a field of the update has the wrong type (the fields are
+/// `HostConfig`'s, typed the same), as dockerd words it ("Go struct field UpdateConfig.Memory").
+fn check_types(config: &Map<String, Value>) -> ApiResult<()> {
+    let known: Map<String, Value> = config
+        .iter()
+        .filter(|(k, _)| UPDATE_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(k)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json_body::decode::<HostConfig>(Value::Object(known))
+        .map(drop)
+        .map_err(|e| json_body::invalid(e.root_named("UpdateConfig")))
+}
 
 /// The update a body asks for at `version`: `PidsLimit` from API 1.40 on, where 0 and any
 /// negative number mean unlimited (0); blkio device rules dropped (this API is older than 1.55).
@@ -42,6 +92,7 @@ fn update_body(body: Value, version: ApiVersion) -> ApiResult<Value> {
             )));
         }
     };
+    check_types(&config)?;
     if !version.at_least(1, 40) {
         config.remove("PidsLimit");
     }
@@ -90,6 +141,33 @@ mod tests {
         assert_eq!(
             update_body(json!([]), ApiVersion(1, 45)).unwrap_err().message,
             "invalid JSON: json: cannot unmarshal array into Go value of type container.UpdateConfig"
+        );
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_refused_and_unknown_ones_ignored() {
+        assert_eq!(
+            update_body(json!({"Memory": "1g"}), ApiVersion(1, 45))
+                .unwrap_err()
+                .message,
+            "invalid JSON: json: cannot unmarshal string into Go struct field UpdateConfig.Memory of type int64"
+        );
+        assert_eq!(
+            update_body(
+                json!({"RestartPolicy": {"Name": 3}}),
+                ApiVersion(1, 45)
+            )
+            .unwrap_err()
+            .message,
+            "invalid JSON: json: cannot unmarshal number into Go struct field RestartPolicy.RestartPolicy.Name of type string"
+        );
+        let body = json!({"Memory": 1024, "Binds": 7, "Whatever": {"x": 1}});
+        assert_eq!(update_body(body.clone(), ApiVersion(1, 45)).unwrap(), body);
+        // A null is no change: read_json leaves it out.
+        let read: Value = read_json(br#"{"Memory": null, "CpuShares": 512}"#).unwrap();
+        assert_eq!(
+            update_body(read, ApiVersion(1, 45)).unwrap(),
+            json!({"CpuShares": 512})
         );
     }
 

@@ -854,7 +854,7 @@ impl Build<'_> {
             author: &state.maintainer,
             comment: "",
             created_by: &created_by,
-            config: serde_json::to_value(&config).map_err(|e| internal("image config", e))?,
+            config: image_config_json(&config)?,
             container,
             container_config: serde_json::to_value(container_config)
                 .map_err(|e| internal("image config", e))?,
@@ -899,6 +899,17 @@ impl Build<'_> {
         state.layers = layers;
         Ok(())
     }
+}
+
+/// An image's config as dockerd's builder writes it: `Labels` stays `null` until a label is set
+/// (by the base image, `LABEL` or `--label`), where the typed config would write `{}`. (The
+/// step's `container_config` has `{}`, in dockerd too.)
+fn image_config_json(config: &ContainerConfig) -> Result<Value, Failure> {
+    let mut json = serde_json::to_value(config).map_err(|e| internal("image config", e))?;
+    if config.labels.is_empty() {
+        json["Labels"] = Value::Null;
+    }
+    Ok(json)
 }
 
 /// Linux's default PATH, which dockerd gives stages whose image sets none.
@@ -951,6 +962,18 @@ fn health_config(h: &Healthcheck) -> HealthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_config_without_labels_has_null_labels_as_dockerds() {
+        let plain = image_config_json(&ContainerConfig::default()).unwrap();
+        assert_eq!(plain.get("Labels"), Some(&Value::Null));
+        let mut labelled = ContainerConfig::default();
+        labelled.labels.insert("tier".into(), "web".into());
+        assert_eq!(
+            image_config_json(&labelled).unwrap()["Labels"],
+            json!({"tier": "web"})
+        );
+    }
 
     #[test]
     fn leftovers_of_builders_that_are_gone_are_removed() {

@@ -31,7 +31,9 @@ mod terminal;
 pub use capabilities::{cap_number, docker_default_capabilities};
 pub use error::{LaunchError, Result};
 pub use launch::{exec_with, launch, launch_with, LaunchOptions, Launched, Stdio};
-pub use spec::{clamp_rlimits, default_spec, host_hard_limit, DEFAULT_PATH};
+pub use spec::{
+    clamp_rlimits, default_spec, host_hard_limit, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS,
+};
 
 /// Creates the directory `dir` (and its parents) inside the root file system open at `root`,
 /// resolving every component inside it (`docker create` makes the working directory so).

@@ -18,7 +18,8 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 /// The file-descriptor limit dockerd asks for; [`default_spec`] clamps it to the host's.
 const DEFAULT_NOFILE: u64 = 1_048_576;
 
-const MASKED_PATHS: [&str; 11] = [
+/// The paths Docker masks in a container that is not privileged.
+pub const MASKED_PATHS: [&str; 11] = [
     "/proc/asound",
     "/proc/acpi",
     "/proc/kcore",
@@ -32,7 +33,8 @@ const MASKED_PATHS: [&str; 11] = [
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY_PATHS: [&str; 5] = [
+/// The paths Docker makes read-only in a container that is not privileged.
+pub const READONLY_PATHS: [&str; 5] = [
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",

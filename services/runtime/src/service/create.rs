@@ -41,7 +41,7 @@ fn new_id() -> String {
 /// more CPUs than the host has.
 fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
     runtime_spec::check_ulimits(host)?;
-    super::security::parse(&host.security_opt)?;
+    super::security::parse(host.security_opt.as_deref().unwrap_or_default())?;
     match host.restart_policy.name.as_str() {
         "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
         other => {

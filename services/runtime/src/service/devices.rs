@@ -78,7 +78,7 @@ pub(crate) fn plan(h: &HostConfig) -> Result<(Vec<LinuxDevice>, Vec<DeviceRule>)
         return Ok((nodes, vec![DeviceRule::all(true)]));
     }
     let mut rules = default_device_rules();
-    for d in &h.devices {
+    for d in h.devices.iter().flatten() {
         let access = if d.cgroup_permissions.is_empty() {
             "rwm"
         } else {
@@ -112,7 +112,7 @@ pub(crate) fn plan(h: &HostConfig) -> Result<(Vec<LinuxDevice>, Vec<DeviceRule>)
             rules.push(rule);
         }
     }
-    for rule in &h.device_cgroup_rules {
+    for rule in h.device_cgroup_rules.iter().flatten() {
         rules.push(DeviceRule::parse(rule).map_err(BusError::invalid)?);
     }
     Ok((nodes, rules))

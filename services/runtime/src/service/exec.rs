@@ -124,8 +124,12 @@ async fn launch_settings(
         } else {
             config.user.clone()
         };
-        let resolved = user::resolve(&paths.rootfs(), &user_spec, &rec.host_config.group_add)
-            .map_err(|m| BusError::invalid(format!("unable to find user {user_spec}: {m}")))?;
+        let resolved = user::resolve(
+            &paths.rootfs(),
+            &user_spec,
+            rec.host_config.group_add.as_deref().unwrap_or_default(),
+        )
+        .map_err(|m| BusError::invalid(format!("unable to find user {user_spec}: {m}")))?;
         // The container's spec with the exec's process (its mounts and namespaces are unused).
         let mut exec_rec = rec.clone();
         exec_rec.path = config.cmd[0].clone();

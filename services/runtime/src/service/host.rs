@@ -247,12 +247,13 @@ pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[Str
     out
 }
 
-/// `/etc/hosts` for a container as Docker writes it.
-pub fn hosts_file(address: Option<&str>, hostname: &str, extra: &[String]) -> String {
+/// `/etc/hosts` for a container as Docker writes it, with the `--add-host` entries as the host
+/// config holds them (`ExtraHosts`, none when `null`).
+pub fn hosts_file(address: Option<&str>, hostname: &str, extra: &Option<Vec<String>>) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
-    for e in extra {
+    for e in extra.iter().flatten() {
         if let Some((host, ip)) = e.split_once(':') {
             out.push_str(&format!("{ip}\t{host}\n"));
         }
@@ -282,7 +283,11 @@ mod tests {
 
     #[test]
     fn hosts_file_names_the_container() {
-        let text = hosts_file(Some("172.30.0.2"), "abc123", &["db:10.0.0.9".into()]);
+        let text = hosts_file(
+            Some("172.30.0.2"),
+            "abc123",
+            &Some(vec!["db:10.0.0.9".into()]),
+        );
         assert!(text.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(text.ends_with("10.0.0.9\tdb\n172.30.0.2\tabc123\n"));
     }

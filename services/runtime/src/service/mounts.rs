@@ -335,7 +335,7 @@ pub(super) fn make(
         rootfs,
     };
     let mut mounts: Vec<MountPoint> = Vec::new();
-    for spec in &host.binds {
+    for spec in host.binds.iter().flatten() {
         let wanted = parse_bind(spec, &mounts)?;
         mounts.push(maker.make(wanted)?);
     }
@@ -348,7 +348,7 @@ pub(super) fn make(
         mounts.push(maker.make(wanted)?);
     }
     // `--volumes-from name[:ro|:rw]`: the other container's volumes and binds, same places.
-    for spec in &host.volumes_from {
+    for spec in host.volumes_from.iter().flatten() {
         let (name, rw) = parse_volumes_from(spec);
         let q = name.trim_start_matches('/');
         let other = node

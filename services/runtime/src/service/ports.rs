@@ -28,7 +28,7 @@ struct RequestedPort {
 /// (`PublishAllPorts`).
 fn requested(config: &ContainerConfig, host: &HostConfig) -> Result<Vec<RequestedPort>, BusError> {
     let mut out = Vec::new();
-    let mut bindings = host.port_bindings.clone();
+    let mut bindings = host.port_bindings.clone().unwrap_or_default();
     if host.publish_all_ports {
         if let Some(exposed) = &config.exposed_ports {
             for port in exposed.keys() {
@@ -172,7 +172,7 @@ mod tests {
             );
         }
         HostConfig {
-            port_bindings,
+            port_bindings: Some(port_bindings),
             ..HostConfig::default()
         }
     }

@@ -125,14 +125,14 @@ pub fn capabilities(host: &HostConfig) -> Result<HashSet<Capability>, BusError> 
         return Ok(all_capabilities());
     }
     let mut caps: HashSet<Capability> = docker_default_capabilities().into_iter().collect();
-    for name in &host.cap_drop {
+    for name in host.cap_drop.iter().flatten() {
         if name.eq_ignore_ascii_case("ALL") {
             caps.clear();
         } else {
             caps.remove(&capability(name)?);
         }
     }
-    for name in &host.cap_add {
+    for name in host.cap_add.iter().flatten() {
         if name.eq_ignore_ascii_case("ALL") {
             caps = all_capabilities();
         } else {
@@ -166,7 +166,7 @@ fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
 
 /// Checks `--ulimit` names (dockerd's texts).
 pub fn check_ulimits(host: &HostConfig) -> Result<(), BusError> {
-    for u in &host.ulimits {
+    for u in host.ulimits.iter().flatten() {
         if rlimit_type(&u.name).is_none() {
             return Err(BusError::invalid(format!(
                 "invalid ulimit type: {}",
@@ -263,7 +263,7 @@ pub fn spec(
     sets.set_ambient(Some(HashSet::new()));
     process.set_capabilities(Some(sets));
     let mut rlimits = process.rlimits().clone().unwrap_or_default();
-    for u in &host.ulimits {
+    for u in host.ulimits.iter().flatten() {
         let typ = rlimit_type(&u.name)
             .ok_or_else(|| BusError::invalid(format!("invalid ulimit type: {}", u.name)))?;
         rlimits.retain(|r| r.typ() != typ);
@@ -279,7 +279,7 @@ pub fn spec(
     clamp_rlimits(&mut rlimits);
     process.set_rlimits(Some(rlimits));
     // Explicit either way: oci-spec's process defaults would set no_new_privs.
-    let security = super::security::parse(&host.security_opt)?;
+    let security = super::security::parse(host.security_opt.as_deref().unwrap_or_default())?;
     process.set_no_new_privileges(Some(security.no_new_privileges));
     let seccomp = super::security::seccomp_for(&security, host.privileged, &bounding)?;
     spec.set_process(Some(process));
@@ -441,8 +441,8 @@ mod tests {
     #[test]
     fn capabilities_follow_add_drop_and_privileged() {
         let host = HostConfig {
-            cap_add: vec!["NET_ADMIN".into()],
-            cap_drop: vec!["CAP_CHOWN".into()],
+            cap_add: Some(vec!["NET_ADMIN".into()]),
+            cap_drop: Some(vec!["CAP_CHOWN".into()]),
             ..Default::default()
         };
         let caps = capabilities(&host).unwrap();
@@ -450,7 +450,7 @@ mod tests {
         assert!(!caps.contains(&Capability::Chown));
         assert!(caps.contains(&Capability::Kill));
         let host = HostConfig {
-            cap_drop: vec!["all".into()],
+            cap_drop: Some(vec!["all".into()]),
             ..Default::default()
         };
         assert!(capabilities(&host).unwrap().is_empty());
@@ -460,7 +460,7 @@ mod tests {
         };
         assert!(capabilities(&host).unwrap().contains(&Capability::SysAdmin));
         let host = HostConfig {
-            cap_add: vec!["BOGUS".into()],
+            cap_add: Some(vec!["BOGUS".into()]),
             ..Default::default()
         };
         assert!(capabilities(&host).is_err());

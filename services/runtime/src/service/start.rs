@@ -198,8 +198,13 @@ async fn launch(
             system
                 .write_file(
                     &paths.resolv_conf(),
-                    host::resolv_conf(&host_resolv, &h.dns, &h.dns_search, &h.dns_options)
-                        .as_bytes(),
+                    host::resolv_conf(
+                        &host_resolv,
+                        h.dns.as_deref().unwrap_or_default(),
+                        h.dns_search.as_deref().unwrap_or_default(),
+                        h.dns_options.as_deref().unwrap_or_default(),
+                    )
+                    .as_bytes(),
                 )
                 .map_err(|e| io("resolv.conf", e))?;
             let mode = h.network_mode.as_str();
@@ -234,8 +239,12 @@ async fn launch(
             system
                 .write_file(&paths.hosts(), hosts.as_bytes())
                 .map_err(|e| io("hosts", e))?;
-            let user = user::resolve(&paths.rootfs(), &rec.config.user, &h.group_add)
-                .map_err(|m| BusError::invalid(format!("unable to find user: {m}")))?;
+            let user = user::resolve(
+                &paths.rootfs(),
+                &rec.config.user,
+                h.group_add.as_deref().unwrap_or_default(),
+            )
+            .map_err(|m| BusError::invalid(format!("unable to find user: {m}")))?;
             let map = host::remap(&node2, h).map(|(_, map)| map);
             if let Some(map) = map {
                 // The files the node writes for the container are its root's, as dockerd makes them.

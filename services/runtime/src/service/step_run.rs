@@ -377,7 +377,7 @@ mod tests {
     fn a_step_keeps_what_docker_build_sets() {
         let asked = HostConfig {
             network_mode: "host".into(),
-            extra_hosts: vec!["db:10.0.0.2".into()],
+            extra_hosts: Some(vec!["db:10.0.0.2".into()]),
             shm_size: 64 << 20,
             memory: 256 << 20,
             memory_swap: -1,
@@ -385,11 +385,11 @@ mod tests {
             cpu_period: 100_000,
             cpu_quota: 50_000,
             cpuset_cpus: "0".into(),
-            ulimits: vec![wharf_bus::container::Ulimit {
+            ulimits: Some(vec![wharf_bus::container::Ulimit {
                 name: "nofile".into(),
                 soft: 1024,
                 hard: 1024,
-            }],
+            }]),
             ..Default::default()
         };
         let kept = step_host_config(&asked).unwrap();
@@ -419,14 +419,14 @@ mod tests {
             (
                 "CapAdd",
                 HostConfig {
-                    cap_add: vec!["SYS_ADMIN".into()],
+                    cap_add: Some(vec!["SYS_ADMIN".into()]),
                     ..Default::default()
                 },
             ),
             (
                 "Binds",
                 HostConfig {
-                    binds: vec!["/:/host".into()],
+                    binds: Some(vec!["/:/host".into()]),
                     ..Default::default()
                 },
             ),
@@ -466,25 +466,25 @@ mod tests {
             (
                 "SecurityOpt",
                 HostConfig {
-                    security_opt: vec!["seccomp=unconfined".into()],
+                    security_opt: Some(vec!["seccomp=unconfined".into()]),
                     ..Default::default()
                 },
             ),
             (
                 "Devices",
                 HostConfig {
-                    devices: vec![wharf_bus::container::DeviceMapping {
+                    devices: Some(vec![wharf_bus::container::DeviceMapping {
                         path_on_host: "/dev/sda".into(),
                         path_in_container: "/dev/sda".into(),
                         cgroup_permissions: "rwm".into(),
-                    }],
+                    }]),
                     ..Default::default()
                 },
             ),
             (
                 "DeviceCgroupRules",
                 HostConfig {
-                    device_cgroup_rules: vec!["b *:* rwm".into()],
+                    device_cgroup_rules: Some(vec!["b *:* rwm".into()]),
                     ..Default::default()
                 },
             ),
@@ -498,7 +498,7 @@ mod tests {
             (
                 "VolumesFrom",
                 HostConfig {
-                    volumes_from: vec!["other".into()],
+                    volumes_from: Some(vec!["other".into()]),
                     ..Default::default()
                 },
             ),

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use wharf_bus::container::{
     ContainerState, ContainerSummary, EndpointView, GraphDriver, HealthLogEntry, HealthState,
-    InspectResponse, ListRequest, ListResponse, LogConfig, MatchKind, NetworkSettings, OverlayDirs,
-    PortBinding, PortSummary, ResolveMatch, ResolveResponse, SummaryHostConfig,
+    HostConfig, InspectResponse, ListRequest, ListResponse, MatchKind, NetworkSettings,
+    OverlayDirs, PortBinding, PortSummary, ResolveMatch, ResolveResponse, SummaryHostConfig,
     SummaryNetworkSettings,
 };
 use wharf_bus::BusError;
 
 use super::record::{ContainerRecord, MountPoint, Status};
 use super::{Container, Node};
+use crate::container::{MASKED_PATHS, READONLY_PATHS};
 
 /// go-units' `HumanDuration`, which `docker ps` uses for "Up 5 minutes".
 pub fn human_duration(d: chrono::Duration) -> String {
@@ -169,6 +170,74 @@ fn endpoint_view(rec: &ContainerRecord, short: bool) -> EndpointView {
     }
 }
 
+/// The default IPC mode of dockerd 20.10 and later (`--default-ipc-mode`): a namespace of the
+/// container's own, not shared.
+const DEFAULT_IPC_MODE: &str = "private";
+/// /dev/shm's size when the create names none (dockerd's `--default-shm-size`), as the
+/// container gets it.
+const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+
+/// The container's `HostConfig` as dockerd shows it: what the create sent, with what dockerd
+/// fills in at create where it sent nothing (`adaptContainerSettings`). The log options stay when only the driver is
+/// the default's. `CgroupnsMode` is `host`: the node never gives a container a cgroup
+/// namespace of its own (dockerd's default on a cgroup v1 host; on v2 dockerd's is `private`).
+fn inspect_host_config(rec: &ContainerRecord) -> HostConfig {
+    let mut h = rec.host_config.clone();
+    h.network_mode = network_mode(rec);
+    if h.log_config.r#type.is_empty() {
+        h.log_config.r#type = "json-file".into();
+    }
+    if h.ipc_mode.is_empty() {
+        h.ipc_mode = DEFAULT_IPC_MODE.into();
+    }
+    if h.cgroupns_mode.is_empty() {
+        h.cgroupns_mode = "host".into();
+    }
+    if h.shm_size == 0 {
+        h.shm_size = DEFAULT_SHM_SIZE;
+    }
+    // A memory limit without a swap limit allows as much swap again (the cgroup gets so).
+    if h.memory > 0 && h.memory_swap == 0 {
+        h.memory_swap = h.memory.saturating_mul(2);
+    }
+    if h.runtime.is_empty() {
+        h.runtime = "runc".into();
+    }
+    // dockerd keeps legacy links in its link graph, not in the host config, except on a user
+    // network (where they are aliases).
+    if !user_defined(&h.network_mode) {
+        h.links = None;
+    }
+    // dockerd disables SELinux labelling for a container sharing the host's processes, unless
+    // the create chose a label itself (`generateSecurityOpt`).
+    let shares_host = h.privileged || h.ipc_mode == "host" || h.pid_mode == "host";
+    let labelled = h
+        .security_opt
+        .iter()
+        .flatten()
+        .any(|o| o.split('=').next() == Some("label"));
+    if shares_host && !labelled {
+        h.security_opt
+            .get_or_insert_with(Vec::new)
+            .push("label=disable".into());
+    }
+    h.console_size.get_or_insert([0, 0]);
+    h.oom_kill_disable.get_or_insert(false);
+    if !h.privileged {
+        let list =
+            |paths: &[&str]| -> Vec<String> { paths.iter().map(|p| p.to_string()).collect() };
+        h.masked_paths.get_or_insert_with(|| list(&MASKED_PATHS));
+        h.readonly_paths
+            .get_or_insert_with(|| list(&READONLY_PATHS));
+    }
+    h
+}
+
+/// Whether a network mode names a user network (dockerd's `NetworkMode.IsUserDefined`).
+fn user_defined(mode: &str) -> bool {
+    !matches!(mode, "" | "default" | "bridge" | "host" | "none") && !mode.starts_with("container:")
+}
+
 /// `GET /containers/{id}/json`.
 pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> InspectResponse {
     let rec = c.snapshot();
@@ -179,14 +248,7 @@ pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> Inspec
     } else {
         network_name(&rec)
     };
-    let mut host_config = rec.host_config.clone();
-    host_config.network_mode = network_mode(&rec);
-    if host_config.log_config.r#type.is_empty() {
-        host_config.log_config = LogConfig {
-            r#type: "json-file".into(),
-            config: Default::default(),
-        };
-    }
+    let host_config = inspect_host_config(&rec);
     let endpoint_id = if rec.network.is_some() {
         rec.id.clone()
     } else {
