@@ -37,6 +37,8 @@ have ps || missing+=(procps)
 # docker.io brings the docker CLI when there is none, and the dockerd that tests/dockerd_parity.rs
 # runs privately to compare Wharf with.
 { have docker || [ -x /usr/local/bin/docker ]; } && have dockerd || missing+=(docker.io)
+# tests/compose.rs runs Debian's docker-compose (1.29.2, docker-py underneath) against a stack.
+[ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
 # tests/fuzz_api.rs runs deploy/fuzz-api.sh: schemathesis from PyPI, in a virtualenv; curl.
 have curl || missing+=(curl)
 have python3 || missing+=(python3)

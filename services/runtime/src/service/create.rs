@@ -235,6 +235,7 @@ async fn create_from(
         restart_count: 0,
         network: None,
         connected: Vec::new(),
+        primary_detached: false,
         mounts,
         has_been_started: false,
         platform: "linux".into(),

@@ -12,8 +12,9 @@ use wharf_bus::BusError;
 use crate::network::PortMapping;
 
 use super::blocking::blocking;
+use super::networks::UserNetwork;
 use super::record::{ContainerRecord, NetworkState};
-use super::{host, internal, ports, Node};
+use super::{host, internal, ports, Container, Node};
 
 /// A locally administered MAC derived from the address, as Docker derives it.
 fn mac_for(address: std::net::Ipv4Addr) -> String {
@@ -52,17 +53,19 @@ fn wanted_networks(
 ) -> Result<Vec<Option<Arc<super::networks::UserNetwork>>>, BusError> {
     let mode = rec.host_config.network_mode.as_str();
     let primary = super::networks::resolve_mode(node, mode)?;
-    let mut out = vec![primary.clone()];
+    // Disconnected from its NetworkMode network and not connected again: not joined.
+    let mut out = Vec::new();
+    if !rec.primary_detached {
+        out.push(primary.clone());
+    }
     for name in rec.networking_config.endpoints_config.keys() {
-        if matches!(name.as_str(), "bridge" | "default" | "host" | "none") || name == mode {
+        if super::networks::is_predefined(name) || (name == mode && !rec.primary_detached) {
             continue;
         }
         let net = super::networks::resolve_mode(node, name)?;
         if let Some(net) = net {
-            if primary
-                .as_ref()
-                .is_some_and(|p| p.record.id == net.record.id)
-            {
+            let joined = |id: &str| out.iter().flatten().any(|n| n.record.id == id);
+            if joined(&net.record.id) {
                 continue;
             }
             out.push(Some(net));
@@ -224,16 +227,25 @@ pub(super) fn user_nets(rec: &ContainerRecord) -> Vec<String> {
         .collect()
 }
 
-/// `docker network connect`.
-pub async fn connect(
+/// The container and the network a connect or disconnect names.
+fn container_and_network(
     node: &Arc<Node>,
-    req: wharf_bus::container::NetworkConnectRequest,
-) -> Result<(), BusError> {
+    req: &wharf_bus::container::NetworkConnectRequest,
+) -> Result<(Arc<Container>, Arc<UserNetwork>), BusError> {
     let c = node.get(&req.container)?;
     let net = node
         .networks
         .find(&req.network)
         .ok_or_else(|| BusError::not_found(format!("network {} not found", req.network)))?;
+    Ok((c, net))
+}
+
+/// `docker network connect`.
+pub async fn connect(
+    node: &Arc<Node>,
+    req: wharf_bus::container::NetworkConnectRequest,
+) -> Result<(), BusError> {
+    let (c, net) = container_and_network(node, &req)?;
     let _held = c.op_lock.lock().await;
     let rec = c.snapshot();
     if super::networks::wants_network(&rec, &net.record) {
@@ -251,6 +263,11 @@ pub async fn connect(
                 links: Vec::new(),
             },
         );
+        if r.host_config.network_mode == net.record.name
+            || r.host_config.network_mode == net.record.id
+        {
+            r.primary_detached = false;
+        }
     })?;
     if rec.state.status.is_live() {
         let node2 = node.clone();
@@ -306,11 +323,7 @@ pub async fn disconnect(
     node: &Arc<Node>,
     req: wharf_bus::container::NetworkConnectRequest,
 ) -> Result<(), BusError> {
-    let c = node.get(&req.container)?;
-    let net = node
-        .networks
-        .find(&req.network)
-        .ok_or_else(|| BusError::not_found(format!("network {} not found", req.network)))?;
+    let (c, net) = container_and_network(node, &req)?;
     let _held = c.op_lock.lock().await;
     let rec = c.snapshot();
     if !super::networks::wants_network(&rec, &net.record) {
@@ -349,7 +362,7 @@ pub async fn disconnect(
         if r.host_config.network_mode == net.record.name
             || r.host_config.network_mode == net.record.id
         {
-            r.host_config.network_mode = "none".into();
+            r.primary_detached = true;
         }
     })?;
     let node2 = node.clone();

@@ -543,8 +543,7 @@ pub async fn remove(node: &Arc<Node>, id: &str) -> Result<(), BusError> {
 /// Whether a container is configured to use a user network (running or not).
 pub fn wants_network(rec: &ContainerRecord, net: &NetworkRecord) -> bool {
     let mode = rec.host_config.network_mode.as_str();
-    mode == net.name
-        || mode == net.id
+    (!rec.primary_detached && (mode == net.name || mode == net.id))
         || rec
             .networking_config
             .endpoints_config

@@ -164,6 +164,11 @@ pub struct ContainerRecord {
     /// Further networks the container is attached to while it runs (eth1, eth2, ...).
     #[serde(default)]
     pub connected: Vec<NetworkState>,
+    /// The container was disconnected from its `NetworkMode` network: as in dockerd it keeps
+    /// the mode, but joins that network again only once connected to it again (docker compose
+    /// creates a container on a network, disconnects it and connects it with its aliases).
+    #[serde(default)]
+    pub primary_detached: bool,
     #[serde(default)]
     pub mounts: Vec<MountPoint>,
     /// Resolved `-u`: uid, gid and supplementary gids.

@@ -578,6 +578,7 @@ pub(crate) fn record(id: &str, host_config: HostConfig) -> ContainerRecord {
         restart_count: 0,
         network: None,
         connected: Vec::new(),
+        primary_detached: false,
         mounts: Vec::new(),
         has_been_started: false,
         platform: "linux".into(),

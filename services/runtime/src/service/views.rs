@@ -13,7 +13,7 @@ use wharf_bus::container::{
 };
 use wharf_bus::BusError;
 
-use super::record::{ContainerRecord, MountPoint, Status};
+use super::record::{ContainerRecord, MountPoint, NetworkState, Status};
 use super::{Container, Node};
 use crate::container::{MASKED_PATHS, READONLY_PATHS};
 
@@ -146,16 +146,22 @@ fn network_name(rec: &ContainerRecord) -> String {
     }
 }
 
-/// The container's endpoint; `docker ps` (`short`) leaves its `Aliases` out.
-fn endpoint_view(rec: &ContainerRecord, short: bool) -> EndpointView {
-    let net = rec.network.clone().unwrap_or_default();
+/// An endpoint as Docker shows it: attached (`state`, with its address) or only configured
+/// (a container not running); `docker ps` (`short`) leaves `Aliases` out.
+fn endpoint_view(id: &str, state: Option<&NetworkState>, short: bool) -> EndpointView {
+    let net = state.cloned().unwrap_or_default();
+    let aliases = match (short, net.aliases.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some(None),
+        (false, false) => Some(Some(net.aliases.clone())),
+    };
     EndpointView {
         ipam_config: None,
         links: None,
-        aliases: if short { None } else { Some(None) },
-        network_id: String::new(),
-        endpoint_id: if rec.network.is_some() {
-            rec.id.clone()
+        aliases,
+        network_id: net.network_id,
+        endpoint_id: if state.is_some() {
+            id.to_string()
         } else {
             String::new()
         },
@@ -168,6 +174,37 @@ fn endpoint_view(rec: &ContainerRecord, short: bool) -> EndpointView {
         mac_address: net.mac,
         driver_opts: None,
     }
+}
+
+/// `NetworkSettings.Networks`: the `NetworkMode` network (unless the container was
+/// disconnected from it), every further network it joined, and, while it does not run, the
+/// networks it will join at start.
+fn networks_view(rec: &ContainerRecord, short: bool) -> BTreeMap<String, EndpointView> {
+    let mut out = BTreeMap::new();
+    if rec.host_config.network_mode == "none" {
+        out.insert("none".to_string(), endpoint_view(&rec.id, None, short));
+        return out;
+    }
+    if !rec.primary_detached {
+        out.insert(
+            network_name(rec),
+            endpoint_view(&rec.id, rec.network.as_ref(), short),
+        );
+    }
+    for state in &rec.connected {
+        out.insert(
+            state.network_name.clone(),
+            endpoint_view(&rec.id, Some(state), short),
+        );
+    }
+    if !rec.state.status.is_live() {
+        for name in rec.networking_config.endpoints_config.keys() {
+            if !super::networks::is_predefined(name) && !out.contains_key(name) {
+                out.insert(name.clone(), endpoint_view(&rec.id, None, short));
+            }
+        }
+    }
+    out
 }
 
 /// The default IPC mode of dockerd 20.10 and later (`--default-ipc-mode`): a namespace of the
@@ -243,11 +280,6 @@ pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> Inspec
     let rec = c.snapshot();
     let s = &rec.state;
     let net = rec.network.clone().unwrap_or_default();
-    let network = if rec.host_config.network_mode == "none" {
-        "none".to_string()
-    } else {
-        network_name(&rec)
-    };
     let host_config = inspect_host_config(&rec);
     let endpoint_id = if rec.network.is_some() {
         rec.id.clone()
@@ -335,7 +367,7 @@ pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> Inspec
             ip_address: net.address,
             ip_prefix_len: net.prefix,
             mac_address: net.mac,
-            networks: [(network, endpoint_view(&rec, false))].into(),
+            networks: networks_view(&rec, false),
             ..Default::default()
         },
         size_rw: None,
@@ -447,7 +479,7 @@ fn summary(rec: &ContainerRecord) -> ContainerSummary {
             network_mode: network_mode(rec),
         },
         network_settings: SummaryNetworkSettings {
-            networks: [(network_name(rec), endpoint_view(rec, true))].into(),
+            networks: networks_view(rec, true),
         },
         mounts: rec.mounts.iter().map(mount_view).collect(),
         size_rw: None,
