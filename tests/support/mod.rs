@@ -753,7 +753,9 @@ impl StackNet {
         ]
     }
 
-    /// Removes the bridge (and its veths) and the table a stack left behind.
+    /// Removes the bridge (and its veths) and the table a stack left behind, and those of its
+    /// user networks (tables `<table>_<id>`, bridges `wh-<id>`: they outlive the stack, as
+    /// dockerd's networks outlive dockerd, but not the test's data root).
     pub fn clean(&self) {
         let quiet = |program: &str, args: &[&str]| {
             if let Some(p) = find_program(
@@ -767,13 +769,30 @@ impl StackNet {
                     .status();
             }
         };
-        quiet("nft", &["delete", "table", "ip", &self.table]);
-        quiet("ip", &["link", "delete", &self.bridge]);
-        // The network's accept chain in iptables' FORWARD (runtime's network::forward).
-        let chain = format!("WHARF-{}", self.bridge);
-        quiet("iptables", &["-w", "-D", "FORWARD", "-j", &chain]);
-        quiet("iptables", &["-w", "-F", &chain]);
-        quiet("iptables", &["-w", "-X", &chain]);
+        let user_networks: Vec<String> = find_program("nft", &["/usr/sbin/nft", "/sbin/nft"])
+            .and_then(|nft| Command::new(nft).args(["list", "tables"]).output().ok())
+            .map(|out| {
+                let prefix = format!("{}_", self.table);
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("table ip ")?.strip_prefix(&prefix))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut networks = vec![(self.table.clone(), self.bridge.clone())];
+        for id in user_networks {
+            networks.push((format!("{}_{id}", self.table), format!("wh-{id}")));
+        }
+        for (table, bridge) in networks {
+            quiet("nft", &["delete", "table", "ip", &table]);
+            quiet("ip", &["link", "delete", &bridge]);
+            // The network's accept chain in iptables' FORWARD (runtime's network::forward).
+            let chain = format!("WHARF-{bridge}");
+            quiet("iptables", &["-w", "-D", "FORWARD", "-j", &chain]);
+            quiet("iptables", &["-w", "-F", &chain]);
+            quiet("iptables", &["-w", "-X", &chain]);
+        }
     }
 }
 
