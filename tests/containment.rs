@@ -817,7 +817,9 @@ fn with_userns_remap_container_root_is_not_host_root() {
 
     // Container root is the range's first ID on the host, and root inside: it owns the image.
     let name = format!("contain-userns-{}", std::process::id());
-    d.ok(&["run", "-d", "--name", &name, &w.image, "sleep", "300"]);
+    d.ok(&[
+        "run", "-d", "--name", &name, "-v", "/vol", "--tmpfs", "/scratch", &w.image, "sleep", "300",
+    ]);
     let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &name]).stdout;
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
     let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
@@ -880,6 +882,16 @@ fn with_userns_remap_container_root_is_not_host_root() {
             .contains("Container ID 70000 cannot be mapped to a host ID"),
         "{out}"
     );
+    // The same in a volume and in a tmpfs, both ways.
+    for dir in ["/vol", "/scratch"] {
+        d.run_stdin(&["cp", "-", &format!("{name}:{dir}")], upload(1000))
+            .ok();
+        let out = d.ok(&["exec", &name, "stat", "-c", "%u:%g", &format!("{dir}/in")]);
+        assert_eq!(out.stdout, "1000:1000\n", "{dir}");
+        d.ok(&["exec", &name, "touch", &format!("{dir}/made")]);
+        let made = owners(&["cp", &format!("{name}:{dir}/made"), "-"]);
+        assert_eq!(made, vec![("made".to_string(), 0, 0)], "{dir}");
+    }
     d.ok(&["rm", "-f", &name]);
     // A working directory the node makes is the container root's too.
     let out = d.ok(&[

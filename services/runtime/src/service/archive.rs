@@ -1,16 +1,21 @@
 //! `docker cp`, `docker export` and `docker diff`: a container's files read and written from the
-//! host through its mounted root (`<container>/rootfs`, mounted from create to removal).
+//! host through its mounted root (`<container>/rootfs`, mounted from create to removal). `docker
+//! cp` sees the root with the container's volumes, bind mounts, tmpfs mounts and `/etc` files
+//! mounted on it, running or stopped, as dockerd does ([`view`]); `docker export` and `docker
+//! diff` see the rootfs alone, as in dockerd.
 //!
-//! Safety: a path the client names is resolved with `openat2(RESOLVE_IN_ROOT)` on the rootfs, so
-//! symlinks in the container (absolute or `..`) resolve as if the rootfs were `/`. Trees are then
-//! walked from descriptors, one name at a time with `O_NOFOLLOW`, so a symlink met on the way is
+//! Safety: a path the client names is resolved with `openat2(RESOLVE_IN_ROOT)` on that root, so
+//! symlinks in the container (absolute or `..`, in a volume too) resolve as if it were `/`; a
+//! mount's source on the host is entered only through its mount point. Trees are then walked
+//! from descriptors, one name at a time with `O_NOFOLLOW`, so a symlink met on the way is
 //! archived as a symlink, never followed. An upload is extracted by the confined tar core
-//! (`wharf_untar`) with the target directory as the root of every lookup (as dockerd's chrooted
-//! untar does): names with `..` climbing out are refused, parents that are symlinks resolve
-//! inside the target, the last name is never followed, and hard links can only point inside
-//! the target.
-//!
-//! Volumes and bind mounts are not seen: they are mounted in the container's namespace only.
+//! (`wharf_untar`) with the target directory as the root of every lookup (dockerd 20.10 chroots
+//! its untar to the container's root instead; the target is the narrower root): names with `..`
+//! climbing out are refused, parents that are symlinks resolve inside the target, the last name
+//! is never followed, and hard links can only point inside the target. A directory on a
+//! read-only mount refuses an upload with dockerd's words.
+
+mod view;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -37,6 +42,7 @@ use wharf_untar::{
 use super::record::Status;
 use super::{internal, Container, Node};
 use crate::userns::IdMap;
+use view::{Plan, View};
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
@@ -117,11 +123,18 @@ fn open_root(c: &Container) -> Result<OwnedFd, BusError> {
     .map_err(|e| internal("cannot open the container's root", e))
 }
 
+/// The container's root with its mounts, as `docker cp` sees it (blocking).
+fn open_view(c: &Container) -> Result<View, BusError> {
+    Plan::of(c)
+        .open()
+        .map_err(|e| internal("cannot mount the container's volumes", e))
+}
+
 fn not_found(path: &str, id: &str) -> BusError {
     BusError::not_found(format!("Could not find the file {path} in container {id}"))
 }
 
-fn resolve(root: &OwnedFd, path: &str, id: &str) -> Result<Resolved, BusError> {
+fn resolve(root: &impl AsFd, path: &str, id: &str) -> Result<Resolved, BusError> {
     let abs = absolute(path);
     let (dir, base) = abs.rsplit_once('/').unwrap_or(("", &abs));
     let failed = |e: Errno| match e {
@@ -194,12 +207,17 @@ fn go_time(secs: i64, nanos: i64) -> String {
     out
 }
 
+/// The path of an open file as the kernel names it (in the view's namespace when the file is
+/// there: the root and what is below it are named alike).
+fn fd_path(fd: &impl AsFd) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
+}
+
 /// Where a symlink at `abs` leads, resolved inside the root, as an absolute container path.
-fn link_target(root: &OwnedFd, rootfs: &Path, abs: &str, r: &Resolved) -> String {
+fn link_target(root: &impl AsFd, abs: &str, r: &Resolved) -> String {
     if let Ok(fd) = in_root(root, abs.as_bytes(), OFlag::O_PATH) {
-        let real_root = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
-        if let Ok(host) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
-            if let Ok(rel) = host.strip_prefix(&real_root) {
+        if let (Ok(root), Ok(host)) = (fd_path(root), fd_path(&fd)) {
+            if let Ok(rel) = host.strip_prefix(&root) {
                 return format!("/{}", rel.display());
             }
         }
@@ -220,13 +238,13 @@ fn link_target(root: &OwnedFd, rootfs: &Path, abs: &str, r: &Resolved) -> String
 
 fn path_stat(
     c: &Container,
-    root: &OwnedFd,
+    root: &impl AsFd,
     req: &ArchiveRequest,
 ) -> Result<(Resolved, PathStat), BusError> {
     let r = resolve(root, &req.path, &c.id)?;
     let st = stat_of(&r).map_err(|e| internal(format!("cannot stat {}", req.path), e))?;
     let link = if file_type(&st) == SFlag::S_IFLNK {
-        link_target(root, &c.paths.rootfs(), &absolute(&req.path), &r)
+        link_target(root, &absolute(&req.path), &r)
     } else {
         String::new()
     };
@@ -256,8 +274,8 @@ pub async fn stat(node: &Arc<Node>, req: ArchiveRequest) -> Result<PathStat, Bus
     check_path(&req)?;
     let c = node.get(&req.id)?;
     tokio::task::spawn_blocking(move || {
-        let root = open_root(&c)?;
-        path_stat(&c, &root, &req).map(|(_, s)| s)
+        let view = open_view(&c)?;
+        path_stat(&c, view.root(), &req).map(|(_, s)| s)
     })
     .await
     .map_err(|e| internal("stat", e))?
@@ -578,17 +596,19 @@ pub(super) async fn locate(
 ) -> Result<(ResolvedPath, PathStat), BusError> {
     check_path(&req)?;
     let map = id_map(node, &c);
-    let (resolved, stat) = tokio::task::spawn_blocking(move || {
-        let root = open_root(&c)?;
-        path_stat(&c, &root, &req)
+    let (resolved, stat, view) = tokio::task::spawn_blocking(move || {
+        let view = open_view(&c)?;
+        let (resolved, stat) = path_stat(&c, view.root(), &req)?;
+        Ok::<_, BusError>((resolved, stat, view))
     })
     .await
     .map_err(|e| internal("archive", e))??;
-    Ok((ResolvedPath(resolved, map), stat))
+    Ok((ResolvedPath(resolved, map, view), stat))
 }
 
-/// A path [`locate`] found, to be sent by [`send_path`], and the container's ID map.
-pub(super) struct ResolvedPath(Resolved, Option<IdMap>);
+/// A path [`locate`] found, to be sent by [`send_path`], the container's ID map, and the view
+/// it was found in (whose mounts last as long as it).
+pub(super) struct ResolvedPath(Resolved, Option<IdMap>, View);
 
 /// With `--userns-remap`, the map between the container's owners and the host's.
 pub(super) fn id_map(node: &Node, c: &Container) -> Option<IdMap> {
@@ -598,8 +618,9 @@ pub(super) fn id_map(node: &Node, c: &Container) -> Option<IdMap> {
 /// Sends a tar of the path on `sender` (`docker cp`'s archive); the handle ends once the tar
 /// is sent, or the stream failed.
 pub(super) fn send_path(sender: Sender, path: ResolvedPath) -> tokio::task::JoinHandle<()> {
-    let ResolvedPath(resolved, map) = path;
+    let ResolvedPath(resolved, map, view) = path;
     stream_tar(sender, map, move |tar| {
+        let _view = view;
         // Entries are named from dockerd's base name (`/` for the root, `.` for `dir/.`).
         let prefix = resolved.name.as_bytes().to_vec();
         match &resolved.base {
@@ -695,6 +716,8 @@ pub(super) struct Extraction {
     /// With `--userns-remap`: the owners in the tar (or `owner`) are the container's, stored
     /// as the host IDs of its range.
     map: Option<IdMap>,
+    /// The host IDs files are created with before they get their owners (see [`with_fs_ids`]).
+    creator: Option<(u32, u32)>,
 }
 
 fn bad(msg: String) -> io::Error {
@@ -713,7 +736,15 @@ impl Extraction {
             strict_names: false,
             rename: None,
             map: None,
+            creator: None,
         }
+    }
+
+    /// Files are made by these host IDs (the container's root under `--userns-remap`), then
+    /// given their owners.
+    pub(super) fn created_as(mut self, ids: Option<(u32, u32)>) -> Extraction {
+        self.creator = ids;
+        self
     }
 
     /// Owners are container IDs of a user namespace with this map.
@@ -736,7 +767,7 @@ impl Extraction {
 
     /// Extracts the whole tar `input` (blocking). The client's faults (a bad archive, a name
     /// climbing out...) are `InvalidInput` errors, in dockerd's words.
-    pub(super) fn extract(self, input: impl Read) -> io::Result<()> {
+    pub(super) fn extract(self, input: impl Read + Send) -> io::Result<()> {
         let mut options = Options::new(Names::NoEscape);
         options.strict = self.strict_names;
         options.rename = self.rename;
@@ -748,8 +779,75 @@ impl Extraction {
             refused: None,
         };
         let root = Root::in_root(self.target);
-        wharf_untar::extract(input, &root, &options, &mut upload).map(drop)
+        let work = move || wharf_untar::extract(input, &root, &options, &mut upload).map(drop);
+        match self.creator {
+            Some(ids) => with_fs_ids(ids, work),
+            None => work(),
+        }
     }
+}
+
+/// The kernel's capability header and data (version 3: two data structs).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Runs `work` on a thread of its own whose file system user and group are `ids`, with its
+/// capabilities kept. A tmpfs of a container in a user namespace belongs to that namespace: the
+/// kernel creates nothing there for a caller whose IDs it cannot map (host root's, EOVERFLOW),
+/// so an upload to such a container creates as the container's root does, then sets owners.
+fn with_fs_ids<T: Send>(
+    ids: (u32, u32),
+    work: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                // SAFETY: the raw system calls change this thread's file system IDs only (not
+                // glibc's wrappers, which may act for the whole process).
+                let (gid, uid) = unsafe {
+                    libc::syscall(libc::SYS_setfsgid, ids.1);
+                    libc::syscall(libc::SYS_setfsuid, ids.0);
+                    // An invalid ID changes nothing and returns the current one.
+                    (
+                        libc::syscall(libc::SYS_setfsgid, u32::MAX),
+                        libc::syscall(libc::SYS_setfsuid, u32::MAX),
+                    )
+                };
+                if (uid as u32, gid as u32) != ids {
+                    return Err(io::Error::other("cannot take the container root's IDs"));
+                }
+                // Leaving root's file system ID cleared the file capabilities from the effective
+                // set: take them back from the permitted one.
+                let mut header = CapHeader {
+                    version: 0x2008_0522,
+                    pid: 0,
+                };
+                let mut data = [CapData::default(); 2];
+                // SAFETY: version 3 capget writes two data structs, which we own.
+                let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+                Errno::result(rc)?;
+                for d in data.iter_mut() {
+                    d.effective = d.permitted;
+                }
+                // SAFETY: version 3 capset reads one header and two data structs, which we own.
+                let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+                Errno::result(rc)?;
+                work()
+            })
+            .join()
+            .map_err(|_| io::Error::other("the extraction panicked"))?
+    })
 }
 
 /// An upload's reading of headers and its words for failures.
@@ -925,6 +1023,27 @@ pub(super) async fn extract_upload(
     }
 }
 
+/// Refuses an upload to `target` as dockerd does: on the rootfs of a `--read-only` container, or
+/// on a read-only mount (dockerd 20.10 answers both with a 500).
+fn check_writable(c: &Container, view: &View, target: &OwnedFd) -> Result<(), BusError> {
+    let on_rootfs = view
+        .on_rootfs(target)
+        .map_err(|e| internal("cannot tell the extraction point's mount", e))?;
+    if on_rootfs {
+        if c.with(|r| r.host_config.readonly_rootfs) {
+            return Err(BusError::internal("container rootfs is marked read-only"));
+        }
+        return Ok(());
+    }
+    let flags = nix::sys::statvfs::fstatvfs(target)
+        .map_err(|e| internal("cannot tell the extraction point's mount", e))?
+        .flags();
+    if flags.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Err(BusError::internal("mounted volume is marked read-only"));
+    }
+    Ok(())
+}
+
 /// `PUT /containers/{id}/archive`: extracts the uploaded tar into the directory at the path.
 pub async fn put(
     node: &Arc<Node>,
@@ -940,14 +1059,14 @@ pub async fn put(
             c.id
         )));
     }
-    let (target, owner) = {
+    let (view, target, owner) = {
         let c = c.clone();
         let req = req.clone();
         tokio::task::spawn_blocking(move || -> Result<_, BusError> {
-            let root = open_root(&c)?;
+            let view = open_view(&c)?;
             // The last name is followed too: extracting to a symlink to a directory works.
             let target = in_root(
-                &root,
+                view.root(),
                 absolute(&req.path).as_bytes(),
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY,
             )
@@ -956,9 +1075,7 @@ pub async fn put(
                 Errno::ENOTDIR => BusError::internal("extraction point is not a directory"),
                 e => internal(format!("cannot resolve {}", req.path), e),
             })?;
-            if c.with(|r| r.host_config.readonly_rootfs) {
-                return Err(BusError::forbidden("container rootfs is marked read-only"));
-            }
+            check_writable(&c, &view, &target)?;
             let owner = if req.copy_uid_gid {
                 let user = c.with(|r| r.config.user.clone());
                 if user.is_empty() {
@@ -971,7 +1088,7 @@ pub async fn put(
             } else {
                 None
             };
-            Ok((target, owner))
+            Ok((view, target, owner))
         })
         .await
         .map_err(|e| internal("extract", e))??
@@ -979,9 +1096,15 @@ pub async fn put(
     let mut receiver = request.accept_upload(&node.client, &Empty).await?;
     let node = node.clone();
     tokio::spawn(async move {
-        let mut x = Extraction::new(target, &req.path, owner).mapped(id_map(&node, &c));
+        let map = id_map(&node, &c);
+        let mut x = Extraction::new(target, &req.path, owner)
+            .mapped(map)
+            .created_as(map.map(|m| (m.uid, m.gid)));
         x.no_overwrite_dir_non_dir = req.no_overwrite_dir_non_dir;
-        match extract_upload(&mut receiver, x).await {
+        let extracted = extract_upload(&mut receiver, x).await;
+        // The mounts stay until the extraction is over.
+        drop(view);
+        match extracted {
             Ok(()) => {
                 let rec = c.snapshot();
                 node.publish_event(&rec, "extract-to-dir", &[]).await;
@@ -1420,6 +1543,39 @@ mod tests {
             err.to_string(),
             "Container ID 70000 cannot be mapped to a host ID"
         );
+    }
+
+    /// Files made as the container's root still get the archive's owners, modes and times; the
+    /// calling thread keeps its own IDs.
+    #[test]
+    fn an_upload_made_as_the_containers_root_keeps_owners_and_the_callers_ids() {
+        use std::os::unix::fs::MetadataExt;
+        let data = upload(|b| {
+            let mut h = entry(tar::EntryType::Directory, 0o700, 0);
+            b.append_data(&mut h, "d/", &[][..]).unwrap();
+            let mut h = entry(tar::EntryType::Regular, 0o600, 2);
+            b.append_data(&mut h, "d/f", &b"hi"[..]).unwrap();
+        });
+        let map = IdMap {
+            uid: 100_000,
+            gid: 200_000,
+            size: 65_536,
+        };
+        let root = tempfile::tempdir().unwrap();
+        let target = fcntl::open(root.path(), DIR_FLAGS, Mode::empty()).unwrap();
+        Extraction::new(target, "/", None)
+            .mapped(Some(map))
+            .created_as(Some((map.uid, map.gid)))
+            .extract(&data[..])
+            .unwrap();
+        let meta = |p: &str| std::fs::symlink_metadata(root.path().join(p)).unwrap();
+        for p in ["d", "d/f"] {
+            assert_eq!((meta(p).uid(), meta(p).gid()), (100_007, 200_008), "{p}");
+        }
+        assert_eq!(std::fs::read(root.path().join("d/f")).unwrap(), b"hi");
+        // SAFETY: an invalid ID changes nothing and returns this thread's current one.
+        let current = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) };
+        assert_eq!(current, 0);
     }
 
     /// Found by tests/fuzz_api.rs: blank owner fields (Go reads them as 0) failed `docker cp`
