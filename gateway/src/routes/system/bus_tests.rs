@@ -26,7 +26,9 @@ async fn df_and_build_prune_over_the_bus() {
 
     let nats = wharf_bus::testkit::NatsServer::start();
     let client = nats.client().await;
-    let FourImages { base, step, app, .. } = four_images();
+    let FourImages {
+        base, step, app, ..
+    } = four_images();
     let images = Arc::new(vec![app.clone(), step.clone(), base.clone()]);
     let mut store =
         wharf_bus::service::start(&client, "wharf-image-store", "fake", group::IMAGE_STORE)
