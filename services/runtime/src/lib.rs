@@ -5,6 +5,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod logs;
+pub mod mount_api;
 pub mod network;
 pub mod seccomp;
 pub mod shim;

@@ -221,15 +221,6 @@ fn ensure_default_user() -> Result<(), String> {
     Ok(())
 }
 
-/// The kernel's `struct mount_attr`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn cstring(path: &Path) -> std::io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)
 }
@@ -237,57 +228,22 @@ fn cstring(path: &Path) -> std::io::Result<CString> {
 /// Mounts `source` on `target` idmapped through `userns`: a file owned by host ID N there
 /// looks owned by the ID N maps to (host root's files look owned by the container's root).
 pub fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> std::io::Result<()> {
+    use crate::mount_api;
     use std::os::fd::AsRawFd;
     let (source, target) = (cstring(source)?, cstring(target)?);
-    // SAFETY: a NUL-terminated path and flags; returns a new descriptor or -1.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            source.as_ptr(),
-            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
-        )
-    };
-    if tree < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `tree` was just returned to us and is owned by nothing else.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-    let attr = MountAttr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: the kernel reads `attr` (its size given) and an empty path.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: moves the detached mount `tree` onto the NUL-terminated `target`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    let tree = mount_api::open_tree(
+        libc::AT_FDCWD,
+        &source,
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+    )?;
+    mount_api::set_attr(&tree, libc::MOUNT_ATTR_IDMAP, Some(userns.as_raw_fd()))?;
+    mount_api::move_mount(
+        tree.as_raw_fd(),
+        c"",
+        libc::AT_FDCWD,
+        &target,
+        libc::MOVE_MOUNT_F_EMPTY_PATH,
+    )
 }
 
 #[cfg(test)]

@@ -36,36 +36,29 @@ pub(crate) fn make_private() -> StepResult<()> {
 /// namespace: a container in a user namespace of its own could not walk the host's path to
 /// its rootfs (root's directories are closed to the IDs it runs as).
 pub(crate) fn bind_cwd() -> StepResult<OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let failed = |what: &str| StepError::os(format!("bind rootfs: {what}"), Errno::last());
-    // SAFETY: a NUL-terminated path and flags; returns a new descriptor or -1.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c".".as_ptr(),
-            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint,
+    use crate::mount_api;
+    use std::os::fd::AsRawFd;
+    let failed = |what: &str, e: std::io::Error| {
+        StepError::os(
+            format!("bind rootfs: {what}"),
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         )
     };
-    if tree < 0 {
-        return Err(failed("open_tree"));
-    }
-    // SAFETY: `tree` was just returned to us and is owned by nothing else.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-    // SAFETY: attaches the detached mount `tree` on the working directory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c".".as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(failed("move_mount"));
-    }
+    let tree = mount_api::open_tree(
+        libc::AT_FDCWD,
+        c".",
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint,
+    )
+    .map_err(|e| failed("open_tree", e))?;
+    // Attaches the detached mount `tree` on the working directory.
+    mount_api::move_mount(
+        tree.as_raw_fd(),
+        c"",
+        libc::AT_FDCWD,
+        c".",
+        libc::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| failed("move_mount", e))?;
     Ok(tree)
 }
 

@@ -28,7 +28,7 @@
 
 use std::ffi::{CStr, CString, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -241,13 +241,7 @@ fn clone_tree(dir: RawFd, path: &CStr, empty: bool) -> io::Result<OwnedFd> {
     if empty {
         flags |= libc::AT_EMPTY_PATH as u32;
     }
-    // SAFETY: a descriptor, a NUL-terminated path and flags; returns a new descriptor or -1.
-    let tree = unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), flags) };
-    if tree < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `tree` was just returned to us and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(tree as i32) })
+    crate::mount_api::open_tree(dir, path, flags)
 }
 
 /// A detached copy of the mounts at the host's absolute `path` (symlinks in it followed, as
@@ -316,60 +310,21 @@ fn relative(destination: &str) -> OsString {
     }
 }
 
-/// The kernel's `struct mount_attr`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// Makes the detached mount `tree` read-only (its top mount, as `rbind,ro` does).
 fn set_readonly(tree: &OwnedFd) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: libc::MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: the kernel reads `attr` (its size given) and an empty path.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(context(
-            "cannot make a mount read-only",
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    crate::mount_api::set_attr(tree, libc::MOUNT_ATTR_RDONLY, None)
+        .map_err(|e| context("cannot make a mount read-only", e))
 }
 
 /// Attaches the detached mount `tree` on the open file or directory `at`.
 fn attach(tree: &OwnedFd, at: &OwnedFd) -> io::Result<()> {
-    // SAFETY: two descriptors and empty paths; attaches `tree` on what `at` is.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            at.as_raw_fd(),
-            c"".as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::mount_api::move_mount(
+        tree.as_raw_fd(),
+        c"",
+        at.as_raw_fd(),
+        c"",
+        libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+    )
 }
 
 /// The mount point `destination` inside `root`, resolved there (symlinks inside the root) and
