@@ -31,26 +31,16 @@ pub async fn inspect(
 ) -> Result<DistributionInspect, BusError> {
     let reference = Reference::parse(&request.reference)?.with_default_tag();
     let creds = Credentials::from_auth(request.auth.as_ref());
-    let mut last: Option<RegistryError> = None;
-    for endpoint in registries.endpoints(&reference.domain) {
-        let mirror = endpoint.mirror;
-        let session = registries.session(endpoint, &reference.path, creds.clone());
-        let fetched = match session.ping().await {
-            Ok(()) => fetch(&session, &reference).await,
-            Err(e) => Err(e),
-        };
-        match fetched {
-            Ok(fetched) => return describe(&session, &reference, fetched).await,
-            Err(e) if e.is_transport() || mirror => {
-                tracing::debug!(endpoint = %session.endpoint.base, "trying next endpoint: {e}");
-                last = Some(e);
-            }
-            Err(e) => return Err(registry_error(e)),
-        }
+    let answered = registries
+        .first_answer(&reference.domain, &reference.path, &creds, |session| {
+            let reference = reference.clone();
+            Box::pin(async move { fetch(session, &reference).await })
+        })
+        .await;
+    match answered {
+        Ok((session, fetched)) => describe(&session, &reference, fetched).await,
+        Err(e) => Err(registry_error(e)),
     }
-    Err(registry_error(last.unwrap_or(RegistryError::Invalid(
-        "no endpoint for registry".into(),
-    ))))
 }
 
 /// A fetched manifest, and the digest it was asked for by, if any.

@@ -216,27 +216,16 @@ pub async fn resolve(registries: &Registries, request: &PullRequest) -> Result<P
         .or_else(|| reference.tag.clone())
         .unwrap_or_default();
     let creds = Credentials::from_auth(request.auth.as_ref());
-    let mut last: Option<RegistryError> = None;
-    for endpoint in registries.endpoints(&reference.domain) {
-        let mirror = endpoint.mirror;
-        let session = registries.session(endpoint, &reference.path, creds.clone());
-        let fetched = match session.ping().await {
-            Ok(()) => session.manifest(&tag_or_digest).await,
-            Err(e) => Err(e),
-        };
-        match fetched {
-            Ok(fetched) => return plan(reference, session, fetched, request).await,
-            Err(e) if e.is_transport() || mirror => {
-                tracing::debug!(endpoint = %session.endpoint.base, "trying next endpoint: {e}");
-                last = Some(e);
-            }
-            Err(e) => return Err(translate(e, &reference)),
-        }
+    let answered = registries
+        .first_answer(&reference.domain, &reference.path, &creds, |session| {
+            let tag_or_digest = tag_or_digest.clone();
+            Box::pin(async move { session.manifest(&tag_or_digest).await })
+        })
+        .await;
+    match answered {
+        Ok((session, fetched)) => plan(reference, session, fetched, request).await,
+        Err(e) => Err(translate(e, &reference)),
     }
-    Err(translate(
-        last.unwrap_or(RegistryError::Invalid("no endpoint for registry".into())),
-        &reference,
-    ))
 }
 
 /// A manifest's bytes must be the digest they were asked or announced by.

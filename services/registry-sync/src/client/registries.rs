@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use super::upload::UPLOAD_CHUNK;
 use super::{RegistryError, Session};
 use crate::auth::Credentials;
@@ -234,6 +236,37 @@ impl Registries {
             mount_sources: Vec::new(),
             chunk_size: UPLOAD_CHUNK,
         }
+    }
+
+    /// What `fetch` gets from the first endpoint of `domain` that answers for the repository
+    /// `path`, with the session that got it: mirrors move on after any error, the others only
+    /// after transport errors (as dockerd's pull does). The error is the one that ended the
+    /// search, or the last endpoint's.
+    pub async fn first_answer<T>(
+        &self,
+        domain: &str,
+        path: &str,
+        creds: &Credentials,
+        fetch: impl for<'s> Fn(&'s Session) -> BoxFuture<'s, Result<T, RegistryError>>,
+    ) -> Result<(Session, T), RegistryError> {
+        let mut last: Option<RegistryError> = None;
+        for endpoint in self.endpoints(domain) {
+            let mirror = endpoint.mirror;
+            let session = self.session(endpoint, path, creds.clone());
+            let fetched = match session.ping().await {
+                Ok(()) => fetch(&session).await,
+                Err(e) => Err(e),
+            };
+            match fetched {
+                Ok(fetched) => return Ok((session, fetched)),
+                Err(e) if e.is_transport() || mirror => {
+                    tracing::debug!(endpoint = %session.endpoint.base, "trying next endpoint: {e}");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(RegistryError::Invalid("no endpoint for registry".into())))
     }
 
     /// A push session with the first endpoint of `domain` that answers (https before http for
