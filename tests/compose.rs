@@ -196,3 +196,45 @@ networks:
         .stdout;
     assert!(!vols.contains("capp_data"), "{vols}");
 }
+
+/// docker-py (Debian's python3-docker, under docker-compose) starts an exec with
+/// `exec_start(socket=True)`: it reads the 101's head through a buffer, then reads the raw socket,
+/// so output that came with the head is lost. As dockerd does, Wharf starts the process only
+/// once the connection is taken over, so a quick command's output is all there, every time
+/// (before, about one run in three came back empty).
+#[test]
+fn docker_py_exec_sockets_get_all_of_a_quick_commands_output() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    let spec = ImageSpec::busybox_like("dockerpy", fixtures::host_arch(), vec![]);
+    let image = fixtures::push_image(&registry, &spec, "compose/py", "v1", PushFormat::DockerV2S2)
+        .reference();
+    let d = stack.docker();
+    d.ok(&["pull", &image]);
+    d.ok(&["run", "-d", "--name", "box", &image, "sleep", "3600"]);
+    let script = r#"
+import socket, sys, docker
+c = docker.APIClient(base_url=sys.argv[1])
+for i in range(12):
+    e = c.exec_create("box", ["echo", "hello-%d" % i], stdin=True, tty=False)
+    s = c.exec_start(e["Id"], socket=True, tty=False)
+    raw = s._sock
+    raw.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        d = raw.recv(4096)
+        if not d:
+            break
+        data += d
+    print(i, data[8:].decode().strip() if len(data) > 8 else "")
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).arg(&stack.host);
+    let out = support::run(cmd, None, Duration::from_secs(120));
+    assert!(out.success(), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 12, "{out}");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(*line, format!("{i} hello-{i}"), "{out}");
+    }
+}

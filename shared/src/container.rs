@@ -859,6 +859,24 @@ pub struct ExecLocation {
     pub found: bool,
 }
 
+/// Why an exec cannot start in a container whose state is `status` (`running`, `paused`, ...),
+/// in dockerd's words; `None` when it can. The node refuses with it at the start, and the
+/// gateway before it hijacks the client's connection, as dockerd answers these with an HTTP
+/// error rather than in the stream.
+pub fn exec_refusal(container_id: &str, status: &str) -> Option<crate::BusError> {
+    let message = match status {
+        "running" => return None,
+        "paused" => {
+            format!("Container {container_id} is paused, unpause the container before exec")
+        }
+        "restarting" => {
+            format!("Container {container_id} is restarting, wait until the container is running")
+        }
+        _ => format!("Container {container_id} is not running"),
+    };
+    Some(crate::BusError::conflict(message))
+}
+
 /// `POST /exec/{id}/start`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecStartRequest {
@@ -1127,6 +1145,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exec_starts_only_in_a_running_container_refused_in_dockerds_words() {
+        assert!(exec_refusal("c1", "running").is_none());
+        let refused = |status| exec_refusal("c1", status).unwrap();
+        assert_eq!(
+            refused("paused").message,
+            "Container c1 is paused, unpause the container before exec"
+        );
+        assert_eq!(
+            refused("restarting").message,
+            "Container c1 is restarting, wait until the container is running"
+        );
+        for status in ["exited", "created", "dead", "removing"] {
+            let e = refused(status);
+            assert_eq!(e.message, "Container c1 is not running");
+            assert_eq!(e.kind, crate::ErrorKind::Conflict);
+        }
+    }
 
     #[test]
     fn a_docker_cli_create_body_parses_with_nulls_and_strings() {

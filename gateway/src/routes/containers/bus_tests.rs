@@ -325,9 +325,23 @@ async fn exec_nodes(client: &async_nats::Client) -> wharf_bus::service::Running 
         .await;
     }
 
-    type StdinPipes =
-        Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::mpsc::Sender<Bytes>>>>;
+    // An attach's stdin pipe, made by whichever of the start and the stdin upload comes first
+    // (the gateway opens the upload before the start, as a node takes them in either order).
+    type Pipe = (
+        Option<tokio::sync::mpsc::Sender<Bytes>>,
+        Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    );
+    type StdinPipes = Arc<std::sync::Mutex<std::collections::HashMap<String, Pipe>>>;
     let pipes: StdinPipes = Arc::default();
+    fn pipe_of<'a>(
+        pipes: &'a mut std::collections::HashMap<String, Pipe>,
+        attach_id: &str,
+    ) -> &'a mut Pipe {
+        pipes.entry(attach_id.to_string()).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+            (Some(tx), Some(rx))
+        })
+    }
     let node = "wharf.v1.runtime.node.n1";
     let mut svc = wharf_bus::service::start(client, "fake-exec-runtime", "test", node)
         .await
@@ -353,6 +367,22 @@ async fn exec_nodes(client: &async_nats::Client) -> wharf_bus::service::Running 
             "Running": false,
             "ExitCode": 0,
         }))
+    })
+    .await
+    .unwrap();
+    // A start checks the exec's container first, as dockerd does before the hijack.
+    svc.serve(node, op::INSPECT, |req| async move {
+        let r: InspectRequest = wharf_bus::rpc::decode(&req.message.payload)?;
+        assert_eq!(r.id, ID);
+        Reply::json(&InspectResponse {
+            id: ID.into(),
+            state: ContainerState {
+                status: "running".into(),
+                running: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
     })
     .await
     .unwrap();
@@ -393,12 +423,13 @@ async fn exec_nodes(client: &async_nats::Client) -> wharf_bus::service::Running 
                     });
                     return Ok(Reply::Streamed);
                 }
-                let (stdin_tx, mut stdin) = tokio::sync::mpsc::channel::<Bytes>(8);
-                if r.exec_id == "e1" {
-                    pipes.lock().unwrap().insert(r.attach_id.clone(), stdin_tx);
+                let mut stdin = if r.exec_id == "e1" {
+                    let mut pipes = pipes.lock().unwrap();
+                    pipe_of(&mut pipes, &r.attach_id).1.take().unwrap()
                 } else {
-                    drop(stdin_tx);
-                }
+                    // No stdin: it ends at once.
+                    tokio::sync::mpsc::channel::<Bytes>(1).1
+                };
                 let accept = wharf_bus::rpc::encode(&StreamInfo { tty: false })?;
                 let mut tx = Sender::accept(&bus, &req, accept).await?;
                 tokio::spawn(async move {
@@ -426,11 +457,11 @@ async fn exec_nodes(client: &async_nats::Client) -> wharf_bus::service::Running 
             async move {
                 let r: StdinRequest = wharf_bus::rpc::decode(&req.message.payload)?;
                 assert_eq!(r.id, "e1", "the upload names the exec");
-                let pipe = pipes
-                    .lock()
-                    .unwrap()
-                    .remove(&r.attach_id)
-                    .ok_or_else(|| BusError::not_found("no such attach"))?;
+                let pipe = {
+                    let mut pipes = pipes.lock().unwrap();
+                    pipe_of(&mut pipes, &r.attach_id).0.take()
+                }
+                .ok_or_else(|| BusError::not_found("no such attach"))?;
                 let mut rx = Receiver::accept(&bus, &req, Bytes::new()).await?;
                 tokio::spawn(async move {
                     while let Some(Ok(data)) = rx.next().await {

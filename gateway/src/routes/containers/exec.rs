@@ -12,11 +12,10 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use wharf_bus::container::{
-    ExecConfig, ExecCreateRequest, ExecCreated, ExecInspectResponse, ExecRef, ExecResizeRequest,
-    ExecStartRequest, StdinRequest,
+    exec_refusal, ExecConfig, ExecCreateRequest, ExecCreated, ExecInspectResponse, ExecRef,
+    ExecResizeRequest, ExecStartRequest, InspectRequest, StdinRequest,
 };
 use wharf_bus::rpc::DEFAULT_TIMEOUT;
-use wharf_bus::{BusError, ErrorKind};
 
 use super::attach::attach_id;
 use super::dimension;
@@ -121,17 +120,6 @@ pub async fn resize(
     Ok(StatusCode::OK)
 }
 
-/// Whether dockerd refuses a start with an HTTP error, before it hijacks the connection: the
-/// exec or its container is gone, or the container is not running, paused or restarting
-/// (`Container <id> is ...`). Every other failure is told inside the hijacked stream.
-fn refused_before_hijack(err: &BusError) -> bool {
-    match err.kind {
-        ErrorKind::NotFound => true,
-        ErrorKind::Conflict => err.message.starts_with("Container "),
-        _ => false,
-    }
-}
-
 /// A failed exec as dockerd writes it to the hijacked stream: the error and CRLF, on stdout.
 fn error_chunk(message: &str, tty: bool) -> Bytes {
     let text = format!("{message}\r\n");
@@ -233,9 +221,16 @@ impl Demultiplexer {
     }
 }
 
-/// Whether the exec was created to read stdin (`OpenStdin` of its inspect JSON).
-async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<bool> {
-    let inspect = state
+/// What a start must know first, as dockerd checks it before it hijacks the connection: the
+/// exec (whether it reads stdin) and the state of its container; a container that is not
+/// running, paused or restarting is refused with an HTTP error. Anything found wrong later
+/// (an exec already run, a failed start) is told inside the hijacked stream.
+async fn check_start(
+    state: &AppState,
+    node: &str,
+    exec_id: &str,
+) -> ApiResult<ExecInspectResponse> {
+    let exec = state
         .node(node)
         .call::<api::ExecInspect>(
             &ExecRef {
@@ -244,7 +239,20 @@ async fn reads_stdin(state: &AppState, node: &str, exec_id: &str) -> ApiResult<b
             DEFAULT_TIMEOUT,
         )
         .await?;
-    Ok(inspect.open_stdin)
+    let container = state
+        .node(node)
+        .call::<api::ContainerInspect>(
+            &InspectRequest {
+                id: exec.container_id.clone(),
+                size: false,
+            },
+            DEFAULT_TIMEOUT,
+        )
+        .await?;
+    match exec_refusal(&container.id, &container.state.status) {
+        Some(refusal) => Err(refusal.into()),
+        None => Ok(exec),
+    }
 }
 
 pub async fn start(
@@ -274,26 +282,23 @@ pub async fn start(
         return Ok(StatusCode::OK.into_response());
     }
 
-    let stdin = reads_stdin(&state, &node, &id).await?;
+    let exec = check_start(&state, &node, &id).await?;
     start.attach_id = attach_id();
-    // Output first, before answering: nothing the process writes may be lost.
-    let opened = state.node(&node).download::<api::ExecStart>(&start).await;
-    let (output, input) = match opened {
-        Ok((rx, info)) => {
-            let input = if stdin {
-                open_stdin(&state, &node, &id, &start.attach_id).await
-            } else {
-                None
-            };
-            let output = Reframe::of(info.tty, options.tty).apply(rx.into_stream());
-            (telling_errors(output, options.tty), input)
-        }
-        Err(e) if refused_before_hijack(&e) => return Err(e.into()),
-        Err(e) => (
-            telling_errors(futures::stream::once(async move { Err(e) }), options.tty),
-            None,
-        ),
+    let input = if exec.open_stdin {
+        open_stdin(&state, &node, &id, &start.attach_id).await
+    } else {
+        None
     };
+    // The process starts once the connection is taken over, as dockerd starts it after the
+    // 101: its output never travels with the response's head (clients such as docker-py read
+    // the head through a buffer and would lose what came with it).
+    let tty = options.tty;
+    let opened = async move { state.node(&node).download::<api::ExecStart>(&start).await };
+    let output = futures::stream::once(opened).flat_map(move |opened| match opened {
+        Ok((rx, info)) => Reframe::of(info.tty, tty).apply(rx.into_stream()),
+        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+    });
+    let output = telling_errors(output, options.tty);
     let request = Request::from_parts(parts, axum::body::Body::empty());
     Ok(hijack::take_over(
         request,
@@ -326,6 +331,7 @@ async fn open_stdin(state: &AppState, node: &str, exec_id: &str, attach_id: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wharf_bus::BusError;
     #[test]
     fn an_exec_needs_a_command() {
         for body in [&b""[..], br#"{"Cmd":null}"#, br#"{"Cmd":[],"Tty":true}"#] {
@@ -356,22 +362,6 @@ mod tests {
         assert_eq!(start.console_size(ApiVersion(1, 45)), None);
         let start: StartBody = read_json(b"").unwrap();
         assert!(!start.detach && !start.tty);
-    }
-
-    #[test]
-    fn only_missing_or_unrunnable_containers_are_refused_before_the_hijack() {
-        assert!(refused_before_hijack(&BusError::not_found(
-            "No such exec instance: e1"
-        )));
-        assert!(refused_before_hijack(&BusError::conflict(
-            "Container abc is paused, unpause the container before exec"
-        )));
-        assert!(!refused_before_hijack(&BusError::conflict(
-            "exec command e1 is already running"
-        )));
-        assert!(!refused_before_hijack(&BusError::internal(
-            "OCI runtime exec failed"
-        )));
     }
 
     async fn reframed(reframe: Reframe, chunks: Vec<Bytes>) -> Vec<u8> {

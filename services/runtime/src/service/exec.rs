@@ -16,7 +16,6 @@ use wharf_bus::BusError;
 use crate::cgroups;
 use crate::shim::{ExecInto, ShimClient, ShimLaunch, ShimState, StartingShim};
 
-use super::record::Status;
 use super::streams;
 use super::{internal, runtime_spec, start, user, Container, Node};
 
@@ -58,20 +57,9 @@ fn no_such_exec(id: &str) -> BusError {
 }
 
 fn check_running(c: &Container) -> Result<(), BusError> {
-    match c.status() {
-        Status::Running => Ok(()),
-        Status::Paused => Err(BusError::conflict(format!(
-            "Container {} is paused, unpause the container before exec",
-            c.id
-        ))),
-        Status::Restarting => Err(BusError::conflict(format!(
-            "Container {} is restarting, wait until the container is running",
-            c.id
-        ))),
-        _ => Err(BusError::conflict(format!(
-            "Container {} is not running",
-            c.id
-        ))),
+    match wharf_bus::container::exec_refusal(&c.id, c.status().as_str()) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
     }
 }
 
