@@ -31,5 +31,7 @@ pub use devices::{default_rules as default_device_rules, DeviceRule};
 pub use error::{CgroupError, Result};
 pub use group_path::{GroupPath, PARENT};
 pub use layout::{Layout, V1_CONTROLLERS};
-pub use resources::{host_cpus, shares_to_weight, MemorySwap, Resources, CPU_PERIOD_US};
+pub use resources::{
+    cpuset_within, host_cpus, shares_to_weight, MemorySwap, Resources, CPU_PERIOD_US,
+};
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};

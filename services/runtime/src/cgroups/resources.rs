@@ -45,6 +45,30 @@ pub struct Resources {
     pub pids_limit: Option<u64>,
     /// Device access, in order (the first usually denies everything); set once, at start.
     pub devices: Option<Vec<super::DeviceRule>>,
+    /// `--cpuset-cpus`: the CPUs the group may run on (`0-1,3`).
+    pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems`: the memory nodes the group may allocate from.
+    pub cpuset_mems: Option<String>,
+    /// `--memory-reservation`, in bytes: the soft limit the kernel reclaims down to under
+    /// memory pressure (v1 `memory.soft_limit_in_bytes`, v2 `memory.low`).
+    pub memory_reservation: Option<u64>,
+    /// `--memory-swappiness` (0 to 100; v1 only, as in dockerd).
+    pub memory_swappiness: Option<u64>,
+    /// `--oom-kill-disable` (v1 only, as in dockerd).
+    pub oom_kill_disable: bool,
+}
+
+/// Whether `list` is a cpuset list (`0-1,3`) whose numbers are all below `count`: the CPUs or
+/// memory nodes of this host.
+pub fn cpuset_within(list: &str, count: u64) -> bool {
+    !list.is_empty()
+        && list.split(',').all(|part| {
+            let (first, last) = part.split_once('-').unwrap_or((part, part));
+            match (first.trim().parse::<u64>(), last.trim().parse::<u64>()) {
+                (Ok(first), Ok(last)) => first <= last && last < count,
+                _ => false,
+            }
+        })
 }
 
 impl Resources {
@@ -84,6 +108,17 @@ impl Resources {
         }
         if self.pids_limit == Some(0) {
             return invalid("pids limit must be at least 1".into());
+        }
+        if let Some(cpus) = &self.cpuset_cpus {
+            if !cpuset_within(cpus, host_cpus()) {
+                return invalid(format!(
+                    "cpuset cpus {cpus:?}: this host has CPUs 0-{}",
+                    host_cpus() - 1
+                ));
+            }
+        }
+        if self.memory_swappiness.is_some_and(|s| s > 100) {
+            return invalid("memory swappiness must be 0 to 100".into());
         }
         Ok(())
     }
@@ -149,6 +184,17 @@ pub fn host_cpus() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpuset_lists_are_numbers_and_ranges_below_the_count() {
+        assert!(cpuset_within("0", 2));
+        assert!(cpuset_within("0-1", 2));
+        assert!(cpuset_within("0,1", 2));
+        assert!(cpuset_within("1-3,5", 6));
+        for bad in ["", "2", "0-2", "1-0", "a", "0,", "-1", "0--1"] {
+            assert!(!cpuset_within(bad, 2), "{bad:?}");
+        }
+    }
 
     #[test]
     fn cpus_become_a_quota_per_100ms_period() {

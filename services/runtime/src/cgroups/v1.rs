@@ -208,6 +208,25 @@ impl Cgroup for V1Group {
         if let Some(max) = resources.pids_limit {
             files::write(&self.dir("pids")?.join("pids.max"), &max.to_string())?;
         }
+        for (name, value) in [
+            ("cpuset.cpus", &resources.cpuset_cpus),
+            ("cpuset.mems", &resources.cpuset_mems),
+        ] {
+            if let Some(value) = value {
+                files::write(&self.dir("cpuset")?.join(name), value)?;
+            }
+        }
+        if let Some(bytes) = resources.memory_reservation {
+            let file = self.dir("memory")?.join("memory.soft_limit_in_bytes");
+            files::write(&file, &bytes.to_string())?;
+        }
+        if let Some(swappiness) = resources.memory_swappiness {
+            let file = self.dir("memory")?.join("memory.swappiness");
+            files::write(&file, &swappiness.to_string())?;
+        }
+        if resources.oom_kill_disable {
+            files::write(&self.dir("memory")?.join("memory.oom_control"), "1")?;
+        }
         Ok(())
     }
 

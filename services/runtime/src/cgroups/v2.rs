@@ -153,6 +153,19 @@ impl Cgroup for V2Group {
         if let Some(max) = resources.pids_limit {
             files::write(&self.file("pids", "pids.max")?, &max.to_string())?;
         }
+        for (name, value) in [
+            ("cpuset.cpus", &resources.cpuset_cpus),
+            ("cpuset.mems", &resources.cpuset_mems),
+        ] {
+            if let Some(value) = value {
+                files::write(&self.file("cpuset", name)?, value)?;
+            }
+        }
+        if let Some(bytes) = resources.memory_reservation {
+            files::write(&self.file("memory", "memory.low")?, &bytes.to_string())?;
+        }
+        // Swappiness and the OOM killer switch have no v2 files: the node discards them at
+        // create with a warning, as dockerd does on such hosts.
         Ok(())
     }
 

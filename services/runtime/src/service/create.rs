@@ -68,6 +68,37 @@ fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
     if host.memory > 0 && (host.memory as u64) < (6 * 1024 * 1024) {
         return Err(BusError::invalid("Minimum memory limit allowed is 6MB"));
     }
+    if host.memory_reservation > 0 && (host.memory_reservation as u64) < (6 * 1024 * 1024) {
+        return Err(BusError::invalid(
+            "Minimum memory reservation allowed is 6MB",
+        ));
+    }
+    if host.memory > 0 && host.memory_reservation > host.memory {
+        return Err(BusError::invalid(
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        ));
+    }
+    if let Some(swappiness) = host.memory_swappiness.filter(|s| !(0..=100).contains(s)) {
+        return Err(BusError::invalid(format!(
+            "Invalid value: {swappiness}, valid memory swappiness range is 0-100"
+        )));
+    }
+    let cpus = cgroups::host_cpus();
+    if !host.cpuset_cpus.is_empty() && !cgroups::cpuset_within(&host.cpuset_cpus, cpus) {
+        return Err(BusError::invalid(format!(
+            "Requested CPUs are not available - requested {}, available: 0-{}",
+            host.cpuset_cpus,
+            cpus - 1
+        )));
+    }
+    let nodes = memory_nodes();
+    if !host.cpuset_mems.is_empty() && !cgroups::cpuset_within(&host.cpuset_mems, nodes) {
+        return Err(BusError::invalid(format!(
+            "Requested memory nodes are not available - requested {}, available: 0-{}",
+            host.cpuset_mems,
+            nodes - 1
+        )));
+    }
     if host.nano_cpus > 0 && host.cpu_quota > 0 {
         return Err(BusError::invalid(
             "Conflicting options: Nano CPUs and CPU Period cannot both be set",
@@ -86,15 +117,56 @@ fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
     Ok(())
 }
 
+/// How many memory nodes this host has (`/sys/devices/system/node/online`, `0-N`; 1 without
+/// NUMA information).
+fn memory_nodes() -> u64 {
+    std::fs::read_to_string("/sys/devices/system/node/online")
+        .ok()
+        .and_then(|online| {
+            online
+                .trim()
+                .split([',', '-'])
+                .filter_map(|n| n.parse::<u64>().ok())
+                .max()
+        })
+        .map_or(1, |last| last + 1)
+}
+
+/// Settings the host's cgroups cannot apply, discarded with dockerd's warnings: on cgroup v2
+/// (and v1 without the memory controller) there is no swappiness and no OOM killer switch.
+fn discard_unsupported(node: &Node, host: &mut HostConfig) -> Vec<String> {
+    let v1_memory = matches!(
+        &node.cgroups,
+        Some(crate::cgroups::Layout::V1 { controllers, .. }) if controllers.contains_key("memory")
+    );
+    let mut warnings = Vec::new();
+    if !v1_memory {
+        if host.memory_swappiness.take().is_some() {
+            warnings.push(
+                "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded."
+                    .to_string(),
+            );
+        }
+        if host.oom_kill_disable.take() == Some(true) {
+            warnings.push(
+                "Your kernel does not support OomKillDisable. OomKillDisable discarded."
+                    .to_string(),
+            );
+        }
+    }
+    warnings
+}
+
 /// `POST /containers/create` on this node.
 pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateResponse, BusError> {
-    let body = req.body;
+    let mut body = req.body;
     if body.config.image.is_empty() {
         return Err(BusError::invalid(
             "Config cannot be empty in order to create a container",
         ));
     }
     check_host_config(&body.host_config)?;
+    let warnings = discard_unsupported(node, &mut body.host_config);
     if body.host_config.privileged && host::remap(node, &body.host_config).is_some() {
         return Err(BusError::invalid(runtime_spec::PRIVILEGED_USERNS));
     }
@@ -113,7 +185,7 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
     let c = create_from(node, &req.name, &image, body).await?;
     Ok(CreateResponse {
         id: c.id.clone(),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 

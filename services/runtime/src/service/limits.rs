@@ -19,7 +19,8 @@ pub(super) fn parse_size(text: &str) -> Option<u64> {
 }
 
 /// The cgroup limits `h` asks for: `--memory` and `--memory-swap`, `--cpus` (or
-/// `--cpu-quota` over `--cpu-period`), `--cpu-shares` and `--pids-limit`.
+/// `--cpu-quota` over `--cpu-period`), `--cpu-shares`, `--pids-limit`, `--cpuset-cpus`,
+/// `--cpuset-mems`, `--memory-reservation`, `--memory-swappiness` and `--oom-kill-disable`.
 pub(super) fn resources(h: &HostConfig) -> Resources {
     let mut r = Resources::default();
     if h.memory > 0 {
@@ -49,6 +50,14 @@ pub(super) fn resources(h: &HostConfig) -> Resources {
     if let Some(p) = h.pids_limit.filter(|p| *p > 0) {
         r.pids_limit = Some(p as u64);
     }
+    let set = |s: &String| (!s.is_empty()).then(|| s.clone());
+    r.cpuset_cpus = set(&h.cpuset_cpus);
+    r.cpuset_mems = set(&h.cpuset_mems);
+    if h.memory_reservation > 0 {
+        r.memory_reservation = Some(h.memory_reservation as u64);
+    }
+    r.memory_swappiness = h.memory_swappiness.filter(|s| *s >= 0).map(|s| s as u64);
+    r.oom_kill_disable = h.oom_kill_disable == Some(true);
     r
 }
 
