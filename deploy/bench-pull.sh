@@ -8,6 +8,9 @@
 # Env: RUNS (default 5), BENCH_CACHE (default /var/tmp/wharf-bench: the generated image, reused).
 # The registry listens on 127.0.0.1, which dockerd treats as insecure (plain HTTP) by default.
 set -euo pipefail
+# ip, nft and iptables (the network this script removes) live in the sbin directories, which a
+# non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 reference=${1:-}
@@ -25,6 +28,17 @@ free_port() {
 }
 
 pids=()
+# The stack's default network is its own (wharfpull0, 10.232.250.0/24, table wharf_pull), so that
+# another engine's bridge is left alone; it outlives `wharf up` (as dockerd's networks outlive
+# dockerd) and goes with this script.
+wharf_net_args=(--bridge wharfpull0 --fixed-cidr 10.232.250.0/24 --firewall-table wharf_pull)
+remove_wharf_net() {
+    nft delete table ip wharf_pull 2>/dev/null || true
+    ip link delete wharfpull0 2>/dev/null || true
+    iptables -w -D FORWARD -j WHARF-wharfpull0 2>/dev/null || true
+    iptables -w -F WHARF-wharfpull0 2>/dev/null || true
+    iptables -w -X WHARF-wharfpull0 2>/dev/null || true
+}
 cleanup() {
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
@@ -33,6 +47,7 @@ cleanup() {
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$pid" 2>/dev/null || true
     done
+    remove_wharf_net
 }
 trap cleanup EXIT
 
@@ -134,7 +149,7 @@ fresh_wharf() {
     local sock=$run_dir/docker.sock nport
     nport=$(free_port)
     "$wharf" up --data-root "$run_dir/data" -H "unix://$sock" --nats-listen "127.0.0.1:$nport" \
-        >> "$run_dir/wharf.log" 2>&1 &
+        "${wharf_net_args[@]}" >> "$run_dir/wharf.log" 2>&1 &
     wharf_pid=$!
     pids+=("$wharf_pid")
     wharf_host=unix://$sock

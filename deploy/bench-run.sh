@@ -39,6 +39,9 @@
 # Against an already running reference engine only the containers this script made are removed;
 # its `docker ps` figures then include whatever else it runs.
 set -Eeuo pipefail
+# ip, nft and iptables (the network this script removes) live in the sbin directories, which a
+# non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 export LC_ALL=C
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -85,6 +88,17 @@ stop_pid() {
     for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.2; done
     kill -KILL "$1" 2>/dev/null || true
 }
+# The stack's default network is its own (wharfbench0, 10.232.251.0/24, table wharf_bench), so that
+# another engine's bridge is left alone; it outlives `wharf up` (as dockerd's networks outlive
+# dockerd) and goes with this script.
+wharf_net_args=(--bridge wharfbench0 --fixed-cidr 10.232.251.0/24 --firewall-table wharf_bench)
+remove_wharf_net() {
+    nft delete table ip wharf_bench 2>/dev/null || true
+    ip link delete wharfbench0 2>/dev/null || true
+    iptables -w -D FORWARD -j WHARF-wharfbench0 2>/dev/null || true
+    iptables -w -F WHARF-wharfbench0 2>/dev/null || true
+    iptables -w -X WHARF-wharfbench0 2>/dev/null || true
+}
 cleanup() {
     local status=$? e
     trap - ERR
@@ -96,6 +110,7 @@ cleanup() {
     fi
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    remove_wharf_net
     [ -n "$bridge_made" ] && ip link delete "$bridge_made" 2>/dev/null || true
     if [ -z "${KEEP:-}" ]; then
         rm -rf "$run_dir/data" "$run_dir/dockerd" "$run_dir/dexec" "$run_dir/bin" 2>/dev/null ||
@@ -407,7 +422,7 @@ start_wharf() { # a stack on an empty data root
     nport=$(free_port)
     rm -rf "$run_dir/data"
     "$wharf" up --data-root "$run_dir/data" -H "$wharf_host" --nats-listen "127.0.0.1:$nport" \
-        >> "$run_dir/wharf.log" 2>&1 &
+        "${wharf_net_args[@]}" >> "$run_dir/wharf.log" 2>&1 &
     wharf_pid=$!
     pids+=("$wharf_pid")
     for _ in $(seq 1 600); do
