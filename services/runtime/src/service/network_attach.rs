@@ -3,7 +3,6 @@
 //! `docker network connect` and `disconnect` while it runs, released at exit, and the
 //! /etc/hosts that lets containers on one user network find each other by name and alias.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -263,9 +262,7 @@ pub async fn connect(
                 links: Vec::new(),
             },
         );
-        if r.host_config.network_mode == net.record.name
-            || r.host_config.network_mode == net.record.id
-        {
+        if super::networks::is_mode_of(r, &net.record) {
             r.primary_detached = false;
         }
     })?;
@@ -309,12 +306,8 @@ pub async fn connect(
         let node2 = node.clone();
         let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets)).await;
     }
-    let mut attrs = BTreeMap::new();
-    attrs.insert("container".to_string(), c.id.clone());
-    attrs.insert("name".to_string(), net.record.name.clone());
-    attrs.insert("type".to_string(), "bridge".to_string());
-    let event = wharf_bus::events::Event::now("network", "connect", &net.record.id, attrs);
-    wharf_bus::events::publish(&node.client, &event).await;
+    let extra = [("container", c.id.clone()), ("type", "bridge".to_string())];
+    super::networks::publish(node, &net.record.id, &net.record.name, "connect", &extra).await;
     Ok(())
 }
 
@@ -359,20 +352,14 @@ pub async fn disconnect(
         {
             r.network = None;
         }
-        if r.host_config.network_mode == net.record.name
-            || r.host_config.network_mode == net.record.id
-        {
+        if super::networks::is_mode_of(r, &net.record) {
             r.primary_detached = true;
         }
     })?;
     let node2 = node.clone();
     let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets_before)).await;
-    let mut attrs = BTreeMap::new();
-    attrs.insert("container".to_string(), c.id.clone());
-    attrs.insert("name".to_string(), net.record.name.clone());
-    attrs.insert("type".to_string(), "bridge".to_string());
-    let event = wharf_bus::events::Event::now("network", "disconnect", &net.record.id, attrs);
-    wharf_bus::events::publish(&node.client, &event).await;
+    let extra = [("container", c.id.clone()), ("type", "bridge".to_string())];
+    super::networks::publish(node, &net.record.id, &net.record.name, "disconnect", &extra).await;
     Ok(())
 }
 

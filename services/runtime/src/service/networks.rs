@@ -298,7 +298,14 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
     Ok(json!({"Id": id, "Warning": ""}))
 }
 
-async fn publish(node: &Node, id: &str, name: &str, action: &str, extra: &[(&str, String)]) {
+/// A `network` event (create, destroy, connect, disconnect) with the network's name.
+pub(super) async fn publish(
+    node: &Node,
+    id: &str,
+    name: &str,
+    action: &str,
+    extra: &[(&str, String)],
+) {
     let mut attrs = BTreeMap::new();
     attrs.insert("name".to_string(), name.to_string());
     for (k, v) in extra {
@@ -540,10 +547,15 @@ pub async fn remove(node: &Arc<Node>, id: &str) -> Result<(), BusError> {
     Ok(())
 }
 
+/// Whether `net` is the container's `NetworkMode` network.
+pub fn is_mode_of(rec: &ContainerRecord, net: &NetworkRecord) -> bool {
+    let mode = rec.host_config.network_mode.as_str();
+    mode == net.name || mode == net.id
+}
+
 /// Whether a container is configured to use a user network (running or not).
 pub fn wants_network(rec: &ContainerRecord, net: &NetworkRecord) -> bool {
-    let mode = rec.host_config.network_mode.as_str();
-    (!rec.primary_detached && (mode == net.name || mode == net.id))
+    (!rec.primary_detached && is_mode_of(rec, net))
         || rec
             .networking_config
             .endpoints_config
