@@ -16,7 +16,7 @@ use rcgen::{
 };
 use support::{
     free_port, ping, run, run_group, skip_on_reference, wait_for_tcp, DockerCli, Output, Proc,
-    Stack, StackOptions, READY_TIMEOUT,
+    Stack, StackNet, StackOptions, READY_TIMEOUT,
 };
 
 /// How long `wharf up` may take to give up on a configuration it refuses.
@@ -137,9 +137,12 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 /// `wharf up` with its own data root and NATS port, reading `config` (never the machine's
 /// /etc/wharf/daemon.json), plus `args`.
-fn wharf_up(dir: &Path, config: &Path, args: &[String]) -> Command {
+/// The stack's default network is `net`'s own bridge, subnet and table (removed when `net` is
+/// dropped), so that it never takes another engine's on a shared host.
+fn wharf_up(net: &StackNet, dir: &Path, config: &Path, args: &[String]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
     cmd.arg("up")
+        .args(net.args())
         .arg("--data-root")
         .arg(dir.join("data"))
         .arg("--nats-listen")
@@ -380,8 +383,10 @@ fn plain_tcp_on_all_interfaces_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let socket = dir.path().join("docker.sock");
+    let net = StackNet::claim();
     let out = run_group(
         wharf_up(
+            &net,
             dir.path(),
             &empty_config(dir.path()),
             &strings(&[
@@ -414,8 +419,10 @@ fn tls_without_client_verification_on_all_interfaces_is_refused() {
     let pki = pki();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let net = StackNet::claim();
     let out = run_group(
         wharf_up(
+            &net,
             dir.path(),
             &empty_config(dir.path()),
             &strings(&[
@@ -585,7 +592,12 @@ fn config_file_hosts_are_listened_on() {
         serde_json::json!({ "hosts": [format!("unix://{}", socket.display())] }).to_string(),
     )
     .unwrap();
-    let _up = start_up(wharf_up(dir.path(), &config, &[]), dir.path(), &socket);
+    let net = StackNet::claim();
+    let _up = start_up(
+        wharf_up(&net, dir.path(), &config, &[]),
+        dir.path(),
+        &socket,
+    );
     let docker = DockerCli::new(&format!("unix://{}", socket.display()));
     let out = docker.ok(&["version"]);
     assert_eq!(server_api_version(&out).as_deref(), Some("1.45"), "{out}");
@@ -605,8 +617,10 @@ fn host_flag_wins_over_config_file_hosts() {
         serde_json::json!({ "hosts": [format!("unix://{}", file_socket.display())] }).to_string(),
     )
     .unwrap();
+    let net = StackNet::claim();
     let up = start_up(
         wharf_up(
+            &net,
             dir.path(),
             &config,
             &strings(&["-H", &format!("unix://{}", flag_socket.display())]),
@@ -646,7 +660,12 @@ fn tls_settings_from_config_file_enable_mutual_tls() {
         .to_string(),
     )
     .unwrap();
-    let _up = start_up(wharf_up(dir.path(), &config, &[]), dir.path(), &socket);
+    let net = StackNet::claim();
+    let _up = start_up(
+        wharf_up(&net, dir.path(), &config, &[]),
+        dir.path(),
+        &socket,
+    );
     assert!(wait_for_tcp(
         &format!("127.0.0.1:{port}"),
         Duration::from_secs(30)
@@ -672,8 +691,10 @@ fn malformed_config_file_stops_wharf_up_naming_the_file() {
     let socket = dir.path().join("docker.sock");
     let config = dir.path().join("broken-daemon.json");
     std::fs::write(&config, "{\"hosts\": [\"unix:///tmp/x.sock\",").unwrap();
+    let net = StackNet::claim();
     let out = run_group(
         wharf_up(
+            &net,
             dir.path(),
             &config,
             &strings(&["-H", &format!("unix://{}", socket.display())]),
