@@ -103,6 +103,11 @@ fn services_run_alone_share_a_bus_and_serve_the_cli() {
     let host = format!("unix://{}", socket.display());
     let config = dir.path().join("daemon.json");
     std::fs::write(&config, "{}").unwrap();
+    // The runtime's default network is a test network of its own (cleaned when the test
+    // ends, after the services stop).
+    let net = support::StackNet::claim();
+    let mut runtime_args = vec!["--node-name".to_string(), "node-a".to_string()];
+    runtime_args.extend(net.args());
     // Each service as its own process with its own data root, as on separate hosts; two
     // registry-sync workers share the queue group.
     let services: Vec<(&str, Vec<String>)> = vec![
@@ -110,7 +115,7 @@ fn services_run_alone_share_a_bus_and_serve_the_cli() {
         ("registry-sync", vec![]),
         ("registry-sync", vec![]),
         ("builder", vec![]),
-        ("runtime", vec!["--node-name".into(), "node-a".into()]),
+        ("runtime", runtime_args),
         ("gateway", vec!["-H".into(), host.clone()]),
     ];
     let mut procs: Vec<Proc> = Vec::new();

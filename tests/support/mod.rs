@@ -1052,6 +1052,14 @@ impl Stack {
     }
 }
 
+/// A slot's network goes with the slot, whoever used it (a stack, or services a test runs
+/// one by one): its bridge, table and chains are removed before the lock is released.
+impl Drop for StackNet {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.remove_containers();
