@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod dns;
 pub mod logs;
 pub mod mount_api;
 pub mod network;

@@ -13,7 +13,7 @@ use crate::logs::format_go_rfc3339_nano;
 use crate::shim::ShimState;
 
 use super::record::{Status, ZERO_TIME};
-use super::{network_attach, remove, start, Container, Node};
+use super::{remove, start, Container, Node};
 
 /// Waits for the container's exit (through its shim) and records it.
 pub(super) async fn monitor(node: Arc<Node>, c: Arc<Container>) {
@@ -69,7 +69,6 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
     let node2 = node.clone();
     let id = c.id.clone();
     let paths = c.paths.clone();
-    let nets = c.with(|r| network_attach::user_nets(r));
     let states = c.with(|r| r.networks());
     let oom = tokio::task::spawn_blocking(move || {
         let oom = node2.cgroups.as_ref().and_then(|layout| {
@@ -102,11 +101,6 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
         p.exit_code = code;
         p.running = false;
     });
-    if !nets.is_empty() {
-        let node2 = node.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || network_attach::refresh_hosts(&node2, &nets)).await;
-    }
     let rec = c.snapshot();
     if oom {
         node.publish_event(&rec, "oom", &[]).await;

@@ -196,50 +196,77 @@ pub fn remove_netns(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// `/etc/resolv.conf` for a container: the host's, without loopback name servers (they are
-/// unreachable from the container); Google's public servers when none is left, as Docker does.
-/// `--dns`, `--dns-search` and `--dns-option` replace the host's values.
-pub fn resolv_conf(host: &str, dns: &[String], search: &[String], options: &[String]) -> String {
-    let mut servers = Vec::new();
+/// The host's resolver files: `/etc/resolv.conf`, and systemd-resolved's list of its real
+/// upstream servers when it runs.
+pub struct HostResolvers {
+    pub resolv_conf: String,
+    pub resolved: Option<String>,
+}
+
+impl HostResolvers {
+    pub fn read() -> HostResolvers {
+        HostResolvers {
+            resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            resolved: std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok(),
+        }
+    }
+
+    /// Where a container's names go: see [`crate::dns::upstreams`].
+    pub fn upstreams(&self, dns: &[String]) -> Vec<std::net::SocketAddr> {
+        crate::dns::upstreams(&self.resolv_conf, self.resolved.as_deref(), dns)
+    }
+}
+
+/// `/etc/resolv.conf` for a container. On the default bridge: the host's servers (see
+/// [`crate::dns::upstreams`]: no loopback ones, systemd-resolved's real ones, Google's when
+/// none is left) or `--dns`. On a user network (`embedded`): only the embedded server,
+/// 127.0.0.11, with `ndots:0` as dockerd writes it. `--dns-search` and `--dns-option` replace
+/// the host's values.
+pub fn resolv_conf(
+    host: &HostResolvers,
+    dns: &[String],
+    search: &[String],
+    options: &[String],
+    embedded: bool,
+) -> String {
     let mut host_search = Vec::new();
     let mut host_options = Vec::new();
-    for line in host.lines() {
+    for line in host.resolv_conf.lines() {
         let mut words = line.split_whitespace();
         match words.next() {
-            Some("nameserver") => {
-                if let Some(s) = words.next() {
-                    if !s.starts_with("127.") && s != "::1" {
-                        servers.push(s.to_string());
-                    }
-                }
-            }
             Some("search") | Some("domain") => host_search = words.map(str::to_string).collect(),
             Some("options") => host_options = words.map(str::to_string).collect(),
             _ => {}
         }
     }
-    if !dns.is_empty() {
-        servers = dns.to_vec();
-    }
-    if servers.is_empty() {
-        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
-    }
+    let servers: Vec<String> = match embedded {
+        true => vec![crate::dns::ADDRESS.to_string()],
+        false if !dns.is_empty() => dns.to_vec(),
+        false => host
+            .upstreams(&[])
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect(),
+    };
     let search = if search.is_empty() {
         host_search
     } else {
         search.to_vec()
     };
-    let options = if options.is_empty() {
+    let mut options = if options.is_empty() {
         host_options
     } else {
         options.to_vec()
     };
-    let mut out = String::new();
-    for s in servers {
-        out.push_str(&format!("nameserver {s}\n"));
+    if embedded && !options.iter().any(|o| o.starts_with("ndots:")) {
+        options.push("ndots:0".into());
     }
+    let mut out = String::new();
     if !search.is_empty() {
         out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
     }
     if !options.is_empty() {
         out.push_str(&format!("options {}\n", options.join(" ")));
@@ -268,16 +295,37 @@ pub fn hosts_file(address: Option<&str>, hostname: &str, extra: &Option<Vec<Stri
 mod tests {
     use super::*;
 
+    fn host(text: &str) -> HostResolvers {
+        HostResolvers {
+            resolv_conf: text.into(),
+            resolved: None,
+        }
+    }
+
     #[test]
     fn resolv_conf_drops_loopback_servers_like_docker() {
-        let host = "nameserver 127.0.0.53\nsearch corp.example\noptions edns0\n";
+        let h = host("nameserver 127.0.0.53\nsearch corp.example\noptions edns0\n");
         assert_eq!(
-            resolv_conf(host, &[], &[], &[]),
-            "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch corp.example\noptions edns0\n"
+            resolv_conf(&h, &[], &[], &[], false),
+            "search corp.example\nnameserver 8.8.8.8\nnameserver 8.8.4.4\noptions edns0\n"
+        );
+        let h = host("nameserver 10.0.0.2\n");
+        assert_eq!(
+            resolv_conf(&h, &["1.1.1.1".into()], &[], &[], false),
+            "nameserver 1.1.1.1\n"
+        );
+    }
+
+    #[test]
+    fn on_user_networks_resolv_conf_names_only_the_embedded_server() {
+        let h = host("nameserver 10.0.0.2\nsearch corp.example\n");
+        assert_eq!(
+            resolv_conf(&h, &["1.1.1.1".into()], &[], &[], true),
+            "search corp.example\nnameserver 127.0.0.11\noptions ndots:0\n"
         );
         assert_eq!(
-            resolv_conf("nameserver 10.0.0.2\n", &["1.1.1.1".into()], &[], &[]),
-            "nameserver 1.1.1.1\n"
+            resolv_conf(&h, &[], &["a.test".into()], &["ndots:2".into()], true),
+            "search a.test\nnameserver 127.0.0.11\noptions ndots:2\n"
         );
     }
 

@@ -46,6 +46,9 @@ pub trait Host: Send + Sync {
     /// Writes one of the files the node makes for a container (`hostname`, `resolv.conf`,
     /// `hosts`), as `std::fs::write` does.
     fn write_file(&self, path: &Path, contents: &[u8]) -> std::io::Result<()>;
+    /// Binds the embedded DNS server's sockets inside the network namespace at `netns`
+    /// ([`crate::dns::Listeners::open`]).
+    fn dns_listen(&self, netns: &Path) -> std::io::Result<crate::dns::Listeners>;
     /// Attaches `container`'s namespace at `netns` to `bridge` ([`BridgeNetwork::attach_as`]).
     fn attach(
         &self,
@@ -136,6 +139,10 @@ impl Host for RealHost {
 
     fn write_file(&self, path: &Path, contents: &[u8]) -> std::io::Result<()> {
         std::fs::write(path, contents)
+    }
+
+    fn dns_listen(&self, netns: &Path) -> std::io::Result<crate::dns::Listeners> {
+        crate::dns::Listeners::open(netns)
     }
 
     fn attach(

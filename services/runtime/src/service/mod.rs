@@ -195,6 +195,8 @@ pub struct Node {
     pub userns: Option<std::os::fd::OwnedFd>,
     /// The seccomp programs compiled for containers and execs.
     pub seccomp: crate::seccomp::Cache,
+    /// The embedded DNS servers of the containers on user networks.
+    pub dns: crate::dns::Server,
     /// Mounts, network namespaces and attachments, cgroups, the files written for containers
     /// and their shims: the host itself, or a test's double.
     pub host: Arc<dyn kernel::Host>,
@@ -352,6 +354,7 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         execs: exec::Execs::default(),
         networks: user_networks,
         seccomp: Default::default(),
+        dns: Default::default(),
         host: Arc::new(kernel::RealHost),
         options,
     });

@@ -1,7 +1,7 @@
 //! A container on its networks: attached at start (the default bridge or its `NetworkMode`
 //! network, then the others its endpoints config names, published ports on the first),
-//! `docker network connect` and `disconnect` while it runs, released at exit, and the
-//! /etc/hosts that lets containers on one user network find each other by name and alias.
+//! `docker network connect` and `disconnect` while it runs, released at exit, and the names
+//! the embedded DNS server gives containers on one user network for each other.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -167,52 +167,78 @@ pub(super) fn attach_networks(
     Ok(done)
 }
 
-/// A container's /etc/hosts: Docker's fixed lines, `--add-host`, its own address, and its
-/// peers on the user networks `nets`.
-pub(super) fn hosts_text(
-    node: &Node,
-    rec: &ContainerRecord,
-    address: Option<&str>,
-    nets: &[String],
-) -> String {
-    let mut text = host::hosts_file(address, &rec.config.hostname, &rec.host_config.extra_hosts);
-    for (ip, names) in super::networks::peers(node, &rec.id, nets) {
-        text.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+/// The names of the containers on the node's user networks, as the embedded DNS server gives
+/// them to one of them (see [`crate::dns`]): each container sharing a user network with the
+/// asker, under its name, its aliases on that network and its short ID, each also followed by
+/// `.network`. Read from the records at the time of the query.
+pub struct NetworkNames(pub std::sync::Weak<Node>);
+
+impl NetworkNames {
+    /// Calls `f` with each address a live container has on one of `me`'s user networks, its
+    /// record and that network's state.
+    fn each_peer(&self, me: &str, mut f: impl FnMut(&ContainerRecord, &NetworkState)) {
+        let Some(node) = self.0.upgrade() else {
+            return;
+        };
+        let Ok(asker) = node.get(me) else {
+            return;
+        };
+        let mine = asker.with(|r| user_nets(r));
+        if mine.is_empty() {
+            return;
+        }
+        for c in node.all() {
+            c.with(|rec| {
+                if !rec.state.status.is_live() {
+                    return;
+                }
+                for n in rec.network.iter().chain(rec.connected.iter()) {
+                    if !n.network_id.is_empty() && mine.contains(&n.network_id) {
+                        f(rec, n);
+                    }
+                }
+            });
+        }
     }
-    text
 }
 
-/// Rewrites (in place: it is bind-mounted) the /etc/hosts of every running container on the
-/// user networks `nets`, so they find each other by name.
-pub(super) fn refresh_hosts(node: &Node, nets: &[String]) {
-    if nets.is_empty() {
-        return;
+/// Whether `name` (lower case) is `rec`'s on network `n`.
+fn answers_to(rec: &ContainerRecord, n: &NetworkState, name: &str) -> bool {
+    let plain = |candidate: &str| candidate.eq_ignore_ascii_case(name);
+    let scoped = |candidate: &str| {
+        name.strip_suffix(&n.network_name.to_ascii_lowercase())
+            .and_then(|rest| rest.strip_suffix('.'))
+            .is_some_and(|rest| candidate.eq_ignore_ascii_case(rest))
+    };
+    let short_id = &rec.id[..12.min(rec.id.len())];
+    std::iter::once(rec.short_name())
+        .chain(n.aliases.iter().map(String::as_str))
+        .chain(std::iter::once(short_id))
+        .any(|c| plain(c) || scoped(c))
+}
+
+impl crate::dns::Names for NetworkNames {
+    fn addresses(&self, me: &str, name: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+        let mut out = Vec::new();
+        self.each_peer(me, |rec, n| {
+            if answers_to(rec, n, name) {
+                out.extend(n.address.parse::<std::net::Ipv4Addr>().ok());
+            }
+        });
+        out.sort();
+        out.dedup();
+        (!out.is_empty()).then_some(out)
     }
-    for c in node.all() {
-        let rec = c.snapshot();
-        if !rec.state.status.is_live() {
-            continue;
-        }
-        let mine: Vec<String> = rec
-            .network
-            .iter()
-            .chain(rec.connected.iter())
-            .map(|n| n.network_id.clone())
-            .filter(|id| !id.is_empty())
-            .collect();
-        if !mine.iter().any(|id| nets.contains(id)) {
-            continue;
-        }
-        let address = rec.network.as_ref().map(|n| n.address.clone());
-        let text = hosts_text(node, &rec, address.as_deref(), &mine);
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(c.paths.hosts())
-        {
-            let _ = f.write_all(text.as_bytes());
-        }
+
+    fn name_of(&self, me: &str, address: std::net::Ipv4Addr) -> Option<String> {
+        let mut found = None;
+        let text = address.to_string();
+        self.each_peer(me, |rec, n| {
+            if found.is_none() && n.address == text {
+                found = Some(format!("{}.{}", rec.short_name(), n.network_name));
+            }
+        });
+        found
     }
 }
 
@@ -302,13 +328,51 @@ pub async fn connect(
         })
         .await?;
         c.update(|r| r.connected.push(state))?;
-        let nets = c.with(|r| user_nets(r));
-        let node2 = node.clone();
-        let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets)).await;
+        if !node.dns.serves(&c.id) {
+            embedded_dns_on_connect(node, &c).await;
+        }
     }
     let extra = [("container", c.id.clone()), ("type", "bridge".to_string())];
     super::networks::publish(node, &net.record.id, &net.record.name, "connect", &extra).await;
     Ok(())
+}
+
+/// A running container without the embedded DNS server (it started on the default bridge)
+/// that joins a user network gets one, and its resolv.conf names it, as in dockerd.
+async fn embedded_dns_on_connect(node: &Arc<Node>, c: &Arc<Container>) {
+    let (node2, c2) = (node.clone(), c.clone());
+    let server = blocking(move || {
+        let rec = c2.snapshot();
+        let joined: Vec<&NetworkState> = rec.network.iter().chain(rec.connected.iter()).collect();
+        let resolvers = host::HostResolvers::read();
+        let Some(server) = super::start::dns_server(&node2, &rec, &joined, &resolvers) else {
+            return Ok(None);
+        };
+        let h = &rec.host_config;
+        let text = host::resolv_conf(
+            &resolvers,
+            h.dns.as_deref().unwrap_or_default(),
+            h.dns_search.as_deref().unwrap_or_default(),
+            h.dns_options.as_deref().unwrap_or_default(),
+            true,
+        );
+        // In place: the file is bind-mounted into the container.
+        node2
+            .host
+            .write_file(&c2.paths.resolv_conf(), text.as_bytes())
+            .map_err(|e| internal("cannot write resolv.conf", e))?;
+        Ok(Some(server))
+    })
+    .await;
+    match server {
+        Ok(Some((listeners, config))) => {
+            if let Err(e) = node.dns.serve(listeners, config) {
+                tracing::warn!(container = %c.id, "embedded DNS server: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(container = %c.id, "embedded DNS server: {}", e.message),
+    }
 }
 
 /// `docker network disconnect`.
@@ -325,7 +389,6 @@ pub async fn disconnect(
             rec.id, net.record.name
         )));
     }
-    let nets_before = user_nets(&rec);
     let states: Vec<NetworkState> = rec
         .networks()
         .into_iter()
@@ -356,8 +419,6 @@ pub async fn disconnect(
             r.primary_detached = true;
         }
     })?;
-    let node2 = node.clone();
-    let _ = tokio::task::spawn_blocking(move || refresh_hosts(&node2, &nets_before)).await;
     let extra = [("container", c.id.clone()), ("type", "bridge".to_string())];
     super::networks::publish(node, &net.record.id, &net.record.name, "disconnect", &extra).await;
     Ok(())

@@ -10,7 +10,6 @@
 //! it there.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -601,26 +600,4 @@ pub fn resolve_mode(node: &Node, mode: &str) -> Result<Option<Arc<UserNetwork>>,
 /// Host-side veth name of `container` on network `net` (15 bytes at most).
 pub fn host_interface(container: &str, net: &str) -> String {
     format!("v{}{}", &container[..8], &net[..6])
-}
-
-/// Peers a container on the user networks `nets` should find by name: `(address, names)`.
-pub fn peers(node: &Node, me: &str, nets: &[String]) -> Vec<(Ipv4Addr, Vec<String>)> {
-    let mut out = Vec::new();
-    for c in node.all() {
-        if c.id == me {
-            continue;
-        }
-        let rec = c.snapshot();
-        for n in rec.network.iter().chain(rec.connected.iter()) {
-            if n.network_id.is_empty() || !nets.contains(&n.network_id) {
-                continue;
-            }
-            let Ok(ip) = n.address.parse() else { continue };
-            let mut names = vec![rec.short_name().to_string()];
-            names.extend(n.aliases.iter().cloned());
-            names.push(rec.id[..12].to_string());
-            out.push((ip, names));
-        }
-    }
-    out
 }

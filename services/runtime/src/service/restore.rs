@@ -10,6 +10,27 @@ use wharf_bus::container::RestartPolicy;
 use super::record::{ContainerPaths, ContainerRecord, Status};
 use super::{exits, names, remove, start, Container, Node};
 
+/// The embedded DNS server of an adopted container on a user network (the last runtime's went
+/// with its process).
+async fn serve_dns_again(node: &Arc<Node>, rec: &ContainerRecord) {
+    let on_user_network = super::networks::resolve_mode(node, &rec.host_config.network_mode)
+        .is_ok_and(|n| n.is_some());
+    if !on_user_network {
+        return;
+    }
+    let (node2, rec2) = (node.clone(), rec.clone());
+    let server = tokio::task::spawn_blocking(move || {
+        let joined: Vec<_> = rec2.network.iter().chain(rec2.connected.iter()).collect();
+        start::dns_server(&node2, &rec2, &joined, &super::host::HostResolvers::read())
+    })
+    .await;
+    if let Ok(Some((listeners, config))) = server {
+        if let Err(e) = node.dns.serve(listeners, config) {
+            tracing::warn!(container = %rec.id, "embedded DNS server: {e}");
+        }
+    }
+}
+
 /// Loads every container record and adopts the containers whose shims still run; applies the
 /// restart policy to those that ended while no runtime watched.
 pub async fn restore(node: &Arc<Node>) {
@@ -57,6 +78,7 @@ pub async fn restore(node: &Arc<Node>) {
                 match shim {
                     Ok(state) if state.exit_code.is_none() => {
                         tracing::info!(container = %rec.id, "adopted running container");
+                        serve_dns_again(node, &rec).await;
                         tokio::spawn(exits::monitor(node.clone(), c.clone()));
                     }
                     Ok(state) => {

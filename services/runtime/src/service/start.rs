@@ -82,14 +82,6 @@ async fn start_locked_inner(node: &Arc<Node>, c: &Arc<Container>) -> Result<(), 
             c.phase.send_modify(|p| p.running = true);
             super::health::start(node, c, c.phase.borrow().exits);
             let rec = c.snapshot();
-            let nets = network_attach::user_nets(&rec);
-            if !nets.is_empty() {
-                let node2 = node.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    network_attach::refresh_hosts(&node2, &nets)
-                })
-                .await;
-            }
             node.publish_event(&rec, "start", &[]).await;
             tokio::spawn(exits::monitor(node.clone(), c.clone()));
             Ok(())
@@ -126,6 +118,52 @@ fn start_failure_code(message: &str) -> i64 {
     } else {
         128
     }
+}
+
+/// What the host side of a start prepared: the shim's launch, the networks joined (the first
+/// and the others), and the embedded DNS server's sockets and settings.
+type Prepared = (
+    ShimLaunch,
+    Option<NetworkState>,
+    Vec<NetworkState>,
+    Option<(crate::dns::Listeners, crate::dns::Config)>,
+);
+
+/// The embedded DNS server of a container on a user network: its sockets, bound in the
+/// container's namespace, and where its queries go. Names that are not containers' are
+/// forwarded only if one of its networks reaches outside. A server that cannot be set up
+/// leaves the container without one, as dockerd does, with a warning.
+pub(super) fn dns_server(
+    node: &Arc<Node>,
+    rec: &ContainerRecord,
+    joined: &[&NetworkState],
+    resolvers: &host::HostResolvers,
+) -> Option<(crate::dns::Listeners, crate::dns::Config)> {
+    let paths = ContainerPaths::new(&node.containers_dir, &rec.id);
+    let listeners = match node.host.dns_listen(&paths.netns()) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(container = %rec.id, "embedded DNS server: {e}");
+            return None;
+        }
+    };
+    let outside = joined.iter().any(|n| {
+        n.network_id.is_empty()
+            || node
+                .networks
+                .find(&n.network_id)
+                .is_some_and(|n| !n.record.internal)
+    });
+    let upstreams = match outside {
+        true => resolvers.upstreams(rec.host_config.dns.as_deref().unwrap_or_default()),
+        false => Vec::new(),
+    };
+    let config = crate::dns::Config {
+        container: rec.id.clone(),
+        names: Arc::new(network_attach::NetworkNames(Arc::downgrade(node))),
+        upstreams,
+    };
+    Some((listeners, config))
 }
 
 /// Prepares the host side of a start and has the shim start the container: its state, or the
@@ -172,134 +210,144 @@ async fn launch(
         .shim_spawn(&node.options.shim_binary, &c.paths.dir)
         .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
     // Host side: root, /etc files, network, user, spec, cgroup.
-    let prepared = blocking(
-        move || -> Result<(ShimLaunch, Option<NetworkState>, Vec<NetworkState>), BusError> {
-            let rec = rec2;
-            let system = &node2.host;
-            system
-                .mount_rootfs(
-                    &lower,
-                    &node2.options.root.join("empty"),
-                    &paths.upper(),
-                    &paths.work(),
-                    &paths.rootfs(),
-                    host::remap(&node2, &rec.host_config),
-                )
-                .map_err(|e| internal("cannot mount the container's root", e))?;
-            let io = |what: &str, e: std::io::Error| internal(format!("cannot write {what}"), e);
-            system
-                .write_file(
-                    &paths.hostname(),
-                    format!("{}\n", rec.config.hostname).as_bytes(),
-                )
-                .map_err(|e| io("hostname", e))?;
-            let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            let h = &rec.host_config;
-            system
-                .write_file(
-                    &paths.resolv_conf(),
-                    host::resolv_conf(
-                        &host_resolv,
-                        h.dns.as_deref().unwrap_or_default(),
-                        h.dns_search.as_deref().unwrap_or_default(),
-                        h.dns_options.as_deref().unwrap_or_default(),
-                    )
-                    .as_bytes(),
-                )
-                .map_err(|e| io("resolv.conf", e))?;
-            let mode = h.network_mode.as_str();
-            let mut netns = None;
-            let mut network = None;
-            if mode != "host" {
-                system
-                    .create_netns(&paths.netns())
-                    .map_err(|e| internal("cannot create the network namespace", e))?;
-                netns = Some(paths.netns());
-            }
-            let mut connected = Vec::new();
-            if mode != "host" && mode != "none" {
-                let attached =
-                    network_attach::attach_networks(&node2, &rec, &paths.netns(), &ports)?;
-                let mut attached = attached.into_iter();
-                network = attached.next();
-                connected = attached.collect();
-            }
-            let address = network.as_ref().map(|n| n.address.clone());
-            let hosts = if mode == "host" {
-                std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-            } else {
-                let nets: Vec<String> = network
-                    .iter()
-                    .chain(connected.iter())
-                    .map(|n| n.network_id.clone())
-                    .filter(|id| !id.is_empty())
-                    .collect();
-                network_attach::hosts_text(&node2, &rec, address.as_deref(), &nets)
-            };
-            system
-                .write_file(&paths.hosts(), hosts.as_bytes())
-                .map_err(|e| io("hosts", e))?;
-            let user = user::resolve(
+    let prepared = blocking(move || -> Result<Prepared, BusError> {
+        let rec = rec2;
+        let system = &node2.host;
+        system
+            .mount_rootfs(
+                &lower,
+                &node2.options.root.join("empty"),
+                &paths.upper(),
+                &paths.work(),
                 &paths.rootfs(),
-                &rec.config.user,
-                h.group_add.as_deref().unwrap_or_default(),
+                host::remap(&node2, &rec.host_config),
             )
-            .map_err(|m| BusError::invalid(format!("unable to find user: {m}")))?;
-            let map = host::remap(&node2, h).map(|(_, map)| map);
-            if let Some(map) = map {
-                // The files the node writes for the container are its root's, as dockerd makes them.
-                let (uid, gid) = (
-                    nix::unistd::Uid::from_raw(map.uid),
-                    nix::unistd::Gid::from_raw(map.gid),
-                );
-                for file in [paths.hosts(), paths.hostname(), paths.resolv_conf()] {
-                    nix::unistd::chown(&file, Some(uid), Some(gid))
-                        .map_err(|e| internal("cannot give the container its /etc files", e))?;
-                }
+            .map_err(|e| internal("cannot mount the container's root", e))?;
+        let io = |what: &str, e: std::io::Error| internal(format!("cannot write {what}"), e);
+        system
+            .write_file(
+                &paths.hostname(),
+                format!("{}\n", rec.config.hostname).as_bytes(),
+            )
+            .map_err(|e| io("hostname", e))?;
+        let resolvers = host::HostResolvers::read();
+        let h = &rec.host_config;
+        let mode = h.network_mode.as_str();
+        // On a user network, names go to the embedded server (dockerd's 127.0.0.11).
+        let embedded = super::networks::resolve_mode(&node2, mode)?.is_some();
+        system
+            .write_file(
+                &paths.resolv_conf(),
+                host::resolv_conf(
+                    &resolvers,
+                    h.dns.as_deref().unwrap_or_default(),
+                    h.dns_search.as_deref().unwrap_or_default(),
+                    h.dns_options.as_deref().unwrap_or_default(),
+                    embedded,
+                )
+                .as_bytes(),
+            )
+            .map_err(|e| io("resolv.conf", e))?;
+        let mut netns = None;
+        let mut network = None;
+        if mode != "host" {
+            system
+                .create_netns(&paths.netns())
+                .map_err(|e| internal("cannot create the network namespace", e))?;
+            netns = Some(paths.netns());
+        }
+        let mut connected = Vec::new();
+        if mode != "host" && mode != "none" {
+            let attached = network_attach::attach_networks(&node2, &rec, &paths.netns(), &ports)?;
+            let mut attached = attached.into_iter();
+            network = attached.next();
+            connected = attached.collect();
+        }
+        let dns = match embedded {
+            true => {
+                let joined: Vec<_> = network.iter().chain(connected.iter()).collect();
+                dns_server(&node2, &rec, &joined, &resolvers)
             }
-            let spec = runtime_spec::spec(&rec, &paths, &user, netns.as_deref(), map)?;
-            let seccomp = compiled_seccomp(&node2, &spec)?;
-            let mut cgroup_dirs = Vec::new();
-            if let Some(layout) = &node2.cgroups {
-                let group = system
-                    .cgroup_create(layout, &format!("wharf/{}", rec.id))
-                    .map_err(|e| internal("cannot create the container's cgroup", e))?;
-                let mut limits = limits::resources(h);
-                limits.devices = Some(super::devices::plan(h)?.1);
-                group
-                    .apply(&limits)
-                    .map_err(|e| BusError::invalid(e.to_string()))?;
-                cgroup_dirs = group.dirs();
+            false => None,
+        };
+        let address = network.as_ref().map(|n| n.address.clone());
+        let hosts = if mode == "host" {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            host::hosts_file(
+                address.as_deref(),
+                &rec.config.hostname,
+                &rec.host_config.extra_hosts,
+            )
+        };
+        system
+            .write_file(&paths.hosts(), hosts.as_bytes())
+            .map_err(|e| io("hosts", e))?;
+        let user = user::resolve(
+            &paths.rootfs(),
+            &rec.config.user,
+            h.group_add.as_deref().unwrap_or_default(),
+        )
+        .map_err(|m| BusError::invalid(format!("unable to find user: {m}")))?;
+        let map = host::remap(&node2, h).map(|(_, map)| map);
+        if let Some(map) = map {
+            // The files the node writes for the container are its root's, as dockerd makes them.
+            let (uid, gid) = (
+                nix::unistd::Uid::from_raw(map.uid),
+                nix::unistd::Gid::from_raw(map.gid),
+            );
+            for file in [paths.hosts(), paths.hostname(), paths.resolv_conf()] {
+                nix::unistd::chown(&file, Some(uid), Some(gid))
+                    .map_err(|e| internal("cannot give the container its /etc files", e))?;
             }
-            let log_config = &h.log_config.config;
-            let launch = ShimLaunch {
-                id: rec.id.clone(),
-                spec,
-                rootfs: paths.rootfs(),
-                log_path: paths.log(&rec.id),
-                log_max_size: log_config
-                    .get("max-size")
-                    .and_then(|s| limits::parse_size(s)),
-                log_max_files: log_config
-                    .get("max-file")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(1),
-                tty: rec.config.tty,
-                open_stdin: rec.config.open_stdin,
-                // The node decides what a client's end of stdin means (see streams).
-                stdin_once: false,
-                console_size: h.console_size.map(|[h, w]| (h as u16, w as u16)),
-                cgroup_dirs,
-                no_log: false,
-                exec: None,
-                seccomp,
-            };
-            Ok((launch, network, connected))
-        },
-    )
+        }
+        let spec = runtime_spec::spec(&rec, &paths, &user, netns.as_deref(), map)?;
+        let seccomp = compiled_seccomp(&node2, &spec)?;
+        let mut cgroup_dirs = Vec::new();
+        if let Some(layout) = &node2.cgroups {
+            let group = system
+                .cgroup_create(layout, &format!("wharf/{}", rec.id))
+                .map_err(|e| internal("cannot create the container's cgroup", e))?;
+            let mut limits = limits::resources(h);
+            limits.devices = Some(super::devices::plan(h)?.1);
+            group
+                .apply(&limits)
+                .map_err(|e| BusError::invalid(e.to_string()))?;
+            cgroup_dirs = group.dirs();
+        }
+        let log_config = &h.log_config.config;
+        let launch = ShimLaunch {
+            id: rec.id.clone(),
+            spec,
+            rootfs: paths.rootfs(),
+            log_path: paths.log(&rec.id),
+            log_max_size: log_config
+                .get("max-size")
+                .and_then(|s| limits::parse_size(s)),
+            log_max_files: log_config
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
+            tty: rec.config.tty,
+            open_stdin: rec.config.open_stdin,
+            // The node decides what a client's end of stdin means (see streams).
+            stdin_once: false,
+            console_size: h.console_size.map(|[h, w]| (h as u16, w as u16)),
+            cgroup_dirs,
+            no_log: false,
+            exec: None,
+            seccomp,
+        };
+        Ok((launch, network, connected, dns))
+    })
     .await
     .map_err(fail)?;
-    let (launch, network, connected) = prepared;
+    let (launch, network, connected, dns) = prepared;
+    if let Some((listeners, config)) = dns {
+        if let Err(e) = node.dns.serve(listeners, config) {
+            tracing::warn!(container = %c.id, "embedded DNS server: {e}");
+        }
+    }
     c.update(|r| {
         r.network = network.clone();
         r.connected = connected.clone();
@@ -338,6 +386,7 @@ pub(super) fn compiled_seccomp(
 pub(super) fn teardown(node: &Node, id: &str, paths: &ContainerPaths, states: &[NetworkState]) {
     // Addresses and published ports are released now; the veths go with the namespace
     // (removed next), which the kernel tears down on its own time.
+    node.dns.stop(id);
     network_attach::release_networks(node, id, states);
     if let Some(bridge) = &node.network {
         if let Err(e) = node.host.release(bridge, id) {

@@ -224,6 +224,16 @@ impl Host for RecordingHost {
             .map_err(std::io::Error::other)
     }
 
+    fn dns_listen(&self, netns: &Path) -> std::io::Result<crate::dns::Listeners> {
+        self.shared
+            .record("dns_listen", short(netns))
+            .map_err(std::io::Error::other)?;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no DNS server in the test double",
+        ))
+    }
+
     fn remove_netns(&self, path: &Path) -> std::io::Result<()> {
         self.shared
             .record("remove_netns", short(path))
@@ -544,6 +554,7 @@ pub(crate) fn node(root: &Path, host: Arc<RecordingHost>) -> Arc<Node> {
         networks: networks::Networks::open(root.join("networks"), "wharf_test"),
         userns: None,
         seccomp: Default::default(),
+        dns: Default::default(),
         host,
         options,
     })
