@@ -629,6 +629,10 @@ pub struct RemoveRequest {
     /// `-v`: remove the container's anonymous volumes too.
     #[serde(default)]
     pub volumes: bool,
+    /// `docker rm --link /PARENT/ALIAS`: remove the legacy link ALIAS of the container `id`
+    /// (the parent) instead of a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/create", json_post(containers::create))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{name}", delete(containers::remove))
+        .route(
+            "/containers/{name}/{alias}",
+            delete(containers::remove_link),
+        )
         .route("/containers/{name}/json", get(containers::inspect))
         .route("/containers/{name}/logs", get(containers::logs))
         .route("/containers/{name}/start", post(containers::start))

@@ -142,6 +142,7 @@ impl TestNode {
                 id: id.to_string(),
                 force: true,
                 volumes: true,
+                link: None,
             },
         )
         .await

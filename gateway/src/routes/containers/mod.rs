@@ -430,10 +430,50 @@ pub async fn remove(
 ) -> ApiResult<StatusCode> {
     let q = Query::parse(raw.as_deref());
     let target = resolve::locate(&state, &name).await?;
+    if q.flag("link") {
+        // A container's own name is not a link (dockerd answers 500).
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Conflict, cannot remove the default link name of the container",
+        ));
+    }
     let request = RemoveRequest {
         id: target.id.clone(),
         force: q.flag("force"),
         volumes: q.flag("v"),
+        link: None,
+    };
+    state
+        .node(&target.node)
+        .call::<api::ContainerRemove>(&request, REMOVE_TIMEOUT)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=1` (`docker rm --link /parent/alias`): the
+/// legacy link goes, on the parent's node. Without `link`, or when either is missing, the
+/// name `parent/alias` names no container, as in dockerd.
+pub async fn remove_link(
+    State(state): State<AppState>,
+    Path((parent, alias)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = Query::parse(raw.as_deref());
+    let missing = || ApiError::not_found(format!("No such container: {parent}/{alias}"));
+    if !q.flag("link") {
+        return Err(missing());
+    }
+    let target = resolve::locate(&state, &parent)
+        .await
+        .map_err(|e| match e.status {
+            StatusCode::NOT_FOUND => missing(),
+            _ => e,
+        })?;
+    let request = RemoveRequest {
+        id: target.id.clone(),
+        force: false,
+        volumes: false,
+        link: Some(alias.clone()),
     };
     state
         .node(&target.node)

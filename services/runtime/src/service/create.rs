@@ -174,6 +174,7 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
     for name in body.networking_config.endpoints_config.keys() {
         super::networks::resolve_mode(node, name)?;
     }
+    let links = super::links::at_create(node, &mut body)?;
     let image: ImageRecord = wharf_bus::call(
         &node.client,
         &subject(group::IMAGE_STORE, image_store::IMAGE_RESOLVE),
@@ -183,6 +184,9 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
     )
     .await?;
     let c = create_from(node, &req.name, &image, body).await?;
+    if !links.is_empty() {
+        c.update(|r| r.links = links)?;
+    }
     Ok(CreateResponse {
         id: c.id.clone(),
         warnings,
@@ -308,6 +312,7 @@ async fn create_from(
         network: None,
         connected: Vec::new(),
         primary_detached: false,
+        links: Vec::new(),
         mounts,
         has_been_started: false,
         platform: "linux".into(),

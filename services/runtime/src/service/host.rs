@@ -275,8 +275,13 @@ pub fn resolv_conf(
 }
 
 /// `/etc/hosts` for a container as Docker writes it, with the `--add-host` entries as the host
-/// config holds them (`ExtraHosts`, none when `null`).
-pub fn hosts_file(address: Option<&str>, hostname: &str, extra: &Option<Vec<String>>) -> String {
+/// config holds them (`ExtraHosts`, none when `null`), then `links` (lines for legacy links).
+pub fn hosts_file(
+    address: Option<&str>,
+    hostname: &str,
+    extra: &Option<Vec<String>>,
+    links: &str,
+) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
@@ -285,6 +290,7 @@ pub fn hosts_file(address: Option<&str>, hostname: &str, extra: &Option<Vec<Stri
             out.push_str(&format!("{ip}\t{host}\n"));
         }
     }
+    out.push_str(links);
     if let Some(address) = address {
         out.push_str(&format!("{address}\t{hostname}\n"));
     }
@@ -335,8 +341,9 @@ mod tests {
             Some("172.30.0.2"),
             "abc123",
             &Some(vec!["db:10.0.0.9".into()]),
+            "172.30.0.3\tal def456 web\n",
         );
         assert!(text.starts_with("127.0.0.1\tlocalhost\n"));
-        assert!(text.ends_with("10.0.0.9\tdb\n172.30.0.2\tabc123\n"));
+        assert!(text.ends_with("10.0.0.9\tdb\n172.30.0.3\tal def456 web\n172.30.0.2\tabc123\n"));
     }
 }

@@ -36,6 +36,7 @@ mod health;
 pub mod host;
 pub mod kernel;
 mod limits;
+mod links;
 mod mounts;
 mod names;
 mod network_attach;
@@ -425,7 +426,11 @@ pub async fn run(client: async_nats::Client, options: NodeOptions) -> anyhow::Re
         exits::wait(&n, &req.id, &req.condition).await?
     });
     reply!(api::ContainerRemove, |n, req| {
-        remove::remove(&n, &n.get(&req.id)?, req.force, req.volumes).await?;
+        let c = n.get(&req.id)?;
+        match &req.link {
+            Some(alias) => links::remove(&c, alias)?,
+            None => remove::remove(&n, &c, req.force, req.volumes).await?,
+        }
         Empty
     });
     reply!(api::ContainerInspect, |n, req| {

@@ -219,9 +219,33 @@ fn answers_to(rec: &ContainerRecord, n: &NetworkState, name: &str) -> bool {
 
 impl crate::dns::Names for NetworkNames {
     fn addresses(&self, me: &str, name: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+        // The asker's own links on its user networks (`--link c:alias`): `(network, c)` for
+        // each link whose alias is `name`.
+        let linked: Vec<(String, String)> = self
+            .0
+            .upgrade()
+            .and_then(|node| node.get(me).ok())
+            .map(|asker| {
+                asker.with(|r| {
+                    let links = r.networking_config.endpoints_config.iter();
+                    links
+                        .flat_map(|(net, e)| {
+                            e.links
+                                .iter()
+                                .filter_map(|l| super::links::parse(l).ok())
+                                .filter(|(_, alias)| alias.eq_ignore_ascii_case(name))
+                                .map(|(child, _)| (net.clone(), child))
+                        })
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
         let mut out = Vec::new();
         self.each_peer(me, |rec, n| {
-            if answers_to(rec, n, name) {
+            let link = linked.iter().any(|(net, child)| {
+                (net == &n.network_name || net == &n.network_id) && child == rec.short_name()
+            });
+            if link || answers_to(rec, n, name) {
                 out.extend(n.address.parse::<std::net::Ipv4Addr>().ok());
             }
         });

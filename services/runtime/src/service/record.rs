@@ -169,6 +169,9 @@ pub struct ContainerRecord {
     /// creates a container on a network, disconnects it and connects it with its aliases).
     #[serde(default)]
     pub primary_detached: bool,
+    /// Legacy links on the default bridge (`--link`), by the linked container's ID.
+    #[serde(default)]
+    pub links: Vec<super::links::Link>,
     #[serde(default)]
     pub mounts: Vec<MountPoint>,
     /// Resolved `-u`: uid, gid and supplementary gids.

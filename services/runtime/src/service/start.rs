@@ -211,8 +211,27 @@ async fn launch(
         .map_err(|e| fail(internal("cannot start the container's shim", e)))?;
     // Host side: root, /etc files, network, user, spec, cgroup.
     let prepared = blocking(move || -> Result<Prepared, BusError> {
-        let rec = rec2;
+        let mut rec = rec2;
         let system = &node2.host;
+        // Legacy links: checked before anything is set up; their variables come before the
+        // container's own, which win.
+        let mut link_hosts = String::new();
+        if !rec.links.is_empty() {
+            let (env, hosts) = super::links::at_start(&node2, &rec)?;
+            let own: Vec<String> = rec
+                .config
+                .env
+                .iter()
+                .map(|v| v.split('=').next().unwrap_or(v).to_string())
+                .collect();
+            let mut merged: Vec<String> = env
+                .into_iter()
+                .filter(|v| !own.iter().any(|k| Some(k.as_str()) == v.split('=').next()))
+                .collect();
+            merged.append(&mut rec.config.env);
+            rec.config.env = merged;
+            link_hosts = hosts;
+        }
         system
             .mount_rootfs(
                 &lower,
@@ -278,6 +297,7 @@ async fn launch(
                 address.as_deref(),
                 &rec.config.hostname,
                 &rec.host_config.extra_hosts,
+                &link_hosts,
             )
         };
         system

@@ -590,6 +590,7 @@ pub(crate) fn record(id: &str, host_config: HostConfig) -> ContainerRecord {
         network: None,
         connected: Vec::new(),
         primary_detached: false,
+        links: Vec::new(),
         mounts: Vec::new(),
         has_been_started: false,
         platform: "linux".into(),

@@ -204,6 +204,18 @@ fn networks_view(rec: &ContainerRecord, short: bool) -> BTreeMap<String, Endpoin
             }
         }
     }
+    // Links on a user network (aliases only this container resolves).
+    if !short {
+        for (name, view) in out.iter_mut() {
+            let links = rec
+                .networking_config
+                .endpoints_config
+                .get(name)
+                .map(|e| e.links.clone())
+                .filter(|l| !l.is_empty());
+            view.links = links;
+        }
+    }
     out
 }
 
@@ -240,11 +252,9 @@ fn inspect_host_config(rec: &ContainerRecord) -> HostConfig {
     if h.runtime.is_empty() {
         h.runtime = "runc".into();
     }
-    // dockerd keeps legacy links in its link graph, not in the host config, except on a user
-    // network (where they are aliases).
-    if !user_defined(&h.network_mode) {
-        h.links = None;
-    }
+    // Legacy links are kept by the child's ID and shown with today's names by the caller
+    // (`links::shown`); on a user network they are the endpoint's.
+    h.links = None;
     // dockerd disables SELinux labelling for a container sharing the host's processes, unless
     // the create chose a label itself (`generateSecurityOpt`).
     let shares_host = h.privileged || h.ipc_mode == "host" || h.pid_mode == "host";
@@ -270,17 +280,13 @@ fn inspect_host_config(rec: &ContainerRecord) -> HostConfig {
     h
 }
 
-/// Whether a network mode names a user network (dockerd's `NetworkMode.IsUserDefined`).
-fn user_defined(mode: &str) -> bool {
-    !matches!(mode, "" | "default" | "bridge" | "host" | "none") && !mode.starts_with("container:")
-}
-
 /// `GET /containers/{id}/json`.
 pub async fn inspect(node: &Arc<Node>, c: &Arc<Container>, size: bool) -> InspectResponse {
     let rec = c.snapshot();
     let s = &rec.state;
     let net = rec.network.clone().unwrap_or_default();
-    let host_config = inspect_host_config(&rec);
+    let mut host_config = inspect_host_config(&rec);
+    host_config.links = super::links::shown(node, &rec);
     let endpoint_id = if rec.network.is_some() {
         rec.id.clone()
     } else {
@@ -643,6 +649,7 @@ pub async fn list(node: &Arc<Node>, req: &ListRequest) -> Result<ListResponse, B
         || limit.is_some()
         || req.filters.contains_key("status")
         || req.filters.contains_key("exited");
+    let link_names = super::links::names_by_child(node);
     let mut out = Vec::new();
     for (created, c) in &entries {
         if before.is_some_and(|b| *created >= b) || since.is_some_and(|s| *created <= s) {
@@ -655,7 +662,10 @@ pub async fn list(node: &Arc<Node>, req: &ListRequest) -> Result<ListResponse, B
             if !filters.matches(rec) {
                 return None;
             }
-            Some(summary(rec))
+            let mut v = summary(rec);
+            v.names
+                .extend(link_names.get(&rec.id).into_iter().flatten().cloned());
+            Some(v)
         });
         if let Some(v) = entry {
             out.push((v, c.clone()));
