@@ -527,6 +527,29 @@ pub struct EndpointSettings {
     pub aliases: Vec<String>,
     #[serde(default, deserialize_with = "null_vec")]
     pub links: Vec<String>,
+    /// `--ip` / `--ip6`.
+    #[serde(default, rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    /// `--mac-address` (API 1.44 and later send it here).
+    #[serde(default)]
+    pub mac_address: String,
+}
+
+/// The addresses a create or connect asks for on one network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointIpamConfig {
+    #[serde(
+        default,
+        rename = "IPv4Address",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4_address: String,
+    #[serde(
+        default,
+        rename = "IPv6Address",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv6_address: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -969,8 +992,9 @@ pub struct NetworkConnectRequest {
     pub network: String,
     /// The container's full ID.
     pub container: String,
+    /// A connect's `EndpointConfig`: aliases, links, `--ip`.
     #[serde(default)]
-    pub aliases: Vec<String>,
+    pub endpoint: EndpointSettings,
     #[serde(default)]
     pub force: bool,
 }

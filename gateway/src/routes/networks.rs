@@ -12,7 +12,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use wharf_bus::api;
-use wharf_bus::container::{NetworkConnectRequest, NetworkCreateRequest, NetworkRef};
+use wharf_bus::container::{
+    EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkRef,
+};
 
 use crate::cluster::networks::{self, is_predefined, no_such_network, Wording};
 use crate::cluster::placement;
@@ -117,16 +119,9 @@ struct ConnectBody {
     #[serde(default)]
     container: String,
     #[serde(default)]
-    endpoint_config: Option<EndpointConfig>,
+    endpoint_config: Option<EndpointSettings>,
     #[serde(default)]
     force: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct EndpointConfig {
-    #[serde(default)]
-    aliases: Option<Vec<String>>,
 }
 
 pub async fn connect(
@@ -139,10 +134,7 @@ pub async fn connect(
     let request = NetworkConnectRequest {
         network,
         container: container.id.clone(),
-        aliases: body
-            .endpoint_config
-            .and_then(|e| e.aliases)
-            .unwrap_or_default(),
+        endpoint: body.endpoint_config.unwrap_or_default(),
         force: false,
     };
     state
@@ -162,7 +154,7 @@ pub async fn disconnect(
     let request = NetworkConnectRequest {
         network,
         container: container.id.clone(),
-        aliases: Vec::new(),
+        endpoint: Default::default(),
         force: body.force,
     };
     state
@@ -447,7 +439,7 @@ mod bus_tests {
         assert_eq!(
             taken(&calls, op::NETWORK_CONNECT),
             [format!(
-                r#"n1 {{"network":"f1aaaa","container":"{}","aliases":["w"],"force":false}}"#,
+                r#"n1 {{"network":"f1aaaa","container":"{}","endpoint":{{"Aliases":["w"],"Links":[],"IPAMConfig":null,"MacAddress":""}},"force":false}}"#,
                 web.1
             )]
         );
@@ -513,7 +505,7 @@ mod bus_tests {
         assert_eq!(
             taken(&calls, op::NETWORK_DISCONNECT),
             [format!(
-                r#"n2 {{"network":"b2bbbb","container":"{}","aliases":[],"force":true}}"#,
+                r#"n2 {{"network":"b2bbbb","container":"{}","endpoint":{{"Aliases":[],"Links":[],"IPAMConfig":null,"MacAddress":""}},"force":true}}"#,
                 db.1
             )]
         );

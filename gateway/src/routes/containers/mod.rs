@@ -431,9 +431,10 @@ pub async fn remove(
     let q = Query::parse(raw.as_deref());
     let target = resolve::locate(&state, &name).await?;
     if q.flag("link") {
-        // A container's own name is not a link (dockerd answers 500).
+        // A container's own name is not a link. dockerd answers 500 for this client error;
+        // 409 says what its text says (the CLI prints the same).
         return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::CONFLICT,
             "Conflict, cannot remove the default link name of the container",
         ));
     }

@@ -9,7 +9,7 @@ use super::check_container_id;
 use super::error::{NetworkError, Result};
 use super::firewall::Firewall;
 use super::forward;
-use super::ipam::Ipam;
+use super::ipam::{Ipam, Pool};
 use super::links::Links;
 use super::netlink::Netlink;
 use super::ports::PortMapping;
@@ -27,6 +27,54 @@ pub struct NetworkConfig {
     pub state_dir: PathBuf,
     /// `--internal`: no route in or out of the bridge, only between its containers.
     pub internal: bool,
+    /// `--gateway`: the bridge's address (the subnet's first one when `None`).
+    pub gateway: Option<Ipv4Addr>,
+    /// `--ip-range`: where containers' addresses come from (the whole subnet when `None`).
+    pub ip_range: Option<Subnet>,
+}
+
+impl NetworkConfig {
+    /// The addresses of the network: subnet, gateway and range.
+    pub fn pool(&self) -> Pool {
+        Pool {
+            subnet: self.subnet,
+            gateway: self.gateway.unwrap_or_else(|| self.subnet.gateway()),
+            range: self.ip_range,
+        }
+    }
+}
+
+/// What a container asks of its place on a network: an address (`--ip`) and a MAC address
+/// (`--mac-address`); otherwise the next free address and a MAC derived from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requested {
+    pub address: Option<Ipv4Addr>,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A locally administered MAC derived from the address, as Docker derives it
+/// (`02:42:` and the address's four bytes).
+pub fn mac_for(address: Ipv4Addr) -> [u8; 6] {
+    let o = address.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// `aa:bb:cc:dd:ee:ff` (either case) as bytes.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
 }
 
 impl NetworkConfig {
@@ -37,6 +85,8 @@ impl NetworkConfig {
             table: "wharf".to_owned(),
             state_dir: state_dir.into(),
             internal: false,
+            gateway: None,
+            ip_range: None,
         }
     }
 }
@@ -47,6 +97,8 @@ pub struct Attachment {
     pub address: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// The container end's MAC address.
+    pub mac: [u8; 6],
     /// The host end of the veth pair, on the bridge.
     pub host_interface: String,
     /// The container end, inside its namespace.
@@ -78,7 +130,7 @@ impl<L: Links> BridgeNetwork<L> {
     pub fn with_links(config: NetworkConfig, links: L) -> Result<Self> {
         check_interface_name(&config.bridge)?;
         let firewall = Firewall::new(&config.table, &config.state_dir)?;
-        let ipam = Mutex::new(Ipam::open(config.subnet, &config.state_dir)?);
+        let ipam = Mutex::new(Ipam::open_pool(config.pool(), &config.state_dir)?);
         Ok(BridgeNetwork {
             config,
             links,
@@ -104,7 +156,7 @@ impl<L: Links> BridgeNetwork<L> {
             self.links.add_bridge(bridge)?;
         }
         self.links
-            .set_address(bridge, subnet.gateway(), subnet.prefix())?;
+            .set_address(bridge, self.config.pool().gateway, subnet.prefix())?;
         self.links.set_up(bridge)?;
         sysctl::enable_ip_forward()?;
         sysctl::enable_route_localnet(bridge)?;
@@ -127,6 +179,7 @@ impl<L: Links> BridgeNetwork<L> {
             ports,
             &host_interface_name(container),
             CONTAINER_INTERFACE,
+            &Requested::default(),
         )
     }
 
@@ -139,6 +192,7 @@ impl<L: Links> BridgeNetwork<L> {
         ports: &[PortMapping],
         host_interface: &str,
         interface: &str,
+        want: &Requested,
     ) -> Result<Attachment> {
         check_container_id(container)?;
         check_interface_name(host_interface)?;
@@ -148,12 +202,13 @@ impl<L: Links> BridgeNetwork<L> {
             // tearing down (see `release`): it is ours to remove.
             self.links.delete(&host_interface)?;
         }
-        let address = self.lock_ipam().allocate(container)?;
+        let address = self.lock_ipam().allocate_as(container, want.address)?;
         let subnet = self.config.subnet;
         let attachment = Attachment {
             address,
             prefix: subnet.prefix(),
-            gateway: subnet.gateway(),
+            gateway: self.config.pool().gateway,
+            mac: want.mac.unwrap_or_else(|| mac_for(address)),
             host_interface,
             interface: interface.to_owned(),
             ports: ports.to_vec(),
@@ -164,6 +219,7 @@ impl<L: Links> BridgeNetwork<L> {
                 &self.config.bridge,
                 interface,
                 netns,
+                attachment.mac,
             )?;
             self.links.configure_inside(
                 netns,

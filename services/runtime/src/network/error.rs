@@ -7,6 +7,10 @@ pub enum NetworkError {
     /// A subnet, port mapping or container ID that cannot be used.
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
+    /// An address asked for (`--ip`) is another container's, or the gateway's, network's or
+    /// broadcast address (libnetwork's words).
+    #[error("Address already in use")]
+    AddressInUse,
     /// Every host address of the subnet is allocated.
     #[error("subnet {subnet} is exhausted: all {capacity} container addresses are allocated")]
     SubnetExhausted { subnet: String, capacity: u32 },

@@ -23,11 +23,54 @@ struct State {
     allocations: BTreeMap<String, Ipv4Addr>,
 }
 
+/// Where a network's container addresses come from: its subnet less the network, broadcast
+/// and gateway addresses, within `range` when the network was created with `--ip-range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    pub range: Option<Subnet>,
+}
+
+impl Pool {
+    /// The whole subnet, its first address the gateway's.
+    pub fn of(subnet: Subnet) -> Pool {
+        Pool {
+            subnet,
+            gateway: subnet.gateway(),
+            range: None,
+        }
+    }
+
+    /// First and last address allocation hands out (the gateway among them is skipped).
+    fn bounds(&self) -> (u32, u32) {
+        let all = self.subnet.container_range();
+        // The subnet's host addresses: from the one after the network address.
+        let (mut first, mut end) = (*all.start() - 1, *all.end());
+        if let Some(range) = self.range {
+            let r = range.container_range();
+            first = first.max(u32::from(range.network()));
+            end = end.min(*r.end() + 1);
+        }
+        (first, end)
+    }
+
+    fn holds(&self, address: Ipv4Addr) -> bool {
+        let a = u32::from(address);
+        let all = self.subnet.container_range();
+        self.subnet.contains(address)
+            && a >= *all.start() - 1
+            && a <= *all.end()
+            && address != self.gateway
+    }
+}
+
 /// Container addresses of one subnet; every change is written to `<state_dir>/ipam.json`
 /// (temporary file + rename) before it is returned.
 #[derive(Debug)]
 pub struct Ipam {
     subnet: Subnet,
+    pool: Pool,
     path: PathBuf,
     last: Option<Ipv4Addr>,
     allocations: BTreeMap<String, Ipv4Addr>,
@@ -36,11 +79,18 @@ pub struct Ipam {
 impl Ipam {
     /// Loads the allocations from `state_dir` (creating the directory), or starts empty.
     pub fn open(subnet: Subnet, state_dir: &Path) -> Result<Ipam> {
+        Ipam::open_pool(Pool::of(subnet), state_dir)
+    }
+
+    /// [`Self::open`] for a pool with its own gateway or range.
+    pub fn open_pool(pool: Pool, state_dir: &Path) -> Result<Ipam> {
+        let subnet = pool.subnet;
         fs::create_dir_all(state_dir)
             .map_err(|e| NetworkError::io("creating state directory", state_dir, e))?;
         let path = state_dir.join(STATE_FILE);
         let mut ipam = Ipam {
             subnet,
+            pool,
             path,
             last: None,
             allocations: BTreeMap::new(),
@@ -83,19 +133,46 @@ impl Ipam {
     /// The address of `container`, allocating one if it has none (so a retried attach gets the
     /// same address).
     pub fn allocate(&mut self, container: &str) -> Result<Ipv4Addr> {
+        self.allocate_as(container, None)
+    }
+
+    /// [`Self::allocate`], with the address `wanted` when given (`--ip`): it must be one of the
+    /// subnet's host addresses that no other container holds.
+    pub fn allocate_as(&mut self, container: &str, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
         if let Some(&address) = self.allocations.get(container) {
-            return Ok(address);
+            if wanted.is_none_or(|w| w == address) {
+                return Ok(address);
+            }
         }
-        let address = self
-            .next_free()
-            .ok_or_else(|| NetworkError::SubnetExhausted {
-                subnet: self.subnet.to_string(),
-                capacity: self.capacity(),
-            })?;
-        self.allocations.insert(container.to_owned(), address);
-        let previous_last = self.last.replace(address);
+        let address = match wanted {
+            Some(w) => {
+                let taken = self
+                    .allocations
+                    .iter()
+                    .any(|(c, a)| *a == w && c != container);
+                if taken || !self.pool.holds(w) {
+                    return Err(NetworkError::AddressInUse);
+                }
+                w
+            }
+            None => self
+                .next_free()
+                .ok_or_else(|| NetworkError::SubnetExhausted {
+                    subnet: self.subnet.to_string(),
+                    capacity: self.capacity(),
+                })?,
+        };
+        let previous = self.allocations.insert(container.to_owned(), address);
+        // A chosen address does not move where allocation continues.
+        let previous_last = match wanted {
+            None => self.last.replace(address),
+            Some(_) => self.last,
+        };
         if let Err(e) = self.save() {
-            self.allocations.remove(container);
+            match previous {
+                Some(p) => self.allocations.insert(container.to_owned(), p),
+                None => self.allocations.remove(container),
+            };
             self.last = previous_last;
             return Err(e);
         }
@@ -123,21 +200,25 @@ impl Ipam {
     }
 
     fn capacity(&self) -> u32 {
-        let range = self.subnet.container_range();
-        range.end() - range.start() + 1
+        let (first, end) = self.pool.bounds();
+        let gateway = u32::from(self.pool.gateway);
+        (end + 1).saturating_sub(first) - u32::from((first..=end).contains(&gateway))
     }
 
     fn is_container_address(&self, address: Ipv4Addr) -> bool {
-        self.subnet.container_range().contains(&u32::from(address))
+        self.pool.holds(address)
     }
 
     /// The first free address after `last`, wrapping around to the start of the range.
     fn next_free(&self) -> Option<Ipv4Addr> {
-        let used: BTreeSet<u32> = self.allocations.values().map(|a| u32::from(*a)).collect();
-        let range = self.subnet.container_range();
-        let (first, end) = (*range.start(), *range.end());
+        let mut used: BTreeSet<u32> = self.allocations.values().map(|a| u32::from(*a)).collect();
+        used.insert(u32::from(self.pool.gateway));
+        let (first, end) = self.pool.bounds();
+        if first > end {
+            return None;
+        }
         let start = match self.last {
-            Some(last) if u32::from(last) < end => u32::from(last) + 1,
+            Some(last) if (first..end).contains(&u32::from(last)) => u32::from(last) + 1,
             _ => first,
         };
         (start..=end)
@@ -235,6 +316,36 @@ mod tests {
             ipam.allocate("one-too-many").unwrap(),
             Ipv4Addr::new(10, 88, 0, 4)
         );
+    }
+
+    #[test]
+    fn chosen_addresses_gateways_and_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool {
+            subnet: subnet("10.77.0.0/24"),
+            gateway: Ipv4Addr::new(10, 77, 0, 254),
+            range: Some(subnet("10.77.0.128/25")),
+        };
+        let mut ipam = Ipam::open_pool(pool, dir.path()).unwrap();
+        // The range's first address; the gateway at its end is never handed out.
+        assert_eq!(ipam.allocate("a").unwrap(), Ipv4Addr::new(10, 77, 0, 128));
+        let chosen = Ipv4Addr::new(10, 77, 0, 9);
+        assert_eq!(ipam.allocate_as("b", Some(chosen)).unwrap(), chosen);
+        assert_eq!(ipam.allocate("c").unwrap(), Ipv4Addr::new(10, 77, 0, 129));
+        for taken in [
+            chosen,
+            Ipv4Addr::new(10, 77, 0, 254),
+            Ipv4Addr::new(10, 77, 0, 255),
+            Ipv4Addr::new(10, 77, 0, 0),
+        ] {
+            let err = ipam.allocate_as("d", Some(taken)).unwrap_err();
+            assert_eq!(err.to_string(), "Address already in use");
+        }
+        // Reopened, a chosen address outside the range is still the container's.
+        drop(ipam);
+        let ipam = Ipam::open_pool(pool, dir.path()).unwrap();
+        assert_eq!(ipam.address_of("b"), Some(chosen));
+        assert_eq!(ipam.capacity(), 126);
     }
 
     #[test]

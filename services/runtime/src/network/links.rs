@@ -22,7 +22,15 @@ pub trait Links {
     fn set_up(&self, name: &str) -> Result<()>;
     /// Creates a veth pair: `host` in this namespace attached to `bridge`, and `peer` created
     /// directly in the namespace at `netns`.
-    fn add_veth(&self, host: &str, bridge: &str, peer: &str, netns: &Path) -> Result<()>;
+    /// `peer` gets the MAC address `mac`.
+    fn add_veth(
+        &self,
+        host: &str,
+        bridge: &str,
+        peer: &str,
+        netns: &Path,
+        mac: [u8; 6],
+    ) -> Result<()>;
     /// Deletes a link (a veth's peer goes with it); a missing link is not an error.
     fn delete(&self, name: &str) -> Result<()>;
     /// The links attached to `bridge`.
@@ -66,12 +74,21 @@ impl Links for IpRoute2 {
         run(IP, &["link", "set", "dev", name, "up"]).map(drop)
     }
 
-    fn add_veth(&self, host: &str, bridge: &str, peer: &str, netns: &Path) -> Result<()> {
+    fn add_veth(
+        &self,
+        host: &str,
+        bridge: &str,
+        peer: &str,
+        netns: &Path,
+        mac: [u8; 6],
+    ) -> Result<()> {
         let netns = netns.to_string_lossy();
+        let mac = super::format_mac(mac);
         run(
             IP,
             &[
-                "link", "add", "name", host, "type", "veth", "peer", "name", peer, "netns", &netns,
+                "link", "add", "name", host, "type", "veth", "peer", "name", peer, "address", &mac,
+                "netns", &netns,
             ],
         )?;
         let attach = run(IP, &["link", "set", "dev", host, "master", bridge])

@@ -35,10 +35,13 @@ mod ports;
 mod subnet;
 mod sysctl;
 
-pub use bridge_network::{host_interface_name, Attachment, BridgeNetwork, NetworkConfig};
+pub use bridge_network::{
+    format_mac, host_interface_name, mac_for, parse_mac, Attachment, BridgeNetwork, NetworkConfig,
+    Requested,
+};
 pub use error::{NetworkError, Result};
 pub use firewall::Firewall;
-pub use ipam::Ipam;
+pub use ipam::{Ipam, Pool};
 pub use links::{IpRoute2, Links};
 pub use netlink::Netlink;
 pub use ports::{PortMapping, Protocol};

@@ -63,7 +63,14 @@ impl Links for Netlink {
         RouteSocket::open()?.set_up(name)
     }
 
-    fn add_veth(&self, host: &str, bridge: &str, peer: &str, netns: &Path) -> Result<()> {
+    fn add_veth(
+        &self,
+        host: &str,
+        bridge: &str,
+        peer: &str,
+        netns: &Path,
+        mac: [u8; 6],
+    ) -> Result<()> {
         let namespace = open_netns(netns)?;
         let mut socket = RouteSocket::open()?;
         let bridge_index = socket.require_index(bridge)?;
@@ -73,6 +80,9 @@ impl Links for Netlink {
         peer_link
             .attributes
             .push(LinkAttribute::NetNsFd(namespace.as_raw_fd()));
+        peer_link
+            .attributes
+            .push(LinkAttribute::Address(mac.to_vec()));
         let mut link = named_link(host);
         link.header.flags = LinkFlags::Up;
         link.header.change_mask = LinkFlags::Up;

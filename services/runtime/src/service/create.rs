@@ -171,8 +171,14 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
         return Err(BusError::invalid(runtime_spec::PRIVILEGED_USERNS));
     }
     super::networks::resolve_mode(node, &body.host_config.network_mode)?;
-    for name in body.networking_config.endpoints_config.keys() {
+    for (name, endpoint) in &body.networking_config.endpoints_config {
         super::networks::resolve_mode(node, name)?;
+        super::networks::check_endpoint(node, name, endpoint)?;
+    }
+    if let Some(mac) = body.config.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        if crate::network::parse_mac(mac).is_none() {
+            return Err(BusError::invalid(format!("invalid MAC address: {mac}")));
+        }
     }
     let links = super::links::at_create(node, &mut body)?;
     let image: ImageRecord = wharf_bus::call(

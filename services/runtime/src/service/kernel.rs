@@ -50,6 +50,7 @@ pub trait Host: Send + Sync {
     /// ([`crate::dns::Listeners::open`]).
     fn dns_listen(&self, netns: &Path) -> std::io::Result<crate::dns::Listeners>;
     /// Attaches `container`'s namespace at `netns` to `bridge` ([`BridgeNetwork::attach_as`]).
+    #[allow(clippy::too_many_arguments)] // the call it stands for, plus the host it runs on
     fn attach(
         &self,
         bridge: &BridgeNetwork,
@@ -58,6 +59,7 @@ pub trait Host: Send + Sync {
         ports: &[PortMapping],
         host_interface: &str,
         interface: &str,
+        want: &network::Requested,
     ) -> network::Result<Attachment>;
     /// Frees `container`'s address and ports on `bridge`, leaving its veth to the namespace's
     /// end ([`BridgeNetwork::release`]).
@@ -153,8 +155,9 @@ impl Host for RealHost {
         ports: &[PortMapping],
         host_interface: &str,
         interface: &str,
+        want: &network::Requested,
     ) -> network::Result<Attachment> {
-        bridge.attach_as(container, netns, ports, host_interface, interface)
+        bridge.attach_as(container, netns, ports, host_interface, interface, want)
     }
 
     fn release(&self, bridge: &BridgeNetwork, container: &str) -> network::Result<()> {

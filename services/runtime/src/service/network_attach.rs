@@ -8,17 +8,42 @@ use std::sync::Arc;
 
 use wharf_bus::BusError;
 
-use crate::network::PortMapping;
+use crate::network::{format_mac, PortMapping, Requested};
 
 use super::blocking::blocking;
 use super::networks::UserNetwork;
 use super::record::{ContainerRecord, NetworkState};
 use super::{host, internal, ports, Container, Node};
 
-/// A locally administered MAC derived from the address, as Docker derives it.
-fn mac_for(address: std::net::Ipv4Addr) -> String {
-    let o = address.octets();
-    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+/// An attach's failure: an address asked for that is taken is the client's conflict, in
+/// libnetwork's words; anything else is the engine's.
+fn attach_error(context: String, e: crate::network::NetworkError) -> BusError {
+    match e {
+        crate::network::NetworkError::AddressInUse => BusError::conflict(e.to_string()),
+        e => internal(context, e),
+    }
+}
+
+/// What `rec` asks for on the network its endpoints config calls one of `keys`: `--ip`, and
+/// `--mac-address` (the endpoint's, or for its `NetworkMode` network, `primary`, the
+/// container-wide one older API versions send).
+fn requested(rec: &ContainerRecord, keys: &[&str], primary: bool) -> Requested {
+    let endpoint = rec
+        .networking_config
+        .endpoints_config
+        .iter()
+        .find(|(k, _)| keys.contains(&k.as_str()))
+        .map(|(_, e)| e);
+    let address = endpoint
+        .and_then(|e| e.ipam_config.as_ref())
+        .and_then(|c| c.ipv4_address.parse().ok());
+    let container_wide = rec.config.mac_address.as_deref().filter(|_| primary);
+    let mac = endpoint
+        .map(|e| e.mac_address.as_str())
+        .filter(|m| !m.is_empty())
+        .or(container_wide)
+        .and_then(crate::network::parse_mac);
+    Requested { address, mac }
 }
 
 /// Releases the container's addresses and ports on the user networks in `states`.
@@ -97,6 +122,7 @@ pub(super) fn attach_networks(
     let outcome = (|| -> Result<(), BusError> {
         for (i, net) in wanted_networks(node, rec)?.into_iter().enumerate() {
             let ports = if i == 0 { ports } else { &[][..] };
+            let primary = i == 0 && !rec.primary_detached;
             let interface = format!("eth{i}");
             let state = match net {
                 None => {
@@ -110,6 +136,7 @@ pub(super) fn attach_networks(
                         ports,
                         &crate::network::host_interface_name(&rec.id),
                         &interface,
+                        &requested(rec, &["bridge", "default"], primary),
                     );
                     let a = a.map_err(|e| {
                         internal("cannot connect the container to the bridge network", e)
@@ -122,17 +149,27 @@ pub(super) fn attach_networks(
                         address: a.address.to_string(),
                         prefix: a.prefix,
                         gateway: a.gateway.to_string(),
-                        mac: mac_for(a.address),
+                        mac: format_mac(a.mac),
                         ports: ports::published(ports),
                     }
                 }
                 Some(net) => {
                     let host_if = super::networks::host_interface(&rec.id, &net.record.id);
+                    let keys = [net.record.name.as_str(), net.record.id.as_str()];
+                    let want = requested(rec, &keys, primary);
                     let a = node
                         .host
-                        .attach(&net.bridge, &rec.id, netns, ports, &host_if, &interface)
+                        .attach(
+                            &net.bridge,
+                            &rec.id,
+                            netns,
+                            ports,
+                            &host_if,
+                            &interface,
+                            &want,
+                        )
                         .map_err(|e| {
-                            internal(
+                            attach_error(
                                 format!(
                                     "cannot connect the container to network {}",
                                     net.record.name
@@ -148,7 +185,7 @@ pub(super) fn attach_networks(
                         address: a.address.to_string(),
                         prefix: a.prefix,
                         gateway: a.gateway.to_string(),
-                        mac: mac_for(a.address),
+                        mac: format_mac(a.mac),
                         ports: ports::published(ports),
                     }
                 }
@@ -297,6 +334,7 @@ pub async fn connect(
     let (c, net) = container_and_network(node, &req)?;
     let _held = c.op_lock.lock().await;
     let rec = c.snapshot();
+    super::networks::check_endpoint(node, &net.record.name, &req.endpoint)?;
     if super::networks::wants_network(&rec, &net.record) {
         return Err(BusError::forbidden(format!(
             "endpoint with name {} already exists in network {}",
@@ -305,13 +343,9 @@ pub async fn connect(
         )));
     }
     c.update(|r| {
-        r.networking_config.endpoints_config.insert(
-            net.record.name.clone(),
-            wharf_bus::container::EndpointSettings {
-                aliases: req.aliases.clone(),
-                links: Vec::new(),
-            },
-        );
+        r.networking_config
+            .endpoints_config
+            .insert(net.record.name.clone(), req.endpoint.clone());
         if super::networks::is_mode_of(r, &net.record) {
             r.primary_detached = false;
         }
@@ -320,9 +354,11 @@ pub async fn connect(
         let node2 = node.clone();
         let c2 = c.clone();
         let net2 = net.clone();
-        let aliases = req.aliases.clone();
+        let aliases = req.endpoint.aliases.clone();
         let state = blocking(move || {
             let rec = c2.snapshot();
+            let keys = [net2.record.name.as_str(), net2.record.id.as_str()];
+            let want = requested(&rec, &keys, false);
             let index = rec.network.iter().count() + rec.connected.len();
             let host_if = super::networks::host_interface(&rec.id, &net2.record.id);
             let a = node2
@@ -334,9 +370,10 @@ pub async fn connect(
                     &[],
                     &host_if,
                     &format!("eth{index}"),
+                    &want,
                 )
                 .map_err(|e| {
-                    internal(format!("cannot connect to network {}", net2.record.name), e)
+                    attach_error(format!("cannot connect to network {}", net2.record.name), e)
                 })?;
             Ok(NetworkState {
                 network_id: net2.record.id.clone(),
@@ -346,7 +383,7 @@ pub async fn connect(
                 address: a.address.to_string(),
                 prefix: a.prefix,
                 gateway: a.gateway.to_string(),
-                mac: mac_for(a.address),
+                mac: format_mac(a.mac),
                 ports: Vec::new(),
             })
         })
@@ -450,11 +487,20 @@ pub async fn disconnect(
 
 #[cfg(test)]
 mod tests {
+    use crate::network::{format_mac, mac_for, parse_mac};
+
     #[test]
     fn macs_are_derived_from_the_address_as_docker_derives_them() {
-        assert_eq!(
-            super::mac_for(std::net::Ipv4Addr::new(172, 17, 0, 2)),
-            "02:42:ac:11:00:02"
-        );
+        let mac = mac_for(std::net::Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(format_mac(mac), "02:42:ac:11:00:02");
+        assert_eq!(parse_mac("02:42:AC:11:00:02"), Some(mac));
+        for bad in [
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "2:42:ac:11:00:02",
+            "zz:42:ac:11:00:02",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! it there.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -41,6 +42,13 @@ pub struct NetworkRecord {
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub created: String,
+    /// `--ip-range` (empty: the whole subnet).
+    #[serde(default)]
+    pub ip_range: String,
+    /// The subnet was the create's own (`--subnet`): only then may containers choose
+    /// addresses (`--ip`), as in dockerd.
+    #[serde(default)]
+    pub configured: bool,
 }
 
 pub struct UserNetwork {
@@ -129,6 +137,8 @@ fn open_bridge(dir: &std::path::Path, record: &NetworkRecord) -> Result<BridgeNe
         table: record.table.clone(),
         state_dir: dir.join(&record.id),
         internal: record.internal,
+        gateway: record.gateway.parse().ok(),
+        ip_range: record.ip_range.parse().ok(),
     };
     BridgeNetwork::open(config).map_err(|e| internal(format!("network {}", record.name), e))
 }
@@ -193,6 +203,12 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
             req.name
         )));
     }
+    if req.driver == "overlay" {
+        // Overlay networks need a swarm; this engine is a dockerd in none.
+        return Err(BusError::unavailable(
+            "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.",
+        ));
+    }
     if !matches!(req.driver.as_str(), "" | "bridge") {
         return Err(BusError::not_found(format!(
             "plugin \"{}\" not found",
@@ -215,18 +231,28 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
         .iter()
         .filter_map(|n| n.record.subnet.parse().ok())
         .collect();
-    let asked = req
+    let configs: Vec<Value> = req
         .ipam
         .as_ref()
         .and_then(|i| i.get("Config"))
         .and_then(|c| c.as_array())
-        .and_then(|a| a.first())
-        .cloned();
-    let subnet: Subnet = match asked
-        .as_ref()
-        .and_then(|c| c.get("Subnet"))
-        .and_then(|s| s.as_str())
-    {
+        .cloned()
+        .unwrap_or_default();
+    if configs.len() > 1 {
+        return Err(BusError::forbidden(
+            "bridge driver doesn't support multiple subnets",
+        ));
+    }
+    let asked = configs.first().cloned();
+    let field = |key: &str| -> Option<String> {
+        asked
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let subnet: Subnet = match field("Subnet").as_deref() {
         Some(text) => {
             let s: Subnet = text
                 .parse()
@@ -245,11 +271,41 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
                 .map_err(|e| internal("network", e))??
         }
     };
+    let gateway = match field("Gateway") {
+        Some(text) => {
+            let g: std::net::Ipv4Addr = text
+                .parse()
+                .map_err(|_| BusError::invalid(format!("invalid gateway address {text}")))?;
+            if !subnet.contains(g) {
+                return Err(BusError::forbidden(format!(
+                    "Invalid gateway {g}: it does not belong to subnet {subnet}"
+                )));
+            }
+            g
+        }
+        None => subnet.gateway(),
+    };
+    let ip_range = match field("IPRange") {
+        Some(text) => {
+            let r: Subnet = text
+                .parse()
+                .map_err(|e| BusError::invalid(format!("invalid ip range {text}: {e}")))?;
+            if !subnet.contains(r.network()) || r.prefix() < subnet.prefix() {
+                return Err(BusError::forbidden(format!(
+                    "Invalid ip range {r}: it does not belong to subnet {subnet}"
+                )));
+            }
+            r.to_string()
+        }
+        None => String::new(),
+    };
     let id = hex::encode(rand::random::<[u8; 32]>());
     let record = NetworkRecord {
         bridge: format!("wh-{}", &id[..12]),
         table: format!("{}_{}", node.networks.base_table, &id[..12]),
-        gateway: subnet.gateway().to_string(),
+        gateway: gateway.to_string(),
+        ip_range,
+        configured: field("Subnet").is_some(),
         subnet: subnet.to_string(),
         id: id.clone(),
         name: req.name.clone(),
@@ -350,23 +406,28 @@ fn containers_json(members: &[(ContainerRecord, NetworkState)]) -> Value {
     Value::Object(map)
 }
 
+/// `IPAM.Config` of a user network: its subnet, gateway and `--ip-range`.
+fn ipam_config(r: &NetworkRecord) -> Value {
+    let mut entry = json!({"Subnet": r.subnet, "Gateway": r.gateway});
+    if !r.ip_range.is_empty() {
+        entry["IPRange"] = json!(r.ip_range);
+    }
+    json!([entry])
+}
+
 #[allow(clippy::too_many_arguments)]
 fn network_json(
     name: &str,
     id: &str,
     driver: &str,
     created: &str,
-    subnet: Option<(&str, &str)>,
+    config: Value,
     internal: bool,
     attachable: bool,
     labels: &BTreeMap<String, String>,
     options: &BTreeMap<String, String>,
     containers: Value,
 ) -> Value {
-    let config = match subnet {
-        Some((s, g)) => json!([{"Subnet": s, "Gateway": g}]),
-        None => json!([]),
-    };
     json!({
         "Name": name,
         "Id": id,
@@ -402,7 +463,7 @@ fn all_json(node: &Node) -> Vec<Value> {
         &predefined_id(node, "bridge"),
         "bridge",
         started,
-        Some((&subnet, &gateway)),
+        json!([{"Subnet": subnet, "Gateway": gateway}]),
         false,
         false,
         &BTreeMap::new(),
@@ -415,7 +476,7 @@ fn all_json(node: &Node) -> Vec<Value> {
             &predefined_id(node, name),
             if name == "host" { "host" } else { "null" },
             started,
-            None,
+            json!([]),
             false,
             false,
             &BTreeMap::new(),
@@ -430,7 +491,7 @@ fn all_json(node: &Node) -> Vec<Value> {
             &r.id,
             &r.driver,
             &r.created,
-            Some((&r.subnet, &r.gateway)),
+            ipam_config(r),
             r.internal,
             r.attachable,
             &r.labels,
@@ -600,4 +661,55 @@ pub fn resolve_mode(node: &Node, mode: &str) -> Result<Option<Arc<UserNetwork>>,
 /// Host-side veth name of `container` on network `net` (15 bytes at most).
 pub fn host_interface(container: &str, net: &str) -> String {
     format!("v{}{}", &container[..8], &net[..6])
+}
+
+/// What an endpoint config asks of network `name` (`--ip`, `--ip6`, `--mac-address`), checked
+/// as dockerd checks it at create and connect.
+pub fn check_endpoint(
+    node: &Node,
+    name: &str,
+    e: &wharf_bus::container::EndpointSettings,
+) -> Result<(), BusError> {
+    if !e.mac_address.is_empty() && crate::network::parse_mac(&e.mac_address).is_none() {
+        return Err(BusError::invalid(format!(
+            "invalid MAC address: {}",
+            e.mac_address
+        )));
+    }
+    let Some(ipam) = &e.ipam_config else {
+        return Ok(());
+    };
+    if !ipam.ipv6_address.is_empty() {
+        return Err(BusError::invalid(
+            "IPv6 addresses are not supported: Wharf's networks are IPv4 only",
+        ));
+    }
+    if ipam.ipv4_address.is_empty() {
+        return Ok(());
+    }
+    let Some(net) = resolve_mode(node, name)? else {
+        return Err(BusError::invalid(
+            "user specified IP address is supported on user defined networks only",
+        ));
+    };
+    if !net.record.configured {
+        return Err(BusError::invalid(
+            "user specified IP address is supported only when connecting to networks with user configured subnets",
+        ));
+    }
+    let text = &ipam.ipv4_address;
+    let address: Ipv4Addr = text
+        .parse()
+        .map_err(|_| BusError::invalid(format!("invalid IPv4 address: {text}")))?;
+    let subnet: Subnet = net
+        .record
+        .subnet
+        .parse()
+        .map_err(|e| internal(format!("network {}", net.record.name), e))?;
+    if !subnet.contains(address) {
+        return Err(BusError::invalid(format!(
+            "Invalid address {address}: It does not belong to any of this network's subnets"
+        )));
+    }
+    Ok(())
 }

@@ -254,6 +254,7 @@ impl Host for RecordingHost {
         ports: &[PortMapping],
         host_interface: &str,
         interface: &str,
+        want: &network::Requested,
     ) -> network::Result<Attachment> {
         let config = bridge.config();
         self.shared
@@ -268,10 +269,14 @@ impl Host for RecordingHost {
             state.next_address
         };
         let gateway = config.subnet.gateway();
+        let address = want
+            .address
+            .unwrap_or_else(|| Ipv4Addr::from(u32::from(gateway) + n));
         Ok(Attachment {
-            address: Ipv4Addr::from(u32::from(gateway) + n),
+            address,
             prefix: config.subnet.prefix(),
             gateway,
+            mac: want.mac.unwrap_or_else(|| network::mac_for(address)),
             host_interface: host_interface.to_string(),
             interface: interface.to_string(),
             ports: ports.to_vec(),

@@ -204,16 +204,19 @@ fn networks_view(rec: &ContainerRecord, short: bool) -> BTreeMap<String, Endpoin
             }
         }
     }
-    // Links on a user network (aliases only this container resolves).
+    // What the endpoint config asked for: links on a user network (aliases only this
+    // container resolves) and `--ip`.
     if !short {
         for (name, view) in out.iter_mut() {
-            let links = rec
-                .networking_config
-                .endpoints_config
-                .get(name)
-                .map(|e| e.links.clone())
-                .filter(|l| !l.is_empty());
-            view.links = links;
+            let Some(e) = rec.networking_config.endpoints_config.get(name) else {
+                continue;
+            };
+            view.links = Some(e.links.clone()).filter(|l| !l.is_empty());
+            view.ipam_config = e
+                .ipam_config
+                .as_ref()
+                .filter(|c| !c.ipv4_address.is_empty())
+                .and_then(|c| serde_json::to_value(c).ok());
         }
     }
     out

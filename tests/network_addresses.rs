@@ -1,0 +1,264 @@
+//! Addresses on networks as dockerd gives them, side by side with a private dockerd:
+//! `--subnet`, `--gateway` and `--ip-range` at create, `--ip` at run and connect with
+//! dockerd's refusals, MAC addresses derived from the address (what the container's interface
+//! really has), `--mac-address`, and the drivers and pools dockerd refuses.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::dockerd::Dockerd;
+use support::fixtures::{self, ImageSpec, PushFormat};
+use support::{DockerCli, Registry, Stack};
+
+/// The error line of a failed command.
+fn refusal(d: &DockerCli, args: &[&str]) -> String {
+    let out = d.run(args);
+    assert!(!out.success(), "{out}");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("Error"))
+        .unwrap_or_default();
+    line.trim_start_matches("docker: ").to_string()
+}
+
+fn field(d: &DockerCli, format: &str, what: &str) -> String {
+    d.ok(&["inspect", "-f", format, what])
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// What one engine shows, with this run's third octet replaced by `X`.
+fn observe(d: &DockerCli, image: &str, x: u8) -> BTreeMap<&'static str, String> {
+    let mut seen = BTreeMap::new();
+    let net = |last: &str| format!("10.241.{x}.{last}");
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &net("0/24"),
+        "--gateway",
+        &net("254"),
+        "--ip-range",
+        &net("128/25"),
+        "st",
+    ]);
+    d.ok(&["network", "create", "auto"]);
+    seen.insert(
+        "ipam",
+        field(d, "{{json .IPAM.Config}}", "st").replace(&format!(".{x}."), ".X."),
+    );
+    let ip = net("9");
+    seen.insert(
+        "ip on the default bridge",
+        refusal(d, &["run", "--rm", "--ip", &ip, image, "true"]),
+    );
+    seen.insert(
+        "ip on an automatic subnet",
+        refusal(
+            d,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "auto",
+                "--ip",
+                &ip,
+                image,
+                "true",
+            ],
+        ),
+    );
+    seen.insert(
+        "ip outside the subnet",
+        refusal(
+            d,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "st",
+                "--ip",
+                "10.242.0.9",
+                image,
+                "true",
+            ],
+        ),
+    );
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "--network",
+        "st",
+        "--ip",
+        &ip,
+        image,
+        "sleep",
+        "600",
+    ]);
+    for (what, taken) in [("ip in use", ip.clone()), ("the gateway's ip", net("254"))] {
+        seen.insert(
+            what,
+            refusal(
+                d,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "st",
+                    "--ip",
+                    &taken,
+                    image,
+                    "true",
+                ],
+            ),
+        );
+    }
+    let s1 = field(
+        d,
+        "{{with index .NetworkSettings.Networks \"st\"}}{{json .IPAMConfig}} {{.IPAddress}} {{.Gateway}} {{.MacAddress}}{{end}}",
+        "s1",
+    );
+    seen.insert("inspect with --ip", s1.replace(&format!(".{x}."), ".X."));
+    let mac = d
+        .ok(&["exec", "s1", "cat", "/sys/class/net/eth0/address"])
+        .stdout;
+    seen.insert(
+        "interface mac",
+        mac.trim().replace(&format!("{x:02x}"), "XX"),
+    );
+    // The first automatic address is the range's first; the route goes by the gateway.
+    let inside = d
+        .ok(&[
+            "run", "--rm", "--network", "st", image, "sh", "-c",
+            "busybox ip -4 -o addr show eth0 | busybox awk '{print $4}'; busybox ip route | busybox head -1",
+        ])
+        .stdout;
+    seen.insert("inside", inside.replace(&format!(".{x}."), ".X."));
+    d.ok(&["run", "-d", "--name", "c2", image, "sleep", "600"]);
+    d.ok(&["network", "connect", "--ip", &net("50"), "st", "c2"]);
+    seen.insert(
+        "connect --ip",
+        field(
+            d,
+            "{{(index .NetworkSettings.Networks \"st\").IPAddress}}",
+            "c2",
+        )
+        .replace(&format!(".{x}."), ".X."),
+    );
+    seen.insert(
+        "two subnets",
+        refusal(
+            d,
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.243.1.0/24",
+                "--subnet",
+                "10.243.2.0/24",
+                "two",
+            ],
+        ),
+    );
+    seen.insert(
+        "overlapping pool",
+        refusal(d, &["network", "create", "--subnet", &net("0/25"), "dup"]),
+    );
+    seen.insert("same name", refusal(d, &["network", "create", "st"]));
+    seen.insert(
+        "unknown driver",
+        refusal(d, &["network", "create", "-d", "foo", "f"]),
+    );
+    seen.insert(
+        "overlay",
+        refusal(d, &["network", "create", "-d", "overlay", "ov"]),
+    );
+    d.ok(&["rm", "-f", "s1", "c2"]);
+    d.ok(&["network", "rm", "st", "auto"]);
+    seen
+}
+
+#[test]
+fn addresses_gateways_ranges_and_macs_as_dockerd_gives_them() {
+    let registry = Registry::start();
+    let spec = ImageSpec::busybox_like("addresses", fixtures::host_arch(), vec![]);
+    let image = fixtures::push_image(&registry, &spec, "addr/box", "v1", PushFormat::DockerV2S2)
+        .reference();
+    let x = 100 + (std::process::id() % 100) as u8;
+    let theirs = {
+        let dockerd = Dockerd::start();
+        let d = DockerCli::new(&dockerd.host);
+        d.ok(&["pull", &image]);
+        observe(&d, &image, x)
+    };
+    let stack = Stack::start();
+    let w = DockerCli::new(&stack.host);
+    w.ok(&["pull", &image]);
+    let ours = observe(&w, &image, x);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours["interface mac"], "02:42:0a:f1:XX:09", "{ours:?}");
+    assert_eq!(
+        ours["inside"],
+        "10.241.X.128/24\ndefault via 10.241.X.254 dev eth0 \n"
+    );
+
+    // --mac-address (per network, as API 1.44 sends it; the private dockerd speaks 1.41): the
+    // interface has it, inspect shows it; on the default bridge too.
+    let out = w.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.241.{x}.0/24"),
+        "macs",
+    ]);
+    assert!(!out.stdout.trim().is_empty());
+    for (net, mac) in [
+        ("macs", "02:aa:bb:cc:dd:ee"),
+        ("bridge", "02:aa:bb:cc:dd:01"),
+    ] {
+        w.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "mc",
+            "--network",
+            net,
+            "--mac-address",
+            mac,
+            &image,
+            "sleep",
+            "600",
+        ]);
+        let inside = w
+            .ok(&["exec", "mc", "cat", "/sys/class/net/eth0/address"])
+            .stdout;
+        assert_eq!(inside.trim(), mac);
+        let shown = field(
+            &w,
+            &format!("{{{{(index .NetworkSettings.Networks \"{net}\").MacAddress}}}}"),
+            "mc",
+        );
+        assert_eq!(shown, mac);
+        w.ok(&["rm", "-f", "mc"]);
+    }
+    let bad = refusal(
+        &w,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "macs",
+            "--ip6",
+            "fd00::9",
+            &image,
+            "true",
+        ],
+    );
+    assert!(bad.contains("IPv6"), "{bad}");
+    w.ok(&["network", "rm", "macs"]);
+}
