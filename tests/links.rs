@@ -21,9 +21,16 @@ fn ip_on(d: &DockerCli, container: &str, network: &str) -> String {
     out.stdout.trim().to_string()
 }
 
+/// `HostConfig.Links`, sorted: dockerd lists them in its map's order, which varies.
 fn links_of(d: &DockerCli, container: &str) -> String {
     let out = d.ok(&["inspect", "-f", "{{json .HostConfig.Links}}", container]);
-    out.stdout.trim().to_string()
+    match serde_json::from_str::<Option<Vec<String>>>(out.stdout.trim()) {
+        Ok(Some(mut links)) => {
+            links.sort();
+            serde_json::to_string(&links).unwrap()
+        }
+        _ => out.stdout.trim().to_string(),
+    }
 }
 
 /// The error line of a failed command.
