@@ -110,7 +110,7 @@ fn version_shows_client_and_server_with_api_1_45() {
     assert_eq!(v["Os"], "linux", "{v}");
     assert_eq!(v["Arch"], fixtures::host_arch(), "{v}");
     if support::reference_host().is_none() {
-        assert_eq!(v["ApiVersion"], "1.45", "{v}");
+        assert_eq!(v["ApiVersion"], "1.50", "{v}");
         assert_eq!(v["MinAPIVersion"], "1.24", "{v}");
     }
     let client: serde_json::Value = serde_json::from_str(

@@ -469,7 +469,7 @@ fn mutual_tls_serves_a_client_certificate_signed_by_the_ca() {
     );
     assert_eq!(
         server_api_version(&out).as_deref(),
-        Some("1.45"),
+        Some("1.50"),
         "Server API version: {out}"
     );
 }
@@ -551,7 +551,7 @@ fn tls_without_verification_is_allowed_on_loopback() {
     // The client verifies the server and needs no certificate of its own.
     let out = docker_version(port, &strings(&["--tlsverify", "--tlscacert", &pki.ca()]));
     assert!(out.success(), "docker version over TLS failed: {out}");
-    assert_eq!(server_api_version(&out).as_deref(), Some("1.45"), "{out}");
+    assert_eq!(server_api_version(&out).as_deref(), Some("1.50"), "{out}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +573,7 @@ fn plain_tcp_on_loopback_is_served_without_tls() {
     ));
     let out = docker_version(port, &[]);
     assert!(out.success(), "docker version over plain TCP failed: {out}");
-    assert_eq!(server_api_version(&out).as_deref(), Some("1.45"), "{out}");
+    assert_eq!(server_api_version(&out).as_deref(), Some("1.50"), "{out}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -600,7 +600,7 @@ fn config_file_hosts_are_listened_on() {
     );
     let docker = DockerCli::new(&format!("unix://{}", socket.display()));
     let out = docker.ok(&["version"]);
-    assert_eq!(server_api_version(&out).as_deref(), Some("1.45"), "{out}");
+    assert_eq!(server_api_version(&out).as_deref(), Some("1.50"), "{out}");
 }
 
 #[test]
@@ -675,7 +675,7 @@ fn tls_settings_from_config_file_enable_mutual_tls() {
         out.success(),
         "docker version over mutual TLS failed: {out}"
     );
-    assert_eq!(server_api_version(&out).as_deref(), Some("1.45"), "{out}");
+    assert_eq!(server_api_version(&out).as_deref(), Some("1.50"), "{out}");
     assert_tls_failure(&docker_version(
         port,
         &strings(&["--tlsverify", "--tlscacert", &pki.ca()]),

@@ -42,13 +42,57 @@ pub fn repo_digests(record: &ImageRecord) -> Vec<String> {
     record.repo_digests.iter().map(|t| familiarize(t)).collect()
 }
 
+/// The keys of an image's own config (`Config` of image inspect from API 1.50), in dockerd's
+/// order.
+const IMAGE_CONFIG_KEYS: [&str; 13] = [
+    "User",
+    "ExposedPorts",
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "Volumes",
+    "WorkingDir",
+    "Labels",
+    "StopSignal",
+    "ArgsEscaped",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+];
+
+/// An image's `Config` from API 1.50: only the image config's own keys, each left out when
+/// empty.
+pub fn image_config(config: Option<&Value>) -> Value {
+    let src = config.and_then(Value::as_object);
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) => false,
+    };
+    let mut out = Map::new();
+    for key in IMAGE_CONFIG_KEYS {
+        if let Some(v) = src.and_then(|c| c.get(key)).filter(|v| !empty(v)) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
 /// The image config's `config` as dockerd shows it: every field of Go's `container.Config`,
-/// with the `omitempty` ones left out when empty.
-pub fn container_config(config: Option<&Value>) -> Value {
-    let src = config
+/// with the `omitempty` ones left out when empty. For an image's `Config` (`image_only`), the
+/// keys that are not the image config's own are their zero values, whatever the stored config
+/// has, as dockerd 28 renders them.
+pub fn container_config(config: Option<&Value>, image_only: bool) -> Value {
+    let mut src = config
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    if image_only {
+        src.retain(|k, _| IMAGE_CONFIG_KEYS.contains(&k.as_str()));
+    }
     let get = |k: &str| src.get(k).cloned().filter(|v| !v.is_null());
     let mut out = Map::new();
     let text = |k: &str| get(k).unwrap_or_else(|| json!(""));
@@ -164,12 +208,16 @@ pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
         out.insert("Container".into(), json!(s("container")));
         out.insert(
             "ContainerConfig".into(),
-            container_config(c.get("container_config")),
+            container_config(c.get("container_config"), false),
         );
     }
     out.insert("DockerVersion".into(), json!(s("docker_version")));
     out.insert("Author".into(), json!(s("author")));
-    out.insert("Config".into(), container_config(c.get("config")));
+    let config = match version.at_least(1, 50) {
+        true => image_config(c.get("config")),
+        false => container_config(c.get("config"), true),
+    };
+    out.insert("Config".into(), config);
     out.insert("Architecture".into(), json!(s("architecture")));
     if !s("variant").is_empty() {
         out.insert("Variant".into(), json!(s("variant")));
@@ -298,10 +346,22 @@ mod tests {
             json!([format!("busybox@sha256:{}", "2".repeat(64))])
         );
         assert_eq!(v["Created"], "2024-05-01T10:00:00.123Z");
+        // From 1.50: the image config's own keys, the empty ones left out.
         assert_eq!(v["Config"]["Cmd"], json!(["sh"]));
-        assert_eq!(v["Config"]["Entrypoint"], Value::Null);
-        assert_eq!(v["Config"]["User"], "");
+        assert!(v["Config"].get("Entrypoint").is_none());
+        assert!(v["Config"].get("User").is_none());
+        assert!(v["Config"].get("Hostname").is_none());
         assert!(v.get("ContainerConfig").is_none());
+        // Before: Go's container.Config, every key there, non-image ones at their zero value.
+        let mut stored = record();
+        stored.config["config"]["Hostname"] = json!("builder");
+        stored.config["config"]["Image"] = json!("sha256:0000");
+        let old = inspect(&stored, ApiVersion(1, 49));
+        assert_eq!(old["Config"]["Entrypoint"], Value::Null);
+        assert_eq!(old["Config"]["User"], "");
+        assert_eq!(old["Config"]["Hostname"], "");
+        assert_eq!(old["Config"]["Image"], "");
+        assert_eq!(old["Config"]["Cmd"], json!(["sh"]));
         assert_eq!(v["RootFS"]["Layers"], json!(["sha256:bb"]));
         assert!(inspect(&record(), ApiVersion(1, 41))
             .get("VirtualSize")

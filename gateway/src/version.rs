@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
-pub const API_VERSION: &str = "1.45";
+pub const API_VERSION: &str = "1.50";
 pub const MIN_API_VERSION: &str = "1.24";
 
 /// The API version a request asked for (the path prefix, or the newest when absent).
@@ -14,7 +14,7 @@ pub const MIN_API_VERSION: &str = "1.24";
 pub struct ApiVersion(pub u32, pub u32);
 
 impl ApiVersion {
-    pub const CURRENT: ApiVersion = ApiVersion(1, 45);
+    pub const CURRENT: ApiVersion = ApiVersion(1, 50);
     pub const MIN: ApiVersion = ApiVersion(1, 24);
 
     pub fn parse(s: &str) -> Option<ApiVersion> {

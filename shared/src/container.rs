@@ -533,6 +533,9 @@ pub struct EndpointSettings {
     /// `--mac-address` (API 1.44 and later send it here).
     #[serde(default)]
     pub mac_address: String,
+    /// API 1.48: the endpoint with the highest priority gives the default route.
+    #[serde(default)]
+    pub gw_priority: i64,
 }
 
 /// The addresses a create or connect asks for on one network.
@@ -978,6 +981,9 @@ pub struct NetworkCreateRequest {
     pub labels: BTreeMap<String, String>,
     #[serde(default, rename = "EnableIPv6")]
     pub enable_ipv6: Option<bool>,
+    /// API 1.48.
+    #[serde(default, rename = "EnableIPv4")]
+    pub enable_ipv4: Option<bool>,
 }
 
 /// A network by its full ID.

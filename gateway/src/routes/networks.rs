@@ -439,7 +439,7 @@ mod bus_tests {
         assert_eq!(
             taken(&calls, op::NETWORK_CONNECT),
             [format!(
-                r#"n1 {{"network":"f1aaaa","container":"{}","endpoint":{{"Aliases":["w"],"Links":[],"IPAMConfig":null,"MacAddress":""}},"force":false}}"#,
+                r#"n1 {{"network":"f1aaaa","container":"{}","endpoint":{{"Aliases":["w"],"Links":[],"IPAMConfig":null,"MacAddress":"","GwPriority":0}},"force":false}}"#,
                 web.1
             )]
         );
@@ -505,7 +505,7 @@ mod bus_tests {
         assert_eq!(
             taken(&calls, op::NETWORK_DISCONNECT),
             [format!(
-                r#"n2 {{"network":"b2bbbb","container":"{}","endpoint":{{"Aliases":[],"Links":[],"IPAMConfig":null,"MacAddress":""}},"force":true}}"#,
+                r#"n2 {{"network":"b2bbbb","container":"{}","endpoint":{{"Aliases":[],"Links":[],"IPAMConfig":null,"MacAddress":"","GwPriority":0}},"force":true}}"#,
                 db.1
             )]
         );

@@ -65,6 +65,9 @@ pub struct PortSummary {
 #[serde(rename_all = "PascalCase")]
 pub struct SummaryHostConfig {
     pub network_mode: String,
+    /// API 1.46 and later.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// `NetworkSettings` of a `docker ps` row: the endpoints without their `Aliases`.
@@ -109,6 +112,12 @@ pub struct EndpointView {
     pub mac_address: String,
     #[serde(rename = "DriverOpts", default)]
     pub driver_opts: Option<BTreeMap<String, String>>,
+    /// API 1.48: which endpoint gives the default route (highest first).
+    #[serde(rename = "GwPriority", default)]
+    pub gw_priority: i64,
+    /// API 1.44: the names the embedded DNS server answers for it (user networks only).
+    #[serde(rename = "DNSNames", default)]
+    pub dns_names: Option<Vec<String>>,
 }
 
 /// A key that is there, even as `null` (`Some(None)`); a missing one stays `None` by `default`.

@@ -2,6 +2,7 @@
 //! service that is down) and the protections every runtime node enforces.
 
 use axum::extract::State;
+use axum::Extension;
 use serde_json::{json, Value};
 use wharf_bus::api;
 use wharf_bus::endpoint::{self, Empty};
@@ -11,6 +12,7 @@ use super::ping::kernel_version;
 use crate::cluster;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::version::ApiVersion;
 
 fn os_pretty_name() -> String {
     std::fs::read_to_string("/etc/os-release")
@@ -45,7 +47,10 @@ fn cgroup_version() -> &'static str {
     }
 }
 
-pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+pub async fn info(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+) -> ApiResult<axum::Json<Value>> {
     // Counts come from the services; a service that is down leaves its count at zero rather than
     // failing `docker info`.
     let every_image = ImageList {
@@ -82,7 +87,7 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    Ok(axum::Json(json!({
+    let mut info = json!({
         "ID": state.engine_id,
         "Containers": counts.containers,
         "ContainersRunning": counts.running,
@@ -153,10 +158,78 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<axum::Json<Value>>
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "InitBinary": "",
-        "ContainerdCommit": {"ID": "", "Expected": ""},
-        "RuncCommit": {"ID": "", "Expected": ""},
-        "InitCommit": {"ID": "", "Expected": ""},
+        "ContainerdCommit": {"ID": ""},
+        "RuncCommit": {"ID": ""},
+        "InitCommit": {"ID": ""},
         "SecurityOptions": cluster::nodes::security_options(&nodes),
+        "CDISpecDirs": [],
         "Warnings": []
-    })))
+    });
+    for_version(&mut info, version);
+    Ok(axum::Json(info))
+}
+
+/// What `/info` shows depends on the API version, as in dockerd 28: the bridge-nf flags are
+/// gone from 1.50, the non-distributable registry settings from 1.47 (`null` before), and the
+/// firewall backend (Wharf's own nftables tables) is shown from 1.49.
+fn for_version(info: &mut Value, version: ApiVersion) {
+    let Some(map) = info.as_object_mut() else {
+        return;
+    };
+    if version.at_least(1, 50) {
+        map.remove("BridgeNfIptables");
+        map.remove("BridgeNfIp6tables");
+    }
+    if let Some(registry) = map.get_mut("RegistryConfig").and_then(Value::as_object_mut) {
+        for key in [
+            "AllowNondistributableArtifactsCIDRs",
+            "AllowNondistributableArtifactsHostnames",
+        ] {
+            match version.at_least(1, 47) {
+                true => registry.remove(key),
+                false => registry.insert(key.into(), Value::Null),
+            };
+        }
+    }
+    if version.at_least(1, 49) {
+        map.insert("FirewallBackend".into(), json!({"Driver": "nftables"}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_come_and_go_with_the_api_version_as_in_dockerd_28() {
+        let base = json!({
+            "BridgeNfIptables": false,
+            "BridgeNfIp6tables": false,
+            "RegistryConfig": {
+                "AllowNondistributableArtifactsCIDRs": [],
+                "AllowNondistributableArtifactsHostnames": [],
+                "Mirrors": []
+            }
+        });
+        let at = |major, minor| {
+            let mut v = base.clone();
+            for_version(&mut v, ApiVersion(major, minor));
+            v
+        };
+        let old = at(1, 41);
+        assert_eq!(old["BridgeNfIptables"], false);
+        assert_eq!(
+            old["RegistryConfig"]["AllowNondistributableArtifactsCIDRs"],
+            Value::Null
+        );
+        assert!(old.get("FirewallBackend").is_none());
+        let v = at(1, 49);
+        assert!(v["RegistryConfig"]
+            .get("AllowNondistributableArtifactsHostnames")
+            .is_none());
+        assert_eq!(v["FirewallBackend"]["Driver"], "nftables");
+        assert_eq!(v["BridgeNfIptables"], false);
+        let new = at(1, 50);
+        assert!(new.get("BridgeNfIptables").is_none() && new.get("BridgeNfIp6tables").is_none());
+    }
 }

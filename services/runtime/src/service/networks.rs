@@ -203,6 +203,17 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
             req.name
         )));
     }
+    // Networks here are IPv4 bridges: neither can be switched.
+    if req.enable_ipv4 == Some(false) {
+        return Err(BusError::invalid(
+            "IPv4 cannot be disabled: this engine's networks are IPv4 bridges",
+        ));
+    }
+    if req.enable_ipv6 == Some(true) {
+        return Err(BusError::invalid(
+            "IPv6 networks are not supported: this engine's networks are IPv4 bridges",
+        ));
+    }
     if req.driver == "overlay" {
         // Overlay networks need a swarm; this engine is a dockerd in none.
         return Err(BusError::unavailable(
@@ -434,6 +445,7 @@ fn network_json(
         "Created": created,
         "Scope": "local",
         "Driver": driver,
+        "EnableIPv4": true,
         "EnableIPv6": false,
         "IPAM": {"Driver": "default", "Options": null, "Config": config},
         "Internal": internal,

@@ -173,6 +173,8 @@ fn endpoint_view(id: &str, state: Option<&NetworkState>, short: bool) -> Endpoin
         global_ipv6_prefix_len: 0,
         mac_address: net.mac,
         driver_opts: None,
+        gw_priority: 0,
+        dns_names: None,
     }
 }
 
@@ -204,6 +206,22 @@ fn networks_view(rec: &ContainerRecord, short: bool) -> BTreeMap<String, Endpoin
             }
         }
     }
+    // The names the embedded DNS server answers for it on each user network it is on.
+    for view in out.values_mut() {
+        if view.network_id.is_empty() || view.endpoint_id.is_empty() {
+            continue;
+        }
+        let state = rec
+            .networks()
+            .into_iter()
+            .find(|n| n.network_id == view.network_id);
+        let mut names = vec![rec.short_name().to_string()];
+        names.extend(state.iter().flat_map(|n| n.aliases.iter().cloned()));
+        names.push(rec.id[..12.min(rec.id.len())].to_string());
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        view.dns_names = Some(names);
+    }
     // What the endpoint config asked for: links on a user network (aliases only this
     // container resolves) and `--ip`.
     if !short {
@@ -212,6 +230,7 @@ fn networks_view(rec: &ContainerRecord, short: bool) -> BTreeMap<String, Endpoin
                 continue;
             };
             view.links = Some(e.links.clone()).filter(|l| !l.is_empty());
+            view.gw_priority = e.gw_priority;
             view.ipam_config = e
                 .ipam_config
                 .as_ref()
@@ -486,6 +505,7 @@ fn summary(rec: &ContainerRecord) -> ContainerSummary {
         status: status_text(rec),
         host_config: SummaryHostConfig {
             network_mode: network_mode(rec),
+            annotations: rec.host_config.annotations.clone(),
         },
         network_settings: SummaryNetworkSettings {
             networks: networks_view(rec, true),
