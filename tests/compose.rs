@@ -1,17 +1,20 @@
-//! docker compose against Wharf, as a user runs it: Debian's `docker-compose` 1.29.2 (docker-py
-//! underneath) brings up a two-service app with a built image, a named volume, two networks, an
-//! alias, a healthcheck, `depends_on` and a published port; the services reach each other by
-//! service name, alias and container name, the published port answers, and `down -v` leaves
-//! nothing behind.
+//! docker compose against Wharf, as a user runs it, side by side with a private dockerd:
+//! Debian's `docker-compose` 1.29.2 (docker-py underneath) brings up a two-service app with a
+//! built image, a named volume, two networks, an alias, a healthcheck, `depends_on` and a
+//! published port on each engine; the services reach each other by service name, alias and
+//! container name, the published port answers, `ps`, `logs` and `exec` show the same, and
+//! `down -v` leaves nothing behind.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::dockerd::Dockerd;
 use support::fixtures::{self, ImageSpec, PushFormat};
-use support::{Output, Registry, Stack};
+use support::{DockerCli, Output, Registry, Stack};
 
 const COMPOSE: &str = "/usr/bin/docker-compose";
 
@@ -39,44 +42,26 @@ fn until_ok(dir: &Path, host: &str, project: &str, args: &[&str], timeout: Durat
 }
 
 /// `docker container inspect` of `name`.
-fn inspect(stack: &Stack, name: &str) -> serde_json::Value {
-    let out = stack.docker().ok(&["container", "inspect", name]);
+fn inspect(docker: &DockerCli, name: &str) -> serde_json::Value {
+    let out = docker.ok(&["container", "inspect", name]);
     serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
 }
 
-#[test]
-fn a_compose_app_comes_up_talks_by_name_and_goes_away() {
-    assert!(
-        Path::new(COMPOSE).exists(),
-        "{COMPOSE} is missing: deploy/test.sh installs Debian's docker-compose"
-    );
-    let stack = Stack::start();
-    let registry = Registry::start();
-    let spec = ImageSpec::busybox_like("compose", fixtures::host_arch(), vec![]);
-    let base = fixtures::push_image(
-        &registry,
-        &spec,
-        "compose/base",
-        "v1",
-        PushFormat::DockerV2S2,
-    )
-    .reference();
-    stack.docker().ok(&["pull", &base]);
-    let port = support::free_port();
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("web")).unwrap();
+/// The app: a built web server on two networks (an alias on one), a named volume, a health
+/// check and a published port, and a client that depends on it.
+fn write_app(dir: &Path, base: &str, port: u16) {
+    std::fs::create_dir_all(dir.join("web")).unwrap();
     std::fs::write(
-        dir.path().join("web/Dockerfile"),
+        dir.join("web/Dockerfile"),
         format!(
             "FROM {base}\n\
              RUN busybox mkdir -p /www && echo hello-from-web > /www/index.html\n\
-             CMD [\"busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+             CMD [\"busybox\", \"httpd\", \"-f\", \"-v\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
         ),
     )
     .unwrap();
     std::fs::write(
-        dir.path().join("docker-compose.yml"),
+        dir.join("docker-compose.yml"),
         format!(
             r#"version: "3.8"
 services:
@@ -109,14 +94,12 @@ networks:
         ),
     )
     .unwrap();
-    let (d, host, project) = (dir.path(), stack.host.as_str(), "capp");
+}
 
-    let out = compose(d, host, project, &["up", "-d"]);
-    assert!(out.success(), "docker-compose up: {out}");
-
-    // The published port.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let page = loop {
+/// The page the published port serves, once it serves one.
+fn published_page(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
         let page = std::net::TcpStream::connect(("127.0.0.1", port))
             .ok()
             .and_then(|mut s| {
@@ -127,74 +110,176 @@ networks:
                 Some(text)
             });
         match page {
-            Some(text) if text.contains("hello-from-web") => break text,
+            Some(text) if text.contains("hello-from-web") => return text,
             _ if Instant::now() > deadline => panic!("port {port} did not serve the page"),
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
-    };
-    assert!(page.starts_with("HTTP/1."), "{page}");
+    }
+}
+
+/// Brings the app up on the engine at `host`, exercises it and takes it down; what a user
+/// sees on the way, with the port replaced by `PORT`.
+fn exercise(host: &str, base: &str) -> BTreeMap<&'static str, String> {
+    let docker = DockerCli::new(host);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    write_app(dir.path(), base, port);
+    let (d, project) = (dir.path(), "capp");
+    let mut seen = BTreeMap::new();
+
+    let out = compose(d, host, project, &["up", "-d"]);
+    assert!(out.success(), "docker-compose up on {host}: {out}");
+    let page = published_page(port);
+    seen.insert("page", page.lines().last().unwrap_or_default().to_string());
 
     // From the other service, by service name, alias and container name.
-    for name in ["web", "webalias", "capp_web_1"] {
+    for (what, name) in [
+        ("by service name", "web"),
+        ("by alias", "webalias"),
+        ("by container name", "capp_web_1"),
+    ] {
         let url = format!("http://{name}:8080/");
         let args = [
             "exec", "-T", "client", "busybox", "wget", "-q", "-O", "-", &url,
         ];
         let out = until_ok(d, host, project, &args, Duration::from_secs(15));
-        assert!(out.success(), "{name}: {out}");
-        assert_eq!(out.stdout.trim(), "hello-from-web", "{name}");
+        seen.insert(what, format!("{} {}", out.success(), out.stdout.trim()));
     }
 
-    // Both networks joined, with compose's aliases; healthy; ps and logs as compose shows them.
-    let web = inspect(&stack, "capp_web_1");
+    // Both networks joined, with compose's aliases.
+    let web = inspect(&docker, "capp_web_1");
     let networks = web["NetworkSettings"]["Networks"].as_object().unwrap();
     let mut names: Vec<&String> = networks.keys().collect();
     names.sort();
-    assert_eq!(names, ["capp_back", "capp_front"], "{networks:?}");
-    let aliases = networks["capp_back"]["Aliases"].to_string();
-    assert!(
-        aliases.contains("\"webalias\"") && aliases.contains("\"web\""),
-        "{aliases}"
-    );
-    assert!(!networks["capp_front"]["IPAddress"]
-        .as_str()
-        .unwrap()
-        .is_empty());
-    assert_eq!(web["HostConfig"]["NetworkMode"], "capp_back");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    seen.insert("networks", format!("{names:?}"));
+    let aliases: Vec<String> = networks["capp_back"]["Aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .filter(|a| ["web", "webalias"].contains(a))
+        .map(String::from)
+        .collect();
+    seen.insert("aliases on back", format!("{aliases:?}"));
+    seen.insert("network mode", web["HostConfig"]["NetworkMode"].to_string());
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = inspect(&stack, "capp_web_1")["State"]["Health"]["Status"].clone();
+        let status = inspect(&docker, "capp_web_1")["State"]["Health"]["Status"].clone();
         if status == "healthy" {
             break;
         }
-        assert!(Instant::now() < deadline, "health: {status}");
+        assert!(Instant::now() < deadline, "health on {host}: {status}");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // ps, exec and logs as compose shows them.
     let ps = compose(d, host, project, &["ps"]);
     assert!(ps.success(), "{ps}");
-    assert!(ps.stdout.contains("Up (healthy)"), "{ps}");
-    assert!(
-        ps.stdout.contains(&format!("127.0.0.1:{port}->8080/tcp")),
-        "{ps}"
+    let rows: Vec<String> = ps
+        .stdout
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let cols: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            cols.join(" | ").replace(&port.to_string(), "PORT")
+        })
+        .collect();
+    seen.insert("ps", rows.join("\n"));
+    let out = compose(
+        d,
+        host,
+        project,
+        &["exec", "-T", "web", "busybox", "cat", "/www/index.html"],
     );
+    seen.insert(
+        "exec",
+        format!("{} {}", out.code.unwrap_or(-1), out.stdout.trim()),
+    );
+    let out = compose(
+        d,
+        host,
+        project,
+        &["exec", "-T", "web", "sh", "-c", "exit 3"],
+    );
+    seen.insert("exec exit code", format!("{:?}", out.code));
     let logs = compose(d, host, project, &["logs", "--no-color", "web"]);
     assert!(logs.success(), "{logs}");
+    seen.insert(
+        "logs name the container",
+        logs.stdout
+            .lines()
+            .all(|l| {
+                l.is_empty()
+                    || l.starts_with("Attaching")
+                    || l.starts_with("web_1")
+                    || l.starts_with("capp_web_1")
+            })
+            .to_string(),
+    );
 
     // down -v: containers, networks and the named volume are gone.
     let out = compose(d, host, project, &["down", "-v"]);
-    assert!(out.success(), "docker-compose down: {out}");
-    let all = stack.docker().ok(&["ps", "-aq"]).stdout;
-    assert!(all.trim().is_empty(), "{all}");
-    let nets = stack
-        .docker()
-        .ok(&["network", "ls", "--format", "{{.Name}}"])
-        .stdout;
-    assert!(!nets.contains("capp_"), "{nets}");
-    let vols = stack
-        .docker()
-        .ok(&["volume", "ls", "--format", "{{.Name}}"])
-        .stdout;
-    assert!(!vols.contains("capp_data"), "{vols}");
+    assert!(out.success(), "docker-compose down on {host}: {out}");
+    let left = |args: &[&str]| {
+        let out = docker.ok(args).stdout;
+        out.lines()
+            .filter(|l| l.contains("capp"))
+            .count()
+            .to_string()
+    };
+    seen.insert(
+        "containers left",
+        docker.ok(&["ps", "-aq"]).stdout.trim().to_string(),
+    );
+    seen.insert(
+        "networks left",
+        left(&["network", "ls", "--format", "{{.Name}}"]),
+    );
+    seen.insert(
+        "volumes left",
+        left(&["volume", "ls", "--format", "{{.Name}}"]),
+    );
+    seen
+}
+
+#[test]
+fn a_compose_app_behaves_as_on_dockerd() {
+    assert!(
+        Path::new(COMPOSE).exists(),
+        "{COMPOSE} is missing: deploy/test.sh installs Debian's docker-compose"
+    );
+    let registry = Registry::start();
+    let spec = ImageSpec::busybox_like("compose", fixtures::host_arch(), vec![]);
+    let base = fixtures::push_image(
+        &registry,
+        &spec,
+        "compose/base",
+        "v1",
+        PushFormat::DockerV2S2,
+    )
+    .reference();
+    let theirs = {
+        let dockerd = Dockerd::start();
+        DockerCli::new(&dockerd.host).ok(&["pull", &base]);
+        exercise(&dockerd.host, &base)
+    };
+    let stack = Stack::start();
+    stack.docker().ok(&["pull", &base]);
+    let ours = exercise(&stack.host, &base);
+    assert_eq!(ours, theirs);
+    // What the comparison stands on.
+    assert_eq!(ours["page"], "hello-from-web");
+    for how in ["by service name", "by alias", "by container name"] {
+        assert_eq!(ours[how], "true hello-from-web", "{how}");
+    }
+    assert_eq!(ours["networks"], r#"["capp_back", "capp_front"]"#);
+    assert!(ours["ps"].contains("Up (healthy)"), "{ours:?}");
+    assert_eq!(ours["exec exit code"], "Some(3)");
+    assert_eq!(ours["containers left"], "");
 }
 
 /// docker-py (Debian's python3-docker, under docker-compose) starts an exec with

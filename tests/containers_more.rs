@@ -243,6 +243,41 @@ fn run_it_gives_an_interactive_shell() {
     d.ok(&["rm", "-f", "shell"]);
 }
 
+/// The detach keys of the CLI's config file (`detachKeys`), which the CLI sends with attach
+/// and exec: they detach, and dockerd's default ctrl-p ctrl-q then goes to the container.
+#[test]
+fn detach_keys_from_the_cli_config_file_detach() {
+    let stack = Stack::start();
+    let d = stack.docker();
+    let registry = Registry::start();
+    let image = pushed(&registry, "keys");
+    d.ok(&["pull", &image]);
+    std::fs::write(
+        d.config.path().join("config.json"),
+        r#"{"detachKeys": "ctrl-x,x"}"#,
+    )
+    .unwrap();
+    let id = d
+        .ok(&["run", "-dit", "--name", "keys", &image, "sh"])
+        .stdout
+        .trim()
+        .to_string();
+    // ctrl-p ctrl-q are plain input now; ctrl-x x detaches.
+    let out = in_a_terminal(&d, "attach keys", "\x10\x11echo still-$((2+2))\n\0\x18x");
+    assert!(out.stdout.contains("still-4"), "{out}");
+    assert!(out.stdout.contains("read escape sequence"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", &id]).stdout).unwrap();
+    assert_eq!(
+        v[0]["State"]["Status"], "running",
+        "detaching keeps it running"
+    );
+    // exec -it takes them too.
+    let out = in_a_terminal(&d, "exec -it keys sh", "echo in-exec\n\0\x18x");
+    assert!(out.stdout.contains("in-exec"), "{out}");
+    assert!(out.code.is_some(), "the CLI did not detach: {out}");
+    d.ok(&["rm", "-f", "keys"]);
+}
+
 #[test]
 fn events_report_the_container_lifecycle() {
     let stack = Stack::start();

@@ -361,3 +361,55 @@ fn a_second_engine_on_the_host_gets_its_own_nats_port() {
     );
     assert!(!dir.path().join("docker.sock").exists());
 }
+
+/// An install of `wharf` alone (what `cargo install` gives: no `wharf-shim` beside it or on
+/// `PATH`) runs containers: the runtime starts `wharf` itself as each container's shim.
+#[test]
+fn wharf_alone_serves_as_the_shim_when_wharf_shim_is_not_installed() {
+    if support::skip_on_reference("starts a Wharf stack") {
+        return;
+    }
+    let bin = tempfile::tempdir().unwrap();
+    let wharf = bin.path().join("wharf");
+    std::fs::copy(env!("CARGO_BIN_EXE_wharf"), &wharf).unwrap();
+    // The machine's PATH without any directory holding a wharf-shim.
+    let path: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain([
+                "/usr/sbin".into(),
+                "/usr/bin".into(),
+                "/sbin".into(),
+                "/bin".into(),
+            ])
+            .filter(|dir| !dir.join("wharf-shim").exists())
+            .collect();
+    let path = std::env::join_paths(path).unwrap().into_string().unwrap();
+    let stack = Stack::start_with(support::StackOptions {
+        binary: Some(wharf.clone()),
+        env: vec![("PATH".into(), path)],
+        ..Default::default()
+    });
+    let registry = Registry::start();
+    let image = small_image(&registry, "alone").reference();
+    let docker = stack.docker();
+    docker.ok(&["pull", &image]);
+    let out = docker.ok(&["run", "--rm", &image, "echo", "served"]);
+    assert_eq!(out.stdout, "served\n");
+    let id = docker.ok(&["run", "-d", &image, "sleep", "60"]).stdout;
+    let pid = docker
+        .ok(&["inspect", "-f", "{{.State.Pid}}", id.trim()])
+        .stdout;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let shim = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let exe = std::fs::read_link(format!("/proc/{shim}/exe")).unwrap();
+    assert_eq!(exe, wharf, "the container's shim is the installed wharf");
+    let cmdline = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap();
+    assert_eq!(argv0, b"wharf-shim", "started under the shim's name");
+    docker.ok(&["rm", "-f", id.trim()]);
+}

@@ -81,18 +81,14 @@ pub fn image_config(config: Option<&Value>) -> Value {
     Value::Object(out)
 }
 
-/// The image config's `config` as dockerd shows it: every field of Go's `container.Config`,
-/// with the `omitempty` ones left out when empty. For an image's `Config` (`image_only`), the
-/// keys that are not the image config's own are their zero values, whatever the stored config
-/// has, as dockerd 28 renders them.
-pub fn container_config(config: Option<&Value>, image_only: bool) -> Value {
-    let mut src = config
+/// The image config's `config` as dockerd shows it before API 1.50: every field of Go's
+/// `container.Config`, with the `omitempty` ones left out when empty, the stored values as
+/// they are (dockerd 20.10 shows an image's `Image` and `Hostname` as stored).
+pub fn container_config(config: Option<&Value>) -> Value {
+    let src = config
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    if image_only {
-        src.retain(|k, _| IMAGE_CONFIG_KEYS.contains(&k.as_str()));
-    }
     let get = |k: &str| src.get(k).cloned().filter(|v| !v.is_null());
     let mut out = Map::new();
     let text = |k: &str| get(k).unwrap_or_else(|| json!(""));
@@ -208,14 +204,14 @@ pub fn inspect(record: &ImageRecord, version: ApiVersion) -> Value {
         out.insert("Container".into(), json!(s("container")));
         out.insert(
             "ContainerConfig".into(),
-            container_config(c.get("container_config"), false),
+            container_config(c.get("container_config")),
         );
     }
     out.insert("DockerVersion".into(), json!(s("docker_version")));
     out.insert("Author".into(), json!(s("author")));
     let config = match version.at_least(1, 50) {
         true => image_config(c.get("config")),
-        false => container_config(c.get("config"), true),
+        false => container_config(c.get("config")),
     };
     out.insert("Config".into(), config);
     out.insert("Architecture".into(), json!(s("architecture")));
@@ -352,15 +348,14 @@ mod tests {
         assert!(v["Config"].get("User").is_none());
         assert!(v["Config"].get("Hostname").is_none());
         assert!(v.get("ContainerConfig").is_none());
-        // Before: Go's container.Config, every key there, non-image ones at their zero value.
+        // Before: Go's container.Config, every key there, as stored.
         let mut stored = record();
-        stored.config["config"]["Hostname"] = json!("builder");
         stored.config["config"]["Image"] = json!("sha256:0000");
         let old = inspect(&stored, ApiVersion(1, 49));
         assert_eq!(old["Config"]["Entrypoint"], Value::Null);
         assert_eq!(old["Config"]["User"], "");
         assert_eq!(old["Config"]["Hostname"], "");
-        assert_eq!(old["Config"]["Image"], "");
+        assert_eq!(old["Config"]["Image"], "sha256:0000");
         assert_eq!(old["Config"]["Cmd"], json!(["sh"]));
         assert_eq!(v["RootFS"]["Layers"], json!(["sha256:bb"]));
         assert!(inspect(&record(), ApiVersion(1, 41))

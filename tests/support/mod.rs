@@ -688,6 +688,8 @@ pub struct StackOptions {
     /// Leave `--nats-listen` out: `wharf up` picks the private server's port itself (the
     /// default one, or a free one when that is taken).
     pub default_nats_listen: bool,
+    /// The `wharf` program to run (default: the one cargo built, with `wharf-shim` beside it).
+    pub binary: Option<PathBuf>,
 }
 
 /// `wharf up` with its own data root, API socket and private nats-server.
@@ -846,7 +848,11 @@ impl Stack {
         let net = StackNet::claim();
         for attempt in 0..3 {
             let nats_port = free_port();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+            let bin = options
+                .binary
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wharf")));
+            let mut cmd = Command::new(bin);
             cmd.arg("up")
                 .arg("--data-root")
                 .arg(&data_root)

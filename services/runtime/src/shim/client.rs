@@ -27,24 +27,31 @@ pub struct ShimClient {
     bundle: PathBuf,
 }
 
+/// The shim's program name. Shims are started under it whatever their binary, so that
+/// `wharf` itself can serve as the shim (its `main` looks at the name).
+pub const SHIM_NAME: &str = "wharf-shim";
+
 /// `wharf-shim` next to the running executable if it is there, else the first on `PATH`, else
-/// the path next to the executable (whose absence the spawn then reports).
+/// the running executable itself: `wharf` serves as the shim when started under its name, so
+/// an install of `wharf` alone (`cargo install`) runs containers. The small `wharf-shim` is
+/// preferred where installed: a container's shim then maps less.
 pub fn default_shim_binary() -> PathBuf {
-    const NAME: &str = "wharf-shim";
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(NAME)))
-        .unwrap_or_else(|| PathBuf::from(NAME));
-    if sibling.is_file() {
-        return sibling;
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
+    let exe = std::env::current_exe().ok();
+    let sibling = exe
+        .as_ref()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(SHIM_NAME)))
+        .filter(|p| p.is_file());
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|path| {
             std::env::split_paths(&path)
-                .map(|dir| dir.join(NAME))
+                .map(|dir| dir.join(SHIM_NAME))
                 .find(|candidate| candidate.is_file())
         })
-        .unwrap_or(sibling)
+    };
+    sibling
+        .or_else(on_path)
+        .or(exe)
+        .unwrap_or_else(|| PathBuf::from(SHIM_NAME))
 }
 
 /// A shim process started but not launched yet: it waits for its [`ShimLaunch`] on stdin, so
@@ -63,6 +70,7 @@ impl StartingShim {
     pub fn start(shim_binary: &Path, bundle: &Path) -> Result<StartingShim> {
         let mut command = Command::new(shim_binary);
         command
+            .arg0(SHIM_NAME)
             .arg(bundle)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -20,7 +20,7 @@ mod protocol;
 mod server;
 mod state;
 
-pub use client::{default_shim_binary, ShimClient, StartingShim};
+pub use client::{default_shim_binary, ShimClient, StartingShim, SHIM_NAME};
 pub use error::{Result, ShimError};
 pub use exit::exit_code;
 pub use protocol::{ExecInto, ShimLaunch, ShimReply, ShimRequest, SOCKET_FILE, STATE_FILE};
