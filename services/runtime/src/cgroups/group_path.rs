@@ -15,19 +15,16 @@ pub struct GroupPath(String);
 
 impl GroupPath {
     /// Checks `path` (e.g. `wharf/3f2a…`): relative, plain names only (no `.`/`..`, no empty
-    /// components, nothing that could be mistaken for an interface file), under `wharf/`.
+    /// components, nothing that could be mistaken for an interface file), under `wharf/`, or
+    /// ending in a container's ID (64 lowercase hex digits) below the parent a create named
+    /// (`--cgroup-parent`): never a group Wharf did not make for a container.
     pub fn new(path: &str) -> Result<Self> {
         let invalid = |reason: &str| CgroupError::InvalidPath {
             path: path.to_string(),
             reason: reason.to_string(),
         };
-        let mut components = path.split('/');
-        if components.next() != Some(PARENT) {
-            return Err(invalid("must start with \"wharf/\""));
-        }
-        let mut depth = 0;
-        for name in components {
-            depth += 1;
+        let components: Vec<&str> = path.split('/').collect();
+        for name in &components {
             if name.is_empty() || name.len() > 255 {
                 return Err(invalid("empty or over-long component"));
             }
@@ -43,7 +40,20 @@ impl GroupPath {
                 return Err(invalid("components may hold only [A-Za-z0-9._-]"));
             }
         }
-        if depth == 0 {
+        let container = |name: &str| {
+            name.len() == 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let under_wharf = components[0] == PARENT;
+        let under_parent = components.len() >= 2 && container(components[components.len() - 1]);
+        if !under_wharf && !under_parent {
+            return Err(invalid(
+                "must start with \"wharf/\" or end in a container's ID (--cgroup-parent)",
+            ));
+        }
+        if components.len() < 2 {
             return Err(invalid("needs a group below \"wharf\""));
         }
         Ok(GroupPath(path.to_string()))
@@ -84,6 +94,24 @@ impl fmt::Display for GroupPath {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_cgroup_parent_holds_only_container_groups() {
+        let id = "a".repeat(64);
+        assert!(GroupPath::new(&format!("mygroup/{id}")).is_ok());
+        assert!(GroupPath::new(&format!("a/b/{id}")).is_ok());
+        for bad in [
+            "mygroup/notanid".to_string(),
+            id.clone(),
+            format!("../{id}"),
+            format!("mygroup/../{id}"),
+            format!("mygroup/{}", "A".repeat(64)),
+            "system.slice/x".to_string(),
+        ] {
+            assert!(GroupPath::new(&bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -32,6 +32,7 @@ pub use error::{CgroupError, Result};
 pub use group_path::{GroupPath, PARENT};
 pub use layout::{Layout, V1_CONTROLLERS};
 pub use resources::{
-    cpuset_within, host_cpus, shares_to_weight, MemorySwap, Resources, CPU_PERIOD_US,
+    cpuset_within, host_cpus, shares_to_weight, BlockLimit, BlockLimitKind, MemorySwap, Resources,
+    CPU_PERIOD_US,
 };
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};

@@ -56,6 +56,64 @@ pub struct Resources {
     pub memory_swappiness: Option<u64>,
     /// `--oom-kill-disable` (v1 only, as in dockerd).
     pub oom_kill_disable: bool,
+    /// `--blkio-weight` (10 to 1000).
+    pub blkio_weight: Option<u64>,
+    /// `--blkio-weight-device` and the throttles (`--device-read-bps`, ...), per device.
+    pub block_devices: Vec<BlockLimit>,
+    /// `--cpu-rt-period` and `--cpu-rt-runtime`, in microseconds (v1 only).
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
+}
+
+/// A limit on one block device (`major:minor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLimit {
+    pub major: u64,
+    pub minor: u64,
+    pub kind: BlockLimitKind,
+    pub value: u64,
+}
+
+/// Which limit a [`BlockLimit`] sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockLimitKind {
+    Weight,
+    ReadBps,
+    WriteBps,
+    ReadIops,
+    WriteIops,
+}
+
+impl BlockLimit {
+    /// The v1 blkio file and its line.
+    pub fn v1(&self) -> (&'static str, String) {
+        let file = match self.kind {
+            BlockLimitKind::Weight => "blkio.weight_device",
+            BlockLimitKind::ReadBps => "blkio.throttle.read_bps_device",
+            BlockLimitKind::WriteBps => "blkio.throttle.write_bps_device",
+            BlockLimitKind::ReadIops => "blkio.throttle.read_iops_device",
+            BlockLimitKind::WriteIops => "blkio.throttle.write_iops_device",
+        };
+        (
+            file,
+            format!("{}:{} {}", self.major, self.minor, self.value),
+        )
+    }
+
+    /// The v2 io file and its line.
+    pub fn v2(&self) -> (&'static str, String) {
+        let (file, key) = match self.kind {
+            BlockLimitKind::Weight => ("io.weight", ""),
+            BlockLimitKind::ReadBps => ("io.max", "rbps="),
+            BlockLimitKind::WriteBps => ("io.max", "wbps="),
+            BlockLimitKind::ReadIops => ("io.max", "riops="),
+            BlockLimitKind::WriteIops => ("io.max", "wiops="),
+        };
+        (
+            file,
+            format!("{}:{} {key}{}", self.major, self.minor, self.value),
+        )
+    }
 }
 
 /// Whether `list` is a cpuset list (`0-1,3`) whose numbers are all below `count`: the CPUs or

@@ -227,6 +227,30 @@ impl Cgroup for V1Group {
         if resources.oom_kill_disable {
             files::write(&self.dir("memory")?.join("memory.oom_control"), "1")?;
         }
+        if let Some(weight) = resources.blkio_weight {
+            files::write(
+                &self.dir("blkio")?.join("blkio.weight"),
+                &weight.to_string(),
+            )?;
+        }
+        for limit in &resources.block_devices {
+            let (file, line) = limit.v1();
+            files::write(&self.dir("blkio")?.join(file), &line)?;
+        }
+        // The period first: the runtime must fit in it (the kernel refuses it otherwise, and
+        // refuses any runtime its parent group has no budget for: the start fails then).
+        if let Some(period) = resources.cpu_rt_period {
+            files::write(
+                &self.dir("cpu")?.join("cpu.rt_period_us"),
+                &period.to_string(),
+            )?;
+        }
+        if let Some(runtime) = resources.cpu_rt_runtime {
+            files::write(
+                &self.dir("cpu")?.join("cpu.rt_runtime_us"),
+                &runtime.to_string(),
+            )?;
+        }
         Ok(())
     }
 

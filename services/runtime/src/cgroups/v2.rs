@@ -164,6 +164,19 @@ impl Cgroup for V2Group {
         if let Some(bytes) = resources.memory_reservation {
             files::write(&self.file("memory", "memory.low")?, &bytes.to_string())?;
         }
+        if let Some(weight) = resources.blkio_weight {
+            files::write(&self.file("io", "io.weight")?, &format!("default {weight}"))?;
+        }
+        for limit in &resources.block_devices {
+            let (file, line) = limit.v2();
+            files::write(&self.file("io", file)?, &line)?;
+        }
+        if resources.cpu_rt_period.is_some() || resources.cpu_rt_runtime.is_some() {
+            return Err(CgroupError::InvalidResources(
+                "CPU real-time scheduling needs cgroup v1 (cgroup v2 has no cpu.rt_runtime_us)"
+                    .into(),
+            ));
+        }
         // Swappiness and the OOM killer switch have no v2 files: the node discards them at
         // create with a warning, as dockerd does on such hosts.
         Ok(())

@@ -536,6 +536,10 @@ fn setup(
     if let Some(socket) = fds.terminal {
         terminal::open_and_send(socket, options.console_size)?;
     }
+    // In the container's own /proc, before /proc/sys is made read-only.
+    for (key, value) in linux.sysctl().iter().flatten() {
+        write_sysctl(key, value)?;
+    }
     rootfs::mask(linux.masked_paths().as_deref().unwrap_or_default())?;
     rootfs::read_only(linux.readonly_paths().as_deref().unwrap_or_default())?;
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
@@ -548,6 +552,29 @@ fn setup(
         unistd::sethostname(hostname).map_err(|e| StepError::os("sethostname", e))?;
     }
     become_process(spec, fds)
+}
+
+/// Writes `value` to the sysctl `key` (`net.ipv4.ip_forward` is /proc/sys/net/ipv4/ip_forward)
+/// of the namespaces this process is in. The key is checked again here: only dotted words,
+/// so the path stays under /proc/sys.
+fn write_sysctl(key: &str, value: &str) -> StepResult<()> {
+    let plain = key.split('.').all(|part| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    });
+    if !plain {
+        return Err(StepError(format!(
+            "sysctl {key:?} is not a valid sysctl name"
+        )));
+    }
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+        .map_err(|e| StepError(format!("write sysctl key {key}: open {path}: {e}")))
 }
 
 /// The child's first steps, in the launcher's namespaces still: a clean signal state, a

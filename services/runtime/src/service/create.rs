@@ -41,6 +41,43 @@ fn new_id() -> String {
 /// more CPUs than the host has.
 fn check_host_config(host: &HostConfig) -> Result<(), BusError> {
     runtime_spec::check_ulimits(host)?;
+    // What this engine cannot do is refused as dockerd refuses it on a host without it: disk
+    // quotas need overlay on xfs with pquota, device requests a driver (none is installed).
+    if !host.storage_opt.is_empty() {
+        return Err(BusError::invalid(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+        ));
+    }
+    if let Some(request) = host.device_requests.iter().flatten().next() {
+        let caps: Vec<String> = request
+            .capabilities
+            .iter()
+            .flatten()
+            .map(|c| format!("[{}]", c.join(" ")))
+            .collect();
+        return Err(BusError::invalid(format!(
+            "could not select device driver {:?} with capabilities: [{}]",
+            request.driver,
+            caps.join(" ")
+        )));
+    }
+    let parent = host.cgroup_parent.trim_matches('/');
+    if !parent.is_empty()
+        && parent
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(BusError::invalid(format!(
+            "invalid cgroup parent {:?}: a path of names, without . or ..",
+            host.cgroup_parent
+        )));
+    }
+    if host.blkio_weight != 0 && !(10..=1000).contains(&host.blkio_weight) {
+        return Err(BusError::invalid(
+            "Range of blkio weight is from 10 to 1000",
+        ));
+    }
+
     super::security::parse(host.security_opt.as_deref().unwrap_or_default())?;
     match host.restart_policy.name.as_str() {
         "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
@@ -140,6 +177,36 @@ fn discard_unsupported(node: &Node, host: &mut HostConfig) -> Vec<String> {
         Some(crate::cgroups::Layout::V1 { controllers, .. }) if controllers.contains_key("memory")
     );
     let mut warnings = Vec::new();
+    // Block IO weights need the blkio controller's weight files (BFQ on v1) or io on v2.
+    let blkio_has = |file: &str| match &node.cgroups {
+        Some(crate::cgroups::Layout::V1 { controllers, .. }) => controllers
+            .get("blkio")
+            .is_some_and(|root| root.join(file).exists()),
+        Some(crate::cgroups::Layout::V2 { root }) => {
+            std::fs::read_to_string(root.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "io"))
+        }
+        None => false,
+    };
+    if host.blkio_weight > 0 && !blkio_has("blkio.weight") {
+        host.blkio_weight = 0;
+        warnings.push(
+            "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                .to_string(),
+        );
+    }
+    if host
+        .blkio_weight_device
+        .as_ref()
+        .is_some_and(|d| !d.is_empty())
+        && !blkio_has("blkio.weight_device")
+    {
+        host.blkio_weight_device = None;
+        warnings.push(
+            "Your kernel does not support Block I/O weight_device or the cgroup is not mounted. Weight-device discarded."
+                .to_string(),
+        );
+    }
     if !v1_memory {
         if host.memory_swappiness.take().is_some() {
             warnings.push(
@@ -167,6 +234,8 @@ pub async fn create(node: &Arc<Node>, req: CreateRequest) -> Result<CreateRespon
     }
     check_host_config(&body.host_config)?;
     let warnings = discard_unsupported(node, &mut body.host_config);
+    // The devices of what is left must be there.
+    super::limits::block_devices(&body.host_config)?;
     if body.host_config.privileged && host::remap(node, &body.host_config).is_some() {
         return Err(BusError::invalid(runtime_spec::PRIVILEGED_USERNS));
     }

@@ -135,7 +135,7 @@ async fn launch_settings(
         let seccomp = start::compiled_seccomp(&node, &spec)?;
         std::fs::create_dir_all(&exec_dir).map_err(|e| internal("cannot create the exec", e))?;
         let cgroup_dirs = match &layout {
-            Some(l) => cgroups::open(l, &format!("wharf/{}", rec.id))
+            Some(l) => cgroups::open(l, &rec.cgroup_path())
                 .map(|g| g.dirs())
                 .unwrap_or_default(),
             None => Vec::new(),

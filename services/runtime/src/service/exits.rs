@@ -41,10 +41,10 @@ pub(super) async fn final_state_without_shim(node: &Arc<Node>, c: &Arc<Container
         }
     }
     let node2 = node.clone();
-    let id = c.id.clone();
+    let cgroup = c.with(|r| r.cgroup_path());
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(layout) = &node2.cgroups {
-            if let Ok(group) = node2.host.cgroup_open(layout, &format!("wharf/{id}")) {
+            if let Ok(group) = node2.host.cgroup_open(layout, &cgroup) {
                 let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
             }
         }
@@ -70,15 +70,16 @@ pub(super) async fn on_exit(node: Arc<Node>, c: Arc<Container>, state: ShimState
     let id = c.id.clone();
     let paths = c.paths.clone();
     let states = c.with(|r| r.networks());
+    let cgroup = c.with(|r| r.cgroup_path());
     let oom = tokio::task::spawn_blocking(move || {
         let oom = node2.cgroups.as_ref().and_then(|layout| {
             node2
                 .host
-                .cgroup_open(layout, &format!("wharf/{id}"))
+                .cgroup_open(layout, &cgroup)
                 .ok()
                 .and_then(|g| g.oom_killed().ok())
         });
-        start::teardown(&node2, &id, &paths, &states);
+        start::teardown(&node2, &id, &paths, &states, &cgroup);
         oom.unwrap_or(false)
     })
     .await

@@ -2,6 +2,7 @@
 //! PIDs), applied at start and by `docker update`, and the size its JSON log may grow to.
 
 use wharf_bus::container::HostConfig;
+use wharf_bus::BusError;
 
 use crate::cgroups::{self, Resources};
 
@@ -58,7 +59,65 @@ pub(super) fn resources(h: &HostConfig) -> Resources {
     }
     r.memory_swappiness = h.memory_swappiness.filter(|s| *s >= 0).map(|s| s as u64);
     r.oom_kill_disable = h.oom_kill_disable == Some(true);
+    if h.blkio_weight > 0 {
+        r.blkio_weight = Some(h.blkio_weight as u64);
+    }
+    if h.cpu_realtime_period > 0 {
+        r.cpu_rt_period = Some(h.cpu_realtime_period as u64);
+    }
+    if h.cpu_realtime_runtime != 0 {
+        r.cpu_rt_runtime = Some(h.cpu_realtime_runtime);
+    }
     r
+}
+
+/// The per-device block IO limits of `h` (`--blkio-weight-device`, `--device-read-bps`,
+/// `--device-write-bps`, `--device-read-iops`, `--device-write-iops`), each device found by
+/// its path on the host, as dockerd finds it (a missing one fails in its words).
+pub(super) fn block_devices(h: &HostConfig) -> Result<Vec<cgroups::BlockLimit>, BusError> {
+    use cgroups::BlockLimitKind as Kind;
+    let device = |path: &str| -> Result<(u64, u64), BusError> {
+        let st = nix::sys::stat::stat(path).map_err(|e| {
+            let text = std::io::Error::from(e).to_string();
+            let text = text
+                .split(" (os error")
+                .next()
+                .unwrap_or(&text)
+                .to_lowercase();
+            BusError::invalid(format!("stat {path}: {text}"))
+        })?;
+        Ok((
+            nix::sys::stat::major(st.st_rdev),
+            nix::sys::stat::minor(st.st_rdev),
+        ))
+    };
+    let mut out = Vec::new();
+    for w in h.blkio_weight_device.iter().flatten() {
+        let (major, minor) = device(&w.path)?;
+        out.push(cgroups::BlockLimit {
+            major,
+            minor,
+            kind: Kind::Weight,
+            value: w.weight as u64,
+        });
+    }
+    for (list, kind) in [
+        (&h.blkio_device_read_bps, Kind::ReadBps),
+        (&h.blkio_device_write_bps, Kind::WriteBps),
+        (&h.blkio_device_read_iops, Kind::ReadIops),
+        (&h.blkio_device_write_iops, Kind::WriteIops),
+    ] {
+        for t in list.iter().flatten() {
+            let (major, minor) = device(&t.path)?;
+            out.push(cgroups::BlockLimit {
+                major,
+                minor,
+                kind,
+                value: t.rate,
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -207,6 +207,15 @@ impl ContainerRecord {
             .collect()
     }
 
+    /// The container's cgroup, relative to each hierarchy's root: `wharf/<id>`, or
+    /// `<parent>/<id>` with `--cgroup-parent` (checked at create: no `.` or `..` in it).
+    pub fn cgroup_path(&self) -> String {
+        match self.host_config.cgroup_parent.trim_matches('/') {
+            "" => format!("wharf/{}", self.id),
+            parent => format!("{parent}/{}", self.id),
+        }
+    }
+
     /// The name without its slash.
     pub fn short_name(&self) -> &str {
         self.name.trim_start_matches('/')

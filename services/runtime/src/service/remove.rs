@@ -62,8 +62,9 @@ pub async fn remove(
     let id = c.id.clone();
     let mounts = rec.mounts.clone();
     let states = rec.networks();
+    let cgroup = rec.cgroup_path();
     blocking(move || {
-        start::teardown(&node2, &id, &paths, &states);
+        start::teardown(&node2, &id, &paths, &states, &cgroup);
         for m in mounts.iter().filter(|m| m.kind == "volume") {
             if let Err(e) = node2.volumes.release(&m.name, &id) {
                 tracing::warn!(volume = %m.name, container = %id, "cannot release the volume: {e}");

@@ -56,8 +56,9 @@ pub async fn restore(node: &Arc<Node>) {
             let node2 = node.clone();
             let id = rec.id.clone();
             let states = rec.networks();
+            let cgroup = rec.cgroup_path();
             let _ = tokio::task::spawn_blocking(move || {
-                start::teardown(&node2, &id, &paths, &states);
+                start::teardown(&node2, &id, &paths, &states, &cgroup);
                 remove::discard(&*node2.host, &paths);
             })
             .await;

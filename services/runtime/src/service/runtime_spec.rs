@@ -411,6 +411,22 @@ pub fn spec(
         linux.set_uid_mappings(Some(vec![id_map(map.uid)]));
         linux.set_gid_mappings(Some(vec![id_map(map.gid)]));
     }
+    if !host.sysctls.is_empty() {
+        let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+        let own = (
+            has(LinuxNamespaceType::Network),
+            has(LinuxNamespaceType::Ipc),
+            has(LinuxNamespaceType::Uts),
+        );
+        for key in host.sysctls.keys() {
+            check_sysctl(key, own).map_err(|why| {
+                BusError::invalid(format!(
+                    "failed to create task for container: {why}: unknown"
+                ))
+            })?;
+        }
+        linux.set_sysctl(Some(host.sysctls.clone().into_iter().collect()));
+    }
     linux.set_namespaces(Some(namespaces));
     if host.privileged {
         linux.set_masked_paths(Some(Vec::new()));
@@ -434,9 +450,96 @@ pub fn spec(
     Ok(spec)
 }
 
+/// Whether `--sysctl KEY` may be set in a container with its own network, IPC and UTS
+/// namespaces as `own` says: only keys of a namespace the container has, as runc allows them
+/// (its words when not).
+fn check_sysctl(key: &str, own: (bool, bool, bool)) -> Result<(), String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (net, ipc, uts) = own;
+    let plain = !key.is_empty()
+        && key.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if !plain {
+        return Err(format!("sysctl {key:?} is not a valid sysctl name"));
+    }
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        return match ipc {
+            true => Ok(()),
+            false => Err(format!(
+                "sysctl {key:?} is not allowed in the hosts ipc namespace"
+            )),
+        };
+    }
+    if key.starts_with("net.") {
+        return match net {
+            true => Ok(()),
+            false => Err(format!(
+                "sysctl {key:?} not allowed in host network namespace"
+            )),
+        };
+    }
+    if key == "kernel.domainname" && uts {
+        return Ok(());
+    }
+    Err(format!(
+        "sysctl {key:?} is not in a separate kernel namespace"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysctls_of_the_containers_own_namespaces_only_as_runc_allows() {
+        let all = (true, true, true);
+        for key in [
+            "net.ipv4.ip_forward",
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "kernel.domainname",
+        ] {
+            assert_eq!(check_sysctl(key, all), Ok(()), "{key}");
+        }
+        assert_eq!(
+            check_sysctl("net.ipv4.ip_forward", (false, true, true)).unwrap_err(),
+            "sysctl \"net.ipv4.ip_forward\" not allowed in host network namespace"
+        );
+        assert_eq!(
+            check_sysctl("kernel.shmmax", (true, false, true)).unwrap_err(),
+            "sysctl \"kernel.shmmax\" is not allowed in the hosts ipc namespace"
+        );
+        for key in ["vm.swappiness", "kernel.hostname", "kernel.domainname"] {
+            let err = check_sysctl(key, (true, true, false)).unwrap_err();
+            assert!(
+                err.ends_with("is not in a separate kernel namespace"),
+                "{err}"
+            );
+        }
+        // Keys that would climb out of /proc/sys never reach the launcher.
+        for key in [
+            "net/../../x",
+            "net..ipv4",
+            "net.ipv4.",
+            "",
+            "net.ipv4.conf.eth0/x",
+        ] {
+            assert!(check_sysctl(key, all).is_err(), "{key}");
+        }
+    }
 
     #[test]
     fn capabilities_follow_add_drop_and_privileged() {

@@ -99,8 +99,11 @@ async fn start_locked_inner(node: &Arc<Node>, c: &Arc<Container>) -> Result<(), 
             let node2 = node.clone();
             let id = c.id.clone();
             let states = c.with(|r| r.networks());
-            let _ =
-                tokio::task::spawn_blocking(move || teardown(&node2, &id, &paths, &states)).await;
+            let cgroup = c.with(|r| r.cgroup_path());
+            let _ = tokio::task::spawn_blocking(move || {
+                teardown(&node2, &id, &paths, &states, &cgroup)
+            })
+            .await;
             c.update(|r| r.network = None)?;
             Err(err)
         }
@@ -326,13 +329,19 @@ async fn launch(
         let mut cgroup_dirs = Vec::new();
         if let Some(layout) = &node2.cgroups {
             let group = system
-                .cgroup_create(layout, &format!("wharf/{}", rec.id))
+                .cgroup_create(layout, &rec.cgroup_path())
                 .map_err(|e| internal("cannot create the container's cgroup", e))?;
             let mut limits = limits::resources(h);
+            limits.block_devices = limits::block_devices(h)?;
             limits.devices = Some(super::devices::plan(h)?.1);
             group
                 .apply(&limits)
-                .map_err(|e| BusError::invalid(e.to_string()))?;
+                .map_err(|e| {
+                    // As a runtime reports it: the start fails, not the create.
+                    BusError::invalid(format!(
+                        "failed to create task for container: unable to apply cgroup configuration: {e}: unknown"
+                    ))
+                })?;
             cgroup_dirs = group.dirs();
         }
         let log_config = &h.log_config.config;
@@ -403,7 +412,13 @@ pub(super) fn compiled_seccomp(
 }
 
 /// Undoes what a start set up on the host (network, netns, cgroup). Safe to repeat.
-pub(super) fn teardown(node: &Node, id: &str, paths: &ContainerPaths, states: &[NetworkState]) {
+pub(super) fn teardown(
+    node: &Node,
+    id: &str,
+    paths: &ContainerPaths,
+    states: &[NetworkState],
+    cgroup: &str,
+) {
     // Addresses and published ports are released now; the veths go with the namespace
     // (removed next), which the kernel tears down on its own time.
     node.dns.stop(id);
@@ -415,7 +430,7 @@ pub(super) fn teardown(node: &Node, id: &str, paths: &ContainerPaths, states: &[
     }
     let _ = node.host.remove_netns(&paths.netns());
     if let Some(layout) = &node.cgroups {
-        if let Ok(group) = node.host.cgroup_open(layout, &format!("wharf/{id}")) {
+        if let Ok(group) = node.host.cgroup_open(layout, cgroup) {
             let _ = group.kill_all(nix::sys::signal::Signal::SIGKILL);
             if let Err(e) = group.destroy() {
                 tracing::warn!(container = %id, "cgroup: {e}");

@@ -81,7 +81,7 @@ fn sample(node: &Node, c: &Container) -> (Stats, u64) {
     let stats = node
         .cgroups
         .as_ref()
-        .and_then(|l| cgroups::open(l, &format!("wharf/{}", c.id)).ok())
+        .and_then(|l| cgroups::open(l, &c.with(|r| r.cgroup_path())).ok())
         .and_then(|g| g.stats().ok())
         .unwrap_or_default();
     (stats, system_cpu_ns())

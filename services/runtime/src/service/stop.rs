@@ -156,11 +156,11 @@ pub(super) async fn freeze(node: &Arc<Node>, c: &Arc<Container>, on: bool) -> Re
             "cgroups are not available on this node",
         ));
     };
-    let id = c.id.clone();
+    let cgroup = c.with(|r| r.cgroup_path());
     let host = node.host.clone();
     blocking(move || {
         let group = host
-            .cgroup_open(&layout, &format!("wharf/{id}"))
+            .cgroup_open(&layout, &cgroup)
             .map_err(|e| internal("cgroup", e))?;
         if on { group.freeze() } else { group.thaw() }.map_err(|e| internal("cgroup", e))
     })

@@ -24,14 +24,14 @@ pub async fn top(node: &Arc<Node>, c: &Arc<Container>, req: TopRequest) -> Resul
             "cgroups are not available on this node",
         ));
     };
-    let id = c.id.clone();
+    let cgroup = c.with(|r| r.cgroup_path());
     let args = if req.ps_args.is_empty() {
         "-ef".to_string()
     } else {
         req.ps_args.clone()
     };
     tokio::task::spawn_blocking(move || -> Result<Value, BusError> {
-        let pids: Vec<i32> = cgroups::open(&layout, &format!("wharf/{id}"))
+        let pids: Vec<i32> = cgroups::open(&layout, &cgroup)
             .and_then(|g| g.pids())
             .map_err(|e| internal("cgroup", e))?
             .into_iter()

@@ -51,9 +51,10 @@ pub async fn update(node: &Arc<Node>, c: &Arc<Container>, body: Value) -> Result
     if c.status().is_live() {
         if let Some(layout) = node.cgroups.clone() {
             let id = c.id.clone();
+            let cgroup = c.with(|r| r.cgroup_path());
             let resources = limits::resources(&host);
             tokio::task::spawn_blocking(move || {
-                cgroups::open(&layout, &format!("wharf/{id}"))
+                cgroups::open(&layout, &cgroup)
                     .and_then(|g| g.apply(&resources))
                     .map_err(|e| BusError::invalid(format!("Cannot update container {id}: {e}")))
             })
