@@ -37,16 +37,6 @@ fn lookup(d: &DockerCli, asker: &str, name: &str) -> Vec<String> {
     found
 }
 
-fn ip_on(d: &DockerCli, container: &str, network: &str) -> String {
-    let out = d.ok(&[
-        "inspect",
-        "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
-        container,
-    ]);
-    out.stdout.trim().to_string()
-}
-
 /// What one engine shows: resolv.conf, hosts lines naming `web`, and the lookups.
 fn observe(d: &DockerCli, image: &str) -> BTreeMap<&'static str, String> {
     let mut seen = BTreeMap::new();
@@ -80,7 +70,7 @@ fn observe(d: &DockerCli, image: &str) -> BTreeMap<&'static str, String> {
         .stdout
         .trim()
         .to_string();
-    let ip = ip_on(d, "web", "dnsnet");
+    let ip = d.ip_on("web", "dnsnet");
     let resolv = d.ok(&["exec", "asker", "cat", "/etc/resolv.conf"]).stdout;
     seen.insert("resolv.conf", resolv);
     let hosts = d.ok(&["exec", "asker", "cat", "/etc/hosts"]).stdout;
@@ -109,7 +99,7 @@ fn observe(d: &DockerCli, image: &str) -> BTreeMap<&'static str, String> {
     ]);
     assert!(lookup(d, "asker", "web").is_empty(), "stopped: {}", d.host);
     d.ok(&["start", "web"]);
-    let new_ip = ip_on(d, "web", "dnsnet");
+    let new_ip = d.ip_on("web", "dnsnet");
     assert_eq!(lookup(d, "asker", "web"), vec![new_ip], "{}", d.host);
     d.ok(&["rm", "-f", "asker", "web", "outsider", "filler"]);
     d.ok(&["network", "rm", "dnsnet"]);
@@ -256,7 +246,7 @@ fn other_names_are_forwarded_from_the_containers_network_but_not_from_an_interna
         "-type=a",
         "inner",
     ]);
-    let ip = ip_on(&d, "inner", "closed");
+    let ip = d.ip_on("inner", "closed");
     assert!(out.stdout.contains(&ip), "{out}");
     d.ok(&["rm", "-f", "inner"]);
     d.ok(&["network", "rm", "open", "closed"]);
@@ -292,7 +282,7 @@ fn names_are_served_again_after_the_runtime_restarts_and_after_a_connect() {
         "sleep",
         "600",
     ]);
-    let ip = ip_on(&d, "db", "back");
+    let ip = d.ip_on("db", "back");
     assert_eq!(lookup(&d, "asker", "db"), vec![ip.clone()]);
 
     let old = stack.service_pid("runtime").expect("runtime pid");

@@ -11,16 +11,6 @@ use support::dockerd::Dockerd;
 use support::fixtures::{self, ImageSpec, PushFormat};
 use support::{DockerCli, Registry, Stack};
 
-fn ip_on(d: &DockerCli, container: &str, network: &str) -> String {
-    let out = d.ok(&[
-        "inspect",
-        "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
-        container,
-    ]);
-    out.stdout.trim().to_string()
-}
-
 /// `HostConfig.Links`, sorted: dockerd lists them in its map's order, which varies.
 fn links_of(d: &DockerCli, container: &str) -> String {
     let out = d.ok(&["inspect", "-f", "{{json .HostConfig.Links}}", container]);
@@ -31,17 +21,6 @@ fn links_of(d: &DockerCli, container: &str) -> String {
         }
         _ => out.stdout.trim().to_string(),
     }
-}
-
-/// The error line of a failed command.
-fn refusal(d: &DockerCli, args: &[&str]) -> String {
-    let out = d.run(args);
-    assert!(!out.success(), "{out}");
-    out.stderr
-        .lines()
-        .find(|l| l.contains("Error"))
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// What one engine shows, with addresses and IDs replaced by placeholders.
@@ -70,15 +49,15 @@ fn observe(d: &DockerCli, image: &str) -> BTreeMap<&'static str, String> {
         .to_string();
     seen.insert(
         "missing child",
-        refusal(d, &["run", "--rm", "--link", "nosuch:x", image, "true"]),
+        d.refusal(&["run", "--rm", "--link", "nosuch:x", image, "true"]),
     );
     d.ok(&[
         "create", "--name", "web2", "--link", "db:dbal", image, "true",
     ]);
     d.ok(&["stop", "-t", "0", "db"]);
-    seen.insert("stopped child", refusal(d, &["start", "web2"]));
+    seen.insert("stopped child", d.refusal(&["start", "web2"]));
     d.ok(&["start", "db"]);
-    let ip2 = ip_on(d, "db", "bridge");
+    let ip2 = d.ip_on("db", "bridge");
     assert!(!ip2.is_empty());
     let out = d.ok(&[
         "run",
@@ -118,9 +97,9 @@ fn observe(d: &DockerCli, image: &str) -> BTreeMap<&'static str, String> {
     seen.insert("after rm --link", links_of(d, "web"));
     seen.insert(
         "rm unknown link",
-        refusal(d, &["rm", "--link", "/web/nosuch"]),
+        d.refusal(&["rm", "--link", "/web/nosuch"]),
     );
-    seen.insert("rm own name", refusal(d, &["rm", "--link", "db"]));
+    seen.insert("rm own name", d.refusal(&["rm", "--link", "db"]));
     d.ok(&["rename", "db", "db2"]);
     seen.insert("after rename", links_of(d, "web"));
 
@@ -137,7 +116,7 @@ fn observe(d: &DockerCli, image: &str) -> BTreeMap<&'static str, String> {
         "sleep",
         "600",
     ]);
-    let c1 = ip_on(d, "c1", "un");
+    let c1 = d.ip_on("c1", "un");
     d.ok(&[
         "run",
         "-d",

@@ -11,25 +11,6 @@ use support::dockerd::Dockerd;
 use support::fixtures::{self, ImageSpec, PushFormat};
 use support::{DockerCli, Registry, Stack};
 
-/// The error line of a failed command.
-fn refusal(d: &DockerCli, args: &[&str]) -> String {
-    let out = d.run(args);
-    assert!(!out.success(), "{out}");
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("Error"))
-        .unwrap_or_default();
-    line.trim_start_matches("docker: ").to_string()
-}
-
-fn field(d: &DockerCli, format: &str, what: &str) -> String {
-    d.ok(&["inspect", "-f", format, what])
-        .stdout
-        .trim()
-        .to_string()
-}
-
 /// What one engine shows, with this run's third octet replaced by `X`.
 fn observe(d: &DockerCli, image: &str, x: u8) -> BTreeMap<&'static str, String> {
     let mut seen = BTreeMap::new();
@@ -48,44 +29,39 @@ fn observe(d: &DockerCli, image: &str, x: u8) -> BTreeMap<&'static str, String> 
     d.ok(&["network", "create", "auto"]);
     seen.insert(
         "ipam",
-        field(d, "{{json .IPAM.Config}}", "st").replace(&format!(".{x}."), ".X."),
+        d.field("{{json .IPAM.Config}}", "st")
+            .replace(&format!(".{x}."), ".X."),
     );
     let ip = net("9");
     seen.insert(
         "ip on the default bridge",
-        refusal(d, &["run", "--rm", "--ip", &ip, image, "true"]),
+        d.refusal(&["run", "--rm", "--ip", &ip, image, "true"]),
     );
     seen.insert(
         "ip on an automatic subnet",
-        refusal(
-            d,
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "auto",
-                "--ip",
-                &ip,
-                image,
-                "true",
-            ],
-        ),
+        d.refusal(&[
+            "run",
+            "--rm",
+            "--network",
+            "auto",
+            "--ip",
+            &ip,
+            image,
+            "true",
+        ]),
     );
     seen.insert(
         "ip outside the subnet",
-        refusal(
-            d,
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "st",
-                "--ip",
-                "10.242.0.9",
-                image,
-                "true",
-            ],
-        ),
+        d.refusal(&[
+            "run",
+            "--rm",
+            "--network",
+            "st",
+            "--ip",
+            "10.242.0.9",
+            image,
+            "true",
+        ]),
     );
     d.ok(&[
         "run",
@@ -103,24 +79,19 @@ fn observe(d: &DockerCli, image: &str, x: u8) -> BTreeMap<&'static str, String> 
     for (what, taken) in [("ip in use", ip.clone()), ("the gateway's ip", net("254"))] {
         seen.insert(
             what,
-            refusal(
-                d,
-                &[
-                    "run",
-                    "--rm",
-                    "--network",
-                    "st",
-                    "--ip",
-                    &taken,
-                    image,
-                    "true",
-                ],
-            ),
+            d.refusal(&[
+                "run",
+                "--rm",
+                "--network",
+                "st",
+                "--ip",
+                &taken,
+                image,
+                "true",
+            ]),
         );
     }
-    let s1 = field(
-        d,
-        "{{with index .NetworkSettings.Networks \"st\"}}{{json .IPAMConfig}} {{.IPAddress}} {{.Gateway}} {{.MacAddress}}{{end}}",
+    let s1 = d.field("{{with index .NetworkSettings.Networks \"st\"}}{{json .IPAMConfig}} {{.IPAddress}} {{.Gateway}} {{.MacAddress}}{{end}}",
         "s1",
     );
     seen.insert("inspect with --ip", s1.replace(&format!(".{x}."), ".X."));
@@ -143,8 +114,7 @@ fn observe(d: &DockerCli, image: &str, x: u8) -> BTreeMap<&'static str, String> 
     d.ok(&["network", "connect", "--ip", &net("50"), "st", "c2"]);
     seen.insert(
         "connect --ip",
-        field(
-            d,
+        d.field(
             "{{(index .NetworkSettings.Networks \"st\").IPAddress}}",
             "c2",
         )
@@ -152,31 +122,28 @@ fn observe(d: &DockerCli, image: &str, x: u8) -> BTreeMap<&'static str, String> 
     );
     seen.insert(
         "two subnets",
-        refusal(
-            d,
-            &[
-                "network",
-                "create",
-                "--subnet",
-                "10.243.1.0/24",
-                "--subnet",
-                "10.243.2.0/24",
-                "two",
-            ],
-        ),
+        d.refusal(&[
+            "network",
+            "create",
+            "--subnet",
+            "10.243.1.0/24",
+            "--subnet",
+            "10.243.2.0/24",
+            "two",
+        ]),
     );
     seen.insert(
         "overlapping pool",
-        refusal(d, &["network", "create", "--subnet", &net("0/25"), "dup"]),
+        d.refusal(&["network", "create", "--subnet", &net("0/25"), "dup"]),
     );
-    seen.insert("same name", refusal(d, &["network", "create", "st"]));
+    seen.insert("same name", d.refusal(&["network", "create", "st"]));
     seen.insert(
         "unknown driver",
-        refusal(d, &["network", "create", "-d", "foo", "f"]),
+        d.refusal(&["network", "create", "-d", "foo", "f"]),
     );
     seen.insert(
         "overlay",
-        refusal(d, &["network", "create", "-d", "overlay", "ov"]),
+        d.refusal(&["network", "create", "-d", "overlay", "ov"]),
     );
     d.ok(&["rm", "-f", "s1", "c2"]);
     d.ok(&["network", "rm", "st", "auto"]);
@@ -238,27 +205,23 @@ fn addresses_gateways_ranges_and_macs_as_dockerd_gives_them() {
             .ok(&["exec", "mc", "cat", "/sys/class/net/eth0/address"])
             .stdout;
         assert_eq!(inside.trim(), mac);
-        let shown = field(
-            &w,
+        let shown = w.field(
             &format!("{{{{(index .NetworkSettings.Networks \"{net}\").MacAddress}}}}"),
             "mc",
         );
         assert_eq!(shown, mac);
         w.ok(&["rm", "-f", "mc"]);
     }
-    let bad = refusal(
-        &w,
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "macs",
-            "--ip6",
-            "fd00::9",
-            &image,
-            "true",
-        ],
-    );
+    let bad = w.refusal(&[
+        "run",
+        "--rm",
+        "--network",
+        "macs",
+        "--ip6",
+        "fd00::9",
+        &image,
+        "true",
+    ]);
     assert!(bad.contains("IPv6"), "{bad}");
     w.ok(&["network", "rm", "macs"]);
 }

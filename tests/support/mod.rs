@@ -1188,6 +1188,36 @@ impl DockerCli {
         out
     }
 
+    /// Runs `docker ARGS...`, which must fail; its error line (`Error response from daemon:
+    /// ...`, without the CLI's `docker: ` before it).
+    #[track_caller]
+    pub fn refusal(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.success(), "docker {} succeeded: {out}", args.join(" "));
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("Error"))
+            .unwrap_or_default();
+        line.trim_start_matches("docker: ").to_string()
+    }
+
+    /// `docker inspect -f FORMAT WHAT`, trimmed.
+    #[track_caller]
+    pub fn field(&self, format: &str, what: &str) -> String {
+        self.ok(&["inspect", "-f", format, what])
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// The address of `container` on `network`.
+    #[track_caller]
+    pub fn ip_on(&self, container: &str, network: &str) -> String {
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+        self.field(&format, container)
+    }
+
     /// `docker image inspect` parsed.
     #[track_caller]
     pub fn inspect(&self, image: &str) -> serde_json::Value {
