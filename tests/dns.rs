@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::dockerd::Dockerd;
+use support::dockerd::side_by_side;
 use support::fixtures::{self, ImageSpec, PushFormat};
 use support::{DockerCli, Registry, Stack};
 
@@ -113,15 +113,7 @@ fn pushed_image(registry: &Registry, name: &str) -> String {
 
 #[test]
 fn user_networks_answer_container_names_at_127_0_0_11_as_dockerd_does() {
-    let registry = Registry::start();
-    let image = pushed_image(&registry, "dns");
-    let dockerd = Dockerd::start();
-    let stack = Stack::start();
-    let (d, w) = (cli(&dockerd.host), cli(&stack.host));
-    d.ok(&["pull", &image]);
-    w.ok(&["pull", &image]);
-    let theirs = observe(&d, &image);
-    let ours = observe(&w, &image);
+    let (theirs, ours) = side_by_side("dns", observe);
     assert_eq!(ours, theirs);
     assert!(
         ours["resolv.conf"].contains("nameserver 127.0.0.11\n"),

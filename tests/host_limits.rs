@@ -8,9 +8,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::dockerd::Dockerd;
-use support::fixtures::{self, ImageSpec, PushFormat};
-use support::{DockerCli, Registry, Stack};
+use support::dockerd::side_by_side;
+use support::DockerCli;
 
 /// The first block device of this host (a throttle needs a real one).
 fn block_device() -> String {
@@ -157,24 +156,13 @@ fn remove_parent_groups(parent: &str) {
 
 #[test]
 fn host_limits_are_applied_refused_or_discarded_as_dockerd_does() {
-    let registry = Registry::start();
-    let spec = ImageSpec::busybox_like("limits", fixtures::host_arch(), vec![]);
-    let image = fixtures::push_image(&registry, &spec, "limits/box", "v1", PushFormat::DockerV2S2)
-        .reference();
     let parent = format!("wharf-test-parent-{}", std::process::id());
     let host_somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
-    let theirs = {
-        let dockerd = Dockerd::start();
-        let d = DockerCli::new(&dockerd.host);
-        d.ok(&["pull", &image]);
-        observe(&d, &image, &parent)
-    };
-    remove_parent_groups(&parent);
-    let stack = Stack::start();
-    let w = stack.docker();
-    w.ok(&["pull", &image]);
-    let ours = observe(&w, &image, &parent);
-    remove_parent_groups(&parent);
+    let (theirs, ours) = side_by_side("limits", |d, image| {
+        let seen = observe(d, image, &parent);
+        remove_parent_groups(&parent);
+        seen
+    });
     assert_eq!(ours, theirs);
     // What the comparison stands on.
     assert_eq!(ours["namespaced sysctls"], "true |  | 100\n1000000\n20");

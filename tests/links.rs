@@ -7,9 +7,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::dockerd::Dockerd;
-use support::fixtures::{self, ImageSpec, PushFormat};
-use support::{DockerCli, Registry, Stack};
+use support::dockerd::side_by_side;
+use support::DockerCli;
 
 /// `HostConfig.Links`, sorted: dockerd lists them in its map's order, which varies.
 fn links_of(d: &DockerCli, container: &str) -> String {
@@ -167,17 +166,7 @@ fn observe(d: &DockerCli, image: &str) -> BTreeMap<&'static str, String> {
 
 #[test]
 fn legacy_links_give_what_dockerds_give() {
-    let registry = Registry::start();
-    let spec = ImageSpec::busybox_like("links", fixtures::host_arch(), vec![]);
-    let image = fixtures::push_image(&registry, &spec, "links/box", "v1", PushFormat::DockerV2S2)
-        .reference();
-    let dockerd = Dockerd::start();
-    let stack = Stack::start();
-    let (d, w) = (DockerCli::new(&dockerd.host), DockerCli::new(&stack.host));
-    d.ok(&["pull", &image]);
-    w.ok(&["pull", &image]);
-    let theirs = observe(&d, &image);
-    let ours = observe(&w, &image);
+    let (theirs, ours) = side_by_side("links", observe);
     assert_eq!(ours, theirs);
     // What the comparison stands on.
     assert!(

@@ -98,3 +98,33 @@ impl Drop for Bridge {
         self.net.clean();
     }
 }
+
+/// What `observe` sees on a private dockerd and then on a Wharf stack (each started for it and
+/// gone before the other starts, so both may use the same names and subnets), each with a
+/// busybox-like image called `name` pulled from a loopback registry: `(dockerd's, Wharf's)`.
+pub fn side_by_side<T>(name: &str, observe: impl Fn(&super::DockerCli, &str) -> T) -> (T, T) {
+    use super::fixtures::{self, ImageSpec, PushFormat};
+    let registry = super::Registry::start();
+    let spec = ImageSpec::busybox_like(name, fixtures::host_arch(), vec![]);
+    let image = fixtures::push_image(
+        &registry,
+        &spec,
+        &format!("side/{name}"),
+        "v1",
+        PushFormat::DockerV2S2,
+    )
+    .reference();
+    let theirs = {
+        let dockerd = Dockerd::start();
+        let d = super::DockerCli::new(&dockerd.host);
+        d.ok(&["pull", &image]);
+        observe(&d, &image)
+    };
+    let ours = {
+        let stack = super::Stack::start();
+        let w = stack.docker();
+        w.ok(&["pull", &image]);
+        observe(&w, &image)
+    };
+    (theirs, ours)
+}
