@@ -297,3 +297,45 @@ fn names_are_served_again_after_the_runtime_restarts_and_after_a_connect() {
     d.ok(&["rm", "-f", "asker", "db", "late"]);
     d.ok(&["network", "rm", "back"]);
 }
+
+/// `docker build --network NET` of a user network: a RUN step finds a container of that network
+/// by name through the embedded server, as it would on dockerd.
+#[test]
+fn a_build_step_on_a_user_network_finds_its_containers_by_name() {
+    let registry = Registry::start();
+    let image = pushed_image(&registry, "dnsbuild");
+    let stack = Stack::start();
+    let d = cli(&stack.host);
+    d.ok(&["pull", &image]);
+    d.ok(&["network", "create", "buildnet"]);
+    d.ok(&[
+        "run", "-d", "--name", "srv", "--network", "buildnet", &image, "sh", "-c",
+        "busybox mkdir /www && echo page-from-srv > /www/index.html && busybox httpd -f -p 8080 -h /www",
+    ]);
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {image}\nRUN busybox wget -q -O /got http://srv:8080/ && cat /etc/resolv.conf /got\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = d.command(&[
+        "build",
+        "--network",
+        "buildnet",
+        "--no-cache",
+        "-t",
+        "fetched",
+        ".",
+    ]);
+    cmd.current_dir(ctx.path()).env("DOCKER_BUILDKIT", "0");
+    let out = support::run(cmd, None, Duration::from_secs(120));
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("nameserver 127.0.0.11"), "{out}");
+    assert!(out.stdout.contains("page-from-srv"), "{out}");
+    let got = d.ok(&["run", "--rm", "fetched", "cat", "/got"]);
+    assert_eq!(got.stdout, "page-from-srv\n");
+    d.ok(&["rm", "-f", "srv"]);
+    d.ok(&["network", "rm", "buildnet"]);
+}
