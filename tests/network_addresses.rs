@@ -224,3 +224,156 @@ fn a_mac_address_asked_for_is_the_interfaces() {
     assert!(bad.contains("IPv6"), "{bad}");
     w.ok(&["network", "rm", "macs"]);
 }
+
+/// Bridge driver options that are observable without a firewall, side by side with dockerd:
+/// the bridge's own name, the MTU of the container's interface, and
+/// dockerd's refusals of bad values.
+fn observe_options(d: &DockerCli, image: &str, bridge: &str) -> BTreeMap<&'static str, String> {
+    let mut seen = BTreeMap::new();
+    let name = format!("com.docker.network.bridge.name={bridge}");
+    d.ok(&[
+        "network",
+        "create",
+        "-o",
+        &name,
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "optnet",
+    ]);
+    let mtu = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "optnet",
+        image,
+        "cat",
+        "/sys/class/net/eth0/mtu",
+    ]);
+    seen.insert("container mtu", mtu.stdout.trim().to_string());
+    let options = d
+        .field("{{json .Options}}", "optnet")
+        .replace(bridge, "BRIDGE");
+    seen.insert("options", options);
+    seen.insert(
+        "bad mtu",
+        d.refusal(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.driver.mtu=abc",
+            "bad1",
+        ]),
+    );
+    d.ok(&["network", "rm", "optnet"]);
+    seen.insert(
+        "bridge gone",
+        std::path::Path::new("/sys/class/net")
+            .join(bridge)
+            .exists()
+            .to_string(),
+    );
+    seen
+}
+
+#[test]
+fn a_networks_bridge_name_and_mtu_are_dockerds() {
+    let bridge = format!("wbn{}", std::process::id() % 100_000);
+    let (theirs, ours) = side_by_side("options", |d, image| observe_options(d, image, &bridge));
+    assert_eq!(ours, theirs);
+    assert_eq!(ours["container mtu"], "1400");
+    assert_eq!(ours["bridge gone"], "false");
+}
+
+/// `com.docker.network.bridge.enable_icc=false`: containers of the network cannot reach each
+/// other (a server next to the client does not answer it), while its published port still
+/// answers the host; the same pair talks on a network without the option.
+/// `enable_ip_masquerade=false` leaves the masquerade rule out of the network's table.
+#[test]
+fn without_icc_containers_of_a_network_cannot_reach_each_other() {
+    let registry = Registry::start();
+    let spec = ImageSpec::busybox_like("icc", fixtures::host_arch(), vec![]);
+    let image = fixtures::push_image(&registry, &spec, "addr/icc", "v1", PushFormat::DockerV2S2)
+        .reference();
+    let stack = Stack::start();
+    let w = stack.docker();
+    w.ok(&["pull", &image]);
+    let serve =
+        "busybox mkdir /www && echo from-srv > /www/index.html && busybox httpd -f -p 8080 -h /www";
+    for (net, icc) in [("talk", "true"), ("apart", "false")] {
+        let opt = format!("com.docker.network.bridge.enable_icc={icc}");
+        w.ok(&[
+            "network",
+            "create",
+            "-o",
+            &opt,
+            "-o",
+            "com.docker.network.bridge.enable_ip_masquerade=false",
+            net,
+        ]);
+        let port = support::free_port();
+        let publish = format!("127.0.0.1:{port}:8080");
+        let srv = format!("srv-{net}");
+        w.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &srv,
+            "--network",
+            net,
+            "-p",
+            &publish,
+            &image,
+            "sh",
+            "-c",
+            serve,
+        ]);
+        let url = format!("http://{srv}:8080/");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !support::wait_for_tcp(
+            &format!("127.0.0.1:{port}"),
+            std::time::Duration::from_millis(200),
+        ) {
+            assert!(std::time::Instant::now() < deadline, "{srv} did not listen");
+        }
+        let got = w.run(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            &image,
+            "busybox",
+            "timeout",
+            "3",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &url,
+        ]);
+        assert_eq!(
+            got.success(),
+            icc == "true",
+            "{net}: icc={icc}, the neighbour answered: {got}"
+        );
+        let (_, _, body) = support::http_get(&format!("127.0.0.1:{port}"), "/", &[]).unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("from-srv"));
+        w.ok(&["rm", "-f", &srv]);
+    }
+    // No masquerade rule for the network without it.
+    let id = w.field("{{.Id}}", "apart");
+    let base = &stack.net.as_ref().expect("a test network").table;
+    let table = format!("{base}_{}", &id[..12]);
+    let rules = std::process::Command::new("/usr/sbin/nft")
+        .args(["list", "table", "ip", &table])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    let subnet = w.field("{{(index .IPAM.Config 0).Subnet}}", "apart");
+    assert!(rules.contains("postrouting"), "{rules}");
+    assert!(
+        !rules.contains(&format!("ip saddr {subnet} ")),
+        "no masquerade of {subnet}: {rules}"
+    );
+    w.ok(&["network", "rm", "talk", "apart"]);
+}

@@ -31,6 +31,13 @@ pub struct NetworkConfig {
     pub gateway: Option<Ipv4Addr>,
     /// `--ip-range`: where containers' addresses come from (the whole subnet when `None`).
     pub ip_range: Option<Subnet>,
+    /// `com.docker.network.driver.mtu`: the MTU of the network's veths (both ends).
+    pub mtu: Option<u32>,
+    /// `com.docker.network.bridge.enable_icc`: containers of the network reach each other.
+    pub icc: bool,
+    /// `com.docker.network.bridge.enable_ip_masquerade`: traffic leaving the host is
+    /// masqueraded behind its address.
+    pub masquerade: bool,
 }
 
 impl NetworkConfig {
@@ -87,6 +94,9 @@ impl NetworkConfig {
             internal: false,
             gateway: None,
             ip_range: None,
+            mtu: None,
+            icc: true,
+            masquerade: true,
         }
     }
 }
@@ -157,10 +167,16 @@ impl<L: Links> BridgeNetwork<L> {
         }
         self.links
             .set_address(bridge, self.config.pool().gateway, subnet.prefix())?;
+        // The bridge keeps its own MTU (as dockerd 20.10 leaves it); the veths get the network's.
         self.links.set_up(bridge)?;
         sysctl::enable_ip_forward()?;
         sysctl::enable_route_localnet(bridge)?;
-        self.firewall.setup(subnet, bridge, self.config.internal)?;
+        let policy = super::firewall::Policy {
+            internal: self.config.internal,
+            masquerade: self.config.masquerade,
+            icc: self.config.icc,
+        };
+        self.firewall.setup(subnet, bridge, policy)?;
         forward::allow(bridge, self.config.internal)
     }
 
@@ -219,7 +235,11 @@ impl<L: Links> BridgeNetwork<L> {
                 &self.config.bridge,
                 interface,
                 netns,
-                attachment.mac,
+                &super::links::Veth {
+                    mac: attachment.mac,
+                    mtu: self.config.mtu,
+                    isolated: !self.config.icc,
+                },
             )?;
             self.links.configure_inside(
                 netns,

@@ -37,6 +37,17 @@ const ANY_PORTS: &str = "any_ports";
 /// Directory (in the state directory) of the port lists of containers with published ports.
 const PUBLISHED_DIR: &str = "published";
 
+/// What a network's rules allow besides its published ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// `--internal`: nothing in or out.
+    pub internal: bool,
+    /// Traffic leaving the host is masqueraded.
+    pub masquerade: bool,
+    /// Containers of the network reach each other (enforced by the bridge ports).
+    pub icc: bool,
+}
+
 /// Wharf's nftables table.
 #[derive(Debug, Clone)]
 pub struct Firewall {
@@ -69,20 +80,23 @@ impl Firewall {
     }
 
     /// Creates the table, chains and maps if missing and rewrites the fixed rules, in one nft
-    /// transaction; published ports already present (map elements) are kept.
-    /// Safe to repeat.
-    pub fn setup(&self, subnet: Subnet, bridge: &str, internal: bool) -> Result<()> {
+    /// transaction; published ports already present (map elements) are kept. (Traffic between
+    /// containers of a network without `icc` is stopped at the bridge: its ports are isolated,
+    /// see [`super::links::Veth`].) Safe to repeat.
+    pub fn setup(&self, subnet: Subnet, bridge: &str, policy: Policy) -> Result<()> {
         let t = &self.table;
         // Nothing enters or leaves an internal network; its containers talk among themselves.
-        let outside = match internal {
-            true => format!(
+        let outside = match (policy.internal, policy.masquerade) {
+            (true, _) => format!(
                 "add rule ip {t} forward iifname \"{bridge}\" oifname != \"{bridge}\" drop\n\
                  add rule ip {t} forward oifname \"{bridge}\" iifname != \"{bridge}\" drop\n"
             ),
-            false => format!(
+            (false, true) => format!(
                 "add rule ip {t} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade\n"
             ),
+            (false, false) => String::new(),
         };
+
         let script = format!(
             "add table ip {t}\n\
              add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\

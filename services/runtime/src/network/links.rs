@@ -21,15 +21,14 @@ pub trait Links {
     fn set_address(&self, name: &str, address: Ipv4Addr, prefix: u8) -> Result<()>;
     fn set_up(&self, name: &str) -> Result<()>;
     /// Creates a veth pair: `host` in this namespace attached to `bridge`, and `peer` created
-    /// directly in the namespace at `netns`.
-    /// `peer` gets the MAC address `mac`.
+    /// directly in the namespace at `netns`, with `veth`'s MAC address (and MTU on both ends).
     fn add_veth(
         &self,
         host: &str,
         bridge: &str,
         peer: &str,
         netns: &Path,
-        mac: [u8; 6],
+        veth: &Veth,
     ) -> Result<()>;
     /// Deletes a link (a veth's peer goes with it); a missing link is not an error.
     fn delete(&self, name: &str) -> Result<()>;
@@ -45,6 +44,17 @@ pub trait Links {
         prefix: u8,
         gateway: Ipv4Addr,
     ) -> Result<()>;
+}
+
+/// What a new veth pair gets: the container end's MAC address, an MTU for both ends
+/// (`com.docker.network.driver.mtu`; the kernel's default without one), and whether the host
+/// end is an isolated bridge port (`enable_icc=false`: isolated ports forward to the bridge,
+/// never to each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Veth {
+    pub mac: [u8; 6],
+    pub mtu: Option<u32>,
+    pub isolated: bool,
 }
 
 /// [`Links`] through the `ip` program.
@@ -80,18 +90,38 @@ impl Links for IpRoute2 {
         bridge: &str,
         peer: &str,
         netns: &Path,
-        mac: [u8; 6],
+        veth: &Veth,
     ) -> Result<()> {
         let netns = netns.to_string_lossy();
-        let mac = super::format_mac(mac);
-        run(
-            IP,
-            &[
-                "link", "add", "name", host, "type", "veth", "peer", "name", peer, "address", &mac,
-                "netns", &netns,
-            ],
-        )?;
+        let mac = super::format_mac(veth.mac);
+        let mtu = veth.mtu.map(|m| m.to_string());
+        let mut args = vec!["link", "add", "name", host];
+        if let Some(m) = &mtu {
+            args.extend(["mtu", m.as_str()]);
+        }
+        args.extend(["type", "veth", "peer", "name", peer, "address", &mac]);
+        if let Some(m) = &mtu {
+            args.extend(["mtu", m.as_str()]);
+        }
+        args.extend(["netns", &netns]);
+        run(IP, &args)?;
         let attach = run(IP, &["link", "set", "dev", host, "master", bridge])
+            .and_then(|_| match veth.isolated {
+                true => run(
+                    IP,
+                    &[
+                        "link",
+                        "set",
+                        "dev",
+                        host,
+                        "type",
+                        "bridge_slave",
+                        "isolated",
+                        "on",
+                    ],
+                ),
+                false => Ok(String::new()),
+            })
             .and_then(|_| run(IP, &["link", "set", "dev", host, "up"]));
         if let Err(e) = attach {
             let _ = self.delete(host);

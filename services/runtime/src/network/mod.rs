@@ -42,7 +42,7 @@ pub use bridge_network::{
 pub use error::{NetworkError, Result};
 pub use firewall::Firewall;
 pub use ipam::{Ipam, Pool};
-pub use links::{IpRoute2, Links};
+pub use links::{IpRoute2, Links, Veth};
 pub use netlink::Netlink;
 pub use ports::{PortMapping, Protocol};
 pub use subnet::{Subnet, DEFAULT_SUBNET};

@@ -18,7 +18,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -27,7 +28,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::error::{NetworkError, Result};
-use super::links::Links;
+use super::links::{Links, Veth};
 
 /// [`Links`] through rtnetlink sockets.
 #[derive(Debug, Default, Clone, Copy)]
@@ -69,7 +70,7 @@ impl Links for Netlink {
         bridge: &str,
         peer: &str,
         netns: &Path,
-        mac: [u8; 6],
+        veth: &Veth,
     ) -> Result<()> {
         let namespace = open_netns(netns)?;
         let mut socket = RouteSocket::open()?;
@@ -82,8 +83,12 @@ impl Links for Netlink {
             .push(LinkAttribute::NetNsFd(namespace.as_raw_fd()));
         peer_link
             .attributes
-            .push(LinkAttribute::Address(mac.to_vec()));
+            .push(LinkAttribute::Address(veth.mac.to_vec()));
         let mut link = named_link(host);
+        if let Some(mtu) = veth.mtu {
+            peer_link.attributes.push(LinkAttribute::Mtu(mtu));
+            link.attributes.push(LinkAttribute::Mtu(mtu));
+        }
         link.header.flags = LinkFlags::Up;
         link.header.change_mask = LinkFlags::Up;
         link.attributes
@@ -97,7 +102,24 @@ impl Links for Netlink {
                 RouteNetlinkMessage::NewLink(link),
                 NLM_F_CREATE | NLM_F_EXCL,
             )
-            .map_err(|e| failed(format!("adding veth {host} with peer {peer}"), e))
+            .map_err(|e| failed(format!("adding veth {host} with peer {peer}"), e))?;
+        if veth.isolated {
+            let mut port = named_link(host);
+            port.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                    true,
+                )])),
+            ]));
+            let isolated = socket
+                .change(RouteNetlinkMessage::NewLink(port), 0)
+                .map_err(|e| failed(format!("isolating bridge port {host}"), e));
+            if let Err(e) = isolated {
+                let _ = self.delete(host);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn delete(&self, name: &str) -> Result<()> {

@@ -139,8 +139,50 @@ fn open_bridge(dir: &std::path::Path, record: &NetworkRecord) -> Result<BridgeNe
         internal: record.internal,
         gateway: record.gateway.parse().ok(),
         ip_range: record.ip_range.parse().ok(),
+        ..driver_options(&record.options)
+            .map_err(|e| internal(format!("network {}", record.name), e))?
     };
     BridgeNetwork::open(config).map_err(|e| internal(format!("network {}", record.name), e))
+}
+
+/// `com.docker.network.bridge.name`: the bridge's own name instead of `wh-<id>`.
+const BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+
+/// The bridge driver options Wharf applies (`docker network create -o`): the MTU, whether
+/// containers of the network reach each other, whether their traffic out is masqueraded.
+/// Others are kept and shown, as dockerd keeps unknown ones.
+fn driver_options(options: &BTreeMap<String, String>) -> Result<NetworkConfig, String> {
+    let mut config = NetworkConfig::new(PathBuf::new());
+    let flag = |key: &str| -> Result<Option<bool>, String> {
+        options
+            .get(key)
+            .map(|v| match v.as_str() {
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+                _ => Err(format!(
+                    "failed to parse {key} value: {v} (strconv.ParseBool: parsing {v:?}: invalid syntax)"
+                )),
+            })
+            .transpose()
+    };
+    if let Some(icc) = flag("com.docker.network.bridge.enable_icc")? {
+        config.icc = icc;
+    }
+    if let Some(masquerade) = flag("com.docker.network.bridge.enable_ip_masquerade")? {
+        config.masquerade = masquerade;
+    }
+    if let Some(v) = options.get("com.docker.network.driver.mtu") {
+        let mtu: u32 = v.parse().map_err(|_| {
+            format!(
+                "failed to parse com.docker.network.driver.mtu value: {v} (strconv.Atoi: parsing {v:?}: invalid syntax)"
+            )
+        })?;
+        if !(68..=65535).contains(&mtu) {
+            return Err(format!("invalid MTU number: {mtu}"));
+        }
+        config.mtu = Some(mtu);
+    }
+    Ok(config)
 }
 
 /// The predefined network names.
@@ -310,9 +352,32 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
         }
         None => String::new(),
     };
+    let bridge = req.options.get(BRIDGE_NAME).cloned();
+    if let Some(name) = &bridge {
+        let plain = !name.is_empty()
+            && name.len() <= 15
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !plain {
+            return Err(BusError::invalid(format!("invalid bridge name {name:?}")));
+        }
+        let taken = node.networks.all().iter().any(|n| &n.record.bridge == name)
+            || node
+                .network
+                .as_ref()
+                .is_some_and(|b| &b.config().bridge == name)
+            || std::path::Path::new("/sys/class/net").join(name).exists();
+        if taken {
+            return Err(BusError::forbidden(format!(
+                "bridge name {name} is already in use"
+            )));
+        }
+    }
+    driver_options(&req.options).map_err(BusError::invalid)?;
     let id = hex::encode(rand::random::<[u8; 32]>());
     let record = NetworkRecord {
-        bridge: format!("wh-{}", &id[..12]),
+        bridge: bridge.unwrap_or_else(|| format!("wh-{}", &id[..12])),
         table: format!("{}_{}", node.networks.base_table, &id[..12]),
         gateway: gateway.to_string(),
         ip_range,
@@ -333,9 +398,12 @@ pub async fn create(node: &Arc<Node>, req: NetworkCreateRequest) -> Result<Value
         let ndir = dir.join(&rec2.id);
         std::fs::create_dir_all(&ndir).map_err(|e| internal("network", e))?;
         let bridge = open_bridge(&dir, &rec2)?;
-        bridge
-            .setup()
-            .map_err(|e| internal(format!("cannot create network {}", rec2.name), e))?;
+        if let Err(e) = bridge.setup() {
+            // Nothing of a network that could not be made stays behind: bridge, table, chain.
+            let _ = bridge.teardown();
+            let _ = std::fs::remove_dir_all(&ndir);
+            return Err(internal(format!("cannot create network {}", rec2.name), e));
+        }
         let json = serde_json::to_vec(&rec2).map_err(|e| internal("network", e))?;
         std::fs::write(ndir.join(RECORD), json).map_err(|e| internal("network", e))?;
         Ok(bridge)
