@@ -1716,3 +1716,76 @@ fn a_build_sends_its_context_over_the_bus_without_the_same_host_shortcut() {
         "the build directories are gone after the build"
     );
 }
+
+/// `docker build --cache-from`: an image built, pushed, removed and pulled back has lost its
+/// parent chain, so the cache has nothing; with `--cache-from` the same Dockerfile's steps are
+/// taken from its history (every step "Using cache") and the result is that image, as dockerd's
+/// classic builder does it.
+fn observe_cache_from(
+    d: &DockerCli,
+    base: &str,
+) -> std::collections::BTreeMap<&'static str, String> {
+    let registry = Registry::start();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("f"), "file content\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nENV A=1\nRUN echo one > /one\nCOPY f /f\nCMD [\"sh\"]\n"),
+    )
+    .unwrap();
+    let tag = format!("{}/cache/src:v1", registry.host);
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "-t", "local:built"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let mut cmd = d.command(&args);
+        cmd.current_dir(ctx.path()).env("DOCKER_BUILDKIT", "0");
+        let out = support::run(cmd, None, Duration::from_secs(120));
+        assert!(out.success(), "{out}");
+        out
+    };
+    build(&[]);
+    d.ok(&["tag", "local:built", &tag]);
+    d.ok(&["push", &tag]);
+    // Gone from the engine with its parents; pulled back without them.
+    d.ok(&["rmi", "local:built", &tag]);
+    d.ok(&["pull", &tag]);
+    let pulled = d.ok(&["image", "inspect", "-f", "{{.Id}}", &tag]).stdout;
+    let mut seen = std::collections::BTreeMap::new();
+    // Only the base and the pulled image are left: no parent for the cache to find.
+    let all = d.ok(&["images", "-aq"]).stdout;
+    seen.insert("images before", all.lines().count().to_string());
+    let cached = |out: &support::Output| {
+        out.stdout
+            .lines()
+            .filter(|l| l.contains("Using cache"))
+            .count()
+            .to_string()
+    };
+    let again = build(&["--cache-from", &tag]);
+    seen.insert("steps from --cache-from", cached(&again));
+    let built = d
+        .ok(&["image", "inspect", "-f", "{{.Id}}", "local:built"])
+        .stdout;
+    seen.insert("result is the pulled image", (built == pulled).to_string());
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "local:built",
+        "sh",
+        "-c",
+        "echo $A; cat /one /f",
+    ]);
+    seen.insert("result runs", out.stdout);
+    d.ok(&["rmi", "-f", "local:built", &tag]);
+    seen
+}
+
+#[test]
+fn cache_from_takes_steps_from_a_pulled_image_as_dockerd_does() {
+    let (theirs, ours) = support::dockerd::side_by_side("cachefrom", observe_cache_from);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours["images before"], "2", "{ours:?}");
+    assert_eq!(ours["steps from --cache-from"], "4", "{ours:?}");
+    assert_eq!(ours["result is the pulled image"], "true");
+}

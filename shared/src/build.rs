@@ -46,6 +46,9 @@ pub struct BuildRequest {
     /// `--label`s for the result image.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `--cache-from`: images whose history may stand in for steps the cache has no image for.
+    #[serde(default)]
+    pub cache_from: Vec<String>,
     /// `--network` for RUN steps ("" = default bridge).
     #[serde(default)]
     pub network_mode: String,

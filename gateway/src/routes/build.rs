@@ -80,6 +80,7 @@ pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
     }
     let build_args: BTreeMap<String, Option<String>> = json_param(q, "buildargs", "build args")?;
     let labels: BTreeMap<String, String> = json_param(q, "labels", "labels")?;
+    let cache_from: Vec<String> = json_param(q, "cachefrom", "cache from")?;
     let extra_hosts = q.all("extrahosts");
     let mut host_config = wharf_bus::container::HostConfig {
         extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
@@ -110,6 +111,7 @@ pub fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildRequest> {
         no_cache: q.flag("nocache"),
         pull: q.flag("pull"),
         labels,
+        cache_from,
         network_mode: q.get("networkmode").unwrap_or("").to_string(),
         quiet: q.flag("q"),
         rm,

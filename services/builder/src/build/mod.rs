@@ -788,9 +788,18 @@ impl Build<'_> {
     }
 
     /// Looks the step up in the cache; on a hit the state moves to the cached image.
-    async fn probe(&self, out: &mut Output, state: &mut State, key: &str) -> Result<bool, Failure> {
-        if self.req.no_cache || state.cache_busted {
+    async fn probe(
+        &mut self,
+        out: &mut Output,
+        state: &mut State,
+        key: &str,
+        probe_config: &ContainerConfig,
+    ) -> Result<bool, Failure> {
+        if self.req.no_cache {
             return Ok(false);
+        }
+        if state.cache_busted {
+            return self.cache_from(out, state, probe_config, key).await;
         }
         let hit = match self.builder.cache.get(key).await {
             Some(entry) if entry.parent == state.image_id => self.resolve(&entry.image).await.ok(),
@@ -798,11 +807,85 @@ impl Build<'_> {
         };
         let Some(rec) = hit else {
             state.cache_busted = true;
-            return Ok(false);
+            return self.cache_from(out, state, probe_config, key).await;
         };
         out.line(" ---> Using cache\n").await?;
         state.adopt(&rec);
         Ok(true)
+    }
+
+    /// `--cache-from`, for a step the build cache has no image for: an image named there whose
+    /// history continues the current image's (the same entries, the current layers first) with
+    /// this step (`probe_config`'s command) gives the step's result, as in dockerd's classic
+    /// builder: that image itself when the step is its last, else an image made of the current
+    /// one and that image's layer for the step, with its history entry's time. Images that
+    /// are not here are passed over.
+    async fn cache_from(
+        &mut self,
+        out: &mut Output,
+        state: &mut State,
+        probe_config: &ContainerConfig,
+        key: &str,
+    ) -> Result<bool, Failure> {
+        if self.req.cache_from.is_empty() || self.req.no_cache {
+            return Ok(false);
+        }
+        let step = probe_config.cmd.clone().unwrap_or_default().join(" ");
+        let entries = |config: &Value| -> Vec<(String, bool)> {
+            config["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    let by = h["created_by"].as_str().unwrap_or("").to_string();
+                    (by, h["empty_layer"].as_bool().unwrap_or(false))
+                })
+                .collect()
+        };
+        let diff_ids = |config: &Value| -> Vec<String> {
+            config["rootfs"]["diff_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        };
+        let (have, have_layers) = (entries(&state.image_config), diff_ids(&state.image_config));
+        for name in self.req.cache_from.clone() {
+            let Ok(target) = self.resolve(&name).await else {
+                continue;
+            };
+            let (theirs, their_layers) = (entries(&target.config), diff_ids(&target.config));
+            let at = have.len();
+            let continues = theirs.len() > at
+                && theirs[..at] == have[..]
+                && their_layers.starts_with(&have_layers)
+                && theirs[at].0 == step;
+            if !continues {
+                continue;
+            }
+            out.line(" ---> Using cache\n").await?;
+            if theirs.len() == at + 1 {
+                state.adopt(&target);
+                return Ok(true);
+            }
+            let layer = match theirs[at].1 {
+                true => None,
+                false => {
+                    let Some(l) = target.layers.get(have_layers.len()) else {
+                        continue;
+                    };
+                    Some(l.clone())
+                }
+            };
+            let created = target.config["history"][at]["created"]
+                .as_str()
+                .map(str::to_string);
+            self.commit_at(state, "", probe_config, layer, key, created)
+                .await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// A step that only changes the config: an image with an empty layer.
@@ -819,7 +902,7 @@ impl Build<'_> {
         }
         let probe_config = Self::comment_config(state, comment);
         let key = cache::key(&state.image_id, &probe_config);
-        if self.probe(out, state, &key).await? {
+        if self.probe(out, state, &key, &probe_config).await? {
             return Ok(());
         }
         self.commit(state, "", &probe_config, None, &key).await
@@ -835,8 +918,25 @@ impl Build<'_> {
         layer: Option<LayerInfo>,
         cache_key: &str,
     ) -> Result<(), Failure> {
+        self.commit_at(state, container, container_config, layer, cache_key, None)
+            .await
+    }
+
+    /// [`Self::commit`], dated `created` when given (an image restored from `--cache-from`
+    /// keeps its history entry's time).
+    async fn commit_at(
+        &mut self,
+        state: &mut State,
+        container: &str,
+        container_config: &ContainerConfig,
+        layer: Option<LayerInfo>,
+        cache_key: &str,
+        created: Option<String>,
+    ) -> Result<(), Failure> {
         let p = &state.image_config;
-        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let created = created.unwrap_or_else(|| {
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        });
         let created_by = container_config.cmd.clone().unwrap_or_default().join(" ");
         let mut layers = state.layers.clone();
         if let Some(l) = &layer {

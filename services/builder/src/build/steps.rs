@@ -61,7 +61,7 @@ impl Build<'_> {
             probe_config.entrypoint = None;
         }
         let key = cache::key(&state.image_id, &probe_config);
-        if self.probe(out, state, &key).await? {
+        if self.probe(out, state, &key, &probe_config).await? {
             return Ok(());
         }
         let mut run_config = rc.clone();
@@ -151,7 +151,7 @@ impl Build<'_> {
         cmd.push(format!("#(nop) WORKDIR {dir}"));
         probe_config.cmd = Some(cmd);
         let key = cache::key(&state.image_id, &probe_config);
-        if self.probe(out, state, &key).await? {
+        if self.probe(out, state, &key, &probe_config).await? {
             return Ok(());
         }
         let empty = self.dir.join(format!("workdir-{:016x}.tar", rand_u64()));
@@ -271,7 +271,7 @@ impl Build<'_> {
         cmd.push(format!("#(nop) {comment}"));
         probe_config.cmd = Some(cmd);
         let key = cache::key(&state.image_id, &probe_config);
-        if self.probe(out, state, &key).await? {
+        if self.probe(out, state, &key, &probe_config).await? {
             return Ok(());
         }
         let tar_path = self.dir.join(format!("copy-{:016x}.tar", rand_u64()));
