@@ -655,3 +655,41 @@ fn cp_through_symlinks_in_volumes_and_binds_never_reaches_the_host() {
     d.ok(&["stop", "-t", "0", &c]);
     never_out("stopped");
 }
+
+/// API 1.46's `TmpfsOptions.Options` (SDKs send it; the CLI has no flag): `exec` lets programs
+/// run from a `--mount type=tmpfs`, which is `noexec` by default, as with dockerd; any other
+/// option is refused.
+#[test]
+fn tmpfs_mount_options_of_api_1_46_make_it_executable() {
+    let w = world("tmpfsexec");
+    let create = |name: &str, options: &str| {
+        let body = format!(
+            r#"{{"Image":"{}","Cmd":["sh","-c","busybox cp /bin/busybox /t/busybox && /t/busybox echo ran-from-tmpfs"],
+                "HostConfig":{{"Mounts":[{{"Type":"tmpfs","Target":"/t","TmpfsOptions":{{"Options":{options}}}}}]}}}}"#,
+            w.image
+        );
+        support::unix_request(
+            &w.stack.socket,
+            "POST",
+            &format!("/v1.50/containers/create?name={name}"),
+            &[("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (status, _, body) = create("tmpfs-exec", r#"[["exec"]]"#);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let out = w.docker.run(&["start", "-a", "tmpfs-exec"]);
+    assert_eq!(out.stdout, "ran-from-tmpfs\n", "{out}");
+    let (status, _, _) = create("tmpfs-default", "null");
+    assert_eq!(status, 201);
+    let out = w.docker.run(&["start", "-a", "tmpfs-default"]);
+    assert!(
+        !out.stdout.contains("ran-from-tmpfs"),
+        "noexec by default: {out}"
+    );
+    let (status, _, body) = create("tmpfs-bad", r#"[["nosuid"]]"#);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("only exec and noexec"));
+    w.docker.ok(&["rm", "-f", "tmpfs-exec", "tmpfs-default"]);
+}

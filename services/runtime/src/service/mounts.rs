@@ -156,6 +156,28 @@ fn parse_mount(m: &MountSpec, planned: &[MountPoint]) -> Result<RequestedMount, 
                 if let Some(mode) = o.get("Mode").and_then(|v| v.as_u64()) {
                     options.push(format!("mode={mode:o}"));
                 }
+                // API 1.46: `Options`, flags as `[name]` lists; dockerd takes exec and noexec.
+                for option in o
+                    .get("Options")
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    let words: Vec<&str> = option
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|w| w.as_str())
+                        .collect();
+                    match words.as_slice() {
+                        ["exec"] | ["noexec"] => options.push(words[0].to_string()),
+                        _ => {
+                            return Err(BusError::invalid(format!(
+                                "invalid tmpfs option {option}: only exec and noexec are supported"
+                            )))
+                        }
+                    }
+                }
             }
             Source::Tmpfs {
                 options: options.join(","),
