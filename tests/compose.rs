@@ -152,7 +152,7 @@ fn exercise(host: &str, base: &str) -> BTreeMap<&'static str, String> {
     let mut names: Vec<&String> = networks.keys().collect();
     names.sort();
     seen.insert("networks", format!("{names:?}"));
-    let aliases: Vec<String> = networks["capp_back"]["Aliases"]
+    let mut aliases: Vec<String> = networks["capp_back"]["Aliases"]
         .as_array()
         .into_iter()
         .flatten()
@@ -160,6 +160,8 @@ fn exercise(host: &str, base: &str) -> BTreeMap<&'static str, String> {
         .filter(|a| ["web", "webalias"].contains(a))
         .map(String::from)
         .collect();
+    // docker-compose sends them from a Python set: in no fixed order.
+    aliases.sort();
     seen.insert("aliases on back", format!("{aliases:?}"));
     seen.insert("network mode", web["HostConfig"]["NetworkMode"].to_string());
     let deadline = Instant::now() + Duration::from_secs(30);
