@@ -12,7 +12,6 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use wharf_runtime::network::{
@@ -28,12 +27,29 @@ fn random_u32() -> u32 {
 }
 
 /// Distinct third octets for the tests of this run, from a random start.
-fn test_subnet() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let base = *BASE.get_or_init(random_u32);
-    let octet = (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 256;
-    format!("172.31.{octet}.0/24")
+/// A /24 of 172.31.0.0/16 that no other test process holds: each octet has a lock file in
+/// /tmp, held (flock) for the life of the returned file, so tests running side by side in
+/// separate processes never route one subnet to two bridges (a random pick, as before,
+/// could collide, and a published port's packets would go to the other test's bridge).
+fn test_subnet() -> (String, nix::fcntl::Flock<std::fs::File>) {
+    let start = random_u32();
+    for i in 0..256u32 {
+        let octet = (start + i) % 256;
+        let path = format!("/tmp/wharf-runtime-test-net-{octet}.lock");
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        if let Ok(held) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            return (format!("172.31.{octet}.0/24"), held);
+        }
+    }
+    panic!("every test subnet of 172.31.0.0/16 is held");
 }
 
 fn random_id() -> String {
@@ -64,6 +80,7 @@ struct TestNetwork {
     bridge: String,
     table: String,
     _state: tempfile::TempDir,
+    _subnet: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl TestNetwork {
@@ -73,7 +90,8 @@ impl TestNetwork {
         let mut config = NetworkConfig::new(state.path());
         config.bridge = format!("wt{suffix}");
         config.table = format!("wharf_test_{suffix}");
-        config.subnet = test_subnet().parse().unwrap();
+        let (subnet, held) = test_subnet();
+        config.subnet = subnet.parse().unwrap();
         let bridge = config.bridge.clone();
         let table = config.table.clone();
         let network = BridgeNetwork::open(config).expect("open network");
@@ -82,6 +100,7 @@ impl TestNetwork {
             bridge,
             table,
             _state: state,
+            _subnet: held,
         };
         net.network.setup().expect("setup");
         net
