@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::in_netns;
+use super::in_netns_async;
 
 /// How long one upstream server has to answer.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -82,17 +82,13 @@ async fn udp_one(
     to: SocketAddr,
     query: &[u8],
 ) -> io::Result<Option<Vec<u8>>> {
-    let ns = netns.clone();
-    let socket = tokio::task::spawn_blocking(move || {
-        in_netns(&ns, || {
-            let s = std::net::UdpSocket::bind(unspecified(&to))?;
-            s.connect(to)?;
-            s.set_nonblocking(true)?;
-            Ok(s)
-        })
+    let socket = in_netns_async(netns.clone(), move || {
+        let s = std::net::UdpSocket::bind(unspecified(&to))?;
+        s.connect(to)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
     })
-    .await
-    .map_err(io::Error::other)??;
+    .await?;
     let socket = tokio::net::UdpSocket::from_std(socket)?;
     socket.send(query).await?;
     let mut buf = vec![0u8; 65535];
@@ -124,16 +120,12 @@ pub async fn tcp(netns: &Arc<OwnedFd>, upstreams: &[SocketAddr], query: &[u8]) -
 }
 
 async fn tcp_one(netns: &Arc<OwnedFd>, to: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
-    let ns = netns.clone();
-    let stream = tokio::task::spawn_blocking(move || {
-        in_netns(&ns, || {
-            let s = std::net::TcpStream::connect_timeout(&to, TIMEOUT)?;
-            s.set_nonblocking(true)?;
-            Ok(s)
-        })
+    let stream = in_netns_async(netns.clone(), move || {
+        let s = std::net::TcpStream::connect_timeout(&to, TIMEOUT)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
     })
-    .await
-    .map_err(io::Error::other)??;
+    .await?;
     let mut stream = tokio::net::TcpStream::from_std(stream)?;
     let len = u16::try_from(query.len()).map_err(io::Error::other)?;
     let mut out = len.to_be_bytes().to_vec();

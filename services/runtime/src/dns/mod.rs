@@ -72,14 +72,29 @@ pub fn in_netns<T: Send>(
     f: impl FnOnce() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(io::Error::from)?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
+        s.spawn(|| enter(netns).and_then(|()| f()))
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
     })
+}
+
+/// [`in_netns`] from async code: the namespace thread reports back when done, so no thread of
+/// the runtime waits for it.
+pub async fn in_netns_async<T: Send + 'static>(
+    netns: Arc<OwnedFd>,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(enter(&netns).and_then(|()| f()));
+    });
+    rx.await
+        .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
+}
+
+/// Moves the calling thread into the network namespace `netns`.
+fn enter(netns: &OwnedFd) -> io::Result<()> {
+    nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }
 
 /// What one container's server needs besides its sockets.

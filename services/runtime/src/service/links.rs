@@ -37,7 +37,14 @@ pub fn parse(spec: &str) -> Result<(String, String), BusError> {
     };
     let name = name.strip_prefix('/').unwrap_or(name);
     let alias = alias.rsplit('/').next().unwrap_or(alias);
-    if name.is_empty() || alias.is_empty() {
+    // Both become words of the container's /etc/hosts and names of its variables: a
+    // container name's characters only, so a client cannot write lines of its own there.
+    let plain = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    if !plain(name) || !plain(alias) {
         return Err(bad());
     }
     Ok((name.to_string(), alias.to_string()))
@@ -292,6 +299,10 @@ mod tests {
         assert_eq!(p("/db:/web/al"), Ok(("db".into(), "al".into())));
         assert_eq!(p(":x"), Err("bad format for links: :x".into()));
         assert_eq!(p("a:b:c"), Err("bad format for links: a:b:c".into()));
+        // Nothing that would add lines to /etc/hosts or odd variable names.
+        for bad in ["db:x\n6.6.6.6 evil", "db:x y", "db\t:x", "db:=x"] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
